@@ -1,0 +1,347 @@
+//! lvt-schema: the wire contract between the lvt tester and the collector.
+//!
+//! It owns the versioned per-session record ([`SessionReport`]) that a tester ships after every
+//! live video-to-video session, with the measured metrics ([`SessionMetrics`]) and the runner's
+//! own self-reports ([`RunnerReport`]) kept side by side. The crate is serde only so that both
+//! sides (and third parties verifying the numbers) can depend on it cheaply.
+//!
+//! Compatibility rules:
+//! - Readers tolerate unknown fields, so a newer tester may add fields without breaking an older
+//!   collector. Optional fields and lists may also be absent and read as `None` or empty.
+//! - Removing or renaming a field, changing its meaning or unit, or adding an enum variant bumps
+//!   [`SCHEMA_VERSION`], because an older reader would misread or reject the record.
+//! - A metric with no data is `None` (JSON `null`), never `0`: "no output" and "zero latency"
+//!   must stay distinguishable.
+//!
+//! Units are part of every field name (`_ms`, `_bytes`, `_unix_ms`); FPS values are frames per
+//! second.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the [`SessionReport`] layout; see the crate documentation for when it changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One measured live video-to-video session, as shipped to the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionReport {
+    /// The layout version this record was written with ([`SCHEMA_VERSION`] at the writer).
+    pub schema_version: u32,
+    /// A unique id for the session chosen by the tester (a UUID), used by the collector to
+    /// deduplicate retried deliveries.
+    pub session_id: String,
+    /// Wall-clock time the session started, milliseconds since the Unix epoch.
+    pub started_at_unix_ms: i64,
+    /// Wall-clock time the session ended, milliseconds since the Unix epoch.
+    pub ended_at_unix_ms: i64,
+    /// Whether one orchestrator was tested directly or the network through a gateway.
+    pub mode: TargetMode,
+    /// The orchestrator tested; `None` when the target was the network and no single
+    /// orchestrator can be named (for example when discovery failed).
+    pub orchestrator: Option<OrchestratorRef>,
+    /// The GPU the orchestrator reported for this pipeline and model, when it reported one.
+    pub gpu: Option<Gpu>,
+    /// The pipeline name, for example `live-video-to-video`.
+    pub pipeline: String,
+    /// The model id requested in the job start, for example `noop` or `streamdiffusion`.
+    pub model_id: String,
+    /// The prompt (params) the session ran with, when the scenario named one.
+    pub prompt: Option<PromptRef>,
+    /// How the session ended, as scored.
+    pub outcome: Outcome,
+    /// Why the session failed; `None` when it passed.
+    pub failure: Option<Failure>,
+    /// The values measured on the tester's own clock.
+    pub metrics: SessionMetrics,
+    /// What the runner said about itself over the events channel, kept beside the measurements.
+    pub runner: RunnerReport,
+    /// Always `true` for records written by lvt: the load was synthetic test load, so it must
+    /// never be mistaken for real demand.
+    pub is_test_load: bool,
+    /// The tester's region label (for example `eu-west`), when the operator configured one; SLA
+    /// cohorts are cut by region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The version of the tester that wrote the record (for example `lvt 0.1.0`), so that a
+    /// change in measurement code can be traced in the data.
+    #[serde(default)]
+    pub tester_version: Option<String>,
+}
+
+/// What a session targeted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetMode {
+    /// One orchestrator, contacted directly by the tester acting as a gateway.
+    Direct,
+    /// The network, through a gateway that selects (and may swap) orchestrators.
+    Network,
+}
+
+/// An orchestrator as identified on the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrchestratorRef {
+    /// The orchestrator's Ethereum address (0x-prefixed hex), when known (on-chain discovery or
+    /// `OrchestratorInfo.address`).
+    pub address: Option<String>,
+    /// The service URI the job was sent to, for example `https://o.example:8935`.
+    pub uri: String,
+    /// SHA-256 (lowercase hex) of the TLS certificate the orchestrator presented, recorded on
+    /// first use so later sessions can tell whether the endpoint changed.
+    pub cert_sha256: Option<String>,
+}
+
+/// A GPU as reported by the orchestrator's hardware information.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    /// The GPU model name, for example `NVIDIA GeForce RTX 4090`.
+    pub name: String,
+    /// Total GPU memory in bytes, when reported.
+    pub memory_bytes: Option<u64>,
+}
+
+/// The prompt (params document) a session ran with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRef {
+    /// The scenario's id for the prompt, when it has one.
+    pub id: Option<String>,
+    /// The scenario author's complexity class for the prompt.
+    pub complexity: Option<Complexity>,
+    /// MD5 (lowercase hex) of the canonical params JSON, the value the runner echoes as
+    /// `inference_status.last_params_hash`.
+    pub params_hash: String,
+}
+
+/// How demanding a prompt is, as classified by the scenario author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Complexity {
+    /// A short, simple style prompt.
+    Low,
+    /// A typical scene description.
+    Medium,
+    /// A long, detailed prompt.
+    High,
+}
+
+/// How a session is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The session ran and met the scenario's pass criteria.
+    Passed,
+    /// The session failed for a reason attributable to the target; see [`Failure`].
+    Failed,
+    /// The orchestrator had no free capacity; not scored, because busy is not failed.
+    UnscoredBusy,
+    /// The result cannot be attributed to the target (for example the tester itself failed).
+    UnscoredIndeterminate,
+}
+
+/// Why a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The fixed class of the failure; dashboards aggregate by it.
+    pub class: FailureClass,
+    /// A human-readable explanation; never used as a key.
+    pub detail: String,
+}
+
+/// The fixed set of failure classes; docs/metrics.md defines each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// GetOrchestrator failed or timed out.
+    GrpcError,
+    /// The orchestrator was busy (reported with outcome `unscored_busy`).
+    Capacity,
+    /// Job start answered 403 (credentials).
+    Auth,
+    /// Job start answered 402 or 400 (payment).
+    Payment,
+    /// Job start answered 500 or another status, or a malformed response.
+    StartError,
+    /// The input channel vanished (404) mid-stream.
+    PublishLost,
+    /// No output frame within the startup timeout, or output stopped for too long.
+    OutputTimeout,
+    /// No event for 30 s.
+    EventsTimeout,
+    /// The runner reported an ERROR state or error events and produced no output.
+    RunnerError,
+    /// The orchestrator spoke the protocol wrong.
+    ProtocolError,
+    /// A tester bug.
+    Internal,
+}
+
+/// The values measured on the tester's clock for one session.
+///
+/// Every metric that can lack data is an `Option`; `None` means "not measured", never zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionMetrics {
+    /// GetOrchestrator round trip in milliseconds.
+    pub get_orchestrator_ms: Option<f64>,
+    /// Job start request (`POST /live-video-to-video`) round trip in milliseconds.
+    pub job_start_ms: Option<f64>,
+    /// First input frame sent to first output frame arrived, in milliseconds.
+    pub startup_ms: Option<f64>,
+    /// Per-frame end-to-end latency distribution in milliseconds.
+    pub e2e_latency_ms: Option<LatencySummary>,
+    /// Output frames per second over full windows since the first output frame.
+    pub output_fps: Option<FpsSummary>,
+    /// Input frames sent per second over the publishing span.
+    pub input_fps: Option<f64>,
+    /// Population standard deviation divided by mean of the per-window output FPS
+    /// (dimensionless; 0 is perfectly steady).
+    pub fps_jitter: Option<f64>,
+    /// Population standard deviation of output frame inter-arrival intervals, in milliseconds.
+    pub frame_interval_jitter_ms: Option<f64>,
+    /// Gaps in the output longer than the stall threshold.
+    pub stalls: StallSummary,
+    /// Input segments published.
+    pub segments_sent: u64,
+    /// Output segments received.
+    pub segments_received: u64,
+    /// Input video frames sent.
+    pub frames_sent: u64,
+    /// Output video frames received (duplicates and unmatched frames included).
+    pub frames_received: u64,
+    /// Output frames whose PTS matched no input frame still remembered.
+    pub frames_unmatched: u64,
+    /// Output frames whose PTS had already arrived once (only the first counts for latency).
+    #[serde(default)]
+    pub frames_duplicate: u64,
+    /// Output video frames that were keyframes (random access points).
+    #[serde(default)]
+    pub output_keyframes: u64,
+    /// Elementary-stream bytes of all output video frames (no TS or PES overhead).
+    #[serde(default)]
+    pub output_video_bytes: u64,
+    /// Input bytes published.
+    pub bytes_sent: u64,
+    /// Output bytes received.
+    pub bytes_received: u64,
+    /// Width of the output video in pixels (the last one seen).
+    pub output_width: Option<u32>,
+    /// Height of the output video in pixels (the last one seen).
+    pub output_height: Option<u32>,
+    /// Params update sent to the runner confirming it (status `last_params_hash`), in
+    /// milliseconds.
+    pub params_update_latency_ms: Option<f64>,
+    /// Errors found while demultiplexing the output.
+    pub media_errors: MediaErrors,
+    /// Orchestrator swaps during the session; always empty in direct mode.
+    #[serde(default)]
+    pub swaps: Vec<Swap>,
+}
+
+/// A latency distribution in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Number of samples.
+    pub count: u64,
+    /// Median, in milliseconds.
+    pub p50: f64,
+    /// 90th percentile, in milliseconds.
+    pub p90: f64,
+    /// 95th percentile, in milliseconds.
+    pub p95: f64,
+    /// 99th percentile, in milliseconds.
+    pub p99: f64,
+    /// Largest sample, in milliseconds.
+    pub max: f64,
+    /// Arithmetic mean, in milliseconds.
+    pub mean: f64,
+    /// Smallest sample, in milliseconds.
+    pub min: f64,
+}
+
+/// Output frame rate over fixed windows, in frames per second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FpsSummary {
+    /// Mean of the per-window FPS.
+    pub mean: f64,
+    /// 5th percentile (nearest rank) of the per-window FPS: the bad moments.
+    pub p5: f64,
+    /// Median (nearest rank) of the per-window FPS.
+    pub p50: f64,
+    /// Number of full windows the summary covers.
+    pub windows: u32,
+}
+
+/// Gaps in the output longer than the stall threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StallSummary {
+    /// Number of stalls.
+    pub count: u32,
+    /// Sum of all stall lengths, in milliseconds.
+    pub total_ms: f64,
+    /// The longest stall, in milliseconds (0 when there was none).
+    pub longest_ms: f64,
+}
+
+/// Error counters of the MPEG-TS demultiplexer reading the output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaErrors {
+    /// TS packets whose continuity counter skipped.
+    pub cc_errors: u64,
+    /// Times the demultiplexer lost the 0x47 sync byte and had to search for it again.
+    pub sync_losses: u64,
+    /// PES packets with a bad start code or header.
+    pub pes_errors: u64,
+    /// Frames cut short (their PES ended before its declared length).
+    pub truncated_frames: u64,
+}
+
+/// One orchestrator swap made by the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Swap {
+    /// Wall-clock time of the swap, milliseconds since the Unix epoch.
+    pub at_unix_ms: i64,
+    /// URI of the orchestrator swapped away from.
+    pub from: String,
+    /// URI of the orchestrator swapped to.
+    pub to: String,
+    /// The gateway's stated cause (the `orchestrator_swap` trace message).
+    pub cause: String,
+    /// How long the output froze around the swap, in milliseconds, when measured.
+    pub freeze_ms: Option<f64>,
+}
+
+/// What the runner reported about itself over the events channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunnerReport {
+    /// Number of `status` events received.
+    pub status_events: u32,
+    /// The `state` of the last status event (for example `ONLINE`).
+    pub last_state: Option<String>,
+    /// Distinct states in the order first seen.
+    #[serde(default)]
+    pub states_seen: Vec<String>,
+    /// `input_status.fps` of the last status event that carried it.
+    pub input_fps: Option<f64>,
+    /// `inference_status.fps` of the last status event that carried it.
+    pub output_fps: Option<f64>,
+    /// The runner's restart count (last status or restart event).
+    pub restart_count: Option<u32>,
+    /// Messages of `error` events, the first ones only (bounded).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// `inference_status.last_params_hash` of the last status event that carried it.
+    pub last_params_hash: Option<String>,
+    /// Distinct `stream_trace` event types in the order first seen (bounded).
+    #[serde(default)]
+    pub traces: Vec<String>,
+    /// All events received, malformed ones included.
+    #[serde(default)]
+    pub events_received: u32,
+    /// Events that were not a JSON envelope `{"event": {"type": ...}, ...}`.
+    #[serde(default)]
+    pub events_malformed: u32,
+    /// Number of `error` events (including those beyond the bound of `errors`).
+    #[serde(default)]
+    pub error_events: u32,
+}
+
+#[cfg(test)]
+mod tests;
