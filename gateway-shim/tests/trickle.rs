@@ -1,0 +1,837 @@
+//! Trickle client against trickle server over real sockets on 127.0.0.1, served by our
+//! HTTP/1.1 driver. One harness starts the server with a tap that records the bytes each side
+//! sent, so tests can check the wire as well as the API.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use lvt_gateway::http1::serve_connection;
+use lvt_gateway::trickle::cli;
+use lvt_gateway::trickle::{
+    PublisherConfig, SubscriberConfig, TrickleConfig, TrickleError, TricklePublisher,
+    TrickleServer, TrickleSubscriber,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// Records what passes through a connection and signals each transfer.
+struct Tap<IO> {
+    io: IO,
+    read: Arc<Mutex<Vec<u8>>>,
+    written: Arc<Mutex<Vec<u8>>>,
+    activity: Arc<Notify>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tap<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        if result.is_ready() {
+            let new = buf.filled()[before..].to_vec();
+            self.read.lock().unwrap().extend_from_slice(&new);
+            self.activity.notify_waiters();
+        }
+        result
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tap<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.written.lock().unwrap().extend_from_slice(&buf[..n]);
+            self.activity.notify_waiters();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+struct Harness {
+    server: TrickleServer,
+    addr: SocketAddr,
+    client: reqwest::Client,
+    read: Arc<Mutex<Vec<u8>>>,
+    written: Arc<Mutex<Vec<u8>>>,
+    activity: Arc<Notify>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start(config: TrickleConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = TrickleServer::new(config);
+        let read = Arc::new(Mutex::new(Vec::new()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let activity = Arc::new(Notify::new());
+        let accept = {
+            let router = server.router();
+            let (read, written, connections) = (read.clone(), written.clone(), connections.clone());
+            let activity = activity.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let io = Tap {
+                        io: socket,
+                        read: read.clone(),
+                        written: written.clone(),
+                        activity: activity.clone(),
+                    };
+                    let task =
+                        tokio::spawn(serve_connection(io, router.clone(), std::future::pending()));
+                    connections.lock().unwrap().push(task.abort_handle());
+                }
+            })
+        };
+        Self {
+            server,
+            addr,
+            client: reqwest::Client::new(),
+            read,
+            written,
+            activity,
+            connections,
+            accept,
+        }
+    }
+
+    /// Waits (on connection activity, not on a timer) until `condition` holds.
+    async fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
+        let wait = async {
+            loop {
+                let notified = self.activity.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if condition(self) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+    }
+
+    /// Waits until the server has read `count` copies of `text` from clients.
+    async fn wait_for_request(&self, text: &str, count: usize) {
+        self.wait_until(text, |h| h.server_read().matches(text).count() >= count)
+            .await;
+    }
+
+    fn url(&self, channel: &str) -> String {
+        format!("http://{}/ai/trickle/{channel}", self.addr)
+    }
+
+    fn server_wrote(&self) -> String {
+        String::from_utf8_lossy(&self.written.lock().unwrap()).into_owned()
+    }
+
+    fn server_read(&self) -> String {
+        String::from_utf8_lossy(&self.read.lock().unwrap()).into_owned()
+    }
+
+    /// Breaks every open connection, as a crashed or partitioned server would.
+    fn kill_connections(&self) {
+        for handle in self.connections.lock().unwrap().drain(..) {
+            handle.abort();
+        }
+    }
+
+    fn publisher(&self, channel: &str) -> TricklePublisher {
+        TricklePublisher::new(self.client.clone(), self.url(channel))
+    }
+
+    fn subscriber(&self, channel: &str) -> TrickleSubscriber {
+        TrickleSubscriber::new(self.client.clone(), self.url(channel))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.kill_connections();
+    }
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Publishes one segment made of `parts`.
+async fn publish_parts(publisher: &mut TricklePublisher, parts: &[&'static [u8]]) -> i64 {
+    let mut segment = publisher.begin_segment().await.unwrap();
+    for part in parts {
+        segment.write(Bytes::from_static(part)).await.unwrap();
+    }
+    segment.finish().await.unwrap().seq
+}
+
+async fn read_segment(subscriber: &mut TrickleSubscriber) -> Option<(i64, Vec<u8>)> {
+    let mut segment = subscriber.next_segment().await.unwrap()?;
+    let data = segment.read_all().await.unwrap();
+    Some((segment.seq, data.to_vec()))
+}
+
+async fn get(h: &Harness, path: &str) -> reqwest::Response {
+    h.client.get(h.url(path)).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn published_segments_reach_a_subscriber_in_order() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("s", "video/MP2T");
+    let mut subscriber = h.subscriber("s").starting_at(0);
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(segment) = read_segment(&mut subscriber).await {
+            got_tx.send(segment).unwrap();
+        }
+        subscriber.stats()
+    });
+    let mut publisher = h.publisher("s");
+    for i in 0..4 {
+        assert_eq!(publisher.seq(), i);
+        assert_eq!(publish_parts(&mut publisher, &[b"seg", b"ment"]).await, i);
+    }
+    for i in 0..4 {
+        assert_eq!(got_rx.recv().await.unwrap(), (i, b"segment".to_vec()));
+    }
+    let stats = publisher.stats();
+    assert_eq!((stats.segments, stats.bytes, stats.retries), (4, 28, 0));
+    // Closing the stream deletes the channel and ends the subscriber.
+    publisher.close().await;
+    let stats = reader.await.unwrap();
+    assert!(!h.server.channel_exists("s"));
+    assert_eq!((stats.segments, stats.errors, stats.gaps), (4, 0, 0));
+    // The publisher preconnected each next segment before writing the current one.
+    assert!(h.server_read().contains("POST /ai/trickle/s/4 HTTP/1.1"));
+}
+
+#[tokio::test]
+async fn ring_eviction_answers_470_and_the_subscriber_jumps_to_latest() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("r", "video/MP2T");
+    let mut publisher = h.publisher("r");
+    for _ in 0..7 {
+        publish_parts(&mut publisher, &[b"data"]).await;
+    }
+    // Segments 0 to 2 fell out of the five-segment ring.
+    let evicted = get(&h, "r/0").await;
+    assert_eq!(evicted.status().as_u16(), 470);
+    assert_eq!(header(&evicted, "lp-trickle-latest"), Some("7"));
+    assert_eq!(header(&evicted, "lp-trickle-seq"), Some("0"));
+    assert_eq!(evicted.text().await.unwrap(), "Entry not found");
+    // The publisher's preconnected POST for 7 already took segment 2's ring slot.
+    assert_eq!(get(&h, "r/2").await.status().as_u16(), 470);
+    let kept = get(&h, "r/3").await;
+    assert_eq!(kept.status().as_u16(), 200);
+    assert_eq!(header(&kept, "lp-trickle-seq"), Some("3"));
+    assert_eq!(header(&kept, "lp-trickle-latest"), Some("7"));
+    assert_eq!(kept.text().await.unwrap(), "data");
+    // Too far ahead is 470 as well.
+    assert_eq!(get(&h, "r/9").await.status().as_u16(), 470);
+
+    let mut subscriber = h.subscriber("r").starting_at(0);
+    let reader = tokio::spawn(async move {
+        let segment = read_segment(&mut subscriber).await;
+        (segment, subscriber.stats())
+    });
+    h.wait_for_request("GET /ai/trickle/r/7 ", 1).await;
+    publish_parts(&mut publisher, &[b"live"]).await;
+    let (segment, stats) = reader.await.unwrap();
+    assert_eq!(segment, Some((7, b"live".to_vec())));
+    assert_eq!(stats.gaps, 7);
+}
+
+#[tokio::test]
+async fn preconnected_get_blocks_until_first_bytes_then_follows_the_tail() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("b", "video/MP2T");
+    let pending_get = tokio::spawn(h.client.get(h.url("b/-1")).send());
+    let mut publisher = h.publisher("b");
+    let mut segment = publisher.begin_segment().await.unwrap();
+    h.wait_for_request("GET /ai/trickle/b/-1 ", 1).await;
+    h.wait_for_request("POST /ai/trickle/b/0 ", 1).await;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !pending_get.is_finished(),
+        "no headers before the first byte"
+    );
+    assert!(!h.server_wrote().contains("lp-trickle-seq"));
+
+    segment.write(Bytes::from_static(b"first")).await.unwrap();
+    let mut response = pending_get.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(header(&response, "lp-trickle-seq"), Some("0"));
+    assert_eq!(header(&response, "content-type"), Some("video/MP2T"));
+    assert_eq!(header(&response, "lp-trickle-latest"), None);
+    // The reader gets bytes while the segment is still being written.
+    assert_eq!(response.chunk().await.unwrap().unwrap(), "first");
+    segment.write(Bytes::from_static(b"second")).await.unwrap();
+    assert_eq!(response.chunk().await.unwrap().unwrap(), "second");
+    segment.finish().await.unwrap();
+    assert!(response.chunk().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn minus_one_minus_two_and_next() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("n", "video/MP2T");
+    let next = get(&h, "n/next").await;
+    assert_eq!(header(&next, "lp-trickle-latest"), Some("0"));
+    assert_eq!(next.text().await.unwrap(), "0");
+
+    let mut publisher = h.publisher("n");
+    publish_parts(&mut publisher, &[b"zero"]).await;
+    publish_parts(&mut publisher, &[b"one"]).await;
+
+    let current = get(&h, "n/-2").await;
+    assert_eq!(current.status().as_u16(), 200);
+    assert_eq!(header(&current, "lp-trickle-seq"), Some("1"));
+    assert_eq!(header(&current, "lp-trickle-latest"), Some("2"));
+    assert_eq!(current.text().await.unwrap(), "one");
+
+    let next = get(&h, "n/next").await;
+    assert_eq!(header(&next, "lp-trickle-latest"), Some("2"));
+    assert_eq!(header(&next, "lp-trickle-closed"), None);
+    assert_eq!(next.text().await.unwrap(), "2");
+
+    let waiting = tokio::spawn(h.client.get(h.url("n/-1")).send());
+    h.wait_for_request("GET /ai/trickle/n/-1 ", 1).await;
+    publish_parts(&mut publisher, &[b"two"]).await;
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(header(&response, "lp-trickle-seq"), Some("2"));
+    assert_eq!(response.text().await.unwrap(), "two");
+
+    assert_eq!(get(&h, "n/-3").await.status().as_u16(), 400);
+    let invalid = get(&h, "n/abc").await;
+    assert_eq!(invalid.status().as_u16(), 400);
+    assert_eq!(invalid.text().await.unwrap(), "Invalid idx\n");
+}
+
+#[tokio::test]
+async fn unknown_channel_is_404_and_post_closes_the_connection() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    let missing = get(&h, "missing/0").await;
+    assert_eq!(missing.status().as_u16(), 404);
+    assert_eq!(
+        header(&missing, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(missing.text().await.unwrap(), "Stream not found\n");
+    assert_eq!(get(&h, "missing/next").await.status().as_u16(), 404);
+
+    let post = h
+        .client
+        .post(h.url("missing/0"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 404);
+    assert_eq!(header(&post, "connection"), Some("close"));
+
+    let mut publisher = h.publisher("missing");
+    let result = publisher.publish(Bytes::from_static(b"{}")).await;
+    assert!(
+        matches!(result, Err(TrickleError::ChannelGone)),
+        "{result:?}"
+    );
+    let mut subscriber = h.subscriber("missing");
+    assert!(subscriber.next_segment().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_channel_ends_blocked_readers_with_the_closed_header() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("c", "video/MP2T");
+    let blocked = tokio::spawn(h.client.get(h.url("c/-1")).send());
+    let mut subscriber = h.subscriber("c");
+    let subscribed =
+        tokio::spawn(async move { subscriber.next_segment().await.map(|s| s.is_none()) });
+    h.wait_for_request("GET /ai/trickle/c/-1 ", 2).await;
+
+    let deleted = h.client.delete(h.url("c")).send().await.unwrap();
+    assert_eq!(deleted.status().as_u16(), 200);
+    let response = blocked.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(header(&response, "lp-trickle-closed"), Some("terminated"));
+    assert_eq!(header(&response, "lp-trickle-seq"), Some("0"));
+    assert!(
+        subscribed.await.unwrap().unwrap(),
+        "subscriber sees the end"
+    );
+    assert!(!h.server.channel_exists("c"));
+    assert_eq!(get(&h, "c/0").await.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn delete_semantics() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    let unknown = h.client.delete(h.url("none")).send().await.unwrap();
+    assert_eq!(unknown.status().as_u16(), 400);
+    assert_eq!(unknown.text().await.unwrap(), "Invalid stream\n");
+    let unknown_seq = h.client.delete(h.url("none/0")).send().await.unwrap();
+    assert_eq!(unknown_seq.status().as_u16(), 404);
+
+    h.server.create_channel("d", "video/MP2T");
+    let bad = h.client.delete(h.url("d/abc")).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert_eq!(bad.text().await.unwrap(), "Invalid idx\n");
+    let absent = h.client.delete(h.url("d/3")).send().await.unwrap();
+    assert_eq!(absent.status().as_u16(), 400);
+    assert_eq!(absent.text().await.unwrap(), "Nonexistent segment\n");
+
+    // Closing the segment a reader waits on ends that read with 470 and the live edge.
+    let blocked = tokio::spawn(h.client.get(h.url("d/0")).send());
+    h.wait_for_request("GET /ai/trickle/d/0 ", 1).await;
+    let closed = h.client.delete(h.url("d/0")).send().await.unwrap();
+    assert_eq!(closed.status().as_u16(), 200);
+    let response = blocked.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 470);
+    assert_eq!(header(&response, "lp-trickle-seq"), Some("0"));
+    assert_eq!(header(&response, "lp-trickle-latest"), Some("0"));
+
+    let gone = h.client.delete(h.url("d")).send().await.unwrap();
+    assert_eq!(gone.status().as_u16(), 200);
+    assert!(!h.server.channel_exists("d"));
+}
+
+#[tokio::test]
+async fn reset_header_closes_older_segments_and_restarts_numbering() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("x", "video/MP2T");
+    let mut publisher = h.publisher("x");
+    for _ in 0..3 {
+        publish_parts(&mut publisher, &[b"old"]).await;
+    }
+    let blocked = tokio::spawn(h.client.get(h.url("x/-1")).send());
+    h.wait_for_request("GET /ai/trickle/x/-1 ", 1).await;
+
+    let restart = h
+        .client
+        .post(h.url("x/0"))
+        .header("Lp-Trickle-Reset", "1")
+        .body("restart")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restart.status().as_u16(), 200);
+    assert_eq!(header(&restart, "lp-trickle-seq"), Some("0"));
+
+    // The reader waiting on segment 3 is released and pointed at the new numbering.
+    let response = blocked.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 470);
+    assert_eq!(header(&response, "lp-trickle-seq"), Some("3"));
+    let latest = header(&response, "lp-trickle-latest").unwrap().to_owned();
+    assert!(latest == "0" || latest == "1", "latest {latest}");
+    assert_eq!(get(&h, "x/0").await.text().await.unwrap(), "restart");
+    assert_eq!(get(&h, "x/next").await.text().await.unwrap(), "1");
+}
+
+#[tokio::test]
+async fn channels_are_not_autocreated_by_default() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    let create = h
+        .client
+        .post(h.url("auto"))
+        .header("Expect-Content", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status().as_u16(), 404);
+    let publish = h
+        .client
+        .post(h.url("auto/0"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(publish.status().as_u16(), 404);
+    assert!(!h.server.channel_exists("auto"));
+
+    let h = Harness::start(TrickleConfig {
+        autocreate: true,
+        ..TrickleConfig::default()
+    })
+    .await;
+    let create = h
+        .client
+        .post(h.url("auto"))
+        .header("Expect-Content", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status().as_u16(), 200);
+    let publish = h
+        .client
+        .post(h.url("auto/0"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(publish.status().as_u16(), 200);
+    let read = get(&h, "auto/0").await;
+    assert_eq!(header(&read, "content-type"), Some("application/json"));
+    // Publishing to an unknown channel creates it with the POST's Content-Type.
+    let mut publisher = h.publisher("auto2");
+    publisher.publish(Bytes::from_static(b"ts")).await.unwrap();
+    assert_eq!(
+        header(&get(&h, "auto2/0").await, "content-type"),
+        Some("video/MP2T")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_channels_are_swept_on_paused_time() {
+    let server = TrickleServer::new(TrickleConfig::default());
+    for name in ["idle", "busy", "_internal"] {
+        server.create_channel(name, "video/MP2T");
+    }
+    let mut subscriber = server.local_subscriber("idle").unwrap();
+    let ended = tokio::spawn(async move { subscriber.next_segment().await.is_none() });
+    let mut publisher = server.local_publisher("busy").unwrap();
+    let sweeper = server.spawn_sweeper();
+    // Four minutes: nothing is idle long enough yet.
+    for _ in 0..8 {
+        publisher.begin_segment().write(b"tick");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    assert_eq!(server.channel_names(), vec!["_internal", "busy", "idle"]);
+    // Past five minutes plus a sweep interval, the silent channel is gone.
+    for _ in 0..6 {
+        publisher.begin_segment().write(b"tick");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    assert_eq!(server.channel_names(), vec!["_internal", "busy"]);
+    assert!(ended.await.unwrap(), "a reader of the swept channel ends");
+    server.closed("idle").await;
+    sweeper.abort();
+}
+
+#[tokio::test]
+async fn keepalive_100_continue_repeats_while_the_body_is_silent() {
+    let h = Harness::start(TrickleConfig {
+        keepalive_interval: Duration::from_millis(30),
+        ..TrickleConfig::default()
+    })
+    .await;
+    h.server.create_channel("k", "video/MP2T");
+    let mut socket = TcpStream::connect(h.addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST /ai/trickle/k/0 HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut text = String::new();
+    read_until(&mut socket, &mut text, "HTTP/1.1 100 Continue\r\n\r\n", 3).await;
+    assert!(!text.contains("HTTP/1.1 200"), "{text}");
+    socket.write_all(b"5\r\nhello\r\n0\r\n\r\n").await.unwrap();
+    read_until(&mut socket, &mut text, "lp-trickle-seq: 0\r\n", 1).await;
+    let final_at = text.find("HTTP/1.1 200 OK\r\n").expect("final response");
+    assert!(final_at > text.rfind("100 Continue").unwrap(), "{text}");
+    assert_eq!(get(&h, "k/0").await.text().await.unwrap(), "hello");
+}
+
+async fn read_until(socket: &mut TcpStream, text: &mut String, needle: &str, count: usize) {
+    let read = async {
+        while text.matches(needle).count() < count {
+            let mut chunk = [0u8; 1024];
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {text}");
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in {text:?}"));
+}
+
+#[tokio::test]
+async fn reqwest_publisher_tolerates_repeated_100_continue() {
+    let h = Harness::start(TrickleConfig {
+        keepalive_interval: Duration::from_millis(20),
+        ..TrickleConfig::default()
+    })
+    .await;
+    h.server.create_channel("p", "video/MP2T");
+    let mut publisher = h.publisher("p");
+    let mut segment = publisher.begin_segment().await.unwrap();
+    h.wait_until("several keepalives were sent", |h| {
+        h.server_wrote().matches("HTTP/1.1 100 Continue").count() >= 6
+    })
+    .await;
+    segment
+        .write(Bytes::from_static(b"late data"))
+        .await
+        .unwrap();
+    let outcome = segment.finish().await.unwrap();
+    assert_eq!((outcome.seq, outcome.bytes, outcome.retried), (0, 9, false));
+    assert_eq!(get(&h, "p/0").await.text().await.unwrap(), "late data");
+}
+
+#[tokio::test]
+async fn publisher_retries_a_segment_only_when_no_byte_was_sent() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("rt", "video/MP2T");
+    let mut publisher = h.publisher("rt");
+    publish_parts(&mut publisher, &[b"zero"]).await;
+    // The preconnected POST for segment 1 dies before we write anything to it.
+    h.wait_for_request("POST /ai/trickle/rt/1 ", 1).await;
+    assert!(publisher.is_preconnected());
+    h.kill_connections();
+    // Wait for the client to notice, so the failure is certain to precede our first byte.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while publisher.is_preconnected() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the preconnected POST fails");
+    let mut segment = publisher.begin_segment().await.unwrap();
+    assert_eq!(segment.seq(), 1);
+    segment.write(Bytes::from_static(b"after")).await.unwrap();
+    let outcome = segment.finish().await.unwrap();
+    assert_eq!(outcome.seq, 1);
+    let stats = publisher.stats();
+    assert_eq!(stats.retries, 1, "{stats:?}");
+    assert_eq!(stats.dropped_segments, 0, "{stats:?}");
+    assert_eq!(get(&h, "rt/1").await.text().await.unwrap(), "after");
+}
+
+#[tokio::test]
+async fn publisher_drops_a_partly_sent_segment_with_delete() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("pf", "video/MP2T");
+    let mut reader = h.server.local_subscriber("pf").unwrap();
+    let mut publisher = h.publisher("pf");
+    let mut segment = publisher.begin_segment().await.unwrap();
+    segment.write(Bytes::from_static(b"partial")).await.unwrap();
+    let mut received = reader.next_segment().await.unwrap();
+    assert_eq!(received.next_chunk().await.unwrap(), "partial");
+
+    h.kill_connections();
+    let write = segment.write(Bytes::from_static(b"more")).await;
+    let finish = segment.finish().await;
+    assert!(finish.is_err(), "write {write:?}, finish {finish:?}");
+    let stats = publisher.stats();
+    assert_eq!(stats.dropped_segments, 1, "{stats:?}");
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert!(h.server_read().contains("DELETE /ai/trickle/pf/0 HTTP/1.1"));
+    // The DELETE closed the segment, so its reader reaches the end.
+    let rest = tokio::time::timeout(Duration::from_secs(5), received.next_chunk())
+        .await
+        .expect("segment closed");
+    assert!(rest.is_none());
+}
+
+#[tokio::test]
+async fn subscriber_reissues_a_get_that_saw_no_headers() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("slow", "video/MP2T");
+    let mut subscriber = TrickleSubscriber::with_config(
+        h.client.clone(),
+        h.url("slow"),
+        SubscriberConfig {
+            first_byte_timeout: Duration::from_millis(150),
+            ..SubscriberConfig::default()
+        },
+    );
+    let reader = tokio::spawn(async move {
+        let segment = read_segment(&mut subscriber).await;
+        (segment, subscriber.stats())
+    });
+    h.wait_for_request("GET /ai/trickle/slow/-1 ", 3).await;
+    let mut publisher = h.server.local_publisher("slow").unwrap();
+    let writer = publisher.begin_segment();
+    writer.write(b"finally");
+    writer.close();
+    let (segment, stats) = reader.await.unwrap();
+    assert_eq!(segment, Some((0, b"finally".to_vec())));
+    assert!(stats.retries >= 2, "{stats:?}");
+}
+
+#[tokio::test]
+async fn publisher_config_sets_content_type_and_start() {
+    let h = Harness::start(TrickleConfig {
+        autocreate: true,
+        ..TrickleConfig::default()
+    })
+    .await;
+    let mut publisher = TricklePublisher::with_config(
+        h.client.clone(),
+        format!("{}/", h.url("ctl")),
+        PublisherConfig {
+            mime: "application/json".to_owned(),
+            start_seq: 3,
+            ..PublisherConfig::default()
+        },
+    );
+    publisher
+        .publish(Bytes::from_static(br#"{"keep":"alive"}"#))
+        .await
+        .unwrap();
+    let response = get(&h, "ctl/3").await;
+    assert_eq!(header(&response, "content-type"), Some("application/json"));
+    assert_eq!(response.text().await.unwrap(), r#"{"keep":"alive"}"#);
+}
+
+/// An H.264-in-TS stream of `gops` GOPs with `frames_per_gop` frames at `fps`. The access
+/// units are not decodable pictures; only framing, PTS and keyframe flags matter here.
+fn synthetic_ts(gops: usize, frames_per_gop: usize, fps: u64) -> Vec<u8> {
+    use lvt_media::ts::{MuxConfig, MuxFrame, TsMuxer};
+    let mut muxer = TsMuxer::new(MuxConfig::default());
+    let mut out = Vec::new();
+    let mut pts = 900_000;
+    for gop in 0..gops {
+        for frame in 0..frames_per_gop {
+            let keyframe = frame == 0;
+            let mut access_unit = vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }, 0x88];
+            access_unit.extend(std::iter::repeat_n((gop * 16 + frame + 1) as u8, 400));
+            muxer.mux_frame(
+                &MuxFrame {
+                    pts,
+                    dts: None,
+                    keyframe,
+                    data: &access_unit,
+                },
+                &mut out,
+            );
+            pts += 90_000 / fps;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn cli_publish_file_paces_segments_and_subscribe_to_records_them() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("cli", "video/MP2T");
+    let ts = synthetic_ts(3, 6, 60);
+    let url = h.url("cli");
+    let mut out = Vec::new();
+    let mut progress = Vec::new();
+    let subscribe = cli::subscribe_to(h.client.clone(), &url, &mut out);
+    let publish = async {
+        h.wait_for_request("GET /ai/trickle/cli/-1 ", 1).await;
+        let started = tokio::time::Instant::now();
+        let summary = cli::publish_file(h.client.clone(), &url, &ts[..], |p| {
+            progress.push(p.clone())
+        })
+        .await
+        .unwrap();
+        (summary, started.elapsed())
+    };
+    let (subscribed, (summary, elapsed)) = tokio::join!(subscribe, publish);
+    let subscribed = subscribed.unwrap();
+    assert!(
+        out == ts,
+        "the subscriber wrote back exactly the published stream"
+    );
+    assert_eq!(
+        progress
+            .iter()
+            .map(|p| (p.seq, p.frames, p.confirmed))
+            .collect::<Vec<_>>(),
+        vec![(0, 6, true), (1, 6, true), (2, 6, true)]
+    );
+    assert_eq!((summary.segments, summary.bytes), (3, ts.len() as u64));
+    // Seventeen frame intervals at 60 fps: the file went out at its real-time pace.
+    assert!(elapsed >= Duration::from_millis(270), "{elapsed:?}");
+    assert_eq!(
+        (subscribed.segments, subscribed.bytes),
+        (3, ts.len() as u64)
+    );
+    assert_eq!(subscribed.gaps, 0);
+    assert!(
+        !h.server.channel_exists("cli"),
+        "publishing ends with DELETE"
+    );
+}
+
+#[tokio::test]
+async fn cli_serve_autocreates_and_stops_on_shutdown() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(cli::serve(listener, true, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/ai/trickle/served");
+    let mut publisher = TricklePublisher::new(client.clone(), &url);
+    publisher
+        .publish(Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
+    let read = client.get(format!("{url}/0")).send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "hello");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
+    let after = reqwest::Client::new()
+        .get(format!("{url}/next"))
+        .send()
+        .await;
+    assert!(after.is_err(), "the listener is closed");
+}
+
+/// The tester spawns these futures on other tasks; this fails to compile if they stop being
+/// `Send + 'static`.
+#[allow(dead_code)]
+fn client_futures_can_be_spawned(
+    mut publisher: TricklePublisher,
+    segment: lvt_gateway::trickle::SegmentWriter,
+    mut subscriber: TrickleSubscriber,
+) {
+    fn spawnable<T: Send + 'static>(_: T) {}
+    spawnable(segment.finish());
+    spawnable(async move {
+        let _ = publisher.begin_segment().await;
+        let _ = publisher.publish(Bytes::new()).await;
+        publisher.close().await;
+    });
+    spawnable(async move {
+        if let Ok(Some(mut segment)) = subscriber.next_segment().await {
+            let _ = segment.chunk().await;
+        }
+    });
+    spawnable(serve_connection(
+        tokio::io::duplex(1).0,
+        axum::Router::new(),
+        std::future::pending(),
+    ));
+}
