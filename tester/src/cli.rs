@@ -1,0 +1,465 @@
+//! Command-line interface of `lvt`: option parsing and dispatch to the library.
+//!
+//! Exit codes are part of the interface: 0 success (a probe passed), 1 the command ran but the
+//! system under test failed or was unscored, or the command could not proceed, 2 bad usage or
+//! configuration (clap's own usage errors also exit 2).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lvt_gateway::live::OrchestratorUri;
+use lvt_schema::{Complexity, Outcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::encode::{ClipConfig, encode_clip};
+use crate::probe::{self, ProbeOptions, Timeouts};
+use crate::report;
+
+/// Exit code: the command succeeded (for a probe: the session passed).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the session failed or was unscored, or the command could not proceed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage, input or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lvt",
+    version,
+    about = "Measures how well Livepeer orchestrators serve live AI video-to-video.",
+    long_about = "Measures how well Livepeer orchestrators serve live AI video-to-video.\n\n\
+        Logs go to stderr and follow RUST_LOG (for example RUST_LOG=lvt_tester=debug); \
+        reports go to stdout."
+)]
+pub struct Cli {
+    /// Write logs as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one live video-to-video session against one orchestrator now and report it.
+    #[command(long_about = PROBE_HELP)]
+    Probe(ProbeArgs),
+    /// Run simulated orchestrators (one, a fleet from a file, or the built-in fleet).
+    #[command(long_about = SIM_HELP)]
+    Sim(SimArgs),
+    /// Trickle protocol tools for debugging a real node: serve, publish, subscribe.
+    #[command(subcommand)]
+    Trickle(TrickleCommand),
+    /// Start the built-in simulated fleet, probe every orchestrator, print one comparison table.
+    Demo(DemoArgs),
+    /// Ramp concurrent probe sessions against a local simulator and print capacity figures.
+    #[command(long_about = BENCH_HELP)]
+    Bench(crate::bench::BenchArgs),
+}
+
+const PROBE_HELP: &str = "Run one live video-to-video session against one orchestrator now and report it.\n\n\
+The probe does what a gateway does: GetOrchestrator over gRPC, POST /live-video-to-video, then it \
+publishes a synthetic 512x512 30 fps H.264 stream in real time over trickle, reads the output \
+and events channels, sends control keepalives and one params update halfway, and stops cleanly. \
+Every timing is taken on the tester's own clock.\n\n\
+ORCHESTRATOR is host:port or https://host:port (TLS; the certificate is not verified but its \
+SHA-256 fingerprint is recorded: trust on first use) or http://host:port (plaintext).\n\n\
+Exit codes: 0 the session passed; 1 it failed (with a failure class) or was unscored \
+(orchestrator busy); 2 usage or configuration error.";
+
+const SIM_HELP: &str = "Run simulated orchestrators that speak Livepeer's protocols: \
+GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certificate by default.\n\n\
+  lvt sim --listen 127.0.0.1:8935 --profile good     one orchestrator\n\
+  lvt sim --config fleet.toml                        a fleet described in a file\n\
+  lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\n\
+Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, capacity, \
+start_status, crash_after_s, stall_at_s, stall_s, slow, seed; built-in profiles are good, slow, \
+flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
+
+const BENCH_HELP: &str = "Ramp concurrent probe sessions against a local simulator and print \
+how many sessions one tester holds, the tester's CPU time per stream-second (measured with \
+getrusage on this process only; the simulator runs as a separate process), and the error of \
+the measured e2e latency against the simulator's injected latency.";
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The orchestrator: host:port, https://host:port or http://host:port.
+    pub orchestrator: String,
+    /// Model id sent at job start.
+    #[arg(long, default_value = "noop")]
+    pub model: String,
+    /// Pipeline params as a JSON object, sent at job start.
+    #[arg(long, conflicts_with = "prompt")]
+    pub params: Option<String>,
+    /// Shorthand for --params '{"prompt": TEXT}'.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// The prompt complexity this probe represents, recorded in the report.
+    #[arg(long, value_parser = parse_complexity)]
+    pub complexity: Option<Complexity>,
+    /// How long to publish input, e.g. 30s, 2m, 500ms.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Do not send the params update halfway through.
+    #[arg(long)]
+    pub no_params_update: bool,
+    /// Timeout of GetOrchestrator and of the job start request.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub start_timeout: Duration,
+    /// Longest wait for the first output frame after the first input frame.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub output_timeout: Duration,
+    /// Longest silence on the events channel (go-livepeer stops a job after 30 s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub events_timeout: Duration,
+    /// Print the full session record as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Run one orchestrator on this address (with --profile); with --config only its IP is used,
+    /// as the bind address of the fleet.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Profile of the single orchestrator: a built-in name (good, slow, flaky, busy) or a TOML file.
+    #[arg(long, requires = "listen")]
+    pub profile: Option<String>,
+    /// A fleet file ([[orchestrator]] tables) to run several orchestrators in one process.
+    #[arg(long, conflicts_with = "profile")]
+    pub config: Option<PathBuf>,
+    /// Host to put into advertised URIs (when listening on 0.0.0.0 for remote testers).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Serve plaintext HTTP/gRPC instead of TLS with a self-signed certificate.
+    #[arg(long)]
+    pub plaintext: bool,
+    /// Seconds between status events on the events channel (default 10, like ai-runner).
+    #[arg(long)]
+    pub status_interval: Option<u64>,
+    /// Print the orchestrator list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrickleCommand {
+    /// Run a trickle server (go-livepeer semantics) on plain HTTP/1.1.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8935")]
+        listen: SocketAddr,
+        /// Create channels on first publish (orchestrators do not).
+        #[arg(long)]
+        autocreate: bool,
+    },
+    /// Publish an MPEG-TS file (or - for stdin) to a channel, one segment per GOP, at real-time pace.
+    Pub {
+        /// The channel URL, e.g. http://host:port/ai/trickle/abcd1234.
+        channel_url: String,
+        /// The TS file to publish, or - for stdin.
+        file: String,
+    },
+    /// Subscribe to a channel and write what arrives to a file (or stdout).
+    Sub {
+        /// The channel URL, e.g. https://host:port/ai/trickle/abcd1234-out.
+        channel_url: String,
+        /// Output file; stdout when omitted.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long each probe publishes.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Print the session records as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sets up `tracing` from RUST_LOG. Without it: `lvt sim` and `lvt trickle serve` log at info
+/// (they are servers, their log is their output), `demo` and `bench` only errors (their
+/// simulators' injected faults would drown the table), everything else warnings.
+pub fn init_tracing(json: bool, command: &Command) {
+    use std::io::IsTerminal;
+    let default = match command {
+        Command::Sim(_) | Command::Trickle(TrickleCommand::Serve { .. }) => "info",
+        Command::Demo(_) | Command::Bench(_) => "error",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs a parsed command and returns the process exit code.
+pub async fn run(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Probe(args) => run_probe(args).await,
+        Command::Sim(args) => run_sim(args).await,
+        Command::Trickle(cmd) => run_trickle(cmd).await,
+        Command::Demo(args) => crate::demo::run(args.duration, args.json).await,
+        Command::Bench(args) => crate::bench::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("lvt: {msg}");
+            EXIT_USAGE
+        }
+        Err(CliError::Failed(e)) => {
+            eprintln!("lvt: {e:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Why a command stopped: the user's input, or something that kept it from proceeding.
+#[derive(Debug)]
+pub enum CliError {
+    Usage(String),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failed(e)
+    }
+}
+
+/// A token cancelled on Ctrl-C, so long commands stop cleanly and still report.
+pub fn ctrl_c_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("lvt: stopping (Ctrl-C)");
+            t.cancel();
+        }
+    });
+    token
+}
+
+async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
+    let target: OrchestratorUri = args
+        .orchestrator
+        .parse()
+        .map_err(|e| CliError::Usage(format!("ORCHESTRATOR {:?}: {e}", args.orchestrator)))?;
+    let params = match (&args.params, &args.prompt) {
+        (Some(p), _) => {
+            let v: serde_json::Value = serde_json::from_str(p)
+                .map_err(|e| CliError::Usage(format!("--params is not valid JSON: {e}")))?;
+            if !v.is_object() {
+                return Err(CliError::Usage("--params must be a JSON object".into()));
+            }
+            v
+        }
+        (None, Some(prompt)) => serde_json::json!({ "prompt": prompt }),
+        (None, None) => serde_json::json!({}),
+    };
+    let mut opts = ProbeOptions::new(target);
+    opts.model_id = args.model;
+    opts.params = params;
+    opts.complexity = args.complexity;
+    opts.duration = args.duration;
+    opts.update_params = !args.no_params_update;
+    opts.timeouts = Timeouts {
+        grpc: args.start_timeout,
+        start: args.start_timeout,
+        first_output: args.output_timeout,
+        events: args.events_timeout,
+        ..Timeouts::default()
+    };
+    let clip = Arc::new(
+        encode_clip(&ClipConfig::default())
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot encode the input clip: {e}")))?,
+    );
+    let http = probe::http_client()
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
+    let cancel = ctrl_c_token();
+    let report = probe::probe(&opts, clip, &http, cancel).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Failed(e.into()))?
+        );
+    } else {
+        print!("{}", report::session_table(&report));
+    }
+    Ok(if report.outcome == Outcome::Passed {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+async fn run_sim(args: SimArgs) -> Result<u8, CliError> {
+    let opts = lvt_gateway::sim::SimOptions {
+        listen: args.listen,
+        profile: args.profile,
+        config: args.config,
+        plaintext: args.plaintext,
+        status_interval_s: args.status_interval,
+        json: args.json,
+        advertise_host: args.advertise_host,
+    };
+    let cancel = ctrl_c_token();
+    lvt_gateway::sim::run(opts, async move { cancel.cancelled().await })
+        .await
+        .map_err(|e| {
+            use lvt_gateway::sim::SimError;
+            let config_error = matches!(
+                e.downcast_ref::<SimError>(),
+                Some(SimError::Profile(_) | SimError::Fleet(_))
+            );
+            if config_error {
+                CliError::Usage(format!("{e:#}"))
+            } else {
+                CliError::Failed(e)
+            }
+        })?;
+    Ok(EXIT_OK)
+}
+
+async fn run_trickle(cmd: TrickleCommand) -> Result<u8, CliError> {
+    use lvt_gateway::trickle::cli as tcli;
+    let cancel = ctrl_c_token();
+    match cmd {
+        TrickleCommand::Serve { listen, autocreate } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot listen on {listen}: {e}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| CliError::Failed(e.into()))?;
+            eprintln!("lvt: trickle server on http://{local}/ai/trickle/ (Ctrl-C stops it)");
+            tcli::serve(
+                listener,
+                autocreate,
+                async move { cancel.cancelled().await },
+            )
+            .await?;
+        }
+        TrickleCommand::Pub { channel_url, file } => {
+            let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
+            let progress = |p: &tcli::PubProgress| {
+                eprintln!(
+                    "lvt: segment {} {} bytes, {} frames{}",
+                    p.seq,
+                    p.bytes,
+                    p.frames,
+                    if p.confirmed { "" } else { " (dropped)" }
+                );
+            };
+            let summary = if file == "-" {
+                tcli::publish_file(http, &channel_url, tokio::io::stdin(), progress).await?
+            } else {
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("cannot open {file}: {e}")))?;
+                tcli::publish_file(http, &channel_url, f, progress).await?
+            };
+            eprintln!(
+                "lvt: published {} segments ({} bytes) in {} ms; {} dropped, {} retried",
+                summary.segments,
+                summary.bytes,
+                summary.elapsed_ms,
+                summary.dropped_segments,
+                summary.retries
+            );
+        }
+        TrickleCommand::Sub {
+            channel_url,
+            output,
+        } => {
+            let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
+            let summary = match output {
+                Some(path) => {
+                    let f = tokio::fs::File::create(&path).await.map_err(|e| {
+                        CliError::Usage(format!("cannot create {}: {e}", path.display()))
+                    })?;
+                    tcli::subscribe_to(http, &channel_url, f).await?
+                }
+                None => tcli::subscribe_to(http, &channel_url, tokio::io::stdout()).await?,
+            };
+            eprintln!(
+                "lvt: received {} segments ({} bytes); {} skipped to the live edge, {} errors",
+                summary.segments, summary.bytes, summary.gaps, summary.errors
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Parses `30s`, `2m`, `500ms`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_complexity(s: &str) -> Result<Complexity, String> {
+    match s {
+        "low" => Ok(Complexity::Low),
+        "medium" => Ok(Complexity::Medium),
+        "high" => Ok(Complexity::High),
+        other => Err(format!("{other:?} is not a complexity (low, medium, high)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 days").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

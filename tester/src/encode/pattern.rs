@@ -1,0 +1,237 @@
+//! The synthetic test picture: a moving YUV 4:2:0 pattern with the frame number on it.
+//!
+//! Every frame differs from the previous one everywhere (a sweeping diagonal gradient, a box
+//! moving across, drifting chroma), so an encoder cannot skip frames and a frozen output is
+//! visible. The frame number is drawn twice: as large digits for humans and as a strip of
+//! black/white blocks (one per bit, most significant first) that software can read back from
+//! a decoded frame even after moderate filtering.
+
+/// 5x7 bitmaps of the digits 0-9; bit 4 of each row is the leftmost pixel.
+const DIGITS: [[u8; 7]; 10] = [
+    [0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e],
+    [0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e],
+    [0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f],
+    [0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e],
+    [0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02],
+    [0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e],
+    [0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e],
+    [0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+    [0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e],
+    [0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c],
+];
+const GLYPH_WIDTH: usize = 5;
+const GLYPH_HEIGHT: usize = 7;
+/// Digits drawn: frame numbers are zero-padded to this width.
+const DIGIT_COUNT: usize = 5;
+/// Bits in the block code at the bottom of the picture.
+pub const CODE_BITS: usize = 16;
+
+/// Luma values (video range).
+const Y_BLACK: u8 = 16;
+const Y_WHITE: u8 = 235;
+
+/// One plane of a picture: its bytes, row stride, and the size of the *luma* plane (chroma
+/// planes of 4:2:0 are half that in each direction).
+pub struct Plane<'a> {
+    pub data: &'a mut [u8],
+    pub stride: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Which chroma plane to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chroma {
+    U,
+    V,
+}
+
+/// Draws the luma plane of frame `index`.
+pub fn draw_luma(plane: &mut Plane<'_>, index: u32) {
+    let (w, h) = (plane.width, plane.height);
+    let n = index as usize;
+
+    // Diagonal gradient sweeping 4 pixels per frame.
+    for y in 0..h {
+        let row = &mut plane.data[y * plane.stride..y * plane.stride + w];
+        for (x, px) in row.iter_mut().enumerate() {
+            *px = 16 + ((x + y + 4 * n) % 220) as u8;
+        }
+    }
+
+    // A white box crossing the picture horizontally, 1/8 of the width, at mid height.
+    let size = (w / 8).max(2);
+    let travel = w.saturating_sub(size).max(1);
+    let step = (w / 64).max(1);
+    let bx = (n * step) % travel;
+    let by = h.saturating_sub(size) / 2;
+    fill(plane, bx, by, size, size, Y_WHITE);
+
+    let scale = (w.min(h) / 64).max(1);
+    draw_number(plane, index, scale);
+    draw_code(plane, index, scale);
+}
+
+/// Draws one chroma plane (half the luma size) of frame `index`: U drifts horizontally, V
+/// vertically, at different speeds.
+pub fn draw_chroma(plane: &mut Plane<'_>, index: u32, chroma: Chroma) {
+    let n = index as usize;
+    for cy in 0..plane.height / 2 {
+        let at = cy * plane.stride;
+        let row = &mut plane.data[at..at + plane.width / 2];
+        for (cx, px) in row.iter_mut().enumerate() {
+            *px = match chroma {
+                Chroma::U => 96 + ((cx + n) % 64) as u8,
+                Chroma::V => 96 + ((cy + 2 * n) % 64) as u8,
+            };
+        }
+    }
+}
+
+/// Sets a rectangle of a luma plane, clipped to the picture, to `value`.
+fn fill(plane: &mut Plane<'_>, x0: usize, y0: usize, w: usize, h: usize, value: u8) {
+    let x1 = (x0 + w).min(plane.width);
+    let y1 = (y0 + h).min(plane.height);
+    if x0 >= x1 {
+        return;
+    }
+    for y in y0..y1 {
+        let at = y * plane.stride;
+        plane.data[at + x0..at + x1].fill(value);
+    }
+}
+
+/// Draws the zero-padded frame number in the top-left corner on a black backdrop.
+fn draw_number(plane: &mut Plane<'_>, index: u32, scale: usize) {
+    let cell = (GLYPH_WIDTH + 1) * scale;
+    let margin = scale;
+    fill(
+        plane,
+        0,
+        0,
+        DIGIT_COUNT * cell + 2 * margin,
+        GLYPH_HEIGHT * scale + 2 * margin,
+        Y_BLACK,
+    );
+    let mut value = index;
+    for pos in (0..DIGIT_COUNT).rev() {
+        let digit = (value % 10) as usize;
+        value /= 10;
+        let left = margin + pos * cell;
+        for (row, bits) in DIGITS[digit].iter().enumerate() {
+            for col in 0..GLYPH_WIDTH {
+                if bits >> (GLYPH_WIDTH - 1 - col) & 1 == 1 {
+                    fill(
+                        plane,
+                        left + col * scale,
+                        margin + row * scale,
+                        scale,
+                        scale,
+                        Y_WHITE,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Size in pixels of one block of the bit code for a picture drawn at `scale`.
+pub fn code_block_size(scale: usize) -> usize {
+    4 * scale
+}
+
+/// Draws the frame number as `CODE_BITS` blocks along the bottom edge, most significant bit
+/// first, white for 1.
+fn draw_code(plane: &mut Plane<'_>, index: u32, scale: usize) {
+    let block = code_block_size(scale);
+    let top = plane.height.saturating_sub(block);
+    for bit in 0..CODE_BITS {
+        let set = (index >> (CODE_BITS - 1 - bit)) & 1 == 1;
+        let value = if set { Y_WHITE } else { Y_BLACK };
+        fill(plane, bit * block, top, block, block, value);
+    }
+}
+
+/// Reads the bit code back from a luma plane drawn by [`draw_luma`] (or a decoded copy of it).
+///
+/// Each block is sampled at its centre; returns `None` if the picture is too small to hold
+/// the code.
+pub fn read_code(luma: &[u8], stride: usize, width: usize, height: usize) -> Option<u32> {
+    let scale = (width.min(height) / 64).max(1);
+    let block = code_block_size(scale);
+    if block * CODE_BITS > width || block > height {
+        return None;
+    }
+    let y = height - block / 2 - 1;
+    let mut value = 0;
+    for bit in 0..CODE_BITS {
+        let x = bit * block + block / 2;
+        let sample = *luma.get(y * stride + x)?;
+        value = value << 1 | u32::from(sample > 128);
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(width: usize, height: usize, index: u32) -> Vec<u8> {
+        let mut y = vec![0; width * height];
+        draw_luma(
+            &mut Plane {
+                data: &mut y,
+                stride: width,
+                width,
+                height,
+            },
+            index,
+        );
+        let mut u = vec![0; width * height / 4];
+        draw_chroma(
+            &mut Plane {
+                data: &mut u,
+                stride: width / 2,
+                width,
+                height,
+            },
+            index,
+            Chroma::U,
+        );
+        assert!(u.iter().all(|&c| (96..160).contains(&c)));
+        y
+    }
+
+    #[test]
+    fn code_reads_back_and_consecutive_frames_differ() {
+        for (w, h) in [(512, 512), (64, 64), (320, 180)] {
+            let a = render(w, h, 1234);
+            let b = render(w, h, 1235);
+            assert_eq!(read_code(&a, w, w, h), Some(1234));
+            assert_eq!(read_code(&b, w, w, h), Some(1235));
+            let changed = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+            assert!(changed > w * h / 2, "{changed} of {} pixels changed", w * h);
+        }
+    }
+
+    #[test]
+    fn digits_are_drawn_in_the_corner() {
+        let y = render(512, 512, 8);
+        // Digit 8 at the last position: its top row 0x0e lights columns 1-3. Scale 8, margin 8,
+        // cell 48: the last digit starts at x = 8 + 4 * 48 = 200.
+        let top_row = 8 + 4;
+        assert_eq!(y[top_row * 512 + 200 + 8 + 4], Y_WHITE);
+        assert_eq!(y[top_row * 512 + 200 + 4], Y_BLACK);
+        // A leading zero's top row 0x0e too, its centre column 2 lit, column 0 dark.
+        assert_eq!(y[top_row * 512 + 8 + 2 * 8 + 4], Y_WHITE);
+        assert_eq!(y[top_row * 512 + 8 + 4], Y_BLACK);
+    }
+
+    #[test]
+    fn tiny_pictures_do_not_panic() {
+        for (w, h) in [(2, 2), (16, 8), (8, 16)] {
+            let y = render(w, h, 99_999);
+            assert_eq!(read_code(&y, w, w, h), None);
+        }
+    }
+}

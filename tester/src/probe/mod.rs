@@ -1,0 +1,876 @@
+//! The probe engine: one live video-to-video session against one orchestrator, measured.
+//!
+//! A probe does what a gateway does (GetOrchestrator, job start, publish input, read output and
+//! events, send control) and records every step on its own clock in a
+//! [`SessionRecorder`](crate::measure::SessionRecorder). The driver here is thin: it owns the
+//! sockets and timers; what the timings mean is decided by `measure` and `classify`.
+//!
+//! Every session ends in a [`SessionReport`] with a classified outcome: an orchestrator that
+//! refuses, hangs, lies or crashes is a measurement, never an `Err`.
+
+pub mod classify;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use lvt_gateway::grpc::{self, OrchestratorClient};
+use lvt_gateway::live::{self, JobUrls, LiveVideoToVideoRequest, OrchestratorUri, StartJobError};
+use lvt_gateway::trickle::{TrickleError, TricklePublisher, TrickleSubscriber};
+use lvt_media::ts::TsDemuxer;
+use lvt_schema::{
+    Complexity, Failure, FailureClass, Gpu, OrchestratorRef, Outcome, PromptRef, SessionReport,
+    TargetMode,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::encode::{Clip, Replayer};
+use crate::measure::{MeasureConfig, SessionRecorder};
+use classify::{Evidence, classify};
+
+/// After publishing, the drain ends once output has been silent this long.
+const DRAIN_IDLE: Duration = Duration::from_millis(1000);
+
+/// H.264 in MPEG-TS (ISO/IEC 13818-1 stream_type 0x1B).
+const STREAM_TYPE_H264: u8 = 0x1b;
+
+/// How long each step of a session may take before it is classified as failed.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// Connecting and answering GetOrchestrator.
+    pub grpc: Duration,
+    /// The job start request; go-livepeer's gateway gives it 5 s.
+    pub start: Duration,
+    /// From the first input frame sent to the first output frame.
+    pub first_output: Duration,
+    /// The longest gap in output once it started; go-livepeer swaps after 30 s.
+    pub output_gap: Duration,
+    /// The longest silence on the events channel; go-livepeer stops a job after 30 s.
+    pub events: Duration,
+    /// After the last input frame, how long to wait for its output.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            grpc: Duration::from_secs(5),
+            start: Duration::from_secs(5),
+            first_output: Duration::from_secs(20),
+            output_gap: Duration::from_secs(30),
+            events: Duration::from_secs(30),
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What to run against one orchestrator.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub target: OrchestratorUri,
+    pub model_id: String,
+    /// The pipeline params sent at job start (for example `{"prompt": "..."}`).
+    pub params: Value,
+    pub prompt_id: Option<String>,
+    pub complexity: Option<Complexity>,
+    /// How long input is published.
+    pub duration: Duration,
+    /// Send one params update halfway through and measure until the runner reports it.
+    pub update_params: bool,
+    /// Interval of `{"keep":"alive"}` control messages.
+    pub keepalive_interval: Duration,
+    pub timeouts: Timeouts,
+    /// The gateway's Ethereum address sent in GetOrchestrator (offchain it is not verified).
+    pub gateway_address: [u8; 20],
+}
+
+impl ProbeOptions {
+    /// Options with the defaults of `lvt probe`: noop model, 30 s, params update halfway.
+    pub fn new(target: OrchestratorUri) -> Self {
+        Self {
+            target,
+            model_id: "noop".to_string(),
+            params: serde_json::json!({}),
+            prompt_id: None,
+            complexity: None,
+            duration: Duration::from_secs(30),
+            update_params: true,
+            keepalive_interval: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
+            gateway_address: DEFAULT_GATEWAY_ADDRESS,
+        }
+    }
+}
+
+/// A fixed offchain gateway identity; go-livepeer does not verify it offchain.
+pub const DEFAULT_GATEWAY_ADDRESS: [u8; 20] = [
+    0x1d, 0x70, 0x7e, 0x57, 0xe5, 0x70, 0x1d, 0x70, 0x7e, 0x57, 0xe5, 0x70, 0x1d, 0x70, 0x7e, 0x57,
+    0xe5, 0x70, 0x1d, 0x70,
+];
+
+/// The shared HTTP client for trickle and job start: orchestrators serve self-signed
+/// certificates, which gateways accept (trust on first use; the gRPC step records the
+/// fingerprint). HTTP/1.1 only, like go-livepeer's trickle transport.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(64)
+        .build()
+}
+
+/// Runs one probe session to its end and reports it. Never fails: every problem becomes the
+/// report's outcome and failure class.
+pub async fn probe(
+    opts: &ProbeOptions,
+    clip: Arc<Clip>,
+    http: &reqwest::Client,
+    cancel: CancellationToken,
+) -> SessionReport {
+    let mut p = Probe::new(opts);
+    match discover_and_start(opts, http, &p.clock, &mut p.report).await {
+        Ok(urls) => p.run_job(opts, clip, http, &urls, cancel).await,
+        Err(failure) => p.fatal = Some(failure),
+    }
+    p.finish()
+}
+
+/// Probes a job that is already started (its trickle URLs known), skipping GetOrchestrator and
+/// job start: for jobs started by something else, and for testing the media phase against
+/// orchestrators that misbehave in ways the simulator does not.
+pub async fn probe_started_job(
+    opts: &ProbeOptions,
+    clip: Arc<Clip>,
+    http: &reqwest::Client,
+    urls: &JobUrls,
+    cancel: CancellationToken,
+) -> SessionReport {
+    let mut p = Probe::new(opts);
+    p.run_job(opts, clip, http, urls, cancel).await;
+    p.finish()
+}
+
+/// One probe in progress: its clock, the report being filled and the recorder.
+struct Probe {
+    clock: Clock,
+    report: SessionReport,
+    recorder: Arc<Mutex<SessionRecorder>>,
+    fatal: Option<Failure>,
+    measured_end_us: Option<u64>,
+}
+
+impl Probe {
+    fn new(opts: &ProbeOptions) -> Self {
+        let started_at_unix_ms = unix_ms();
+        let report = SessionReport {
+            schema_version: lvt_schema::SCHEMA_VERSION,
+            session_id: uuid::Uuid::now_v7().to_string(),
+            started_at_unix_ms,
+            ended_at_unix_ms: started_at_unix_ms,
+            mode: TargetMode::Direct,
+            orchestrator: Some(OrchestratorRef {
+                address: None,
+                uri: opts.target.to_string(),
+                cert_sha256: None,
+            }),
+            gpu: None,
+            pipeline: "live-video-to-video".to_string(),
+            model_id: opts.model_id.clone(),
+            prompt: Some(PromptRef {
+                id: opts.prompt_id.clone(),
+                complexity: opts.complexity,
+                params_hash: params_hash(&opts.params),
+            }),
+            outcome: Outcome::UnscoredIndeterminate,
+            failure: None,
+            metrics: Default::default(),
+            runner: Default::default(),
+            is_test_load: true,
+            region: None,
+            tester_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        };
+        Self {
+            clock: Clock::start(),
+            report,
+            recorder: Arc::new(Mutex::new(SessionRecorder::new(MeasureConfig::default()))),
+            fatal: None,
+            measured_end_us: None,
+        }
+    }
+
+    async fn run_job(
+        &mut self,
+        opts: &ProbeOptions,
+        clip: Arc<Clip>,
+        http: &reqwest::Client,
+        urls: &JobUrls,
+        cancel: CancellationToken,
+    ) {
+        info!(
+            message = "Job started.",
+            orchestrator = %opts.target,
+            manifest_id = %urls.manifest_id
+        );
+        let session = Session {
+            opts,
+            clip,
+            http,
+            clock: self.clock.clone(),
+            recorder: self.recorder.clone(),
+            cancel,
+        };
+        let end = session.run(urls).await;
+        self.fatal = end.fatal;
+        self.measured_end_us = end.measured_end_us;
+    }
+
+    /// Computes the metrics and classifies the session.
+    fn finish(self) -> SessionReport {
+        let mut report = self.report;
+        let end_us = self.measured_end_us.unwrap_or_else(|| self.clock.now_us());
+        let (metrics, runner) = lock(&self.recorder).finish(end_us);
+        let keep_start = (
+            report.metrics.get_orchestrator_ms,
+            report.metrics.job_start_ms,
+        );
+        report.metrics = metrics;
+        (
+            report.metrics.get_orchestrator_ms,
+            report.metrics.job_start_ms,
+        ) = keep_start;
+        let evidence = Evidence {
+            fatal: self.fatal,
+            frames_received: report.metrics.frames_received,
+            bytes_received: report.metrics.bytes_received,
+            events_malformed: u64::from(runner.events_malformed),
+            runner_reported_error: runner.errors.first().cloned().or_else(|| {
+                (runner.last_state.as_deref() == Some("ERROR")).then(|| "state ERROR".into())
+            }),
+        };
+        report.runner = runner;
+        let (outcome, failure) = classify(&evidence);
+        report.outcome = outcome;
+        report.failure = failure;
+        report.ended_at_unix_ms = unix_ms();
+        report
+    }
+}
+
+/// GetOrchestrator then job start. Fills the report's orchestrator identity and timings.
+async fn discover_and_start(
+    opts: &ProbeOptions,
+    http: &reqwest::Client,
+    clock: &Clock,
+    report: &mut SessionReport,
+) -> Result<JobUrls, Failure> {
+    let session_id = report.session_id.clone();
+    let t = clock.now_us();
+    let info = tokio::time::timeout(opts.timeouts.grpc, async {
+        let mut client = OrchestratorClient::connect(&opts.target, opts.timeouts.grpc).await?;
+        let fingerprint = client.cert_fingerprint();
+        let req = grpc::live_request(opts.gateway_address, None);
+        let info = client.get_orchestrator(req).await?;
+        Ok::<_, grpc::GrpcError>((info, fingerprint))
+    })
+    .await;
+    let (info, fingerprint) = match info {
+        Err(_) => {
+            return Err(fail(
+                FailureClass::GrpcError,
+                format!(
+                    "GetOrchestrator did not answer within {:?}",
+                    opts.timeouts.grpc
+                ),
+            ));
+        }
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let class = if is_busy_text(&text) {
+                FailureClass::Capacity
+            } else {
+                FailureClass::GrpcError
+            };
+            return Err(fail(class, format!("GetOrchestrator: {text}")));
+        }
+        Ok(Ok(v)) => v,
+    };
+    report.metrics.get_orchestrator_ms = Some(ms_since(clock, t));
+    let summary = grpc::summarize(&info);
+    if let Some(o) = report.orchestrator.as_mut() {
+        o.address = summary.eth_address.clone();
+        o.cert_sha256 = fingerprint;
+    }
+    report.gpu = summary.gpus.first().map(|g| Gpu {
+        name: g.name.clone(),
+        memory_bytes: u64::try_from(g.memory_total_bytes).ok().filter(|b| *b > 0),
+    });
+    let Some(token) = info.auth_token.clone() else {
+        return Err(fail(
+            FailureClass::ProtocolError,
+            "OrchestratorInfo carries no auth_token, which job start requires".into(),
+        ));
+    };
+    let transcoder = if summary.transcoder_uri.is_empty() {
+        opts.target.to_string()
+    } else {
+        summary.transcoder_uri.clone()
+    };
+
+    let req = LiveVideoToVideoRequest {
+        model_id: opts.model_id.clone(),
+        params: opts.params.clone(),
+        gateway_request_id: session_id.to_string(),
+        stream_id: format!("lvt-{}", &session_id[session_id.len().saturating_sub(12)..]),
+    };
+    let t = clock.now_us();
+    let urls = live::start_job(http, &transcoder, &token, &req, opts.timeouts.start)
+        .await
+        .map_err(start_failure)?;
+    report.metrics.job_start_ms = Some(ms_since(clock, t));
+    Ok(urls)
+}
+
+fn start_failure(e: StartJobError) -> Failure {
+    let text = e.to_string();
+    let class = match e.status() {
+        Some(503) => FailureClass::Capacity,
+        Some(403) => FailureClass::Auth,
+        Some(402) => FailureClass::Payment,
+        Some(400) if text.contains("balance") || text.to_lowercase().contains("payment") => {
+            FailureClass::Payment
+        }
+        Some(_) => FailureClass::StartError,
+        None => match e {
+            StartJobError::BadJson { .. } | StartJobError::MissingField { .. } => {
+                FailureClass::ProtocolError
+            }
+            _ => FailureClass::StartError,
+        },
+    };
+    let class = if class == FailureClass::StartError && is_busy_text(&text) {
+        FailureClass::Capacity
+    } else {
+        class
+    };
+    fail(class, format!("job start: {text}"))
+}
+
+/// The texts go-livepeer and the old tester treat as "busy" rather than broken.
+fn is_busy_text(text: &str) -> bool {
+    [
+        "OrchestratorCapped",
+        "OrchestratorBusy",
+        "insufficient capacity",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+}
+
+fn fail(class: FailureClass, detail: String) -> Failure {
+    Failure { class, detail }
+}
+
+/// The hash the runner reports as `last_params_hash`: hex md5 of the canonical params JSON.
+///
+/// The canonical form is ai-runner's (`json.dumps(params, sort_keys=True)`), so the hash
+/// matches what a real runner reports.
+pub fn params_hash(params: &Value) -> String {
+    lvt_gateway::sim::params_hash(params)
+}
+
+/// The session's own monotonic clock: microseconds since the probe started.
+#[derive(Clone)]
+struct Clock {
+    t0: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self { t0: Instant::now() }
+    }
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+    fn at(&self, us: u64) -> Instant {
+        self.t0 + Duration::from_micros(us)
+    }
+}
+
+fn ms_since(clock: &Clock, t_us: u64) -> f64 {
+    clock.now_us().saturating_sub(t_us) as f64 / 1000.0
+}
+
+fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a measurement task panicked; the data is still the best we have.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Progress the tasks of a session share with the watchdog and the drain, on the session
+/// clock. Everything that is a metric lives in the recorder; this is only control state.
+#[derive(Default)]
+struct Liveness {
+    first_input_us: Option<u64>,
+    last_input_us: Option<u64>,
+    last_input_pts: Option<u64>,
+    last_output_pts: Option<u64>,
+    output_ended: bool,
+    /// When the events channel was opened: the events timeout counts from here until the first
+    /// event arrives.
+    events_opened_us: u64,
+    /// The end of the measured period: when output was no longer expected.
+    measured_end_us: Option<u64>,
+    media_errors: lvt_schema::MediaErrors,
+}
+
+/// How a session's media phase ended.
+struct SessionEnd {
+    fatal: Option<Failure>,
+    measured_end_us: Option<u64>,
+}
+
+struct Session<'a> {
+    opts: &'a ProbeOptions,
+    clip: Arc<Clip>,
+    http: &'a reqwest::Client,
+    clock: Clock,
+    recorder: Arc<Mutex<SessionRecorder>>,
+    cancel: CancellationToken,
+}
+
+impl Session<'_> {
+    /// Publishes input for the configured duration while reading output and events, then drains
+    /// and closes.
+    async fn run(&self, urls: &JobUrls) -> SessionEnd {
+        let live = Arc::new(Mutex::new(Liveness::default()));
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        lock(&live).events_opened_us = self.clock.now_us();
+
+        tasks.spawn(read_output(
+            TrickleSubscriber::new(self.http.clone(), &urls.subscribe_url),
+            self.clock.clone(),
+            self.recorder.clone(),
+            live.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(read_events(
+            TrickleSubscriber::new(self.http.clone(), &urls.events_url),
+            self.clock.clone(),
+            self.recorder.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(send_control(
+            TricklePublisher::new(self.http.clone(), &urls.control_url),
+            self.opts.clone(),
+            self.clock.clone(),
+            self.recorder.clone(),
+            stop.clone(),
+        ));
+
+        let mut publisher = TricklePublisher::new(self.http.clone(), &urls.publish_url);
+        let fatal = tokio::select! {
+            r = self.publish(&mut publisher, &live) => match r {
+                Ok(()) => tokio::select! {
+                    () = self.drain(&live) => None,
+                    f = self.watchdog(&live) => Some(f),
+                    () = self.cancel.cancelled() => None,
+                },
+                Err(f) => Some(f),
+            },
+            f = self.watchdog(&live) => Some(f),
+            () = self.cancel.cancelled() => None,
+        };
+        if let Some(f) = &fatal {
+            warn!(message = "Session failed.", class = ?f.class, detail = %f.detail);
+        }
+        {
+            // Output is expected until the last input frame was sent: a gap between the last
+            // output and that moment is a trailing stall. Output arriving later (latency) is
+            // still measured. A session cut short ends where it was cut.
+            let now = self.clock.now_us();
+            let mut l = lock(&live);
+            l.measured_end_us = Some(match (&fatal, l.last_input_us) {
+                (None, Some(last_input_us)) => last_input_us,
+                _ => now,
+            });
+        }
+
+        // Ending the input channel is how a gateway ends the job; the orchestrator then deletes
+        // the other channels, which also ends our readers.
+        stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(2), publisher.close())
+            .await
+            .is_err()
+        {
+            debug!(message = "Closing the input channel timed out.");
+        }
+        let join_all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(3), join_all)
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+        let l = lock(&live);
+        lock(&self.recorder).handle_media_errors(l.media_errors);
+        SessionEnd {
+            fatal,
+            measured_end_us: l.measured_end_us,
+        }
+    }
+
+    /// Replays the clip in real time: each frame's bytes are written at its scheduled time,
+    /// and its send time is the scheduled time's actual write moment on the session clock.
+    async fn publish(
+        &self,
+        publisher: &mut TricklePublisher,
+        live: &Mutex<Liveness>,
+    ) -> Result<(), Failure> {
+        let mut replayer = Replayer::new(self.clip.clone(), 0);
+        let segment_us = u64::from(self.clip.config.segment_ms) * 1000;
+        let start_us = self.clock.now_us();
+        let end_us = start_us + u64::try_from(self.opts.duration.as_micros()).unwrap_or(u64::MAX);
+        let mut finishing = tokio::task::JoinSet::new();
+        let mut k = 0u64;
+        loop {
+            let seg_start_us = start_us + k * segment_us;
+            if seg_start_us >= end_us {
+                break;
+            }
+            let seg = replayer.next_segment();
+            tokio::time::sleep_until(self.clock.at(seg_start_us)).await;
+            let mut writer = publisher.begin_segment().await.map_err(publish_failure)?;
+            for f in &seg.frames {
+                tokio::time::sleep_until(self.clock.at(seg_start_us + f.offset_us)).await;
+                let now = self.clock.now_us();
+                lock(&self.recorder).handle_input_frame_sent(f.pts, now);
+                {
+                    let mut l = lock(live);
+                    l.first_input_us.get_or_insert(now);
+                    l.last_input_us = Some(now);
+                    l.last_input_pts = Some(f.pts);
+                }
+                writer
+                    .write(seg.data.slice(f.range.clone()))
+                    .await
+                    .map_err(publish_failure)?;
+            }
+            let bytes = seg.data.len() as u64;
+            lock(&self.recorder).handle_segment_sent(bytes, self.clock.now_us());
+            // The response to a finished segment is not on the publishing path: a slow answer
+            // must not delay the next segment, but a lost channel must still end the session.
+            finishing.spawn(writer.finish());
+            while let Some(done) = finishing.try_join_next() {
+                if let Ok(Err(e)) = done {
+                    return Err(publish_failure(e));
+                }
+            }
+            k += 1;
+        }
+        while let Some(done) = finishing.join_next().await {
+            if let Ok(Err(e)) = done {
+                return Err(publish_failure(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the output of the last input frames: until the output caught up with the last
+    /// PTS sent, the output channel ended, no output came for [`DRAIN_IDLE`] (the orchestrator
+    /// may have dropped the last frames, for example to lower its frame rate), or the drain
+    /// timeout passed.
+    async fn drain(&self, live: &Mutex<Liveness>) {
+        let drain_start_us = self.clock.now_us();
+        let deadline = Instant::now() + self.opts.timeouts.drain;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            {
+                let l = lock(live);
+                let caught_up = match (l.last_input_pts, l.last_output_pts) {
+                    (Some(i), Some(o)) => o >= i,
+                    _ => false,
+                };
+                if caught_up || l.output_ended {
+                    return;
+                }
+            }
+            let last_output_us = lock(&self.recorder).last_output_at_us().unwrap_or(0);
+            let idle_since_us = last_output_us.max(drain_start_us);
+            if self.clock.now_us().saturating_sub(idle_since_us) > us(DRAIN_IDLE)
+                || Instant::now() >= deadline
+            {
+                return;
+            }
+        }
+    }
+
+    /// Fires when output or events stay away for longer than the timeouts allow.
+    async fn watchdog(&self, live: &Mutex<Liveness>) -> Failure {
+        let t = &self.opts.timeouts;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let now = self.clock.now_us();
+            let (first_input_us, events_opened_us) = {
+                let l = lock(live);
+                (l.first_input_us, l.events_opened_us)
+            };
+            let (last_output_us, last_event_us) = {
+                let r = lock(&self.recorder);
+                (r.last_output_at_us(), r.last_event_at_us())
+            };
+            match (first_input_us, last_output_us) {
+                (Some(first_in), None) if now.saturating_sub(first_in) > us(t.first_output) => {
+                    return fail(
+                        FailureClass::OutputTimeout,
+                        format!(
+                            "no output frame within {:?} of the first input",
+                            t.first_output
+                        ),
+                    );
+                }
+                (_, Some(last_out)) if now.saturating_sub(last_out) > us(t.output_gap) => {
+                    return fail(
+                        FailureClass::OutputTimeout,
+                        format!("output stopped for longer than {:?}", t.output_gap),
+                    );
+                }
+                _ => {}
+            }
+            if now.saturating_sub(last_event_us.unwrap_or(events_opened_us)) > us(t.events) {
+                return fail(
+                    FailureClass::EventsTimeout,
+                    format!("no event for longer than {:?}", t.events),
+                );
+            }
+        }
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn publish_failure(e: TrickleError) -> Failure {
+    match e {
+        TrickleError::ChannelGone => fail(
+            FailureClass::PublishLost,
+            "the input channel vanished (404): the orchestrator dropped the session".into(),
+        ),
+        other => fail(
+            FailureClass::PublishLost,
+            format!("publishing failed: {other}"),
+        ),
+    }
+}
+
+/// Reads the output channel, demuxing as bytes arrive so each frame's arrival is the moment
+/// its first byte came in.
+async fn read_output(
+    mut sub: TrickleSubscriber,
+    clock: Clock,
+    recorder: Arc<Mutex<SessionRecorder>>,
+    live: Arc<Mutex<Liveness>>,
+    stop: CancellationToken,
+) {
+    let mut demux = TsDemuxer::new();
+    let mut have_resolution = false;
+    loop {
+        let seg = tokio::select! {
+            () = stop.cancelled() => break,
+            s = sub.next_segment() => s,
+        };
+        let mut seg = match seg {
+            Ok(Some(seg)) => seg,
+            Ok(None) => break,
+            Err(e) => {
+                debug!(message = "Output subscription error.", error = %e);
+                break;
+            }
+        };
+        let mut seg_bytes = 0u64;
+        loop {
+            let chunk = tokio::select! {
+                () = stop.cancelled() => None,
+                c = seg.chunk() => c.unwrap_or_else(|e| {
+                    debug!(message = "Output segment read error.", error = %e);
+                    None
+                }),
+            };
+            let Some(chunk) = chunk else { break };
+            let now = clock.now_us();
+            seg_bytes += chunk.len() as u64;
+            demux.handle_bytes(&chunk, now);
+            drain_frames(&mut demux, &recorder, &live, &mut have_resolution);
+        }
+        demux.finish(clock.now_us());
+        drain_frames(&mut demux, &recorder, &live, &mut have_resolution);
+        lock(&recorder).handle_segment_received(seg_bytes, clock.now_us());
+        // The recorder adds what it is given: hand it the demuxer's totals once, at the end.
+        lock(&live).media_errors = media_errors(demux.stats());
+        if stop.is_cancelled() {
+            break;
+        }
+    }
+    lock(&live).output_ended = true;
+}
+
+fn media_errors(s: &lvt_media::ts::DemuxStats) -> lvt_schema::MediaErrors {
+    lvt_schema::MediaErrors {
+        cc_errors: s.cc_errors,
+        sync_losses: s.sync_losses,
+        pes_errors: s.pes_errors,
+        truncated_frames: s.truncated_frames,
+    }
+}
+
+fn drain_frames(
+    demux: &mut TsDemuxer,
+    recorder: &Mutex<SessionRecorder>,
+    live: &Mutex<Liveness>,
+    have_resolution: &mut bool,
+) {
+    while let Some(frame) = demux.poll_frame() {
+        if frame.stream_type != STREAM_TYPE_H264 {
+            continue;
+        }
+        let Some(pts) = frame.pts else { continue };
+        let mut rec = lock(recorder);
+        if !*have_resolution
+            && frame.keyframe
+            && let Some(sps) = lvt_media::h264::find_sps(&frame.data)
+        {
+            rec.handle_resolution(sps.width, sps.height);
+            *have_resolution = true;
+        }
+        rec.handle_output_frame(pts, frame.first_byte_us, frame.keyframe, frame.data.len());
+        drop(rec);
+        let mut l = lock(live);
+        l.last_output_pts = Some(l.last_output_pts.map_or(pts, |p| p.max(pts)));
+    }
+}
+
+/// Reads the events channel: one JSON document per segment.
+async fn read_events(
+    mut sub: TrickleSubscriber,
+    clock: Clock,
+    recorder: Arc<Mutex<SessionRecorder>>,
+    stop: CancellationToken,
+) {
+    /// An event larger than this is not an event: stop reading it rather than buffer forever.
+    const MAX_EVENT_BYTES: usize = 1 << 20;
+    loop {
+        let seg = tokio::select! {
+            () = stop.cancelled() => break,
+            s = sub.next_segment() => s,
+        };
+        let mut seg = match seg {
+            Ok(Some(seg)) => seg,
+            Ok(None) | Err(_) => break,
+        };
+        let mut doc = Vec::new();
+        loop {
+            let chunk = tokio::select! {
+                () = stop.cancelled() => return,
+                c = seg.chunk() => c.ok().flatten(),
+            };
+            let Some(chunk) = chunk else { break };
+            doc.extend_from_slice(&chunk);
+            if doc.len() > MAX_EVENT_BYTES {
+                break;
+            }
+        }
+        lock(&recorder).handle_event_bytes(&doc, clock.now_us());
+    }
+}
+
+/// Sends keepalives and, halfway through, one params update.
+async fn send_control(
+    mut publisher: TricklePublisher,
+    opts: ProbeOptions,
+    clock: Clock,
+    recorder: Arc<Mutex<SessionRecorder>>,
+    stop: CancellationToken,
+) {
+    let start = Instant::now();
+    let mut update_at = opts.update_params.then(|| start + opts.duration / 2);
+    let mut keepalive =
+        tokio::time::interval_at(start + opts.keepalive_interval, opts.keepalive_interval);
+    loop {
+        let update_sleep = async {
+            match update_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let msg = tokio::select! {
+            () = stop.cancelled() => break,
+            _ = keepalive.tick() => Bytes::from_static(br#"{"keep":"alive"}"#),
+            () = update_sleep => {
+                update_at = None;
+                let params = updated_params(&opts.params);
+                let hash = params_hash(&params);
+                lock(&recorder).handle_params_sent(&hash, clock.now_us());
+                Bytes::from(params.to_string())
+            }
+        };
+        if let Err(e) = publisher.publish(msg).await {
+            debug!(message = "Control message not delivered.", error = %e);
+            if matches!(e, TrickleError::ChannelGone) {
+                break;
+            }
+        }
+    }
+    // The control channel is closed by the orchestrator when the session ends.
+}
+
+/// The params update a probe sends halfway: the same params with the prompt changed, so that
+/// a runner applying it must report a new hash.
+pub fn updated_params(params: &Value) -> Value {
+    let mut p = match params {
+        Value::Object(m) => Value::Object(m.clone()),
+        _ => serde_json::json!({}),
+    };
+    let prompt = p.get("prompt").and_then(Value::as_str).map_or_else(
+        || "lvt params update".to_string(),
+        |s| format!("{s}, updated"),
+    );
+    p["prompt"] = Value::String(prompt);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_update_changes_the_hash() {
+        let p = serde_json::json!({"prompt": "watercolor", "strength": 0.5});
+        let u = updated_params(&p);
+        assert_eq!(u["prompt"], "watercolor, updated");
+        assert_eq!(u["strength"], 0.5);
+        assert_ne!(params_hash(&p), params_hash(&u));
+        // Key order does not change the hash: it is over the canonical form.
+        let q: Value = serde_json::from_str(r#"{"strength":0.5,"prompt":"watercolor"}"#).unwrap();
+        assert_eq!(params_hash(&p), params_hash(&q));
+    }
+
+    #[test]
+    fn busy_texts_are_recognised() {
+        assert!(is_busy_text("status: OrchestratorCapped"));
+        assert!(is_busy_text("503: insufficient capacity"));
+        assert!(!is_busy_text("invalid auth token"));
+    }
+}

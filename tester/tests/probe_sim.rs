@@ -1,0 +1,192 @@
+//! `lvt probe` against `lvt sim` over real sockets: the measurements match what the simulator
+//! injects, and each injected fault ends in the right outcome and failure class.
+//!
+//! Sessions run in real time (a few seconds each), because what is measured is real time.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
+use lvt_schema::{FailureClass, Outcome, SessionReport};
+use lvt_tester::encode::{Clip, ClipConfig, encode_clip};
+use lvt_tester::probe::{self, ProbeOptions};
+use tokio_util::sync::CancellationToken;
+
+fn clip() -> Arc<Clip> {
+    static CLIP: OnceLock<Arc<Clip>> = OnceLock::new();
+    CLIP.get_or_init(|| Arc::new(encode_clip(&ClipConfig::default()).expect("encode clip")))
+        .clone()
+}
+
+/// Starts one simulated orchestrator with `profile` on 127.0.0.1, TLS unless `plaintext`.
+async fn start_sim(profile: Profile, plaintext: bool) -> (RunningOrchestrator, CancellationToken) {
+    let mut cfg = OrchestratorConfig::new("test", profile);
+    cfg.plaintext = plaintext;
+    cfg.status_interval = Duration::from_secs(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let orch = sim::start(cfg, listener, async move { s.cancelled().await })
+        .await
+        .expect("start simulator");
+    (orch, stop)
+}
+
+async fn run_probe(orch: &RunningOrchestrator, duration: Duration) -> SessionReport {
+    let mut opts = ProbeOptions::new(orch.uri.parse().unwrap());
+    opts.duration = duration;
+    opts.params = serde_json::json!({"prompt": "watercolor painting style"});
+    let http = probe::http_client().unwrap();
+    probe::probe(&opts, clip(), &http, CancellationToken::new()).await
+}
+
+fn profile(f: impl FnOnce(&mut Profile)) -> Profile {
+    let mut p = Profile {
+        capacity: 2,
+        seed: 7,
+        ..Profile::default()
+    };
+    f(&mut p);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_latency_is_measured_within_5_ms() {
+    let (orch, stop) = start_sim(profile(|p| p.latency_ms = 200), true).await;
+    let r = run_probe(&orch, Duration::from_secs(4)).await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let e2e = r.metrics.e2e_latency_ms.as_ref().expect("e2e measured");
+    assert!(
+        (e2e.p50 - 200.0).abs() < 5.0,
+        "e2e p50 {} ms, injected 200 ms",
+        e2e.p50
+    );
+    assert!(e2e.count >= 100, "{} frames matched", e2e.count);
+    assert_eq!(r.metrics.output_width, Some(512));
+    assert_eq!(r.metrics.output_height, Some(512));
+    assert_eq!(r.metrics.frames_unmatched, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_fps_is_measured_within_2_percent_over_tls() {
+    let (orch, stop) = start_sim(profile(|p| p.fps = Some(12)), false).await;
+    let r = run_probe(&orch, Duration::from_secs(5)).await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let fps = r.metrics.output_fps.as_ref().expect("fps measured");
+    assert!(
+        (fps.mean - 12.0).abs() <= 0.24,
+        "output fps {} for injected 12",
+        fps.mean
+    );
+    let input = r.metrics.input_fps.expect("input fps");
+    assert!((input - 30.0).abs() < 0.6, "input fps {input}");
+    // TLS: the certificate fingerprint is recorded, trust on first use.
+    let o = r.orchestrator.as_ref().unwrap();
+    assert_eq!(o.cert_sha256, orch.cert_fingerprint);
+    // Addresses compare case-insensitively: EIP-55 checksums only change letter case.
+    assert!(
+        o.address
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(&orch.eth_address)),
+        "{:?} vs {}",
+        o.address,
+        orch.eth_address
+    );
+    assert!(r.gpu.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_publish_lost() {
+    let (orch, stop) = start_sim(profile(|p| p.crash_after_s = Some(1.5)), true).await;
+    let r = run_probe(&orch, Duration::from_secs(5)).await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Failed);
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.class, FailureClass::PublishLost, "{}", f.detail);
+    assert!(r.metrics.frames_received > 0, "output before the crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_is_one_stall_of_about_its_length() {
+    let (orch, stop) = start_sim(
+        profile(|p| {
+            p.stall_at_s = Some(2.0);
+            p.stall_s = 2.0;
+        }),
+        true,
+    )
+    .await;
+    let r = run_probe(&orch, Duration::from_secs(6)).await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let stalls = &r.metrics.stalls;
+    // The window counts from the session start; output must have begun before it.
+    assert!(
+        r.metrics.startup_ms.is_some_and(|s| s < 1500.0),
+        "startup {:?} ms: the machine is too loaded to place the stall",
+        r.metrics.startup_ms
+    );
+    assert_eq!(stalls.count, 1, "{stalls:?}");
+    // The simulator resumes at the next keyframe after the window, as a restarted encoder
+    // does; with the window on a segment boundary the gap is the stall plus one frame.
+    assert!(
+        (1950.0..2200.0).contains(&stalls.total_ms),
+        "stall of {} ms for an injected 2000 ms",
+        stalls.total_ms
+    );
+    // The runner's self-report tells the same story: a restart after a degraded period.
+    assert_eq!(r.runner.restart_count, Some(1), "{:?}", r.runner);
+    assert!(
+        r.runner
+            .states_seen
+            .iter()
+            .any(|s| s == "DEGRADED_INFERENCE"),
+        "{:?}",
+        r.runner
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_orchestrator_is_unscored_not_failed() {
+    let (orch, stop) = start_sim(profile(|p| p.capacity = 0), true).await;
+    let r = run_probe(&orch, Duration::from_secs(2)).await;
+    assert_eq!(r.outcome, Outcome::UnscoredBusy, "{:?}", r.failure);
+    assert_eq!(r.failure.unwrap().class, FailureClass::Capacity);
+
+    // A 503 at start is busy too, whatever the capacity.
+    let (orch2, stop2) = start_sim(profile(|p| p.start_status = Some(503)), true).await;
+    let r = run_probe(&orch2, Duration::from_secs(2)).await;
+    assert_eq!(r.outcome, Outcome::UnscoredBusy, "{:?}", r.failure);
+    // A 500 is a start error.
+    let (orch3, stop3) = start_sim(profile(|p| p.start_status = Some(500)), true).await;
+    let r = run_probe(&orch3, Duration::from_secs(2)).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.failure.unwrap().class, FailureClass::StartError);
+    for s in [stop, stop2, stop3] {
+        s.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_update_is_confirmed_by_the_runner_and_capacity_is_freed() {
+    let (orch, stop) = start_sim(profile(|p| p.latency_ms = 20), true).await;
+    let r = run_probe(&orch, Duration::from_secs(4)).await;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let updated =
+        probe::updated_params(&serde_json::json!({"prompt": "watercolor painting style"}));
+    assert_eq!(
+        r.runner.last_params_hash.as_deref(),
+        Some(probe::params_hash(&updated).as_str()),
+        "the runner reports the hash of the update"
+    );
+    assert!(r.metrics.params_update_latency_ms.is_some());
+    assert!(r.runner.status_events >= 2);
+    assert!(r.metrics.segments_sent >= 4 && r.metrics.segments_received >= 3);
+    // Closing the input channel ends the session on the orchestrator: the slot is freed.
+    tokio::time::timeout(Duration::from_secs(5), orch.wait_sessions_in_use(0))
+        .await
+        .expect("session slot released");
+    stop.cancel();
+}
