@@ -322,11 +322,19 @@ async fn run_sim(args: SimArgs) -> Result<u8, CliError> {
     lvt_gateway::sim::run(opts, async move { cancel.cancelled().await })
         .await
         .map_err(|e| {
-            use lvt_gateway::sim::SimError;
-            let config_error = matches!(
-                e.downcast_ref::<SimError>(),
-                Some(SimError::Profile(_) | SimError::Fleet(_))
-            );
+            use lvt_gateway::sim::{FleetError, ProfileError, SimError};
+            // A bad profile or fleet file, or options that do not fit together (the
+            // simulator's own checks, plain messages without a cause), is the user's input;
+            // a port that cannot be bound is not.
+            let config_error = e.chain().any(|c| {
+                c.is::<ProfileError>()
+                    || c.is::<FleetError>()
+                    || matches!(
+                        c.downcast_ref::<SimError>(),
+                        Some(SimError::Profile(_) | SimError::Fleet(_))
+                    )
+            }) || (e.source().is_none()
+                && e.downcast_ref::<SimError>().is_none());
             if config_error {
                 CliError::Usage(format!("{e:#}"))
             } else {

@@ -687,29 +687,9 @@ async fn read_output(
 ) {
     let mut demux = TsDemuxer::new();
     let mut have_resolution = false;
-    loop {
-        let seg = tokio::select! {
-            () = stop.cancelled() => break,
-            s = sub.next_segment() => s,
-        };
-        let mut seg = match seg {
-            Ok(Some(seg)) => seg,
-            Ok(None) => break,
-            Err(e) => {
-                debug!(message = "Output subscription error.", error = %e);
-                break;
-            }
-        };
+    while let Some(mut seg) = next_segment(&mut sub, &stop, "output").await {
         let mut seg_bytes = 0u64;
-        loop {
-            let chunk = tokio::select! {
-                () = stop.cancelled() => None,
-                c = seg.chunk() => c.unwrap_or_else(|e| {
-                    debug!(message = "Output segment read error.", error = %e);
-                    None
-                }),
-            };
-            let Some(chunk) = chunk else { break };
+        while let Some(chunk) = next_chunk(&mut seg, &stop, "output").await {
             let now = clock.now_us();
             seg_bytes += chunk.len() as u64;
             demux.handle_bytes(&chunk, now);
@@ -771,29 +751,54 @@ async fn read_events(
 ) {
     /// An event larger than this is not an event: stop reading it rather than buffer forever.
     const MAX_EVENT_BYTES: usize = 1 << 20;
-    loop {
-        let seg = tokio::select! {
-            () = stop.cancelled() => break,
-            s = sub.next_segment() => s,
-        };
-        let mut seg = match seg {
-            Ok(Some(seg)) => seg,
-            Ok(None) | Err(_) => break,
-        };
+    while let Some(mut seg) = next_segment(&mut sub, &stop, "events").await {
         let mut doc = Vec::new();
-        loop {
-            let chunk = tokio::select! {
-                () = stop.cancelled() => return,
-                c = seg.chunk() => c.ok().flatten(),
-            };
-            let Some(chunk) = chunk else { break };
+        while let Some(chunk) = next_chunk(&mut seg, &stop, "events").await {
             doc.extend_from_slice(&chunk);
             if doc.len() > MAX_EVENT_BYTES {
                 break;
             }
         }
+        if stop.is_cancelled() {
+            // A document cut short by the end of the session is not a malformed one.
+            break;
+        }
         lock(&recorder).handle_event_bytes(&doc, clock.now_us());
     }
+}
+
+/// The next segment of a subscription, or `None` when the stream ended, failed, or the
+/// session stopped. A failed subscription is not a session failure by itself: the watchdog
+/// judges what its silence means.
+async fn next_segment(
+    sub: &mut TrickleSubscriber,
+    stop: &CancellationToken,
+    channel: &'static str,
+) -> Option<lvt_gateway::trickle::SubscribedSegment> {
+    let next = tokio::select! {
+        () = stop.cancelled() => return None,
+        s = sub.next_segment() => s,
+    };
+    next.unwrap_or_else(|error| {
+        debug!(message = "Subscription ended with an error.", channel, %error);
+        None
+    })
+}
+
+/// The next chunk of a segment, or `None` at its end, on a read error, or when the session stopped.
+async fn next_chunk(
+    seg: &mut lvt_gateway::trickle::SubscribedSegment,
+    stop: &CancellationToken,
+    channel: &'static str,
+) -> Option<Bytes> {
+    let next = tokio::select! {
+        () = stop.cancelled() => return None,
+        c = seg.chunk() => c,
+    };
+    next.unwrap_or_else(|error| {
+        debug!(message = "Segment read ended with an error.", channel, %error);
+        None
+    })
 }
 
 /// Sends keepalives and, halfway through, one params update.
