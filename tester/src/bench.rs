@@ -251,6 +251,10 @@ impl SimChild {
             .arg(profile.path())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
+        // The simulator logs every session at info; in a benchmark only its errors matter.
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "error");
+        }
         if !args.tls {
             cmd.arg("--plaintext");
         }
