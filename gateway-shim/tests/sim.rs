@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -269,29 +268,14 @@ async fn wait_event(
 }
 
 fn ffprobe_packets(ts: &[u8]) -> (String, Vec<f64>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.ts");
-    std::fs::write(&path, ts).unwrap();
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_packets",
-            "-of",
-            "json",
-        ])
-        .arg(&path)
-        .output()
-        .expect(
-            "ffprobe must be installed (Debian package ffmpeg) to check the simulator's output",
-        );
+    let output = lvt_media::ffprobe::probe(ts, &["-show_streams", "-show_packets", "-of", "json"])
+        .unwrap_or_else(|e| panic!("checking the simulator's output: {e}"));
     assert!(
-        output.status.success(),
+        output.success,
         "ffprobe rejected the output: {}",
-        String::from_utf8_lossy(&output.stderr)
+        output.stderr
     );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: Value = serde_json::from_str(&output.stdout).unwrap();
     let codec = report["streams"][0]["codec_name"]
         .as_str()
         .unwrap_or_default()

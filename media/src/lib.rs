@@ -7,7 +7,10 @@
 //!
 //! Nothing here reads a clock or performs IO: callers pass bytes in together with the time, in
 //! microseconds on a clock of their choosing, at which those bytes arrived. That keeps every
-//! latency computation exact and every test deterministic.
+//! latency computation exact and every test deterministic. The one exception is [`ffprobe`],
+//! a checking aid that runs FFmpeg's `ffprobe` on bytes we produced; nothing on the measuring
+//! path uses it.
 
+pub mod ffprobe;
 pub mod h264;
 pub mod ts;

@@ -5,48 +5,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::*;
 
 /// Runs `ffprobe -show_packets -show_streams` on `ts` via stdin; returns (exit ok, stdout,
-/// stderr).
+/// stderr). A missing ffprobe fails the test with the reason: it is a required tool here.
 fn ffprobe(ts: &[u8]) -> (bool, String, String) {
-    let mut child = match Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_packets",
-            "-show_streams",
-            "-i",
-            "pipe:0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => panic!(
-            "ffprobe is required for this test but could not be started ({e}); \
-             install ffmpeg (Debian: apt-get install ffmpeg) so that ffprobe is on PATH"
-        ),
-    };
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    let input = ts.to_vec();
-    // Write from another thread so that a full stdout pipe cannot deadlock the writer.
-    let writer = std::thread::spawn(move || {
-        // ffprobe may stop reading early on error; the exit status reports that.
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().expect("ffprobe ran");
-    writer.join().expect("writer thread finished");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let report = lvt_media::ffprobe::probe(ts, &["-show_packets", "-show_streams"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    (report.success, report.stdout, report.stderr)
 }
 
 /// Values of `key=` lines inside `[SECTION]` blocks of ffprobe's default output.

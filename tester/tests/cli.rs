@@ -1,25 +1,13 @@
 //! The `lvt` binary as a user runs it: exit codes, the JSON record, the table, usage errors.
 
-use std::process::{Command, Output};
-use std::time::Duration;
+mod common;
 
-use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
-use tokio_util::sync::CancellationToken;
+use std::process::{Command, Output};
+
+use common::start_sim;
+use lvt_gateway::sim::Profile;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
-
-async fn start_sim(profile: Profile) -> (RunningOrchestrator, CancellationToken) {
-    let mut cfg = OrchestratorConfig::new("cli", profile);
-    cfg.plaintext = true;
-    cfg.status_interval = Duration::from_secs(1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let orch = sim::start(cfg, listener, async move { s.cancelled().await })
-        .await
-        .unwrap();
-    (orch, stop)
-}
 
 async fn lvt(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -30,16 +18,22 @@ async fn lvt(args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_exit_codes_and_outputs() {
-    let (good, stop_good) = start_sim(Profile {
-        capacity: 1,
-        latency_ms: 30,
-        ..Profile::default()
-    })
+    let (good, stop_good) = start_sim(
+        Profile {
+            capacity: 1,
+            latency_ms: 30,
+            ..Profile::default()
+        },
+        true,
+    )
     .await;
-    let (busy, stop_busy) = start_sim(Profile {
-        capacity: 0,
-        ..Profile::default()
-    })
+    let (busy, stop_busy) = start_sim(
+        Profile {
+            capacity: 0,
+            ..Profile::default()
+        },
+        true,
+    )
     .await;
 
     let out = lvt(&["probe", &good.uri, "--duration", "2s", "--json"]).await;

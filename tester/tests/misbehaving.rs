@@ -3,22 +3,17 @@
 //! are not JSON. Each must end in a classified failure within the configured timeouts, never a
 //! hang or a panic.
 
-use std::sync::{Arc, OnceLock};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::clip;
 use lvt_gateway::live::JobUrls;
 use lvt_gateway::trickle::{TrickleConfig, TrickleServer};
 use lvt_schema::{FailureClass, Outcome, SessionReport};
-use lvt_tester::encode::{Clip, ClipConfig, encode_clip};
 use lvt_tester::probe::{self, ProbeOptions, Timeouts};
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
-
-fn clip() -> Arc<Clip> {
-    static CLIP: OnceLock<Arc<Clip>> = OnceLock::new();
-    CLIP.get_or_init(|| Arc::new(encode_clip(&ClipConfig::default()).expect("encode clip")))
-        .clone()
-}
 
 fn short_timeouts() -> Timeouts {
     Timeouts {

@@ -3,34 +3,15 @@
 //!
 //! Sessions run in real time (a few seconds each), because what is measured is real time.
 
-use std::sync::{Arc, OnceLock};
+mod common;
+
 use std::time::Duration;
 
-use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
+use common::{clip, start_sim};
+use lvt_gateway::sim::{Profile, RunningOrchestrator};
 use lvt_schema::{FailureClass, Outcome, SessionReport};
-use lvt_tester::encode::{Clip, ClipConfig, encode_clip};
 use lvt_tester::probe::{self, ProbeOptions};
 use tokio_util::sync::CancellationToken;
-
-fn clip() -> Arc<Clip> {
-    static CLIP: OnceLock<Arc<Clip>> = OnceLock::new();
-    CLIP.get_or_init(|| Arc::new(encode_clip(&ClipConfig::default()).expect("encode clip")))
-        .clone()
-}
-
-/// Starts one simulated orchestrator with `profile` on 127.0.0.1, TLS unless `plaintext`.
-async fn start_sim(profile: Profile, plaintext: bool) -> (RunningOrchestrator, CancellationToken) {
-    let mut cfg = OrchestratorConfig::new("test", profile);
-    cfg.plaintext = plaintext;
-    cfg.status_interval = Duration::from_secs(1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let orch = sim::start(cfg, listener, async move { s.cancelled().await })
-        .await
-        .expect("start simulator");
-    (orch, stop)
-}
 
 async fn run_probe(orch: &RunningOrchestrator, duration: Duration) -> SessionReport {
     let mut opts = ProbeOptions::new(orch.uri.parse().unwrap());

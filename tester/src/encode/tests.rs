@@ -1,8 +1,6 @@
 //! Tests of the clip encoder and replayer: structure of the encoded clip, what a demuxer reads
 //! back from replayed segments, and ffprobe's verdict on them.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -196,37 +194,11 @@ fn pts_does_not_drift_when_90khz_is_not_a_multiple_of_fps() {
 /// Runs ffprobe on `ts` (via stdin) and returns its stdout; panics if ffprobe is missing or
 /// fails.
 fn ffprobe(ts: &[u8]) -> String {
-    let mut child = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_packets",
-            "-show_streams",
-            "-i",
-            "pipe:0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "ffprobe is required for this test but could not be started ({e}); \
-                 install ffmpeg so that ffprobe is on PATH"
-            )
-        });
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    let input = ts.to_vec();
-    let writer = std::thread::spawn(move || {
-        // ffprobe may stop reading early on error; its exit status reports that.
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().expect("ffprobe ran");
-    writer.join().expect("writer thread finished");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "ffprobe failed: {stderr}");
-    assert_eq!(stderr.trim(), "", "ffprobe reported problems");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let report = lvt_media::ffprobe::probe(ts, &["-show_packets", "-show_streams"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.success, "ffprobe failed: {}", report.stderr);
+    assert_eq!(report.stderr.trim(), "", "ffprobe reported problems");
+    report.stdout
 }
 
 #[test]
