@@ -11,3 +11,5 @@ pub mod encode;
 pub mod measure;
 pub mod probe;
 pub mod report;
+pub mod run;
+pub mod scenario;
