@@ -106,7 +106,7 @@ impl Metric {
             Metric::FpsJitter => m.fps_jitter,
             Metric::FrameIntervalJitterMs => m.frame_interval_jitter_ms,
             Metric::Stalls => started.then_some(m.stalls.count as f64),
-            Metric::StallMs => started.then_some(m.stalls.total_ms as f64),
+            Metric::StallMs => started.then_some(m.stalls.total_ms),
             Metric::GetOrchestratorMs => m.get_orchestrator_ms,
             Metric::JobStartMs => m.job_start_ms,
             Metric::ParamsUpdateLatencyMs => m.params_update_latency_ms,
