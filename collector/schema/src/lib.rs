@@ -15,14 +15,56 @@
 //!
 //! Units are part of every field name (`_ms`, `_bytes`, `_unix_ms`); FPS values are frames per
 //! second.
+//!
+//! Beside the record the crate owns the rest of the contract: [`result_schema`] (the JSON Schema
+//! checked in as `collector/schema/result.schema.json`), [`events`] (the go-livepeer analytics
+//! event envelope the collector also ingests) and [`sign`] (ed25519 signatures over result
+//! batches and the key files that hold the keys). docs/result-record.md describes all three for
+//! third parties.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub mod events;
+pub mod sign;
 
 /// The version of the [`SessionReport`] layout; see the crate documentation for when it changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The JSON Schema (draft 2020-12) of one [`SessionReport`], generated from the types.
+///
+/// Object keys are sorted at every level so that the checked-in file does not depend on whether
+/// some other crate in the build enabled serde_json's `preserve_order`. No object in it forbids
+/// additional properties: readers tolerate unknown fields.
+pub fn result_schema() -> serde_json::Value {
+    sort_keys(schemars::schema_for!(SessionReport).to_value())
+}
+
+/// Rebuilds every object of `value` with its keys inserted in sorted order.
+///
+/// With serde_json's default map this is already the order, but with `preserve_order` (a feature
+/// any crate in a build may turn on) maps keep insertion order; rebuilding sorted makes the output
+/// the same either way.
+pub(crate) fn sort_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, inner)| (key, sort_keys(inner)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
+}
+
 /// One measured live video-to-video session, as shipped to the collector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionReport {
     /// The layout version this record was written with ([`SCHEMA_VERSION`] at the writer).
     pub schema_version: u32,
@@ -68,7 +110,7 @@ pub struct SessionReport {
 }
 
 /// What a session targeted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetMode {
     /// One orchestrator, contacted directly by the tester acting as a gateway.
@@ -78,7 +120,7 @@ pub enum TargetMode {
 }
 
 /// An orchestrator as identified on the network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrchestratorRef {
     /// The orchestrator's Ethereum address (0x-prefixed hex), when known (on-chain discovery or
     /// `OrchestratorInfo.address`).
@@ -91,7 +133,7 @@ pub struct OrchestratorRef {
 }
 
 /// A GPU as reported by the orchestrator's hardware information.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Gpu {
     /// The GPU model name, for example `NVIDIA GeForce RTX 4090`.
     pub name: String,
@@ -100,7 +142,7 @@ pub struct Gpu {
 }
 
 /// The prompt (params document) a session ran with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptRef {
     /// The scenario's id for the prompt, when it has one.
     pub id: Option<String>,
@@ -113,17 +155,7 @@ pub struct PromptRef {
 
 /// How demanding a prompt is, as classified by the scenario author.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Complexity {
@@ -136,7 +168,7 @@ pub enum Complexity {
 }
 
 /// How a session is scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The session ran and met the scenario's pass criteria.
@@ -150,7 +182,7 @@ pub enum Outcome {
 }
 
 /// Why a session failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Failure {
     /// The fixed class of the failure; dashboards aggregate by it.
     pub class: FailureClass,
@@ -159,7 +191,7 @@ pub struct Failure {
 }
 
 /// The fixed set of failure classes; docs/metrics.md defines each one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// GetOrchestrator failed or timed out.
@@ -189,7 +221,7 @@ pub enum FailureClass {
 /// The values measured on the tester's clock for one session.
 ///
 /// Every metric that can lack data is an `Option`; `None` means "not measured", never zero.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionMetrics {
     /// GetOrchestrator round trip in milliseconds.
     pub get_orchestrator_ms: Option<f64>,
@@ -248,7 +280,7 @@ pub struct SessionMetrics {
 }
 
 /// A latency distribution in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LatencySummary {
     /// Number of samples.
     pub count: u64,
@@ -269,7 +301,7 @@ pub struct LatencySummary {
 }
 
 /// Output frame rate over fixed windows, in frames per second.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FpsSummary {
     /// Mean of the per-window FPS.
     pub mean: f64,
@@ -282,7 +314,7 @@ pub struct FpsSummary {
 }
 
 /// Gaps in the output longer than the stall threshold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StallSummary {
     /// Number of stalls.
     pub count: u32,
@@ -293,7 +325,7 @@ pub struct StallSummary {
 }
 
 /// Error counters of the MPEG-TS demultiplexer reading the output.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MediaErrors {
     /// TS packets whose continuity counter skipped.
     pub cc_errors: u64,
@@ -306,7 +338,7 @@ pub struct MediaErrors {
 }
 
 /// One orchestrator swap made by the gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Swap {
     /// Wall-clock time of the swap, milliseconds since the Unix epoch.
     pub at_unix_ms: i64,
@@ -321,7 +353,7 @@ pub struct Swap {
 }
 
 /// What the runner reported about itself over the events channel.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunnerReport {
     /// Number of `status` events received.
     pub status_events: u32,

@@ -264,3 +264,129 @@ fn report_json_uses_the_documented_field_names() {
     assert_eq!(value["metrics"]["swaps"][0]["freeze_ms"], json!(4000.0));
     assert_eq!(value["gpu"]["memory_bytes"], json!(25_757_220_864u64));
 }
+
+/// Where the checked-in schema lives, relative to this crate.
+const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/result.schema.json");
+
+/// The checked-in schema must be what the types generate today; with `LVT_BLESS=1` the test
+/// rewrites the file instead of failing.
+#[test]
+fn checked_in_schema_is_current() {
+    let generated = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&result_schema()).expect("a schema serializes")
+    );
+    if std::env::var_os("LVT_BLESS").is_some_and(|value| value == "1") {
+        std::fs::write(SCHEMA_FILE, &generated).expect("the schema file is writable");
+        return;
+    }
+    let checked_in = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "collector/schema/result.schema.json is stale: run `LVT_BLESS=1 cargo test -p lvt-schema`"
+    );
+}
+
+/// Collects every object in `value` (depth first) into `out`.
+fn objects<'a>(value: &'a Value, out: &mut Vec<&'a serde_json::Map<String, Value>>) {
+    match value {
+        Value::Object(map) => {
+            out.push(map);
+            map.values().for_each(|inner| objects(inner, out));
+        }
+        Value::Array(items) => items.iter().for_each(|inner| objects(inner, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn schema_never_forbids_unknown_fields() {
+    let schema = result_schema();
+    let mut all = Vec::new();
+    objects(&schema, &mut all);
+    assert!(all.len() > 20, "the schema describes every nested type");
+    for map in all {
+        assert_ne!(
+            map.get("additionalProperties"),
+            Some(&Value::Bool(false)),
+            "readers tolerate unknown fields: {map:?}"
+        );
+    }
+}
+
+/// Follows a `$ref` of the form `#/$defs/Name` within `schema`.
+fn resolve<'a>(schema: &'a Value, node: &'a Value) -> &'a Value {
+    match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/$defs/");
+            &schema["$defs"][name]
+        }
+        None => node,
+    }
+}
+
+/// Checks that every property `value` has is described by `node`, and every required one is
+/// present, recursing into nested objects; a light structural validation without a validator.
+fn check_against(schema: &Value, node: &Value, value: &Value, path: &str) {
+    let node = resolve(schema, node);
+    let Value::Object(fields) = value else {
+        return;
+    };
+    let properties = node["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{path} is described as an object with properties"));
+    for required in node["required"].as_array().into_iter().flatten() {
+        let name = required.as_str().expect("required names are strings");
+        assert!(
+            fields.contains_key(name),
+            "{path}.{name} is required but absent"
+        );
+    }
+    for (name, inner) in fields {
+        let described = properties
+            .get(name)
+            .unwrap_or_else(|| panic!("{path}.{name} is not in the schema"));
+        // Optional nested types are `anyOf: [{$ref}, {type: null}]`; descend into the object arm.
+        let described = described["anyOf"]
+            .as_array()
+            .and_then(|arms| arms.iter().find(|arm| arm.get("$ref").is_some()))
+            .unwrap_or(described);
+        if inner.is_object() {
+            check_against(schema, described, inner, &format!("{path}.{name}"));
+        }
+        if let (Some(items), Some(schema_items)) = (inner.as_array(), described.get("items")) {
+            for item in items {
+                check_against(schema, schema_items, item, &format!("{path}.{name}[]"));
+            }
+        }
+    }
+}
+
+#[test]
+fn full_and_empty_reports_match_the_schema_structure() {
+    let schema = result_schema();
+    assert_eq!(schema["title"], json!("SessionReport"));
+    for report in [full_report(), empty_report()] {
+        let value = serde_json::to_value(report).expect("a report always serializes");
+        check_against(&schema, &schema, &value, "report");
+    }
+}
+
+/// Readers tolerate unknown fields: a report written by a newer tester, with extra fields at the
+/// top level and in nested objects and list items, reads as the report it contains.
+#[test]
+fn a_newer_writers_report_with_extra_fields_deserializes() {
+    let mut value = serde_json::to_value(full_report()).expect("a report always serializes");
+    value["result_id"] = json!("0190f7a2-0000-7000-8000-0000000000ff");
+    value["scenario"] = json!({"id": "smoke", "version": 3});
+    value["gpu"]["driver"] = json!("550.54");
+    value["prompt"]["text"] = json!("watercolor");
+    value["failure"]["retryable"] = json!(false);
+    value["metrics"]["stalls"]["median_ms"] = json!(100.0);
+    value["metrics"]["media_errors"]["pts_jumps"] = json!(0);
+    value["metrics"]["output_fps"]["p95"] = json!(13.0);
+    value["metrics"]["swaps"][0]["confirmed"] = json!(true);
+    let text = serde_json::to_string(&value).expect("a Value serializes");
+    let back: SessionReport = serde_json::from_str(&text).expect("unknown fields are ignored");
+    assert_eq!(back, full_report());
+}
