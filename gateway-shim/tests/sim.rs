@@ -785,6 +785,93 @@ async fn session_end_frees_capacity() {
     sim.shutdown().await;
 }
 
+/// The first status event of a new session: `LOADING` while the model loads, `ONLINE` when it
+/// needs no load time.
+async fn first_state(urls: &JobUrls) -> Value {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let events = tokio::spawn(collect_events(
+        urls.events_url.clone(),
+        seen.clone(),
+        notify.clone(),
+    ));
+    let status = wait_event(&seen, &notify, |d| d["event"]["type"] == "status").await;
+    events.abort();
+    status["event"]["state"].clone()
+}
+
+#[tokio::test]
+async fn cold_start_loads_longer_and_idle_makes_the_model_cold_again() {
+    // No warm load time at all, so a session's first status tells which kind of start it got.
+    let profile = Profile {
+        capacity: 2,
+        startup_ms: 0,
+        cold_startup_ms: Some(300),
+        ..Profile::default()
+    };
+    let sim = Sim::start(profile.clone(), true).await;
+    assert_eq!(
+        sim.orch.next_start(),
+        sim::StartKind::Cold,
+        "nothing ran yet"
+    );
+    let first = sim.start_job("noop").await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let events = tokio::spawn(collect_events(
+        first.events_url.clone(),
+        seen.clone(),
+        notify.clone(),
+    ));
+    let status = |d: &Value| d["event"]["type"] == "status";
+    let loading = wait_event(&seen, &notify, status).await;
+    assert_eq!(loading["event"]["state"], "LOADING", "the cold load");
+    assert_eq!(
+        sim.orch.next_start(),
+        sim::StartKind::Warm,
+        "one is running"
+    );
+    // A session starting during the cold load would wait for it, so let it finish first.
+    wait_event(&seen, &notify, |d| {
+        status(d) && d["event"]["state"] == "ONLINE"
+    })
+    .await;
+    events.abort();
+    TricklePublisher::new(http_client(), first.publish_url.clone())
+        .close()
+        .await;
+    timeout(WAIT, sim.orch.wait_sessions_in_use(0))
+        .await
+        .unwrap();
+    // Idle for far less than the 60 s window: the model is still loaded.
+    assert_eq!(sim.orch.next_start(), sim::StartKind::Warm);
+    let second = sim.start_job("noop").await.unwrap();
+    assert_eq!(first_state(&second).await, "ONLINE");
+    sim.shutdown().await;
+
+    // With a zero idle window the model unloads as soon as the last session ends.
+    let sim = Sim::start(
+        Profile {
+            cold_after_idle_s: 0,
+            ..profile
+        },
+        true,
+    )
+    .await;
+    let first = sim.start_job("noop").await.unwrap();
+    assert_eq!(sim.orch.next_start(), sim::StartKind::Warm);
+    TricklePublisher::new(http_client(), first.publish_url.clone())
+        .close()
+        .await;
+    timeout(WAIT, sim.orch.wait_sessions_in_use(0))
+        .await
+        .unwrap();
+    assert_eq!(sim.orch.next_start(), sim::StartKind::Cold);
+    let second = sim.start_job("noop").await.unwrap();
+    assert_eq!(first_state(&second).await, "LOADING");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn fleet_starts_builtin_orchestrators_with_distinct_identities() {
     let stop = CancellationToken::new();

@@ -5,13 +5,14 @@
 //! auth token), `POST /live-video-to-video` with go-livepeer's checks and status codes, and the
 //! four trickle channels of each session. Instead of running a model it passes the input video
 //! through (keeping PTS and DTS) while injecting what a [`Profile`] asks for: latency and seeded
-//! jitter, a lower output frame rate, model load time, limited capacity, refused starts, stalls,
-//! crashes and a processing speed below real time. Status, restart, error and trace events go
-//! out on the events channel as ai-runner sends them.
+//! jitter, a lower output frame rate, model load time (longer on a cold start), limited
+//! capacity, refused starts, stalls, crashes and a processing speed below real time. Status,
+//! restart, error and trace events go out on the events channel as ai-runner sends them.
 //!
 //! Layout: [`profile`] and [`fleet`] are the configuration, [`pipeline`] the sans-IO session core
-//! (unit-tested with explicit times), [`events`] the event documents and the params hash;
-//! `server` (the orchestrator) and `session` (the per-session driver) are the tokio edges.
+//! and [`warmth`] the sans-IO cold/warm start decision (both unit-tested with explicit times),
+//! [`events`] the event documents and the params hash; `server` (the orchestrator) and
+//! `session` (the per-session driver) are the tokio edges.
 
 pub mod events;
 pub mod fleet;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod profile;
 mod server;
 mod session;
+pub mod warmth;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -39,8 +41,9 @@ pub use pipeline::{
     Decision, DropReason, InputFrame, PipelineConfig, PipelineCore, PipelineOutput, PipelineStats,
     ScheduledOutput,
 };
-pub use profile::{BUILTIN_PROFILES, Profile, ProfileError};
+pub use profile::{BUILTIN_PROFILES, DEFAULT_COLD_AFTER_IDLE_S, Profile, ProfileError};
 pub use server::{LIVE_PIPELINE, NODE_VERSION, RUNNER_VERSION, RunningOrchestrator, start};
+pub use warmth::{StartDecision, StartKind, WarmthConfig, WarmthTracker};
 
 /// Why a simulated orchestrator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// Names of the built-in profiles, in the order they are listed to users.
 pub const BUILTIN_PROFILES: [&str; 4] = ["good", "slow", "flaky", "busy"];
 
+/// Idle seconds after which a model counts as unloaded, unless a profile says otherwise. The
+/// tester uses the same window to label sessions `cold` or `warm`.
+pub const DEFAULT_COLD_AFTER_IDLE_S: u64 = 60;
+
 /// How a simulated orchestrator behaves. Every key is optional; an empty table is an instant,
 /// perfect, single-session orchestrator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,9 +31,17 @@ pub struct Profile {
     /// Output frame rate target. Input frames are dropped evenly to reach it (keyframes are kept
     /// when possible so output segments start on an IDR frame). Omit it to pass every frame.
     pub fps: Option<u32>,
-    /// Model load time in milliseconds before the first output. Input arriving while loading is
-    /// consumed but produces nothing, and status events say `LOADING`.
+    /// Model load time in milliseconds before the first output of a warm start (the model is
+    /// already in memory). Input arriving while loading is consumed but produces nothing, and
+    /// status events say `LOADING`.
     pub startup_ms: u64,
+    /// Model load time in milliseconds of a cold start: the very first session, and the first
+    /// after the orchestrator ran no session for at least `cold_after_idle_s`. Omit it to load
+    /// cold starts as long as warm ones (`startup_ms`).
+    pub cold_startup_ms: Option<u64>,
+    /// Seconds without any running session after which the model counts as unloaded, so the
+    /// next session is a cold start.
+    pub cold_after_idle_s: u64,
     /// How many sessions may run at once. `0` means the orchestrator is always busy: every job
     /// start is refused with 503 `insufficient capacity`.
     pub capacity: u32,
@@ -59,6 +71,8 @@ impl Default for Profile {
             latency_jitter_ms: 0,
             fps: None,
             startup_ms: 0,
+            cold_startup_ms: None,
+            cold_after_idle_s: DEFAULT_COLD_AFTER_IDLE_S,
             capacity: 1,
             start_status: None,
             crash_after_s: None,
@@ -113,6 +127,7 @@ impl Profile {
                 latency_jitter_ms: 5,
                 fps: None,
                 startup_ms: 500,
+                cold_startup_ms: Some(2_500),
                 capacity: 4,
                 seed: 1,
                 ..base
@@ -122,6 +137,7 @@ impl Profile {
                 latency_jitter_ms: 100,
                 fps: Some(12),
                 startup_ms: 3000,
+                cold_startup_ms: Some(6_000),
                 capacity: 2,
                 seed: 2,
                 ..base
@@ -207,6 +223,15 @@ impl Profile {
                 )));
             }
         }
+        if let Some(cold) = self.cold_startup_ms
+            && cold < self.startup_ms
+        {
+            return Err(invalid(format!(
+                "`cold_startup_ms` ({cold}) must be at least `startup_ms` ({}): a cold start \
+                 loads the model from scratch, a warm one finds it in memory",
+                self.startup_ms
+            )));
+        }
         if self.stall_at_s.is_some() && self.stall_s <= 0.0 {
             return Err(invalid(
                 "`stall_at_s` needs `stall_s`, the stall length in seconds".into(),
@@ -225,7 +250,13 @@ impl Profile {
             Some(fps) => parts.push(format!("{fps} fps")),
             None => parts.push("pass-through fps".into()),
         }
-        parts.push(format!("startup {} ms", self.startup_ms));
+        match self.cold_startup_ms {
+            Some(cold) if cold != self.startup_ms => parts.push(format!(
+                "startup {} ms (cold {cold} ms after {} s idle)",
+                self.startup_ms, self.cold_after_idle_s
+            )),
+            _ => parts.push(format!("startup {} ms", self.startup_ms)),
+        }
         parts.push(format!("capacity {}", self.capacity));
         if let Some(status) = self.start_status {
             parts.push(format!("refuses with {status}"));
@@ -281,6 +312,13 @@ mod tests {
         assert_eq!(Profile::builtin("slow").unwrap().fps, Some(12));
         assert_eq!(Profile::builtin("flaky").unwrap().crash_after_s, Some(12.0));
         assert_eq!(Profile::builtin("busy").unwrap().capacity, 0);
+        for name in ["good", "slow"] {
+            let p = Profile::builtin(name).unwrap();
+            assert!(
+                p.cold_startup_ms.is_some_and(|cold| cold > p.startup_ms),
+                "{name} loads longer when cold"
+            );
+        }
         assert!(matches!(
             Profile::builtin("nope"),
             Err(ProfileError::UnknownBuiltin(_))
@@ -298,6 +336,28 @@ mod tests {
         assert_eq!(a.fps, Some(15));
         assert_eq!(a.crash_after_s, Some(3.0));
         assert_eq!(a.capacity, 1, "capacity defaults to one session");
+    }
+
+    #[test]
+    fn cold_start_keys_parse_and_default() {
+        let p = Profile::from_toml_str(
+            "startup_ms = 400\ncold_startup_ms = 5000\ncold_after_idle_s = 120\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.startup_ms, p.cold_startup_ms, p.cold_after_idle_s),
+            (400, Some(5000), 120)
+        );
+        let p = Profile::from_toml_str("startup_ms = 400\n", "p.toml").unwrap();
+        assert_eq!(p.cold_startup_ms, None, "cold loads as long as warm");
+        assert_eq!(p.cold_after_idle_s, DEFAULT_COLD_AFTER_IDLE_S);
+        assert!(
+            Profile::builtin("good")
+                .unwrap()
+                .summary()
+                .contains("cold 2500 ms after 60 s idle")
+        );
     }
 
     #[test]
@@ -322,6 +382,9 @@ mod tests {
         let err = Profile::from_toml_str("fps = 0\n", "p.toml").unwrap_err();
         assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");
         let err = Profile::from_toml_str("start_status = 200\n", "p.toml").unwrap_err();
+        assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");
+        let err = Profile::from_toml_str("startup_ms = 900\ncold_startup_ms = 100\n", "p.toml")
+            .unwrap_err();
         assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");
         let err = Profile::from_toml_str("stall_at_s = 2\n", "p.toml").unwrap_err();
         assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");

@@ -30,7 +30,8 @@ use tracing::{info, warn};
 
 use super::SimError;
 use super::fleet::{GpuConfig, OrchestratorConfig, format_eth_address};
-use super::session::{SessionContext, run_session};
+use super::session::{SessionContext, SessionStart, run_session};
+use super::warmth::{StartDecision, StartKind, WarmthConfig, WarmthTracker};
 use crate::grpc::{CAPABILITY_LIVE_VIDEO_TO_VIDEO, capability_bitstring, grpc_router, proto};
 use crate::live::{AuthTokens, PAYMENT_HEADER, SEGMENT_HEADER, decode_segment_header};
 use crate::trickle::{TrickleConfig, TrickleServer};
@@ -80,6 +81,12 @@ impl RunningOrchestrator {
         self.shared.slots().in_use
     }
 
+    /// Whether a session starting now would be a cold or a warm start.
+    pub fn next_start(&self) -> StartKind {
+        let now_us = self.shared.clock_us();
+        self.shared.slots().warmth.peek_start(now_us).kind
+    }
+
     /// Waits until exactly `n` sessions hold a capacity slot.
     pub async fn wait_sessions_in_use(&self, n: u32) {
         let mut rx = self.shared.in_use_watch.subscribe();
@@ -114,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) trickle: TrickleServer,
     auth: AuthTokens,
     slots: Mutex<Slots>,
+    /// The clock origin of cold/warm decisions (tokio's clock, so paused-time tests work).
+    clock_origin: tokio::time::Instant,
     /// The number of sessions holding a slot, for whoever wants to wait for a change.
     in_use_watch: tokio::sync::watch::Sender<u32>,
     rng: Mutex<ChaCha8Rng>,
@@ -123,9 +132,12 @@ pub(crate) struct Shared {
     sessions: Mutex<tokio::task::JoinSet<()>>,
 }
 
-#[derive(Debug, Default)]
+/// Capacity slots in use and the model's load state, under one lock so that a session start
+/// sees both consistently.
+#[derive(Debug)]
 pub(crate) struct Slots {
     pub(crate) in_use: u32,
+    warmth: WarmthTracker,
 }
 
 impl Shared {
@@ -161,19 +173,42 @@ impl Shared {
         self.in_use_watch.send_replace(slots.in_use);
         Some(SlotGuard {
             shared: Arc::clone(self),
+            session_started: false,
         })
+    }
+
+    /// Microseconds since the orchestrator started, on tokio's clock.
+    fn clock_us(&self) -> u64 {
+        u64::try_from(self.clock_origin.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 }
 
 /// One capacity slot, released on drop (session end or a failed job start).
 pub(crate) struct SlotGuard {
     shared: Arc<Shared>,
+    /// True once the slot's session was counted as started for cold/warm decisions, so its end
+    /// is counted too; a job refused after reserving the slot never ran a model.
+    session_started: bool,
+}
+
+impl SlotGuard {
+    /// Counts the slot's session as started now and decides whether it is a cold start.
+    fn begin_session(&mut self) -> StartDecision {
+        let now_us = self.shared.clock_us();
+        let mut slots = self.shared.slots();
+        self.session_started = true;
+        slots.warmth.handle_session_start(now_us)
+    }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
+        let now_us = self.shared.clock_us();
         let mut slots = self.shared.slots();
         slots.in_use = slots.in_use.saturating_sub(1);
+        if self.session_started {
+            slots.warmth.handle_session_end(now_us);
+        }
         self.shared.in_use_watch.send_replace(slots.in_use);
     }
 }
@@ -222,7 +257,11 @@ pub async fn start(
         uri: uri.clone(),
         trickle: trickle.clone(),
         auth: AuthTokens::new(secret.to_vec()),
-        slots: Mutex::new(Slots::default()),
+        slots: Mutex::new(Slots {
+            in_use: 0,
+            warmth: WarmthTracker::new(WarmthConfig::from_profile(&cfg.profile)),
+        }),
+        clock_origin: tokio::time::Instant::now(),
         in_use_watch: tokio::sync::watch::Sender::new(0),
         rng: Mutex::new(rng),
         session_counter: AtomicU64::new(0),
@@ -560,7 +599,7 @@ async fn start_job(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
     } else {
         None
     };
-    let Some(slot) = slot else {
+    let Some(mut slot) = slot else {
         info!(
             message = "Job refused: no capacity.",
             orchestrator = %cfg.name,
@@ -619,13 +658,17 @@ async fn start_job(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         .create_channel(&channels.events, "application/json");
 
     let session_index = shared.session_counter.fetch_add(1, Ordering::Relaxed);
+    let start = slot.begin_session();
     let context = SessionContext::new(
         Arc::clone(&shared),
         channels.clone(),
-        session_index,
-        request.model_id.clone(),
-        request.params,
-        now_ms,
+        SessionStart {
+            index: session_index,
+            model_id: request.model_id.clone(),
+            params: request.params,
+            start_unix_ms: now_ms,
+            startup_us: start.startup_us,
+        },
         slot,
     );
     let context = match context {
@@ -646,6 +689,8 @@ async fn start_job(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         orchestrator = %cfg.name,
         manifest_id = %mid,
         model_id = %request.model_id,
+        start = start.kind.as_str(),
+        startup_ms = start.startup_us / 1000,
         stream_id = %request.stream_id,
         gateway_request_id = %request.gateway_request_id
     );

@@ -39,15 +39,24 @@ const CRASH_GRACE: Duration = Duration::from_millis(200);
 /// keeps the latency a tester measures close to the injected value.
 const TIMER_SLACK_US: u64 = 500;
 
+/// What the job start handler decided about a new session.
+pub(crate) struct SessionStart {
+    /// Position among the orchestrator's sessions, from 0 (varies the jitter seed).
+    pub(crate) index: u64,
+    pub(crate) model_id: String,
+    /// The job request's initial params.
+    pub(crate) params: Value,
+    pub(crate) start_unix_ms: i64,
+    /// Model load time of this session: the profile's cold or warm startup.
+    pub(crate) startup_us: u64,
+}
+
 /// Everything a session task needs, prepared by the job start handler before it answers, so
 /// that the input subscriber already waits for segment 0 when the gateway starts publishing.
 pub(crate) struct SessionContext {
     shared: Arc<Shared>,
     channels: SessionChannels,
-    session_index: u64,
-    model_id: String,
-    params: Value,
-    start_unix_ms: i64,
+    start: SessionStart,
     slot: SlotGuard,
     input: LocalSubscriber,
     control: LocalSubscriber,
@@ -59,10 +68,7 @@ impl SessionContext {
     pub(crate) fn new(
         shared: Arc<Shared>,
         channels: SessionChannels,
-        session_index: u64,
-        model_id: String,
-        params: Value,
-        start_unix_ms: i64,
+        start: SessionStart,
         slot: SlotGuard,
     ) -> Result<Self, String> {
         let missing = |name: &str| format!("trickle channel {name} vanished during job start");
@@ -85,10 +91,7 @@ impl SessionContext {
         Ok(Self {
             shared,
             channels,
-            session_index,
-            model_id,
-            params,
-            start_unix_ms,
+            start,
             slot,
             input,
             control,
@@ -117,10 +120,7 @@ pub(crate) async fn run_session(ctx: SessionContext) {
     let SessionContext {
         shared,
         channels,
-        session_index,
-        model_id,
-        params,
-        start_unix_ms,
+        start,
         slot,
         input,
         control,
@@ -130,9 +130,15 @@ pub(crate) async fn run_session(ctx: SessionContext) {
     let origin = Instant::now();
     let cfg = &shared.cfg;
     let status_interval_us = u64::try_from(cfg.status_interval.as_micros()).unwrap_or(u64::MAX);
-    let pipeline_cfg =
-        PipelineConfig::from_profile(&cfg.profile, &model_id, session_index, status_interval_us);
-    let mut core = PipelineCore::new(pipeline_cfg, 0, start_unix_ms, params);
+    let mut pipeline_cfg = PipelineConfig::from_profile(
+        &cfg.profile,
+        &start.model_id,
+        start.index,
+        status_interval_us,
+    );
+    // The job start handler decided between the profile's cold and warm load time.
+    pipeline_cfg.startup_us = start.startup_us;
+    let mut core = PipelineCore::new(pipeline_cfg, 0, start.start_unix_ms, start.params);
     let stop = shared.stop.child_token();
 
     let (input_tx, mut input_rx) = mpsc::channel::<InputMsg>(1024);
