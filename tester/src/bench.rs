@@ -146,7 +146,7 @@ async fn run_step(
         let Ok(target) = uri.parse() else { break };
         let mut opts = ProbeOptions::new(target);
         opts.duration = args.hold;
-        opts.update_params = false;
+        opts.params_update_offsets.clear();
         let (clip, http, cancel) = (clip.clone(), http.clone(), cancel.clone());
         // Spread session starts over one segment so that segment boundaries do not all align.
         let delay = Duration::from_micros(u64::from(i) * 1_000_000 / u64::from(n));

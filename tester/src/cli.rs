@@ -2,7 +2,7 @@
 //!
 //! Exit codes are part of the interface: 0 success (a probe passed), 1 the command ran but the
 //! system under test failed or was unscored, or the command could not proceed, 2 bad usage or
-//! configuration (clap's own usage errors also exit 2).
+//! configuration (clap's own usage errors also exit 2), 99 (`lvt run`) a threshold failed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,12 @@ pub enum Command {
     /// Ramp concurrent probe sessions against a local simulator and print capacity figures.
     #[command(long_about = BENCH_HELP)]
     Bench(crate::bench::BenchArgs),
+    /// Check scenario files: syntax, unknown keys, thresholds, ranges, unique ids.
+    #[command(long_about = VALIDATE_HELP)]
+    Validate(ValidateArgs),
+    /// Run a scenario against its targets and judge its thresholds.
+    #[command(long_about = RUN_HELP)]
+    Run(RunArgs),
 }
 
 const PROBE_HELP: &str = "Run one live video-to-video session against one orchestrator now and report it.\n\n\
@@ -75,14 +81,70 @@ GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certifica
   lvt sim --listen 127.0.0.1:8935 --profile good     one orchestrator\n\
   lvt sim --config fleet.toml                        a fleet described in a file\n\
   lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\n\
-Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, capacity, \
-start_status, crash_after_s, stall_at_s, stall_s, slow, seed; built-in profiles are good, slow, \
-flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
+Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, \
+cold_startup_ms, cold_after_idle_s, capacity, start_status, crash_after_s, stall_at_s, stall_s, slow, \
+seed; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
+nothing running) loads for cold_startup_ms, a warm one for startup_ms. Built-in profiles are good, \
+slow, flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
 
 const BENCH_HELP: &str = "Ramp concurrent probe sessions against a local simulator and print \
 how many sessions one tester holds, the tester's CPU time per stream-second (measured with \
 getrusage on this process only; the simulator runs as a separate process), and the error of \
 the measured e2e latency against the simulator's injected latency.";
+
+const VALIDATE_HELP: &str = "Check scenario files: TOML syntax and types, unknown keys, threshold \
+expressions (real metrics, statistics and rates), label filters, input and load ranges, and that \
+scenario ids are unique across all files. Directories are searched for *.toml files (not \
+recursively).\n\n\
+Every problem is printed to stderr as file:line:column with what was expected and a hint.\n\n\
+Exit codes: 0 every scenario is valid; 2 at least one error.";
+
+const RUN_HELP: &str = "Run a scenario: resolve its targets, run its sessions under its load \
+(closed: sessions per target at a fixed concurrency; open: an arrival rate with ramp stages, \
+startup measured from each session's scheduled start), then print a summary per group and \
+each threshold's verdict.\n\n\
+SCENARIO is a scenario file, or the id of a scenario shipped with lvt (smoke, sla-hourly, soak, \
+capacity, startup). --target replaces the scenario's targets with explicit orchestrators.\n\n\
+Writes run.json (every session record), junit.xml (one test case per threshold) and \
+report.html to --out (default lvt-runs/ID-TIMESTAMP). Ctrl-C stops the sessions in flight \
+cleanly and still writes the report.\n\n\
+Exit codes: 0 every threshold passed; 99 a threshold failed or had no data; 1 the run could \
+not proceed (targets unresolvable, input clip not encodable, output directory not writable); \
+2 bad input (an invalid scenario, a bad --target).";
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files or directories of them.
+    #[arg(default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A scenario file, or the id of a shipped scenario.
+    pub scenario: String,
+    /// Run against this orchestrator instead of the scenario's targets (repeatable).
+    #[arg(long = "target", value_name = "URI")]
+    pub targets: Vec<String>,
+    /// Output directory for run.json, junit.xml and report.html.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print run.json to stdout instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Live progress on stderr: a redrawn line on a terminal, log lines otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+}
+
+/// The `--progress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Terminal,
+    Lines,
+    Off,
+}
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -191,7 +253,8 @@ pub fn init_tracing(json: bool, command: &Command) {
     use std::io::IsTerminal;
     let default = match command {
         Command::Sim(_) | Command::Trickle(TrickleCommand::Serve { .. }) => "info",
-        Command::Demo(_) | Command::Bench(_) => "error",
+        // A run reports every session itself; the probe's per-session warnings would repeat it.
+        Command::Demo(_) | Command::Bench(_) | Command::Run(_) => "error",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -215,6 +278,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Trickle(cmd) => run_trickle(cmd).await,
         Command::Demo(args) => crate::demo::run(args.duration, args.json).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Validate(args) => Ok(run_validate(&args)),
+        Command::Run(args) => run_scenario(args).await,
     };
     match result {
         Ok(code) => code,
@@ -277,7 +342,11 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     opts.params = params;
     opts.complexity = args.complexity;
     opts.duration = args.duration;
-    opts.update_params = !args.no_params_update;
+    opts.params_update_offsets = if args.no_params_update {
+        Vec::new()
+    } else {
+        vec![args.duration / 2]
+    };
     opts.timeouts = Timeouts {
         grpc: args.start_timeout,
         start: args.start_timeout,
@@ -306,6 +375,211 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     } else {
         EXIT_FAILED
     })
+}
+
+fn run_validate(args: &ValidateArgs) -> u8 {
+    let report = crate::scenario::validate::validate_paths(&args.paths);
+    for d in &report.diagnostics {
+        eprintln!("{d}");
+    }
+    let files = report.files.len();
+    if report.is_ok() {
+        if files == 0 {
+            let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("lvt: no scenario files (*.toml) in {}", paths.join(", "));
+            return EXIT_USAGE;
+        }
+        eprintln!("{} scenario(s) valid", report.scenarios.len());
+        EXIT_OK
+    } else {
+        eprintln!(
+            "{} error(s) in {} of {} file(s)",
+            report.diagnostics.len(),
+            report.files_with_errors(),
+            files
+        );
+        EXIT_USAGE
+    }
+}
+
+/// `lvt run`: load and validate, resolve targets, check the output directory, execute, write
+/// the outputs, print the tables, exit by the thresholds.
+async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
+    use crate::run::{executor, output, summary, targets, verdict};
+    use crate::scenario::{Targets, identity, validate};
+
+    let (mut scenario, identity) = {
+        let path = std::path::Path::new(&args.scenario);
+        let shipped = crate::scenario::shipped::shipped(&args.scenario);
+        // A file of that name wins over a shipped id, so a local edit is always what runs.
+        let loaded = match shipped {
+            Some(text) if !path.is_file() => {
+                let label = format!("scenarios/{}.toml (shipped)", args.scenario);
+                validate::load_str(&label, text).map(|s| {
+                    let id = identity::identify(&s, None);
+                    (s, id)
+                })
+            }
+            _ => validate::load_file(path).map(|s| {
+                let id = identity::identify(&s, Some(path));
+                (s, id)
+            }),
+        };
+        match loaded {
+            Ok(v) => v,
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                if !path.exists() && shipped.is_none() {
+                    let ids: Vec<&str> = crate::scenario::shipped::SHIPPED
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .collect();
+                    return Err(CliError::Usage(format!(
+                        "SCENARIO {:?} is neither a file nor a shipped scenario ({})",
+                        args.scenario,
+                        ids.join(", ")
+                    )));
+                }
+                return Err(CliError::Usage(format!(
+                    "{} error(s) in {}",
+                    diagnostics.len(),
+                    args.scenario
+                )));
+            }
+        }
+    };
+    if !args.targets.is_empty() {
+        for t in &args.targets {
+            t.parse::<OrchestratorUri>()
+                .map_err(|e| CliError::Usage(format!("--target {t:?}: {e}")))?;
+        }
+        scenario.targets = Targets::Explicit {
+            uris: args.targets.clone(),
+        };
+    }
+
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(&scenario.id));
+    check_writable(&out_dir).map_err(CliError::Failed)?;
+
+    let http = probe::http_client()
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
+    let resolved = targets::resolve(&scenario.targets, &http)
+        .await
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot resolve the targets: {e}")))?;
+    eprintln!(
+        "lvt: running {}@{} against {} target(s): {}",
+        identity.id,
+        identity.version,
+        resolved.len(),
+        resolved
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let opts = executor::RunOptions {
+        progress: match args.progress {
+            ProgressArg::Auto => crate::run::progress::ProgressMode::Auto,
+            ProgressArg::Terminal => crate::run::progress::ProgressMode::Terminal,
+            ProgressArg::Lines => crate::run::progress::ProgressMode::Lines,
+            ProgressArg::Off => crate::run::progress::ProgressMode::Off,
+        },
+        ..Default::default()
+    };
+    let cancel = ctrl_c_token();
+    let report = executor::execute(&scenario, identity, resolved, &opts, cancel)
+        .await
+        .map_err(|e| CliError::Failed(e.into()))?;
+    let paths = output::write_outputs(&report, &out_dir)
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot write the outputs: {e}")))?;
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Failed(e.into()))?
+        );
+    } else {
+        println!("{}", run_headline(&report));
+        println!();
+        print!("{}", summary::summary_table(&report.groups));
+        println!();
+        if report.verdicts.is_empty() {
+            println!("no thresholds");
+        } else {
+            print!("{}", verdict::verdict_table(&report.verdicts));
+        }
+    }
+    for p in [&paths.run_json, &paths.junit_xml, &paths.report_html] {
+        eprintln!("lvt: wrote {}", p.display());
+    }
+    for v in report.verdicts.iter().filter(|v| v.failed()) {
+        eprintln!(
+            "lvt: threshold {} {}: {}",
+            v.name(),
+            v.status.as_str(),
+            v.message
+        );
+    }
+    Ok(output::exit_code(&report))
+}
+
+/// One line saying what ran, how it ended and how many sessions it had.
+fn run_headline(report: &crate::run::output::RunReport) -> String {
+    use crate::run::record::StopReason;
+    let stop = match &report.stop {
+        StopReason::Completed => "completed".to_string(),
+        StopReason::Interrupted => "interrupted".to_string(),
+        StopReason::Aborted { threshold } => format!("aborted: threshold {threshold} failed"),
+    };
+    let mut line = format!(
+        "{}@{}: {} session(s) against {} target(s) in {:.1} s, {stop}; peak {} in flight",
+        report.scenario.id,
+        report.scenario.version,
+        report.sessions.len(),
+        report.targets.len(),
+        report.duration_s(),
+        report.peak_in_flight
+    );
+    if report.dropped_arrivals > 0 {
+        line.push_str(&format!(
+            ", {} arrival(s) dropped (max_in_flight reached)",
+            report.dropped_arrivals
+        ));
+    }
+    line
+}
+
+/// `lvt-runs/{id}-{UTC yyyymmddThhmmssZ}`.
+fn default_out_dir(id: &str) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    PathBuf::from("lvt-runs").join(format!("{id}-{stamp}"))
+}
+
+/// Creates `dir` and proves a file can be written in it, before a run that may last hours.
+fn check_writable(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", dir.display()))?;
+    let probe_file = dir.join(".lvt-write-check");
+    std::fs::write(&probe_file, b"")
+        .map_err(|e| anyhow::anyhow!("output directory {} is not writable: {e}", dir.display()))?;
+    // The check file is empty and ours; failing to remove it changes nothing about the run.
+    let _ = std::fs::remove_file(&probe_file);
+    Ok(())
 }
 
 async fn run_sim(args: SimArgs) -> Result<u8, CliError> {

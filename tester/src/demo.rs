@@ -45,6 +45,7 @@ pub async fn run(duration: Duration, json: bool) -> Result<u8, CliError> {
             .map_err(|e| CliError::Failed(anyhow::anyhow!("simulator URI {}: {e}", o.uri)))?;
         let mut opts = ProbeOptions::new(target);
         opts.duration = duration;
+        opts.params_update_offsets = vec![duration / 2];
         opts.params = serde_json::json!({"prompt": "watercolor painting style"});
         let (clip, http, cancel, name) =
             (clip.clone(), http.clone(), cancel.clone(), o.name.clone());

@@ -151,6 +151,7 @@ async fn probe_fake(kind: Misbehaviour) -> (SessionReport, Duration) {
     let (urls, stop) = fake_job(kind).await;
     let mut opts = ProbeOptions::new("http://127.0.0.1:1".parse().unwrap());
     opts.duration = Duration::from_secs(4);
+    opts.params_update_offsets = vec![opts.duration / 2];
     opts.timeouts = short_timeouts();
     let http = probe::http_client().unwrap();
     let t = Instant::now();

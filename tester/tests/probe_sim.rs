@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 async fn run_probe(orch: &RunningOrchestrator, duration: Duration) -> SessionReport {
     let mut opts = ProbeOptions::new(orch.uri.parse().unwrap());
     opts.duration = duration;
+    opts.params_update_offsets = vec![duration / 2];
     opts.params = serde_json::json!({"prompt": "watercolor painting style"});
     let http = probe::http_client().unwrap();
     probe::probe(&opts, clip(), &http, CancellationToken::new()).await

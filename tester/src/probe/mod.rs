@@ -78,8 +78,11 @@ pub struct ProbeOptions {
     pub complexity: Option<Complexity>,
     /// How long input is published.
     pub duration: Duration,
-    /// Send one params update halfway through and measure until the runner reports it.
-    pub update_params: bool,
+    /// When to send params updates, as offsets from the start of publishing. Each update
+    /// re-sends the previous params with the prompt changed (so every update has a new hash);
+    /// the reported params update latency is that of the first update the runner confirms.
+    /// Offsets at or past the end of publishing are never reached.
+    pub params_update_offsets: Vec<Duration>,
     /// Interval of `{"keep":"alive"}` control messages.
     pub keepalive_interval: Duration,
     pub timeouts: Timeouts,
@@ -90,14 +93,15 @@ pub struct ProbeOptions {
 impl ProbeOptions {
     /// Options with the defaults of `lvt probe`: noop model, 30 s, params update halfway.
     pub fn new(target: OrchestratorUri) -> Self {
+        let duration = Duration::from_secs(30);
         Self {
             target,
             model_id: "noop".to_string(),
             params: serde_json::json!({}),
             prompt_id: None,
             complexity: None,
-            duration: Duration::from_secs(30),
-            update_params: true,
+            duration,
+            params_update_offsets: vec![duration / 2],
             keepalive_interval: Duration::from_secs(10),
             timeouts: Timeouts::default(),
             gateway_address: DEFAULT_GATEWAY_ADDRESS,
@@ -131,12 +135,45 @@ pub async fn probe(
     http: &reqwest::Client,
     cancel: CancellationToken,
 ) -> SessionReport {
+    probe_run(opts, clip, http, cancel).await.report
+}
+
+/// A finished probe session and whether `cancel` cut it short.
+#[derive(Debug, Clone)]
+pub struct ProbeRun {
+    pub report: SessionReport,
+    /// True when the cancel token ended the media phase before the session ran its course
+    /// (no failure had stopped it first). Such a session's outcome judges a shortened session:
+    /// no output yet is then not evidence against the orchestrator.
+    pub interrupted: bool,
+}
+
+/// [`probe`], also telling whether the session was interrupted by `cancel`.
+pub async fn probe_run(
+    opts: &ProbeOptions,
+    clip: Arc<Clip>,
+    http: &reqwest::Client,
+    cancel: CancellationToken,
+) -> ProbeRun {
     let mut p = Probe::new(opts);
     match discover_and_start(opts, http, &p.clock, &mut p.report).await {
         Ok(urls) => p.run_job(opts, clip, http, &urls, cancel).await,
         Err(failure) => p.fatal = Some(failure),
     }
-    p.finish()
+    let interrupted = p.interrupted;
+    ProbeRun {
+        report: p.finish(),
+        interrupted,
+    }
+}
+
+/// The record of a session the tester could not run at all (its task died): unscored, with an
+/// `internal` failure, so the run still accounts for it.
+pub fn tester_failure_report(opts: &ProbeOptions, detail: String) -> SessionReport {
+    let mut report = Probe::new(opts).report;
+    report.outcome = Outcome::UnscoredIndeterminate;
+    report.failure = Some(fail(FailureClass::Internal, detail));
+    report
 }
 
 /// Probes a job that is already started (its trickle URLs known), skipping GetOrchestrator and
@@ -161,6 +198,7 @@ struct Probe {
     recorder: Arc<Mutex<SessionRecorder>>,
     fatal: Option<Failure>,
     measured_end_us: Option<u64>,
+    interrupted: bool,
 }
 
 impl Probe {
@@ -199,6 +237,7 @@ impl Probe {
             recorder: Arc::new(Mutex::new(SessionRecorder::new(MeasureConfig::default()))),
             fatal: None,
             measured_end_us: None,
+            interrupted: false,
         }
     }
 
@@ -226,6 +265,7 @@ impl Probe {
         let end = session.run(urls).await;
         self.fatal = end.fatal;
         self.measured_end_us = end.measured_end_us;
+        self.interrupted = end.interrupted;
     }
 
     /// Computes the metrics and classifies the session.
@@ -437,6 +477,8 @@ struct Liveness {
 struct SessionEnd {
     fatal: Option<Failure>,
     measured_end_us: Option<u64>,
+    /// The cancel token, not the session's own course, ended it.
+    interrupted: bool,
 }
 
 struct Session<'a> {
@@ -494,6 +536,7 @@ impl Session<'_> {
         if let Some(f) = &fatal {
             warn!(message = "Session failed.", class = ?f.class, detail = %f.detail);
         }
+        let interrupted = fatal.is_none() && self.cancel.is_cancelled();
         {
             // Output is expected until the last input frame was sent: a gap between the last
             // output and that moment is a trailing stall. Output arriving later (latency) is
@@ -527,6 +570,7 @@ impl Session<'_> {
         SessionEnd {
             fatal,
             measured_end_us: l.measured_end_us,
+            interrupted,
         }
     }
 
@@ -801,7 +845,7 @@ async fn next_chunk(
     })
 }
 
-/// Sends keepalives and, halfway through, one params update.
+/// Sends keepalives and the params updates at their offsets.
 async fn send_control(
     mut publisher: TricklePublisher,
     opts: ProbeOptions,
@@ -810,7 +854,13 @@ async fn send_control(
     stop: CancellationToken,
 ) {
     let start = Instant::now();
-    let mut update_at = opts.update_params.then(|| start + opts.duration / 2);
+    let mut offsets = opts.params_update_offsets.clone();
+    offsets.sort_unstable();
+    let mut pending_updates = offsets.into_iter();
+    let mut update_at = pending_updates.next().map(|o| start + o);
+    // Each update builds on the one before, so every update carries a hash of its own and a
+    // runner that applies it must report something new.
+    let mut params = opts.params.clone();
     let mut keepalive =
         tokio::time::interval_at(start + opts.keepalive_interval, opts.keepalive_interval);
     loop {
@@ -824,8 +874,8 @@ async fn send_control(
             () = stop.cancelled() => break,
             _ = keepalive.tick() => Bytes::from_static(br#"{"keep":"alive"}"#),
             () = update_sleep => {
-                update_at = None;
-                let params = updated_params(&opts.params);
+                update_at = pending_updates.next().map(|o| start + o);
+                params = updated_params(&params);
                 let hash = params_hash(&params);
                 lock(&recorder).handle_params_sent(&hash, clock.now_us());
                 Bytes::from(params.to_string())
@@ -841,8 +891,8 @@ async fn send_control(
     // The control channel is closed by the orchestrator when the session ends.
 }
 
-/// The params update a probe sends halfway: the same params with the prompt changed, so that
-/// a runner applying it must report a new hash.
+/// The params update a probe sends: the same params with the prompt changed, so that a runner
+/// applying it must report a new hash. Applied to its own result it changes the hash again.
 pub fn updated_params(params: &Value) -> Value {
     let mut p = match params {
         Value::Object(m) => Value::Object(m.clone()),

@@ -314,3 +314,310 @@ impl fmt::Display for ThresholdExpr {
         write!(f, "{} {} {}", self.subject, self.op.as_str(), self.limit)
     }
 }
+
+/// Why a threshold expression does not parse: where (a byte offset into the expression),
+/// what is wrong, what was expected there and, when one helps, a hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at byte {offset})")]
+pub struct ExprError {
+    /// Byte offset within the expression of the offending token (or of its end when
+    /// something is missing).
+    pub offset: usize,
+    /// What is wrong, as a sentence fragment (for example "unknown metric `startup`").
+    pub message: String,
+    /// What the parser expected at `offset`.
+    pub expected: String,
+    /// How to fix it, when there is something better to say than `expected`.
+    pub hint: Option<String>,
+}
+
+impl ExprError {
+    fn new(offset: usize, message: impl Into<String>, expected: impl Into<String>) -> Self {
+        Self {
+            offset,
+            message: message.into(),
+            expected: expected.into(),
+            hint: None,
+        }
+    }
+
+    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl ThresholdExpr {
+    /// Parses `METRIC.STAT OP NUMBER` or `RATE OP NUMBER`; whitespace between the parts is
+    /// optional. The number is a finite decimal (`8000`, `0.05`, `1.5e3`).
+    pub fn parse(s: &str) -> Result<ThresholdExpr, ExprError> {
+        let mut cursor = Cursor { text: s, pos: 0 };
+        cursor.skip_whitespace();
+        let subject = parse_subject(&mut cursor)?;
+        cursor.skip_whitespace();
+        let op = parse_op(&mut cursor)?;
+        cursor.skip_whitespace();
+        let limit = parse_number(&mut cursor)?;
+        cursor.skip_whitespace();
+        if cursor.pos < s.len() {
+            let rest = cursor.rest().trim_end();
+            return Err(ExprError::new(
+                cursor.pos,
+                format!("unexpected `{rest}` after the number"),
+                "the end of the expression",
+            )
+            .with_hint(
+                "a threshold compares one subject with one number; write one threshold per condition",
+            ));
+        }
+        Ok(ThresholdExpr { subject, op, limit })
+    }
+}
+
+/// A position in the expression being parsed.
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn rest(&self) -> &'a str {
+        &self.text[self.pos..]
+    }
+
+    fn skip_whitespace(&mut self) {
+        let rest = self.rest();
+        self.pos += rest.len() - rest.trim_start().len();
+    }
+
+    /// Consumes a run of characters matching `accept` and returns it with its start offset.
+    fn take_while(&mut self, accept: impl Fn(char) -> bool) -> (usize, &'a str) {
+        let start = self.pos;
+        let rest = self.rest();
+        let len = rest.find(|c: char| !accept(c)).unwrap_or(rest.len());
+        self.pos += len;
+        (start, &self.text[start..self.pos])
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+fn stat_list() -> String {
+    Stat::ALL.map(Stat::as_str).join(", ")
+}
+
+fn parse_subject(cursor: &mut Cursor<'_>) -> Result<Subject, ExprError> {
+    let (name_at, name) = cursor.take_while(is_name_char);
+    if name.is_empty() {
+        return Err(ExprError::new(
+            name_at,
+            "expected a metric or a rate",
+            "METRIC.STAT or RATE, for example `startup_ms.p95` or `failure_rate`",
+        ));
+    }
+    let has_stat = cursor.rest().starts_with('.');
+    if let Some(rate) = Rate::from_name(name) {
+        if has_stat {
+            let dot_at = cursor.pos;
+            cursor.pos += 1;
+            let (_, stat) = cursor.take_while(is_name_char);
+            return Err(ExprError::new(
+                dot_at,
+                format!("`{name}` is a rate and takes no statistic"),
+                "a comparison operator after the rate",
+            )
+            .with_hint(format!(
+                "remove `.{stat}`: rates compare directly, as in `{} < 0.05`",
+                rate.as_str()
+            )));
+        }
+        return Ok(Subject::Rate(rate));
+    }
+    let Some(metric) = Metric::from_name(name) else {
+        let candidates = Metric::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .chain(Rate::ALL.iter().map(|r| r.as_str()));
+        let error = ExprError::new(
+            name_at,
+            format!("unknown metric `{name}`"),
+            "a metric (see docs/scenarios.md) followed by `.STAT`, or a rate: failure_rate, success_rate, busy_rate, unscored_rate",
+        );
+        return Err(match nearest(name, candidates) {
+            Some(best) => error.with_hint(format!("did you mean `{best}`?")),
+            None => error.with_hint(format!(
+                "metrics are {}",
+                Metric::ALL.map(Metric::as_str).join(", ")
+            )),
+        });
+    };
+    if !has_stat {
+        return Err(ExprError::new(
+            cursor.pos,
+            format!("metric `{name}` needs a statistic"),
+            "`.` followed by a statistic",
+        )
+        .with_hint(format!(
+            "add a statistic: {} (for example `{name}.p95`)",
+            stat_list()
+        )));
+    }
+    cursor.pos += 1;
+    let (stat_at, stat_name) = cursor.take_while(is_name_char);
+    match Stat::from_name(stat_name) {
+        Some(stat) => Ok(Subject::Metric { metric, stat }),
+        None if stat_name.is_empty() => Err(ExprError::new(
+            stat_at,
+            format!("missing statistic after `{name}.`"),
+            format!("a statistic: {}", stat_list()),
+        )),
+        None => {
+            let error = ExprError::new(
+                stat_at,
+                format!("unknown statistic `{stat_name}`"),
+                format!("a statistic: {}", stat_list()),
+            );
+            Err(match nearest(stat_name, Stat::ALL.iter().map(|s| s.as_str())) {
+                Some(best) => error.with_hint(format!("did you mean `{best}`?")),
+                None => error.with_hint(
+                    "percentiles are p5, p10, p50, p90, p95 and p99; other percentiles are not computed",
+                ),
+            })
+        }
+    }
+}
+
+fn parse_op(cursor: &mut Cursor<'_>) -> Result<Op, ExprError> {
+    const OPS: [(&str, Op); 6] = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ];
+    let at = cursor.pos;
+    for (text, op) in OPS {
+        if cursor.rest().starts_with(text) {
+            cursor.pos += text.len();
+            return Ok(op);
+        }
+    }
+    let expected = "a comparison operator: <, <=, >, >=, == or !=";
+    let (_, token) = cursor.take_while(|c| !c.is_whitespace() && !c.is_ascii_digit());
+    if token.is_empty() {
+        return Err(ExprError::new(at, "missing comparison operator", expected)
+            .with_hint("write for example `startup_ms.p95 < 8000`"));
+    }
+    let hint = match token {
+        "=" => "use `==` to compare for equality",
+        "=<" => "write `<=`",
+        "=>" => "write `>=`",
+        "<>" => "write `!=`",
+        _ => "write for example `startup_ms.p95 < 8000`",
+    };
+    Err(ExprError::new(at, format!("unknown operator `{token}`"), expected).with_hint(hint))
+}
+
+fn parse_number(cursor: &mut Cursor<'_>) -> Result<f64, ExprError> {
+    let (at, token) = cursor.take_while(|c| !c.is_whitespace());
+    let expected = "a finite decimal number, for example `8000`, `0.05` or `1.5e3`";
+    if token.is_empty() {
+        return Err(ExprError::new(at, "missing number", expected));
+    }
+    // Rust's float parser also accepts `inf` and `NaN`; a limit must be a plain decimal, so
+    // the shape is checked first.
+    let parsed = is_decimal(token)
+        .then(|| token.parse::<f64>().ok())
+        .flatten()
+        .filter(|v| v.is_finite());
+    match parsed {
+        Some(value) => Ok(value),
+        None => {
+            let error = ExprError::new(at, format!("`{token}` is not a number"), expected);
+            let hint = if token.ends_with('%') {
+                "write rates as fractions: 5 % is `0.05`"
+            } else if token.contains('_') {
+                "digit separators are not allowed: write `10000`"
+            } else {
+                "units are implied by the metric's name (ms, fps, count); write only the number"
+            };
+            Err(error.with_hint(hint))
+        }
+    }
+}
+
+/// `[+-]? digits ('.' digits?)? ([eE] [+-]? digits)?`, also allowing `.5`.
+fn is_decimal(token: &str) -> bool {
+    let bytes = token.as_bytes();
+    let mut i = 0;
+    if matches!(bytes.first(), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    let int_start = i;
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
+        i += 1;
+    }
+    let mut digits = i - int_start;
+    if i < bytes.len() && bytes[i] == b'.' {
+        i += 1;
+        let frac_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        digits += i - frac_start;
+    }
+    if digits == 0 {
+        return false;
+    }
+    if i < bytes.len() && matches!(bytes[i], b'e' | b'E') {
+        i += 1;
+        if i < bytes.len() && matches!(bytes[i], b'+' | b'-') {
+            i += 1;
+        }
+        let exp_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == exp_start {
+            return false;
+        }
+    }
+    i == bytes.len()
+}
+
+/// The candidate closest to `name` by edit distance, when it is close enough to be a likely
+/// typo (or when `name` is a prefix of it, as in `startup` for `startup_ms`).
+pub(crate) fn nearest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let budget = (name.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .filter_map(|candidate| {
+            let distance = edit_distance(name, candidate);
+            let close = distance <= budget || (name.len() >= 3 && candidate.starts_with(name));
+            close.then_some((distance, candidate))
+        })
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over chars.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}

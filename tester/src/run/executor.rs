@@ -1,0 +1,454 @@
+//! The driver of `lvt run`: feeds a [`Plan`] with tokio time, runs one probe per planned
+//! session, records each session with its schedule and labels, checks abort-on-fail
+//! thresholds as sessions finish, and assembles the [`RunReport`].
+//!
+//! What is scheduled when is decided by `plan`; what a session measured by `probe`; what the
+//! numbers mean by `summary` and `verdict`. This file only owns the clock, the tasks and the
+//! bookkeeping between them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lvt_gateway::live::OrchestratorUri;
+use lvt_schema::Outcome;
+use thiserror::Error;
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::encode::{Clip, ClipConfig, EncodeError, encode_clip};
+use crate::probe::{self, ProbeOptions, ProbeRun, Timeouts};
+use crate::run::output::RunReport;
+use crate::run::plan::{Plan, PlannedSession};
+use crate::run::progress::{Progress, ProgressMode};
+use crate::run::record::{ScenarioIdentity, SessionRecord, StartKind, StopReason};
+use crate::run::summary::{label_from_name, labels};
+use crate::run::verdict::{VerdictStatus, evaluate};
+use crate::scenario::threshold::ThresholdExpr;
+use crate::scenario::{Scenario, Threshold};
+
+/// A target that ran nothing for this long is cold again (its model may have been unloaded).
+pub const COLD_AFTER_IDLE_MS: f64 = 60_000.0;
+
+/// Segments in the input clip; the replayer loops over them.
+const CLIP_SEGMENTS: u32 = 4;
+
+/// How a run is executed, beyond what the scenario says.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// How progress is shown on stderr.
+    pub progress: ProgressMode,
+    /// The probe's step timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// Why a run could not be executed. Sessions failing is not an error: it is in the report.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The input clip described by the scenario could not be encoded.
+    #[error("cannot encode the input clip: {0}")]
+    Clip(#[from] EncodeError),
+    /// The clip encoder's task died.
+    #[error("the clip encoder stopped unexpectedly: {0}")]
+    ClipTask(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// An abort-on-fail threshold does not parse (validation rejects these before a run).
+    #[error("threshold `{expr}` is not valid: {message}")]
+    BadThreshold { expr: String, message: String },
+    /// There is nothing to run against.
+    #[error("the run has no targets")]
+    NoTargets,
+}
+
+/// Runs `scenario` against `targets` and reports every session. `cancel` (Ctrl-C) stops
+/// scheduling, stops the sessions in flight cleanly and still returns the report.
+pub async fn execute(
+    scenario: &Scenario,
+    identity: ScenarioIdentity,
+    targets: Vec<OrchestratorUri>,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> Result<RunReport, RunError> {
+    if targets.is_empty() {
+        return Err(RunError::NoTargets);
+    }
+    let aborts = abort_checks(&scenario.thresholds)?;
+    let clip = encode_input(scenario).await?;
+    let http = probe::http_client()?;
+    let started_at_unix_ms = unix_ms();
+    let mut run = Execution {
+        scenario,
+        targets: &targets,
+        opts,
+        clip,
+        http,
+        t0: Instant::now(),
+        plan: Plan::new(&scenario.load, targets.len(), &scenario.prompts),
+        tasks: JoinSet::new(),
+        in_flight: HashMap::new(),
+        target_state: vec![TargetState::default(); targets.len()],
+        sessions: Vec::new(),
+        peak_in_flight: 0,
+        stop: None,
+        sessions_cancel: CancellationToken::new(),
+        progress: Progress::new(opts.progress),
+        aborts,
+    };
+    run.drive(cancel).await;
+    let ended_at_unix_ms = unix_ms();
+    let Execution {
+        mut sessions,
+        plan,
+        peak_in_flight,
+        stop,
+        ..
+    } = run;
+    sessions.sort_by_key(|s| s.index);
+    Ok(RunReport::build(
+        identity,
+        scenario,
+        started_at_unix_ms,
+        ended_at_unix_ms,
+        stop.unwrap_or(StopReason::Completed),
+        targets.iter().map(ToString::to_string).collect(),
+        sessions,
+        plan.dropped(),
+        peak_in_flight,
+    ))
+}
+
+/// The abort-on-fail thresholds, parsed once before the run.
+fn abort_checks(thresholds: &[Threshold]) -> Result<Vec<(Threshold, ThresholdExpr)>, RunError> {
+    thresholds
+        .iter()
+        .filter(|t| t.abort_on_fail)
+        .map(|t| {
+            ThresholdExpr::parse(&t.expr)
+                .map(|e| (t.clone(), e))
+                .map_err(|e| RunError::BadThreshold {
+                    expr: t.expr.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Encodes the scenario's input clip once, off the async threads (libx264 is CPU work).
+async fn encode_input(scenario: &Scenario) -> Result<Arc<Clip>, RunError> {
+    let i = scenario.input;
+    let cfg = ClipConfig {
+        width: i.width,
+        height: i.height,
+        fps: i.fps,
+        segment_ms: i.segment_ms,
+        segments: CLIP_SEGMENTS,
+        bitrate_kbps: i.bitrate_kbps,
+    };
+    let clip = tokio::task::spawn_blocking(move || encode_clip(&cfg))
+        .await
+        .map_err(|e| RunError::ClipTask(e.to_string()))??;
+    Ok(Arc::new(clip))
+}
+
+/// What the run knows about one target, for telling cold starts from warm ones.
+#[derive(Debug, Clone, Default)]
+struct TargetState {
+    running: u32,
+    started: u64,
+    last_end_ms: Option<f64>,
+}
+
+impl TargetState {
+    /// Cold for the target's first session, and after it ran nothing for
+    /// [`COLD_AFTER_IDLE_MS`]; warm otherwise.
+    fn start_kind(&self, now_ms: f64) -> StartKind {
+        let idle_long = self.running == 0
+            && self
+                .last_end_ms
+                .is_none_or(|end| now_ms - end >= COLD_AFTER_IDLE_MS);
+        if self.started == 0 || idle_long {
+            StartKind::Cold
+        } else {
+            StartKind::Warm
+        }
+    }
+}
+
+/// A session in flight: what the plan said and when it really started.
+struct InFlight {
+    planned: PlannedSession,
+    start: StartKind,
+    queue_delay_ms: f64,
+    opts: ProbeOptions,
+}
+
+/// The state of one run while it executes.
+struct Execution<'a> {
+    scenario: &'a Scenario,
+    targets: &'a [OrchestratorUri],
+    opts: &'a RunOptions,
+    clip: Arc<Clip>,
+    http: reqwest::Client,
+    /// The run's start: plan time 0.
+    t0: Instant,
+    plan: Plan,
+    tasks: JoinSet<ProbeRun>,
+    in_flight: HashMap<Id, InFlight>,
+    target_state: Vec<TargetState>,
+    sessions: Vec<SessionRecord>,
+    peak_in_flight: u64,
+    stop: Option<StopReason>,
+    /// Cancels every running session (abort or interrupt); each session gets a child token.
+    sessions_cancel: CancellationToken,
+    progress: Progress,
+    aborts: Vec<(Threshold, ThresholdExpr)>,
+}
+
+impl Execution<'_> {
+    fn now_ms(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64() * 1000.0
+    }
+
+    fn at(&self, ms: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    }
+
+    /// Starts what is due, then waits for the next due time, a finished session, the tick or
+    /// the cancel token, until the plan is done and nothing runs.
+    async fn drive(&mut self, cancel: CancellationToken) {
+        let tick_ms = self.opts.progress.tick_ms();
+        let mut tick = tick_ms.map(|ms| {
+            let period = Duration::from_secs_f64(ms / 1000.0);
+            let mut i = tokio::time::interval_at(self.t0 + period, period);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            i
+        });
+        loop {
+            self.start_due();
+            if self.plan.is_done() && self.tasks.is_empty() {
+                break;
+            }
+            let due = self.plan.next_due_ms().map(|ms| self.at(ms));
+            tokio::select! {
+                () = cancel.cancelled(), if self.stop.is_none() => {
+                    self.progress.message("interrupted: stopping the sessions in flight");
+                    self.halt(StopReason::Interrupted);
+                }
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.handle_done(done);
+                }
+                () = sleep_until_opt(due) => {}
+                _ = tick_opt(&mut tick) => {
+                    let now = self.now_ms();
+                    self.progress.counters.dropped = self.plan.dropped();
+                    self.progress.handle_tick(now);
+                }
+            }
+        }
+        self.progress.counters.dropped = self.plan.dropped();
+        let now = self.now_ms();
+        self.progress.finish(now);
+    }
+
+    /// Stops scheduling and cancels every running session.
+    fn halt(&mut self, reason: StopReason) {
+        if self.stop.is_none() {
+            self.stop = Some(reason);
+        }
+        self.plan.stop();
+        self.sessions_cancel.cancel();
+    }
+
+    /// Spawns every session the plan has due now.
+    fn start_due(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        loop {
+            let now = self.now_ms();
+            let Some(planned) = self.plan.poll_start(now) else {
+                break;
+            };
+            self.spawn(planned, now);
+        }
+        self.progress.counters.dropped = self.plan.dropped();
+    }
+
+    fn spawn(&mut self, planned: PlannedSession, now_ms: f64) {
+        let state = &mut self.target_state[planned.target];
+        let start = state.start_kind(now_ms);
+        state.running += 1;
+        state.started += 1;
+        let prompt = &self.scenario.prompts[planned.prompt];
+        let session = &self.scenario.session;
+        let mut opts = ProbeOptions::new(self.targets[planned.target].clone());
+        opts.model_id = self.scenario.model_id.clone();
+        opts.params = serde_json::Value::Object(prompt.params.clone());
+        opts.prompt_id = Some(prompt.id.clone());
+        opts.complexity = Some(prompt.complexity);
+        opts.duration = Duration::from_secs(u64::from(session.duration_s));
+        opts.params_update_offsets = session
+            .params_updates
+            .offsets_s(session.duration_s)
+            .into_iter()
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .collect();
+        opts.timeouts = self.opts.timeouts.clone();
+        let (task_opts, clip, http, cancel) = (
+            opts.clone(),
+            self.clip.clone(),
+            self.http.clone(),
+            self.sessions_cancel.child_token(),
+        );
+        let handle = self
+            .tasks
+            .spawn(async move { probe::probe_run(&task_opts, clip, &http, cancel).await });
+        info!(
+            message = "Session started.",
+            index = planned.index,
+            target = %opts.target,
+            prompt = %prompt.id,
+            start = start.as_str()
+        );
+        self.in_flight.insert(
+            handle.id(),
+            InFlight {
+                planned,
+                start,
+                queue_delay_ms: (now_ms - planned.scheduled_at_ms).max(0.0),
+                opts,
+            },
+        );
+        self.peak_in_flight = self.peak_in_flight.max(self.tasks.len() as u64);
+        self.progress.handle_started(now_ms);
+    }
+
+    fn handle_done(&mut self, done: Result<(Id, ProbeRun), tokio::task::JoinError>) {
+        let now = self.now_ms();
+        let (id, run) = match done {
+            Ok((id, run)) => (id, run),
+            Err(e) => {
+                // A probe never fails by design; a task that died is a tester bug. Its session
+                // is still accounted for, as unscored, so the run's counts stay whole.
+                error!(message = "A session task died.", error = %e);
+                let Some(f) = self.in_flight.get(&e.id()) else {
+                    return;
+                };
+                let report = probe::tester_failure_report(
+                    &f.opts,
+                    format!("the session's task stopped unexpectedly: {e}"),
+                );
+                (
+                    e.id(),
+                    ProbeRun {
+                        report,
+                        interrupted: false,
+                    },
+                )
+            }
+        };
+        let Some(f) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let target = f.planned.target;
+        let state = &mut self.target_state[target];
+        state.running = state.running.saturating_sub(1);
+        state.last_end_ms = Some(now);
+        let busy = run.report.outcome == Outcome::UnscoredBusy;
+        self.plan.handle_finished(target, now, busy);
+        let record = self.record(f, run);
+        self.progress.handle_finished(&record, now);
+        self.sessions.push(record);
+        self.check_aborts();
+    }
+
+    /// The run's record of a finished session.
+    fn record(&self, f: InFlight, run: ProbeRun) -> SessionRecord {
+        let mut report = run.report;
+        // A session the run cut short (Ctrl-C or an abort) had no chance to produce output:
+        // judging it failed would blame the orchestrator for the tester stopping. It is kept,
+        // unscored, with the reason in its failure detail.
+        if run.interrupted && report.outcome == Outcome::Failed {
+            report.outcome = Outcome::UnscoredIndeterminate;
+            if let Some(failure) = report.failure.as_mut() {
+                failure.detail = format!(
+                    "interrupted by the run before the session ended ({})",
+                    failure.detail
+                );
+            }
+        }
+        let prompt = &self.scenario.prompts[f.planned.prompt];
+        let startup_from_schedule_ms = report.metrics.startup_ms.map(|s| s + f.queue_delay_ms);
+        SessionRecord {
+            index: f.planned.index,
+            target: self.targets[f.planned.target].to_string(),
+            prompt_id: prompt.id.clone(),
+            complexity: prompt.complexity,
+            start: f.start,
+            scheduled_at_ms: f.planned.scheduled_at_ms,
+            queue_delay_ms: f.queue_delay_ms,
+            startup_from_schedule_ms,
+            report,
+        }
+    }
+
+    /// Stops the run when an abort-on-fail threshold fails over at least its `min_sessions`
+    /// matching sessions. Only a measured failure aborts: "no data yet" may still change as
+    /// sessions finish, and is judged at the end.
+    fn check_aborts(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        for (t, expr) in &self.aborts {
+            let matched = self.sessions.iter().filter(|s| matches_where(t, s)).count() as u64;
+            if matched < u64::from(t.min_sessions) {
+                continue;
+            }
+            let v = evaluate(t, expr, &self.sessions);
+            if v.status == VerdictStatus::Fail {
+                let name = v.name();
+                self.progress
+                    .message(&format!("aborting: threshold {name} failed: {}", v.message));
+                self.halt(StopReason::Aborted { threshold: name });
+                return;
+            }
+        }
+    }
+}
+
+/// Whether `s` is one of the sessions threshold `t` is evaluated over.
+fn matches_where(t: &Threshold, s: &SessionRecord) -> bool {
+    let l = labels(s);
+    t.r#where.iter().all(|(k, want)| {
+        label_from_name(k)
+            .and_then(|label| l.get(&label))
+            .is_some_and(|have| have == want)
+    })
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick_opt(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,448 @@
+//! Turning a scenario's `targets` section into the orchestrators a run tests: explicit URIs as
+//! given, or a discovery answer (a static list or a webhook's) ranked by score, filtered by
+//! `min_score` and capped by `max_targets`. Network selection through a gateway is rejected
+//! until that runner exists.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use lvt_gateway::live::{OrchestratorUri, UriError};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::scenario::{DiscoveredOrchestrator, Targets};
+
+/// A webhook answer larger than this is not a list of orchestrators.
+const MAX_WEBHOOK_BODY_BYTES: usize = 4 << 20;
+
+/// Why the targets could not be resolved. Every variant names where the bad data came from.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// An address (explicit, static or from the webhook) is not an orchestrator URI.
+    #[error("{origin}: target {address:?} is not an orchestrator address: {source}")]
+    BadAddress {
+        origin: String,
+        address: String,
+        #[source]
+        source: UriError,
+    },
+    /// The webhook could not be reached or did not answer in time.
+    #[error("discovery webhook {url}: {detail}")]
+    WebhookRequest { url: String, detail: String },
+    /// The webhook answered with an error status.
+    #[error("discovery webhook {url} answered HTTP {status}, expected 200 with a JSON array")]
+    WebhookStatus { url: String, status: u16 },
+    /// The webhook's body is not a JSON array of `{address, score}`.
+    #[error(
+        "discovery webhook {url}: the answer is not a JSON array of {{address, score}}: {detail}"
+    )]
+    WebhookBody { url: String, detail: String },
+    /// Network selection is not built yet.
+    #[error(
+        "network selection through a gateway is not built yet (issue 5); use explicit, static or webhook targets"
+    )]
+    NotBuilt,
+    /// Nothing left to test.
+    #[error("{origin}: no targets to test{why}")]
+    Empty { origin: String, why: String },
+}
+
+/// One entry of a webhook answer; unlike the scenario's static list, unknown fields are
+/// tolerated (go-livepeer's webhook format may grow), and a missing or null score is 0.
+#[derive(Debug, Deserialize)]
+struct WebhookEntry {
+    address: String,
+    #[serde(default)]
+    score: Option<f64>,
+}
+
+/// Resolves `targets` to the orchestrators to test, in test order.
+pub async fn resolve(
+    targets: &Targets,
+    http: &reqwest::Client,
+) -> Result<Vec<OrchestratorUri>, TargetError> {
+    match targets {
+        Targets::Explicit { uris } => {
+            let origin = "targets (explicit)";
+            let out = uris
+                .iter()
+                .map(|u| parse_address(origin, u))
+                .collect::<Result<Vec<_>, _>>()?;
+            if out.is_empty() {
+                return Err(TargetError::Empty {
+                    origin: origin.into(),
+                    why: ": the list is empty".into(),
+                });
+            }
+            Ok(dedup(out))
+        }
+        Targets::Static {
+            orchestrators,
+            max_targets,
+            min_score,
+        } => rank(
+            "targets (static list)",
+            orchestrators.clone(),
+            *max_targets,
+            *min_score,
+        ),
+        Targets::Webhook {
+            url,
+            max_targets,
+            min_score,
+            timeout_ms,
+        } => {
+            let found =
+                fetch_webhook(http, url, Duration::from_millis(u64::from(*timeout_ms))).await?;
+            rank(
+                &format!("discovery webhook {url}"),
+                found,
+                *max_targets,
+                *min_score,
+            )
+        }
+        Targets::Network { .. } => Err(TargetError::NotBuilt),
+    }
+}
+
+fn parse_address(origin: &str, address: &str) -> Result<OrchestratorUri, TargetError> {
+    address.parse().map_err(|source| TargetError::BadAddress {
+        origin: origin.to_string(),
+        address: address.to_string(),
+        source,
+    })
+}
+
+/// Keeps the first occurrence of each orchestrator: testing one twice would count it twice.
+fn dedup(uris: Vec<OrchestratorUri>) -> Vec<OrchestratorUri> {
+    let mut out: Vec<OrchestratorUri> = Vec::with_capacity(uris.len());
+    for u in uris {
+        if !out.contains(&u) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+/// Sorts a discovery answer by score (highest first, ties by address), drops those below
+/// `min_score`, parses the addresses and keeps at most `max_targets`.
+fn rank(
+    origin: &str,
+    mut found: Vec<DiscoveredOrchestrator>,
+    max_targets: Option<u32>,
+    min_score: Option<f64>,
+) -> Result<Vec<OrchestratorUri>, TargetError> {
+    let total = found.len();
+    if let Some(min) = min_score {
+        found.retain(|o| o.score >= min);
+    }
+    found.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.address.cmp(&b.address))
+    });
+    let uris = found
+        .iter()
+        .map(|o| parse_address(origin, &o.address))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut uris = dedup(uris);
+    if let Some(max) = max_targets {
+        uris.truncate(max as usize);
+    }
+    if uris.is_empty() {
+        let why = match (total, min_score) {
+            (0, _) => ": it lists no orchestrators".to_string(),
+            (n, Some(min)) => format!(": none of its {n} orchestrator(s) scores at least {min}"),
+            (_, None) => String::new(),
+        };
+        return Err(TargetError::Empty {
+            origin: origin.to_string(),
+            why,
+        });
+    }
+    Ok(uris)
+}
+
+async fn fetch_webhook(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<Vec<DiscoveredOrchestrator>, TargetError> {
+    let request_error = |e: reqwest::Error| TargetError::WebhookRequest {
+        url: url.to_string(),
+        detail: if e.is_timeout() {
+            format!("no answer within {} ms", timeout.as_millis())
+        } else {
+            format!("request failed: {}", error_chain(&e))
+        },
+    };
+    let mut resp = http
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(request_error)?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(TargetError::WebhookStatus {
+            url: url.to_string(),
+            status: resp.status().as_u16(),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(request_error)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_WEBHOOK_BODY_BYTES {
+            return Err(TargetError::WebhookBody {
+                url: url.to_string(),
+                detail: format!("the body is larger than {MAX_WEBHOOK_BODY_BYTES} bytes"),
+            });
+        }
+    }
+    let entries: Vec<WebhookEntry> =
+        serde_json::from_slice(&body).map_err(|e| TargetError::WebhookBody {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?;
+    Ok(entries
+        .into_iter()
+        .map(|e| DiscoveredOrchestrator {
+            address: e.address,
+            score: e.score.unwrap_or(0.0),
+        })
+        .collect())
+}
+
+/// The error and its causes on one line: reqwest's own message alone ("error sending request")
+/// hides whether the connection was refused or the name did not resolve.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder().build().expect("a plain client")
+    }
+
+    fn o(address: &str, score: f64) -> DiscoveredOrchestrator {
+        DiscoveredOrchestrator {
+            address: address.into(),
+            score,
+        }
+    }
+
+    fn strings(uris: &[OrchestratorUri]) -> Vec<String> {
+        uris.iter().map(ToString::to_string).collect()
+    }
+
+    /// Serves `router` on 127.0.0.1:0; returns its base URL.
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
+    fn webhook(url: String, max_targets: Option<u32>, min_score: Option<f64>) -> Targets {
+        Targets::Webhook {
+            url,
+            max_targets,
+            min_score,
+            timeout_ms: 2_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn explicit_targets_are_taken_as_given() {
+        let t = Targets::Explicit {
+            uris: vec![
+                "b.example:8935".into(),
+                "http://127.0.0.1:9000".into(),
+                "https://b.example:8935".into(),
+            ],
+        };
+        let got = resolve(&t, &http()).await.unwrap();
+        // Order kept; the same orchestrator written twice is tested once.
+        assert_eq!(
+            strings(&got),
+            ["https://b.example:8935", "http://127.0.0.1:9000"]
+        );
+        let bad = Targets::Explicit {
+            uris: vec!["ftp://x:1".into()],
+        };
+        let e = resolve(&bad, &http()).await.unwrap_err().to_string();
+        assert!(e.contains("\"ftp://x:1\""), "{e}");
+        let empty = Targets::Explicit { uris: vec![] };
+        assert!(matches!(
+            resolve(&empty, &http()).await,
+            Err(TargetError::Empty { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn static_lists_rank_filter_and_cap() {
+        let list = vec![
+            o("c.example:1", 0.5),
+            o("a.example:1", 0.9),
+            o("b.example:1", 0.9),
+            o("d.example:1", 0.1),
+        ];
+        let t = Targets::Static {
+            orchestrators: list.clone(),
+            max_targets: None,
+            min_score: None,
+        };
+        assert_eq!(
+            strings(&resolve(&t, &http()).await.unwrap()),
+            [
+                "https://a.example:1",
+                "https://b.example:1",
+                "https://c.example:1",
+                "https://d.example:1"
+            ]
+        );
+        let t = Targets::Static {
+            orchestrators: list.clone(),
+            max_targets: Some(2),
+            min_score: Some(0.2),
+        };
+        assert_eq!(
+            strings(&resolve(&t, &http()).await.unwrap()),
+            ["https://a.example:1", "https://b.example:1"]
+        );
+        let t = Targets::Static {
+            orchestrators: list,
+            max_targets: None,
+            min_score: Some(1.0),
+        };
+        let e = resolve(&t, &http()).await.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "targets (static list): no targets to test: none of its 4 orchestrator(s) scores at least 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn network_selection_is_not_built() {
+        let t = Targets::Network {
+            gateway: "https://gw.example".into(),
+        };
+        let e = resolve(&t, &http()).await.unwrap_err();
+        assert!(matches!(e, TargetError::NotBuilt));
+        assert_eq!(
+            e.to_string(),
+            "network selection through a gateway is not built yet (issue 5); use explicit, static or webhook targets"
+        );
+    }
+
+    #[tokio::test]
+    async fn webhook_answer_is_ranked_and_tolerates_unknown_fields() {
+        let body = r#"[
+            {"address": "https://low.example:8935", "score": 0.2, "region": "eu"},
+            {"address": "http://127.0.0.1:7000"},
+            {"address": "high.example:8935", "score": 0.8, "extra": {"nested": true}},
+            {"address": "null.example:8935", "score": null}
+        ]"#;
+        let base = serve(Router::new().route("/orchs", get(move || async move { body }))).await;
+        let got = resolve(&webhook(format!("{base}/orchs"), Some(3), None), &http())
+            .await
+            .unwrap();
+        // Missing and null scores are 0; ties are ordered by address.
+        assert_eq!(
+            strings(&got),
+            [
+                "https://high.example:8935",
+                "https://low.example:8935",
+                "http://127.0.0.1:7000"
+            ]
+        );
+        let got = resolve(&webhook(format!("{base}/orchs"), None, Some(0.5)), &http())
+            .await
+            .unwrap();
+        assert_eq!(strings(&got), ["https://high.example:8935"]);
+    }
+
+    #[tokio::test]
+    async fn webhook_errors_name_the_url_and_the_problem() {
+        let base = serve(
+            Router::new()
+                .route(
+                    "/fail",
+                    get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+                )
+                .route("/garbage", get(|| async { "<html>not json</html>" }))
+                .route("/object", get(|| async { r#"{"address": "a:1"}"# }))
+                .route(
+                    "/badaddr",
+                    get(|| async { r#"[{"address": "ftp://a:1"}]"# }),
+                )
+                .route("/empty", get(|| async { "[]" }))
+                .route("/hang", get(std::future::pending::<&'static str>)),
+        )
+        .await;
+        let err = |path: &str| {
+            let url = format!("{base}{path}");
+            async move {
+                let t = Targets::Webhook {
+                    url: url.clone(),
+                    max_targets: None,
+                    min_score: None,
+                    timeout_ms: 300,
+                };
+                let e = resolve(&t, &http()).await.unwrap_err();
+                let text = e.to_string();
+                assert!(text.contains(&url), "{text}");
+                (e, text)
+            }
+        };
+        let (e, text) = err("/fail").await;
+        assert!(
+            matches!(e, TargetError::WebhookStatus { status: 500, .. }),
+            "{text}"
+        );
+        let (e, text) = err("/garbage").await;
+        assert!(matches!(e, TargetError::WebhookBody { .. }), "{text}");
+        assert!(text.contains("not a JSON array"), "{text}");
+        let (e, _) = err("/object").await;
+        assert!(matches!(e, TargetError::WebhookBody { .. }));
+        let (e, text) = err("/badaddr").await;
+        assert!(matches!(e, TargetError::BadAddress { .. }), "{text}");
+        let (e, text) = err("/empty").await;
+        assert!(matches!(e, TargetError::Empty { .. }), "{text}");
+        assert!(text.contains("lists no orchestrators"), "{text}");
+        let (e, text) = err("/hang").await;
+        assert!(matches!(e, TargetError::WebhookRequest { .. }), "{text}");
+        assert!(text.contains("no answer within 300 ms"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_webhook_says_why() {
+        // A port that was just free: nothing listens there.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let url = format!("http://{addr}/orchs");
+        let e = resolve(&webhook(url.clone(), None, None), &http())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("discovery webhook {url}: request failed")),
+            "{e}"
+        );
+    }
+}
