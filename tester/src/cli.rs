@@ -53,7 +53,7 @@ pub enum Command {
     /// Trickle protocol tools for debugging a real node: serve, publish, subscribe.
     #[command(subcommand)]
     Trickle(TrickleCommand),
-    /// Start the built-in simulated fleet, probe every orchestrator, print one comparison table.
+    /// Start the built-in simulated fleet, run the sla-hourly scenario against it, print the ranking.
     Demo(DemoArgs),
     /// Ramp concurrent probe sessions against a local simulator and print capacity figures.
     #[command(long_about = BENCH_HELP)]
@@ -238,12 +238,15 @@ pub enum TrickleCommand {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How long each probe publishes.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Print the session records as JSON instead of the table.
+    /// Override the session length of the sla-hourly scenario (default: the scenario's 30 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Print the run report as JSON instead of the tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write run.json, junit.xml and report.html into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Sets up `tracing` from RUST_LOG. Without it: `lvt sim` and `lvt trickle serve` log at info
@@ -276,7 +279,14 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Probe(args) => run_probe(args).await,
         Command::Sim(args) => run_sim(args).await,
         Command::Trickle(cmd) => run_trickle(cmd).await,
-        Command::Demo(args) => crate::demo::run(args.duration, args.json).await,
+        Command::Demo(args) => {
+            crate::demo::run(crate::demo::DemoOptions {
+                session_duration: args.duration,
+                json: args.json,
+                out: args.out,
+            })
+            .await
+        }
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Validate(args) => Ok(run_validate(&args)),
         Command::Run(args) => run_scenario(args).await,

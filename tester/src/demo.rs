@@ -1,20 +1,63 @@
-//! `lvt demo`: the whole loop on one machine. Starts the built-in simulated fleet, probes every
-//! orchestrator at once, and prints one comparison table, best first.
+//! `lvt demo`: the whole loop on one machine. Starts the built-in simulated fleet, runs the
+//! shipped `sla-hourly` scenario against every orchestrator (all three prompt complexities),
+//! and prints the per-target x complexity summary and one ranking table, best first.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lvt_gateway::live::OrchestratorUri;
 use lvt_gateway::sim::{self, FleetConfig};
-use lvt_schema::SessionReport;
+use lvt_schema::Outcome;
 
-use crate::cli::{CliError, EXIT_FAILED, EXIT_OK, ctrl_c_token};
-use crate::encode::{ClipConfig, encode_clip};
-use crate::probe::{self, ProbeOptions};
+use crate::cli::{CliError, EXIT_OK, ctrl_c_token};
 use crate::report;
+use crate::run::executor::{self, RunOptions};
+use crate::run::output::{self, RunReport};
+use crate::run::progress::ProgressMode;
+use crate::run::record::SessionRecord;
+use crate::run::summary::{self, Distribution};
+use crate::scenario::{Label, Targets, identity, shipped, validate};
 
-/// Runs the demo and returns the exit code: 0 when the table could be produced.
-pub async fn run(duration: Duration, json: bool) -> Result<u8, CliError> {
+/// The scenario the demo runs.
+pub const DEMO_SCENARIO: &str = "sla-hourly";
+
+/// What `lvt demo` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// Override the scenario's session length (shorter demos; the flaky orchestrator only
+    /// crashes 12 s into a session, so below that it passes).
+    pub session_duration: Option<Duration>,
+    /// Print the run report as JSON instead of the tables.
+    pub json: bool,
+    /// Also write run.json, junit.xml and report.html here.
+    pub out: Option<PathBuf>,
+}
+
+/// Runs the demo and returns the exit code: 0 when the tables could be produced. Threshold
+/// failures are part of what the demo shows (the flaky orchestrator fails on purpose), so
+/// they do not change the exit code.
+pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
+    let failed = |e: anyhow::Error| CliError::Failed(e);
+    let text = shipped::shipped(DEMO_SCENARIO).ok_or_else(|| {
+        failed(anyhow::anyhow!(
+            "the shipped scenario {DEMO_SCENARIO} is missing"
+        ))
+    })?;
+    let label = format!("scenarios/{DEMO_SCENARIO}.toml (shipped)");
+    let mut scenario = validate::load_str(&label, text).map_err(|d| {
+        let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
+        failed(anyhow::anyhow!(
+            "the shipped scenario is invalid:\n{}",
+            lines.join("\n")
+        ))
+    })?;
+    if let Some(d) = opts.session_duration {
+        let secs = u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1);
+        scenario.session.duration_s = secs;
+    }
+    let identity = identity::identify(&scenario, None);
+
     let cancel = ctrl_c_token();
     let fleet = FleetConfig::builtin();
     let shutdown = cancel.child_token();
@@ -22,76 +65,240 @@ pub async fn run(duration: Duration, json: bool) -> Result<u8, CliError> {
         shutdown.cancelled().await
     })
     .await
-    .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot start the simulated fleet: {e}")))?;
+    .map_err(|e| failed(anyhow::anyhow!("cannot start the simulated fleet: {e}")))?;
     eprintln!("lvt demo: started {} simulated orchestrators:", sims.len());
     for o in &sims {
-        eprintln!("  {:<8} {}  {}", o.name, o.eth_address, o.uri);
+        eprintln!(
+            "  {:<8} {:<24} {}  {}",
+            o.name, o.gpu.name, o.eth_address, o.uri
+        );
     }
-    let clip = Arc::new(
-        encode_clip(&ClipConfig::default())
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot encode the input clip: {e}")))?,
-    );
-    let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
-    eprintln!(
-        "lvt demo: probing each orchestrator for {:?} (512x512 H.264 at 30 fps, model noop)...",
-        duration
-    );
-
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut targets = Vec::new();
+    let mut names = BTreeMap::new();
     for o in &sims {
-        let target: OrchestratorUri = o
+        let uri: OrchestratorUri = o
             .uri
             .parse()
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("simulator URI {}: {e}", o.uri)))?;
-        let mut opts = ProbeOptions::new(target);
-        opts.duration = duration;
-        opts.params_update_offsets = vec![duration / 2];
-        opts.params = serde_json::json!({"prompt": "watercolor painting style"});
-        let (clip, http, cancel, name) =
-            (clip.clone(), http.clone(), cancel.clone(), o.name.clone());
-        tasks.spawn(async move {
-            let r = probe::probe(&opts, clip, &http, cancel).await;
-            eprintln!("lvt demo: {name}: {}", report::outcome_label(&r));
-            (name, r)
-        });
+            .map_err(|e| failed(anyhow::anyhow!("simulator URI {}: {e}", o.uri)))?;
+        names.insert(uri.to_string(), (o.name.clone(), o.gpu.name.clone()));
+        targets.push(uri);
     }
-    let mut reports: Vec<(String, SessionReport)> = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                return Err(CliError::Failed(anyhow::anyhow!(
-                    "a probe task failed: {e}"
-                )));
+    scenario.targets = Targets::Explicit {
+        uris: targets.iter().map(ToString::to_string).collect(),
+    };
+    eprintln!(
+        "lvt demo: running scenario {}@{} ({} prompts: {}; {} s sessions, one target at a time \
+         per orchestrator, all orchestrators at once)...",
+        scenario.id,
+        scenario.version,
+        scenario.prompts.len(),
+        scenario
+            .prompts
+            .iter()
+            .map(|p| format!("{} ({})", p.id, summary::complexity_name(p.complexity)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        scenario.session.duration_s
+    );
+
+    let run_opts = RunOptions {
+        progress: ProgressMode::Lines,
+        ..Default::default()
+    };
+    let report = executor::execute(&scenario, identity, targets, &run_opts, cancel.clone())
+        .await
+        .map_err(|e| failed(e.into()))?;
+    cancel.cancel();
+    if let Some(dir) = &opts.out {
+        let paths = output::write_outputs(&report, dir)
+            .map_err(|e| failed(anyhow::anyhow!("cannot write the outputs: {e}")))?;
+        for p in [&paths.run_json, &paths.junit_xml, &paths.report_html] {
+            eprintln!("lvt demo: wrote {}", p.display());
+        }
+    }
+
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| failed(e.into()))?
+        );
+        return Ok(EXIT_OK);
+    }
+    println!();
+    // The fleet's names read better than loopback URIs with random ports.
+    let mut groups = report.groups.clone();
+    for g in &mut groups {
+        for (label, value) in &mut g.key {
+            if *label == Label::Target
+                && let Some((name, _)) = names.get(value.as_str())
+            {
+                *value = name.clone();
             }
         }
     }
-    report::rank(&mut reports);
-    cancel.cancel();
+    print!("{}", summary::summary_table(&groups));
+    println!();
+    let ranking = rank_orchestrators(&report, &names);
+    print!("{}", report::table(RANKING_HEADER, &ranking_rows(&ranking)));
+    println!(
+        "\nscore: mean over scored sessions of 100 x (0.4 delivered/sent fps + 0.3 startup \
+         1 s..8 s + 0.3 e2e p50 100..3000 ms); failed = 0; busy = unscored, not failed \
+         (docs/metrics.md)"
+    );
+    Ok(EXIT_OK)
+}
 
-    if json {
-        let v: Vec<_> = reports.iter().map(|(_, r)| r).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| CliError::Failed(e.into()))?
-        );
-    } else {
-        println!();
-        print!(
-            "{}",
-            report::table(
-                report::COMPARISON_HEADER,
-                &report::comparison_rows(&reports)
-            )
-        );
-        println!(
-            "\nscore: 100 x (0.4 delivered/sent fps + 0.3 startup 1 s..8 s + 0.3 e2e p50 100..3000 ms); \
-             failed = 0; busy = unscored, not failed (docs/metrics.md)"
-        );
+/// One orchestrator's line of the ranking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrchestratorRank {
+    pub name: String,
+    pub gpu: String,
+    pub target: String,
+    pub sessions: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub unscored: u64,
+    /// Mean probe score over the scored (passed or failed) sessions; `None` when every session
+    /// was unscored (busy): no data, not zero.
+    pub score: Option<f64>,
+    pub startup_p50_ms: Option<f64>,
+    pub e2e_p50_ms: Option<f64>,
+    pub fps_p50: Option<f64>,
+    /// Stalls summed over the sessions that got past job start; `None` when none did.
+    pub stalls: Option<u64>,
+    /// The failure classes seen, for the table's outcome column.
+    pub failure_classes: Vec<String>,
+}
+
+/// Groups the run's sessions by target and ranks the targets: scored ones by mean score (ties
+/// by lower e2e p50), then the unscored ones.
+pub fn rank_orchestrators(
+    report: &RunReport,
+    names: &BTreeMap<String, (String, String)>,
+) -> Vec<OrchestratorRank> {
+    let mut by_target: BTreeMap<&str, Vec<&SessionRecord>> = BTreeMap::new();
+    for t in &report.targets {
+        by_target.entry(t.as_str()).or_default();
     }
-    Ok(if reports.is_empty() {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    })
+    for s in &report.sessions {
+        by_target.entry(s.target.as_str()).or_default().push(s);
+    }
+    let mut ranks: Vec<OrchestratorRank> = by_target
+        .into_iter()
+        .map(|(target, sessions)| {
+            let (name, gpu) = names
+                .get(target)
+                .cloned()
+                .unwrap_or_else(|| (target.to_string(), "-".to_string()));
+            let count = |o: Outcome| sessions.iter().filter(|s| s.report.outcome == o).count();
+            let scores: Vec<f64> = sessions
+                .iter()
+                .filter_map(|s| report::score(&s.report))
+                .collect();
+            let median = |f: &dyn Fn(&SessionRecord) -> Option<f64>| {
+                Distribution::from_values(sessions.iter().filter_map(|s| f(s)))
+                    .stat(crate::scenario::threshold::Stat::P50)
+            };
+            let mut failure_classes: Vec<String> = sessions
+                .iter()
+                .filter(|s| s.report.outcome == Outcome::Failed)
+                .filter_map(|s| s.report.failure.as_ref())
+                .map(|f| {
+                    serde_json::to_value(f.class)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| format!("{:?}", f.class))
+                })
+                .collect();
+            failure_classes.sort();
+            failure_classes.dedup();
+            OrchestratorRank {
+                name,
+                gpu,
+                target: target.to_string(),
+                sessions: sessions.len() as u64,
+                passed: count(Outcome::Passed) as u64,
+                failed: count(Outcome::Failed) as u64,
+                unscored: (count(Outcome::UnscoredBusy) + count(Outcome::UnscoredIndeterminate))
+                    as u64,
+                score: (!scores.is_empty())
+                    .then(|| scores.iter().sum::<f64>() / scores.len() as f64),
+                startup_p50_ms: median(&|s| s.startup_from_schedule_ms),
+                e2e_p50_ms: median(&|s| s.report.metrics.e2e_latency_ms.map(|l| l.p50)),
+                fps_p50: median(&|s| s.report.metrics.output_fps.map(|f| f.mean)),
+                stalls: sessions
+                    .iter()
+                    .any(|s| s.report.metrics.job_start_ms.is_some())
+                    .then(|| {
+                        sessions
+                            .iter()
+                            .map(|s| u64::from(s.report.metrics.stalls.count))
+                            .sum()
+                    }),
+                failure_classes,
+            }
+        })
+        .collect();
+    ranks.sort_by(|a, b| {
+        let key = |r: &OrchestratorRank| {
+            (
+                r.score.is_none(),
+                -r.score.unwrap_or(0.0),
+                r.e2e_p50_ms.unwrap_or(f64::INFINITY),
+            )
+        };
+        let (ka, kb) = (key(a), key(b));
+        ka.0.cmp(&kb.0)
+            .then(ka.1.total_cmp(&kb.1))
+            .then(ka.2.total_cmp(&kb.2))
+    });
+    ranks
+}
+
+/// Header of [`ranking_rows`].
+pub const RANKING_HEADER: &[&str] = &[
+    "rank",
+    "orchestrator",
+    "gpu",
+    "sessions",
+    "pass/fail/unscored",
+    "startup p50 ms",
+    "e2e p50 ms",
+    "fps p50",
+    "stalls",
+    "score",
+    "notes",
+];
+
+/// The ranking as table rows; no data prints `-`.
+pub fn ranking_rows(ranks: &[OrchestratorRank]) -> Vec<Vec<String>> {
+    let opt = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+    };
+    ranks
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let notes = if r.score.is_none() {
+                "unscored (busy: a capacity signal, not a failure)".to_string()
+            } else if !r.failure_classes.is_empty() {
+                format!("failed: {}", r.failure_classes.join(", "))
+            } else {
+                String::new()
+            };
+            vec![
+                (i + 1).to_string(),
+                r.name.clone(),
+                r.gpu.clone(),
+                r.sessions.to_string(),
+                format!("{}/{}/{}", r.passed, r.failed, r.unscored),
+                opt(r.startup_p50_ms, 0),
+                opt(r.e2e_p50_ms, 1),
+                opt(r.fps_p50, 1),
+                r.stalls.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                opt(r.score, 1),
+                notes,
+            ]
+        })
+        .collect()
 }

@@ -103,3 +103,64 @@ async fn sim_rejects_a_bad_profile_with_its_position() {
     assert!(err.contains("p.toml:2:"), "{err}");
     assert!(err.contains("latncy_jitter_ms"), "{err}");
 }
+
+/// `lvt demo` runs the shipped sla-hourly scenario against the built-in fleet: sessions of 16 s
+/// leave a margin past the flaky orchestrator's crash 12 s into its pipeline, so the ranking must read good,
+/// slow, flaky, and busy must be unscored rather than failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = lvt(&[
+        "demo",
+        "--duration",
+        "16s",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The ranking table: rows start with the rank, then the orchestrator's name.
+    let ranking: Vec<(String, String)> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("rank"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[1].to_string(), l.to_string())
+        })
+        .collect();
+    let names: Vec<&str> = ranking.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["good", "slow", "flaky", "busy"], "{stdout}");
+    assert!(ranking[2].1.contains("0/3/0"), "flaky fails: {stdout}");
+    assert!(ranking[2].1.contains("failed: publish_lost"), "{stdout}");
+    assert!(ranking[3].1.contains("0/0/3"), "busy is unscored: {stdout}");
+    assert!(ranking[3].1.contains("unscored"), "{stdout}");
+
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["scenario"]["id"], "sla-hourly");
+    assert_eq!(run["sessions"].as_array().unwrap().len(), 12);
+    let complexities: std::collections::BTreeSet<&str> = run["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["complexity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        complexities.into_iter().collect::<Vec<_>>(),
+        ["high", "low", "medium"]
+    );
+    for s in run["sessions"].as_array().unwrap() {
+        if s["report"]["outcome"] == "unscored_busy" {
+            assert_eq!(s["report"]["failure"]["class"], "capacity");
+        }
+    }
+}
