@@ -64,6 +64,12 @@ pub enum Command {
     /// Run a scenario against its targets and judge its thresholds.
     #[command(long_about = RUN_HELP)]
     Run(RunArgs),
+    /// Write a new signing key pair for shipping results to a collector.
+    #[command(long_about = KEYGEN_HELP)]
+    Keygen(KeygenArgs),
+    /// Send batches spooled by a failed shipment to a collector, removing each one it accepts.
+    #[command(name = "ship-spool", long_about = SHIP_SPOOL_HELP)]
+    ShipSpool(ShipSpoolArgs),
 }
 
 const PROBE_HELP: &str = "Run one live video-to-video session against one orchestrator now and report it.\n\n\
@@ -112,6 +118,53 @@ Exit codes: 0 every threshold passed; 99 a threshold failed or had no data; 1 th
 not proceed (targets unresolvable, input clip not encodable, output directory not writable); \
 2 bad input (an invalid scenario, a bad --target).";
 
+const KEYGEN_HELP: &str = "Write a new ed25519 key pair for signing result batches: \
+PATH.key (the secret, mode 0600) and PATH.pub (the public key line). When PATH is a directory \
+the files are lvt.key and lvt.pub inside it. Existing files are never overwritten.\n\n\
+It prints the key id and the public key line to add to the collector's configuration, \
+which is how the collector knows this agent.\n\n\
+Exit codes: 0 written; 1 the files could not be written; 2 a file already exists.";
+
+const SHIP_SPOOL_HELP: &str = "Send result batches that a probe or run could not deliver \
+(written to its --spool directory, one batch-*.json file per batch) to a collector, oldest \
+first, signing each afresh. A file is removed only after the collector acknowledged it; the \
+collector deduplicates by session id, so sending a batch twice stores nothing twice.\n\n\
+Exit codes: 0 every file delivered (or none there); 1 some file not delivered (it is kept); \
+2 usage error (a missing directory or key).";
+
+/// Where a probe or run ships its records: `--collector URL --key FILE [--spool DIR]`.
+#[derive(Debug, Clone, Args)]
+pub struct ShipArgs {
+    /// Ship the session record(s) to this collector (http(s)://host:port) when done.
+    #[arg(long, value_name = "URL", requires = "key")]
+    pub collector: Option<String>,
+    /// The secret key file (from `lvt keygen`) that signs shipped batches.
+    #[arg(long, value_name = "FILE", requires = "collector")]
+    pub key: Option<PathBuf>,
+    /// Where batches that cannot be delivered are kept for `lvt ship-spool`.
+    #[arg(long, value_name = "DIR", default_value = crate::ship::DEFAULT_SPOOL_DIR)]
+    pub spool: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Path prefix of the key files (PATH.key, PATH.pub), or a directory for lvt.key/lvt.pub.
+    #[arg(long, value_name = "PATH", default_value = "./lvt")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ShipSpoolArgs {
+    /// The spool directory (a probe's or run's --spool, default lvt-spool).
+    pub dir: PathBuf,
+    /// The collector to send to.
+    #[arg(long, value_name = "URL")]
+    pub collector: String,
+    /// The secret key file that signs the batches.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Scenario files or directories of them.
@@ -135,6 +188,8 @@ pub struct RunArgs {
     /// Live progress on stderr: a redrawn line on a terminal, log lines otherwise.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
+    #[command(flatten)]
+    pub ship: ShipArgs,
 }
 
 /// The `--progress` values.
@@ -180,6 +235,8 @@ pub struct ProbeArgs {
     /// Print the full session record as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub ship: ShipArgs,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +347,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Validate(args) => Ok(run_validate(&args)),
         Command::Run(args) => run_scenario(args).await,
+        Command::Keygen(args) => run_keygen(&args),
+        Command::ShipSpool(args) => run_ship_spool(args).await,
     };
     match result {
         Ok(code) => code,
@@ -335,6 +394,8 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
         .orchestrator
         .parse()
         .map_err(|e| CliError::Usage(format!("ORCHESTRATOR {:?}: {e}", args.orchestrator)))?;
+    // The key and URL are checked before the session so that a typo does not cost a session.
+    let shipper = shipper_from(&args.ship)?;
     let params = match (&args.params, &args.prompt) {
         (Some(p), _) => {
             let v: serde_json::Value = serde_json::from_str(p)
@@ -380,7 +441,149 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     } else {
         print!("{}", report::session_table(&report));
     }
-    Ok(if report.outcome == Outcome::Passed {
+    let code = if report.outcome == Outcome::Passed {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    };
+    Ok(ship_and_adjust(shipper.as_ref(), std::slice::from_ref(&report), code).await)
+}
+
+/// Builds the shipper `--collector URL --key FILE` ask for, or `None` without them. A bad URL
+/// or an unreadable key is a usage error.
+fn shipper_from(args: &ShipArgs) -> Result<Option<crate::ship::Shipper>, CliError> {
+    let (url, key_path) = match (&args.collector, &args.key) {
+        (Some(url), Some(key)) => (url, key),
+        // clap's `requires` makes each flag need the other; this covers library callers.
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(CliError::Usage(
+                "--collector and --key go together".to_owned(),
+            ));
+        }
+    };
+    let options = crate::ship::ShipOptions {
+        spool_dir: args.spool.clone(),
+        ..Default::default()
+    };
+    shipper(url, key_path, options).map(Some)
+}
+
+fn shipper(
+    url: &str,
+    key_path: &std::path::Path,
+    options: crate::ship::ShipOptions,
+) -> Result<crate::ship::Shipper, CliError> {
+    use crate::ship::{SetupError, Shipper};
+    let key = lvt_schema::sign::read_signing_key(key_path)
+        .map_err(|e| CliError::Usage(format!("--key: {e}")))?;
+    Shipper::new(url, key, options).map_err(|e| match e {
+        SetupError::BadUrl { .. } => CliError::Usage(format!("--collector: {e}")),
+        SetupError::Client(_) => CliError::Failed(anyhow::anyhow!("{e}")),
+    })
+}
+
+/// Ships `records` when a shipper is configured and prints what happened. A failed shipment
+/// turns an exit code of 0 into 1 and leaves any other code alone (a failed threshold stays
+/// 99): the records are spooled, not lost, but the operator must learn they are not delivered.
+async fn ship_and_adjust(
+    shipper: Option<&crate::ship::Shipper>,
+    records: &[lvt_schema::SessionReport],
+    code: u8,
+) -> u8 {
+    let Some(shipper) = shipper else {
+        return code;
+    };
+    match shipper.ship(records).await {
+        Ok(outcome) => {
+            eprintln!(
+                "lvt: shipped {} record(s) to {} (inserted {}, duplicates {})",
+                outcome.records,
+                shipper.url(),
+                outcome.inserted,
+                outcome.duplicates
+            );
+            code
+        }
+        Err(error) => {
+            let delivered = error.delivered();
+            eprintln!(
+                "lvt: shipping to {} failed: {error} ({} of {} record(s) delivered)",
+                shipper.url(),
+                delivered.records,
+                records.len()
+            );
+            for path in error.spooled() {
+                eprintln!("lvt: spooled {}", path.display());
+            }
+            if code == EXIT_OK { EXIT_FAILED } else { code }
+        }
+    }
+}
+
+/// `lvt keygen`: writes the key pair and prints what the collector's operator needs.
+fn run_keygen(args: &KeygenArgs) -> Result<u8, CliError> {
+    use lvt_schema::sign::{self, KeyError};
+    // A prefix in a directory that does not exist yet (`--out keys/agent1`) gets the directory.
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            CliError::Failed(anyhow::anyhow!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    // The key errors' messages already include their cause, so only the message is kept.
+    let (secret, public) = sign::write_keypair(&args.out).map_err(|e| match e {
+        KeyError::Exists { .. } => CliError::Usage(e.to_string()),
+        other => CliError::Failed(anyhow::anyhow!("{other}")),
+    })?;
+    let verifying =
+        sign::read_verifying_key(&public).map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
+    println!("secret key: {} (keep it private)", secret.display());
+    println!("public key: {}", public.display());
+    println!("key id:     {}", sign::key_id(&verifying));
+    println!();
+    println!("Add this line to the collector's agent keys:");
+    print!("{}", sign::public_key_line(&verifying));
+    Ok(EXIT_OK)
+}
+
+/// `lvt ship-spool DIR`: re-sends spooled batches, deleting each after the collector took it.
+async fn run_ship_spool(args: ShipSpoolArgs) -> Result<u8, CliError> {
+    if !args.dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "spool directory {} does not exist",
+            args.dir.display()
+        )));
+    }
+    let shipper = shipper(
+        &args.collector,
+        &args.key,
+        crate::ship::ShipOptions::default(),
+    )?;
+    let delivery = shipper
+        .ship_spool(&args.dir)
+        .await
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
+    for (path, error) in &delivery.failed {
+        eprintln!("lvt: {} not delivered (kept): {error}", path.display());
+    }
+    for error in &delivery.unreadable {
+        eprintln!("lvt: {error} (kept)");
+    }
+    if !delivery.skipped.is_empty() {
+        eprintln!(
+            "lvt: {} more file(s) not tried after that failure (kept)",
+            delivery.skipped.len()
+        );
+    }
+    eprintln!(
+        "lvt: shipped {} record(s) from {} file(s) to {} (inserted {}, duplicates {})",
+        delivery.records,
+        delivery.delivered.len(),
+        shipper.url(),
+        delivery.inserted(),
+        delivery.duplicates()
+    );
+    Ok(if delivery.is_complete() {
         EXIT_OK
     } else {
         EXIT_FAILED
@@ -475,6 +678,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
         .clone()
         .unwrap_or_else(|| default_out_dir(&scenario.id));
     check_writable(&out_dir).map_err(CliError::Failed)?;
+    let shipper = shipper_from(&args.ship)?;
 
     let http = probe::http_client()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
@@ -536,7 +740,9 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
             v.message
         );
     }
-    Ok(output::exit_code(&report))
+    let records: Vec<lvt_schema::SessionReport> =
+        report.sessions.iter().map(|s| s.report.clone()).collect();
+    Ok(ship_and_adjust(shipper.as_ref(), &records, output::exit_code(&report)).await)
 }
 
 /// One line saying what ran, how it ended and how many sessions it had.
