@@ -1,0 +1,432 @@
+//! The collector's configuration: the `--store` spec and the TOML settings file.
+//!
+//! The file names the agents allowed to ship results (by public key), the replay window, the body
+//! limit and the retention. Loading resolves every agent key so that a bad key is reported at
+//! start with the file and line it came from, never at the first request.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use lvt_schema::sign::{self, VerifyingKey};
+use serde::Deserialize;
+
+use crate::store::sqlite::SqliteConfig;
+
+/// The settings file (`--config FILE`), TOML.
+///
+/// Example:
+///
+/// ```toml
+/// timestamp_window_s = 300
+/// max_body_bytes = 5242880
+/// retention_days = 90
+///
+/// [[agents]]
+/// id = "eu-west-1"
+/// region = "eu-west"
+/// public_key = "lvt-ed25519 BASE64 key_id=HEX"
+///
+/// [[agents]]
+/// id = "us-east-1"
+/// public_key_file = "keys/us-east-1.pub"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    /// The agents allowed to ship results. A batch signed by any other key is refused (403).
+    #[serde(default)]
+    pub agents: Vec<AgentFileEntry>,
+    /// How far (in seconds, either way) a batch's signed timestamp may be from the collector's
+    /// clock. Nonces are remembered for this long, so a replay is refused either as stale or as
+    /// a reused nonce. Default 300 (5 minutes).
+    #[serde(default = "default_timestamp_window_s")]
+    pub timestamp_window_s: u64,
+    /// The largest request body accepted, in bytes; larger bodies are refused (413) without
+    /// reading more than this much. Default 5 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Results whose session ended more than this many days ago are deleted by a periodic sweep.
+    /// Default 90.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+/// One `[[agents]]` entry of the settings file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFileEntry {
+    /// A unique name for the agent, shown in `/v1/agents` and stored with its results.
+    pub id: String,
+    /// The agent's region label, for example `eu-west`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The agent's public key as the one line of its `.pub` file
+    /// (`lvt-ed25519 BASE64 key_id=HEX`, written by `lvt keygen`).
+    #[serde(default)]
+    pub public_key: Option<toml::Spanned<String>>,
+    /// A path to the agent's `.pub` file instead of `public_key`; relative paths are read from
+    /// the directory of the settings file.
+    #[serde(default)]
+    pub public_key_file: Option<toml::Spanned<PathBuf>>,
+}
+
+fn default_timestamp_window_s() -> u64 {
+    300
+}
+
+fn default_max_body_bytes() -> usize {
+    5 * 1024 * 1024
+}
+
+fn default_retention_days() -> u32 {
+    90
+}
+
+impl Default for SettingsFile {
+    fn default() -> Self {
+        Self {
+            agents: Vec::new(),
+            timestamp_window_s: default_timestamp_window_s(),
+            max_body_bytes: default_max_body_bytes(),
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+/// An agent with its key resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// The agent's configured id.
+    pub id: String,
+    /// The agent's configured region.
+    pub region: Option<String>,
+    /// The agent's public key.
+    pub public_key: VerifyingKey,
+    /// The key id the agent's signatures state ([`sign::key_id`]).
+    pub key_id: String,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The known agents, in file order.
+    pub agents: Vec<Agent>,
+    /// The accepted timestamp distance, in milliseconds.
+    pub timestamp_window_ms: u64,
+    /// The body limit, in bytes.
+    pub max_body_bytes: usize,
+    /// The retention, in days.
+    pub retention_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // An empty file resolves without touching the file system, so this cannot fail.
+        Self::resolve(SettingsFile::default(), "", Path::new(".")).unwrap_or(Self {
+            agents: Vec::new(),
+            timestamp_window_ms: default_timestamp_window_s() * 1000,
+            max_body_bytes: default_max_body_bytes(),
+            retention_days: default_retention_days(),
+        })
+    }
+}
+
+/// Where results are stored (`--store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `sqlite:PATH`: an SQLite database file.
+    Sqlite(SqliteConfig),
+    /// `clickhouse:URL`: a ClickHouse server over HTTP (not built yet).
+    ClickHouse(String),
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(ConfigError::StoreSpec(text.to_owned()));
+            }
+            return Ok(Self::Sqlite(SqliteConfig::new(PathBuf::from(path))));
+        }
+        if let Some(url) = text.strip_prefix("clickhouse:") {
+            return Ok(Self::ClickHouse(url.to_owned()));
+        }
+        Err(ConfigError::StoreSpec(text.to_owned()))
+    }
+}
+
+/// The whole configuration of one collector process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorConfig {
+    /// Where results are stored.
+    pub store: StoreSpec,
+    /// The resolved settings.
+    pub settings: Settings,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The settings file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The settings file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The settings file is not valid TOML or has unknown or mistyped keys.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse {
+        /// The settings file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An agent entry is invalid (bad key, duplicate id or key, no key).
+    #[error("{}:{line}: agent {agent:?}: {message}", path.display())]
+    Agent {
+        /// The settings file.
+        path: PathBuf,
+        /// 1-based line of the offending entry.
+        line: usize,
+        /// The agent id.
+        agent: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{}: {message}", path.display())]
+    Value {
+        /// The settings file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// `--store` is neither `sqlite:PATH` nor `clickhouse:URL`.
+    #[error("store {0:?} is neither sqlite:PATH nor clickhouse:URL")]
+    StoreSpec(String),
+}
+
+impl Settings {
+    /// Reads and resolves a settings file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and resolves the text of a settings file; `path` names it in errors and anchors
+    /// relative `public_key_file` paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: SettingsFile = toml::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: error.message().to_owned(),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::resolve(file, text, base).map_err(|error| error.with_path(path))
+    }
+
+    /// Resolves agent keys; errors carry an empty path that [`Settings::parse`] fills in.
+    fn resolve(file: SettingsFile, text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut agents: Vec<Agent> = Vec::with_capacity(file.agents.len());
+        let mut by_key: HashMap<String, String> = HashMap::new();
+        for entry in file.agents {
+            let agent_error = |span_start: usize, message: String| ConfigError::Agent {
+                path: PathBuf::new(),
+                line: line_column(text, span_start).0,
+                agent: entry.id.clone(),
+                message,
+            };
+            let public_key = match (&entry.public_key, &entry.public_key_file) {
+                (Some(line), None) => sign::parse_verifying_key(line.get_ref())
+                    .map_err(|error| agent_error(line.span().start, error.to_string()))?,
+                (None, Some(file_path)) => {
+                    let full = base.join(file_path.get_ref());
+                    sign::read_verifying_key(&full)
+                        .map_err(|error| agent_error(file_path.span().start, error.to_string()))?
+                }
+                (Some(line), Some(_)) => {
+                    return Err(agent_error(
+                        line.span().start,
+                        "set either public_key or public_key_file, not both".to_owned(),
+                    ));
+                }
+                (None, None) => {
+                    // Without a span for the entry itself, point at the first occurrence of its
+                    // id, which is where a reader would look.
+                    let at = text.find(&format!("\"{}\"", entry.id)).unwrap_or(0);
+                    return Err(agent_error(
+                        at,
+                        "needs public_key or public_key_file".to_owned(),
+                    ));
+                }
+            };
+            let key_id = sign::key_id(&public_key);
+            let at = entry
+                .public_key
+                .as_ref()
+                .map(|s| s.span().start)
+                .or(entry.public_key_file.as_ref().map(|s| s.span().start))
+                .unwrap_or(0);
+            if agents.iter().any(|agent| agent.id == entry.id) {
+                return Err(agent_error(
+                    at,
+                    "the id is used by another agent".to_owned(),
+                ));
+            }
+            if let Some(other) = by_key.insert(key_id.clone(), entry.id.clone()) {
+                return Err(agent_error(
+                    at,
+                    format!("the key {key_id} is already the key of agent {other:?}"),
+                ));
+            }
+            agents.push(Agent {
+                id: entry.id.clone(),
+                region: entry.region.clone(),
+                public_key,
+                key_id,
+            });
+        }
+        if file.max_body_bytes == 0 {
+            return Err(ConfigError::Value {
+                path: PathBuf::new(),
+                message: "max_body_bytes must be positive".to_owned(),
+            });
+        }
+        Ok(Self {
+            agents,
+            timestamp_window_ms: file.timestamp_window_s.saturating_mul(1000),
+            max_body_bytes: file.max_body_bytes,
+            retention_days: file.retention_days,
+        })
+    }
+}
+
+impl ConfigError {
+    fn with_path(self, file: &Path) -> Self {
+        match self {
+            Self::Agent {
+                line,
+                agent,
+                message,
+                ..
+            } => Self::Agent {
+                path: file.to_owned(),
+                line,
+                agent,
+                message,
+            },
+            Self::Value { message, .. } => Self::Value {
+                path: file.to_owned(),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_line(seed: u8) -> String {
+        let key = sign::SigningKey::from_bytes(&[seed; 32]);
+        sign::public_key_line(&key.verifying_key())
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let settings = Settings::parse("", Path::new("c.toml")).expect("empty file is valid");
+        assert_eq!(settings.timestamp_window_ms, 300_000);
+        assert_eq!(settings.max_body_bytes, 5 * 1024 * 1024);
+        assert_eq!(settings.retention_days, 90);
+        assert!(settings.agents.is_empty());
+    }
+
+    #[test]
+    fn agents_resolve_inline_and_file_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("b.pub"), key_line(2)).expect("write key");
+        let text = format!(
+            "[[agents]]\nid = \"a\"\nregion = \"eu\"\npublic_key = \"{}\"\n\n[[agents]]\nid = \"b\"\npublic_key_file = \"b.pub\"\n",
+            key_line(1)
+        );
+        let settings = Settings::parse(&text, &dir.path().join("c.toml")).expect("valid");
+        assert_eq!(settings.agents.len(), 2);
+        assert_eq!(settings.agents[0].region.as_deref(), Some("eu"));
+        assert_eq!(
+            settings.agents[1].key_id,
+            sign::key_id(&sign::SigningKey::from_bytes(&[2; 32]).verifying_key())
+        );
+    }
+
+    #[test]
+    fn unknown_key_reports_file_and_line() {
+        let error = Settings::parse("retention_days = 3\nbogus = 1\n", Path::new("c.toml"))
+            .expect_err("unknown key");
+        let text = error.to_string();
+        assert!(text.starts_with("c.toml:2:"), "{text}");
+        assert!(text.contains("bogus"), "{text}");
+    }
+
+    #[test]
+    fn bad_public_key_reports_its_line() {
+        let text = "[[agents]]\nid = \"a\"\npublic_key = \"lvt-ed25519 notbase64\"\n";
+        let error = Settings::parse(text, Path::new("c.toml")).expect_err("bad key");
+        assert!(
+            error.to_string().starts_with("c.toml:3: agent \"a\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let text = format!(
+            "[[agents]]\nid = \"a\"\npublic_key = \"{k}\"\n[[agents]]\nid = \"b\"\npublic_key = \"{k}\"\n",
+            k = key_line(1)
+        );
+        let error = Settings::parse(&text, Path::new("c.toml")).expect_err("duplicate");
+        assert!(error.to_string().contains("already the key"), "{error}");
+    }
+
+    #[test]
+    fn store_specs_parse() {
+        assert_eq!(
+            "sqlite:/tmp/x.db".parse::<StoreSpec>().expect("sqlite"),
+            StoreSpec::Sqlite(SqliteConfig::new(PathBuf::from("/tmp/x.db")))
+        );
+        assert!(matches!(
+            "clickhouse:http://h:8123".parse::<StoreSpec>(),
+            Ok(StoreSpec::ClickHouse(_))
+        ));
+        assert!("postgres:x".parse::<StoreSpec>().is_err());
+        assert!("sqlite:".parse::<StoreSpec>().is_err());
+    }
+}

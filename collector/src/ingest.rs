@@ -1,0 +1,362 @@
+//! `POST /v1/results`: signed batch ingest.
+//!
+//! The checks run in a fixed order, each answered with its own problem type, so that a client
+//! can tell what to fix: body size (413), signature headers (401), key (403), timestamp (409),
+//! nonce (409), signature (401), records (400, with a JSON pointer), then the durable insert
+//! (200). The validation of the body is a pure function ([`validate_records`]); the handler
+//! only adds the clock and the store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt as _;
+use lvt_schema::sign::{self, BatchSignature, SignError};
+use lvt_schema::{SCHEMA_VERSION, SessionReport};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::problem::{Problem, ProblemKind, json_pointer};
+use crate::server::AppState;
+use crate::store::{StoredBatch, StoredResult};
+
+/// Answers one ingest request and counts the answer by status.
+pub async fn handle_results_post(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let response = match ingest(&state, request).await {
+        Ok(response) => response,
+        Err(problem) => {
+            tracing::debug!(
+                message = "Result batch refused.",
+                status = problem.kind.status().as_u16(),
+                error = %problem.detail
+            );
+            let unread_body = problem.kind == ProblemKind::BodyTooLarge;
+            let mut response = problem.into_response();
+            if unread_body {
+                // The rest of the body was never read, so the connection cannot carry another
+                // request; saying so keeps clients from reusing it and failing their next request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            response
+        }
+    };
+    state
+        .metrics
+        .handle_ingest_response(response.status().as_u16());
+    response
+}
+
+async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem> {
+    let settings = &state.settings;
+    let (parts, body) = request.into_parts();
+    let body = read_limited(&parts.headers, body, settings.max_body_bytes).await?;
+
+    let signature = BatchSignature::from_headers(|name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    })
+    .map_err(|error| match error {
+        SignError::MissingHeader(_) => {
+            Problem::new(ProblemKind::MissingSignature, error.to_string())
+        }
+        _ => Problem::new(ProblemKind::MalformedSignature, error.to_string()),
+    })?;
+    let agent = state.agents_by_key.get(&signature.key_id).ok_or_else(|| {
+        Problem::new(
+            ProblemKind::UnknownKey,
+            format!("no configured agent has key id {}", signature.key_id),
+        )
+    })?;
+    let now_ms = (state.clock)();
+    sign::check_timestamp(signature.timestamp_ms, now_ms, settings.timestamp_window_ms)
+        .map_err(|error| Problem::new(ProblemKind::StaleTimestamp, error.to_string()))?;
+
+    // The body must be JSON before the signature can be checked (it covers the canonical form);
+    // text that is not JSON at all is refused here rather than as a bad signature.
+    let value: Value = serde_json::from_slice(&body).map_err(|error| {
+        Problem::at(
+            ProblemKind::MalformedJson,
+            String::new(),
+            format!("the body is not JSON: {error}"),
+        )
+    })?;
+
+    let fresh = timed(
+        state,
+        "remember_nonce",
+        state.store.remember_nonce(
+            signature.key_id.clone(),
+            signature.nonce.clone(),
+            signature.timestamp_ms,
+        ),
+    )
+    .await?;
+    if !fresh {
+        return Err(Problem::new(
+            ProblemKind::ReplayedNonce,
+            format!("nonce {} was already used by this key", signature.nonce),
+        ));
+    }
+    sign::verify_batch(&agent.public_key, &value, &signature)
+        .map_err(|error| Problem::new(ProblemKind::BadSignature, error.to_string()))?;
+
+    let results = validate_records(&value)?;
+    if results.is_empty() {
+        return Ok(inserted_response(0, 0));
+    }
+    let batch = StoredBatch {
+        agent_id: agent.id.clone(),
+        key_id: signature.key_id,
+        timestamp_ms: signature.timestamp_ms,
+        nonce: signature.nonce,
+        signature: signature.signature,
+        canonical_sha256: hex::encode(Sha256::digest(sign::canonical_bytes(&value))),
+        session_ids: results.iter().map(|r| r.session_id.clone()).collect(),
+        received_at_unix_ms: now_ms,
+    };
+    let outcome = timed(
+        state,
+        "insert_batch",
+        state.store.insert_batch(batch, results),
+    )
+    .await?;
+    state
+        .metrics
+        .handle_insert(outcome.inserted, outcome.duplicates);
+    tracing::debug!(
+        message = "Result batch stored.",
+        agent = %agent.id,
+        inserted = outcome.inserted,
+        duplicates = outcome.duplicates
+    );
+    Ok(inserted_response(outcome.inserted, outcome.duplicates))
+}
+
+fn inserted_response(inserted: u64, duplicates: u64) -> Response {
+    let body = serde_json::json!({ "inserted": inserted, "duplicates": duplicates });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Runs a store operation, records its latency and maps its error to a 503 problem.
+pub(crate) async fn timed<T>(
+    state: &AppState,
+    operation: &'static str,
+    future: crate::store::StoreFuture<'_, T>,
+) -> Result<T, Problem> {
+    let started = Instant::now();
+    let result = future.await;
+    state
+        .metrics
+        .handle_store_latency(operation, started.elapsed());
+    result.map_err(|error| {
+        tracing::warn!(message = "Store operation failed.", operation, error = %error);
+        Problem::new(ProblemKind::StoreUnavailable, error.to_string())
+    })
+}
+
+/// Reads the body, never holding more than `limit` bytes: a declared length above the limit is
+/// refused before reading, and a streamed body is cut off as soon as it passes the limit.
+async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Problem> {
+    let too_large = || {
+        Problem::new(
+            ProblemKind::BodyTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(Problem::new(
+            ProblemKind::MalformedJson,
+            format!("the body could not be read: {error}"),
+        )),
+    }
+}
+
+/// Checks that `value` is a JSON array of valid records and turns each into its stored form.
+///
+/// Errors point at the offending value with an RFC 6901 pointer (`/3/metrics/startup_ms`).
+pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, Problem> {
+    let Value::Array(items) = value else {
+        return Err(Problem::at(
+            ProblemKind::InvalidRecord,
+            String::new(),
+            "the body must be a JSON array of result records",
+        ));
+    };
+    let reports: Vec<SessionReport> = serde_path_to_error::deserialize(value).map_err(|error| {
+        Problem::at(
+            ProblemKind::InvalidRecord,
+            json_pointer(error.path()),
+            error.inner().to_string(),
+        )
+    })?;
+    let mut results = Vec::with_capacity(reports.len());
+    for (index, (report, item)) in reports.into_iter().zip(items).enumerate() {
+        if report.schema_version != SCHEMA_VERSION {
+            return Err(Problem::at(
+                ProblemKind::InvalidRecord,
+                format!("/{index}/schema_version"),
+                format!(
+                    "schema_version {} is not supported (this collector reads {SCHEMA_VERSION})",
+                    report.schema_version
+                ),
+            ));
+        }
+        if report.session_id.trim().is_empty() {
+            return Err(Problem::at(
+                ProblemKind::InvalidRecord,
+                format!("/{index}/session_id"),
+                "session_id must not be empty",
+            ));
+        }
+        results.push(stored_result(report, item));
+    }
+    Ok(results)
+}
+
+/// The serde name of a unit enum variant (`passed`, `low`).
+fn variant_name(value: impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn stored_result(report: SessionReport, item: &Value) -> StoredResult {
+    let canonical = sign::canonical_bytes(item);
+    StoredResult {
+        orchestrator_address: report.orchestrator.as_ref().and_then(|o| o.address.clone()),
+        orchestrator_uri: report.orchestrator.map(|o| o.uri),
+        gpu: report.gpu.map(|gpu| gpu.name),
+        region: report.region,
+        pipeline: report.pipeline,
+        model_id: report.model_id,
+        complexity: report
+            .prompt
+            .and_then(|prompt| prompt.complexity)
+            .map(variant_name),
+        outcome: variant_name(report.outcome),
+        started_at_unix_ms: report.started_at_unix_ms,
+        ended_at_unix_ms: report.ended_at_unix_ms,
+        session_id: report.session_id,
+        // Canonical bytes are serde_json output, which is always UTF-8.
+        record_json: String::from_utf8_lossy(&canonical).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The smallest valid record: every required field, no optional one.
+    fn minimal(session_id: &str) -> Value {
+        json!({
+            "schema_version": SCHEMA_VERSION,
+            "session_id": session_id,
+            "started_at_unix_ms": 1_000,
+            "ended_at_unix_ms": 31_000,
+            "mode": "network",
+            "pipeline": "live-video-to-video",
+            "model_id": "noop",
+            "outcome": "unscored_busy",
+            "metrics": {
+                "stalls": {"count": 0, "total_ms": 0.0, "longest_ms": 0.0},
+                "segments_sent": 0, "segments_received": 0, "frames_sent": 0,
+                "frames_received": 0, "frames_unmatched": 0, "bytes_sent": 0,
+                "bytes_received": 0,
+                "media_errors": {"cc_errors": 0, "sync_losses": 0, "pes_errors": 0,
+                                 "truncated_frames": 0}
+            },
+            "runner": {"status_events": 0},
+            "is_test_load": true,
+            "a_future_field": {"readers": "tolerate it"}
+        })
+    }
+
+    fn pointer_of(value: Value) -> (ProblemKind, Option<String>) {
+        let problem = validate_records(&value).expect_err("invalid");
+        (problem.kind, problem.pointer)
+    }
+
+    #[test]
+    fn minimal_records_become_stored_results() {
+        let results = validate_records(&json!([minimal("a"), minimal("b")])).expect("valid");
+        assert_eq!(results.len(), 2);
+        let first = &results[0];
+        assert_eq!(first.session_id, "a");
+        assert_eq!(first.outcome, "unscored_busy");
+        assert_eq!(
+            (first.orchestrator_uri.clone(), first.complexity.clone()),
+            (None, None)
+        );
+        assert_eq!(first.ended_at_unix_ms, 31_000);
+        // The stored JSON is canonical and keeps fields this collector does not know.
+        assert_eq!(
+            first.record_json.as_bytes(),
+            sign::canonical_bytes(&minimal("a")).as_slice()
+        );
+        assert!(first.record_json.contains("a_future_field"));
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_value() {
+        let mut wrong_type = minimal("a");
+        wrong_type["metrics"]["frames_sent"] = json!(-1);
+        assert_eq!(
+            pointer_of(json!([minimal("x"), wrong_type])),
+            (
+                ProblemKind::InvalidRecord,
+                Some("/1/metrics/frames_sent".into())
+            )
+        );
+        let mut bad_enum = minimal("a");
+        bad_enum["outcome"] = json!("great");
+        assert_eq!(pointer_of(json!([bad_enum])).1, Some("/0/outcome".into()));
+        let mut future = minimal("a");
+        future["schema_version"] = json!(SCHEMA_VERSION + 1);
+        assert_eq!(
+            pointer_of(json!([future])).1,
+            Some("/0/schema_version".into())
+        );
+        assert_eq!(
+            pointer_of(json!([minimal(" ")])).1,
+            Some("/0/session_id".into())
+        );
+        assert_eq!(pointer_of(json!({"a": 1})).1, Some(String::new()));
+        assert_eq!(pointer_of(json!([1])).1, Some("/0".into()));
+    }
+
+    #[test]
+    fn pointer_segments_are_escaped() {
+        let text = r#"{"a/b~c": "not a number"}"#;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let error = serde_path_to_error::deserialize::<_, std::collections::HashMap<String, u32>>(
+            &mut deserializer,
+        )
+        .expect_err("invalid");
+        assert_eq!(json_pointer(error.path()), "/a~1b~0c");
+    }
+}

@@ -1,0 +1,18 @@
+//! lvt-collector: receives signed result records from tester agents, stores them, turns them
+//! into SLA scores and serves them publicly.
+//!
+//! `sla` is the pure scoring core (sums in, scores out); the rest are its IO edges:
+//! [`config`] (the `--store` spec and settings file), [`store`] (the storage trait and its
+//! backends), [`ingest`] (`POST /v1/results`), [`api`] (the read endpoints), [`problem`]
+//! (RFC 7807 errors), [`metrics`] (Prometheus) and [`server`] (routes, [`run`], [`serve`]).
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod problem;
+pub mod server;
+pub mod sla;
+pub mod store;
+
+pub use server::{run, serve};

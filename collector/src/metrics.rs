@@ -1,0 +1,199 @@
+//! The collector's own Prometheus metrics, written in the text exposition format by hand.
+//!
+//! The set is small and fixed (ingest requests by status, records inserted and duplicate, store
+//! latency by operation, results stored), so a hand-written registry is clearer than a metrics
+//! framework. The results-stored gauge is read from the store at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the store latency histogram buckets, in seconds.
+const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Per-bucket counts (not cumulative); the last slot counts samples above every bound.
+    buckets: [u64; LATENCY_BUCKETS_S.len() + 1],
+    sum_s: f64,
+    count: u64,
+}
+
+/// Counters and histograms shared by all request handlers.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ingest_by_status: Mutex<BTreeMap<u16, u64>>,
+    records_inserted: AtomicU64,
+    records_duplicate: AtomicU64,
+    store_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+impl Metrics {
+    /// Counts one `POST /v1/results` answered with `status`.
+    pub fn handle_ingest_response(&self, status: u16) {
+        let mut map = self
+            .ingest_by_status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *map.entry(status).or_default() += 1;
+    }
+
+    /// Counts the records of one committed batch.
+    pub fn handle_insert(&self, inserted: u64, duplicates: u64) {
+        self.records_inserted.fetch_add(inserted, Ordering::Relaxed);
+        self.records_duplicate
+            .fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// Records how long one store operation took.
+    pub fn handle_store_latency(&self, operation: &'static str, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let mut map = self
+            .store_latency
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let histogram = map.entry(operation).or_default();
+        let slot = LATENCY_BUCKETS_S
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BUCKETS_S.len());
+        histogram.buckets[slot] += 1;
+        histogram.sum_s += seconds;
+        histogram.count += 1;
+    }
+
+    /// The number of ingest requests answered with `status` so far.
+    pub fn ingest_responses(&self, status: u16) -> u64 {
+        let map = self
+            .ingest_by_status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(&status).copied().unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition of every metric; `results_stored` is the current count.
+    pub fn render(&self, results_stored: Option<u64>) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail, so the results of `writeln!` are ignored.
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_ingest_requests_total Result batches received, by HTTP status answered."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_ingest_requests_total counter");
+        {
+            let map = self
+                .ingest_by_status
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (status, count) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "lvt_collector_ingest_requests_total{{status=\"{status}\"}} {count}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_records_inserted_total Result records newly stored."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_records_inserted_total counter");
+        let _ = writeln!(
+            out,
+            "lvt_collector_records_inserted_total {}",
+            self.records_inserted.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_records_duplicate_total Result records received again and not stored twice."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_records_duplicate_total counter");
+        let _ = writeln!(
+            out,
+            "lvt_collector_records_duplicate_total {}",
+            self.records_duplicate.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_store_latency_seconds Time taken by store operations."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_store_latency_seconds histogram");
+        {
+            let map = self
+                .store_latency
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (operation, histogram) in map.iter() {
+                let mut cumulative = 0;
+                for (bound, count) in LATENCY_BUCKETS_S.iter().zip(histogram.buckets.iter()) {
+                    cumulative += count;
+                    let _ = writeln!(
+                        out,
+                        "lvt_collector_store_latency_seconds_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "lvt_collector_store_latency_seconds_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}",
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "lvt_collector_store_latency_seconds_sum{{operation=\"{operation}\"}} {}",
+                    histogram.sum_s
+                );
+                let _ = writeln!(
+                    out,
+                    "lvt_collector_store_latency_seconds_count{{operation=\"{operation}\"}} {}",
+                    histogram.count
+                );
+            }
+        }
+        if let Some(stored) = results_stored {
+            let _ = writeln!(
+                out,
+                "# HELP lvt_collector_results_stored Result records currently stored."
+            );
+            let _ = writeln!(out, "# TYPE lvt_collector_results_stored gauge");
+            let _ = writeln!(out, "lvt_collector_results_stored {stored}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_is_cumulative_and_labelled() {
+        let metrics = Metrics::default();
+        metrics.handle_ingest_response(200);
+        metrics.handle_ingest_response(200);
+        metrics.handle_ingest_response(413);
+        metrics.handle_insert(3, 1);
+        metrics.handle_store_latency("insert_batch", Duration::from_micros(700));
+        metrics.handle_store_latency("insert_batch", Duration::from_secs(9));
+        let text = metrics.render(Some(3));
+        assert!(text.contains("lvt_collector_ingest_requests_total{status=\"200\"} 2\n"));
+        assert!(text.contains("lvt_collector_ingest_requests_total{status=\"413\"} 1\n"));
+        assert!(text.contains("lvt_collector_records_inserted_total 3\n"));
+        assert!(text.contains("lvt_collector_records_duplicate_total 1\n"));
+        assert!(text.contains(
+            "lvt_collector_store_latency_seconds_bucket{operation=\"insert_batch\",le=\"0.0005\"} 0\n"
+        ));
+        assert!(text.contains(
+            "lvt_collector_store_latency_seconds_bucket{operation=\"insert_batch\",le=\"0.001\"} 1\n"
+        ));
+        assert!(text.contains(
+            "lvt_collector_store_latency_seconds_bucket{operation=\"insert_batch\",le=\"2.5\"} 1\n"
+        ));
+        assert!(text.contains(
+            "lvt_collector_store_latency_seconds_bucket{operation=\"insert_batch\",le=\"+Inf\"} 2\n"
+        ));
+        assert!(text.contains("lvt_collector_results_stored 3\n"));
+    }
+}

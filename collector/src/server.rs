@@ -1,0 +1,263 @@
+//! The HTTP server: routes, shared state, the retention sweep, and `run`/`serve`, which tests
+//! call with a listener on `127.0.0.1:0` and a shutdown future.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::config::{Agent, CollectorConfig, Settings, StoreSpec};
+use crate::metrics::Metrics;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use crate::{api, ingest};
+
+/// The wall clock the server reads: milliseconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// How often the retention sweep runs.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The system clock as a [`Clock`].
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    })
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// The resolved settings.
+    pub settings: Settings,
+    /// The configured agents by key id.
+    pub agents_by_key: HashMap<String, Agent>,
+    /// Where results are stored.
+    pub store: Arc<dyn Store>,
+    /// The collector's own metrics.
+    pub metrics: Metrics,
+    /// The wall clock.
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// Builds the shared state.
+    pub fn new(settings: Settings, store: Arc<dyn Store>, clock: Clock) -> Self {
+        let agents_by_key = settings
+            .agents
+            .iter()
+            .map(|agent| (agent.key_id.clone(), agent.clone()))
+            .collect();
+        Self {
+            settings,
+            agents_by_key,
+            store,
+            metrics: Metrics::default(),
+            clock,
+        }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    /// The store spec names a backend that does not exist yet.
+    #[error("the ClickHouse backend is not built yet (store {0:?})")]
+    BackendNotBuilt(String),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Every route of the collector.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/results",
+            post(ingest::handle_results_post).get(api::handle_results_get),
+        )
+        .route("/v1/batches/{id}", get(api::handle_batch_get))
+        .route("/v1/agents", get(api::handle_agents_get))
+        .route("/healthz", get(api::handle_healthz))
+        .route("/metrics", get(api::handle_metrics))
+        .fallback(api::handle_not_found)
+        // The ingest handler enforces its own, configurable limit while streaming.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(api::cors))
+        .with_state(state)
+}
+
+/// Opens the store named by `spec`.
+pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, RunError> {
+    match spec {
+        StoreSpec::Sqlite(config) => Ok(Arc::new(SqliteStore::open(config)?)),
+        StoreSpec::ClickHouse(url) => Err(RunError::BackendNotBuilt(url.clone())),
+    }
+}
+
+/// Opens the configured store and serves on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: CollectorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = open_store(&config.store)?;
+    serve(listener, config.settings, store, system_clock(), shutdown).await
+}
+
+/// Serves on `listener` with an opened store and a clock until `shutdown` completes; runs the
+/// retention sweep meanwhile.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let state = Arc::new(AppState::new(settings, store, clock));
+    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&state)));
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    result.map_err(RunError::from)
+}
+
+async fn sweep_loop(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        sweep(&state).await;
+    }
+}
+
+/// Deletes results past the retention and nonces past the timestamp window. A failure is
+/// logged and retried at the next sweep.
+pub async fn sweep(state: &AppState) {
+    let now_ms = (state.clock)();
+    let retention_ms = i64::from(state.settings.retention_days).saturating_mul(DAY_MS);
+    let results_before = now_ms.saturating_sub(retention_ms);
+    match ingest::timed(
+        state,
+        "delete_older_than",
+        state.store.delete_older_than(results_before),
+    )
+    .await
+    {
+        Ok(deleted) if deleted > 0 => {
+            tracing::info!(
+                message = "Old results deleted.",
+                deleted,
+                before_unix_ms = results_before
+            );
+        }
+        Ok(_) => {}
+        Err(problem) => {
+            tracing::warn!(message = "Retention sweep failed.", error = %problem.detail);
+        }
+    }
+    // A nonce signed before now - window can only come with a stale timestamp, which is refused
+    // before the nonce is looked at, so forgetting it cannot reopen a replay.
+    let window_ms = i64::try_from(state.settings.timestamp_window_ms).unwrap_or(i64::MAX);
+    let nonces_before = now_ms.saturating_sub(window_ms);
+    if let Err(problem) = ingest::timed(
+        state,
+        "prune_nonces",
+        state.store.prune_nonces(nonces_before),
+    )
+    .await
+    {
+        tracing::warn!(message = "Nonce pruning failed.", error = %problem.detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{SqliteConfig, SqliteStore};
+    use crate::store::{StoredBatch, StoredResult};
+
+    fn result(session_id: &str, ended_at_unix_ms: i64) -> StoredResult {
+        StoredResult {
+            session_id: session_id.to_owned(),
+            orchestrator_address: None,
+            orchestrator_uri: Some("https://o:8935".to_owned()),
+            gpu: None,
+            region: None,
+            pipeline: "p".to_owned(),
+            model_id: "m".to_owned(),
+            complexity: None,
+            outcome: "passed".to_owned(),
+            started_at_unix_ms: ended_at_unix_ms - 1,
+            ended_at_unix_ms,
+            record_json: "{}".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sweep_applies_retention_and_forgets_expired_nonces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open"),
+        );
+        let now_ms = 200 * DAY_MS;
+        let settings = Settings {
+            retention_days: 90,
+            ..Settings::default()
+        };
+        let state = AppState::new(settings, store.clone(), Arc::new(move || now_ms));
+        let batch = StoredBatch {
+            agent_id: "a".into(),
+            key_id: "k".into(),
+            timestamp_ms: now_ms,
+            nonce: "n".into(),
+            signature: "s".into(),
+            canonical_sha256: "h".into(),
+            session_ids: vec!["old".into(), "kept".into()],
+            received_at_unix_ms: now_ms,
+        };
+        let results = vec![
+            result("old", now_ms - 90 * DAY_MS - 1),
+            result("kept", now_ms - 90 * DAY_MS),
+        ];
+        store.insert_batch(batch, results).await.expect("insert");
+        assert!(
+            store
+                .remember_nonce("k".into(), "expired".into(), now_ms - 300_001)
+                .await
+                .expect("nonce")
+        );
+        assert!(
+            store
+                .remember_nonce("k".into(), "live".into(), now_ms - 300_000)
+                .await
+                .expect("nonce")
+        );
+
+        sweep(&state).await;
+
+        assert_eq!(store.count_results().await.expect("count"), 1);
+        let fresh = |nonce: &'static str| store.remember_nonce("k".into(), nonce.into(), now_ms);
+        assert!(
+            fresh("expired").await.expect("nonce"),
+            "expired nonce forgotten"
+        );
+        assert!(
+            !fresh("live").await.expect("nonce"),
+            "nonce in the window kept"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! SLA scoring: the pure core that turns tester sessions into SLA scores.
+//!
+//! It owns the grain ([`CellKey`]: hour x orchestrator x pipeline x model x GPU x region x prompt
+//! complexity x test load), the additive per-cell sums ([`CellSums`], mergeable into any coarser
+//! grain and into seven-day cohorts), the cohort benchmark ([`Cohort`]), the NaaP
+//! "quality-benchmark-v1" formula ([`score`]) and Wilson intervals ([`wilson_interval`]). It does
+//! no IO and reads no clock: storage and the API feed it sums and hours. docs/sla.md is the
+//! method, with worked examples that the tests check.
+
+pub mod cell;
+pub mod histogram;
+pub mod score;
+pub mod wilson;
+
+pub use cell::{CellKey, CellSums, MetricSum, cohort_window_unix_s, hour_floor_unix_s};
+pub use histogram::{FpsHistogram, LatencyHistogram};
+pub use score::{Cohort, Rate, SlaScore, score};
+pub use wilson::{Z_95, wilson_interval};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,711 @@
+//! Tests of the SLA core: the worked examples of docs/sla.md (checked against the document's own
+//! text), merging, the 0.5 and damping rules at their boundaries, Wilson intervals, histograms and
+//! the no-data rules.
+
+use lvt_schema::{
+    Complexity, Failure, FailureClass, FpsSummary, Gpu, LatencySummary, OrchestratorRef, Outcome,
+    PromptRef, SessionMetrics, SessionReport, StallSummary, Swap, TargetMode,
+};
+
+use super::histogram::{FPS_LINEAR_BUCKETS, LATENCY_LOG_BUCKETS};
+use super::score::{damp, higher_is_better, lower_is_better};
+use super::*;
+
+/// The SLA method document; the worked examples below must appear in it verbatim.
+const SLA_DOC: &str = include_str!("../../../docs/sla.md");
+
+/// 2026-11-27 14:00:00 UTC.
+const HOUR_UNIX_S: i64 = 1_795_788_000;
+
+/// A session of the worked examples' cell, starting `minute` minutes into the hour and lasting
+/// `length_s` seconds, with no measurements yet.
+fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
+    let started_at_unix_ms = HOUR_UNIX_S * 1000 + minute * 60_000;
+    SessionReport {
+        schema_version: lvt_schema::SCHEMA_VERSION,
+        session_id: format!("s-{minute}"),
+        started_at_unix_ms,
+        ended_at_unix_ms: started_at_unix_ms + length_s * 1000,
+        mode: TargetMode::Direct,
+        orchestrator: Some(OrchestratorRef {
+            address: Some("0xAbC0000000000000000000000000000000000001".into()),
+            uri: "https://o1.example:8935".into(),
+            cert_sha256: None,
+        }),
+        gpu: Some(Gpu {
+            name: "NVIDIA GeForce RTX 4090".into(),
+            memory_bytes: Some(25_757_220_864),
+        }),
+        pipeline: "live-video-to-video".into(),
+        model_id: "streamdiffusion".into(),
+        prompt: Some(PromptRef {
+            id: Some("cyberpunk".into()),
+            complexity: Some(Complexity::Medium),
+            params_hash: "0123456789abcdef0123456789abcdef".into(),
+        }),
+        outcome,
+        failure: None,
+        metrics: SessionMetrics::default(),
+        runner: Default::default(),
+        is_test_load: true,
+        region: Some("eu-west".into()),
+        tester_version: Some("lvt 0.1.0".into()),
+    }
+}
+
+fn latency(p50: f64) -> LatencySummary {
+    LatencySummary {
+        count: 900,
+        p50,
+        p90: p50 * 1.2,
+        p95: p50 * 1.3,
+        p99: p50 * 1.5,
+        max: p50 * 2.0,
+        mean: p50 * 1.05,
+        min: p50 * 0.8,
+    }
+}
+
+fn fps(mean: f64) -> FpsSummary {
+    FpsSummary {
+        mean,
+        p5: mean * 0.8,
+        p50: mean,
+        windows: 59,
+    }
+}
+
+/// A passed, 60 s session with the given measurements.
+fn passed(
+    minute: i64,
+    startup_ms: f64,
+    e2e_p50_ms: Option<f64>,
+    output_fps: f64,
+    jitter: f64,
+) -> SessionReport {
+    let mut report = session(Outcome::Passed, minute, 60);
+    report.metrics.startup_ms = Some(startup_ms);
+    report.metrics.e2e_latency_ms = e2e_p50_ms.map(latency);
+    report.metrics.output_fps = Some(fps(output_fps));
+    report.metrics.fps_jitter = Some(jitter);
+    report.runner.states_seen = vec!["LOADING".into(), "ONLINE".into()];
+    report
+}
+
+fn failed(minute: i64, class: FailureClass) -> SessionReport {
+    let mut report = session(Outcome::Failed, minute, 30);
+    report.failure = Some(Failure {
+        class,
+        detail: "no output".into(),
+    });
+    report
+}
+
+fn busy(minute: i64) -> SessionReport {
+    let mut report = session(Outcome::UnscoredBusy, minute, 1);
+    report.failure = Some(Failure {
+        class: FailureClass::Capacity,
+        detail: "OrchestratorCapped".into(),
+    });
+    report
+}
+
+fn stalls(report: &mut SessionReport, count: u32, total_ms: f64) {
+    report.metrics.stalls = StallSummary {
+        count,
+        total_ms,
+        longest_ms: total_ms / f64::from(count),
+    };
+}
+
+/// Example 1 of docs/sla.md: a healthy, busy hour.
+fn example_one_sessions() -> Vec<SessionReport> {
+    let mut sessions = Vec::new();
+    for minute in 0..6 {
+        sessions.push(passed(minute * 5, 1200.0, Some(350.0), 15.0, 0.05));
+    }
+    for minute in 6..11 {
+        let mut report = passed(minute * 5, 1860.0, Some(460.0), 12.8, 0.12);
+        stalls(&mut report, 1, 700.0);
+        if minute == 6 {
+            report.mode = TargetMode::Network;
+            report.metrics.swaps.push(Swap {
+                at_unix_ms: report.started_at_unix_ms + 20_000,
+                from: "https://o1.example:8935".into(),
+                to: "https://o2.example:8935".into(),
+                cause: "no output for 30s".into(),
+                freeze_ms: Some(900.0),
+            });
+        }
+        sessions.push(report);
+    }
+    sessions.push(failed(56, FailureClass::OutputTimeout));
+    sessions.push(busy(58));
+    sessions
+}
+
+fn example_one_cohort() -> Cohort {
+    Cohort {
+        rows: 500,
+        startup_rows: 480,
+        e2e_rows: 470,
+        fps_rows: 470,
+        startup_p50_ms: Some(1200.0),
+        startup_p90_ms: Some(3000.0),
+        e2e_p50_ms: Some(300.0),
+        e2e_p90_ms: Some(900.0),
+        fps_p10: Some(8.0),
+        fps_p50: Some(16.0),
+    }
+}
+
+/// Example 2 of docs/sla.md: a sparse hour against a young e2e benchmark.
+fn example_two_sessions() -> Vec<SessionReport> {
+    let mut slow = passed(10, 5000.0, None, 6.0, 0.3);
+    stalls(&mut slow, 2, 1500.0);
+    vec![busy(5), slow, failed(20, FailureClass::RunnerError)]
+}
+
+fn example_two_cohort() -> Cohort {
+    Cohort {
+        e2e_rows: 47,
+        rows: 200,
+        startup_rows: 190,
+        fps_rows: 190,
+        ..example_one_cohort()
+    }
+}
+
+fn number(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "null".to_owned(), |value| format!("{value:.decimals$}"))
+}
+
+fn rate(rate: Option<Rate>) -> String {
+    rate.map_or_else(
+        || "null".to_owned(),
+        |rate| {
+            format!(
+                "{}/{} = {:.4}  [{:.4}, {:.4}]",
+                rate.successes, rate.trials, rate.rate, rate.ci95_low, rate.ci95_high
+            )
+        },
+    )
+}
+
+/// The results block the document shows for a worked example.
+fn render(score: &SlaScore) -> String {
+    let lines = [
+        ("startup_success", rate(score.startup_success)),
+        ("no_swap", rate(score.no_swap)),
+        ("output_viability", rate(score.output_viability)),
+        ("reliability", number(score.reliability, 4)),
+        ("startup_ms_mean", number(score.startup_ms_mean, 1)),
+        ("ptff_score", number(score.ptff_score, 4)),
+        ("e2e_p50_ms_mean", number(score.e2e_p50_ms_mean, 1)),
+        ("e2e_score", number(score.e2e_score, 4)),
+        ("latency", number(score.latency, 4)),
+        ("output_fps_mean", number(score.output_fps_mean, 2)),
+        ("fps_score", number(score.fps_score, 4)),
+        ("quality", number(score.quality, 4)),
+        (
+            "health_signal_coverage",
+            number(score.health_signal_coverage, 4),
+        ),
+        ("sla_score", number(score.sla_score, 2)),
+        ("pass", rate(score.pass)),
+        ("fps_jitter", number(score.fps_jitter, 4)),
+        ("stalls_per_minute", number(score.stalls_per_minute, 4)),
+        ("stall_time_fraction", number(score.stall_time_fraction, 4)),
+        ("busy_rate", number(score.busy_rate, 4)),
+    ];
+    lines
+        .iter()
+        .map(|(name, value)| format!("{name:<23}{value}\n"))
+        .collect()
+}
+
+fn assert_close(actual: Option<f64>, expected: f64) {
+    let actual = actual.expect("a value was expected");
+    assert!(
+        (actual - expected).abs() < 1e-9,
+        "{actual} is not {expected}"
+    );
+}
+
+#[test]
+fn worked_example_one_matches_hand_computation_and_doc() {
+    let sessions = example_one_sessions();
+    let keys: Vec<CellKey> = sessions.iter().map(CellKey::of).collect();
+    assert!(keys.iter().all(|key| *key == keys[0]), "one cell");
+    let cell = CellSums::from_sessions(&sessions);
+    assert_eq!(cell.sessions, 13);
+    assert_eq!(cell.startup_attempts, 12);
+    assert_eq!(cell.startup_successes, 11);
+    assert_eq!(cell.no_swap, 10);
+    assert_eq!(cell.output_viable, 11);
+    assert_eq!(cell.evidence_complete, 12);
+    assert_eq!(cell.stalls, 5);
+
+    let score = score(&cell, &example_one_cohort());
+    // The hand computation of docs/sla.md, unrounded.
+    assert_close(
+        score.reliability,
+        0.4 * 11.0 / 12.0 + 0.2 * 10.0 / 11.0 + 0.4 * 11.0 / 12.0,
+    );
+    assert_close(score.ptff_score, (3000.0 - 1500.0) / (3000.0 - 1200.0));
+    assert_close(score.e2e_score, (900.0 - 400.0) / (900.0 - 300.0));
+    assert_close(
+        score.fps_score,
+        0.5 + 11.0 / 30.0 * ((14.0 - 8.0) / (16.0 - 8.0) - 0.5),
+    );
+    assert_close(score.health_signal_coverage, 1.0);
+    assert_close(score.sla_score, 86.160_606_060_606_06);
+    assert_close(score.busy_rate, 1.0 / 13.0);
+    assert_close(score.stalls_per_minute, 5.0 / 11.0);
+
+    let block = render(&score);
+    assert!(
+        SLA_DOC.contains(&block),
+        "docs/sla.md must show example 1 as:\n{block}"
+    );
+}
+
+#[test]
+fn worked_example_two_matches_hand_computation_and_doc() {
+    let cell = CellSums::from_sessions(&example_two_sessions());
+    let score = score(&cell, &example_two_cohort());
+    assert_close(score.reliability, 0.6);
+    assert_close(score.ptff_score, 0.45);
+    assert_close(score.e2e_score, 0.5);
+    assert_close(score.fps_score, 0.5 - 0.5 / 30.0);
+    assert_close(score.health_signal_coverage, 0.5);
+    assert_close(score.sla_score, 28.13);
+    assert_eq!(score.e2e_p50_ms_mean, None);
+
+    let block = render(&score);
+    assert!(
+        SLA_DOC.contains(&block),
+        "docs/sla.md must show example 2 as:\n{block}"
+    );
+}
+
+#[test]
+fn wilson_interval_matches_known_values() {
+    let (low, high) = wilson_interval(8, 10, 1.96).expect("10 trials");
+    assert_eq!(format!("{low:.4} {high:.4}"), "0.4902 0.9433");
+    let (low, high) = wilson_interval(0, 10, 1.96).expect("10 trials");
+    assert_eq!(low, 0.0);
+    assert_eq!(format!("{high:.4}"), "0.2775");
+    let (low, high) = wilson_interval(10, 10, 1.96).expect("10 trials");
+    assert_eq!(format!("{low:.4}"), "0.7225");
+    assert_eq!(high, 1.0);
+    // Without spread (z = 0) the interval is the point estimate.
+    assert_eq!(wilson_interval(3, 4, 0.0), Some((0.75, 0.75)));
+    assert_eq!(wilson_interval(0, 0, 1.96), None);
+    assert_eq!(wilson_interval(11, 10, 1.96), None);
+    assert_eq!(wilson_interval(1, 2, f64::NAN), None);
+}
+
+#[test]
+fn merging_hours_equals_the_day_computed_at_once() {
+    // Deterministic pseudo-random sessions over 24 hours (a fixed-seed LCG).
+    let mut state: u64 = 0x5eed;
+    let mut next = move |modulus: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % modulus
+    };
+    let mut day = Vec::new();
+    for hour in 0..24 {
+        for slot in 0..(1 + next(6) as i64) {
+            let minute = hour * 60 + slot * 7;
+            let report = match next(5) {
+                0 => failed(minute, FailureClass::OutputTimeout),
+                1 => busy(minute),
+                _ => {
+                    let mut report = passed(
+                        minute,
+                        300.0 + next(5000) as f64 * 1.37,
+                        (next(4) > 0).then(|| 80.0 + next(900) as f64 / 3.0),
+                        next(3000) as f64 / 97.0,
+                        next(1000) as f64 / 7919.0,
+                    );
+                    stalls(&mut report, next(3) as u32 + 1, next(4000) as f64 * 0.1);
+                    report
+                }
+            };
+            day.push(report);
+        }
+    }
+    let at_once = CellSums::from_sessions(&day);
+    let hourly: Vec<CellSums> = (0..24)
+        .map(|hour| {
+            CellSums::from_sessions(
+                day.iter()
+                    .filter(|report| CellKey::of(report).hour_unix_s == HOUR_UNIX_S + hour * 3600),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hourly.iter().map(|sums| sums.sessions).sum::<u64>(),
+        day.len() as u64
+    );
+
+    let mut forward = CellSums::default();
+    hourly.iter().for_each(|sums| forward.merge(sums));
+    let mut backward = CellSums::default();
+    hourly.iter().rev().for_each(|sums| backward.merge(sums));
+    // (h0 + ... + h11) + (h12 + ... + h23): another association of the same sums.
+    let mut halves = [CellSums::default(), CellSums::default()];
+    for (index, sums) in hourly.iter().enumerate() {
+        halves[index / 12].merge(sums);
+    }
+    let [mut grouped, second] = halves;
+    grouped.merge(&second);
+
+    assert_eq!(forward, at_once);
+    assert_eq!(backward, at_once);
+    assert_eq!(grouped, at_once);
+    let cohort = Cohort::from_sums(&at_once);
+    assert_eq!(score(&forward, &cohort), score(&at_once, &cohort));
+}
+
+#[test]
+fn cohort_with_47_rows_is_no_benchmark_and_48_is() {
+    // One session: fast start (raw ptff 1), slow e2e (raw 0), high FPS (raw 1); damped with n = 1.
+    let cell = CellSums::from_sessions(&[passed(0, 1000.0, Some(1000.0), 20.0, 0.1)]);
+    let with_rows = |rows: u64| Cohort {
+        startup_rows: rows,
+        e2e_rows: rows,
+        fps_rows: rows,
+        ..example_one_cohort()
+    };
+    let young = score(&cell, &with_rows(47));
+    assert_eq!(young.ptff_score, Some(0.5));
+    assert_eq!(young.e2e_score, Some(0.5));
+    assert_eq!(young.fps_score, Some(0.5));
+    let grown = score(&cell, &with_rows(48));
+    assert_close(grown.ptff_score, 0.5 + 0.1 * 0.5);
+    assert_close(grown.e2e_score, 0.5 - 0.1 * 0.5);
+    assert_close(grown.fps_score, 0.5 + 0.5 / 30.0);
+    // Each metric is gated by its own rows.
+    let mixed = Cohort {
+        e2e_rows: 47,
+        ..with_rows(48)
+    };
+    let mixed = score(&cell, &mixed);
+    assert_close(mixed.ptff_score, 0.55);
+    assert_eq!(mixed.e2e_score, Some(0.5));
+    // A missing percentile is a missing benchmark whatever the row count.
+    let no_p90 = Cohort {
+        startup_p90_ms: None,
+        ..with_rows(1000)
+    };
+    assert_eq!(score(&cell, &no_p90).ptff_score, Some(0.5));
+}
+
+#[test]
+fn damping_reaches_full_weight_at_10_samples_and_30_for_fps() {
+    assert_close(Some(damp(1.0, 0, 10.0)), 0.5);
+    assert_close(Some(damp(1.0, 9, 10.0)), 0.95);
+    assert_close(Some(damp(1.0, 10, 10.0)), 1.0);
+    assert_close(Some(damp(0.0, 11, 10.0)), 0.0);
+    assert_close(Some(damp(1.0, 29, 30.0)), 0.5 + 29.0 / 60.0);
+    assert_close(Some(damp(1.0, 30, 30.0)), 1.0);
+
+    // Through `score`: n fast sessions (startup at the cohort p50, FPS above the p50).
+    let cell_of = |n: i64| {
+        CellSums::from_sessions(
+            &(0..n)
+                .map(|i| passed(i, 1200.0, Some(300.0), 20.0, 0.0))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let cohort = example_one_cohort();
+    assert_close(score(&cell_of(9), &cohort).ptff_score, 0.95);
+    assert_close(score(&cell_of(10), &cohort).ptff_score, 1.0);
+    assert_close(
+        score(&cell_of(10), &cohort).fps_score,
+        0.5 + 0.5 * 10.0 / 30.0,
+    );
+    assert_close(score(&cell_of(30), &cohort).fps_score, 1.0);
+}
+
+#[test]
+fn metric_scores_are_linear_between_the_percentiles() {
+    assert_eq!(lower_is_better(1200.0, 1200.0, 3000.0), 1.0);
+    assert_eq!(lower_is_better(3000.0, 1200.0, 3000.0), 0.0);
+    assert_close(Some(lower_is_better(2100.0, 1200.0, 3000.0)), 0.5);
+    assert_eq!(higher_is_better(16.0, 8.0, 16.0), 1.0);
+    assert_eq!(higher_is_better(8.0, 8.0, 16.0), 0.0);
+    assert_close(Some(higher_is_better(10.0, 8.0, 16.0)), 0.25);
+    // A degenerate cohort (p50 == p90) is a step, not a division by zero.
+    assert_eq!(lower_is_better(1000.0, 1000.0, 1000.0), 1.0);
+    assert_eq!(lower_is_better(1000.1, 1000.0, 1000.0), 0.0);
+    assert_eq!(higher_is_better(7.9, 8.0, 8.0), 0.0);
+}
+
+#[test]
+fn busy_is_not_a_failure() {
+    let scored = example_one_sessions()
+        .into_iter()
+        .filter(|report| report.outcome != Outcome::UnscoredBusy)
+        .collect::<Vec<_>>();
+    let mut with_busy = scored.clone();
+    with_busy.extend((0..20).map(busy));
+    let cohort = example_one_cohort();
+    let without = score(&CellSums::from_sessions(&scored), &cohort);
+    let with = score(&CellSums::from_sessions(&with_busy), &cohort);
+    assert_eq!(with.sla_score, without.sla_score);
+    assert_eq!(with.startup_success, without.startup_success);
+    assert_eq!(with.pass, without.pass);
+    assert_eq!(without.busy_rate, Some(0.0));
+    assert_close(with.busy_rate, 20.0 / 32.0);
+
+    // A cell of busy sessions only has nothing to score: no score, not a zero.
+    let only_busy = score(&CellSums::from_sessions(&[busy(0), busy(1)]), &cohort);
+    assert_eq!(only_busy.sla_score, None);
+    assert_eq!(only_busy.reliability, None);
+    assert_eq!(only_busy.startup_success, None);
+    assert_eq!(only_busy.pass, None);
+    assert_eq!(only_busy.busy_rate, Some(1.0));
+
+    // A failed session that names capacity, or a tester bug, is excused the same way.
+    let excused = CellSums::from_sessions(&[
+        failed(0, FailureClass::Capacity),
+        failed(1, FailureClass::Internal),
+    ]);
+    assert_eq!(excused.startup_attempts, 0);
+    assert_eq!(excused.failed, 2);
+}
+
+#[test]
+fn no_data_is_none_never_zero() {
+    let empty = score(&CellSums::default(), &example_one_cohort());
+    assert_eq!(
+        empty,
+        SlaScore {
+            sla_score: None,
+            reliability: None,
+            latency: None,
+            quality: None,
+            ptff_score: None,
+            e2e_score: None,
+            fps_score: None,
+            health_signal_coverage: None,
+            startup_success: None,
+            no_swap: None,
+            output_viability: None,
+            pass: None,
+            startup_ms_mean: None,
+            e2e_p50_ms_mean: None,
+            output_fps_mean: None,
+            fps_jitter: None,
+            stalls_per_minute: None,
+            stall_time_fraction: None,
+            busy_rate: None,
+            sessions: 0,
+            attempts: 0,
+        }
+    );
+    // Attempts that never started: rates exist (0), the measured means and stall figures do not,
+    // and the formula's metric components are the neutral 0.5.
+    let never_started = score(
+        &CellSums::from_sessions(&[failed(0, FailureClass::OutputTimeout)]),
+        &example_one_cohort(),
+    );
+    assert_eq!(
+        never_started.startup_success.map(|rate| rate.rate),
+        Some(0.0)
+    );
+    assert_eq!(never_started.no_swap, None);
+    assert_eq!(never_started.startup_ms_mean, None);
+    assert_eq!(never_started.fps_jitter, None);
+    assert_eq!(never_started.stalls_per_minute, None);
+    assert_eq!(never_started.ptff_score, Some(0.5));
+    // reliability = 0.4 * 0 + 0.2 * 0.5 (no started session) + 0.4 * 0 = 0.1.
+    assert_close(never_started.reliability, 0.1);
+    assert_close(never_started.sla_score, 100.0 * (0.7 * 0.1 + 0.3 * 0.5));
+}
+
+#[test]
+fn loading_only_and_zero_fps_output_is_not_viable() {
+    let mut loading = passed(0, 900.0, Some(200.0), 24.0, 0.0);
+    loading.runner.states_seen = vec!["LOADING".into()];
+    let zero = passed(1, 900.0, Some(200.0), 0.0, 0.0);
+    let mut silent_runner = passed(2, 900.0, Some(200.0), 24.0, 0.0);
+    silent_runner.runner.states_seen.clear();
+    let cell = CellSums::from_sessions(&[loading, zero, silent_runner]);
+    assert_eq!(cell.startup_successes, 3);
+    assert_eq!(cell.output_viable, 1);
+}
+
+#[test]
+fn health_signal_coverage_counts_started_sessions_missing_evidence() {
+    let complete = passed(0, 900.0, Some(200.0), 24.0, 0.0);
+    let no_e2e = passed(1, 900.0, None, 24.0, 0.0);
+    let mut no_fps = passed(2, 900.0, Some(200.0), 24.0, 0.0);
+    no_fps.metrics.output_fps = None;
+    let never_started = failed(3, FailureClass::StartError);
+    let cell = CellSums::from_sessions(&[complete, no_e2e, no_fps, never_started]);
+    assert_eq!(cell.evidence_complete, 2);
+    assert_close(
+        score(&cell, &example_one_cohort()).health_signal_coverage,
+        0.5,
+    );
+}
+
+#[test]
+fn corrupt_values_are_ignored_not_summed() {
+    let mut report = passed(0, 900.0, Some(-5.0), f64::INFINITY, f64::NAN);
+    report.metrics.startup_ms = Some(-1.0);
+    let cell = CellSums::from_sessions(&[report]);
+    assert_eq!(cell.startup_attempts, 1);
+    assert_eq!(cell.startup_successes, 0);
+    assert_eq!(cell.e2e_p50_ms, MetricSum::default());
+    assert_eq!(cell.output_fps, MetricSum::default());
+    assert_eq!(cell.fps_jitter, MetricSum::default());
+    assert_eq!(cell.startup_ms_buckets.total(), 0);
+}
+
+#[test]
+fn cell_key_follows_the_grain() {
+    let report = passed(59, 900.0, None, 24.0, 0.0);
+    let key = CellKey::of(&report);
+    assert_eq!(
+        key,
+        CellKey {
+            hour_unix_s: HOUR_UNIX_S,
+            orchestrator: "0xabc0000000000000000000000000000000000001".into(),
+            pipeline: "live-video-to-video".into(),
+            model_id: "streamdiffusion".into(),
+            gpu: "NVIDIA GeForce RTX 4090".into(),
+            region: "eu-west".into(),
+            complexity: "medium".into(),
+            test_load: true,
+        }
+    );
+    let mut bare = report.clone();
+    bare.orchestrator.as_mut().expect("set above").address = None;
+    bare.gpu = None;
+    bare.region = None;
+    bare.prompt = None;
+    bare.started_at_unix_ms += 60_000;
+    let key = CellKey::of(&bare);
+    assert_eq!(key.orchestrator, "https://o1.example:8935");
+    assert_eq!(key.hour_unix_s, HOUR_UNIX_S + 3600);
+    assert_eq!(
+        (
+            key.gpu.as_str(),
+            key.region.as_str(),
+            key.complexity.as_str()
+        ),
+        ("", "", "")
+    );
+    bare.orchestrator = None;
+    assert_eq!(CellKey::of(&bare).orchestrator, "");
+
+    assert_eq!(hour_floor_unix_s(-1), -3600);
+    assert_eq!(hour_floor_unix_s(3_599_999), 0);
+    assert_eq!(
+        cohort_window_unix_s(HOUR_UNIX_S),
+        HOUR_UNIX_S - 168 * 3600..HOUR_UNIX_S
+    );
+}
+
+#[test]
+fn latency_buckets_are_five_percent_wide_and_exact_at_their_bounds() {
+    assert_eq!(LatencyHistogram::bucket_of(0.0), Some(0));
+    assert_eq!(LatencyHistogram::bucket_of(0.999), Some(0));
+    assert_eq!(LatencyHistogram::bucket_of(1.0), Some(1));
+    assert_eq!(LatencyHistogram::bucket_of(1.05), Some(2));
+    assert_eq!(
+        LatencyHistogram::bucket_of(599_999.0),
+        Some(LATENCY_LOG_BUCKETS)
+    );
+    assert_eq!(
+        LatencyHistogram::bucket_of(600_000.0),
+        Some(LATENCY_LOG_BUCKETS + 1)
+    );
+    assert_eq!(LatencyHistogram::bucket_of(-0.1), None);
+    assert_eq!(LatencyHistogram::bucket_of(f64::NAN), None);
+    for bucket in 1..=LATENCY_LOG_BUCKETS {
+        let lower = LatencyHistogram::lower_bound_ms(bucket);
+        assert_eq!(
+            LatencyHistogram::bucket_of(lower),
+            Some(bucket),
+            "lower bound of {bucket}"
+        );
+        let representative = LatencyHistogram::representative_ms(bucket);
+        assert_eq!(LatencyHistogram::bucket_of(representative), Some(bucket));
+        assert!(representative / lower < 1.025 + 1e-12);
+    }
+    assert!(LatencyHistogram::lower_bound_ms(LATENCY_LOG_BUCKETS) < 600_000.0);
+    assert!(LatencyHistogram::lower_bound_ms(LATENCY_LOG_BUCKETS) * 1.05 >= 600_000.0);
+}
+
+#[test]
+fn fps_buckets_are_a_quarter_frame_wide() {
+    assert_eq!(FpsHistogram::bucket_of(0.0), Some(0));
+    assert_eq!(FpsHistogram::bucket_of(0.25), Some(1));
+    assert_eq!(
+        FpsHistogram::bucket_of(119.99),
+        Some(FPS_LINEAR_BUCKETS - 1)
+    );
+    assert_eq!(FpsHistogram::bucket_of(120.0), Some(FPS_LINEAR_BUCKETS));
+    assert_eq!(FpsHistogram::bucket_of(-1.0), None);
+    assert_eq!(FpsHistogram::representative_fps(0), 0.125);
+    assert_eq!(FpsHistogram::representative_fps(FPS_LINEAR_BUCKETS), 120.0);
+}
+
+#[test]
+fn cohort_percentiles_come_from_merged_buckets() {
+    // 100 sessions with startups 100, 200, ..., 10 000 ms, split over two cells.
+    let sessions: Vec<SessionReport> = (1..=100)
+        .map(|i| {
+            passed(
+                i % 60,
+                100.0 * i as f64,
+                Some(10.0 * i as f64),
+                0.25 * i as f64,
+                0.0,
+            )
+        })
+        .collect();
+    let mut cohort_sums = CellSums::from_sessions(&sessions[..37]);
+    cohort_sums.merge(&CellSums::from_sessions(&sessions[37..]));
+    let cohort = Cohort::from_sums(&cohort_sums);
+    assert_eq!(cohort.rows, 100);
+    assert_eq!(
+        (cohort.startup_rows, cohort.e2e_rows, cohort.fps_rows),
+        (100, 100, 100)
+    );
+    // Nearest rank: p50 is the 50th value, p90 the 90th; buckets hold them within 2.5 %.
+    let within = |actual: Option<f64>, expected: f64| {
+        let actual = actual.expect("a percentile");
+        assert!(
+            (actual / expected - 1.0).abs() <= 0.025,
+            "{actual} vs {expected}"
+        );
+    };
+    within(cohort.startup_p50_ms, 5000.0);
+    within(cohort.startup_p90_ms, 9000.0);
+    within(cohort.e2e_p50_ms, 500.0);
+    within(cohort.e2e_p90_ms, 900.0);
+    // FPS 0.25 i sits at the bottom of bucket i: the 10th value is 2.5 FPS, shown as 2.625.
+    assert_eq!(cohort.fps_p10, Some(2.625));
+    assert_eq!(cohort.fps_p50, Some(12.625));
+
+    let empty = Cohort::from_sums(&CellSums::default());
+    assert_eq!(empty.startup_p50_ms, None);
+    assert_eq!(empty.fps_p10, None);
+}
+
+#[test]
+fn sums_survive_a_json_round_trip() {
+    let sums = CellSums::from_sessions(&example_one_sessions());
+    let json = serde_json::to_string(&sums).expect("sums serialize");
+    let back: CellSums = serde_json::from_str(&json).expect("sums deserialize");
+    assert_eq!(back, sums);
+}

@@ -1,0 +1,207 @@
+//! Storage behind one trait: what the collector keeps (batches, results, nonces) and how it reads
+//! it back.
+//!
+//! Every backend has the same layout (`<backend>/{mod.rs, config.rs, store.rs, tests.rs}`) and
+//! runs the same behavioural [`suite`], so a new backend is correct when the suite passes.
+//! The trait returns boxed futures rather than using `async fn` so that it stays object safe
+//! (`Arc<dyn Store>`) and a backend over HTTP (ClickHouse) can implement it as naturally as one
+//! over a blocking library (SQLite, through `spawn_blocking`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub mod sqlite;
+mod suite;
+
+pub use suite::suite;
+
+/// The future every [`Store`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store operation failed. Every variant means "try again later" to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite library reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file or its directory could not be prepared.
+    #[error("store file {path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The blocking worker running the operation was lost (it panicked or the runtime is
+    /// shutting down).
+    #[error("store worker lost: {0}")]
+    Worker(String),
+    /// Stored data does not have the expected shape (a schema from a newer collector).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The signature and provenance of one accepted batch, stored once and referenced by its
+/// results so that anyone can re-verify the batch later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The configured id of the agent whose key signed the batch.
+    pub agent_id: String,
+    /// The key id the signature states.
+    pub key_id: String,
+    /// The signed timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The signed nonce (32 lowercase hex digits).
+    pub nonce: String,
+    /// The ed25519 signature, base64.
+    pub signature: String,
+    /// Lowercase hex SHA-256 of the batch's canonical bytes (the signed array).
+    pub canonical_sha256: String,
+    /// The session ids of the batch in order: the canonical batch is `[` + the stored records of
+    /// these sessions joined by `,` + `]`, which lets a reader rebuild the signed bytes.
+    pub session_ids: Vec<String>,
+    /// When the collector accepted the batch, milliseconds since the Unix epoch.
+    pub received_at_unix_ms: i64,
+}
+
+/// One result record as stored: its exact canonical JSON plus the columns it is filtered by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResult {
+    /// The record's `session_id`: the idempotency key (a second record with it is a duplicate).
+    pub session_id: String,
+    /// The orchestrator's Ethereum address, when the record names one.
+    pub orchestrator_address: Option<String>,
+    /// The orchestrator's service URI, when the record names one.
+    pub orchestrator_uri: Option<String>,
+    /// The GPU name, when reported.
+    pub gpu: Option<String>,
+    /// The tester's region label.
+    pub region: Option<String>,
+    /// The pipeline name.
+    pub pipeline: String,
+    /// The model id.
+    pub model_id: String,
+    /// The prompt complexity (`low`, `medium`, `high`), when known.
+    pub complexity: Option<String>,
+    /// The outcome (`passed`, `failed`, `unscored_busy`, `unscored_indeterminate`).
+    pub outcome: String,
+    /// Session start, milliseconds since the Unix epoch.
+    pub started_at_unix_ms: i64,
+    /// Session end, milliseconds since the Unix epoch; the pagination and retention key.
+    pub ended_at_unix_ms: i64,
+    /// The record's canonical JSON bytes ([`lvt_schema::sign::canonical_bytes`]), exactly the
+    /// bytes that were part of the signed message.
+    pub record_json: String,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// Records newly stored.
+    pub inserted: u64,
+    /// Records whose session id was already stored (or repeated within the batch).
+    pub duplicates: u64,
+}
+
+/// Which results a page covers. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultFilter {
+    /// Only results of this orchestrator, matched against its address or its URI.
+    pub orchestrator: Option<String>,
+    /// Only sessions that ended at or after this time, milliseconds since the Unix epoch.
+    pub since_unix_ms: Option<i64>,
+    /// Only sessions that ended before this time, milliseconds since the Unix epoch.
+    pub until_unix_ms: Option<i64>,
+}
+
+/// A keyset position: the page continues strictly after this (end time, session id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResultCursor {
+    /// The end time of the last result of the previous page.
+    pub ended_at_unix_ms: i64,
+    /// The session id of the last result of the previous page.
+    pub session_id: String,
+}
+
+/// One stored result as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    /// The agent that shipped it.
+    pub agent_id: String,
+    /// The batch it arrived in ([`Store::batch`]).
+    pub batch_id: i64,
+    /// Session end, milliseconds since the Unix epoch.
+    pub ended_at_unix_ms: i64,
+    /// The session id.
+    pub session_id: String,
+    /// The record's canonical JSON, as stored.
+    pub record_json: String,
+}
+
+/// A page of results in (end time, session id) order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultsPage {
+    /// The results of this page.
+    pub rows: Vec<ResultRow>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<ResultCursor>,
+}
+
+/// What the store knows about one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStats {
+    /// The agent id.
+    pub agent_id: String,
+    /// When its last batch was accepted, milliseconds since the Unix epoch.
+    pub last_seen_unix_ms: Option<i64>,
+    /// How many results of it are stored.
+    pub result_count: u64,
+}
+
+/// A storage backend of the collector.
+pub trait Store: Send + Sync {
+    /// Checks that the store answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Stores a batch and its records atomically: after `Ok` every new record is durable, and
+    /// records whose session id is already stored are counted as duplicates and left unchanged.
+    fn insert_batch(
+        &self,
+        batch: StoredBatch,
+        results: Vec<StoredResult>,
+    ) -> StoreFuture<'_, InsertOutcome>;
+
+    /// Remembers `nonce` for `key_id`; `true` when it was fresh, `false` when it was already
+    /// remembered (a replay). Remembered nonces survive a restart.
+    fn remember_nonce(
+        &self,
+        key_id: String,
+        nonce: String,
+        timestamp_ms: i64,
+    ) -> StoreFuture<'_, bool>;
+
+    /// Forgets nonces whose signed timestamp is before `before_unix_ms`; returns how many.
+    /// Called with `now - window`: such batches are refused as stale anyway.
+    fn prune_nonces(&self, before_unix_ms: i64) -> StoreFuture<'_, u64>;
+
+    /// Up to `limit` results matching `filter` after `cursor`, in (end time, session id) order.
+    fn results_page(
+        &self,
+        filter: ResultFilter,
+        cursor: Option<ResultCursor>,
+        limit: usize,
+    ) -> StoreFuture<'_, ResultsPage>;
+
+    /// The stored batch with this id, when it exists.
+    fn batch(&self, batch_id: i64) -> StoreFuture<'_, Option<StoredBatch>>;
+
+    /// Per-agent statistics for every agent that has shipped a batch.
+    fn agents(&self) -> StoreFuture<'_, Vec<AgentStats>>;
+
+    /// How many results are stored.
+    fn count_results(&self) -> StoreFuture<'_, u64>;
+
+    /// Deletes results whose session ended before `unix_ms` (and batches left without results
+    /// that were received before it); returns how many results were deleted.
+    fn delete_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64>;
+}

@@ -1,0 +1,382 @@
+//! [`SqliteStore`]: the [`Store`] trait over a rusqlite connection pair.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::SqliteConfig;
+use crate::store::{
+    AgentStats, InsertOutcome, ResultCursor, ResultFilter, ResultRow, ResultsPage, Store,
+    StoreError, StoreFuture, StoredBatch, StoredResult,
+};
+
+/// The layout version written to `PRAGMA user_version`; a database with a higher one was made
+/// by a newer collector and is refused rather than misread.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id            INTEGER PRIMARY KEY,
+    agent_id            TEXT    NOT NULL,
+    key_id              TEXT    NOT NULL,
+    timestamp_ms        INTEGER NOT NULL,
+    nonce               TEXT    NOT NULL,
+    signature           TEXT    NOT NULL,
+    canonical_sha256    TEXT    NOT NULL,
+    session_ids         TEXT    NOT NULL,
+    received_at_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_agent ON batches (agent_id, received_at_unix_ms);
+CREATE TABLE IF NOT EXISTS results (
+    session_id           TEXT    PRIMARY KEY,
+    batch_id             INTEGER NOT NULL REFERENCES batches (batch_id),
+    agent_id             TEXT    NOT NULL,
+    orchestrator_address TEXT,
+    orchestrator_uri     TEXT,
+    gpu                  TEXT,
+    region               TEXT,
+    pipeline             TEXT    NOT NULL,
+    model_id             TEXT    NOT NULL,
+    complexity           TEXT,
+    outcome              TEXT    NOT NULL,
+    started_at_unix_ms   INTEGER NOT NULL,
+    ended_at_unix_ms     INTEGER NOT NULL,
+    record_json          TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_ended ON results (ended_at_unix_ms, session_id);
+CREATE INDEX IF NOT EXISTS results_uri ON results (orchestrator_uri, ended_at_unix_ms, session_id);
+CREATE INDEX IF NOT EXISTS results_address ON results (orchestrator_address, ended_at_unix_ms, session_id);
+CREATE INDEX IF NOT EXISTS results_agent ON results (agent_id);
+CREATE INDEX IF NOT EXISTS results_batch ON results (batch_id);
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id       TEXT    NOT NULL,
+    nonce        TEXT    NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_timestamp ON nonces (timestamp_ms);
+";
+
+/// An SQLite database holding the collector's data.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database of `config`, switches it to WAL with
+    /// `synchronous=FULL` and creates the tables.
+    pub fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
+        let writer = open_connection(config)?;
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "database layout version {version} is newer than this collector's {SCHEMA_VERSION}"
+            )));
+        }
+        writer.execute_batch(SCHEMA)?;
+        writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        let reader = open_connection(config)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `work` with one of the connections on the blocking pool.
+    fn with<T: Send + 'static>(
+        connection: &Arc<Mutex<Connection>>,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let connection = Arc::clone(connection);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                // A poisoned lock means an earlier operation panicked mid-call; rusqlite rolls
+                // back an unfinished transaction when it is dropped, so the connection is still
+                // consistent and can be used.
+                let mut guard = connection
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                work(&mut guard)
+            })
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))?
+        })
+    }
+}
+
+fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
+    let connection = Connection::open(&config.path)?;
+    connection.busy_timeout(Duration::from_millis(config.busy_timeout_ms))?;
+    // WAL lets the reader connection read while the writer commits; FULL syncs the WAL on every
+    // commit, so an acknowledged batch survives power loss, not only a process kill.
+    let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "could not switch {} to WAL (journal mode {mode})",
+            config.path.display()
+        )));
+    }
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(connection)
+}
+
+fn insert(
+    connection: &mut Connection,
+    batch: &StoredBatch,
+    results: &[StoredResult],
+) -> Result<InsertOutcome, StoreError> {
+    let transaction = connection.transaction()?;
+    let session_ids = serde_json::to_string(&batch.session_ids)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    transaction.execute(
+        "INSERT INTO batches (agent_id, key_id, timestamp_ms, nonce, signature, canonical_sha256,
+                              session_ids, received_at_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            batch.agent_id,
+            batch.key_id,
+            batch.timestamp_ms,
+            batch.nonce,
+            batch.signature,
+            batch.canonical_sha256,
+            session_ids,
+            batch.received_at_unix_ms,
+        ],
+    )?;
+    let batch_id = transaction.last_insert_rowid();
+    let mut outcome = InsertOutcome::default();
+    {
+        let mut statement = transaction.prepare_cached(
+            "INSERT OR IGNORE INTO results (session_id, batch_id, agent_id, orchestrator_address,
+                 orchestrator_uri, gpu, region, pipeline, model_id, complexity, outcome,
+                 started_at_unix_ms, ended_at_unix_ms, record_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for result in results {
+            let changed = statement.execute(params![
+                result.session_id,
+                batch_id,
+                batch.agent_id,
+                result.orchestrator_address,
+                result.orchestrator_uri,
+                result.gpu,
+                result.region,
+                result.pipeline,
+                result.model_id,
+                result.complexity,
+                result.outcome,
+                result.started_at_unix_ms,
+                result.ended_at_unix_ms,
+                result.record_json,
+            ])?;
+            if changed == 1 {
+                outcome.inserted += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(outcome)
+}
+
+fn page(
+    connection: &mut Connection,
+    filter: &ResultFilter,
+    cursor: Option<&ResultCursor>,
+    limit: usize,
+) -> Result<ResultsPage, StoreError> {
+    // One statement covers every filter combination: a NULL parameter disables its condition.
+    // The cursor condition is written as a row-value comparison so SQLite walks the
+    // (ended_at_unix_ms, session_id) index from the cursor on.
+    let mut statement = connection.prepare_cached(
+        "SELECT agent_id, batch_id, ended_at_unix_ms, session_id, record_json
+         FROM results
+         WHERE (?1 IS NULL OR orchestrator_uri = ?1 OR orchestrator_address = ?1)
+           AND (?2 IS NULL OR ended_at_unix_ms >= ?2)
+           AND (?3 IS NULL OR ended_at_unix_ms < ?3)
+           AND (?4 IS NULL OR (ended_at_unix_ms, session_id) > (?4, ?5))
+         ORDER BY ended_at_unix_ms, session_id
+         LIMIT ?6",
+    )?;
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut rows: Vec<ResultRow> = statement
+        .query_map(
+            params![
+                filter.orchestrator,
+                filter.since_unix_ms,
+                filter.until_unix_ms,
+                cursor.map(|c| c.ended_at_unix_ms),
+                cursor.map(|c| c.session_id.as_str()),
+                fetch,
+            ],
+            |row| {
+                Ok(ResultRow {
+                    agent_id: row.get(0)?,
+                    batch_id: row.get(1)?,
+                    ended_at_unix_ms: row.get(2)?,
+                    session_id: row.get(3)?,
+                    record_json: row.get(4)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|row| ResultCursor {
+            ended_at_unix_ms: row.ended_at_unix_ms,
+            session_id: row.session_id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(ResultsPage { rows, next })
+}
+
+fn to_u64(count: usize) -> u64 {
+    u64::try_from(count).unwrap_or(u64::MAX)
+}
+
+impl Store for SqliteStore {
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Self::with(&self.reader, |connection| {
+            connection.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+
+    fn insert_batch(
+        &self,
+        batch: StoredBatch,
+        results: Vec<StoredResult>,
+    ) -> StoreFuture<'_, InsertOutcome> {
+        Self::with(&self.writer, move |connection| {
+            insert(connection, &batch, &results)
+        })
+    }
+
+    fn remember_nonce(
+        &self,
+        key_id: String,
+        nonce: String,
+        timestamp_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        Self::with(&self.writer, move |connection| {
+            let changed = connection.execute(
+                "INSERT OR IGNORE INTO nonces (key_id, nonce, timestamp_ms) VALUES (?1, ?2, ?3)",
+                params![key_id, nonce, timestamp_ms],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn prune_nonces(&self, before_unix_ms: i64) -> StoreFuture<'_, u64> {
+        Self::with(&self.writer, move |connection| {
+            let deleted = connection.execute(
+                "DELETE FROM nonces WHERE timestamp_ms < ?1",
+                params![before_unix_ms],
+            )?;
+            Ok(to_u64(deleted))
+        })
+    }
+
+    fn results_page(
+        &self,
+        filter: ResultFilter,
+        cursor: Option<ResultCursor>,
+        limit: usize,
+    ) -> StoreFuture<'_, ResultsPage> {
+        Self::with(&self.reader, move |connection| {
+            page(connection, &filter, cursor.as_ref(), limit)
+        })
+    }
+
+    fn batch(&self, batch_id: i64) -> StoreFuture<'_, Option<StoredBatch>> {
+        Self::with(&self.reader, move |connection| {
+            let row = connection
+                .query_row(
+                    "SELECT agent_id, key_id, timestamp_ms, nonce, signature, canonical_sha256,
+                            session_ids, received_at_unix_ms
+                     FROM batches WHERE batch_id = ?1",
+                    params![batch_id],
+                    |row| {
+                        Ok((
+                            StoredBatch {
+                                agent_id: row.get(0)?,
+                                key_id: row.get(1)?,
+                                timestamp_ms: row.get(2)?,
+                                nonce: row.get(3)?,
+                                signature: row.get(4)?,
+                                canonical_sha256: row.get(5)?,
+                                session_ids: Vec::new(),
+                                received_at_unix_ms: row.get(7)?,
+                            },
+                            row.get::<_, String>(6)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(mut batch, session_ids)| {
+                batch.session_ids = serde_json::from_str(&session_ids)
+                    .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+                Ok(batch)
+            })
+            .transpose()
+        })
+    }
+
+    fn agents(&self) -> StoreFuture<'_, Vec<AgentStats>> {
+        Self::with(&self.reader, |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT b.agent_id, MAX(b.received_at_unix_ms),
+                        (SELECT COUNT(*) FROM results r WHERE r.agent_id = b.agent_id)
+                 FROM batches b GROUP BY b.agent_id ORDER BY b.agent_id",
+            )?;
+            let agents = statement
+                .query_map([], |row| {
+                    Ok(AgentStats {
+                        agent_id: row.get(0)?,
+                        last_seen_unix_ms: row.get(1)?,
+                        result_count: row.get::<_, i64>(2)?.max(0).unsigned_abs(),
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(agents)
+        })
+    }
+
+    fn count_results(&self) -> StoreFuture<'_, u64> {
+        Self::with(&self.reader, |connection| {
+            let count: i64 =
+                connection.query_row("SELECT COUNT(*) FROM results", [], |row| row.get(0))?;
+            Ok(count.max(0).unsigned_abs())
+        })
+    }
+
+    fn delete_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
+        Self::with(&self.writer, move |connection| {
+            let transaction = connection.transaction()?;
+            let deleted = transaction.execute(
+                "DELETE FROM results WHERE ended_at_unix_ms < ?1",
+                params![unix_ms],
+            )?;
+            transaction.execute(
+                "DELETE FROM batches WHERE received_at_unix_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM results r WHERE r.batch_id = batches.batch_id)",
+                params![unix_ms],
+            )?;
+            transaction.commit()?;
+            Ok(to_u64(deleted))
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! The SQLite backend against the shared behavioural suite, plus what only SQLite has: a file
+//! that survives reopening.
+
+use super::{SqliteConfig, SqliteStore};
+use crate::store::{Store, StoredBatch, StoredResult};
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open store")
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_store_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    crate::store::suite(&store).await;
+}
+
+#[tokio::test]
+async fn data_and_nonces_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batch = StoredBatch {
+        agent_id: "a".into(),
+        key_id: "00".repeat(8),
+        timestamp_ms: 1000,
+        nonce: "11".repeat(16),
+        signature: "sig".into(),
+        canonical_sha256: "22".repeat(32),
+        session_ids: vec!["s1".into()],
+        received_at_unix_ms: 1001,
+    };
+    let result = StoredResult {
+        session_id: "s1".into(),
+        orchestrator_address: None,
+        orchestrator_uri: Some("https://o:8935".into()),
+        gpu: None,
+        region: None,
+        pipeline: "p".into(),
+        model_id: "m".into(),
+        complexity: None,
+        outcome: "passed".into(),
+        started_at_unix_ms: 1,
+        ended_at_unix_ms: 2,
+        record_json: "{}".into(),
+    };
+    {
+        let store = open(&dir);
+        store
+            .insert_batch(batch.clone(), vec![result.clone()])
+            .await
+            .expect("insert");
+        assert!(
+            store
+                .remember_nonce("k".into(), "n".into(), 5)
+                .await
+                .expect("nonce")
+        );
+    }
+    let store = open(&dir);
+    assert_eq!(store.count_results().await.expect("count"), 1);
+    assert!(
+        !store
+            .remember_nonce("k".into(), "n".into(), 5)
+            .await
+            .expect("nonce"),
+        "a remembered nonce must stay remembered across a restart"
+    );
+    let outcome = store
+        .insert_batch(batch, vec![result])
+        .await
+        .expect("insert");
+    assert_eq!(outcome.duplicates, 1);
+}
+
+#[test]
+fn opening_in_a_missing_directory_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig::new(dir.path().join("missing").join("lvt.db"));
+    assert!(SqliteStore::open(&config).is_err());
+}

@@ -1,0 +1,302 @@
+//! `POST /v1/results` end to end over loopback: every status of the ingest contract in order,
+//! retry idempotency, and valid ingest surviving a flood of bad requests.
+
+mod common;
+
+use common::{TestCollector, agent_key, batch, now_ms, post, signed, stranger_key};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const PROBLEM: &str = "application/problem+json";
+
+fn assert_problem(status: u16, body: &Value, content_type: Option<&str>, slug: &str) {
+    assert_eq!(content_type, Some(PROBLEM), "{body}");
+    assert_eq!(
+        body["type"],
+        json!(format!("https://lvt.invalid/problems/{slug}")),
+        "{body}"
+    );
+    assert_eq!(body["status"], json!(status), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn every_status_of_the_ingest_contract() {
+    let collector = TestCollector::start().await;
+    let url = collector.url("/v1/results");
+    let client = &collector.client;
+    let key = agent_key();
+    let records = batch("matrix", 5, now_ms() - 60_000);
+
+    // 413: a declared length over the limit, refused before anything else is looked at (and
+    // before the body is sent, so the answer is read over a raw connection).
+    let head = raw_exchange(
+        collector.address,
+        format!(
+            "POST /v1/results HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+            common::TEST_MAX_BODY_BYTES + 1
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.to_ascii_lowercase().contains(PROBLEM), "{head}");
+    assert!(
+        head.contains("https://lvt.invalid/problems/body-too-large"),
+        "{head}"
+    );
+
+    // 401: no signature headers at all.
+    let plain = serde_json::to_vec(&records).expect("json");
+    let (status, body, content_type) = post(client, &url, plain, &[]).await.expect("post");
+    assert_eq!(status, 401);
+    assert_problem(status, &body, content_type.as_deref(), "missing-signature");
+
+    // 403: a well-formed signature by a key no agent has.
+    let (bytes, headers) = signed(&stranger_key(), &records, now_ms(), 1);
+    let (status, body, content_type) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(status, 403);
+    assert_problem(status, &body, content_type.as_deref(), "unknown-key");
+
+    // 409: signed ten minutes ago, outside the five-minute window.
+    let (bytes, headers) = signed(&key, &records, now_ms() - 600_000, 2);
+    let (status, body, content_type) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(status, 409);
+    assert_problem(status, &body, content_type.as_deref(), "stale-timestamp");
+
+    // 401: the signature does not cover this body (one record was changed after signing).
+    let (_, headers) = signed(&key, &records, now_ms(), 3);
+    let mut tampered = records.clone();
+    tampered[0]["model_id"] = json!("other-model");
+    let bytes = serde_json::to_vec(&tampered).expect("json");
+    let (status, body, content_type) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(status, 401);
+    assert_problem(status, &body, content_type.as_deref(), "bad-signature");
+
+    // 400 with a pointer: a signed batch whose fourth record has a string for a number.
+    let mut invalid = records.clone();
+    invalid[3]["metrics"]["startup_ms"] = json!("fast");
+    let (bytes, headers) = signed(&key, &invalid, now_ms(), 4);
+    let (status, body, content_type) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(status, 400);
+    assert_problem(status, &body, content_type.as_deref(), "invalid-record");
+    assert_eq!(body["pointer"], json!("/3/metrics/startup_ms"), "{body}");
+
+    // 400: valid JSON, but not an array.
+    let object = json!({"not": "an array"});
+    let (bytes, headers) = signed(&key, &object, now_ms(), 5);
+    let (status, body, _) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(
+        (status, body["pointer"].clone()),
+        (400, json!("")),
+        "{body}"
+    );
+
+    // 200: the batch is stored.
+    let (bytes, headers) = signed(&key, &records, now_ms(), 6);
+    let (status, body, _) = post(client, &url, bytes.clone(), &headers)
+        .await
+        .expect("post");
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"inserted": 5, "duplicates": 0}))
+    );
+
+    // 409: the same request again reuses its nonce.
+    let (status, body, content_type) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(status, 409);
+    assert_problem(status, &body, content_type.as_deref(), "replayed-nonce");
+
+    // A retry of the same records with a fresh nonce (and a different key order on the wire)
+    // stores nothing twice.
+    let (_, headers) = signed(&key, &records, now_ms(), 7);
+    let reordered: Vec<Value> = records
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|record| {
+            let mut pairs: Vec<_> = record
+                .as_object()
+                .expect("object")
+                .clone()
+                .into_iter()
+                .collect();
+            pairs.reverse();
+            Value::Object(pairs.into_iter().collect())
+        })
+        .collect();
+    let bytes = serde_json::to_vec_pretty(&reordered).expect("json");
+    let (status, body, _) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(
+        (status, body),
+        (200, json!({"inserted": 0, "duplicates": 5}))
+    );
+
+    let items = common::all_results(client, &collector.url(""), 100).await;
+    assert_eq!(items.len(), 5);
+    // The stored record is the canonical form of what was signed.
+    let first = &items[0]["record"];
+    assert_eq!(first, &records[0]);
+    assert_eq!(items[0]["agent_id"], json!("agent-1"));
+
+    let metrics = collector
+        .client
+        .get(collector.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        "lvt_collector_ingest_requests_total{status=\"200\"} 2",
+        "lvt_collector_ingest_requests_total{status=\"400\"} 2",
+        "lvt_collector_ingest_requests_total{status=\"401\"} 2",
+        "lvt_collector_ingest_requests_total{status=\"403\"} 1",
+        "lvt_collector_ingest_requests_total{status=\"409\"} 2",
+        "lvt_collector_ingest_requests_total{status=\"413\"} 1",
+        "lvt_collector_records_inserted_total 5",
+        "lvt_collector_records_duplicate_total 5",
+        "lvt_collector_results_stored 5",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("lvt_collector_store_latency_seconds_count{operation=\"insert_batch\"} 2")
+    );
+    collector.stop().await;
+}
+
+/// Writes `request` on a fresh connection and returns what the server answered (head and
+/// whatever body arrived), reading until the connection closes. A failed write is fine: the
+/// server may answer and close before reading everything.
+async fn raw_exchange(address: std::net::SocketAddr, request: Vec<u8>) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let _ = stream.write_all(&request).await;
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+        // The problem body is small; stop once the head and some body are in.
+        if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_cut_off() {
+    let collector = TestCollector::start().await;
+    let mut request = b"POST /v1/results HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let chunk = vec![b' '; 4096];
+    let mut sent = 0;
+    while sent <= common::TEST_MAX_BODY_BYTES {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+        sent += chunk.len();
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let head = raw_exchange(collector.address, request).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_requests_does_not_stop_valid_ingest() {
+    let collector = TestCollector::start().await;
+    let url = collector.url("/v1/results");
+    let key = agent_key();
+    let ended = now_ms() - 60_000;
+
+    let mut flood = Vec::new();
+    for worker in 0..4u64 {
+        let client = collector.client.clone();
+        let url = url.clone();
+        let key = key.clone();
+        flood.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            for i in 0..25u64 {
+                let answer = match i % 5 {
+                    0 => {
+                        let body = vec![b'['; common::TEST_MAX_BODY_BYTES + 10];
+                        // The server answers 413 as soon as it sees the length and closes the
+                        // connection, so the client may fail to write the rest: both are a
+                        // refusal.
+                        match post(&client, &url, body, &[]).await {
+                            Ok(answer) => answer,
+                            Err(error) => {
+                                assert!(error.is_request(), "{error}");
+                                answered.push(413);
+                                continue;
+                            }
+                        }
+                    }
+                    1 => post(&client, &url, b"{not json".to_vec(), &[])
+                        .await
+                        .expect("answered"),
+                    2 => {
+                        let records = json!([{"session_id": 5}]);
+                        let (bytes, headers) =
+                            signed(&key, &records, now_ms(), 1_000_000 + worker * 100 + i);
+                        post(&client, &url, bytes, &headers)
+                            .await
+                            .expect("answered")
+                    }
+                    3 => {
+                        let records = batch("stranger", 2, ended);
+                        let (bytes, headers) = signed(&stranger_key(), &records, now_ms(), i);
+                        post(&client, &url, bytes, &headers)
+                            .await
+                            .expect("answered")
+                    }
+                    _ => {
+                        let records = batch("garbage", 2, ended);
+                        let (bytes, mut headers) =
+                            signed(&key, &records, now_ms(), 2_000_000 + worker * 100 + i);
+                        headers[3].1 = "AAAA".to_owned();
+                        post(&client, &url, bytes, &headers)
+                            .await
+                            .expect("answered")
+                    }
+                };
+                let (status, _, _) = answer;
+                answered.push(status);
+            }
+            answered
+        }));
+    }
+
+    let mut valid = Vec::new();
+    for i in 0..20u64 {
+        let records = batch(&format!("valid-{i}"), 10, ended);
+        let (bytes, headers) = signed(&key, &records, now_ms(), 10 + i);
+        let (status, body, _) = post(&collector.client, &url, bytes, &headers)
+            .await
+            .expect("valid post");
+        valid.push((status, body));
+    }
+    for (status, body) in &valid {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["inserted"], json!(10), "{body}");
+    }
+    for task in flood {
+        let statuses = task.await.expect("flood task");
+        assert!(
+            statuses.iter().all(|s| (400..500).contains(s)),
+            "{statuses:?}"
+        );
+    }
+    let items = common::all_results(&collector.client, &collector.url(""), 1000).await;
+    assert_eq!(items.len(), 200);
+    collector.stop().await;
+}
