@@ -1,0 +1,223 @@
+//! The tester and the collector together, as an operator deploys them: `lvt keygen` makes the
+//! agent's key pair, the collector's settings name its public key, `lvt run --collector` ships
+//! every session's record signed, and the collector's public API serves exactly those records
+//! back. Nothing here is mocked: the real `lvt` binary, the real collector on loopback with an
+//! SQLite file, a simulated orchestrator.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::start_sim;
+use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+use lvt_gateway::sim::Profile;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const LVT: &str = env!("CARGO_BIN_EXE_lvt");
+
+async fn lvt(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || Command::new(LVT).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+const SCENARIO: &str = r#"id = "ship-e2e"
+version = "1.0.0"
+description = "two short sessions shipped to the collector"
+pipeline = "live-video-to-video"
+model_id = "noop"
+
+[[prompts]]
+id = "calm-lake"
+complexity = "low"
+params = { prompt = "a calm lake at dawn" }
+
+[[prompts]]
+id = "neon-city"
+complexity = "high"
+params = { prompt = "a neon city in the rain" }
+
+[input]
+width = 256
+height = 256
+fps = 15
+segment_ms = 1000
+bitrate_kbps = 300
+
+[session]
+duration_s = 2
+
+[targets]
+source = "explicit"
+uris = ["http://127.0.0.1:1"]
+
+[load]
+executor = "closed"
+sessions_per_target = 1
+concurrency = 2
+
+[[thresholds]]
+expr = "failure_rate < 0.5"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ships_signed_records_that_the_collector_serves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(
+        Profile {
+            latency_ms: 20,
+            capacity: 2,
+            ..Profile::default()
+        },
+        true,
+    )
+    .await;
+
+    // The agent's key pair, made the way an operator makes it.
+    let key_prefix = dir.path().join("agent");
+    let out = lvt(vec![
+        "keygen".into(),
+        "--out".into(),
+        key_prefix.display().to_string(),
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public_line = std::fs::read_to_string(dir.path().join("agent.pub")).unwrap();
+
+    // The collector, configured with that public key.
+    let settings_path = dir.path().join("collector.toml");
+    std::fs::write(
+        &settings_path,
+        format!(
+            "[[agents]]\nid = \"agent-eu-1\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n",
+            public_line.trim()
+        ),
+    )
+    .unwrap();
+    let settings = Settings::load(&settings_path).expect("collector settings");
+    let store: StoreSpec = format!("sqlite:{}", dir.path().join("results.db").display())
+        .parse()
+        .expect("store spec");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!("http://{}", listener.local_addr().unwrap());
+    let stop_collector = CancellationToken::new();
+    let s = stop_collector.clone();
+    let collector = tokio::spawn(lvt_collector::run(
+        listener,
+        CollectorConfig { store, settings },
+        async move { s.cancelled().await },
+    ));
+
+    let scenario = dir.path().join("ship-e2e.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = lvt(vec![
+        "run".into(),
+        scenario.display().to_string(),
+        "--target".into(),
+        orch.uri.clone(),
+        "--out".into(),
+        out_dir.display().to_string(),
+        "--collector".into(),
+        collector_url.clone(),
+        "--key".into(),
+        dir.path().join("agent.key").display().to_string(),
+        "--spool".into(),
+        dir.path().join("spool").display().to_string(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shipped 2 record(s)") && stderr.contains("inserted 2, duplicates 0"),
+        "{stderr}"
+    );
+
+    // What the run wrote locally is exactly what the collector serves publicly.
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let mut local: Vec<String> = run["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["report"]["session_id"].as_str().unwrap().to_string())
+        .collect();
+    local.sort();
+
+    let http = reqwest::Client::new();
+    let page: Value = http
+        .get(format!("{collector_url}/v1/results?limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let results = page["results"].as_array().unwrap();
+    let mut served: Vec<String> = results
+        .iter()
+        .map(|r| r["record"]["session_id"].as_str().unwrap().to_string())
+        .collect();
+    served.sort();
+    assert_eq!(served, local);
+    for r in results {
+        assert_eq!(r["agent_id"], "agent-eu-1");
+        assert_eq!(r["record"]["is_test_load"], true);
+        assert_eq!(r["record"]["outcome"], "passed");
+    }
+    let agents: Value = http
+        .get(format!("{collector_url}/v1/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(agents.to_string().contains("agent-eu-1"), "{agents}");
+
+    // Shipping the same records again (an agent retrying after a lost answer) stores nothing
+    // twice: spool them by hand and let `lvt ship-spool` deliver them.
+    let spool = dir.path().join("respool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let records: Vec<&Value> = run["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["report"])
+        .collect();
+    lvt_tester::ship::spool_batch(&spool, &serde_json::to_value(&records).unwrap()).unwrap();
+    let out = lvt(vec![
+        "ship-spool".into(),
+        spool.display().to_string(),
+        "--collector".into(),
+        collector_url.clone(),
+        "--key".into(),
+        dir.path().join("agent.key").display().to_string(),
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = http
+        .get(format!("{collector_url}/v1/results?limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+
+    stop_collector.cancel();
+    collector.await.unwrap().unwrap();
+    stop_sim.cancel();
+}
