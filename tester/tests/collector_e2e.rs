@@ -170,6 +170,10 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
         assert_eq!(r["agent_id"], "agent-eu-1");
         assert_eq!(r["record"]["is_test_load"], true);
         assert_eq!(r["record"]["outcome"], "passed");
+        // Every record names the scenario it ran under, with the same hash run.json has.
+        assert_eq!(r["record"]["scenario"]["id"], "ship-e2e");
+        assert_eq!(r["record"]["scenario"]["version"], "1.0.0");
+        assert_eq!(r["record"]["scenario"]["sha256"], run["scenario"]["sha256"]);
     }
     let agents: Value = http
         .get(format!("{collector_url}/v1/agents"))

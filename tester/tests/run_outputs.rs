@@ -78,6 +78,7 @@ fn session(
             is_test_load: true,
             region: None,
             tester_version: None,
+            scenario: None,
         },
     }
 }

@@ -177,6 +177,7 @@ fn record(n: usize) -> SessionReport {
         is_test_load: true,
         region: Some("eu-west".into()),
         tester_version: Some("lvt test".into()),
+        scenario: None,
     }
 }
 

@@ -107,6 +107,28 @@ pub struct SessionReport {
     /// change in measurement code can be traced in the data.
     #[serde(default)]
     pub tester_version: Option<String>,
+    /// The scenario the session was part of; `None` for an ad-hoc probe. Results of different
+    /// scenario versions (or of edited scenario files) must never be mixed, so the canonical
+    /// hash and the git commit travel with every record.
+    #[serde(default)]
+    pub scenario: Option<ScenarioRef>,
+}
+
+/// The identity of the scenario a session ran under (docs/scenarios.md, "Identity").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScenarioRef {
+    /// The scenario's id, for example `sla-hourly`.
+    pub id: String,
+    /// The scenario's semantic version, for example `1.0.0`.
+    pub version: String,
+    /// SHA-256 (hex) of the scenario's canonical form (formatting and comments do not change it).
+    pub sha256: String,
+    /// The commit of the git repository holding the scenario file, when it is in one.
+    #[serde(default)]
+    pub git_commit: Option<String>,
+    /// True when the file had uncommitted changes against that commit.
+    #[serde(default)]
+    pub git_dirty: Option<bool>,
 }
 
 /// What a session targeted.

@@ -105,6 +105,7 @@ fn full_report() -> SessionReport {
         is_test_load: true,
         region: Some("eu-west".to_owned()),
         tester_version: Some("lvt 0.1.0".to_owned()),
+        scenario: None,
     }
 }
 
@@ -129,6 +130,7 @@ fn empty_report() -> SessionReport {
         is_test_load: true,
         region: None,
         tester_version: None,
+        scenario: None,
     }
 }
 
@@ -378,7 +380,7 @@ fn full_and_empty_reports_match_the_schema_structure() {
 fn a_newer_writers_report_with_extra_fields_deserializes() {
     let mut value = serde_json::to_value(full_report()).expect("a report always serializes");
     value["result_id"] = json!("0190f7a2-0000-7000-8000-0000000000ff");
-    value["scenario"] = json!({"id": "smoke", "version": 3});
+    value["agent"] = json!({"id": "agent-eu-1", "build": 3});
     value["gpu"]["driver"] = json!("550.54");
     value["prompt"]["text"] = json!("watercolor");
     value["failure"]["retryable"] = json!(false);

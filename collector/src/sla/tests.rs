@@ -50,6 +50,7 @@ fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
         is_test_load: true,
         region: Some("eu-west".into()),
         tester_version: Some("lvt 0.1.0".into()),
+        scenario: None,
     }
 }
 

@@ -81,6 +81,7 @@ pub fn report(session_id: &str, ended_at_unix_ms: i64) -> SessionReport {
         is_test_load: true,
         region: Some("eu-west".to_owned()),
         tester_version: Some("lvt test".to_owned()),
+        scenario: None,
     }
 }
 

@@ -88,6 +88,8 @@ pub struct ProbeOptions {
     pub timeouts: Timeouts,
     /// The gateway's Ethereum address sent in GetOrchestrator (offchain it is not verified).
     pub gateway_address: [u8; 20],
+    /// The scenario this session is part of, copied into the record; `None` for `lvt probe`.
+    pub scenario: Option<lvt_schema::ScenarioRef>,
 }
 
 impl ProbeOptions {
@@ -105,6 +107,7 @@ impl ProbeOptions {
             keepalive_interval: Duration::from_secs(10),
             timeouts: Timeouts::default(),
             gateway_address: DEFAULT_GATEWAY_ADDRESS,
+            scenario: None,
         }
     }
 }
@@ -230,6 +233,7 @@ impl Probe {
             is_test_load: true,
             region: None,
             tester_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            scenario: opts.scenario.clone(),
         };
         Self {
             clock: Clock::start(),

@@ -97,6 +97,7 @@ pub async fn execute(
         sessions_cancel: CancellationToken::new(),
         progress: Progress::new(opts.progress),
         aborts,
+        scenario_ref: identity.scenario_ref(),
     };
     run.drive(cancel).await;
     let ended_at_unix_ms = unix_ms();
@@ -206,6 +207,8 @@ struct Execution<'a> {
     sessions_cancel: CancellationToken,
     progress: Progress,
     aborts: Vec<(Threshold, ThresholdExpr)>,
+    /// The scenario's identity as every session record carries it.
+    scenario_ref: lvt_schema::ScenarioRef,
 }
 
 impl Execution<'_> {
@@ -290,6 +293,7 @@ impl Execution<'_> {
         opts.params = serde_json::Value::Object(prompt.params.clone());
         opts.prompt_id = Some(prompt.id.clone());
         opts.complexity = Some(prompt.complexity);
+        opts.scenario = Some(self.scenario_ref.clone());
         opts.duration = Duration::from_secs(u64::from(session.duration_s));
         opts.params_update_offsets = session
             .params_updates

@@ -321,6 +321,7 @@ mod tests {
             is_test_load: true,
             region: None,
             tester_version: None,
+            scenario: None,
         };
         report.outcome = outcome;
         report.metrics.startup_ms = startup_ms;

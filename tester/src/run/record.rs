@@ -26,6 +26,20 @@ pub struct ScenarioIdentity {
     pub git_dirty: Option<bool>,
 }
 
+impl ScenarioIdentity {
+    /// The part of the identity every session record carries (the file path is local to the
+    /// machine that ran it, so it stays in run.json only).
+    pub fn scenario_ref(&self) -> lvt_schema::ScenarioRef {
+        lvt_schema::ScenarioRef {
+            id: self.id.clone(),
+            version: self.version.clone(),
+            sha256: self.sha256.clone(),
+            git_commit: self.git_commit.clone(),
+            git_dirty: self.git_dirty,
+        }
+    }
+}
+
 /// Whether a session was the first on its target (cold) or followed another closely (warm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

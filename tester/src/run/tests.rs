@@ -45,6 +45,7 @@ fn session(index: u64) -> SessionBuilder {
         is_test_load: true,
         region: None,
         tester_version: None,
+        scenario: None,
     };
     SessionBuilder {
         record: SessionRecord {
