@@ -4,15 +4,20 @@
 //! `sla` is the pure scoring core (sums in, scores out); the rest are its IO edges:
 //! [`config`] (the `--store` spec and settings file), [`store`] (the storage trait and its
 //! backends), [`ingest`] (`POST /v1/results`), [`api`] (the read endpoints), [`problem`]
-//! (RFC 7807 errors), [`metrics`] (Prometheus) and [`server`] (routes, [`run`], [`serve`]).
+//! (RFC 7807 errors), [`metrics`] (Prometheus), [`sla_api`] (the SLA, GPU and demand endpoints
+//! over the store's hourly cell sums), [`openapi`] (`/openapi.json`), [`dashboard`] (the page at
+//! `/`) and [`server`] (routes, [`run`], [`serve`]).
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod server;
 pub mod sla;
+pub mod sla_api;
 pub mod store;
 
 pub use server::{run, serve};

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
-use lvt_collector::server::{RunError, open_store, serve, system_clock};
+use lvt_collector::server::{open_store, serve, system_clock};
 
 /// Receives signed result records from lvt agents, stores them and serves them.
 #[derive(Debug, Parser)]
@@ -62,12 +62,8 @@ fn load(options: &Options) -> Result<CollectorConfig, String> {
 }
 
 async fn run(options: Options, config: CollectorConfig) -> ExitCode {
-    let store = match open_store(&config.store) {
+    let store = match open_store(&config.store).await {
         Ok(store) => store,
-        Err(error @ RunError::BackendNotBuilt(_)) => {
-            eprintln!("lvt-collector: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
         Err(error) => {
             eprintln!("lvt-collector: {error}");
             return ExitCode::FAILURE;

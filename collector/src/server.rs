@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tokio::net::TcpListener;
 
 use crate::config::{Agent, CollectorConfig, Settings, StoreSpec};
 use crate::metrics::Metrics;
+use crate::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
-use crate::{api, ingest};
+use crate::{api, dashboard, ingest, openapi, sla_api};
 
 /// The wall clock the server reads: milliseconds since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -73,25 +74,42 @@ pub enum RunError {
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
-    /// The store spec names a backend that does not exist yet.
-    #[error("the ClickHouse backend is not built yet (store {0:?})")]
-    BackendNotBuilt(String),
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
 }
 
-/// Every route of the collector.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route(
+/// Every routed path with its handlers. [`router`] is built from this list and a test checks
+/// that each path is in the OpenAPI document ([`crate::openapi`]).
+pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        (
             "/v1/results",
             post(ingest::handle_results_post).get(api::handle_results_get),
-        )
-        .route("/v1/batches/{id}", get(api::handle_batch_get))
-        .route("/v1/agents", get(api::handle_agents_get))
-        .route("/healthz", get(api::handle_healthz))
-        .route("/metrics", get(api::handle_metrics))
+        ),
+        ("/v1/batches/{id}", get(api::handle_batch_get)),
+        ("/v1/agents", get(api::handle_agents_get)),
+        ("/v1/sla/compliance", get(sla_api::handle_compliance_get)),
+        (
+            "/v1/sla/orchestrators",
+            get(sla_api::handle_orchestrators_get),
+        ),
+        ("/v1/gpu/metrics", get(sla_api::handle_gpu_metrics_get)),
+        ("/v1/network/demand", get(sla_api::handle_demand_get)),
+        ("/healthz", get(api::handle_healthz)),
+        ("/metrics", get(api::handle_metrics)),
+        ("/openapi.json", get(openapi::handle_openapi_get)),
+        ("/", get(dashboard::handle_dashboard_get)),
+    ]
+}
+
+/// Every route of the collector.
+pub fn router(state: Arc<AppState>) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         .fallback(api::handle_not_found)
         // The ingest handler enforces its own, configurable limit while streaming.
         .layer(DefaultBodyLimit::disable())
@@ -99,11 +117,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Opens the store named by `spec`.
-pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, RunError> {
+/// Opens the store named by `spec` (creating its tables when missing).
+pub async fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, RunError> {
     match spec {
         StoreSpec::Sqlite(config) => Ok(Arc::new(SqliteStore::open(config)?)),
-        StoreSpec::ClickHouse(url) => Err(RunError::BackendNotBuilt(url.clone())),
+        StoreSpec::ClickHouse(url) => Ok(Arc::new(
+            ClickHouseStore::open(ClickHouseConfig::new(url.clone())).await?,
+        )),
     }
 }
 
@@ -113,7 +133,7 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = open_store(&config.store)?;
+    let store = open_store(&config.store).await?;
     serve(listener, config.settings, store, system_clock(), shutdown).await
 }
 
@@ -204,6 +224,25 @@ mod tests {
             started_at_unix_ms: ended_at_unix_ms - 1,
             ended_at_unix_ms,
             record_json: "{}".to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_routed_path_is_documented() {
+        let document = crate::openapi::document();
+        for (path, _) in routes() {
+            assert!(
+                document["paths"].get(path).is_some(),
+                "{path} is routed but not in /openapi.json"
+            );
+        }
+        let routed: Vec<&str> = routes().into_iter().map(|(path, _)| path).collect();
+        for operation in crate::openapi::OPERATIONS {
+            assert!(
+                routed.contains(&operation.path),
+                "{} is documented but not routed",
+                operation.path
+            );
         }
     }
 

@@ -114,6 +114,38 @@ pub struct SessionReport {
     pub scenario: Option<ScenarioRef>,
 }
 
+impl SessionReport {
+    /// A record of a live video-to-video session that has not been scored yet: test load,
+    /// direct mode, outcome `unscored_indeterminate`, every metric absent, started and ended at
+    /// `started_at_unix_ms`. Writers fill in what they measure.
+    pub fn new(
+        session_id: impl Into<String>,
+        model_id: impl Into<String>,
+        started_at_unix_ms: i64,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            session_id: session_id.into(),
+            started_at_unix_ms,
+            ended_at_unix_ms: started_at_unix_ms,
+            mode: TargetMode::Direct,
+            orchestrator: None,
+            gpu: None,
+            pipeline: "live-video-to-video".to_string(),
+            model_id: model_id.into(),
+            prompt: None,
+            outcome: Outcome::UnscoredIndeterminate,
+            failure: None,
+            metrics: SessionMetrics::default(),
+            runner: RunnerReport::default(),
+            is_test_load: true,
+            region: None,
+            tester_version: None,
+            scenario: None,
+        }
+    }
+}
+
 /// The identity of the scenario a session ran under (docs/scenarios.md, "Identity").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioRef {

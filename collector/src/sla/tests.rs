@@ -4,7 +4,7 @@
 
 use lvt_schema::{
     Complexity, Failure, FailureClass, FpsSummary, Gpu, LatencySummary, OrchestratorRef, Outcome,
-    PromptRef, SessionMetrics, SessionReport, StallSummary, Swap, TargetMode,
+    PromptRef, SessionReport, StallSummary, Swap, TargetMode,
 };
 
 use super::histogram::{FPS_LINEAR_BUCKETS, LATENCY_LOG_BUCKETS};
@@ -22,11 +22,7 @@ const HOUR_UNIX_S: i64 = 1_795_788_000;
 fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
     let started_at_unix_ms = HOUR_UNIX_S * 1000 + minute * 60_000;
     SessionReport {
-        schema_version: lvt_schema::SCHEMA_VERSION,
-        session_id: format!("s-{minute}"),
-        started_at_unix_ms,
         ended_at_unix_ms: started_at_unix_ms + length_s * 1000,
-        mode: TargetMode::Direct,
         orchestrator: Some(OrchestratorRef {
             address: Some("0xAbC0000000000000000000000000000000000001".into()),
             uri: "https://o1.example:8935".into(),
@@ -36,21 +32,15 @@ fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
             name: "NVIDIA GeForce RTX 4090".into(),
             memory_bytes: Some(25_757_220_864),
         }),
-        pipeline: "live-video-to-video".into(),
-        model_id: "streamdiffusion".into(),
         prompt: Some(PromptRef {
             id: Some("cyberpunk".into()),
             complexity: Some(Complexity::Medium),
             params_hash: "0123456789abcdef0123456789abcdef".into(),
         }),
         outcome,
-        failure: None,
-        metrics: SessionMetrics::default(),
-        runner: Default::default(),
-        is_test_load: true,
         region: Some("eu-west".into()),
         tester_version: Some("lvt 0.1.0".into()),
-        scenario: None,
+        ..SessionReport::new(format!("s-{minute}"), "streamdiffusion", started_at_unix_ms)
     }
 }
 

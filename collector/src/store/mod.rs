@@ -1,5 +1,5 @@
-//! Storage behind one trait: what the collector keeps (batches, results, nonces) and how it reads
-//! it back.
+//! Storage behind one trait: what the collector keeps (batches, results, nonces, and the hourly
+//! SLA cell sums derived from the results) and how it reads it back.
 //!
 //! Every backend has the same layout (`<backend>/{mod.rs, config.rs, store.rs, tests.rs}`) and
 //! runs the same behavioural [`suite`], so a new backend is correct when the suite passes.
@@ -10,10 +10,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::sla::{CellKey, CellSums};
+
+pub mod clickhouse;
 pub mod sqlite;
 mod suite;
 
-pub use suite::suite;
+pub use suite::{sla_suite, suite};
 
 /// The future every [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -39,6 +42,12 @@ pub enum StoreError {
     /// Stored data does not have the expected shape (a schema from a newer collector).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The ClickHouse server could not be reached or answered with an error.
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::ClickHouseError),
+    /// This backend does not implement the operation (yet).
+    #[error("{0} is not supported by this store backend")]
+    Unsupported(&'static str),
 }
 
 /// The signature and provenance of one accepted batch, stored once and referenced by its
@@ -158,6 +167,30 @@ pub struct AgentStats {
     pub result_count: u64,
 }
 
+/// Which SLA cells [`Store::sla_cells`] returns. Empty fields do not filter; string fields match
+/// the [`CellKey`] field exactly (orchestrator addresses are lowercase there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlaFilter {
+    /// Only cells whose hour starts at or after this time, seconds since the Unix epoch.
+    pub start_unix_s: Option<i64>,
+    /// Only cells whose hour starts before this time, seconds since the Unix epoch.
+    pub end_unix_s: Option<i64>,
+    /// Only this orchestrator ([`CellKey::orchestrator`]).
+    pub orchestrator: Option<String>,
+    /// Only this tester region.
+    pub region: Option<String>,
+    /// Only this pipeline.
+    pub pipeline: Option<String>,
+    /// Only this model id.
+    pub model_id: Option<String>,
+    /// Only this GPU name.
+    pub gpu: Option<String>,
+    /// Only this prompt complexity (`low`, `medium`, `high`).
+    pub complexity: Option<String>,
+    /// Only test load (`true`) or only organic load (`false`).
+    pub test_load: Option<bool>,
+}
+
 /// A storage backend of the collector.
 pub trait Store: Send + Sync {
     /// Checks that the store answers.
@@ -204,4 +237,12 @@ pub trait Store: Send + Sync {
     /// Deletes results whose session ended before `unix_ms` (and batches left without results
     /// that were received before it); returns how many results were deleted.
     fn delete_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64>;
+
+    /// The SLA rollup: every cell matching `filter` with the sums of the distinct records stored
+    /// in it, in [`CellKey`] order. A backend keeps these sums up to date as records are inserted
+    /// (duplicates add nothing), so the API never rescans raw records.
+    fn sla_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
+        let _ = filter;
+        Box::pin(async { Err(StoreError::Unsupported("sla_cells")) })
+    }
 }

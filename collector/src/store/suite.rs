@@ -4,7 +4,12 @@
 //! behind a feature later, call the same function. It panics on the first behaviour that
 //! differs, like any test assertion, and expects an empty store.
 
-use super::{ResultCursor, ResultFilter, Store, StoredBatch, StoredResult};
+use lvt_schema::{
+    Complexity, FpsSummary, Gpu, LatencySummary, OrchestratorRef, Outcome, PromptRef, SessionReport,
+};
+
+use super::{ResultCursor, ResultFilter, SlaFilter, Store, StoredBatch, StoredResult};
+use crate::sla::{CellKey, CellSums};
 
 fn batch(
     agent_id: &str,
@@ -234,5 +239,192 @@ async fn retention_deletes_old_results(store: &dyn Store) {
             .await
             .expect("batch")
             .is_some()
+    );
+}
+
+/// A session of orchestrator `address` in region `region`, started at `started_at_unix_ms`, with
+/// `startup_ms` as its startup latency (`None`: a startup failure).
+fn sla_report(
+    session_id: &str,
+    address: &str,
+    region: &str,
+    started_at_unix_ms: i64,
+    startup_ms: Option<f64>,
+) -> SessionReport {
+    let mut report = SessionReport::new(session_id, "noop", started_at_unix_ms);
+    report.ended_at_unix_ms = started_at_unix_ms + 30_000;
+    report.orchestrator = Some(OrchestratorRef {
+        // Mixed case on purpose: one orchestrator is one cell whatever case its address has.
+        address: Some(address.to_owned()),
+        uri: format!("https://{address}:8935"),
+        cert_sha256: None,
+    });
+    report.gpu = Some(Gpu {
+        name: "RTX 4090".to_owned(),
+        memory_bytes: None,
+    });
+    report.region = Some(region.to_owned());
+    report.prompt = Some(PromptRef {
+        id: None,
+        complexity: Some(Complexity::Medium),
+        params_hash: "00".repeat(16),
+    });
+    report.outcome = if startup_ms.is_some() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    };
+    report.metrics.startup_ms = startup_ms;
+    if let Some(startup_ms) = startup_ms {
+        report.metrics.e2e_latency_ms = Some(LatencySummary {
+            count: 100,
+            p50: startup_ms / 2.0,
+            p90: startup_ms,
+            p95: startup_ms,
+            p99: startup_ms,
+            max: startup_ms,
+            mean: startup_ms / 2.0,
+            min: 1.0,
+        });
+        report.metrics.output_fps = Some(FpsSummary {
+            mean: 24.5,
+            p5: 20.0,
+            p50: 25.0,
+            windows: 30,
+        });
+    }
+    report
+}
+
+fn stored(report: &SessionReport) -> StoredResult {
+    let value = serde_json::to_value(report).expect("a report serializes");
+    StoredResult {
+        session_id: report.session_id.clone(),
+        orchestrator_address: report.orchestrator.as_ref().and_then(|o| o.address.clone()),
+        orchestrator_uri: report.orchestrator.as_ref().map(|o| o.uri.clone()),
+        gpu: report.gpu.as_ref().map(|gpu| gpu.name.clone()),
+        region: report.region.clone(),
+        pipeline: report.pipeline.clone(),
+        model_id: report.model_id.clone(),
+        complexity: Some("medium".to_owned()),
+        outcome: match report.outcome {
+            Outcome::Passed => "passed",
+            _ => "failed",
+        }
+        .to_owned(),
+        started_at_unix_ms: report.started_at_unix_ms,
+        ended_at_unix_ms: report.ended_at_unix_ms,
+        record_json: String::from_utf8(lvt_schema::sign::canonical_bytes(&value))
+            .expect("canonical JSON is UTF-8"),
+    }
+}
+
+/// The cells of `reports` computed directly from the records: what a rollup must equal.
+fn expected_cells(reports: &[&SessionReport]) -> Vec<(CellKey, CellSums)> {
+    let mut cells: std::collections::BTreeMap<CellKey, CellSums> = Default::default();
+    for report in reports {
+        cells.entry(CellKey::of(report)).or_default().add(report);
+    }
+    cells.into_iter().collect()
+}
+
+/// The SLA rollup checks every backend with [`Store::sla_cells`] must pass, on an empty store:
+/// the cells equal [`CellSums`] of the distinct stored records, whatever duplicates arrive, and
+/// filters select cells.
+pub async fn sla_suite(store: &dyn Store) {
+    const HOUR_MS: i64 = 3_600_000;
+    let t0 = 1_764_000_000_000 - 1_764_000_000_000 % HOUR_MS;
+    let a1 = sla_report("r1", "0xAAA", "eu", t0 + 10, Some(800.0));
+    let a2 = sla_report("r2", "0xaaa", "eu", t0 + 20, None);
+    let a3 = sla_report("r3", "0xaaa", "eu", t0 + HOUR_MS + 5, Some(900.0));
+    let b1 = sla_report("r4", "0xbbb", "us", t0 + 30, Some(1500.0));
+    let b2 = sla_report("r5", "0xbbb", "us", t0 + 40, Some(1700.0));
+
+    let first = [&a1, &a2, &b1];
+    let outcome = store
+        .insert_batch(
+            batch("agent-a", 1, &["r1", "r2", "r4"], t0 + 60_000),
+            first.iter().map(|report| stored(report)).collect(),
+        )
+        .await
+        .expect("insert");
+    assert_eq!(outcome.inserted, 3);
+    let everything = SlaFilter::default();
+    assert_eq!(
+        store.sla_cells(&everything).await.expect("cells"),
+        expected_cells(&first)
+    );
+
+    // A retried batch repeats r1 and r4 beside two new records; only the new ones add up.
+    let retry = [&a1, &b1, &a3, &b2, &b2];
+    let outcome = store
+        .insert_batch(
+            batch("agent-a", 2, &["r1", "r4", "r3", "r5", "r5"], t0 + 90_000),
+            retry.iter().map(|report| stored(report)).collect(),
+        )
+        .await
+        .expect("insert");
+    assert_eq!((outcome.inserted, outcome.duplicates), (2, 3));
+    let distinct = [&a1, &a2, &a3, &b1, &b2];
+    let cells = store.sla_cells(&everything).await.expect("cells");
+    assert_eq!(cells, expected_cells(&distinct));
+    assert_eq!(
+        cells.len(),
+        3,
+        "0xAAA and 0xaaa share a cell; a new hour is a new cell"
+    );
+
+    let keys = |filter: SlaFilter| async move {
+        store
+            .sla_cells(&filter)
+            .await
+            .expect("cells")
+            .into_iter()
+            .map(|(key, sums)| (key.orchestrator, key.hour_unix_s, sums.sessions))
+            .collect::<Vec<_>>()
+    };
+    let t0_s = t0 / 1000;
+    let first_hour = SlaFilter {
+        start_unix_s: Some(t0_s),
+        end_unix_s: Some(t0_s + 3600),
+        ..SlaFilter::default()
+    };
+    assert_eq!(
+        keys(first_hour).await,
+        [("0xaaa".to_owned(), t0_s, 2), ("0xbbb".to_owned(), t0_s, 2)]
+    );
+    let by_orchestrator = SlaFilter {
+        orchestrator: Some("0xaaa".into()),
+        region: Some("eu".into()),
+        pipeline: Some("live-video-to-video".into()),
+        model_id: Some("noop".into()),
+        gpu: Some("RTX 4090".into()),
+        complexity: Some("medium".into()),
+        test_load: Some(true),
+        ..SlaFilter::default()
+    };
+    assert_eq!(
+        keys(by_orchestrator).await,
+        [
+            ("0xaaa".to_owned(), t0_s, 2),
+            ("0xaaa".to_owned(), t0_s + 3600, 1)
+        ]
+    );
+    let organic = SlaFilter {
+        test_load: Some(false),
+        ..SlaFilter::default()
+    };
+    assert!(keys(organic).await.is_empty());
+    let other_region = SlaFilter {
+        region: Some("ap".into()),
+        ..SlaFilter::default()
+    };
+    assert!(keys(other_region).await.is_empty());
+
+    // Retention drops the cells whose whole hour is past the cutoff, with their records.
+    store.delete_older_than(t0 + HOUR_MS).await.expect("delete");
+    assert_eq!(
+        keys(SlaFilter::default()).await,
+        [("0xaaa".to_owned(), t0_s + 3600, 1)]
     );
 }

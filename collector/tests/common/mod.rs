@@ -11,8 +11,7 @@ use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::server::{open_store, serve, system_clock};
 use lvt_schema::sign::{self, SigningKey};
 use lvt_schema::{
-    Complexity, Gpu, OrchestratorRef, Outcome, PromptRef, RunnerReport, SCHEMA_VERSION,
-    SessionMetrics, SessionReport, TargetMode,
+    Complexity, Gpu, OrchestratorRef, Outcome, PromptRef, SessionMetrics, SessionReport,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -49,11 +48,7 @@ pub fn nonce(counter: u64) -> [u8; sign::NONCE_BYTES] {
 /// A valid record for session `session_id` that ended at `ended_at_unix_ms`.
 pub fn report(session_id: &str, ended_at_unix_ms: i64) -> SessionReport {
     SessionReport {
-        schema_version: SCHEMA_VERSION,
-        session_id: session_id.to_owned(),
-        started_at_unix_ms: ended_at_unix_ms - 30_000,
         ended_at_unix_ms,
-        mode: TargetMode::Direct,
         orchestrator: Some(OrchestratorRef {
             address: Some("0xabc".to_owned()),
             uri: "https://orch.example:8935".to_owned(),
@@ -63,25 +58,20 @@ pub fn report(session_id: &str, ended_at_unix_ms: i64) -> SessionReport {
             name: "NVIDIA GeForce RTX 4090".to_owned(),
             memory_bytes: Some(24 << 30),
         }),
-        pipeline: "live-video-to-video".to_owned(),
-        model_id: "noop".to_owned(),
         prompt: Some(PromptRef {
             id: Some("watercolor".to_owned()),
             complexity: Some(Complexity::Low),
             params_hash: "0123456789abcdef0123456789abcdef".to_owned(),
         }),
         outcome: Outcome::Passed,
-        failure: None,
         metrics: SessionMetrics {
             startup_ms: Some(812.25),
             input_fps: Some(30.0),
             ..SessionMetrics::default()
         },
-        runner: RunnerReport::default(),
-        is_test_load: true,
         region: Some("eu-west".to_owned()),
         tester_version: Some("lvt test".to_owned()),
-        scenario: None,
+        ..SessionReport::new(session_id, "noop", ended_at_unix_ms - 30_000)
     }
 }
 
@@ -119,7 +109,7 @@ impl TestCollector {
         let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
             .parse()
             .expect("store spec");
-        let store = open_store(&spec).expect("open store");
+        let store = open_store(&spec).await.expect("open store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

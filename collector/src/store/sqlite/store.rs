@@ -1,19 +1,25 @@
-//! [`SqliteStore`]: the [`Store`] trait over a rusqlite connection pair.
+//! [`SqliteStore`]: the [`Store`] trait over a rusqlite connection pair, with the SLA rollup
+//! (`sla_cells`, one row of [`CellSums`] per [`CellKey`]) kept in the same transactions as the
+//! records it sums.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lvt_schema::SessionReport;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::SqliteConfig;
+use crate::sla::{CellKey, CellSums};
 use crate::store::{
-    AgentStats, InsertOutcome, ResultCursor, ResultFilter, ResultRow, ResultsPage, Store,
-    StoreError, StoreFuture, StoredBatch, StoredResult,
+    AgentStats, InsertOutcome, ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter,
+    Store, StoreError, StoreFuture, StoredBatch, StoredResult,
 };
 
 /// The layout version written to `PRAGMA user_version`; a database with a higher one was made
-/// by a newer collector and is refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+/// by a newer collector and is refused rather than misread. Version 2 added `sla_cells`; opening a
+/// version 1 database builds it from the stored records.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS batches (
@@ -56,6 +62,19 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (key_id, nonce)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_timestamp ON nonces (timestamp_ms);
+CREATE TABLE IF NOT EXISTS sla_cells (
+    hour_unix_s  INTEGER NOT NULL,
+    orchestrator TEXT    NOT NULL,
+    pipeline     TEXT    NOT NULL,
+    model_id     TEXT    NOT NULL,
+    gpu          TEXT    NOT NULL,
+    region       TEXT    NOT NULL,
+    complexity   TEXT    NOT NULL,
+    test_load    INTEGER NOT NULL,
+    sums         TEXT    NOT NULL,
+    PRIMARY KEY (hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity, test_load)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sla_cells_model ON sla_cells (pipeline, model_id, hour_unix_s);
 ";
 
 /// An SQLite database holding the collector's data.
@@ -75,7 +94,7 @@ impl SqliteStore {
     /// Opens (creating when missing) the database of `config`, switches it to WAL with
     /// `synchronous=FULL` and creates the tables.
     pub fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
-        let writer = open_connection(config)?;
+        let mut writer = open_connection(config)?;
         let version: i64 = writer.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt(format!(
@@ -83,6 +102,9 @@ impl SqliteStore {
             )));
         }
         writer.execute_batch(SCHEMA)?;
+        if version < 2 {
+            rebuild_sla_cells(&mut writer)?;
+        }
         writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let reader = open_connection(config)?;
         Ok(Self {
@@ -155,6 +177,7 @@ fn insert(
     )?;
     let batch_id = transaction.last_insert_rowid();
     let mut outcome = InsertOutcome::default();
+    let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
     {
         let mut statement = transaction.prepare_cached(
             "INSERT OR IGNORE INTO results (session_id, batch_id, agent_id, orchestrator_address,
@@ -181,13 +204,161 @@ fn insert(
             ])?;
             if changed == 1 {
                 outcome.inserted += 1;
+                // Only a newly stored record adds to the rollup, so a retried batch changes no
+                // sum.
+                add_to_cells(&mut cells, &result.session_id, &result.record_json);
             } else {
                 outcome.duplicates += 1;
             }
         }
     }
+    merge_cells(&transaction, &cells)?;
     transaction.commit()?;
     Ok(outcome)
+}
+
+/// Adds one stored record to the pending cell sums. The ingest stores only records that parsed
+/// as a [`SessionReport`], so a record that does not parse can only come from a caller that
+/// bypassed it (a test, a manual import); it is stored but adds to no cell, and says so.
+fn add_to_cells(cells: &mut BTreeMap<CellKey, CellSums>, session_id: &str, record_json: &str) {
+    match serde_json::from_str::<SessionReport>(record_json) {
+        Ok(report) => cells.entry(CellKey::of(&report)).or_default().add(&report),
+        Err(error) => tracing::warn!(
+            message = "Stored record is not a session report; it adds to no SLA cell.",
+            session_id,
+            error = %error
+        ),
+    }
+}
+
+/// Adds pending sums to the stored cells, inside the caller's transaction.
+fn merge_cells(
+    transaction: &rusqlite::Transaction<'_>,
+    cells: &BTreeMap<CellKey, CellSums>,
+) -> Result<(), StoreError> {
+    let mut select = transaction.prepare_cached(
+        "SELECT sums FROM sla_cells
+         WHERE hour_unix_s = ?1 AND orchestrator = ?2 AND pipeline = ?3 AND model_id = ?4
+           AND gpu = ?5 AND region = ?6 AND complexity = ?7 AND test_load = ?8",
+    )?;
+    let mut upsert = transaction.prepare_cached(
+        "INSERT OR REPLACE INTO sla_cells (hour_unix_s, orchestrator, pipeline, model_id, gpu,
+             region, complexity, test_load, sums)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (key, added) in cells {
+        let key_params = params![
+            key.hour_unix_s,
+            key.orchestrator,
+            key.pipeline,
+            key.model_id,
+            key.gpu,
+            key.region,
+            key.complexity,
+            key.test_load,
+        ];
+        let stored: Option<String> = select.query_row(key_params, |row| row.get(0)).optional()?;
+        let mut sums = match stored {
+            Some(text) => decode_sums(&text)?,
+            None => CellSums::default(),
+        };
+        sums.merge(added);
+        let text = serde_json::to_string(&sums)
+            .map_err(|error| StoreError::Corrupt(format!("cannot encode cell sums: {error}")))?;
+        upsert.execute(params![
+            key.hour_unix_s,
+            key.orchestrator,
+            key.pipeline,
+            key.model_id,
+            key.gpu,
+            key.region,
+            key.complexity,
+            key.test_load,
+            text,
+        ])?;
+    }
+    Ok(())
+}
+
+fn decode_sums(text: &str) -> Result<CellSums, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("stored cell sums: {error}")))
+}
+
+/// Builds `sla_cells` from every stored record (the upgrade from layout version 1), in one
+/// transaction so that a crash leaves either no cells or all of them.
+fn rebuild_sla_cells(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    transaction.execute("DELETE FROM sla_cells", [])?;
+    let mut cells = BTreeMap::new();
+    {
+        let mut statement = transaction.prepare("SELECT session_id, record_json FROM results")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let session_id: String = row.get(0)?;
+            let record_json: String = row.get(1)?;
+            add_to_cells(&mut cells, &session_id, &record_json);
+        }
+    }
+    merge_cells(&transaction, &cells)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+fn read_cells(
+    connection: &mut Connection,
+    filter: &SlaFilter,
+) -> Result<Vec<(CellKey, CellSums)>, StoreError> {
+    // As for result pages, a NULL parameter disables its condition.
+    let mut statement = connection.prepare_cached(
+        "SELECT hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity, test_load,
+                sums
+         FROM sla_cells
+         WHERE (?1 IS NULL OR hour_unix_s >= ?1)
+           AND (?2 IS NULL OR hour_unix_s < ?2)
+           AND (?3 IS NULL OR orchestrator = ?3)
+           AND (?4 IS NULL OR region = ?4)
+           AND (?5 IS NULL OR pipeline = ?5)
+           AND (?6 IS NULL OR model_id = ?6)
+           AND (?7 IS NULL OR gpu = ?7)
+           AND (?8 IS NULL OR complexity = ?8)
+           AND (?9 IS NULL OR test_load = ?9)
+         ORDER BY hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity,
+                  test_load",
+    )?;
+    let rows: Vec<(CellKey, String)> = statement
+        .query_map(
+            params![
+                filter.start_unix_s,
+                filter.end_unix_s,
+                filter.orchestrator,
+                filter.region,
+                filter.pipeline,
+                filter.model_id,
+                filter.gpu,
+                filter.complexity,
+                filter.test_load,
+            ],
+            |row| {
+                Ok((
+                    CellKey {
+                        hour_unix_s: row.get(0)?,
+                        orchestrator: row.get(1)?,
+                        pipeline: row.get(2)?,
+                        model_id: row.get(3)?,
+                        gpu: row.get(4)?,
+                        region: row.get(5)?,
+                        complexity: row.get(6)?,
+                        test_load: row.get(7)?,
+                    },
+                    row.get(8)?,
+                ))
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(key, text)| Ok((key, decode_sums(&text)?)))
+        .collect()
 }
 
 fn page(
@@ -370,6 +541,12 @@ impl Store for SqliteStore {
                 "DELETE FROM results WHERE ended_at_unix_ms < ?1",
                 params![unix_ms],
             )?;
+            // Cells are dropped once their whole hour is past the cutoff, so the rollup covers the
+            // same span as the records.
+            transaction.execute(
+                "DELETE FROM sla_cells WHERE (hour_unix_s + 3600) * 1000 <= ?1",
+                params![unix_ms],
+            )?;
             transaction.execute(
                 "DELETE FROM batches WHERE received_at_unix_ms < ?1
                    AND NOT EXISTS (SELECT 1 FROM results r WHERE r.batch_id = batches.batch_id)",
@@ -377,6 +554,13 @@ impl Store for SqliteStore {
             )?;
             transaction.commit()?;
             Ok(to_u64(deleted))
+        })
+    }
+
+    fn sla_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
+        let filter = filter.clone();
+        Self::with(&self.reader, move |connection| {
+            read_cells(connection, &filter)
         })
     }
 }

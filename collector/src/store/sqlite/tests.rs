@@ -2,7 +2,8 @@
 //! that survives reopening.
 
 use super::{SqliteConfig, SqliteStore};
-use crate::store::{Store, StoredBatch, StoredResult};
+use crate::sla::{CellKey, CellSums};
+use crate::store::{SlaFilter, Store, StoredBatch, StoredResult};
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open store")
@@ -13,6 +14,13 @@ async fn sqlite_passes_the_store_suite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
     crate::store::suite(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_sla_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    crate::store::sla_suite(&store).await;
 }
 
 #[tokio::test]
@@ -69,6 +77,56 @@ async fn data_and_nonces_survive_reopening() {
         .await
         .expect("insert");
     assert_eq!(outcome.duplicates, 1);
+}
+
+#[tokio::test]
+async fn opening_a_version_1_database_builds_the_rollup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut report = lvt_schema::SessionReport::new("s1", "noop", 7_200_000);
+    report.outcome = lvt_schema::Outcome::Passed;
+    report.metrics.startup_ms = Some(500.0);
+    let value = serde_json::to_value(&report).expect("serialize");
+    let result = StoredResult {
+        session_id: "s1".into(),
+        orchestrator_address: None,
+        orchestrator_uri: None,
+        gpu: None,
+        region: None,
+        pipeline: report.pipeline.clone(),
+        model_id: report.model_id.clone(),
+        complexity: None,
+        outcome: "passed".into(),
+        started_at_unix_ms: report.started_at_unix_ms,
+        ended_at_unix_ms: report.ended_at_unix_ms,
+        record_json: String::from_utf8(lvt_schema::sign::canonical_bytes(&value)).expect("utf-8"),
+    };
+    let batch = StoredBatch {
+        agent_id: "a".into(),
+        key_id: "k".into(),
+        timestamp_ms: 1,
+        nonce: "n".into(),
+        signature: "s".into(),
+        canonical_sha256: "h".into(),
+        session_ids: vec!["s1".into()],
+        received_at_unix_ms: 1,
+    };
+    open(&dir)
+        .insert_batch(batch, vec![result])
+        .await
+        .expect("insert");
+    {
+        // Make the file look like one written by a version 1 collector: no rollup rows.
+        let connection = rusqlite::Connection::open(dir.path().join("lvt.db")).expect("raw open");
+        connection
+            .execute_batch("DELETE FROM sla_cells; PRAGMA user_version = 1;")
+            .expect("downgrade");
+    }
+    let store = open(&dir);
+    let cells = store.sla_cells(&SlaFilter::default()).await.expect("cells");
+    assert_eq!(
+        cells,
+        vec![(CellKey::of(&report), CellSums::from_sessions([&report]))]
+    );
 }
 
 #[test]
