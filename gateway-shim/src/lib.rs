@@ -4,6 +4,8 @@
 //! (client and server), the `net.Orchestrator` gRPC service, the live-video-to-video job
 //! start request, TLS with trust on first use, and `sim`, the simulated orchestrator.
 
+pub mod discovery;
+pub mod gateway;
 pub mod grpc;
 pub mod http1;
 pub mod live;

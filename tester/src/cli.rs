@@ -70,6 +70,9 @@ pub enum Command {
     /// Send batches spooled by a failed shipment to a collector, removing each one it accepts.
     #[command(name = "ship-spool", long_about = SHIP_SPOOL_HELP)]
     ShipSpool(ShipSpoolArgs),
+    /// List orchestrators from discovery sources: what each offers and whether it is usable.
+    #[command(long_about = DISCOVER_HELP)]
+    Discover(DiscoverArgs),
 }
 
 const PROBE_HELP: &str = "Run one live video-to-video session against one orchestrator now and report it.\n\n\
@@ -89,7 +92,7 @@ GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certifica
   lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\n\
 Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, \
 cold_startup_ms, cold_after_idle_s, capacity, start_status, crash_after_s, stall_at_s, stall_s, slow, \
-seed; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
+seed, get_orchestrator_delay_ms; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
 nothing running) loads for cold_startup_ms, a warm one for startup_ms. Built-in profiles are good, \
 slow, flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
 
@@ -131,6 +134,44 @@ first, signing each afresh. A file is removed only after the collector acknowled
 collector deduplicates by session id, so sending a batch twice stores nothing twice.\n\n\
 Exit codes: 0 every file delivered (or none there); 1 some file not delivered (it is kept); \
 2 usage error (a missing directory or key).";
+
+const DISCOVER_HELP: &str = "List orchestrators from discovery sources, ask each one \
+GetOrchestrator in parallel (as a gateway does) and print what it offers: eth address, \
+discovery latency, live-video-to-video models with warm/idle/in-use capacity, GPUs, price, and \
+whether it is usable for --model or why it was dropped (unreachable, timeout, incapable, \
+no_capacity, bad_response). Usable orchestrators come first, in the order a go-livepeer \
+gateway would try them: warm first, then lowest latency.\n\n\
+Sources can be combined; an orchestrator named twice is asked once:\n\
+  --static URI...   a fixed list (like go-livepeer's -orchAddr)\n\
+  --webhook URL     GET answering [{address, score}] (like -orchWebhookUrl)\n\
+  --naap URL        a NaaP API: GET URL/v1/discover/orchestrators?caps=live-video-to-video/MODEL\n\n\
+Exit codes: 0 at least one orchestrator is usable; 1 none is, or a source failed; 2 usage \
+error (no source, a bad address or URL, --chain: on-chain discovery is not built yet).";
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Orchestrators to ask: host:port, https://host:port or http://host:port (repeatable).
+    #[arg(long = "static", value_name = "URI", num_args = 1..)]
+    pub static_uris: Vec<String>,
+    /// A discovery webhook answering a JSON array of {address, score}.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// The base URL of a NaaP discovery API.
+    #[arg(long, value_name = "URL")]
+    pub naap: Option<String>,
+    /// On-chain discovery through an Ethereum JSON-RPC URL (not built yet).
+    #[arg(long, value_name = "RPC_URL", num_args = 0..=1, default_missing_value = "")]
+    pub chain: Option<String>,
+    /// The live video-to-video model an orchestrator must offer to be usable.
+    #[arg(long, default_value = "noop")]
+    pub model: String,
+    /// Timeout of each source request and of each GetOrchestrator (connection included).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the inventory as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Where a probe or run ships its records: `--collector URL --key FILE [--spool DIR]`.
 #[derive(Debug, Clone, Args)]
@@ -349,6 +390,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Run(args) => run_scenario(args).await,
         Command::Keygen(args) => run_keygen(&args),
         Command::ShipSpool(args) => run_ship_spool(args).await,
+        Command::Discover(args) => run_discover(args).await,
     };
     match result {
         Ok(code) => code,
@@ -519,6 +561,84 @@ async fn ship_and_adjust(
             if code == EXIT_OK { EXIT_FAILED } else { code }
         }
     }
+}
+
+/// `lvt discover`: reads the sources, asks every candidate GetOrchestrator, prints the
+/// inventory, and exits 0 only when some orchestrator is usable.
+async fn run_discover(args: DiscoverArgs) -> Result<u8, CliError> {
+    use lvt_gateway::discovery::{
+        self, DiscoverySource as _, InventoryOptions, NaapSource, Source, StaticSource,
+        WebhookSource,
+    };
+    if args.chain.is_some() {
+        return Err(CliError::Usage(
+            "on-chain discovery is not built yet; use --static, --webhook or --naap".into(),
+        ));
+    }
+    let check_url = |flag: &str, url: &str| {
+        reqwest::Url::parse(url)
+            .map(|_| ())
+            .map_err(|e| CliError::Usage(format!("--{flag} {url:?}: {e}")))
+    };
+    let mut sources = Vec::new();
+    if !args.static_uris.is_empty() {
+        let source = StaticSource::from_addresses(args.static_uris.iter().cloned());
+        // Addresses are checked here so that a typo is a usage error, not a failed source.
+        source
+            .resolve()
+            .map_err(|e| CliError::Usage(format!("--static: {e}")))?;
+        sources.push(Source::Static(source));
+    }
+    if let Some(url) = &args.webhook {
+        check_url("webhook", url)?;
+        sources.push(Source::Webhook(WebhookSource {
+            url: url.clone(),
+            timeout: args.timeout,
+        }));
+    }
+    if let Some(base_url) = &args.naap {
+        check_url("naap", base_url)?;
+        sources.push(Source::Naap(NaapSource {
+            base_url: base_url.clone(),
+            model: args.model.clone(),
+            timeout: args.timeout,
+        }));
+    }
+    if sources.is_empty() {
+        return Err(CliError::Usage(
+            "no discovery source: give --static URI..., --webhook URL or --naap URL".into(),
+        ));
+    }
+    let http = probe::http_client()
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
+    let mut lists = Vec::with_capacity(sources.len());
+    for source in &sources {
+        let found = source
+            .candidates(&http)
+            .await
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
+        lists.push(found);
+    }
+    let candidates = discovery::merge(lists);
+    let opts = InventoryOptions {
+        model_id: args.model,
+        timeout: args.timeout,
+        ..InventoryOptions::default()
+    };
+    let inventory = discovery::inventory(candidates, &opts).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&inventory).map_err(|e| CliError::Failed(e.into()))?
+        );
+    } else {
+        print!("{}", inventory.table());
+    }
+    Ok(if inventory.usable().next().is_some() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 /// `lvt keygen`: writes the key pair and prints what the collector's operator needs.

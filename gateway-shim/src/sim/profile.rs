@@ -62,6 +62,9 @@ pub struct Profile {
     /// Seed of every random choice (latency jitter, manifest ids). The same seed gives the same
     /// jitter sequence and the same faults.
     pub seed: u64,
+    /// Delay before answering every `GetOrchestrator` call, in milliseconds: a slow or distant
+    /// orchestrator as discovery sees it (it times out, or ranks behind faster ones).
+    pub get_orchestrator_delay_ms: u64,
 }
 
 impl Default for Profile {
@@ -80,6 +83,7 @@ impl Default for Profile {
             stall_s: 0.0,
             slow: false,
             seed: 0,
+            get_orchestrator_delay_ms: 0,
         }
     }
 }
@@ -269,6 +273,12 @@ impl Profile {
         }
         if self.slow {
             parts.push("slow".into());
+        }
+        if self.get_orchestrator_delay_ms > 0 {
+            parts.push(format!(
+                "GetOrchestrator after {} ms",
+                self.get_orchestrator_delay_ms
+            ));
         }
         parts.join(", ")
     }

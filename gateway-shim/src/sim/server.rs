@@ -358,6 +358,11 @@ impl crate::grpc::Orchestrator for GrpcService {
     ) -> Result<tonic::Response<proto::OrchestratorInfo>, tonic::Status> {
         let req = request.into_inner();
         let shared = &self.shared;
+        let delay_ms = shared.cfg.profile.get_orchestrator_delay_ms;
+        if delay_ms > 0 {
+            // The delay comes before any answer, capped or not, as a distant node's would.
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        }
         // Offchain orchestrators do not verify `sig`, so neither does the simulator.
         let asks_live = req.capabilities.as_ref().is_some_and(|caps| {
             crate::grpc::has_capability(&caps.bitstring, CAPABILITY_LIVE_VIDEO_TO_VIDEO)

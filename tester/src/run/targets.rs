@@ -1,24 +1,24 @@
 //! Turning a scenario's `targets` section into the orchestrators a run tests: explicit URIs as
 //! given, or a discovery answer (a static list or a webhook's) ranked by score, filtered by
-//! `min_score` and capped by `max_targets`. Network selection through a gateway is rejected
-//! until that runner exists.
+//! `min_score` and capped by `max_targets`. The static list and the webhook are read by
+//! `lvt_gateway::discovery`, the same sources `lvt discover` uses; this module only ranks.
+//! Network selection through a gateway is rejected until that runner exists.
 
 use std::cmp::Ordering;
 use std::time::Duration;
 
+use lvt_gateway::discovery::{
+    Candidate, DiscoverySource as _, SourceError, StaticEntry, StaticSource, WebhookSource,
+};
 use lvt_gateway::live::{OrchestratorUri, UriError};
-use serde::Deserialize;
 use thiserror::Error;
 
-use crate::scenario::{DiscoveredOrchestrator, Targets};
-
-/// A webhook answer larger than this is not a list of orchestrators.
-const MAX_WEBHOOK_BODY_BYTES: usize = 4 << 20;
+use crate::scenario::Targets;
 
 /// Why the targets could not be resolved. Every variant names where the bad data came from.
 #[derive(Debug, Error)]
 pub enum TargetError {
-    /// An address (explicit, static or from the webhook) is not an orchestrator URI.
+    /// An address (explicit, static or from the webhook) is not an orchestrator address.
     #[error("{origin}: target {address:?} is not an orchestrator address: {source}")]
     BadAddress {
         origin: String,
@@ -32,10 +32,8 @@ pub enum TargetError {
     /// The webhook answered with an error status.
     #[error("discovery webhook {url} answered HTTP {status}, expected 200 with a JSON array")]
     WebhookStatus { url: String, status: u16 },
-    /// The webhook's body is not a JSON array of `{address, score}`.
-    #[error(
-        "discovery webhook {url}: the answer is not a JSON array of {{address, score}}: {detail}"
-    )]
+    /// The webhook's body is not a JSON array of `{address, score}` (or is too large).
+    #[error("discovery webhook {url}: {detail}")]
     WebhookBody { url: String, detail: String },
     /// Network selection is not built yet.
     #[error(
@@ -45,15 +43,6 @@ pub enum TargetError {
     /// Nothing left to test.
     #[error("{origin}: no targets to test{why}")]
     Empty { origin: String, why: String },
-}
-
-/// One entry of a webhook answer; unlike the scenario's static list, unknown fields are
-/// tolerated (go-livepeer's webhook format may grow), and a missing or null score is 0.
-#[derive(Debug, Deserialize)]
-struct WebhookEntry {
-    address: String,
-    #[serde(default)]
-    score: Option<f64>,
 }
 
 /// Resolves `targets` to the orchestrators to test, in test order.
@@ -80,28 +69,59 @@ pub async fn resolve(
             orchestrators,
             max_targets,
             min_score,
-        } => rank(
-            "targets (static list)",
-            orchestrators.clone(),
-            *max_targets,
-            *min_score,
-        ),
+        } => {
+            let origin = "targets (static list)";
+            let source = StaticSource {
+                orchestrators: orchestrators
+                    .iter()
+                    .map(|o| StaticEntry {
+                        address: o.address.clone(),
+                        score: Some(o.score),
+                    })
+                    .collect(),
+            };
+            let found = source.resolve().map_err(|e| source_error(origin, "", e))?;
+            rank(origin, found, *max_targets, *min_score)
+        }
         Targets::Webhook {
             url,
             max_targets,
             min_score,
             timeout_ms,
         } => {
-            let found =
-                fetch_webhook(http, url, Duration::from_millis(u64::from(*timeout_ms))).await?;
-            rank(
-                &format!("discovery webhook {url}"),
-                found,
-                *max_targets,
-                *min_score,
-            )
+            let origin = format!("discovery webhook {url}");
+            let source = WebhookSource {
+                url: url.clone(),
+                timeout: Duration::from_millis(u64::from(*timeout_ms)),
+            };
+            let found = source
+                .candidates(http)
+                .await
+                .map_err(|e| source_error(&origin, url, e))?;
+            rank(&origin, found, *max_targets, *min_score)
         }
         Targets::Network { .. } => Err(TargetError::NotBuilt),
+    }
+}
+
+/// Maps a discovery source's error to this module's, which callers and messages know.
+fn source_error(origin: &str, url: &str, e: SourceError) -> TargetError {
+    let url = url.to_string();
+    match e {
+        SourceError::BadAddress {
+            address, source, ..
+        } => TargetError::BadAddress {
+            origin: origin.to_string(),
+            address,
+            source,
+        },
+        SourceError::Request { detail, .. } => TargetError::WebhookRequest { url, detail },
+        SourceError::Status { status, .. } => TargetError::WebhookStatus { url, status },
+        SourceError::Body { detail, .. } => TargetError::WebhookBody { url, detail },
+        SourceError::TooLarge { limit_bytes, .. } => TargetError::WebhookBody {
+            url,
+            detail: format!("the body is larger than {limit_bytes} bytes"),
+        },
     }
 }
 
@@ -124,29 +144,26 @@ fn dedup(uris: Vec<OrchestratorUri>) -> Vec<OrchestratorUri> {
     out
 }
 
-/// Sorts a discovery answer by score (highest first, ties by address), drops those below
-/// `min_score`, parses the addresses and keeps at most `max_targets`.
+/// Sorts a discovery answer by score (highest first, a missing score counting as 0, ties by
+/// address), drops those below `min_score` and keeps at most `max_targets`.
 fn rank(
     origin: &str,
-    mut found: Vec<DiscoveredOrchestrator>,
+    mut found: Vec<Candidate>,
     max_targets: Option<u32>,
     min_score: Option<f64>,
 ) -> Result<Vec<OrchestratorUri>, TargetError> {
     let total = found.len();
+    let score = |c: &Candidate| c.score.unwrap_or(0.0);
     if let Some(min) = min_score {
-        found.retain(|o| o.score >= min);
+        found.retain(|c| score(c) >= min);
     }
     found.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
+        score(b)
+            .partial_cmp(&score(a))
             .unwrap_or(Ordering::Equal)
-            .then_with(|| a.address.cmp(&b.address))
+            .then_with(|| a.uri.to_string().cmp(&b.uri.to_string()))
     });
-    let uris = found
-        .iter()
-        .map(|o| parse_address(origin, &o.address))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut uris = dedup(uris);
+    let mut uris = dedup(found.into_iter().map(|c| c.uri).collect());
     if let Some(max) = max_targets {
         uris.truncate(max as usize);
     }
@@ -164,71 +181,10 @@ fn rank(
     Ok(uris)
 }
 
-async fn fetch_webhook(
-    http: &reqwest::Client,
-    url: &str,
-    timeout: Duration,
-) -> Result<Vec<DiscoveredOrchestrator>, TargetError> {
-    let request_error = |e: reqwest::Error| TargetError::WebhookRequest {
-        url: url.to_string(),
-        detail: if e.is_timeout() {
-            format!("no answer within {} ms", timeout.as_millis())
-        } else {
-            format!("request failed: {}", error_chain(&e))
-        },
-    };
-    let mut resp = http
-        .get(url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(request_error)?;
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(TargetError::WebhookStatus {
-            url: url.to_string(),
-            status: resp.status().as_u16(),
-        });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(request_error)? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_WEBHOOK_BODY_BYTES {
-            return Err(TargetError::WebhookBody {
-                url: url.to_string(),
-                detail: format!("the body is larger than {MAX_WEBHOOK_BODY_BYTES} bytes"),
-            });
-        }
-    }
-    let entries: Vec<WebhookEntry> =
-        serde_json::from_slice(&body).map_err(|e| TargetError::WebhookBody {
-            url: url.to_string(),
-            detail: e.to_string(),
-        })?;
-    Ok(entries
-        .into_iter()
-        .map(|e| DiscoveredOrchestrator {
-            address: e.address,
-            score: e.score.unwrap_or(0.0),
-        })
-        .collect())
-}
-
-/// The error and its causes on one line: reqwest's own message alone ("error sending request")
-/// hides whether the connection was refused or the name did not resolve.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::DiscoveredOrchestrator;
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -375,6 +331,8 @@ mod tests {
         assert_eq!(strings(&got), ["https://high.example:8935"]);
     }
 
+    /// How each source error reaches the user through `resolve`; the source's own parsing is
+    /// tested in `lvt_gateway::discovery`.
     #[tokio::test]
     async fn webhook_errors_name_the_url_and_the_problem() {
         let base = serve(
@@ -384,7 +342,6 @@ mod tests {
                     get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
                 )
                 .route("/garbage", get(|| async { "<html>not json</html>" }))
-                .route("/object", get(|| async { r#"{"address": "a:1"}"# }))
                 .route(
                     "/badaddr",
                     get(|| async { r#"[{"address": "ftp://a:1"}]"# }),
@@ -416,8 +373,6 @@ mod tests {
         let (e, text) = err("/garbage").await;
         assert!(matches!(e, TargetError::WebhookBody { .. }), "{text}");
         assert!(text.contains("not a JSON array"), "{text}");
-        let (e, _) = err("/object").await;
-        assert!(matches!(e, TargetError::WebhookBody { .. }));
         let (e, text) = err("/badaddr").await;
         assert!(matches!(e, TargetError::BadAddress { .. }), "{text}");
         let (e, text) = err("/empty").await;

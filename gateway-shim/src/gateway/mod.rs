@@ -1,0 +1,26 @@
+//! The gateway's decision core: which orchestrator to try at start, and when to leave it.
+//!
+//! Everything here is sans-IO: no sockets, no clocks, no tasks. Time enters as `now_ms`
+//! (milliseconds on a monotonic clock whose origin the driver chooses), and decisions leave
+//! through `poll_*` methods, so every timing rule of go-livepeer's live video gateway is tested
+//! to the millisecond without sleeping. The IO driver that will feed these cores (job start,
+//! trickle channels, events) is not built yet; docs/gateway.md says what it will do.
+//!
+//! - [`select`]: the candidate view, the [`SelectionStrategy`] trait with go-livepeer's default
+//!   order ([`GoLivepeerDefault`]) and an SLA score weighted draw ([`ScoreWeightedRandom`]), and
+//!   [`StartAttempts`], the "up to 20 tries within 2 s" loop.
+//! - [`swap`]: [`SwapMonitor`], the mid-stream triggers, the swap chain limit ("Too many
+//!   swaps"), [`Suspensions`] and the [`SwapRecord`]s with their output freeze.
+
+pub mod select;
+pub mod swap;
+
+pub use select::{
+    Attempt, AttemptError, AttemptResult, Candidate, GiveUpCause, GoLivepeerDefault, Next,
+    NoOrchestratorsAvailable, Price, ScoreWeightedRandom, SelectionStrategy, StartAttempts,
+    StartLimits,
+};
+pub use swap::{
+    Decision, EndReason, SuspendReason, Suspension, Suspensions, SwapCause, SwapConfig, SwapError,
+    SwapMonitor, SwapRecord,
+};

@@ -1,0 +1,163 @@
+//! `lvt discover` as a user runs it: simulated orchestrators in this process, the binary's
+//! exit codes, its JSON and its table.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::start_sim;
+use lvt_gateway::sim::Profile;
+use serde_json::Value;
+
+const LVT: &str = env!("CARGO_BIN_EXE_lvt");
+
+async fn lvt(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+    tokio::task::spawn_blocking(move || Command::new(LVT).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A port that was just free: nothing listens there.
+fn closed_port_uri() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+#[tokio::test]
+async fn discover_static_json_lists_usable_first_and_drops_with_reasons() {
+    let (good, _stop_good) = start_sim(Profile::default(), true).await;
+    let (busy, _stop_busy) = start_sim(
+        Profile {
+            capacity: 0,
+            ..Profile::default()
+        },
+        false,
+    )
+    .await;
+    let closed = closed_port_uri();
+    let out = lvt(&[
+        "discover",
+        "--static",
+        &closed,
+        &busy.uri,
+        &good.uri,
+        "--json",
+        "--timeout",
+        "5s",
+    ])
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["model_id"], "noop");
+    let entries = json["entries"].as_array().unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["uri"].as_str().unwrap(),
+                e["status"].as_str().unwrap(),
+                e["reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (good.uri.as_str(), "usable", None),
+            (closed.as_str(), "dropped", Some("unreachable")),
+            (busy.uri.as_str(), "dropped", Some("no_capacity")),
+        ]
+    );
+    let usable = &entries[0];
+    assert_eq!(usable["source"], "static");
+    assert!(usable["latency_ms"].as_u64().is_some());
+    assert_eq!(
+        usable["info"]["eth_address"].as_str().unwrap(),
+        good.eth_address.to_lowercase()
+    );
+    let models: Vec<&str> = usable["info"]["live_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["noop", "streamdiffusion"]);
+}
+
+#[tokio::test]
+async fn discover_table_and_exit_codes() {
+    let (good, _stop) = start_sim(Profile::default(), true).await;
+    // A model the simulator does not offer: nothing usable, exit 1, the reason in the table.
+    let out = lvt(&["discover", "--static", &good.uri, "--model", "nope"]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.starts_with("URI"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "dropped: incapable (model nope not offered (offers: noop, streamdiffusion))"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 of 1 candidate(s) usable for live-video-to-video/nope"),
+        "{stdout}"
+    );
+
+    let out = lvt(&["discover", "--chain"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("on-chain discovery is not built yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = lvt(&["discover"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no discovery source"));
+    let out = lvt(&["discover", "--static", "ftp://x:1"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--static"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn discover_reads_a_webhook_and_fails_when_it_is_down() {
+    let (good, _stop) = start_sim(Profile::default(), true).await;
+    let body = format!(
+        r#"[{{"address": "{}", "score": 0.5, "name": "x"}}]"#,
+        good.uri
+    );
+    let router = axum::Router::new().route(
+        "/orchs",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = format!("http://{addr}/orchs");
+    let out = lvt(&["discover", "--webhook", &url, "--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["entries"][0]["source"], "webhook");
+    assert_eq!(json["entries"][0]["score"], 0.5);
+
+    let down = format!("{}/orchs", closed_port_uri());
+    let out = lvt(&["discover", "--webhook", &down]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("discovery webhook {down}: request failed")),
+        "{}",
+        text(&out.stderr)
+    );
+}
