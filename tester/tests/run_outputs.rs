@@ -4,7 +4,7 @@
 
 use lvt_schema::{
     Complexity, Failure, FailureClass, FpsSummary, LatencySummary, Outcome, SessionMetrics,
-    SessionReport, TargetMode,
+    SessionReport,
 };
 use lvt_tester::run::output::{RunReport, exit_code, write_outputs};
 use lvt_tester::run::record::{ScenarioIdentity, SessionRecord, StartKind, StopReason};
@@ -61,24 +61,15 @@ fn session(
         queue_delay_ms: 0.0,
         startup_from_schedule_ms: startup_ms,
         report: SessionReport {
-            schema_version: lvt_schema::SCHEMA_VERSION,
-            session_id: format!("session-{index}"),
-            started_at_unix_ms: 1_764_000_000_000 + index as i64 * 2500,
             ended_at_unix_ms: 1_764_000_010_000 + index as i64 * 2500,
-            mode: TargetMode::Direct,
-            orchestrator: None,
-            gpu: None,
-            pipeline: "live-video-to-video".into(),
-            model_id: "noop".into(),
-            prompt: None,
             outcome,
             failure,
             metrics,
-            runner: Default::default(),
-            is_test_load: true,
-            region: None,
-            tester_version: None,
-            scenario: None,
+            ..SessionReport::new(
+                format!("session-{index}"),
+                "noop",
+                1_764_000_000_000 + index as i64 * 2500,
+            )
         },
     }
 }

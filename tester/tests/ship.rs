@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use lvt_gateway::sim::Profile;
 use lvt_schema::sign::{self, BatchSignature, SigningKey, VerifyingKey};
-use lvt_schema::{Outcome, SCHEMA_VERSION, SessionMetrics, SessionReport, TargetMode};
+use lvt_schema::{Outcome, SessionMetrics, SessionReport};
 use lvt_tester::ship::{SendError, ShipError, ShipOptions, Shipper, spool_batch, spool_files};
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
@@ -157,27 +157,19 @@ fn test_key() -> SigningKey {
 
 fn record(n: usize) -> SessionReport {
     SessionReport {
-        schema_version: SCHEMA_VERSION,
-        session_id: format!("00000000-0000-4000-8000-{n:012}"),
-        started_at_unix_ms: 1_764_270_000_000 + n as i64,
         ended_at_unix_ms: 1_764_270_030_000 + n as i64,
-        mode: TargetMode::Direct,
-        orchestrator: None,
-        gpu: None,
-        pipeline: "live-video-to-video".into(),
-        model_id: "noop".into(),
-        prompt: None,
         outcome: Outcome::Passed,
-        failure: None,
         metrics: SessionMetrics {
             startup_ms: Some(2100.5),
             ..SessionMetrics::default()
         },
-        runner: Default::default(),
-        is_test_load: true,
         region: Some("eu-west".into()),
         tester_version: Some("lvt test".into()),
-        scenario: None,
+        ..SessionReport::new(
+            format!("00000000-0000-4000-8000-{n:012}"),
+            "noop",
+            1_764_270_000_000 + n as i64,
+        )
     }
 }
 

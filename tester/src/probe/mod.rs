@@ -20,7 +20,6 @@ use lvt_gateway::trickle::{TrickleError, TricklePublisher, TrickleSubscriber};
 use lvt_media::ts::TsDemuxer;
 use lvt_schema::{
     Complexity, Failure, FailureClass, Gpu, OrchestratorRef, Outcome, PromptRef, SessionReport,
-    TargetMode,
 };
 use serde_json::Value;
 use tokio::time::Instant;
@@ -208,32 +207,23 @@ impl Probe {
     fn new(opts: &ProbeOptions) -> Self {
         let started_at_unix_ms = unix_ms();
         let report = SessionReport {
-            schema_version: lvt_schema::SCHEMA_VERSION,
-            session_id: uuid::Uuid::now_v7().to_string(),
-            started_at_unix_ms,
-            ended_at_unix_ms: started_at_unix_ms,
-            mode: TargetMode::Direct,
             orchestrator: Some(OrchestratorRef {
                 address: None,
                 uri: opts.target.to_string(),
                 cert_sha256: None,
             }),
-            gpu: None,
-            pipeline: "live-video-to-video".to_string(),
-            model_id: opts.model_id.clone(),
             prompt: Some(PromptRef {
                 id: opts.prompt_id.clone(),
                 complexity: opts.complexity,
                 params_hash: params_hash(&opts.params),
             }),
-            outcome: Outcome::UnscoredIndeterminate,
-            failure: None,
-            metrics: Default::default(),
-            runner: Default::default(),
-            is_test_load: true,
-            region: None,
             tester_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             scenario: opts.scenario.clone(),
+            ..SessionReport::new(
+                uuid::Uuid::now_v7().to_string(),
+                opts.model_id.clone(),
+                started_at_unix_ms,
+            )
         };
         Self {
             clock: Clock::start(),

@@ -303,26 +303,7 @@ mod tests {
     use lvt_schema::{Complexity, Failure, FailureClass, LatencySummary, SessionReport};
 
     fn record(outcome: Outcome, startup_ms: Option<f64>, e2e_ms: Option<f64>) -> SessionRecord {
-        let mut report = SessionReport {
-            schema_version: lvt_schema::SCHEMA_VERSION,
-            session_id: "s".into(),
-            started_at_unix_ms: 0,
-            ended_at_unix_ms: 0,
-            mode: lvt_schema::TargetMode::Direct,
-            orchestrator: None,
-            gpu: None,
-            pipeline: "live-video-to-video".into(),
-            model_id: "noop".into(),
-            prompt: None,
-            outcome,
-            failure: None,
-            metrics: Default::default(),
-            runner: Default::default(),
-            is_test_load: true,
-            region: None,
-            tester_version: None,
-            scenario: None,
-        };
+        let mut report = SessionReport::new("s", "noop", 0);
         report.outcome = outcome;
         report.metrics.startup_ms = startup_ms;
         report.metrics.e2e_latency_ms = e2e_ms.map(|p50| LatencySummary {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use lvt_schema::{
     Complexity, Failure, FailureClass, FpsSummary, LatencySummary, Outcome, SessionMetrics,
-    SessionReport, Swap, TargetMode,
+    SessionReport, Swap,
 };
 
 use crate::run::junit::{escape_attr, escape_xml};
@@ -25,27 +25,13 @@ struct SessionBuilder {
 
 fn session(index: u64) -> SessionBuilder {
     let report = SessionReport {
-        schema_version: lvt_schema::SCHEMA_VERSION,
-        session_id: format!("s{index}"),
-        started_at_unix_ms: 1_700_000_000_000,
         ended_at_unix_ms: 1_700_000_010_000,
-        mode: TargetMode::Direct,
-        orchestrator: None,
-        gpu: None,
-        pipeline: "live-video-to-video".into(),
-        model_id: "noop".into(),
-        prompt: None,
         outcome: Outcome::Passed,
-        failure: None,
         metrics: SessionMetrics {
             job_start_ms: Some(40.0),
             ..SessionMetrics::default()
         },
-        runner: Default::default(),
-        is_test_load: true,
-        region: None,
-        tester_version: None,
-        scenario: None,
+        ..SessionReport::new(format!("s{index}"), "noop", 1_700_000_000_000)
     };
     SessionBuilder {
         record: SessionRecord {
