@@ -345,6 +345,10 @@ pub struct DemoArgs {
     /// Also write run.json, junit.xml and report.html into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Exit after printing; by default, on a terminal, the embedded collector and its dashboard
+    /// keep running until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
 }
 
 /// Sets up `tracing` from RUST_LOG. Without it: `lvt sim` and `lvt trickle serve` log at info
@@ -382,6 +386,7 @@ pub async fn run(cli: Cli) -> u8 {
                 session_duration: args.duration,
                 json: args.json,
                 out: args.out,
+                exit: args.exit,
             })
             .await
         }

@@ -1,6 +1,9 @@
-//! `lvt demo`: the whole loop on one machine. Starts the built-in simulated fleet, runs the
-//! shipped `sla-hourly` scenario against every orchestrator (all three prompt complexities),
-//! and prints the per-target x complexity summary and one ranking table, best first.
+//! `lvt demo`: the whole loop on one machine. Starts the built-in simulated fleet and an
+//! embedded collector (SQLite in a temporary directory), runs the shipped `sla-hourly` scenario
+//! against every orchestrator (all three prompt complexities), prints the per-target x
+//! complexity summary and one ranking table, ships the run's signed records into the collector,
+//! prints the SLA table read back from its public API, and (on a terminal) leaves the dashboard
+//! running until Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +11,9 @@ use std::time::Duration;
 
 use lvt_gateway::live::OrchestratorUri;
 use lvt_gateway::sim::{self, FleetConfig};
-use lvt_schema::Outcome;
+use std::io::IsTerminal;
+
+use lvt_schema::{Outcome, SessionReport};
 
 use crate::cli::{CliError, EXIT_OK, ctrl_c_token};
 use crate::report;
@@ -32,6 +37,9 @@ pub struct DemoOptions {
     pub json: bool,
     /// Also write run.json, junit.xml and report.html here.
     pub out: Option<PathBuf>,
+    /// Exit after printing instead of keeping the collector and its dashboard up until Ctrl-C
+    /// (they are only kept up when stdout is a terminal anyway).
+    pub exit: bool,
 }
 
 /// Runs the demo and returns the exit code: 0 when the tables could be produced. Threshold
@@ -145,7 +153,196 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
          1 s..8 s + 0.3 e2e p50 100..3000 ms); failed = 0; busy = unscored, not failed \
          (docs/metrics.md)"
     );
+
+    let records: Vec<SessionReport> = report.sessions.iter().map(|s| s.report.clone()).collect();
+    let collector = collector::start()
+        .await
+        .map_err(|e| failed(anyhow::anyhow!("cannot start the embedded collector: {e}")))?;
+    let shipped = collector
+        .ship(&records)
+        .await
+        .map_err(|e| failed(anyhow::anyhow!("cannot ship the run to the collector: {e}")))?;
+    eprintln!(
+        "lvt demo: shipped {} signed record(s) to the embedded collector at {} (inserted {})",
+        shipped.records, collector.url, shipped.inserted
+    );
+    let sla = collector
+        .sla_orchestrators()
+        .await
+        .map_err(|e| failed(anyhow::anyhow!("cannot read the SLA table back: {e}")))?;
+    let mut by_address = BTreeMap::new();
+    for o in &sims {
+        by_address.insert(o.eth_address.to_lowercase(), o.name.clone());
+    }
+    for (uri, (name, _)) in &names {
+        by_address.insert(uri.clone(), name.clone());
+    }
+    println!(
+        "\nSLA scores read back from {}/v1/sla/orchestrators:\n",
+        collector.url
+    );
+    print!(
+        "{}",
+        report::table(SLA_HEADER, &sla_rows(&sla, &by_address))
+    );
+    println!(
+        "\nSLA: NaaP quality-benchmark-v1 on the collector's sums (docs/sla.md); latency and FPS \
+         score 0.5 until a cohort has 48 benchmark rows, so on a fresh collector the SLA ranks \
+         reliability."
+    );
+    if !opts.exit && std::io::stdout().is_terminal() {
+        println!(
+            "\ndashboard: {}/  (the collector keeps running; Ctrl-C to stop)",
+            collector.url
+        );
+        let stop = ctrl_c_token();
+        stop.cancelled().await;
+    }
+    collector.stop().await;
     Ok(EXIT_OK)
+}
+
+/// Header of [`sla_rows`].
+pub const SLA_HEADER: &[&str] = &[
+    "rank",
+    "orchestrator",
+    "sla score",
+    "reliability",
+    "startup success [95% CI]",
+    "sessions",
+    "busy rate",
+];
+
+/// The collector's `/v1/sla/orchestrators` answer as table rows; no data prints `-`.
+pub fn sla_rows(answer: &serde_json::Value, names: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+    let num = |v: &serde_json::Value, digits: usize| {
+        v.as_f64()
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+    };
+    answer["orchestrators"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            let id = o["orchestrator"].as_str().unwrap_or("-");
+            let name = names
+                .get(&id.to_lowercase())
+                .cloned()
+                .unwrap_or_else(|| id.to_string());
+            let score = &o["score"];
+            let startup = &score["startup_success"];
+            let startup_cell = if startup.is_object() {
+                format!(
+                    "{} [{}, {}]",
+                    num(&startup["rate"], 2),
+                    num(&startup["ci95_low"], 2),
+                    num(&startup["ci95_high"], 2)
+                )
+            } else {
+                "-".to_string()
+            };
+            vec![
+                o["rank"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_string(), |r| r.to_string()),
+                name,
+                num(&score["sla_score"], 1),
+                num(&score["reliability"], 3),
+                startup_cell,
+                score["sessions"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                num(&score["busy_rate"], 2),
+            ]
+        })
+        .collect()
+}
+
+/// The embedded collector: `lvt-collector` in this process with an SQLite file in a temporary
+/// directory and one agent key made for this run.
+mod collector {
+    use std::path::PathBuf;
+
+    use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+    use lvt_schema::SessionReport;
+    use lvt_schema::sign;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::ship::{ShipOptions, ShipOutcome, Shipper};
+
+    pub struct Embedded {
+        pub url: String,
+        dir: PathBuf,
+        shipper: Shipper,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), lvt_collector::server::RunError>>,
+    }
+
+    pub async fn start() -> anyhow::Result<Embedded> {
+        let dir = std::env::temp_dir().join(format!(
+            "lvt-demo-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let (secret, public) = sign::generate_keypair();
+        let settings_path = dir.join("collector.toml");
+        std::fs::write(
+            &settings_path,
+            format!(
+                "[[agents]]\nid = \"lvt-demo\"\nregion = \"local\"\npublic_key = \"{}\"\n",
+                sign::public_key_line(&public).trim()
+            ),
+        )?;
+        let settings = Settings::load(&settings_path)?;
+        let store: StoreSpec = format!("sqlite:{}", dir.join("collector.db").display()).parse()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(lvt_collector::run(
+            listener,
+            CollectorConfig { store, settings },
+            async move { s.cancelled().await },
+        ));
+        let options = ShipOptions {
+            spool_dir: dir.join("spool"),
+            ..ShipOptions::default()
+        };
+        let shipper = Shipper::new(&url, secret, options)?;
+        Ok(Embedded {
+            url,
+            dir,
+            shipper,
+            stop,
+            task,
+        })
+    }
+
+    impl Embedded {
+        pub async fn ship(&self, records: &[SessionReport]) -> anyhow::Result<ShipOutcome> {
+            Ok(self.shipper.ship(records).await?)
+        }
+
+        pub async fn sla_orchestrators(&self) -> anyhow::Result<serde_json::Value> {
+            let answer = reqwest::get(format!("{}/v1/sla/orchestrators", self.url))
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok(answer)
+        }
+
+        pub async fn stop(self) {
+            self.stop.cancel();
+            if let Ok(Err(e)) = self.task.await {
+                eprintln!("lvt demo: the embedded collector stopped with an error: {e}");
+            }
+            // The database only lived for the demo.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 /// One orchestrator's line of the ranking.

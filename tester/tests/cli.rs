@@ -144,6 +144,33 @@ async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
     assert!(ranking[3].1.contains("0/0/3"), "busy is unscored: {stdout}");
     assert!(ranking[3].1.contains("unscored"), "{stdout}");
 
+    // The run went into the embedded collector and its SLA table was read back: busy is
+    // unscored (no rank, no score), the orchestrator whose streams crash scores below the
+    // healthy ones.
+    assert!(
+        stdout.contains("SLA scores read back from http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let sla: Vec<Vec<String>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("rank  orchestrator  sla score"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    let sla_of = |name: &str| {
+        sla.iter()
+            .find(|row| row[1] == name)
+            .unwrap_or_else(|| panic!("{name} missing from the SLA table: {stdout}"))
+            .clone()
+    };
+    assert_eq!(sla.len(), 4, "{stdout}");
+    let busy = sla_of("busy");
+    assert_eq!((busy[0].as_str(), busy[2].as_str()), ("-", "-"), "{stdout}");
+    let score = |name: &str| sla_of(name)[2].parse::<f64>().expect("a score");
+    assert!(score("flaky") < score("good"), "{stdout}");
+    assert!(score("flaky") < score("slow"), "{stdout}");
+
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["scenario"]["id"], "sla-hourly");

@@ -7,7 +7,7 @@
 //! as integer millionths of their unit so that merging is exact and associative, whatever the
 //! order in which a store adds cells up.
 
-use lvt_schema::{FailureClass, Outcome, SessionReport};
+use lvt_schema::{FailureClass, Outcome, SessionReport, TargetMode};
 use serde::{Deserialize, Serialize};
 
 use super::histogram::{FpsHistogram, LatencyHistogram};
@@ -268,7 +268,7 @@ impl CellSums {
         }
         let swaps = metrics.swaps.len() as u64;
         self.swaps = self.swaps.saturating_add(swaps);
-        if swaps == 0 {
+        if swaps == 0 && !gateway_would_swap(session) {
             bump(&mut self.no_swap);
         }
         self.stalls = self.stalls.saturating_add(u64::from(metrics.stalls.count));
@@ -325,4 +325,24 @@ fn only_loading(states_seen: &[String]) -> bool {
         && states_seen
             .iter()
             .all(|state| state.eq_ignore_ascii_case("LOADING"))
+}
+
+/// Whether a directly tested session failed, after its output started, in a way on which
+/// go-livepeer's gateway swaps orchestrators (publish 404, output or events timeout, runner
+/// error, protocol error). In direct mode the tester cannot swap, so `metrics.swaps` stays
+/// empty; counting such a session as swap-free would let an orchestrator that crashes every
+/// stream keep a perfect no-swap rate.
+fn gateway_would_swap(session: &SessionReport) -> bool {
+    session.outcome == Outcome::Failed
+        && session.mode == TargetMode::Direct
+        && session.failure.as_ref().is_some_and(|f| {
+            matches!(
+                f.class,
+                FailureClass::PublishLost
+                    | FailureClass::OutputTimeout
+                    | FailureClass::EventsTimeout
+                    | FailureClass::RunnerError
+                    | FailureClass::ProtocolError
+            )
+        })
 }

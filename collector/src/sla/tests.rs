@@ -700,3 +700,27 @@ fn sums_survive_a_json_round_trip() {
     let back: CellSums = serde_json::from_str(&json).expect("sums deserialize");
     assert_eq!(back, sums);
 }
+
+/// A direct session whose stream broke after output started (the input channel vanished) is a
+/// session a gateway would have swapped away from: it loses its no-swap, while its startup
+/// still counts as a success.
+#[test]
+fn a_stream_that_broke_mid_session_is_not_swap_free() {
+    let mut crashed = passed(0, 1200.0, Some(150.0), 17.5, 0.4);
+    crashed.outcome = Outcome::Failed;
+    crashed.failure = Some(Failure {
+        class: FailureClass::PublishLost,
+        detail: "input channel gone (404) mid-stream".into(),
+    });
+    let healthy = passed(1, 1100.0, Some(40.0), 30.0, 0.01);
+    let sums = CellSums::from_sessions([&crashed, &healthy]);
+    assert_eq!(sums.startup_attempts, 2);
+    assert_eq!(sums.startup_successes, 2);
+    assert_eq!(sums.no_swap, 1);
+
+    // A start that never produced output is not in the no-swap denominator at all.
+    let never_started = failed(2, FailureClass::StartError);
+    let sums = CellSums::from_sessions([&never_started, &healthy]);
+    assert_eq!(sums.startup_successes, 1);
+    assert_eq!(sums.no_swap, 1);
+}
