@@ -4,7 +4,9 @@
 //! can tell what to fix: body size (413), signature headers (401), key (403), timestamp (409),
 //! nonce (409), signature (401), records (400, with a JSON pointer), then the durable insert
 //! (200). The validation of the body is a pure function ([`validate_records`]); the handler
-//! only adds the clock and the store.
+//! only adds the clock and the store. The checks up to the signature are shared with
+//! `POST /v1/events` ([`crate::events`]) through one function, so both endpoints refuse the same
+//! requests in the same order.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +21,7 @@ use lvt_schema::{SCHEMA_VERSION, SessionReport};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use crate::config::Agent;
 use crate::problem::{Problem, ProblemKind, json_pointer};
 use crate::server::AppState;
 use crate::store::{StoredBatch, StoredResult};
@@ -27,23 +30,7 @@ use crate::store::{StoredBatch, StoredResult};
 pub async fn handle_results_post(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let response = match ingest(&state, request).await {
         Ok(response) => response,
-        Err(problem) => {
-            tracing::debug!(
-                message = "Result batch refused.",
-                status = problem.kind.status().as_u16(),
-                error = %problem.detail
-            );
-            let unread_body = problem.kind == ProblemKind::BodyTooLarge;
-            let mut response = problem.into_response();
-            if unread_body {
-                // The rest of the body was never read, so the connection cannot carry another
-                // request; saying so keeps clients from reusing it and failing their next request.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-            }
-            response
-        }
+        Err(problem) => refusal_response("Result batch refused.", problem),
     };
     state
         .metrics
@@ -51,7 +38,52 @@ pub async fn handle_results_post(State(state): State<Arc<AppState>>, request: Re
     response
 }
 
-async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem> {
+/// The answer to a refused signed batch: the problem, plus `Connection: close` when the body was
+/// left unread.
+pub(crate) fn refusal_response(message: &'static str, problem: Problem) -> Response {
+    tracing::debug!(
+        message,
+        status = problem.kind.status().as_u16(),
+        error = %problem.detail
+    );
+    let unread_body = problem.kind == ProblemKind::BodyTooLarge;
+    let mut response = problem.into_response();
+    if unread_body {
+        // The rest of the body was never read, so the connection cannot carry another
+        // request; saying so keeps clients from reusing it and failing their next request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A signed body that passed every check shared by the signed endpoints.
+pub(crate) struct VerifiedBody {
+    /// The agent whose key signed it.
+    pub agent: Agent,
+    /// The signature headers.
+    pub signature: BatchSignature,
+    /// The body, parsed.
+    pub value: Value,
+    /// The clock reading the timestamp was checked against, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+}
+
+impl VerifiedBody {
+    /// Lowercase hex SHA-256 of the body's canonical bytes (what the signature covers).
+    pub fn canonical_sha256(&self) -> String {
+        hex::encode(Sha256::digest(sign::canonical_bytes(&self.value)))
+    }
+}
+
+/// The checks every signed endpoint runs, in their fixed order: body size (413), signature
+/// headers (401), key (403), timestamp (409), JSON (400), nonce (409), signature (401). What the
+/// body must contain is the caller's to check afterwards.
+pub(crate) async fn verify_signed_body(
+    state: &AppState,
+    request: Request,
+) -> Result<VerifiedBody, Problem> {
     let settings = &state.settings;
     let (parts, body) = request.into_parts();
     let body = read_limited(&parts.headers, body, settings.max_body_bytes).await?;
@@ -107,18 +139,34 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem>
     }
     sign::verify_batch(&agent.public_key, &value, &signature)
         .map_err(|error| Problem::new(ProblemKind::BadSignature, error.to_string()))?;
+    Ok(VerifiedBody {
+        agent: agent.clone(),
+        signature,
+        value,
+        now_ms,
+    })
+}
 
-    let results = validate_records(&value)?;
+async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem> {
+    let verified = verify_signed_body(state, request).await?;
+    let results = validate_records(&verified.value)?;
     if results.is_empty() {
         return Ok(inserted_response(0, 0));
     }
+    let canonical_sha256 = verified.canonical_sha256();
+    let VerifiedBody {
+        agent,
+        signature,
+        now_ms,
+        ..
+    } = verified;
     let batch = StoredBatch {
         agent_id: agent.id.clone(),
         key_id: signature.key_id,
         timestamp_ms: signature.timestamp_ms,
         nonce: signature.nonce,
         signature: signature.signature,
-        canonical_sha256: hex::encode(Sha256::digest(sign::canonical_bytes(&value))),
+        canonical_sha256,
         session_ids: results.iter().map(|r| r.session_id.clone()).collect(),
         received_at_unix_ms: now_ms,
     };

@@ -2,7 +2,9 @@
 //!
 //! The set is small and fixed (ingest requests by status, records inserted and duplicate, store
 //! latency by operation, results stored), so a hand-written registry is clearer than a metrics
-//! framework. The results-stored gauge is read from the store at scrape time.
+//! framework. The results-stored gauge is read from the store at scrape time. Event counters
+//! (`POST /v1/events`) are labelled by family, with every name outside the protocol reference
+//! pooled as `unknown`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +32,35 @@ pub struct Metrics {
     records_inserted: AtomicU64,
     records_duplicate: AtomicU64,
     store_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    events_requests_by_status: Mutex<BTreeMap<u16, u64>>,
+    /// Newly stored usable events, by family label ([`event_family_label`]).
+    events_stored: Mutex<BTreeMap<&'static str, u64>>,
+    /// Newly kept-aside events, by family label.
+    events_kept_aside: Mutex<BTreeMap<&'static str, u64>>,
+    events_duplicate: AtomicU64,
+}
+
+/// The label a family is counted under: its name when it is one of the families of the protocol
+/// reference, `unknown` otherwise, so that a sender cannot grow the label set without bound.
+pub fn event_family_label(family: &str) -> &'static str {
+    use lvt_schema::events::EventFamily;
+    match EventFamily::from_name(family) {
+        EventFamily::StreamTrace => "stream_trace",
+        EventFamily::AiStreamStatus => "ai_stream_status",
+        EventFamily::AiStreamEvents => "ai_stream_events",
+        EventFamily::StreamIngestMetrics => "stream_ingest_metrics",
+        EventFamily::NetworkCapabilities => "network_capabilities",
+        EventFamily::DiscoveryResults => "discovery_results",
+        EventFamily::CreateNewPayment => "create_new_payment",
+        EventFamily::Unknown(_) => "unknown",
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic while counting; the counts are still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Metrics {
@@ -47,6 +78,41 @@ impl Metrics {
         self.records_inserted.fetch_add(inserted, Ordering::Relaxed);
         self.records_duplicate
             .fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// Counts one `POST /v1/events` answered with `status`.
+    pub fn handle_events_response(&self, status: u16) {
+        *lock(&self.events_requests_by_status)
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    /// Counts the events of one committed batch, by family name as sent.
+    pub fn handle_events_insert(
+        &self,
+        stored: &BTreeMap<String, u64>,
+        kept_aside: &BTreeMap<String, u64>,
+        duplicates: u64,
+    ) {
+        for (counts, source) in [
+            (&self.events_stored, stored),
+            (&self.events_kept_aside, kept_aside),
+        ] {
+            let mut counts = lock(counts);
+            for (family, count) in source {
+                *counts.entry(event_family_label(family)).or_default() += count;
+            }
+        }
+        self.events_duplicate
+            .fetch_add(duplicates, Ordering::Relaxed);
+    }
+
+    /// Newly kept-aside events counted under `label` so far.
+    pub fn events_kept_aside(&self, label: &str) -> u64 {
+        lock(&self.events_kept_aside)
+            .get(label)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Records how long one store operation took.
@@ -152,6 +218,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_events(&mut out);
         if let Some(stored) = results_stored {
             let _ = writeln!(
                 out,
@@ -161,6 +228,50 @@ impl Metrics {
             let _ = writeln!(out, "lvt_collector_results_stored {stored}");
         }
         out
+    }
+}
+
+impl Metrics {
+    fn render_events(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_events_requests_total Event batches received, by HTTP status answered."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_events_requests_total counter");
+        for (status, count) in lock(&self.events_requests_by_status).iter() {
+            let _ = writeln!(
+                out,
+                "lvt_collector_events_requests_total{{status=\"{status}\"}} {count}"
+            );
+        }
+        for (name, help, counts) in [
+            (
+                "lvt_collector_events_stored_total",
+                "Usable go-livepeer events newly stored, by family.",
+                &self.events_stored,
+            ),
+            (
+                "lvt_collector_events_kept_aside_total",
+                "Events newly kept aside (unknown family, or a payload of the wrong shape), by family.",
+                &self.events_kept_aside,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (family, count) in lock(counts).iter() {
+                let _ = writeln!(out, "{name}{{family=\"{family}\"}} {count}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_events_duplicate_total Events received again and not stored twice."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_events_duplicate_total counter");
+        let _ = writeln!(
+            out,
+            "lvt_collector_events_duplicate_total {}",
+            self.events_duplicate.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -195,5 +306,28 @@ mod tests {
             "lvt_collector_store_latency_seconds_bucket{operation=\"insert_batch\",le=\"+Inf\"} 2\n"
         ));
         assert!(text.contains("lvt_collector_results_stored 3\n"));
+    }
+
+    #[test]
+    fn event_counters_are_per_family_with_unknown_names_pooled() {
+        let metrics = Metrics::default();
+        metrics.handle_events_response(200);
+        let stored = BTreeMap::from([("stream_trace".to_owned(), 2)]);
+        let aside = BTreeMap::from([
+            ("made_up_a".to_owned(), 1),
+            ("made_up_b".to_owned(), 2),
+            ("ai_stream_status".to_owned(), 1),
+        ]);
+        metrics.handle_events_insert(&stored, &aside, 4);
+        let text = metrics.render(None);
+        assert!(text.contains("lvt_collector_events_requests_total{status=\"200\"} 1\n"));
+        assert!(text.contains("lvt_collector_events_stored_total{family=\"stream_trace\"} 2\n"));
+        assert!(text.contains("lvt_collector_events_kept_aside_total{family=\"unknown\"} 3\n"));
+        assert!(
+            text.contains("lvt_collector_events_kept_aside_total{family=\"ai_stream_status\"} 1\n")
+        );
+        assert!(text.contains("lvt_collector_events_duplicate_total 4\n"));
+        assert!(!text.contains("made_up"));
+        assert_eq!(metrics.events_kept_aside("unknown"), 3);
     }
 }

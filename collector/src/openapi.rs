@@ -177,6 +177,45 @@ pub const OPERATIONS: &[Operation] = &[
         errors: &[400, 503],
     },
     Operation {
+        method: "post",
+        path: "/v1/events",
+        summary: "Ingest a signed batch of go-livepeer event envelopes",
+        description: "Body: a JSON array of event envelopes {id, type, timestamp, gateway, data}, \
+                      signed with the lvt-signature headers like /v1/results. Unknown families \
+                      and payloads of the wrong shape are kept aside, never refused. Idempotent \
+                      by id. Answers {stored, duplicates, kept_aside} once durable.",
+        params: &[],
+        content_type: "application/json",
+        errors: &[400, 401, 403, 409, 413, 503],
+    },
+    Operation {
+        method: "get",
+        path: "/v1/events",
+        summary: "Stored go-livepeer events in arrival order, keyset paginated",
+        description: "{events: [{batch_id, kept_aside_reason, event}], next_cursor}; events are \
+                      the canonical JSON that was signed.",
+        params: &[
+            query("family", ParamType::Text, "Only events of this type."),
+            query(
+                "kept_aside",
+                ParamType::Boolean,
+                "Read the kept-aside events (unknown family or wrong shape) instead; default false.",
+            ),
+            query(
+                "limit",
+                ParamType::Integer,
+                "Page size, 1 to 1000; default 100.",
+            ),
+            query(
+                "cursor",
+                ParamType::Text,
+                "The next_cursor of the previous page.",
+            ),
+        ],
+        content_type: "application/json",
+        errors: &[400, 503],
+    },
+    Operation {
         method: "get",
         path: "/v1/batches/{id}",
         summary: "A stored batch's signature and session ids",

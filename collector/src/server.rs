@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
-use crate::{api, dashboard, ingest, openapi, sla_api};
+use crate::{api, dashboard, events, ingest, openapi, sla_api};
 
 /// The wall clock the server reads: milliseconds since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -86,6 +86,10 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         (
             "/v1/results",
             post(ingest::handle_results_post).get(api::handle_results_get),
+        ),
+        (
+            "/v1/events",
+            post(events::handle_events_post).get(events::handle_events_get),
         ),
         ("/v1/batches/{id}", get(api::handle_batch_get)),
         ("/v1/agents", get(api::handle_agents_get)),

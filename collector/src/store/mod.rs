@@ -1,5 +1,6 @@
-//! Storage behind one trait: what the collector keeps (batches, results, nonces, and the hourly
-//! SLA cell sums derived from the results) and how it reads it back.
+//! Storage behind one trait: what the collector keeps (batches, results, nonces, the hourly
+//! SLA cell sums derived from the results, and go-livepeer event envelopes) and how it reads it
+//! back.
 //!
 //! Every backend has the same layout (`<backend>/{mod.rs, config.rs, store.rs, tests.rs}`) and
 //! runs the same behavioural [`suite`], so a new backend is correct when the suite passes.
@@ -7,6 +8,7 @@
 //! (`Arc<dyn Store>`) and a backend over HTTP (ClickHouse) can implement it as naturally as one
 //! over a blocking library (SQLite, through `spawn_blocking`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -16,7 +18,7 @@ pub mod clickhouse;
 pub mod sqlite;
 mod suite;
 
-pub use suite::{sla_suite, suite};
+pub use suite::{events_suite, sla_suite, suite};
 
 /// The future every [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -191,6 +193,95 @@ pub struct SlaFilter {
     pub test_load: Option<bool>,
 }
 
+/// The signature and provenance of one accepted `POST /v1/events` batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBatch {
+    /// The configured id of the agent whose key signed the batch.
+    pub agent_id: String,
+    /// The key id the signature states.
+    pub key_id: String,
+    /// The signed timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The signed nonce.
+    pub nonce: String,
+    /// The ed25519 signature, base64.
+    pub signature: String,
+    /// Lowercase hex SHA-256 of the batch's canonical bytes (the signed array).
+    pub canonical_sha256: String,
+    /// When the collector accepted the batch, milliseconds since the Unix epoch.
+    pub received_at_unix_ms: i64,
+}
+
+/// One go-livepeer event envelope as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The envelope `id`: the idempotency key.
+    pub id: String,
+    /// The envelope `type` (the family name as sent).
+    pub family: String,
+    /// The envelope timestamp, when it is a decimal integer of milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// The publishing gateway's address.
+    pub gateway: String,
+    /// The envelope's canonical JSON bytes, exactly as they were part of the signed batch.
+    pub envelope_json: String,
+    /// Why the event is kept aside rather than stored with the usable events: an unknown family,
+    /// or a known family whose payload has the wrong shape. `None` for a usable event.
+    pub aside_reason: Option<String>,
+}
+
+/// What an event insert did. Per-family counts are keyed by the family name as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventInsertOutcome {
+    /// Usable events newly stored, by family.
+    pub stored: BTreeMap<String, u64>,
+    /// Events newly kept aside, by family.
+    pub kept_aside: BTreeMap<String, u64>,
+    /// Events whose id was already stored (or repeated within the batch).
+    pub duplicates: u64,
+}
+
+impl EventInsertOutcome {
+    /// Usable events newly stored, all families.
+    pub fn stored_total(&self) -> u64 {
+        self.stored.values().sum()
+    }
+
+    /// Events newly kept aside, all families.
+    pub fn kept_aside_total(&self) -> u64 {
+        self.kept_aside.values().sum()
+    }
+}
+
+/// Which events [`Store::events_page`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of this family (the `type` as sent).
+    pub family: Option<String>,
+    /// Read the kept-aside events instead of the usable ones.
+    pub kept_aside: bool,
+}
+
+/// One stored event as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// The store's arrival sequence number: the keyset pagination key.
+    pub seq: i64,
+    /// The batch it arrived in.
+    pub batch_id: i64,
+    /// The stored event.
+    pub event: StoredEvent,
+}
+
+/// A page of events in arrival order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsPage {
+    /// The events of this page.
+    pub rows: Vec<EventRow>,
+    /// The `seq` after which the next page starts; `None` when this page is the last.
+    pub next_after_seq: Option<i64>,
+}
+
 /// A storage backend of the collector.
 pub trait Store: Send + Sync {
     /// Checks that the store answers.
@@ -244,5 +335,28 @@ pub trait Store: Send + Sync {
     fn sla_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
         let _ = filter;
         Box::pin(async { Err(StoreError::Unsupported("sla_cells")) })
+    }
+
+    /// Stores a batch of go-livepeer events atomically: after `Ok` every new event is durable,
+    /// usable ones with the events and those with an [`StoredEvent::aside_reason`] kept aside;
+    /// an id already stored in either place is a duplicate and left unchanged.
+    fn insert_events(
+        &self,
+        batch: EventBatch,
+        events: Vec<StoredEvent>,
+    ) -> StoreFuture<'_, EventInsertOutcome> {
+        let _ = (batch, events);
+        Box::pin(async { Err(StoreError::Unsupported("insert_events")) })
+    }
+
+    /// Up to `limit` events matching `filter` with a `seq` above `after_seq`, in arrival order.
+    fn events_page(
+        &self,
+        filter: EventFilter,
+        after_seq: Option<i64>,
+        limit: usize,
+    ) -> StoreFuture<'_, EventsPage> {
+        let _ = (filter, after_seq, limit);
+        Box::pin(async { Err(StoreError::Unsupported("events_page")) })
     }
 }

@@ -8,7 +8,10 @@ use lvt_schema::{
     Complexity, FpsSummary, Gpu, LatencySummary, OrchestratorRef, Outcome, PromptRef, SessionReport,
 };
 
-use super::{ResultCursor, ResultFilter, SlaFilter, Store, StoredBatch, StoredResult};
+use super::{
+    EventBatch, EventFilter, ResultCursor, ResultFilter, SlaFilter, Store, StoreError, StoredBatch,
+    StoredEvent, StoredResult,
+};
 use crate::sla::{CellKey, CellSums};
 
 fn batch(
@@ -61,6 +64,7 @@ pub async fn suite(store: &dyn Store) {
     filters_select_results(store).await;
     batches_and_agents_read_back(store).await;
     retention_deletes_old_results(store).await;
+    events_suite(store).await;
 }
 
 async fn inserts_are_idempotent(store: &dyn Store) {
@@ -427,4 +431,115 @@ pub async fn sla_suite(store: &dyn Store) {
         keys(SlaFilter::default()).await,
         [("0xaaa".to_owned(), t0_s + 3600, 1)]
     );
+}
+
+fn event_batch(nonce_byte: u8) -> EventBatch {
+    EventBatch {
+        agent_id: "gateway-agent".to_owned(),
+        key_id: "00".repeat(8),
+        timestamp_ms: 1_000,
+        nonce: format!("{nonce_byte:02x}").repeat(16),
+        signature: "c2lnbmF0dXJl".to_owned(),
+        canonical_sha256: "cd".repeat(32),
+        received_at_unix_ms: 1_005,
+    }
+}
+
+fn event(id: &str, family: &str, aside_reason: Option<&str>) -> StoredEvent {
+    StoredEvent {
+        id: id.to_owned(),
+        family: family.to_owned(),
+        timestamp_ms: Some(1_000),
+        gateway: "0xgateway".to_owned(),
+        envelope_json: format!("{{\"id\":\"{id}\",\"type\":\"{family}\"}}"),
+        aside_reason: aside_reason.map(str::to_owned),
+    }
+}
+
+/// The event section of [`suite`]: idempotent inserts across both tables, kept-aside events
+/// apart, and keyset pages by family. A backend that answers [`StoreError::Unsupported`] to the
+/// first insert does not store events, and the section ends there; `store` must hold no events.
+pub async fn events_suite(store: &dyn Store) {
+    let first = vec![
+        event("e1", "stream_trace", None),
+        event("e2", "ai_stream_status", None),
+        event("e3", "mystery_family", Some("unknown family")),
+        event("e4", "stream_trace", None),
+        event("e1", "stream_trace", None),
+    ];
+    let outcome = match store.insert_events(event_batch(1), first).await {
+        Err(StoreError::Unsupported(_)) => return,
+        other => other.expect("insert events"),
+    };
+    assert_eq!(outcome.stored_total(), 3);
+    assert_eq!(outcome.stored.get("stream_trace"), Some(&2));
+    assert_eq!(outcome.kept_aside.get("mystery_family"), Some(&1));
+    assert_eq!(
+        outcome.duplicates, 1,
+        "an id repeated within a batch counts once"
+    );
+
+    // A retry stores nothing twice, in either table, even when the retried copy would now land
+    // in the other table.
+    let retry = vec![
+        event("e2", "ai_stream_status", None),
+        event("e3", "mystery_family", None),
+        event("e5", "ai_stream_events", Some("wrong shape")),
+    ];
+    let outcome = store
+        .insert_events(event_batch(2), retry)
+        .await
+        .expect("retry");
+    assert_eq!(
+        (
+            outcome.stored_total(),
+            outcome.kept_aside_total(),
+            outcome.duplicates
+        ),
+        (0, 1, 2)
+    );
+
+    // Pages walk in arrival order and stop with no cursor.
+    let all = EventFilter::default();
+    let first_page = store.events_page(all.clone(), None, 2).await.expect("page");
+    let ids: Vec<&str> = first_page
+        .rows
+        .iter()
+        .map(|r| r.event.id.as_str())
+        .collect();
+    assert_eq!(ids, ["e1", "e2"]);
+    let after = first_page.next_after_seq.expect("more pages");
+    let second = store.events_page(all, Some(after), 2).await.expect("page");
+    let ids: Vec<&str> = second.rows.iter().map(|r| r.event.id.as_str()).collect();
+    assert_eq!(ids, ["e4"]);
+    assert_eq!(second.next_after_seq, None);
+    assert!(second.rows.iter().all(|r| r.event.aside_reason.is_none()));
+    assert_eq!(
+        second.rows[0].event.envelope_json,
+        event("e4", "stream_trace", None).envelope_json
+    );
+
+    let traces = EventFilter {
+        family: Some("stream_trace".to_owned()),
+        kept_aside: false,
+    };
+    let page = store.events_page(traces, None, 10).await.expect("page");
+    let ids: Vec<&str> = page.rows.iter().map(|r| r.event.id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e4"]);
+
+    let aside = EventFilter {
+        family: None,
+        kept_aside: true,
+    };
+    let page = store.events_page(aside, None, 10).await.expect("page");
+    let kept: Vec<(&str, Option<&str>)> = page
+        .rows
+        .iter()
+        .map(|r| (r.event.id.as_str(), r.event.aside_reason.as_deref()))
+        .collect();
+    assert_eq!(
+        kept,
+        [("e3", Some("unknown family")), ("e5", Some("wrong shape"))]
+    );
+    assert_ne!(page.rows[0].batch_id, page.rows[1].batch_id);
 }

@@ -5,6 +5,7 @@
 //! pool. `synchronous=FULL` makes every committed transaction durable before the insert returns,
 //! which is what lets the HTTP layer acknowledge a batch only once it survives a `kill -9`.
 
+pub mod bulk;
 mod config;
 mod store;
 

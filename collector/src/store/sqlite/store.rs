@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the [`Store`] trait over a rusqlite connection pair, with the SLA rollup
 //! (`sla_cells`, one row of [`CellSums`] per [`CellKey`]) kept in the same transactions as the
-//! records it sums.
+//! records it sums, and the go-livepeer event tables (`events`, `events_aside`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,14 +12,16 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::SqliteConfig;
 use crate::sla::{CellKey, CellSums};
 use crate::store::{
-    AgentStats, InsertOutcome, ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter,
-    Store, StoreError, StoreFuture, StoredBatch, StoredResult,
+    AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventRow, EventsPage, InsertOutcome,
+    ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter, Store, StoreError, StoreFuture,
+    StoredBatch, StoredEvent, StoredResult,
 };
 
 /// The layout version written to `PRAGMA user_version`; a database with a higher one was made
 /// by a newer collector and is refused rather than misread. Version 2 added `sla_cells`; opening a
-/// version 1 database builds it from the stored records.
-const SCHEMA_VERSION: i64 = 2;
+/// version 1 database builds it from the stored records. Version 3 added the event tables, which
+/// start empty.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS batches (
@@ -75,6 +77,37 @@ CREATE TABLE IF NOT EXISTS sla_cells (
     PRIMARY KEY (hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity, test_load)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sla_cells_model ON sla_cells (pipeline, model_id, hour_unix_s);
+CREATE TABLE IF NOT EXISTS event_batches (
+    batch_id            INTEGER PRIMARY KEY,
+    agent_id            TEXT    NOT NULL,
+    key_id              TEXT    NOT NULL,
+    timestamp_ms        INTEGER NOT NULL,
+    nonce               TEXT    NOT NULL,
+    signature           TEXT    NOT NULL,
+    canonical_sha256    TEXT    NOT NULL,
+    received_at_unix_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT    NOT NULL UNIQUE,
+    family        TEXT    NOT NULL,
+    timestamp_ms  INTEGER,
+    gateway       TEXT    NOT NULL,
+    envelope_json TEXT    NOT NULL,
+    batch_id      INTEGER NOT NULL REFERENCES event_batches (batch_id)
+);
+CREATE INDEX IF NOT EXISTS events_family ON events (family, seq);
+CREATE TABLE IF NOT EXISTS events_aside (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT    NOT NULL UNIQUE,
+    family        TEXT    NOT NULL,
+    timestamp_ms  INTEGER,
+    gateway       TEXT    NOT NULL,
+    envelope_json TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    batch_id      INTEGER NOT NULL REFERENCES event_batches (batch_id)
+);
+CREATE INDEX IF NOT EXISTS events_aside_family ON events_aside (family, seq);
 ";
 
 /// An SQLite database holding the collector's data.
@@ -414,6 +447,129 @@ fn page(
     Ok(ResultsPage { rows, next })
 }
 
+fn insert_events(
+    connection: &mut Connection,
+    batch: &EventBatch,
+    events: &[StoredEvent],
+) -> Result<EventInsertOutcome, StoreError> {
+    let transaction = connection.transaction()?;
+    transaction.execute(
+        "INSERT INTO event_batches (agent_id, key_id, timestamp_ms, nonce, signature,
+                                    canonical_sha256, received_at_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            batch.agent_id,
+            batch.key_id,
+            batch.timestamp_ms,
+            batch.nonce,
+            batch.signature,
+            batch.canonical_sha256,
+            batch.received_at_unix_ms,
+        ],
+    )?;
+    let batch_id = transaction.last_insert_rowid();
+    let mut outcome = EventInsertOutcome::default();
+    {
+        // An id is stored once across both tables: an event first kept aside and later resent
+        // (or the reverse) is a duplicate, not a second copy.
+        let mut known = transaction.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)
+                 OR EXISTS (SELECT 1 FROM events_aside WHERE id = ?1)",
+        )?;
+        let mut usable = transaction.prepare_cached(
+            "INSERT INTO events (id, family, timestamp_ms, gateway, envelope_json, batch_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut aside = transaction.prepare_cached(
+            "INSERT INTO events_aside (id, family, timestamp_ms, gateway, envelope_json, reason,
+                                       batch_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for event in events {
+            let exists: bool = known.query_row(params![event.id], |row| row.get(0))?;
+            if exists {
+                outcome.duplicates += 1;
+                continue;
+            }
+            match &event.aside_reason {
+                None => {
+                    usable.execute(params![
+                        event.id,
+                        event.family,
+                        event.timestamp_ms,
+                        event.gateway,
+                        event.envelope_json,
+                        batch_id,
+                    ])?;
+                    *outcome.stored.entry(event.family.clone()).or_default() += 1;
+                }
+                Some(reason) => {
+                    aside.execute(params![
+                        event.id,
+                        event.family,
+                        event.timestamp_ms,
+                        event.gateway,
+                        event.envelope_json,
+                        reason,
+                        batch_id,
+                    ])?;
+                    *outcome.kept_aside.entry(event.family.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(outcome)
+}
+
+fn events_page(
+    connection: &mut Connection,
+    filter: &EventFilter,
+    after_seq: Option<i64>,
+    limit: usize,
+) -> Result<EventsPage, StoreError> {
+    // Both tables are read with the same column list; the usable one has no reason.
+    let sql = if filter.kept_aside {
+        "SELECT seq, batch_id, id, family, timestamp_ms, gateway, envelope_json, reason
+         FROM events_aside
+         WHERE (?1 IS NULL OR family = ?1) AND (?2 IS NULL OR seq > ?2)
+         ORDER BY seq LIMIT ?3"
+    } else {
+        "SELECT seq, batch_id, id, family, timestamp_ms, gateway, envelope_json, NULL
+         FROM events
+         WHERE (?1 IS NULL OR family = ?1) AND (?2 IS NULL OR seq > ?2)
+         ORDER BY seq LIMIT ?3"
+    };
+    let mut statement = connection.prepare_cached(sql)?;
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut rows: Vec<EventRow> = statement
+        .query_map(params![filter.family, after_seq, fetch], |row| {
+            Ok(EventRow {
+                seq: row.get(0)?,
+                batch_id: row.get(1)?,
+                event: StoredEvent {
+                    id: row.get(2)?,
+                    family: row.get(3)?,
+                    timestamp_ms: row.get(4)?,
+                    gateway: row.get(5)?,
+                    envelope_json: row.get(6)?,
+                    aside_reason: row.get(7)?,
+                },
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let next_after_seq = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|row| row.seq)
+    } else {
+        None
+    };
+    Ok(EventsPage {
+        rows,
+        next_after_seq,
+    })
+}
+
 fn to_u64(count: usize) -> u64 {
     u64::try_from(count).unwrap_or(u64::MAX)
 }
@@ -561,6 +717,27 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         Self::with(&self.reader, move |connection| {
             read_cells(connection, &filter)
+        })
+    }
+
+    fn insert_events(
+        &self,
+        batch: EventBatch,
+        events: Vec<StoredEvent>,
+    ) -> StoreFuture<'_, EventInsertOutcome> {
+        Self::with(&self.writer, move |connection| {
+            insert_events(connection, &batch, &events)
+        })
+    }
+
+    fn events_page(
+        &self,
+        filter: EventFilter,
+        after_seq: Option<i64>,
+        limit: usize,
+    ) -> StoreFuture<'_, EventsPage> {
+        Self::with(&self.reader, move |connection| {
+            events_page(connection, &filter, after_seq, limit)
         })
     }
 }

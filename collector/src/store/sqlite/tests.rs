@@ -14,6 +14,12 @@ async fn sqlite_passes_the_store_suite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
     crate::store::suite(&store).await;
+    // The suite's event section really ran: SQLite stores events.
+    let page = store
+        .events_page(crate::store::EventFilter::default(), None, 10)
+        .await
+        .expect("page");
+    assert_eq!(page.rows.len(), 3);
 }
 
 #[tokio::test]
