@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{TestCollector, agent_key, now_ms, post, signed, stranger_key};
+use common::{
+    TestCollector, agent_key, assert_problem, now_ms, post, raw_exchange, signed, stranger_key,
+};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-const PROBLEM: &str = "application/problem+json";
 
 fn envelope(id: &str, family: &str, data: Value) -> Value {
     json!({
@@ -33,16 +32,6 @@ fn traces(prefix: &str, count: usize) -> Value {
             })
             .collect(),
     )
-}
-
-fn assert_problem(status: u16, body: &Value, content_type: Option<&str>, slug: &str) {
-    assert_eq!(content_type, Some(PROBLEM), "{body}");
-    assert_eq!(
-        body["type"],
-        json!(format!("https://lvt.invalid/problems/{slug}")),
-        "{body}"
-    );
-    assert_eq!(body["status"], json!(status), "{body}");
 }
 
 async fn get_json(collector: &TestCollector, path: &str) -> (u16, Value) {
@@ -87,26 +76,6 @@ async fn all_events(collector: &TestCollector, query: &str, limit: usize) -> Vec
             None => return items,
         }
     }
-}
-
-/// Writes `request` on a fresh connection and returns what the server answered.
-async fn raw_exchange(address: std::net::SocketAddr, request: Vec<u8>) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let _ = stream.write_all(&request).await;
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => response.extend_from_slice(&buffer[..n]),
-        }
-        if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&response).into_owned()
 }
 
 #[tokio::test]

@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::{TestCollector, agent_key, batch, now_ms, post, signed, stranger_key};
+use common::{
+    PROBLEM, TestCollector, agent_key, assert_problem, batch, now_ms, post, raw_exchange, signed,
+    stranger_key,
+};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-const PROBLEM: &str = "application/problem+json";
-
-fn assert_problem(status: u16, body: &Value, content_type: Option<&str>, slug: &str) {
-    assert_eq!(content_type, Some(PROBLEM), "{body}");
-    assert_eq!(
-        body["type"],
-        json!(format!("https://lvt.invalid/problems/{slug}")),
-        "{body}"
-    );
-    assert_eq!(body["status"], json!(status), "{body}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{body}"
-    );
-}
 
 #[tokio::test]
 async fn every_status_of_the_ingest_contract() {
@@ -168,29 +154,6 @@ async fn every_status_of_the_ingest_contract() {
         metrics.contains("lvt_collector_store_latency_seconds_count{operation=\"insert_batch\"} 2")
     );
     collector.stop().await;
-}
-
-/// Writes `request` on a fresh connection and returns what the server answered (head and
-/// whatever body arrived), reading until the connection closes. A failed write is fine: the
-/// server may answer and close before reading everything.
-async fn raw_exchange(address: std::net::SocketAddr, request: Vec<u8>) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let _ = stream.write_all(&request).await;
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => response.extend_from_slice(&buffer[..n]),
-        }
-        // The problem body is small; stop once the head and some body are in.
-        if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&response).into_owned()
 }
 
 #[tokio::test]

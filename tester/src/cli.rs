@@ -53,7 +53,8 @@ pub enum Command {
     /// Trickle protocol tools for debugging a real node: serve, publish, subscribe.
     #[command(subcommand)]
     Trickle(TrickleCommand),
-    /// Start the built-in simulated fleet, run the sla-hourly scenario against it, print the ranking.
+    /// Run sla-hourly against the built-in simulated fleet, rank it, ship it to an embedded
+    /// collector and print its SLA table (the dashboard stays up on a terminal until Ctrl-C).
     Demo(DemoArgs),
     /// Ramp concurrent probe sessions against a local simulator and print capacity figures.
     #[command(long_about = BENCH_HELP)]

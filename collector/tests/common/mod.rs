@@ -13,7 +13,8 @@ use lvt_schema::sign::{self, SigningKey};
 use lvt_schema::{
     Complexity, Gpu, OrchestratorRef, Outcome, PromptRef, SessionMetrics, SessionReport,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 /// The body limit the in-process collector runs with, small so that oversized tests are cheap.
@@ -211,3 +212,44 @@ pub async fn all_results(client: &reqwest::Client, base: &str, limit: usize) -> 
 
 /// Shares a value between test tasks.
 pub type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+/// The media type of every error answer (RFC 7807).
+pub const PROBLEM: &str = "application/problem+json";
+
+/// Asserts that an answer is an RFC 7807 problem of type `slug` with `status`.
+pub fn assert_problem(status: u16, body: &Value, content_type: Option<&str>, slug: &str) {
+    assert_eq!(content_type, Some(PROBLEM), "{body}");
+    assert_eq!(
+        body["type"],
+        json!(format!("https://lvt.invalid/problems/{slug}")),
+        "{body}"
+    );
+    assert_eq!(body["status"], json!(status), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+}
+
+/// Writes `request` on a fresh connection and returns what the server answered (head and
+/// whatever body arrived), reading until the connection closes. A failed write is fine: the
+/// server may answer and close before reading everything.
+pub async fn raw_exchange(address: std::net::SocketAddr, request: Vec<u8>) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let _ = stream.write_all(&request).await;
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+        // The problem body is small; stop once the head and some body are in.
+        if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
