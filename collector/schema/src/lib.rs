@@ -112,6 +112,11 @@ pub struct SessionReport {
     /// hash and the git commit travel with every record.
     #[serde(default)]
     pub scenario: Option<ScenarioRef>,
+    /// Network mode: every orchestrator that served the session, in order, with the share of
+    /// the measurements its frames produced. Empty in direct mode (the one orchestrator is
+    /// `orchestrator`). The SLA attributes each share to the orchestrator that produced it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub served_by: Vec<ServedBy>,
 }
 
 impl SessionReport {
@@ -142,6 +147,7 @@ impl SessionReport {
             region: None,
             tester_version: None,
             scenario: None,
+            served_by: Vec::new(),
         }
     }
 }
@@ -404,6 +410,44 @@ pub struct Swap {
     pub cause: String,
     /// How long the output froze around the swap, in milliseconds, when measured.
     pub freeze_ms: Option<f64>,
+}
+
+/// One orchestrator's share of a network-mode session: from when the gateway chose it until
+/// it was swapped away from or the session ended, with the metrics of the frames it produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServedBy {
+    /// The orchestrator that served this share.
+    pub orchestrator: OrchestratorRef,
+    /// The GPU it reported for the model, when it reported one.
+    #[serde(default)]
+    pub gpu: Option<Gpu>,
+    /// When the gateway's job start on it succeeded, milliseconds since the Unix epoch.
+    pub from_unix_ms: i64,
+    /// When its share ended (swap or session end), milliseconds since the Unix epoch.
+    pub to_unix_ms: i64,
+    /// From the first input frame it was sent to the first output frame it produced, in
+    /// milliseconds; `None` when it produced none.
+    #[serde(default)]
+    pub startup_ms: Option<f64>,
+    /// Output frames it produced.
+    #[serde(default)]
+    pub frames_received: u64,
+    /// End-to-end latency of its frames, in milliseconds.
+    #[serde(default)]
+    pub e2e_latency_ms: Option<LatencySummary>,
+    /// Output FPS over its share.
+    #[serde(default)]
+    pub output_fps: Option<FpsSummary>,
+    /// Output stalls inside its share.
+    #[serde(default)]
+    pub stalls: StallSummary,
+    /// The swap cause that ended its share (the `orchestrator_swap` message), or `None` when
+    /// the session ended while it served.
+    #[serde(default)]
+    pub ended_by: Option<String>,
+    /// The failure class the gateway's swap cause maps to, when the share ended in a swap.
+    #[serde(default)]
+    pub failure: Option<FailureClass>,
 }
 
 /// What the runner reported about itself over the events channel.

@@ -106,6 +106,7 @@ fn full_report() -> SessionReport {
         region: Some("eu-west".to_owned()),
         tester_version: Some("lvt 0.1.0".to_owned()),
         scenario: None,
+        served_by: Vec::new(),
     }
 }
 
@@ -131,6 +132,7 @@ fn empty_report() -> SessionReport {
         region: None,
         tester_version: None,
         scenario: None,
+        served_by: Vec::new(),
     }
 }
 

@@ -9,9 +9,12 @@
 //! - [`select`]: the candidate view, the [`SelectionStrategy`] trait with go-livepeer's default
 //!   order ([`GoLivepeerDefault`]) and an SLA score weighted draw ([`ScoreWeightedRandom`]), and
 //!   [`StartAttempts`], the "up to 20 tries within 2 s" loop.
+//! - [`observe`]: [`Observation`](observe::Observation), what a session driver reports (the
+//!   seam to the go-livepeer-compatible analytics events).
 //! - [`swap`]: [`SwapMonitor`], the mid-stream triggers, the swap chain limit ("Too many
 //!   swaps"), [`Suspensions`] and the [`SwapRecord`]s with their output freeze.
 
+pub mod observe;
 pub mod select;
 pub mod swap;
 
