@@ -68,6 +68,8 @@ struct Plan {
     ingest_clients: usize,
     fill_orchestrators: usize,
     query_requests: usize,
+    /// Distinct (uncached) requests per SLA endpoint.
+    cold_requests: usize,
     /// The most time one query endpoint may take in total: the loop stops early (and says so)
     /// rather than letting a slow endpoint stretch the run past its budget.
     query_budget: Duration,
@@ -83,6 +85,7 @@ impl Plan {
             ingest_clients: 4,
             fill_orchestrators: if quick { 10 } else { 100 },
             query_requests: 1_000,
+            cold_requests: if quick { 30 } else { 100 },
             query_budget: Duration::from_secs(if quick { 20 } else { 60 }),
         }
     }
@@ -109,7 +112,10 @@ async fn run(plan: &Plan) -> Result<()> {
     // 10-million-session size, not of the ingest phases' prepared request bodies (the allocator
     // keeps freed memory mapped, so they would stay in VmRSS).
     sla_phase(plan).await?;
-    memory("after SLA fill and queries", true);
+    memory(
+        "after the store-level baseline reads (which hold a whole cohort of decoded cells)",
+        false,
+    );
 
     ingest_phase(plan).await?;
     memory("after result ingest (includes the prepared bodies)", false);
@@ -432,10 +438,65 @@ async fn ingest_phase(plan: &Plan) -> Result<()> {
         "HTTP+verify overhead: {:.0}% more time per record than the baseline",
         (baseline_rate / http_rate - 1.0) * 100.0
     );
+    ingest_breakdown(&batches)?;
     verdict(
         "result ingest",
         http_rate >= INGEST_TARGET_RECORDS_PER_S,
         &format!(">= {INGEST_TARGET_RECORDS_PER_S:.0} records/s"),
+    );
+    Ok(())
+}
+
+/// Times, on one thread and without SQLite, the CPU work of ingest per stage, so that the
+/// figures above can be split into request handling and storage.
+fn ingest_breakdown(batches: &[PreparedBatch]) -> Result<()> {
+    let public = agent_key().verifying_key();
+    let mut parse_s = 0.0;
+    let mut verify_s = 0.0;
+    let mut validate_s = 0.0;
+    let mut cells_s = 0.0;
+    let mut records = 0usize;
+    for batch in batches {
+        let started = Instant::now();
+        let value: Value = serde_json::from_slice(&batch.body)?;
+        parse_s += started.elapsed().as_secs_f64();
+
+        let signature = sign::BatchSignature::from_headers(|name| {
+            batch
+                .headers
+                .iter()
+                .find(|(header, _)| header.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone())
+        })?;
+        let started = Instant::now();
+        sign::verify_batch(&public, &value, &signature)?;
+        verify_s += started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        let results = validate_records(&value)
+            .map_err(|problem| anyhow::anyhow!("invalid record: {}", problem.detail))?;
+        validate_s += started.elapsed().as_secs_f64();
+
+        // What the store does per record before touching SQLite: parse the stored record and add
+        // it to its cells.
+        let started = Instant::now();
+        let mut cells = std::collections::BTreeMap::new();
+        for result in &results {
+            let report: SessionReport = serde_json::from_str(&result.record_json)?;
+            lvt_collector::sla::add_session(&mut cells, &report);
+        }
+        cells_s += started.elapsed().as_secs_f64();
+        records += results.len();
+    }
+    let per_record_us = |seconds: f64| seconds * 1e6 / records as f64;
+    println!(
+        "CPU per record, one thread, no SQLite: body JSON parse {:.1} us, canonicalise + verify \
+         signature {:.1} us, validate + canonical stored form {:.1} us, store-side record parse + \
+         SLA cells {:.1} us",
+        per_record_us(parse_s),
+        per_record_us(verify_s),
+        per_record_us(validate_s),
+        per_record_us(cells_s),
     );
     Ok(())
 }
@@ -633,10 +694,62 @@ async fn sla_phase(plan: &Plan) -> Result<()> {
         orchestrator(0)
     );
     let mut all_met = true;
-    for (name, url) in [
-        ("/v1/sla/orchestrators (24 h)", leaderboard),
+    // Answers are cached per data version of the store, so repeated identical requests measure
+    // the cache. Distinct requests measure the computation: leaderboards of 24-hour windows
+    // ending 0, 1, 2, ... hours earlier, and compliance of each orchestrator in turn.
+    let cold_leaderboards: Vec<String> = (0..plan.cold_requests)
+        .map(|back| {
+            let end = end_hour_unix_s - back as i64 * HOUR_S;
+            format!(
+                "{}/v1/sla/orchestrators?start={}&end={end}",
+                collector.base_url,
+                end - 24 * HOUR_S
+            )
+        })
+        .collect();
+    let cold_compliance: Vec<String> = (0..plan.cold_requests)
+        .map(|index| {
+            format!(
+                "{}/v1/sla/compliance?orchestrator={}&grain=day&start={}&end={end_hour_unix_s}",
+                collector.base_url,
+                orchestrator(index % orchestrators),
+                week_start - (index / orchestrators) as i64 * HOUR_S
+            )
+        })
+        .collect();
+    for (name, urls) in [
+        ("/v1/sla/orchestrators (24 h), computed", cold_leaderboards),
         (
-            "/v1/sla/compliance (1 orchestrator, 7 days, grain=day)",
+            "/v1/sla/compliance (1 orchestrator, 7 days, grain=day), computed",
+            cold_compliance,
+        ),
+    ] {
+        let mut latencies = Vec::with_capacity(urls.len());
+        for url in &urls {
+            let sent = Instant::now();
+            let response = client.get(url).send().await?;
+            let status = response.status();
+            response.bytes().await?;
+            latencies.push(sent.elapsed());
+            if !status.is_success() {
+                bail!("{url} answered {status}");
+            }
+        }
+        let p99 = percentile_ms(&mut latencies, 0.99);
+        println!(
+            "{name}: {} distinct requests, p50 {:.1} ms, p99 {p99:.1} ms",
+            urls.len(),
+            percentile_ms(&mut latencies, 0.50),
+        );
+        all_met &= p99 < QUERY_TARGET_MS;
+    }
+    for (name, url) in [
+        (
+            "/v1/sla/orchestrators (24 h), repeated (cached)",
+            leaderboard,
+        ),
+        (
+            "/v1/sla/compliance (1 orchestrator, 7 days, grain=day), repeated (cached)",
             compliance,
         ),
     ] {
@@ -658,6 +771,10 @@ async fn sla_phase(plan: &Plan) -> Result<()> {
         );
         all_met &= p99 < QUERY_TARGET_MS;
     }
+    // The figure judged against the memory target: the collector after serving the queries, before
+    // the store-level reads below, which hold every cell of a cohort at once as only this
+    // benchmark (not the API) does.
+    memory("after SLA fill and queries over HTTP", true);
     // What the store alone costs for the largest read behind the leaderboard: the cohort cells
     // of its pipeline and model over the seven days before the window and the window itself.
     let cohort = SlaFilter {
@@ -678,6 +795,19 @@ async fn sla_phase(plan: &Plan) -> Result<()> {
         "baseline Store::sla_cells of the leaderboard's cohort ({cohort_cells} cells, no HTTP, \
          no scoring): p50 {:.1} ms over 5 reads",
         percentile_ms(&mut store_latencies, 0.50)
+    );
+    // The same cohort through the precomputed rollup the API now reads (one row per hour).
+    let mut rollup_latencies = Vec::new();
+    let mut rollup_rows = 0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        rollup_rows = collector.store.sla_cohort_cells(&cohort).await?.len();
+        rollup_latencies.push(started.elapsed());
+    }
+    println!(
+        "Store::sla_cohort_cells of the same cohort ({rollup_rows} rollup rows, what the API \
+         reads): p50 {:.1} ms over 5 reads",
+        percentile_ms(&mut rollup_latencies, 0.50)
     );
     verdict(
         "SLA query",

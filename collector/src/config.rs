@@ -49,6 +49,67 @@ pub struct SettingsFile {
     /// Default 90.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// The Kafka consumer ([`KafkaConfig`]); absent means the collector reads no Kafka topic.
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// The `[kafka]` table of the settings file: where the collector consumes result batches and
+/// go-livepeer events from (see docs/collector.md, "Kafka ingest").
+///
+/// ```toml
+/// [kafka]
+/// brokers = "127.0.0.1:9092"
+/// group_id = "lvt-collector"
+/// results_topic = "lvt-results"
+/// events_topic = "livepeer-events"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// The bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The consumer group; every collector of one deployment shares it so that each message is
+    /// stored by one of them. Default `lvt-collector`.
+    #[serde(default = "default_kafka_group_id")]
+    pub group_id: String,
+    /// The topic of signed result batches, when results are consumed.
+    #[serde(default)]
+    pub results_topic: Option<String>,
+    /// The topic go-livepeer publishes its analytics events to, when events are consumed.
+    #[serde(default)]
+    pub events_topic: Option<String>,
+}
+
+fn default_kafka_group_id() -> String {
+    "lvt-collector".to_owned()
+}
+
+impl KafkaConfig {
+    /// Checks what the consumer cannot start without: brokers, a group and at least one topic,
+    /// and two distinct topics when both are set (a message is read as one kind only).
+    fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("[kafka] brokers must name at least one broker".to_owned());
+        }
+        if self.group_id.trim().is_empty() {
+            return Err("[kafka] group_id must not be empty".to_owned());
+        }
+        let topics = [&self.results_topic, &self.events_topic];
+        if topics
+            .iter()
+            .any(|topic| topic.as_deref().is_some_and(|t| t.trim().is_empty()))
+        {
+            return Err("[kafka] topic names must not be empty".to_owned());
+        }
+        match (&self.results_topic, &self.events_topic) {
+            (None, None) => Err("[kafka] needs results_topic, events_topic or both".to_owned()),
+            (Some(results), Some(events)) if results == events => Err(format!(
+                "[kafka] results_topic and events_topic are both {results:?}; they must differ"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One `[[agents]]` entry of the settings file.
@@ -89,6 +150,7 @@ impl Default for SettingsFile {
             timestamp_window_s: default_timestamp_window_s(),
             max_body_bytes: default_max_body_bytes(),
             retention_days: default_retention_days(),
+            kafka: None,
         }
     }
 }
@@ -117,6 +179,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// The retention, in days.
     pub retention_days: u32,
+    /// The Kafka consumer, when one is configured.
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl Default for Settings {
@@ -127,6 +191,7 @@ impl Default for Settings {
             timestamp_window_ms: default_timestamp_window_s() * 1000,
             max_body_bytes: default_max_body_bytes(),
             retention_days: default_retention_days(),
+            kafka: None,
         })
     }
 }
@@ -310,11 +375,18 @@ impl Settings {
                 message: "max_body_bytes must be positive".to_owned(),
             });
         }
+        if let Some(kafka) = &file.kafka {
+            kafka.validate().map_err(|message| ConfigError::Value {
+                path: PathBuf::new(),
+                message,
+            })?;
+        }
         Ok(Self {
             agents,
             timestamp_window_ms: file.timestamp_window_s.saturating_mul(1000),
             max_body_bytes: file.max_body_bytes,
             retention_days: file.retention_days,
+            kafka: file.kafka,
         })
     }
 }
@@ -414,6 +486,38 @@ mod tests {
         );
         let error = Settings::parse(&text, Path::new("c.toml")).expect_err("duplicate");
         assert!(error.to_string().contains("already the key"), "{error}");
+    }
+
+    #[test]
+    fn kafka_table_parses_with_defaults() {
+        let text = "[kafka]\nbrokers = \"127.0.0.1:9092\"\nevents_topic = \"livepeer-events\"\n";
+        let settings = Settings::parse(text, Path::new("c.toml")).expect("valid");
+        assert_eq!(
+            settings.kafka,
+            Some(KafkaConfig {
+                brokers: "127.0.0.1:9092".to_owned(),
+                group_id: "lvt-collector".to_owned(),
+                results_topic: None,
+                events_topic: Some("livepeer-events".to_owned()),
+            })
+        );
+        assert_eq!(Settings::default().kafka, None);
+    }
+
+    #[test]
+    fn bad_kafka_tables_are_refused_with_the_reason() {
+        let refused = |text: &str| {
+            Settings::parse(text, Path::new("c.toml"))
+                .expect_err("invalid [kafka]")
+                .to_string()
+        };
+        assert!(refused("[kafka]\nbrokers = \"b:9092\"\n").contains("needs results_topic"));
+        assert!(refused("[kafka]\nbrokers = \" \"\nresults_topic = \"r\"\n").contains("brokers"));
+        assert!(
+            refused("[kafka]\nbrokers = \"b:1\"\nresults_topic = \"t\"\nevents_topic = \"t\"\n")
+                .contains("must differ")
+        );
+        assert!(refused("[kafka]\nbroker = \"b:1\"\n").starts_with("c.toml:2:"));
     }
 
     #[test]

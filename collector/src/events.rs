@@ -94,12 +94,21 @@ async fn ingest_events(state: &AppState, request: Request) -> Result<EventsAnswe
         canonical_sha256,
         received_at_unix_ms: now_ms,
     };
+    // Kept for the organic-load fold, which only sees what the store took durably; only the
+    // stream-scoped families say anything about a stream, so only those are copied.
+    let usable: Vec<String> = events
+        .iter()
+        .filter(|event| event.aside_reason.is_none())
+        .filter(|event| crate::organic::folds_family(&event.family))
+        .map(|event| event.envelope_json.clone())
+        .collect();
     let outcome = timed(
         state,
         "insert_events",
         state.store.insert_events(batch, events),
     )
     .await?;
+    feed_organic_load(state, usable.iter().map(String::as_str), now_ms).await;
     state
         .metrics
         .handle_events_insert(&outcome.stored, &outcome.kept_aside, outcome.duplicates);
@@ -116,6 +125,36 @@ async fn ingest_events(state: &AppState, request: Request) -> Result<EventsAnswe
         kept_aside = answer.kept_aside
     );
     Ok(answer)
+}
+
+/// Folds durably stored, usable envelopes (their stored JSON) into the organic-load sessions and
+/// stores the streams that are now finished. This is the one path every event ingest (HTTP here,
+/// Kafka through the same store path) calls after its insert. A failure to store the sessions is
+/// logged, never the ingest's answer: the events themselves are durable, and the sessions are
+/// retried at the next flush.
+pub async fn feed_organic_load<'a>(
+    state: &AppState,
+    envelopes_json: impl IntoIterator<Item = &'a str>,
+    arrival_unix_ms: i64,
+) {
+    state.organic.observe(envelopes_json, arrival_unix_ms);
+    match state
+        .organic
+        .flush(state.store.as_ref(), arrival_unix_ms)
+        .await
+    {
+        Ok(outcome) if outcome.inserted > 0 => {
+            tracing::debug!(
+                message = "Organic sessions stored.",
+                inserted = outcome.inserted,
+                duplicates = outcome.duplicates
+            );
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(message = "Organic sessions not stored yet.", error = %error);
+        }
+    }
 }
 
 /// Checks that `value` is a JSON array of event envelopes and turns each into its stored form,

@@ -153,7 +153,7 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem>
     if results.is_empty() {
         return Ok(inserted_response(0, 0));
     }
-    let canonical_sha256 = verified.canonical_sha256();
+    let canonical_sha256 = canonical_sha256_of(&results);
     let VerifiedBody {
         agent,
         signature,
@@ -186,6 +186,24 @@ async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem>
         duplicates = outcome.duplicates
     );
     Ok(inserted_response(outcome.inserted, outcome.duplicates))
+}
+
+/// Lowercase hex SHA-256 of the canonical bytes of the array of `results`' records, from their
+/// stored canonical bytes. A canonical array is its items' canonical bytes joined by `,` inside
+/// `[` and `]` (compact JSON), so this equals [`VerifiedBody::canonical_sha256`] of the body
+/// without canonicalising the whole batch a third time (the signature check and the per-record
+/// stored form already did it twice).
+pub fn canonical_sha256_of(results: &[StoredResult]) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"[");
+    for (index, result) in results.iter().enumerate() {
+        if index > 0 {
+            digest.update(b",");
+        }
+        digest.update(result.record_json.as_bytes());
+    }
+    digest.update(b"]");
+    hex::encode(digest.finalize())
 }
 
 fn inserted_response(inserted: u64, duplicates: u64) -> Response {
@@ -367,6 +385,18 @@ mod tests {
             sign::canonical_bytes(&minimal("a")).as_slice()
         );
         assert!(first.record_json.contains("a_future_field"));
+    }
+
+    #[test]
+    fn batch_digest_from_stored_records_equals_the_canonical_body_digest() {
+        let mut nested = minimal("b");
+        nested["z_first"] = json!({"y": [3, {"b": 1, "a": "é\u{1}\""}], "x": 1.5e300});
+        let body = json!([minimal("a"), nested, minimal("c")]);
+        let results = validate_records(&body).expect("valid");
+        assert_eq!(
+            canonical_sha256_of(&results),
+            hex::encode(Sha256::digest(sign::canonical_bytes(&body)))
+        );
     }
 
     #[test]

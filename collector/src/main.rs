@@ -18,7 +18,8 @@ struct Options {
     /// Where to store results: sqlite:PATH (clickhouse:URL is not built yet).
     #[arg(long)]
     store: String,
-    /// The settings file (TOML): agents and their keys, timestamp window, body limit, retention.
+    /// The settings file (TOML): agents and their keys, timestamp window, body limit, retention,
+    /// and the `[kafka]` consumer (brokers, group, results and events topics).
     #[arg(long)]
     config: Option<PathBuf>,
 }

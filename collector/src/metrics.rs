@@ -38,6 +38,10 @@ pub struct Metrics {
     /// Newly kept-aside events, by family label.
     events_kept_aside: Mutex<BTreeMap<&'static str, u64>>,
     events_duplicate: AtomicU64,
+    /// Kafka messages handled by the consumer, by (kind, outcome) ([`Metrics::handle_kafka_message`]).
+    kafka_messages: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Store writes of the Kafka consumer that failed and were retried.
+    kafka_store_failures: AtomicU64,
 }
 
 /// The label a family is counted under: its name when it is one of the families of the protocol
@@ -113,6 +117,33 @@ impl Metrics {
             .get(label)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Counts one Kafka message of `kind` (`results` or `events`) handled with `outcome`
+    /// (`stored`, or why it was skipped: `malformed`, `unknown_key`, `bad_signature`).
+    pub fn handle_kafka_message(&self, kind: &'static str, outcome: &'static str) {
+        *lock(&self.kafka_messages)
+            .entry((kind, outcome))
+            .or_default() += 1;
+    }
+
+    /// Kafka messages of `kind` handled with `outcome` so far.
+    pub fn kafka_messages(&self, kind: &str, outcome: &str) -> u64 {
+        lock(&self.kafka_messages)
+            .iter()
+            .filter(|((k, o), _)| *k == kind && *o == outcome)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Counts one failed store write of the Kafka consumer (it is retried after a back-off).
+    pub fn handle_kafka_store_failure(&self) {
+        self.kafka_store_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed store writes of the Kafka consumer so far.
+    pub fn kafka_store_failures(&self) -> u64 {
+        self.kafka_store_failures.load(Ordering::Relaxed)
     }
 
     /// Records how long one store operation took.
@@ -219,6 +250,7 @@ impl Metrics {
             }
         }
         self.render_events(&mut out);
+        self.render_kafka(&mut out);
         if let Some(stored) = results_stored {
             let _ = writeln!(
                 out,
@@ -232,6 +264,33 @@ impl Metrics {
 }
 
 impl Metrics {
+    fn render_kafka(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_kafka_messages_total Kafka messages consumed, by kind (results, events) and outcome (stored, or why skipped)."
+        );
+        let _ = writeln!(out, "# TYPE lvt_collector_kafka_messages_total counter");
+        for ((kind, outcome), count) in lock(&self.kafka_messages).iter() {
+            let _ = writeln!(
+                out,
+                "lvt_collector_kafka_messages_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvt_collector_kafka_store_failures_total Store writes of the Kafka consumer that failed; their offsets stay uncommitted and the write is retried."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE lvt_collector_kafka_store_failures_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "lvt_collector_kafka_store_failures_total {}",
+            self.kafka_store_failures.load(Ordering::Relaxed)
+        );
+    }
+
     fn render_events(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -329,5 +388,26 @@ mod tests {
         assert!(text.contains("lvt_collector_events_duplicate_total 4\n"));
         assert!(!text.contains("made_up"));
         assert_eq!(metrics.events_kept_aside("unknown"), 3);
+    }
+
+    #[test]
+    fn kafka_counters_are_by_kind_and_outcome() {
+        let metrics = Metrics::default();
+        metrics.handle_kafka_message("results", "stored");
+        metrics.handle_kafka_message("results", "bad_signature");
+        metrics.handle_kafka_message("results", "bad_signature");
+        metrics.handle_kafka_message("events", "malformed");
+        metrics.handle_kafka_store_failure();
+        let text = metrics.render(None);
+        assert!(text.contains(
+            "lvt_collector_kafka_messages_total{kind=\"results\",outcome=\"bad_signature\"} 2\n"
+        ));
+        assert!(text.contains(
+            "lvt_collector_kafka_messages_total{kind=\"events\",outcome=\"malformed\"} 1\n"
+        ));
+        assert!(text.contains("lvt_collector_kafka_store_failures_total 1\n"));
+        assert_eq!(metrics.kafka_messages("results", "bad_signature"), 2);
+        assert_eq!(metrics.kafka_messages("events", "stored"), 0);
+        assert_eq!(metrics.kafka_store_failures(), 1);
     }
 }

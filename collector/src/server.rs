@@ -12,6 +12,7 @@ use axum::routing::{MethodRouter, get, post};
 use tokio::net::TcpListener;
 
 use crate::config::{Agent, CollectorConfig, Settings, StoreSpec};
+use crate::kafka::{ConsumerOptions, KafkaConsumer};
 use crate::metrics::Metrics;
 use crate::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use crate::store::sqlite::SqliteStore;
@@ -48,6 +49,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The wall clock.
     pub clock: Clock,
+    /// The organic-load sessions being folded from gateway events ([`crate::organic`]).
+    pub organic: crate::organic::OrganicLoad,
+    /// SLA answers already computed for the store's current data version.
+    pub sla_cache: crate::sla_api::ResponseCache,
 }
 
 impl AppState {
@@ -64,6 +69,8 @@ impl AppState {
             store,
             metrics: Metrics::default(),
             clock,
+            organic: crate::organic::OrganicLoad::default(),
+            sla_cache: crate::sla_api::ResponseCache::default(),
         }
     }
 }
@@ -77,6 +84,9 @@ pub enum RunError {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
+    /// The Kafka consumer of `[kafka]` could not start.
+    #[error("{0}")]
+    Kafka(#[from] crate::kafka::KafkaError),
 }
 
 /// Every routed path with its handlers. [`router`] is built from this list and a test checks
@@ -142,7 +152,7 @@ pub async fn run(
 }
 
 /// Serves on `listener` with an opened store and a clock until `shutdown` completes; runs the
-/// retention sweep meanwhile.
+/// retention sweep meanwhile, and the Kafka consumer when `settings.kafka` is set.
 pub async fn serve(
     listener: TcpListener,
     settings: Settings,
@@ -150,12 +160,62 @@ pub async fn serve(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    serve_with(
+        listener,
+        settings,
+        store,
+        clock,
+        ConsumerOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with the Kafka consumer's batching and retry options. The consumer starts before
+/// the first request is answered (a bad `[kafka]` is an error at start) and stops on the same
+/// `shutdown` as the HTTP server; `serve_with` returns once both have stopped.
+pub async fn serve_with(
+    listener: TcpListener,
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    kafka_options: ConsumerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let state = Arc::new(AppState::new(settings, store, clock));
+    let consumer = match &state.settings.kafka {
+        Some(config) => Some(KafkaConsumer::new(
+            Arc::clone(&state),
+            config,
+            kafka_options,
+        )?),
+        None => None,
+    };
+    // One shutdown stops both the HTTP server and the consumer: the caller's future flips this
+    // flag, and so does the server stopping for any other reason.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let consumer_task = consumer.map(|consumer| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(consumer.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&state)));
+    let stop_on_shutdown = Arc::clone(&stop);
     let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_on_shutdown.send_replace(true);
+        })
         .await;
+    stop.send_replace(true);
     sweeper.abort();
+    if let Some(task) = consumer_task
+        && let Err(error) = task.await
+    {
+        tracing::warn!(message = "The Kafka consumer task was lost.", error = %error);
+    }
     result.map_err(RunError::from)
 }
 
@@ -193,6 +253,28 @@ pub async fn sweep(state: &AppState) {
             tracing::warn!(message = "Retention sweep failed.", error = %problem.detail);
         }
     }
+    // Events go by the same cutoff as results, by envelope timestamp.
+    match ingest::timed(
+        state,
+        "delete_events_older_than",
+        state.store.delete_events_older_than(results_before),
+    )
+    .await
+    {
+        Ok(deleted) if deleted > 0 => {
+            tracing::info!(
+                message = "Old events deleted.",
+                deleted,
+                before_unix_ms = results_before
+            );
+        }
+        Ok(_) => {}
+        Err(problem) => {
+            tracing::warn!(message = "Event retention failed.", error = %problem.detail);
+        }
+    }
+    // Organic streams whose close was lost are finished here once their idle timeout passed.
+    events::feed_organic_load(state, std::iter::empty(), now_ms).await;
     // A nonce signed before now - window can only come with a stale timestamp, which is refused
     // before the nonce is looked at, so forgetting it cannot reopen a replay.
     let window_ms = i64::try_from(state.settings.timestamp_window_ms).unwrap_or(i64::MAX);

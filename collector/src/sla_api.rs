@@ -8,7 +8,7 @@
 //! are pure functions; the handlers only add the clock and the store.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -236,9 +236,21 @@ pub fn aggregate<G: Ord>(
         };
         let merged = groups.entry(group_key).or_default();
         merged.sums.merge(sums);
-        merged
+        // Most cells of a group share its cohort; looking before inserting spares two string
+        // copies per cell.
+        let known = merged
             .cohorts
-            .insert((key.pipeline.clone(), key.model_id.clone(), key.test_load));
+            .iter()
+            .any(|(pipeline, model_id, test_load)| {
+                *pipeline == key.pipeline
+                    && *model_id == key.model_id
+                    && *test_load == key.test_load
+            });
+        if !known {
+            merged
+                .cohorts
+                .insert((key.pipeline.clone(), key.model_id.clone(), key.test_load));
+        }
     }
     groups
 }
@@ -289,7 +301,14 @@ async fn read_cells(
     query: &SlaQuery,
     earliest_bucket_start_unix_s: i64,
 ) -> Result<(Vec<(CellKey, CellSums)>, CohortCells), Problem> {
-    let cells = timed(state, "sla_cells", state.store.sla_cells(&query.filter)).await?;
+    // The request's own cells are only scored (their cohorts come from the rollup), so their
+    // histograms need not be read.
+    let cells = timed(
+        state,
+        "sla_cells",
+        state.store.sla_cells_for_scoring(&query.filter),
+    )
+    .await?;
     let pairs: BTreeSet<(String, String)> = cells
         .iter()
         .map(|(key, _)| (key.pipeline.clone(), key.model_id.clone()))
@@ -306,10 +325,98 @@ async fn read_cells(
             test_load: query.filter.test_load,
             ..SlaFilter::default()
         };
-        let cohort_cells = timed(state, "sla_cells", state.store.sla_cells(&filter)).await?;
+        // The precomputed cohort rollup holds the same sums merged per hour, so a request reads
+        // one row per hour of the cohort window instead of every cell of the fleet.
+        let cohort_cells = timed(
+            state,
+            "sla_cohort_cells",
+            state.store.sla_cohort_cells(&filter),
+        )
+        .await?;
         cohorts.insert(pipeline, model_id, cohort_cells);
     }
     Ok((cells, cohorts))
+}
+
+/// How many answers the cache keeps before it starts over: enough for the dashboard's and the
+/// public API's usual queries, small enough that a crawler's distinct queries cannot grow it.
+const CACHE_ENTRIES: usize = 256;
+
+/// SLA answers computed for one data version of the store ([`crate::store::Store::sla_generation`]),
+/// by endpoint and parsed query. An answer depends only on the stored sums and the parsed query
+/// (whose window is already resolved against the clock), so it stays exact until the data
+/// version changes; the cache is then emptied.
+#[derive(Debug, Default)]
+pub struct ResponseCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    generation: u64,
+    bodies: HashMap<String, Arc<str>>,
+}
+
+impl ResponseCache {
+    /// The answer stored under `key` for data version `generation`.
+    pub fn get(&self, generation: u64, key: &str) -> Option<Arc<str>> {
+        let inner = self.lock();
+        (inner.generation == generation)
+            .then(|| inner.bodies.get(key).cloned())
+            .flatten()
+    }
+
+    /// Stores an answer computed at data version `generation`.
+    pub fn put(&self, generation: u64, key: String, body: Arc<str>) {
+        let mut inner = self.lock();
+        if inner.generation != generation || inner.bodies.len() >= CACHE_ENTRIES {
+            inner.bodies.clear();
+            inner.generation = generation;
+        }
+        inner.bodies.insert(key, body);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // A panic while holding the lock can only leave a half-updated map of complete answers;
+        // every entry is still a whole answer, so the cache stays usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Answers from the cache when the store's data version has an answer for `endpoint` and
+/// `query`, else computes the body with `compute` and caches it.
+async fn cached<F>(
+    state: &AppState,
+    endpoint: &str,
+    query: &SlaQuery,
+    compute: F,
+) -> Result<Response, Problem>
+where
+    F: std::future::Future<Output = Result<Value, Problem>>,
+{
+    let generation = timed(state, "sla_generation", state.store.sla_generation()).await?;
+    let key = format!("{endpoint} {query:?}");
+    if let Some(generation) = generation
+        && let Some(body) = state.sla_cache.get(generation, &key)
+    {
+        return Ok(text_response(body.to_string()));
+    }
+    let body: Arc<str> = compute.await?.to_string().into();
+    if let Some(generation) = generation {
+        state.sla_cache.put(generation, key, Arc::clone(&body));
+    }
+    Ok(text_response(body.to_string()))
+}
+
+fn text_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 fn text_or_null(text: &str) -> Value {
@@ -318,15 +425,6 @@ fn text_or_null(text: &str) -> Value {
     } else {
         Value::String(text.to_owned())
     }
-}
-
-fn json_response(body: &Value) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn parse_request(
@@ -360,7 +458,17 @@ pub async fn handle_compliance_get(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let query = parse_request(&state, query, None)?;
-    let (cells, mut cohorts) = read_cells(&state, &query, query.start_unix_s).await?;
+    cached(
+        &state,
+        "compliance",
+        &query,
+        compliance_body(&state, &query),
+    )
+    .await
+}
+
+async fn compliance_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> {
+    let (cells, mut cohorts) = read_cells(state, query, query.start_unix_s).await?;
     let groups = aggregate(&cells, |key| -> Option<ComplianceKey> {
         Some((
             query.bucket_start_unix_s(key.hour_unix_s),
@@ -397,10 +505,10 @@ pub async fn handle_compliance_get(
             })
         })
         .collect();
-    let mut body = window_json(&query);
+    let mut body = window_json(query);
     body["grain"] = json!(query.grain.name());
     body["rows"] = json!(rows);
-    Ok(json_response(&body))
+    Ok(body)
 }
 
 /// One orchestrator of the ranking.
@@ -445,7 +553,17 @@ pub async fn handle_orchestrators_get(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let query = parse_request(&state, query, Some(true))?;
-    let (cells, mut cohorts) = read_cells(&state, &query, query.start_unix_s).await?;
+    cached(
+        &state,
+        "orchestrators",
+        &query,
+        orchestrators_body(&state, &query),
+    )
+    .await
+}
+
+async fn orchestrators_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> {
+    let (cells, mut cohorts) = read_cells(state, query, query.start_unix_s).await?;
     let mut regions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (key, _) in &cells {
         let entry = regions.entry(key.orchestrator.clone()).or_default();
@@ -470,9 +588,9 @@ pub async fn handle_orchestrators_get(
             )
         })
         .collect();
-    let mut body = window_json(&query);
+    let mut body = window_json(query);
     body["orchestrators"] = json!(rank(rows));
-    Ok(json_response(&body))
+    Ok(body)
 }
 
 /// `GET /v1/gpu/metrics`: per GPU name, sessions, mean startup and e2e latency, mean FPS and the
@@ -482,7 +600,11 @@ pub async fn handle_gpu_metrics_get(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let query = parse_request(&state, query, Some(true))?;
-    let (cells, mut cohorts) = read_cells(&state, &query, query.start_unix_s).await?;
+    cached(&state, "gpu", &query, gpu_body(&state, &query)).await
+}
+
+async fn gpu_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> {
+    let (cells, mut cohorts) = read_cells(state, query, query.start_unix_s).await?;
     let mut orchestrators: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (key, _) in &cells {
         orchestrators
@@ -509,9 +631,9 @@ pub async fn handle_gpu_metrics_get(
             })
         })
         .collect();
-    let mut body = window_json(&query);
+    let mut body = window_json(query);
     body["gpus"] = json!(gpus);
-    Ok(json_response(&body))
+    Ok(body)
 }
 
 /// `GET /v1/network/demand`: per hour x pipeline x model x load kind, sessions and busy
@@ -521,7 +643,16 @@ pub async fn handle_demand_get(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let query = parse_request(&state, query, None)?;
-    let cells = timed(&state, "sla_cells", state.store.sla_cells(&query.filter)).await?;
+    cached(&state, "demand", &query, demand_body(&state, &query)).await
+}
+
+async fn demand_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> {
+    let cells = timed(
+        state,
+        "sla_cells",
+        state.store.sla_cells_for_scoring(&query.filter),
+    )
+    .await?;
     let groups = aggregate(&cells, |key| {
         Some((
             key.hour_unix_s,
@@ -547,9 +678,9 @@ pub async fn handle_demand_get(
             })
         })
         .collect();
-    let mut body = window_json(&query);
+    let mut body = window_json(query);
     body["rows"] = json!(rows);
-    Ok(json_response(&body))
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -684,6 +815,27 @@ mod tests {
             startup_attempts: sessions,
             ..CellSums::default()
         }
+    }
+
+    #[test]
+    fn the_cache_answers_only_for_the_data_version_it_was_filled_at() {
+        let cache = ResponseCache::default();
+        assert_eq!(cache.get(1, "a"), None);
+        cache.put(1, "a".into(), "one".into());
+        assert_eq!(cache.get(1, "a").as_deref(), Some("one"));
+        assert_eq!(cache.get(1, "b"), None);
+        assert_eq!(cache.get(2, "a"), None, "a new data version misses");
+        cache.put(2, "b".into(), "two".into());
+        assert_eq!(
+            cache.get(1, "a"),
+            None,
+            "entries of the old version are gone"
+        );
+        assert_eq!(cache.get(2, "b").as_deref(), Some("two"));
+        for index in 0..CACHE_ENTRIES * 2 {
+            cache.put(2, format!("k{index}"), "x".into());
+        }
+        assert!(cache.lock().bodies.len() <= CACHE_ENTRIES, "bounded");
     }
 
     #[test]

@@ -13,7 +13,8 @@ fn envelope(id: &str, family: &str, data: Value) -> Value {
     json!({
         "id": id,
         "type": family,
-        "timestamp": "1764237600000",
+        // Recent, so that the retention sweep (90 days by envelope timestamp) keeps the events.
+        "timestamp": now_ms().to_string(),
         "gateway": "0x00000000000000000000000000000000000000aa",
         "data": data,
     })

@@ -237,9 +237,27 @@ impl BatchSignature {
 /// decimal and floats in their shortest round-trip form, always with a `.` or an exponent
 /// (`2000.0`, `0.1`, `1e-7`).
 pub fn canonical_bytes(value: &Value) -> Vec<u8> {
-    let sorted = crate::sort_keys(value.clone());
     // A `Value` has only string keys and no custom Serialize impls, so writing it cannot fail.
-    serde_json::to_vec(&sorted).unwrap_or_default()
+    if maps_are_sorted() {
+        // Maps already iterate in key order: plain compact serialization is canonical, and the
+        // deep copy (most of a signature check's cost on a large batch) is spared.
+        serde_json::to_vec(value).unwrap_or_default()
+    } else {
+        serde_json::to_vec(&crate::sort_keys(value.clone())).unwrap_or_default()
+    }
+}
+
+/// Whether `serde_json` keeps object keys sorted (its default `BTreeMap` maps) rather than in
+/// insertion order (the `preserve_order` feature, which any crate of a build may switch on).
+/// Checked once, at run time, because feature unification decides it, not this crate.
+fn maps_are_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut map = serde_json::Map::new();
+        map.insert("b".to_owned(), Value::Null);
+        map.insert("a".to_owned(), Value::Null);
+        map.keys().next().is_some_and(|first| first == "a")
+    })
 }
 
 /// The exact bytes that are signed for `records` at `timestamp_ms` with the hex `nonce`.

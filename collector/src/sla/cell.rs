@@ -44,12 +44,7 @@ impl CellKey {
         let orchestrator = session
             .orchestrator
             .as_ref()
-            .map(|orchestrator| match &orchestrator.address {
-                // Addresses are hex and may arrive checksummed (mixed case); one orchestrator must
-                // land in one cell whatever case its discovery source used.
-                Some(address) if !address.is_empty() => address.to_ascii_lowercase(),
-                _ => orchestrator.uri.clone(),
-            })
+            .map(orchestrator_key)
             .unwrap_or_default();
         let complexity = session
             .prompt
@@ -134,7 +129,7 @@ fn to_millionths(value: f64) -> Option<u64> {
 }
 
 /// A value if it is a usable measurement (finite and not negative).
-fn measured(value: Option<f64>) -> Option<f64> {
+pub(crate) fn measured(value: Option<f64>) -> Option<f64> {
     value.filter(|value| value.is_finite() && *value >= 0.0)
 }
 
@@ -204,8 +199,14 @@ impl CellSums {
 
     /// Adds one session's evidence.
     pub fn add(&mut self, session: &SessionReport) {
+        self.add_evidence(&Evidence::of_session(session));
+    }
+
+    /// Adds one attempt's evidence: a whole session, or one orchestrator's share of a network
+    /// session (see [`super::attribution`]).
+    pub(crate) fn add_evidence(&mut self, evidence: &Evidence) {
         bump(&mut self.sessions);
-        let attempt = match session.outcome {
+        let attempt = match evidence.outcome {
             Outcome::Passed => {
                 bump(&mut self.passed);
                 true
@@ -215,10 +216,7 @@ impl CellSums {
                 // The tester reports busy targets as `unscored_busy`, but a failed session that
                 // still names capacity (or a tester bug) is excused the same way: neither says
                 // anything about how the orchestrator serves a stream it accepted.
-                !matches!(
-                    session.failure.as_ref().map(|failure| failure.class),
-                    Some(FailureClass::Capacity | FailureClass::Internal)
-                )
+                !is_excused(evidence.failure_class)
             }
             Outcome::UnscoredBusy => {
                 bump(&mut self.unscored_busy);
@@ -234,50 +232,44 @@ impl CellSums {
         }
         bump(&mut self.startup_attempts);
 
-        let metrics = &session.metrics;
-        let startup_ms = measured(metrics.startup_ms);
-        let e2e_p50_ms = measured(metrics.e2e_latency_ms.map(|latency| latency.p50));
-        let output_fps = measured(metrics.output_fps.map(|fps| fps.mean));
-
-        if let Some(value) = e2e_p50_ms {
+        if let Some(value) = evidence.e2e_p50_ms {
             self.e2e_p50_ms.add(value);
             self.e2e_p50_ms_buckets.record(value);
         }
-        if let Some(value) = output_fps {
+        if let Some(value) = evidence.output_fps {
             self.output_fps.add(value);
             self.output_fps_buckets.record(value);
         }
-        if let Some(value) = measured(metrics.fps_jitter) {
+        if let Some(value) = evidence.fps_jitter {
             self.fps_jitter.add(value);
         }
-        if output_fps.is_some_and(|fps| fps > 0.0) && !only_loading(&session.runner.states_seen) {
+        if evidence.output_fps.is_some_and(|fps| fps > 0.0) && !evidence.only_loading {
             bump(&mut self.output_viable);
         }
 
-        let Some(startup_ms) = startup_ms else {
+        if !evidence.started {
             // A session without a first output frame is a startup failure, and that failure is
             // complete evidence of how the session went.
             bump(&mut self.evidence_complete);
             return;
-        };
+        }
         bump(&mut self.startup_successes);
-        self.startup_ms.add(startup_ms);
-        self.startup_ms_buckets.record(startup_ms);
-        if e2e_p50_ms.is_some() && output_fps.is_some() {
+        if let Some(startup_ms) = evidence.startup_ms {
+            self.startup_ms.add(startup_ms);
+            self.startup_ms_buckets.record(startup_ms);
+        }
+        if (evidence.e2e_p50_ms.is_some() || !evidence.e2e_expected)
+            && evidence.output_fps.is_some()
+        {
             bump(&mut self.evidence_complete);
         }
-        let swaps = metrics.swaps.len() as u64;
-        self.swaps = self.swaps.saturating_add(swaps);
-        if swaps == 0 && !gateway_would_swap(session) {
+        self.swaps = self.swaps.saturating_add(evidence.swaps);
+        if !evidence.broke {
             bump(&mut self.no_swap);
         }
-        self.stalls = self.stalls.saturating_add(u64::from(metrics.stalls.count));
-        self.stall_ms.add(metrics.stalls.total_ms);
-        let length_ms = session
-            .ended_at_unix_ms
-            .saturating_sub(session.started_at_unix_ms)
-            .max(0);
-        self.session_ms.add(length_ms as f64);
+        self.stalls = self.stalls.saturating_add(u64::from(evidence.stalls));
+        self.stall_ms.add(evidence.stall_ms);
+        self.session_ms.add(evidence.length_ms.max(0) as f64);
     }
 
     /// Adds another set of sums to this one, field by field.
@@ -312,6 +304,86 @@ impl CellSums {
     }
 }
 
+/// One attempt's evidence, as [`CellSums::add_evidence`] counts it. Only usable measurements
+/// (finite, not negative) are set.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Evidence {
+    /// How the attempt ended.
+    pub outcome: Outcome,
+    /// The failure class of a failed attempt.
+    pub failure_class: Option<FailureClass>,
+    /// Whether its output started (a first output frame arrived).
+    pub started: bool,
+    /// The startup latency sample it carries, ms; only a session's start carries one.
+    pub startup_ms: Option<f64>,
+    /// Its e2e latency median, ms.
+    pub e2e_p50_ms: Option<f64>,
+    /// Whether e2e latency belongs to its complete evidence: the tester measures it on every
+    /// stream, but gateway events (organic load) carry none, so an organic session is complete
+    /// with its output FPS alone, as NaaP's coverage counts only the telemetry it expects.
+    pub e2e_expected: bool,
+    /// Its mean output FPS.
+    pub output_fps: Option<f64>,
+    /// Its FPS jitter (std/mean).
+    pub fps_jitter: Option<f64>,
+    /// Whether the runner only ever reported its loading state.
+    pub only_loading: bool,
+    /// Orchestrator swaps it ended in or contained.
+    pub swaps: u64,
+    /// Whether it broke in a way that counts against the no-swap rate.
+    pub broke: bool,
+    /// Output stalls in it.
+    pub stalls: u32,
+    /// Stalled time in it, ms.
+    pub stall_ms: f64,
+    /// Its wall-clock length, ms.
+    pub length_ms: i64,
+}
+
+impl Evidence {
+    /// The evidence of a whole session, attributed to the one orchestrator its key names.
+    pub(crate) fn of_session(session: &SessionReport) -> Evidence {
+        let metrics = &session.metrics;
+        let startup_ms = measured(metrics.startup_ms);
+        let swaps = metrics.swaps.len() as u64;
+        Evidence {
+            outcome: session.outcome,
+            failure_class: session.failure.as_ref().map(|failure| failure.class),
+            started: startup_ms.is_some(),
+            startup_ms,
+            e2e_p50_ms: measured(metrics.e2e_latency_ms.map(|latency| latency.p50)),
+            e2e_expected: session.is_test_load,
+            output_fps: measured(metrics.output_fps.map(|fps| fps.mean)),
+            fps_jitter: measured(metrics.fps_jitter),
+            only_loading: only_loading(&session.runner.states_seen),
+            swaps,
+            broke: swaps > 0 || gateway_would_swap(session),
+            stalls: metrics.stalls.count,
+            stall_ms: metrics.stalls.total_ms,
+            length_ms: session
+                .ended_at_unix_ms
+                .saturating_sub(session.started_at_unix_ms),
+        }
+    }
+}
+
+/// Whether a failure class excuses the target: capacity (it said it was busy) and the tester's
+/// own faults say nothing about how the orchestrator serves a stream it accepted.
+pub(crate) fn is_excused(class: Option<FailureClass>) -> bool {
+    matches!(class, Some(FailureClass::Capacity | FailureClass::Internal))
+}
+
+/// The key an orchestrator has in a cell: its Ethereum address in lowercase when known, else its
+/// service URI.
+pub(crate) fn orchestrator_key(orchestrator: &lvt_schema::OrchestratorRef) -> String {
+    match &orchestrator.address {
+        // Addresses are hex and may arrive checksummed (mixed case); one orchestrator must land
+        // in one cell whatever case its discovery source used.
+        Some(address) if !address.is_empty() => address.to_ascii_lowercase(),
+        _ => orchestrator.uri.clone(),
+    }
+}
+
 /// Counts one more; saturating, because stored sums read back from a database are input too.
 fn bump(count: &mut u64) {
     *count = count.saturating_add(1);
@@ -320,7 +392,7 @@ fn bump(count: &mut u64) {
 /// Whether the runner only ever reported its loading state: its output, however fast, was the
 /// loading placeholder, which NaaP counts as an output failure. A session without status events
 /// is judged by its frame rate alone.
-fn only_loading(states_seen: &[String]) -> bool {
+pub(crate) fn only_loading(states_seen: &[String]) -> bool {
     !states_seen.is_empty()
         && states_seen
             .iter()

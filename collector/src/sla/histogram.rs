@@ -40,6 +40,19 @@ pub const FPS_LINEAR_BUCKETS: u16 = 480;
 pub struct BucketCounts(BTreeMap<u16, u64>);
 
 impl BucketCounts {
+    /// The non-empty buckets and their counts, in bucket order (for the binary cell encoding).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().map(|(&bucket, &count)| (bucket, count))
+    }
+
+    /// Adds `count` values to `bucket` (for decoding the binary cell encoding).
+    pub(crate) fn add_count(&mut self, bucket: u16, count: u64) {
+        if count > 0 {
+            let mine = self.0.entry(bucket).or_insert(0);
+            *mine = mine.saturating_add(count);
+        }
+    }
+
     fn record(&mut self, bucket: u16) {
         let count = self.0.entry(bucket).or_insert(0);
         *count = count.saturating_add(1);
@@ -86,6 +99,16 @@ impl BucketCounts {
 pub struct LatencyHistogram(BucketCounts);
 
 impl LatencyHistogram {
+    /// The bucket counts (for the binary cell encoding).
+    pub(crate) fn counts(&self) -> &BucketCounts {
+        &self.0
+    }
+
+    /// The bucket counts, mutably (for decoding the binary cell encoding).
+    pub(crate) fn counts_mut(&mut self) -> &mut BucketCounts {
+        &mut self.0
+    }
+
     /// The bucket a latency falls in; `None` for a negative, NaN or infinite value, which is not a
     /// latency and is never recorded.
     pub fn bucket_of(latency_ms: f64) -> Option<u16> {
@@ -168,6 +191,16 @@ impl LatencyHistogram {
 pub struct FpsHistogram(BucketCounts);
 
 impl FpsHistogram {
+    /// The bucket counts (for the binary cell encoding).
+    pub(crate) fn counts(&self) -> &BucketCounts {
+        &self.0
+    }
+
+    /// The bucket counts, mutably (for decoding the binary cell encoding).
+    pub(crate) fn counts_mut(&mut self) -> &mut BucketCounts {
+        &mut self.0
+    }
+
     /// The bucket a frame rate falls in; `None` for a negative, NaN or infinite value.
     pub fn bucket_of(fps: f64) -> Option<u16> {
         if !fps.is_finite() || fps < 0.0 {

@@ -724,3 +724,202 @@ fn a_stream_that_broke_mid_session_is_not_swap_free() {
     assert_eq!(sums.startup_successes, 1);
     assert_eq!(sums.no_swap, 1);
 }
+
+/// The network-mode example of docs/sla.md: one session, two orchestrators. The first started
+/// the stream and was swapped away from on an output timeout; the second finished it.
+fn network_example() -> SessionReport {
+    let mut report = passed(0, 1200.0, Some(120.0), 24.0, 0.2);
+    report.ended_at_unix_ms = report.started_at_unix_ms + 300_000;
+    report.mode = TargetMode::Network;
+    let start = report.started_at_unix_ms;
+    let share = |index: u8, from_s: i64, to_s: i64| lvt_schema::ServedBy {
+        orchestrator: OrchestratorRef {
+            address: Some(format!(
+                "0xAbC00000000000000000000000000000000000{index:02}"
+            )),
+            uri: format!("https://o{index}.example:8935"),
+            cert_sha256: None,
+        },
+        gpu: Some(Gpu {
+            name: "NVIDIA GeForce RTX 4090".into(),
+            memory_bytes: None,
+        }),
+        from_unix_ms: start + from_s * 1000,
+        to_unix_ms: start + to_s * 1000,
+        startup_ms: Some(700.0),
+        frames_received: 1000,
+        e2e_latency_ms: None,
+        output_fps: None,
+        stalls: StallSummary::default(),
+        ended_by: None,
+        failure: None,
+    };
+    let mut first = share(1, 1, 120);
+    first.startup_ms = Some(1100.0);
+    first.e2e_latency_ms = Some(latency(150.0));
+    first.output_fps = Some(fps(15.0));
+    first.stalls = StallSummary {
+        count: 2,
+        total_ms: 900.0,
+        longest_ms: 600.0,
+    };
+    first.ended_by = Some("output timeout".into());
+    first.failure = Some(FailureClass::OutputTimeout);
+    let mut second = share(2, 121, 300);
+    second.e2e_latency_ms = Some(latency(90.0));
+    second.output_fps = Some(fps(30.0));
+    report.served_by = vec![first, second];
+    report
+}
+
+/// One row of the network-mode example's table in docs/sla.md.
+fn contribution_row(key: &CellKey, sums: &CellSums) -> String {
+    format!(
+        "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        key.orchestrator,
+        sums.sessions,
+        sums.passed,
+        sums.failed,
+        sums.startup_attempts,
+        sums.startup_successes,
+        number(sums.startup_ms.mean(), 0),
+        sums.no_swap,
+        sums.swaps,
+        number(sums.e2e_p50_ms.mean(), 0),
+        number(sums.output_fps.mean(), 1),
+        sums.stalls,
+        number(sums.session_ms.mean().map(|ms| ms / 1000.0), 0),
+    )
+}
+
+#[test]
+fn network_sessions_are_attributed_per_serving_orchestrator() {
+    let report = network_example();
+    let parts = contributions(&report);
+    assert_eq!(parts.len(), 2);
+    let (first_key, first) = &parts[0];
+    let (second_key, second) = &parts[1];
+    assert_eq!(
+        first_key.orchestrator,
+        "0xabc0000000000000000000000000000000000001"
+    );
+    assert_eq!(
+        second_key.orchestrator,
+        "0xabc0000000000000000000000000000000000002"
+    );
+    // Everything but the orchestrator comes from the session (both shares start in its hour).
+    let session_key = CellKey::of(&report);
+    for key in [first_key, second_key] {
+        assert_eq!(
+            CellKey {
+                orchestrator: session_key.orchestrator.clone(),
+                ..key.clone()
+            },
+            session_key
+        );
+    }
+
+    // The first orchestrator: the session's start (1200 ms, not its own 1100 ms), a failure
+    // swap against its no-swap rate, its own e2e, FPS and stalls.
+    assert_eq!((first.sessions, first.passed, first.failed), (1, 0, 1));
+    assert_eq!((first.startup_attempts, first.startup_successes), (1, 1));
+    assert_eq!(first.startup_ms.mean(), Some(1200.0));
+    assert_eq!(first.startup_ms_buckets.total(), 1);
+    assert_eq!((first.no_swap, first.swaps), (0, 1));
+    assert_eq!(first.e2e_p50_ms.mean(), Some(150.0));
+    assert_eq!(first.output_fps.mean(), Some(15.0));
+    assert_eq!(
+        first.fps_jitter.count, 0,
+        "jitter is the session's, not a share's"
+    );
+    assert_eq!((first.stalls, first.stall_ms.sum()), (2, 900.0));
+    assert_eq!(first.session_ms.sum(), 120_000.0);
+
+    // The second: the session's passed outcome, output started but no startup sample, swap-free.
+    assert_eq!((second.sessions, second.passed, second.failed), (1, 1, 0));
+    assert_eq!((second.startup_attempts, second.startup_successes), (1, 1));
+    assert_eq!(second.startup_ms.count, 0);
+    assert_eq!(second.startup_ms_buckets.total(), 0);
+    assert_eq!((second.no_swap, second.swaps), (1, 0));
+    assert_eq!(second.e2e_p50_ms.mean(), Some(90.0));
+    assert_eq!(second.output_fps.mean(), Some(30.0));
+    assert_eq!(second.session_ms.sum(), 179_000.0);
+
+    for (key, sums) in &parts {
+        let row = contribution_row(key, sums);
+        assert!(SLA_DOC.contains(&row), "docs/sla.md lacks the row\n{row}");
+    }
+
+    // A swap the target is not answerable for (capacity) costs it no no-swap.
+    let mut excused = report.clone();
+    excused.served_by[0].failure = Some(FailureClass::Capacity);
+    let parts = contributions(&excused);
+    assert_eq!(parts[0].1.startup_attempts, 0, "a capacity swap is excused");
+
+    // A later share that produced no output is that orchestrator's startup failure.
+    let mut dead = report.clone();
+    dead.served_by[1].startup_ms = None;
+    dead.served_by[1].frames_received = 0;
+    let parts = contributions(&dead);
+    assert_eq!(parts[1].1.startup_successes, 0);
+    assert_eq!(parts[1].1.evidence_complete, 1);
+}
+
+#[test]
+fn sessions_without_shares_keep_one_cell() {
+    let mut report = network_example();
+    report.served_by.clear();
+    let whole = vec![(CellKey::of(&report), CellSums::from_sessions([&report]))];
+    assert_eq!(contributions(&report), whole);
+    // Direct mode ignores shares even if a writer filled them.
+    let mut direct = network_example();
+    direct.mode = TargetMode::Direct;
+    assert_eq!(
+        contributions(&direct),
+        vec![(CellKey::of(&direct), CellSums::from_sessions([&direct]))]
+    );
+    // Through the cell map, the two shares land in two cells of the same hour.
+    let mut cells = std::collections::BTreeMap::new();
+    add_session(&mut cells, &network_example());
+    assert_eq!(cells.len(), 2);
+    assert_eq!(cells.values().map(|sums| sums.sessions).sum::<u64>(), 2);
+}
+
+#[test]
+fn binary_sums_round_trip_exactly_on_random_cells() {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    for _ in 0..200 {
+        let mut sums = CellSums::default();
+        for _ in 0..rng.random_range(0..20) {
+            let mut report = passed(
+                rng.random_range(0..60),
+                rng.random_range(0.0..700_000.0),
+                rng.random_bool(0.8).then(|| rng.random_range(0.0..5000.0)),
+                rng.random_range(0.0..130.0),
+                rng.random_range(0.0..1.0),
+            );
+            if rng.random_bool(0.2) {
+                report.outcome = Outcome::Failed;
+            }
+            stalls(
+                &mut report,
+                rng.random_range(1..5),
+                rng.random_range(0.0..9000.0),
+            );
+            sums.add(&report);
+        }
+        // Extreme counters must survive too.
+        sums.swaps = rng.random();
+        sums.session_ms.sum_millionths = u64::MAX;
+        let bytes = codec::encode(&sums);
+        assert_eq!(codec::decode(&bytes), Ok(sums.clone()));
+        let json = serde_json::to_string(&sums).expect("json");
+        assert!(
+            bytes.len() * 3 < json.len().max(60),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+    }
+}

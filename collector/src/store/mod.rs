@@ -282,6 +282,25 @@ pub struct EventsPage {
     pub next_after_seq: Option<i64>,
 }
 
+/// Merges cells per hour x pipeline x model x load kind (the rows of [`Store::sla_cohort_cells`]).
+pub fn roll_up_cohort_cells(
+    cells: impl IntoIterator<Item = (CellKey, CellSums)>,
+) -> Vec<(CellKey, CellSums)> {
+    let mut merged: std::collections::BTreeMap<CellKey, CellSums> =
+        std::collections::BTreeMap::new();
+    for (key, sums) in cells {
+        let cohort_key = CellKey {
+            orchestrator: String::new(),
+            gpu: String::new(),
+            region: String::new(),
+            complexity: String::new(),
+            ..key
+        };
+        merged.entry(cohort_key).or_default().merge(&sums);
+    }
+    merged.into_iter().collect()
+}
+
 /// A storage backend of the collector.
 pub trait Store: Send + Sync {
     /// Checks that the store answers.
@@ -337,6 +356,33 @@ pub trait Store: Send + Sync {
         Box::pin(async { Err(StoreError::Unsupported("sla_cells")) })
     }
 
+    /// [`Store::sla_cells`] for callers that only score the cells or groups of them: a backend may
+    /// leave the histograms empty (only cohorts need histograms, and they come from
+    /// [`Store::sla_cohort_cells`]). The default returns the full cells.
+    fn sla_cells_for_scoring(
+        &self,
+        filter: &SlaFilter,
+    ) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
+        self.sla_cells(filter)
+    }
+
+    /// A number that changes whenever stored SLA data may have changed, so that answers computed
+    /// from the rollup can be cached until it does; `None` (the default) when the backend cannot
+    /// tell, which disables caching.
+    fn sla_generation(&self) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The cohort rollup: the sums of every cell matching `filter` merged per hour x pipeline x
+    /// model x load kind, as cells whose orchestrator, GPU, region and complexity are empty, in
+    /// [`CellKey`] order. Seven-day cohorts are merged from these, so a backend that keeps them
+    /// precomputed answers SLA queries without reading every cell of the fleet; the default
+    /// computes them from [`Store::sla_cells`].
+    fn sla_cohort_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
+        let cells = self.sla_cells(filter);
+        Box::pin(async move { Ok(roll_up_cohort_cells(cells.await?)) })
+    }
+
     /// Stores a batch of go-livepeer events atomically: after `Ok` every new event is durable,
     /// usable ones with the events and those with an [`StoredEvent::aside_reason`] kept aside;
     /// an id already stored in either place is a duplicate and left unchanged.
@@ -358,5 +404,15 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'_, EventsPage> {
         let _ = (filter, after_seq, limit);
         Box::pin(async { Err(StoreError::Unsupported("events_page")) })
+    }
+
+    /// Deletes stored events (usable and kept aside) whose envelope timestamp is before
+    /// `unix_ms`; an event whose timestamp was not a number goes by its batch's arrival time
+    /// instead. Event batches received before `unix_ms` that no longer hold any event go too.
+    /// Returns how many events were deleted. The retention sweep calls it with the same cutoff
+    /// as [`Store::delete_older_than`].
+    fn delete_events_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
+        let _ = unix_ms;
+        Box::pin(async { Err(StoreError::Unsupported("delete_events_older_than")) })
     }
 }

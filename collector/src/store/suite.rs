@@ -456,9 +456,10 @@ fn event(id: &str, family: &str, aside_reason: Option<&str>) -> StoredEvent {
     }
 }
 
-/// The event section of [`suite`]: idempotent inserts across both tables, kept-aside events
-/// apart, and keyset pages by family. A backend that answers [`StoreError::Unsupported`] to the
-/// first insert does not store events, and the section ends there; `store` must hold no events.
+/// The event section of [`suite`]: idempotent inserts across both places, kept-aside events
+/// apart, keyset pages by family, and retention by envelope timestamp. A backend that answers
+/// [`StoreError::Unsupported`] to the first insert does not store events, and the section ends
+/// there; `store` must hold no events.
 pub async fn events_suite(store: &dyn Store) {
     let first = vec![
         event("e1", "stream_trace", None),
@@ -542,4 +543,76 @@ pub async fn events_suite(store: &dyn Store) {
         [("e3", Some("unknown family")), ("e5", Some("wrong shape"))]
     );
     assert_ne!(page.rows[0].batch_id, page.rows[1].batch_id);
+
+    events_retention(store).await;
+}
+
+/// Retention of events by envelope timestamp, falling back to the batch's arrival time. It runs
+/// on the events of [`events_suite`] (all timestamped 1 000) plus older ones it adds, and deletes
+/// only the older ones, so the store ends with the events the section stored before.
+async fn events_retention(store: &dyn Store) {
+    let timed = |id: &str, at: Option<i64>, aside: Option<&str>| StoredEvent {
+        timestamp_ms: at,
+        ..event(id, "stream_trace", aside)
+    };
+    let mut early = event_batch(3);
+    early.received_at_unix_ms = 50;
+    let old = vec![
+        timed("r1", Some(100), None),
+        // No numeric timestamp: the batch's arrival (50) decides.
+        timed("r2", None, None),
+        timed("r3", Some(499), Some("wrong shape")),
+        // Exactly at the cutoff is kept: the cutoff is exclusive, as for results.
+        timed("r4", Some(500), Some("wrong shape")),
+    ];
+    let outcome = store.insert_events(early, old).await.expect("insert");
+    assert_eq!((outcome.stored_total(), outcome.kept_aside_total()), (2, 2));
+    let mut late = event_batch(4);
+    late.received_at_unix_ms = 600;
+    let outcome = store
+        .insert_events(late, vec![timed("r5", None, None)])
+        .await
+        .expect("insert");
+    assert_eq!(outcome.stored_total(), 1);
+
+    let deleted = store
+        .delete_events_older_than(500)
+        .await
+        .expect("delete events");
+    assert_eq!(deleted, 3, "r1, r2 and r3 are older than the cutoff");
+    let ids = |kept_aside: bool| async move {
+        let filter = EventFilter {
+            family: None,
+            kept_aside,
+        };
+        store
+            .events_page(filter, None, 100)
+            .await
+            .expect("page")
+            .rows
+            .into_iter()
+            .map(|row| row.event.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(false).await, ["e1", "e2", "e4", "r5"]);
+    assert_eq!(ids(true).await, ["e3", "e5", "r4"]);
+    // A second sweep with the same cutoff finds nothing left to delete.
+    assert_eq!(
+        store
+            .delete_events_older_than(500)
+            .await
+            .expect("delete events"),
+        0
+    );
+
+    // r5 goes by its batch's arrival (600), not by the time of the sweep; r4 goes too.
+    assert_eq!(
+        store
+            .delete_events_older_than(601)
+            .await
+            .expect("delete events"),
+        2
+    );
+    assert_eq!(ids(false).await, ["e1", "e2", "e4"]);
+    assert_eq!(ids(true).await, ["e3", "e5"]);
 }

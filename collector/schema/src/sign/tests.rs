@@ -527,3 +527,15 @@ fn documented_test_vector() {
     );
     assert_eq!(verify_batch(&public, &records, &sig), Ok(()));
 }
+
+#[test]
+fn the_fast_canonical_path_equals_sorting_every_map() {
+    let nested =
+        json!({"z": [3, {"b": 1, "a": "é\u{1}\""}], "x": 1.5e300, "m": {"k2": null, "k1": [true]}});
+    let sorted = serde_json::to_vec(&crate::sort_keys(nested.clone())).expect("a value serializes");
+    assert_eq!(canonical_bytes(&nested), sorted);
+    assert_eq!(
+        String::from_utf8(canonical_bytes(&nested)).expect("utf-8"),
+        r#"{"m":{"k1":[true],"k2":null},"x":1.5e+300,"z":[3,{"a":"é\u0001\"","b":1}]}"#
+    );
+}

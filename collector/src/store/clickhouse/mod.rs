@@ -6,9 +6,11 @@
 //! server), which is what the tests use. ClickHouse has no multi-statement transactions and no
 //! unique keys, so idempotency and nonce checks are done by this backend under a lock, with
 //! `ReplacingMergeTree` deduplication as the backstop when several collectors share one server;
-//! docs/collector.md ("ClickHouse backend") explains the trade-offs.
+//! docs/collector.md ("ClickHouse backend") explains the trade-offs. The `events` module holds the
+//! go-livepeer event tables.
 
 mod config;
+mod events;
 mod sql;
 mod store;
 

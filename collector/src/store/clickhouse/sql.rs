@@ -48,6 +48,17 @@ pub(super) fn string(text: &str) -> String {
 ///   read, since ClickHouse cannot add up the nested sums itself; a cell read costs one row per
 ///   batch that touched it, not one per record.
 ///
+/// - `event_batches` is the provenance of each accepted event batch, keyed like `batches`.
+/// - `events` holds every stored go-livepeer envelope, usable and kept aside alike (a kept-aside
+///   one has an `aside_reason`), ordered by `seq`, the arrival sequence number that pages walk.
+///   One table rather than two makes a batch's events one `INSERT`, hence one part written
+///   wholly or not at all, and makes "an id is stored once across both places" one lookup.
+///   Idempotency is an existence check under the backend's write lock (a bloom filter on `id`
+///   keeps it cheap) rather than `ReplacingMergeTree` + `FINAL`: deduplication by merge needs
+///   the sort key to be the id, which would make every arrival-order page a full scan.
+///   `received_at_unix_ms` is the fallback retention time of an envelope whose `timestamp` is
+///   not a number.
+///
 /// Every MergeTree fsyncs its parts and directories on insert, so an acknowledged insert
 /// survives power loss, not only a process kill.
 pub(super) fn schema(db: &str) -> Vec<String> {
@@ -132,6 +143,36 @@ pub(super) fn schema(db: &str) -> Vec<String> {
             ) ENGINE = MergeTree
             ORDER BY (hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity,
                       test_load)
+            SETTINGS {DURABLE}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.event_batches (
+                batch_id            Int64,
+                agent_id            String,
+                key_id              String,
+                timestamp_ms        Int64,
+                nonce               String,
+                signature           String,
+                canonical_sha256    String,
+                received_at_unix_ms Int64
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY batch_id
+            SETTINGS {DURABLE}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.events (
+                seq                 Int64,
+                id                  String,
+                family              String,
+                timestamp_ms        Nullable(Int64),
+                gateway             String,
+                envelope_json       String,
+                aside_reason        Nullable(String),
+                batch_id            Int64,
+                received_at_unix_ms Int64,
+                INDEX id_bloom id TYPE bloom_filter GRANULARITY 1
+            ) ENGINE = MergeTree
+            ORDER BY seq
             SETTINGS {DURABLE}"
         ),
         format!(

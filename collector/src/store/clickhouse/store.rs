@@ -12,8 +12,9 @@ use tokio::sync::Mutex;
 use super::{ClickHouseConfig, sql};
 use crate::sla::{CellKey, CellSums};
 use crate::store::{
-    AgentStats, InsertOutcome, ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter,
-    Store, StoreError, StoreFuture, StoredBatch, StoredResult,
+    AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
+    ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter, Store, StoreError, StoreFuture,
+    StoredBatch, StoredEvent, StoredResult,
 };
 
 /// How many session ids one duplicate check names: it keeps the `IN (...)` list well under
@@ -63,12 +64,15 @@ pub enum ClickHouseError {
 /// A ClickHouse database holding the collector's data.
 pub struct ClickHouseStore {
     client: reqwest::Client,
-    config: ClickHouseConfig,
+    pub(super) config: ClickHouseConfig,
     /// The server URL with exactly one trailing `/`.
     endpoint: String,
     /// Serialises this process's check-then-insert sequences (duplicate sessions, nonces) and
     /// deletions, which ClickHouse cannot make atomic on its own.
-    write_lock: Mutex<()>,
+    pub(super) write_lock: Mutex<()>,
+    /// The last event arrival sequence number handed out, read from the table on first use.
+    /// Only touched while `write_lock` is held.
+    pub(super) event_seq: std::sync::Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -218,7 +222,7 @@ fn cell_sums<'a>(
     let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
     for (session_id, record_json) in records {
         match serde_json::from_str::<SessionReport>(record_json) {
-            Ok(report) => cells.entry(CellKey::of(&report)).or_default().add(&report),
+            Ok(report) => crate::sla::add_session(&mut cells, &report),
             Err(error) => tracing::warn!(
                 message = "Stored record is not a session report; it adds to no SLA cell.",
                 session_id,
@@ -230,7 +234,9 @@ fn cell_sums<'a>(
 }
 
 /// `rows` as `JSONEachRow` text.
-fn json_lines<T: Serialize>(rows: impl IntoIterator<Item = T>) -> Result<String, StoreError> {
+pub(super) fn json_lines<T: Serialize>(
+    rows: impl IntoIterator<Item = T>,
+) -> Result<String, StoreError> {
     let mut text = String::new();
     for row in rows {
         let line = serde_json::to_string(&row)
@@ -263,6 +269,7 @@ impl ClickHouseStore {
             config,
             endpoint,
             write_lock: Mutex::new(()),
+            event_seq: std::sync::Mutex::new(None),
         };
         for statement in sql::schema(&store.config.database) {
             store.execute(&statement, None).await?;
@@ -310,7 +317,10 @@ impl ClickHouseStore {
     }
 
     /// Runs the `SELECT` `sql` (without `SETTINGS` or `FORMAT`) and decodes each row.
-    async fn rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClickHouseError> {
+    pub(super) async fn rows<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<T>, ClickHouseError> {
         let body = self.execute(&format!("{sql} {READ_FORMAT}"), None).await?;
         body.lines()
             .filter(|line| !line.trim().is_empty())
@@ -324,13 +334,13 @@ impl ClickHouseStore {
     }
 
     /// Runs a `SELECT count() AS n ...` and returns `n`.
-    async fn count(&self, sql: &str) -> Result<u64, ClickHouseError> {
+    pub(super) async fn count(&self, sql: &str) -> Result<u64, ClickHouseError> {
         let rows: Vec<CountLine> = self.rows(sql).await?;
         Ok(rows.first().map_or(0, |row| row.n))
     }
 
     /// Inserts `rows` (`JSONEachRow` text) into `table` of the collector's database.
-    async fn insert(&self, table: &str, rows: String) -> Result<(), ClickHouseError> {
+    pub(super) async fn insert(&self, table: &str, rows: String) -> Result<(), ClickHouseError> {
         let db = &self.config.database;
         self.execute(
             &format!("INSERT INTO {db}.{table} FORMAT JSONEachRow"),
@@ -528,9 +538,18 @@ impl ClickHouseStore {
     /// Counts the rows of `table` matching `condition`, then deletes them (a lightweight
     /// `DELETE`, which returns once the rows are hidden from every later read). Rows of a
     /// `ReplacingMergeTree` are counted after deduplication, as every read sees them.
-    async fn delete_where(&self, table: &str, condition: &str) -> Result<u64, ClickHouseError> {
+    pub(super) async fn delete_where(
+        &self,
+        table: &str,
+        condition: &str,
+    ) -> Result<u64, ClickHouseError> {
         let db = &self.config.database;
-        let dedup = if table == "sla_partials" { "" } else { "FINAL" };
+        // Only the ReplacingMergeTree tables deduplicate; plain MergeTree ones refuse `FINAL`.
+        let dedup = if matches!(table, "sla_partials" | "events") {
+            ""
+        } else {
+            "FINAL"
+        };
         let matching = self
             .count(&format!(
                 "SELECT count() AS n FROM {db}.{table} {dedup} WHERE {condition}"
@@ -792,6 +811,27 @@ impl Store for ClickHouseStore {
 
     fn sla_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
         Box::pin(self.sla_cells_now(filter.clone()))
+    }
+
+    fn insert_events(
+        &self,
+        batch: EventBatch,
+        events: Vec<StoredEvent>,
+    ) -> StoreFuture<'_, EventInsertOutcome> {
+        Box::pin(self.insert_events_now(batch, events))
+    }
+
+    fn events_page(
+        &self,
+        filter: EventFilter,
+        after_seq: Option<i64>,
+        limit: usize,
+    ) -> StoreFuture<'_, EventsPage> {
+        Box::pin(self.events_page_now(filter, after_seq, limit))
+    }
+
+    fn delete_events_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(self.delete_events_older_than_now(unix_ms))
     }
 
     fn delete_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {

@@ -374,3 +374,96 @@ async fn lost_sla_partials_are_rebuilt_from_the_records() {
     assert_eq!(store.rebuild_sla_cells().await.expect("rebuild"), 3);
     assert_eq!(store.sla_cells(&everything).await.expect("cells"), before);
 }
+
+#[tokio::test]
+async fn events_keep_their_order_and_ids_across_reopening() {
+    use crate::store::{EventBatch, EventFilter, StoredEvent};
+    let batch = |nonce: &str| EventBatch {
+        agent_id: "gateway".into(),
+        key_id: "00".repeat(8),
+        timestamp_ms: 1_000,
+        nonce: nonce.into(),
+        signature: "sig".into(),
+        canonical_sha256: "33".repeat(32),
+        received_at_unix_ms: 1_000,
+    };
+    let event = |id: &str| StoredEvent {
+        id: id.into(),
+        family: "stream_trace".into(),
+        timestamp_ms: Some(1_000),
+        gateway: "0xgw".into(),
+        envelope_json: format!("{{\"id\":\"{id}\",\"note\":\"it's \\\\ fine\"}}"),
+        aside_reason: None,
+    };
+    let config = fresh_config();
+    let first = ClickHouseStore::open(config.clone()).await.expect("open");
+    first
+        .insert_events(batch("n1"), vec![event("a"), event("b")])
+        .await
+        .expect("insert");
+    drop(first);
+
+    // A reopened store continues the arrival sequence after what is stored and still knows
+    // every stored id.
+    let store = ClickHouseStore::open(config).await.expect("reopen");
+    let outcome = store
+        .insert_events(batch("n2"), vec![event("b"), event("c")])
+        .await
+        .expect("insert");
+    assert_eq!((outcome.stored_total(), outcome.duplicates), (1, 1));
+    let page = store
+        .events_page(EventFilter::default(), None, 10)
+        .await
+        .expect("page");
+    let rows: Vec<(i64, &str)> = page
+        .rows
+        .iter()
+        .map(|row| (row.seq, row.event.id.as_str()))
+        .collect();
+    assert_eq!(rows, [(1, "a"), (2, "b"), (3, "c")]);
+    assert_eq!(
+        page.rows[0].event.envelope_json, "{\"id\":\"a\",\"note\":\"it's \\\\ fine\"}",
+        "quotes and backslashes round-trip"
+    );
+    let after_first = store
+        .events_page(EventFilter::default(), Some(1), 10)
+        .await
+        .expect("page");
+    assert_eq!(after_first.rows.len(), 2);
+}
+
+#[tokio::test]
+async fn unsigned_event_batches_get_distinct_ids() {
+    use crate::store::{EventBatch, EventFilter, StoredEvent};
+    // Kafka's event batches carry no key id and no nonce; each still needs its own id.
+    let batch = |sha: &str| EventBatch {
+        agent_id: "kafka:events".into(),
+        key_id: String::new(),
+        timestamp_ms: 1_000,
+        nonce: String::new(),
+        signature: String::new(),
+        canonical_sha256: sha.repeat(32),
+        received_at_unix_ms: 1_000,
+    };
+    let event = |id: &str| StoredEvent {
+        id: id.into(),
+        family: "stream_trace".into(),
+        timestamp_ms: Some(1_000),
+        gateway: "0xgw".into(),
+        envelope_json: "{}".into(),
+        aside_reason: None,
+    };
+    let store = fresh_store().await;
+    for (sha, id) in [("aa", "x"), ("bb", "y")] {
+        store
+            .insert_events(batch(sha), vec![event(id)])
+            .await
+            .expect("insert");
+    }
+    let page = store
+        .events_page(EventFilter::default(), None, 10)
+        .await
+        .expect("page");
+    assert_eq!(page.rows.len(), 2);
+    assert_ne!(page.rows[0].batch_id, page.rows[1].batch_id);
+}

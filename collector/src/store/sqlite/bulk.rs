@@ -4,13 +4,16 @@
 //! The normal path adds to `sla_cells` record by record inside each batch's transaction; filling
 //! a store with the rollup of millions of sessions that way would mean generating and storing
 //! every record. [`load_cells`] writes ready-made cells directly instead, in the same encoding the
-//! store reads back, through a connection of its own so that it needs nothing private of
-//! [`super::SqliteStore`].
+//! store reads back, through a connection of its own, and then recomputes the cohort rollup rows
+//! of the hours it touched (a replaced cell cannot be followed by adding sums).
+
+use std::collections::BTreeSet;
 
 use rusqlite::{Connection, params};
 
 use super::SqliteConfig;
-use crate::sla::{CellKey, CellSums};
+use super::store::{CohortHour, rebuild_cohort_hours};
+use crate::sla::{CellKey, CellSums, codec};
 use crate::store::StoreError;
 
 /// How many cells one transaction writes: large enough that commits (each one synced) are a
@@ -30,6 +33,7 @@ pub fn load_cells(
     let mut connection = Connection::open(&config.path)?;
     connection.busy_timeout(std::time::Duration::from_millis(config.busy_timeout_ms))?;
     let mut written: u64 = 0;
+    let mut touched: BTreeSet<CohortHour> = BTreeSet::new();
     let mut cells = cells.into_iter().peekable();
     while cells.peek().is_some() {
         let transaction = connection.transaction()?;
@@ -40,9 +44,7 @@ pub fn load_cells(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for (key, sums) in cells.by_ref().take(CELLS_PER_TRANSACTION) {
-                let text = serde_json::to_string(&sums).map_err(|error| {
-                    StoreError::Corrupt(format!("cannot encode cell sums: {error}"))
-                })?;
+                touched.insert(CohortHour::of(&key));
                 statement.execute(params![
                     key.hour_unix_s,
                     key.orchestrator,
@@ -52,13 +54,14 @@ pub fn load_cells(
                     key.region,
                     key.complexity,
                     key.test_load,
-                    text,
+                    codec::encode(&sums),
                 ])?;
                 written += 1;
             }
         }
         transaction.commit()?;
     }
+    rebuild_cohort_hours(&connection, Some(&touched))?;
     // Folding the log back into the database keeps the first reads after a large load from
     // walking a log of the whole load.
     connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -119,5 +122,13 @@ mod tests {
             cells,
             vec![(key(0, "0xaa"), sums(7)), (key(3600, "0xaa"), sums(2))]
         );
+        // The cohort rollup follows the replacement rather than adding to it.
+        let filter = SlaFilter {
+            end_unix_s: Some(2 * 3600),
+            ..SlaFilter::default()
+        };
+        let cohort = store.sla_cohort_cells(&filter).await.expect("cohort");
+        assert_eq!(cohort, crate::store::roll_up_cohort_cells(cells));
+        assert_eq!(cohort[0].1.sessions, 7);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod bulk;
 mod config;
+mod events_retention;
 mod store;
 
 pub use config::SqliteConfig;

@@ -1,16 +1,24 @@
 //! [`SqliteStore`]: the [`Store`] trait over a rusqlite connection pair, with the SLA rollup
 //! (`sla_cells`, one row of [`CellSums`] per [`CellKey`]) kept in the same transactions as the
-//! records it sums, and the go-livepeer event tables (`events`, `events_aside`).
+//! records it sums, the cohort rollup (`sla_cohort_hours`, the same sums merged per hour x
+//! pipeline x model x load kind, which is what seven-day cohorts are read from), and the
+//! go-livepeer event tables (`events`, `events_aside`).
+//!
+//! Cell sums are stored in the binary encoding of [`crate::sla::codec`]; sums that an older
+//! collector wrote as JSON text are still read, and rewritten in binary the next time their cell
+//! changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lvt_schema::SessionReport;
+use rusqlite::ToSql;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::SqliteConfig;
-use crate::sla::{CellKey, CellSums};
+use crate::sla::{CellKey, CellSums, codec};
 use crate::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventRow, EventsPage, InsertOutcome,
     ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter, Store, StoreError, StoreFuture,
@@ -20,8 +28,9 @@ use crate::store::{
 /// The layout version written to `PRAGMA user_version`; a database with a higher one was made
 /// by a newer collector and is refused rather than misread. Version 2 added `sla_cells`; opening a
 /// version 1 database builds it from the stored records. Version 3 added the event tables, which
-/// start empty.
-const SCHEMA_VERSION: i64 = 3;
+/// start empty. Version 4 added `sla_cohort_hours`; opening an older database builds it from
+/// `sla_cells`.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS batches (
@@ -77,6 +86,15 @@ CREATE TABLE IF NOT EXISTS sla_cells (
     PRIMARY KEY (hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity, test_load)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sla_cells_model ON sla_cells (pipeline, model_id, hour_unix_s);
+CREATE INDEX IF NOT EXISTS sla_cells_orchestrator ON sla_cells (orchestrator, hour_unix_s);
+CREATE TABLE IF NOT EXISTS sla_cohort_hours (
+    pipeline     TEXT    NOT NULL,
+    model_id     TEXT    NOT NULL,
+    test_load    INTEGER NOT NULL,
+    hour_unix_s  INTEGER NOT NULL,
+    sums         BLOB    NOT NULL,
+    PRIMARY KEY (pipeline, model_id, test_load, hour_unix_s)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event_batches (
     batch_id            INTEGER PRIMARY KEY,
     agent_id            TEXT    NOT NULL,
@@ -115,6 +133,16 @@ CREATE INDEX IF NOT EXISTS events_aside_family ON events_aside (family, seq);
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// Result batches waiting for the writer, committed together (group commit, see
+    /// [`SqliteStore::insert_batch`]).
+    pending: Arc<Mutex<Vec<PendingInsert>>>,
+}
+
+/// A result batch waiting to be committed, and where its outcome goes.
+struct PendingInsert {
+    batch: StoredBatch,
+    results: Vec<StoredResult>,
+    reply: tokio::sync::oneshot::Sender<Result<InsertOutcome, StoreError>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,11 +166,15 @@ impl SqliteStore {
         if version < 2 {
             rebuild_sla_cells(&mut writer)?;
         }
+        if version < 4 {
+            rebuild_cohort_hours(&writer, None)?;
+        }
         writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let reader = open_connection(config)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            pending: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -168,6 +200,15 @@ impl SqliteStore {
     }
 }
 
+/// Locks a mutex of the store. A poisoned lock means an earlier operation panicked mid-call;
+/// rusqlite rolls back an unfinished transaction when it is dropped, and the pending queue only
+/// ever holds whole entries, so what the lock guards is still consistent and can be used.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
     let connection = Connection::open(&config.path)?;
     connection.busy_timeout(Duration::from_millis(config.busy_timeout_ms))?;
@@ -185,12 +226,57 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
+/// Commits every pending batch in one transaction, each inside a savepoint of its own so that
+/// one failing batch leaves the others stored, and answers each batch only after the commit (so
+/// an acknowledged batch is durable). Concurrent batches thus share one synced commit instead of
+/// paying one each.
+fn insert_group(connection: &mut Connection, jobs: Vec<PendingInsert>) {
+    let mut transaction = match connection.transaction() {
+        Ok(transaction) => transaction,
+        Err(error) => {
+            let message = error.to_string();
+            for job in jobs {
+                // A caller that stopped waiting has nothing to be told.
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Worker(format!("cannot begin: {message}"))));
+            }
+            return;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let outcome = transaction
+            .savepoint()
+            .map_err(StoreError::from)
+            .and_then(|savepoint| {
+                let outcome = insert(&savepoint, &job.batch, &job.results)?;
+                savepoint.commit()?;
+                Ok(outcome)
+            });
+        outcomes.push((job.reply, outcome));
+    }
+    match transaction.commit() {
+        Ok(()) => {
+            for (reply, outcome) in outcomes {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(StoreError::Worker(format!("commit failed: {message}"))));
+            }
+        }
+    }
+}
+
+/// Stores one batch inside the caller's transaction or savepoint.
 fn insert(
-    connection: &mut Connection,
+    transaction: &Connection,
     batch: &StoredBatch,
     results: &[StoredResult],
 ) -> Result<InsertOutcome, StoreError> {
-    let transaction = connection.transaction()?;
     let session_ids = serde_json::to_string(&batch.session_ids)
         .map_err(|error| StoreError::Corrupt(error.to_string()))?;
     transaction.execute(
@@ -245,8 +331,7 @@ fn insert(
             }
         }
     }
-    merge_cells(&transaction, &cells)?;
-    transaction.commit()?;
+    merge_cells(transaction, &cells)?;
     Ok(outcome)
 }
 
@@ -255,7 +340,7 @@ fn insert(
 /// bypassed it (a test, a manual import); it is stored but adds to no cell, and says so.
 fn add_to_cells(cells: &mut BTreeMap<CellKey, CellSums>, session_id: &str, record_json: &str) {
     match serde_json::from_str::<SessionReport>(record_json) {
-        Ok(report) => cells.entry(CellKey::of(&report)).or_default().add(&report),
+        Ok(report) => crate::sla::add_session(cells, &report),
         Err(error) => tracing::warn!(
             message = "Stored record is not a session report; it adds to no SLA cell.",
             session_id,
@@ -264,9 +349,10 @@ fn add_to_cells(cells: &mut BTreeMap<CellKey, CellSums>, session_id: &str, recor
     }
 }
 
-/// Adds pending sums to the stored cells, inside the caller's transaction.
+/// Adds pending sums to the stored cells and to the cohort rollup, inside the caller's
+/// transaction.
 fn merge_cells(
-    transaction: &rusqlite::Transaction<'_>,
+    transaction: &Connection,
     cells: &BTreeMap<CellKey, CellSums>,
 ) -> Result<(), StoreError> {
     let mut select = transaction.prepare_cached(
@@ -274,11 +360,15 @@ fn merge_cells(
          WHERE hour_unix_s = ?1 AND orchestrator = ?2 AND pipeline = ?3 AND model_id = ?4
            AND gpu = ?5 AND region = ?6 AND complexity = ?7 AND test_load = ?8",
     )?;
+    // An upsert that updates only `sums` leaves the key and its index entries in place, where
+    // `INSERT OR REPLACE` would delete and reinsert the row in the table and in both indexes.
     let mut upsert = transaction.prepare_cached(
-        "INSERT OR REPLACE INTO sla_cells (hour_unix_s, orchestrator, pipeline, model_id, gpu,
-             region, complexity, test_load, sums)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO sla_cells (hour_unix_s, orchestrator, pipeline, model_id, gpu, region,
+             complexity, test_load, sums)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT DO UPDATE SET sums = excluded.sums",
     )?;
+    let mut cohorts: BTreeMap<CohortHour, CellSums> = BTreeMap::new();
     for (key, added) in cells {
         let key_params = params![
             key.hour_unix_s,
@@ -290,14 +380,12 @@ fn merge_cells(
             key.complexity,
             key.test_load,
         ];
-        let stored: Option<String> = select.query_row(key_params, |row| row.get(0)).optional()?;
-        let mut sums = match stored {
-            Some(text) => decode_sums(&text)?,
-            None => CellSums::default(),
-        };
+        let stored: Option<CellSums> = select
+            .query_row(key_params, |row| Ok(decode_stored(row.get_ref(0)?)))
+            .optional()?
+            .transpose()?;
+        let mut sums = stored.unwrap_or_default();
         sums.merge(added);
-        let text = serde_json::to_string(&sums)
-            .map_err(|error| StoreError::Corrupt(format!("cannot encode cell sums: {error}")))?;
         upsert.execute(params![
             key.hour_unix_s,
             key.orchestrator,
@@ -307,15 +395,152 @@ fn merge_cells(
             key.region,
             key.complexity,
             key.test_load,
-            text,
+            codec::encode(&sums),
+        ])?;
+        cohorts.entry(CohortHour::of(key)).or_default().merge(added);
+    }
+    merge_cohort_hours(transaction, &cohorts)
+}
+
+/// One row of the cohort rollup: (pipeline, model, test load, hour).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct CohortHour {
+    pub(super) pipeline: String,
+    pub(super) model_id: String,
+    pub(super) test_load: bool,
+    pub(super) hour_unix_s: i64,
+}
+
+impl CohortHour {
+    pub(super) fn of(key: &CellKey) -> CohortHour {
+        CohortHour {
+            pipeline: key.pipeline.clone(),
+            model_id: key.model_id.clone(),
+            test_load: key.test_load,
+            hour_unix_s: key.hour_unix_s,
+        }
+    }
+}
+
+/// Adds pending sums to the cohort rollup, inside the caller's transaction.
+fn merge_cohort_hours(
+    transaction: &Connection,
+    cohorts: &BTreeMap<CohortHour, CellSums>,
+) -> Result<(), StoreError> {
+    let mut select = transaction.prepare_cached(
+        "SELECT sums FROM sla_cohort_hours
+         WHERE pipeline = ?1 AND model_id = ?2 AND test_load = ?3 AND hour_unix_s = ?4",
+    )?;
+    let mut upsert = transaction.prepare_cached(
+        "INSERT INTO sla_cohort_hours (pipeline, model_id, test_load, hour_unix_s, sums)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO UPDATE SET sums = excluded.sums",
+    )?;
+    for (cohort, added) in cohorts {
+        let stored: Option<CellSums> = select
+            .query_row(
+                params![
+                    cohort.pipeline,
+                    cohort.model_id,
+                    cohort.test_load,
+                    cohort.hour_unix_s
+                ],
+                |row| Ok(decode_stored(row.get_ref(0)?)),
+            )
+            .optional()?
+            .transpose()?;
+        let mut sums = stored.unwrap_or_default();
+        sums.merge(added);
+        upsert.execute(params![
+            cohort.pipeline,
+            cohort.model_id,
+            cohort.test_load,
+            cohort.hour_unix_s,
+            codec::encode(&sums),
         ])?;
     }
     Ok(())
 }
 
-fn decode_sums(text: &str) -> Result<CellSums, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|error| StoreError::Corrupt(format!("stored cell sums: {error}")))
+/// Recomputes cohort rollup rows from `sla_cells`: every row when `only` is `None`, else the rows
+/// named (the bulk loader replaces cells, which an additive update cannot follow).
+pub(super) fn rebuild_cohort_hours(
+    connection: &Connection,
+    only: Option<&BTreeSet<CohortHour>>,
+) -> Result<(), StoreError> {
+    let transaction = connection.unchecked_transaction()?;
+    let mut sums: BTreeMap<CohortHour, CellSums> = BTreeMap::new();
+    match only {
+        None => {
+            transaction.execute("DELETE FROM sla_cohort_hours", [])?;
+            let mut statement = transaction.prepare(
+                "SELECT pipeline, model_id, test_load, hour_unix_s, sums FROM sla_cells",
+            )?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let cohort = CohortHour {
+                    pipeline: row.get(0)?,
+                    model_id: row.get(1)?,
+                    test_load: row.get(2)?,
+                    hour_unix_s: row.get(3)?,
+                };
+                let cell = decode_stored(row.get_ref(4)?)?;
+                sums.entry(cohort).or_default().merge(&cell);
+            }
+        }
+        Some(cohorts) => {
+            let mut delete = transaction.prepare_cached(
+                "DELETE FROM sla_cohort_hours
+                 WHERE pipeline = ?1 AND model_id = ?2 AND test_load = ?3 AND hour_unix_s = ?4",
+            )?;
+            let mut statement = transaction.prepare_cached(
+                "SELECT sums FROM sla_cells
+                 WHERE pipeline = ?1 AND model_id = ?2 AND test_load = ?3 AND hour_unix_s = ?4",
+            )?;
+            for cohort in cohorts {
+                let cohort_params = params![
+                    cohort.pipeline,
+                    cohort.model_id,
+                    cohort.test_load,
+                    cohort.hour_unix_s
+                ];
+                delete.execute(cohort_params)?;
+                let mut merged = CellSums::default();
+                let mut rows = statement.query(cohort_params)?;
+                while let Some(row) = rows.next()? {
+                    merged.merge(&decode_stored(row.get_ref(0)?)?);
+                }
+                sums.insert(cohort.clone(), merged);
+            }
+        }
+    }
+    merge_cohort_hours(&transaction, &sums)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Decodes stored cell sums without their histograms (see
+/// [`codec::decode_without_histograms`]); JSON text is decoded whole.
+fn decode_stored_without_histograms(value: ValueRef<'_>) -> Result<CellSums, StoreError> {
+    match value {
+        ValueRef::Blob(bytes) => codec::decode_without_histograms(bytes)
+            .map_err(|error| StoreError::Corrupt(format!("stored cell sums: {error}"))),
+        other => decode_stored(other),
+    }
+}
+
+/// Decodes stored cell sums: the binary encoding, or JSON text written by an older collector.
+fn decode_stored(value: ValueRef<'_>) -> Result<CellSums, StoreError> {
+    match value {
+        ValueRef::Blob(bytes) => codec::decode(bytes)
+            .map_err(|error| StoreError::Corrupt(format!("stored cell sums: {error}"))),
+        ValueRef::Text(text) => serde_json::from_slice(text)
+            .map_err(|error| StoreError::Corrupt(format!("stored cell sums: {error}"))),
+        other => Err(StoreError::Corrupt(format!(
+            "stored cell sums have type {}",
+            other.data_type()
+        ))),
+    }
 }
 
 /// Builds `sla_cells` from every stored record (the upgrade from layout version 1), in one
@@ -323,6 +548,7 @@ fn decode_sums(text: &str) -> Result<CellSums, StoreError> {
 fn rebuild_sla_cells(connection: &mut Connection) -> Result<(), StoreError> {
     let transaction = connection.transaction()?;
     transaction.execute("DELETE FROM sla_cells", [])?;
+    transaction.execute("DELETE FROM sla_cohort_hours", [])?;
     let mut cells = BTreeMap::new();
     {
         let mut statement = transaction.prepare("SELECT session_id, record_json FROM results")?;
@@ -341,57 +567,128 @@ fn rebuild_sla_cells(connection: &mut Connection) -> Result<(), StoreError> {
 fn read_cells(
     connection: &mut Connection,
     filter: &SlaFilter,
+    histograms: bool,
 ) -> Result<Vec<(CellKey, CellSums)>, StoreError> {
-    // As for result pages, a NULL parameter disables its condition.
-    let mut statement = connection.prepare_cached(
+    let (where_sql, values) = conditions(&[
+        (
+            "hour_unix_s >= ?",
+            filter.start_unix_s.as_ref().map(sql_value),
+        ),
+        ("hour_unix_s < ?", filter.end_unix_s.as_ref().map(sql_value)),
+        (
+            "orchestrator = ?",
+            filter.orchestrator.as_ref().map(sql_value),
+        ),
+        ("region = ?", filter.region.as_ref().map(sql_value)),
+        ("pipeline = ?", filter.pipeline.as_ref().map(sql_value)),
+        ("model_id = ?", filter.model_id.as_ref().map(sql_value)),
+        ("gpu = ?", filter.gpu.as_ref().map(sql_value)),
+        ("complexity = ?", filter.complexity.as_ref().map(sql_value)),
+        ("test_load = ?", filter.test_load.as_ref().map(sql_value)),
+    ]);
+    let sql = format!(
         "SELECT hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity, test_load,
                 sums
          FROM sla_cells
-         WHERE (?1 IS NULL OR hour_unix_s >= ?1)
-           AND (?2 IS NULL OR hour_unix_s < ?2)
-           AND (?3 IS NULL OR orchestrator = ?3)
-           AND (?4 IS NULL OR region = ?4)
-           AND (?5 IS NULL OR pipeline = ?5)
-           AND (?6 IS NULL OR model_id = ?6)
-           AND (?7 IS NULL OR gpu = ?7)
-           AND (?8 IS NULL OR complexity = ?8)
-           AND (?9 IS NULL OR test_load = ?9)
+         WHERE {}
          ORDER BY hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity,
                   test_load",
-    )?;
-    let rows: Vec<(CellKey, String)> = statement
-        .query_map(
-            params![
-                filter.start_unix_s,
-                filter.end_unix_s,
-                filter.orchestrator,
-                filter.region,
-                filter.pipeline,
-                filter.model_id,
-                filter.gpu,
-                filter.complexity,
-                filter.test_load,
-            ],
-            |row| {
-                Ok((
-                    CellKey {
-                        hour_unix_s: row.get(0)?,
-                        orchestrator: row.get(1)?,
-                        pipeline: row.get(2)?,
-                        model_id: row.get(3)?,
-                        gpu: row.get(4)?,
-                        region: row.get(5)?,
-                        complexity: row.get(6)?,
-                        test_load: row.get(7)?,
-                    },
-                    row.get(8)?,
-                ))
-            },
-        )?
-        .collect::<Result<_, _>>()?;
-    rows.into_iter()
-        .map(|(key, text)| Ok((key, decode_sums(&text)?)))
-        .collect()
+        where_sql
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows: Vec<(CellKey, CellSums)> = statement
+        .query_map(values.as_slice(), |row| {
+            Ok((
+                CellKey {
+                    hour_unix_s: row.get(0)?,
+                    orchestrator: row.get(1)?,
+                    pipeline: row.get(2)?,
+                    model_id: row.get(3)?,
+                    gpu: row.get(4)?,
+                    region: row.get(5)?,
+                    complexity: row.get(6)?,
+                    test_load: row.get(7)?,
+                },
+                if histograms {
+                    decode_stored(row.get_ref(8)?)
+                } else {
+                    decode_stored_without_histograms(row.get_ref(8)?)
+                },
+            ))
+        })?
+        .map(|row| {
+            let (key, sums) = row?;
+            Ok((key, sums?))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(rows)
+}
+
+/// The `WHERE` clause of the conditions whose filter is set, and their values in order. Only
+/// those are written into the statement (rather than `?n IS NULL OR ...`, which hides them from
+/// SQLite's planner), so that a time range or an orchestrator reads through an index instead of
+/// scanning every cell.
+fn conditions<'a>(parts: &[(&str, Option<&'a dyn ToSql>)]) -> (String, Vec<&'a dyn ToSql>) {
+    let mut sql = Vec::new();
+    let mut values = Vec::new();
+    for (condition, value) in parts {
+        if let Some(value) = value {
+            sql.push(*condition);
+            values.push(*value);
+        }
+    }
+    let sql = if sql.is_empty() {
+        "1".to_owned()
+    } else {
+        sql.join(" AND ")
+    };
+    (sql, values)
+}
+
+fn sql_value<T: ToSql>(value: &T) -> &dyn ToSql {
+    value
+}
+
+/// The cohort rollup rows matching `filter` (its time range, pipeline, model and load kind; the
+/// other fields must be unset), as cells whose orchestrator, GPU, region and complexity are empty.
+fn read_cohort_cells(
+    connection: &mut Connection,
+    filter: &SlaFilter,
+) -> Result<Vec<(CellKey, CellSums)>, StoreError> {
+    let (where_sql, values) = conditions(&[
+        (
+            "hour_unix_s >= ?",
+            filter.start_unix_s.as_ref().map(sql_value),
+        ),
+        ("hour_unix_s < ?", filter.end_unix_s.as_ref().map(sql_value)),
+        ("pipeline = ?", filter.pipeline.as_ref().map(sql_value)),
+        ("model_id = ?", filter.model_id.as_ref().map(sql_value)),
+        ("test_load = ?", filter.test_load.as_ref().map(sql_value)),
+    ]);
+    let sql = format!(
+        "SELECT pipeline, model_id, test_load, hour_unix_s, sums
+         FROM sla_cohort_hours
+         WHERE {}
+         ORDER BY hour_unix_s, pipeline, model_id, test_load",
+        where_sql
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(values.as_slice())?;
+    let mut cells = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key = CellKey {
+            hour_unix_s: row.get(3)?,
+            orchestrator: String::new(),
+            pipeline: row.get(0)?,
+            model_id: row.get(1)?,
+            gpu: String::new(),
+            region: String::new(),
+            complexity: String::new(),
+            test_load: row.get(2)?,
+        };
+        cells.push((key, decode_stored(row.get_ref(4)?)?));
+    }
+    Ok(cells)
 }
 
 fn page(
@@ -587,8 +884,30 @@ impl Store for SqliteStore {
         batch: StoredBatch,
         results: Vec<StoredResult>,
     ) -> StoreFuture<'_, InsertOutcome> {
-        Self::with(&self.writer, move |connection| {
-            insert(connection, &batch, &results)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        lock(&self.pending).push(PendingInsert {
+            batch,
+            results,
+            reply,
+        });
+        let writer = Arc::clone(&self.writer);
+        let pending = Arc::clone(&self.pending);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut connection = lock(&writer);
+                // Whoever holds the writer commits everything queued by then: batches that
+                // arrived during the previous commit share this one. When another thread already
+                // took this batch, the queue may be empty and the answer comes from that thread.
+                let jobs = std::mem::take(&mut *lock(&pending));
+                if !jobs.is_empty() {
+                    insert_group(&mut connection, jobs);
+                }
+            })
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))?;
+            answer.await.map_err(|_| {
+                StoreError::Worker("the batch was dropped before it was committed".to_owned())
+            })?
         })
     }
 
@@ -599,11 +918,21 @@ impl Store for SqliteStore {
         timestamp_ms: i64,
     ) -> StoreFuture<'_, bool> {
         Self::with(&self.writer, move |connection| {
+            // A nonce is written before every batch, so syncing it on its own would double the
+            // fsyncs of ingest. With `synchronous=NORMAL` the commit survives a process kill (it
+            // is in the WAL) and is made power-safe by the next synced commit, which syncs the
+            // whole WAL: the batch's own insert, before that batch is acknowledged. A nonce lost
+            // to power loss was one of a batch that was never acknowledged, so a replay of it
+            // stores what was not stored (idempotently, by session id).
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
             let changed = connection.execute(
                 "INSERT OR IGNORE INTO nonces (key_id, nonce, timestamp_ms) VALUES (?1, ?2, ?3)",
                 params![key_id, nonce, timestamp_ms],
-            )?;
-            Ok(changed == 1)
+            );
+            // Restored whatever the insert did: every other write on this connection must stay
+            // fully synced.
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            Ok(changed? == 1)
         })
     }
 
@@ -704,6 +1033,10 @@ impl Store for SqliteStore {
                 params![unix_ms],
             )?;
             transaction.execute(
+                "DELETE FROM sla_cohort_hours WHERE (hour_unix_s + 3600) * 1000 <= ?1",
+                params![unix_ms],
+            )?;
+            transaction.execute(
                 "DELETE FROM batches WHERE received_at_unix_ms < ?1
                    AND NOT EXISTS (SELECT 1 FROM results r WHERE r.batch_id = batches.batch_id)",
                 params![unix_ms],
@@ -716,7 +1049,42 @@ impl Store for SqliteStore {
     fn sla_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
         let filter = filter.clone();
         Self::with(&self.reader, move |connection| {
-            read_cells(connection, &filter)
+            read_cells(connection, &filter, true)
+        })
+    }
+
+    fn sla_cells_for_scoring(
+        &self,
+        filter: &SlaFilter,
+    ) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
+        let filter = filter.clone();
+        Self::with(&self.reader, move |connection| {
+            read_cells(connection, &filter, false)
+        })
+    }
+
+    fn sla_generation(&self) -> StoreFuture<'_, Option<u64>> {
+        Self::with(&self.reader, |connection| {
+            // `data_version` changes whenever another connection (the writer, or another process
+            // such as a bulk load) commits, so it covers every way the rollup can change.
+            let version: i64 = connection.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+            Ok(Some(version.unsigned_abs()))
+        })
+    }
+
+    fn sla_cohort_cells(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
+        let filter = filter.clone();
+        if filter.orchestrator.is_some()
+            || filter.region.is_some()
+            || filter.gpu.is_some()
+            || filter.complexity.is_some()
+        {
+            // The rollup has merged these fields away; the trait's default answers from cells.
+            let cells = self.sla_cells(&filter);
+            return Box::pin(async move { Ok(crate::store::roll_up_cohort_cells(cells.await?)) });
+        }
+        Self::with(&self.reader, move |connection| {
+            read_cohort_cells(connection, &filter)
         })
     }
 
@@ -738,6 +1106,12 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, EventsPage> {
         Self::with(&self.reader, move |connection| {
             events_page(connection, &filter, after_seq, limit)
+        })
+    }
+
+    fn delete_events_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
+        Self::with(&self.writer, move |c| {
+            super::events_retention::delete_events_older_than(c, unix_ms)
         })
     }
 }

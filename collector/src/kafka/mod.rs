@@ -1,0 +1,410 @@
+//! The Kafka consumer: reads signed result batches and go-livepeer events from the topics of
+//! `[kafka]` ([`crate::config::KafkaConfig`]) and stores them through the same store calls as
+//! `POST /v1/results` and `POST /v1/events`.
+//!
+//! Delivery is at-least-once and storage exactly-once. The consumer (one rdkafka
+//! `StreamConsumer` in a consumer group, `enable.auto.commit=false`) takes a batch of messages
+//! (up to [`ConsumerOptions::max_batch_messages`], or whatever arrived within
+//! [`ConsumerOptions::batch_wait`] of the first), decodes each ([`decode`]), writes the whole
+//! batch durably (one `insert_batch` per signed results message, since each carries its own
+//! signature, and one `insert_events` for all the envelopes of the batch), and only then commits
+//! the offsets after the batch. A store error commits nothing: the same batch is written again
+//! after a back-off until the store answers, so a message is never committed unstored. A message
+//! that cannot be stored at any attempt (malformed, unknown key, bad signature) is counted and
+//! committed with the batch. When the consumer stops or dies between the write and the commit,
+//! the batch is read again and stored once more; results are idempotent by `session_id` and
+//! events by envelope `id`, so nothing is stored twice.
+
+pub mod decode;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers as _, OwnedMessage};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::KafkaConfig;
+use crate::server::AppState;
+use crate::store::{EventBatch, StoreError, StoredEvent};
+use decode::{
+    HeaderList, MessageKind, Rejection, ResultsMessage, decode_events, decode_results,
+    header_lookup,
+};
+
+/// How the consumer batches and retries; the defaults suit production and tests alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerOptions {
+    /// The most messages written in one round.
+    pub max_batch_messages: usize,
+    /// How long to wait for more messages after the first of a round before writing.
+    pub batch_wait: Duration,
+    /// The first back-off after a failed write; it doubles on each further failure.
+    pub retry_min: Duration,
+    /// The longest back-off between writes.
+    pub retry_max: Duration,
+    /// librdkafka's `session.timeout.ms`: how long the group waits for a consumer that stopped
+    /// answering (killed) before its partitions go to another one.
+    pub session_timeout: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            max_batch_messages: 500,
+            batch_wait: Duration::from_millis(20),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the consumer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// librdkafka refused the configuration or the subscription.
+    #[error("kafka consumer ({brokers}): {source}")]
+    Client {
+        /// The configured brokers.
+        brokers: String,
+        /// The client's error.
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// One consumed message, detached from the client so that it outlives the next `recv`.
+struct Consumed {
+    message: OwnedMessage,
+    kind: MessageKind,
+}
+
+/// The decoded round: what to write, and where each partition's committed offset goes after.
+#[derive(Default)]
+struct Round {
+    /// Verified results messages not yet written, oldest first.
+    results: VecDeque<ResultsMessage>,
+    /// Every envelope of the round's events messages, in order.
+    events: Vec<StoredEvent>,
+    /// How many events messages contributed to `events`.
+    events_messages: u64,
+    /// The next offset to consume, by (topic, partition).
+    next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// A consumer of the configured topics, feeding the collector's store.
+pub struct KafkaConsumer {
+    consumer: Arc<StreamConsumer>,
+    state: Arc<AppState>,
+    results_topic: Option<String>,
+    events_topic: Option<String>,
+    options: ConsumerOptions,
+}
+
+impl KafkaConsumer {
+    /// Creates the client and subscribes to the configured topics. Nothing is read until
+    /// [`KafkaConsumer::run`]; a broker that cannot be reached is retried by the client, not an
+    /// error here.
+    pub fn new(
+        state: Arc<AppState>,
+        config: &KafkaConfig,
+        options: ConsumerOptions,
+    ) -> Result<Self, KafkaError> {
+        let client_error = |source| KafkaError::Client {
+            brokers: config.brokers.clone(),
+            source,
+        };
+        let session_timeout_ms = options.session_timeout.as_millis().to_string();
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            // A new group starts at the oldest retained message: with idempotent storage,
+            // reading too much costs only duplicates, reading too little loses data.
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", &session_timeout_ms)
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(client_error)?;
+        let topics: Vec<&str> = [&config.results_topic, &config.events_topic]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        consumer.subscribe(&topics).map_err(client_error)?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            state,
+            results_topic: config.results_topic.clone(),
+            events_topic: config.events_topic.clone(),
+            options,
+        })
+    }
+
+    /// Consumes until `shutdown` completes. A round being written when it completes is not
+    /// committed, so it is read again by the next consumer of the group.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        'rounds: loop {
+            let round = tokio::select! {
+                () = &mut shutdown => break,
+                round = self.next_round() => round,
+            };
+            if round.is_empty() {
+                continue;
+            }
+            let mut decoded = self.decode_round(round);
+            let mut delay = self.options.retry_min;
+            loop {
+                match self.write(&mut decoded).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        self.state.metrics.handle_kafka_store_failure();
+                        tracing::warn!(
+                            message = "Storing consumed Kafka messages failed; retrying without committing.",
+                            error = %error,
+                            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                        );
+                        tokio::select! {
+                            () = &mut shutdown => break 'rounds,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(self.options.retry_max);
+                    }
+                }
+            }
+            self.commit(&decoded.next_offsets).await;
+        }
+        // Dropping the client leaves the group (so its partitions move on at once rather than
+        // after the session timeout) and waits for the broker, so it runs off the async workers.
+        let consumer = self.consumer;
+        if let Err(error) = tokio::task::spawn_blocking(move || drop(consumer)).await {
+            tracing::warn!(message = "Closing the Kafka consumer failed.", error = %error);
+        }
+        tracing::info!(message = "Kafka consumer stopped.");
+    }
+
+    /// Waits for one message, then takes whatever else arrives within the batch wait, up to the
+    /// batch size. A client error (broker unreachable, rebalancing) ends the round early; the
+    /// client keeps retrying on its own.
+    async fn next_round(&self) -> Vec<Consumed> {
+        let mut round = Vec::new();
+        match self.consumer.recv().await {
+            Ok(message) => round.extend(self.consumed(message.detach())),
+            Err(error) => {
+                tracing::warn!(message = "Kafka consumer error.", error = %error);
+                // The client reports a failing broker on every poll; pausing keeps the log and
+                // the loop from spinning while it reconnects.
+                tokio::time::sleep(self.options.retry_min).await;
+                return round;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.options.batch_wait;
+        while round.len() < self.options.max_batch_messages {
+            // `recv` is cancellation safe: a message is taken from the client only when the
+            // future completes, so timing out loses nothing.
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => round.extend(self.consumed(message.detach())),
+                Ok(Err(error)) => {
+                    tracing::warn!(message = "Kafka consumer error.", error = %error);
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        round
+    }
+
+    fn consumed(&self, message: OwnedMessage) -> Option<Consumed> {
+        let topic = Some(message.topic());
+        let kind = if topic == self.results_topic.as_deref() {
+            MessageKind::Results
+        } else if topic == self.events_topic.as_deref() {
+            MessageKind::Events
+        } else {
+            // Only subscribed topics are delivered, so this would be a client bug; the message
+            // is not ours to store, and logging it is all that can be done.
+            tracing::warn!(
+                message = "Message from an unexpected topic.",
+                topic = message.topic()
+            );
+            return None;
+        };
+        Some(Consumed { message, kind })
+    }
+
+    /// Decodes every message of a round, counting the rejected ones.
+    fn decode_round(&self, round: Vec<Consumed>) -> Round {
+        let now_ms = (self.state.clock)();
+        let mut decoded = Round::default();
+        for Consumed { message, kind } in round {
+            let position = (message.topic().to_owned(), message.partition());
+            let next = message.offset().saturating_add(1);
+            let entry = decoded.next_offsets.entry(position).or_insert(next);
+            *entry = (*entry).max(next);
+            let outcome = match kind {
+                MessageKind::Results => {
+                    let headers: HeaderList = message
+                        .headers()
+                        .map(|headers| {
+                            headers
+                                .iter()
+                                .map(|header| {
+                                    (header.key.to_owned(), header.value.map(<[u8]>::to_vec))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    decode_results(
+                        &self.state.agents_by_key,
+                        header_lookup(&headers),
+                        message.payload(),
+                        now_ms,
+                    )
+                    .map(|results| decoded.results.push_back(results))
+                }
+                MessageKind::Events => decode_events(message.payload()).map(|events| {
+                    decoded.events.extend(events);
+                    decoded.events_messages += 1;
+                }),
+            };
+            if let Err(rejection) = outcome {
+                self.reject(kind, &message, &rejection);
+            }
+        }
+        decoded
+    }
+
+    fn reject(&self, kind: MessageKind, message: &OwnedMessage, rejection: &Rejection) {
+        self.state
+            .metrics
+            .handle_kafka_message(kind.label(), rejection.label());
+        tracing::warn!(
+            message = "Kafka message skipped.",
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason = %rejection
+        );
+    }
+
+    /// Writes what is left of a round. Each results message written is removed, so a retry after
+    /// a failure writes only the rest; the events go in one write.
+    async fn write(&self, round: &mut Round) -> Result<(), StoreError> {
+        while let Some(message) = round.results.front() {
+            if !message.results.is_empty() {
+                let started = Instant::now();
+                let outcome = self
+                    .state
+                    .store
+                    .insert_batch(message.batch.clone(), message.results.clone())
+                    .await;
+                self.state
+                    .metrics
+                    .handle_store_latency("insert_batch", started.elapsed());
+                let outcome = outcome?;
+                self.state
+                    .metrics
+                    .handle_insert(outcome.inserted, outcome.duplicates);
+            }
+            self.state.metrics.handle_kafka_message("results", "stored");
+            round.results.pop_front();
+        }
+        if round.events_messages == 0 {
+            return Ok(());
+        }
+        if !round.events.is_empty() {
+            // As for `POST /v1/events`, the organic-load fold sees only what the store took
+            // durably, and only the stream-scoped families.
+            let usable: Vec<String> = round
+                .events
+                .iter()
+                .filter(|event| event.aside_reason.is_none())
+                .filter(|event| crate::organic::folds_family(&event.family))
+                .map(|event| event.envelope_json.clone())
+                .collect();
+            let started = Instant::now();
+            let outcome = self
+                .state
+                .store
+                .insert_events(self.events_batch(&round.events), round.events.clone())
+                .await;
+            self.state
+                .metrics
+                .handle_store_latency("insert_events", started.elapsed());
+            let outcome = outcome?;
+            crate::events::feed_organic_load(
+                &self.state,
+                usable.iter().map(String::as_str),
+                (self.state.clock)(),
+            )
+            .await;
+            self.state.metrics.handle_events_insert(
+                &outcome.stored,
+                &outcome.kept_aside,
+                outcome.duplicates,
+            );
+        }
+        for _ in 0..round.events_messages {
+            self.state.metrics.handle_kafka_message("events", "stored");
+        }
+        round.events.clear();
+        round.events_messages = 0;
+        Ok(())
+    }
+
+    /// The provenance of events read from Kafka. They are unsigned (go-livepeer signs nothing),
+    /// so the signature fields are empty and the agent is named after the topic.
+    fn events_batch(&self, events: &[StoredEvent]) -> EventBatch {
+        let now_ms = (self.state.clock)();
+        let mut digest = Sha256::new();
+        for event in events {
+            digest.update(event.envelope_json.as_bytes());
+            digest.update(b"\n");
+        }
+        EventBatch {
+            agent_id: format!("kafka:{}", self.events_topic.as_deref().unwrap_or_default()),
+            key_id: String::new(),
+            timestamp_ms: now_ms,
+            nonce: String::new(),
+            signature: String::new(),
+            canonical_sha256: hex::encode(digest.finalize()),
+            received_at_unix_ms: now_ms,
+        }
+    }
+
+    /// Commits the offsets after a written round. A failed commit is logged, not retried: the
+    /// round is then read again later and stored as duplicates, which changes nothing.
+    async fn commit(&self, next_offsets: &BTreeMap<(String, i32), i64>) {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in next_offsets {
+            if let Err(error) =
+                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            {
+                tracing::warn!(message = "Offset not committable.", topic, partition, error = %error);
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        // A synchronous commit waits for the broker's answer, so it runs off the async workers.
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(message = "Committing Kafka offsets failed.", error = %error);
+            }
+            Err(error) => {
+                tracing::warn!(message = "The offset commit task was lost.", error = %error);
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Organic load end to end over loopback: go-livepeer gateway events posted to `/v1/events`
+//! become organic sessions whose SLA cells show up under `test_load=false`, apart from the
+//! tester's records under `test_load=true`.
+
+mod common;
+
+use common::{TestCollector, agent_key, batch, now_ms, post, signed};
+use serde_json::{Value, json};
+
+const GATEWAY: &str = "0x00000000000000000000000000000000000000aa";
+const ORCH_A: &str = "0x1111111111111111111111111111111111111111";
+const ORCH_B: &str = "0x2222222222222222222222222222222222222222";
+
+fn envelope(id: &str, family: &str, at: i64, data: Value) -> Value {
+    json!({
+        "id": id,
+        "type": family,
+        "timestamp": at.to_string(),
+        "gateway": GATEWAY,
+        "data": data,
+    })
+}
+
+fn trace(stream: &str, kind: &str, at: i64, orchestrator: Option<&str>) -> Value {
+    let mut data = json!({
+        "type": kind,
+        "stream_id": stream,
+        "request_id": format!("req-{stream}"),
+        "pipeline": "streamdiffusion",
+        "timestamp": at,
+    });
+    if let Some(address) = orchestrator {
+        data["orchestrator_info"] = json!({"address": address, "url": "https://o.example:8935"});
+    }
+    envelope(&format!("{stream}/{kind}"), "stream_trace", at, data)
+}
+
+fn status(stream: &str, at: i64, fps: f64, orchestrator: &str) -> Value {
+    envelope(
+        &format!("{stream}/status/{at}"),
+        "ai_stream_status",
+        at,
+        json!({
+            "type": "status",
+            "stream_id": stream,
+            "request_id": format!("req-{stream}"),
+            "pipeline": "streamdiffusion",
+            "timestamp": at,
+            "state": "ONLINE",
+            "orchestrator_info": {"address": orchestrator, "url": "https://o.example:8935"},
+            "inference_status": {"fps": fps},
+        }),
+    )
+}
+
+async fn post_events(collector: &TestCollector, events: &Value, counter: u64) -> Value {
+    let (body, headers) = signed(&agent_key(), events, now_ms(), counter);
+    let (status, answer, _) = post(
+        &collector.client,
+        &collector.url("/v1/events"),
+        body,
+        &headers,
+    )
+    .await
+    .expect("post events");
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+async fn compliance(collector: &TestCollector, query: &str) -> Vec<Value> {
+    let response = collector
+        .client
+        .get(collector.url(&format!("/v1/sla/compliance?grain=window{query}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("json");
+    body["rows"].as_array().cloned().expect("rows")
+}
+
+#[tokio::test]
+async fn gateway_events_become_organic_cells_apart_from_test_load() {
+    let collector = TestCollector::start().await;
+    // A tester record: test load on orchestrator 0xabc.
+    let records = batch("tester", 1, now_ms());
+    let (body, headers) = signed(&agent_key(), &records, now_ms(), 1);
+    let (code, answer, _) = post(
+        &collector.client,
+        &collector.url("/v1/results"),
+        body,
+        &headers,
+    )
+    .await
+    .expect("post results");
+    assert_eq!(code, 200, "{answer}");
+
+    // Three organic streams, recorded-looking: A serves one, B takes another that never
+    // produces output, and one finds no orchestrator. The first batch leaves every stream open.
+    let t0 = now_ms() - 120_000;
+    let first = json!([
+        trace("served", "gateway_receive_stream_request", t0, None),
+        trace(
+            "served",
+            "gateway_send_first_ingest_segment",
+            t0 + 200,
+            Some(ORCH_A)
+        ),
+        trace(
+            "served",
+            "gateway_receive_first_processed_segment",
+            t0 + 1_400,
+            Some(ORCH_A)
+        ),
+        status("served", t0 + 10_000, 19.0, ORCH_A),
+        trace("dark", "gateway_receive_stream_request", t0, None),
+        trace(
+            "dark",
+            "gateway_send_first_ingest_segment",
+            t0 + 100,
+            Some(ORCH_B)
+        ),
+        trace("busy", "gateway_receive_stream_request", t0, None),
+        trace(
+            "busy",
+            "gateway_no_orchestrators_available",
+            t0 + 2_000,
+            None
+        ),
+    ]);
+    let answer = post_events(&collector, &first, 2).await;
+    assert_eq!(answer["stored"], 8, "{answer}");
+    assert!(
+        compliance(&collector, "&test_load=false").await.is_empty(),
+        "no stream is finished yet"
+    );
+
+    let second = json!([
+        status("served", t0 + 20_000, 21.0, ORCH_A),
+        trace(
+            "served",
+            "gateway_ingest_stream_closed",
+            t0 + 60_000,
+            Some(ORCH_A)
+        ),
+        trace(
+            "dark",
+            "gateway_ingest_stream_closed",
+            t0 + 30_000,
+            Some(ORCH_B)
+        ),
+        trace("busy", "gateway_ingest_stream_closed", t0 + 2_100, None),
+    ]);
+    post_events(&collector, &second, 3).await;
+    // A retried delivery of the whole sequence changes nothing.
+    let mut all = first.as_array().cloned().expect("array");
+    all.extend(second.as_array().cloned().expect("array"));
+    let answer = post_events(&collector, &Value::Array(all), 4).await;
+    assert_eq!(answer["duplicates"], 12, "{answer}");
+
+    let organic = compliance(&collector, "&test_load=false").await;
+    let mut cells: Vec<(String, String, u64, u64)> = organic
+        .iter()
+        .map(|row| {
+            assert_eq!(row["test_load"], false, "{row}");
+            (
+                row["orchestrator"].as_str().unwrap_or("").to_owned(),
+                row["model_id"].as_str().unwrap_or("").to_owned(),
+                row["score"]["sessions"].as_u64().unwrap_or(0),
+                row["score"]["startup_success"]["successes"]
+                    .as_u64()
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    cells.sort();
+    assert_eq!(
+        cells,
+        [
+            // The busy stream has no orchestrator: a capacity signal, no attempt.
+            (String::new(), "streamdiffusion".to_owned(), 1, 0),
+            (ORCH_A.to_owned(), "streamdiffusion".to_owned(), 1, 1),
+            (ORCH_B.to_owned(), "streamdiffusion".to_owned(), 1, 0),
+        ]
+    );
+    let served = organic
+        .iter()
+        .find(|row| row["orchestrator"] == ORCH_A)
+        .expect("served cell");
+    assert_eq!(served["score"]["startup_ms_mean"], 1_200.0, "{served}");
+    assert_eq!(served["score"]["output_fps_mean"], 20.0, "{served}");
+    assert_eq!(served["score"]["startup_success"]["trials"], 1);
+    // Gateway events carry no e2e latency, and an organic session is not expected to: its
+    // output FPS makes its evidence complete, so the cell scores (0.5 for the missing e2e).
+    assert_eq!(served["score"]["health_signal_coverage"], 1.0, "{served}");
+    assert!(
+        served["score"]["sla_score"]
+            .as_f64()
+            .is_some_and(|s| s > 50.0),
+        "{served}"
+    );
+    let dark = organic
+        .iter()
+        .find(|row| row["orchestrator"] == ORCH_B)
+        .expect("dark cell");
+    // The stream that never got output scores low, below the served one: its startup failed.
+    assert!(
+        dark["score"]["sla_score"]
+            .as_f64()
+            .is_some_and(|s| s < 25.0),
+        "{dark}"
+    );
+
+    let tested = compliance(&collector, "&test_load=true").await;
+    assert_eq!(tested.len(), 1);
+    assert_eq!(tested[0]["orchestrator"], "0xabc");
+    assert_eq!(tested[0]["score"]["sessions"], 1);
+    // Without the filter the two kinds are still separate rows, never merged.
+    let both = compliance(&collector, "").await;
+    assert_eq!(both.len(), 4);
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn the_sweep_finishes_a_stream_whose_close_was_lost() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use lvt_collector::config::{Settings, StoreSpec};
+    use lvt_collector::organic::DEFAULT_IDLE_TIMEOUT_MS;
+    use lvt_collector::server::{AppState, open_store, sweep};
+    use lvt_collector::store::SlaFilter;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
+        .parse()
+        .expect("store spec");
+    let store = open_store(&spec).await.expect("open store");
+    let t0 = now_ms() - 600_000;
+    let clock = Arc::new(AtomicI64::new(t0 + 30_000));
+    let read = Arc::clone(&clock);
+    let state = AppState::new(
+        Settings::default(),
+        Arc::clone(&store),
+        Arc::new(move || read.load(Ordering::SeqCst)),
+    );
+    let events = [
+        trace("lost", "gateway_receive_stream_request", t0, None),
+        trace(
+            "lost",
+            "gateway_send_first_ingest_segment",
+            t0 + 100,
+            Some(ORCH_A),
+        ),
+        trace(
+            "lost",
+            "gateway_receive_first_processed_segment",
+            t0 + 700,
+            Some(ORCH_A),
+        ),
+        status("lost", t0 + 20_000, 24.0, ORCH_A),
+    ];
+    let texts: Vec<String> = events.iter().map(Value::to_string).collect();
+    lvt_collector::events::feed_organic_load(&state, texts.iter().map(String::as_str), t0 + 30_000)
+        .await;
+    let organic = SlaFilter {
+        test_load: Some(false),
+        ..SlaFilter::default()
+    };
+    sweep(&state).await;
+    assert!(
+        store.sla_cells(&organic).await.expect("cells").is_empty(),
+        "an open stream is not a session yet"
+    );
+
+    clock.store(t0 + 30_000 + DEFAULT_IDLE_TIMEOUT_MS, Ordering::SeqCst);
+    sweep(&state).await;
+    let cells = store.sla_cells(&organic).await.expect("cells");
+    assert_eq!(cells.len(), 1);
+    assert_eq!(cells[0].0.orchestrator, ORCH_A);
+    assert_eq!(cells[0].1.startup_successes, 1);
+    assert_eq!(state.organic.stats().sessions, 1);
+}
