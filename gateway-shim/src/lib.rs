@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod http1;
 pub mod live;
+pub mod payment;
 pub mod serve;
 pub mod sim;
 pub mod tls;

@@ -425,6 +425,21 @@ pub async fn start_job(
     req: &LiveVideoToVideoRequest,
     timeout: Duration,
 ) -> Result<JobUrls, StartJobError> {
+    let segment = segment_header(token);
+    let payment = payment_header_empty();
+    start_job_with_headers(client, transcoder, &segment, &payment, req, timeout).await
+}
+
+/// [`start_job`] with explicit `Livepeer-Segment` and `Livepeer-Payment` values: the ones a
+/// remote signer produced (see `crate::payment::Payer::job_headers`) when paying on-chain.
+pub async fn start_job_with_headers(
+    client: &reqwest::Client,
+    transcoder: &str,
+    segment: &str,
+    payment: &str,
+    req: &LiveVideoToVideoRequest,
+    timeout: Duration,
+) -> Result<JobUrls, StartJobError> {
     let url = format!(
         "{}{}",
         transcoder.trim_end_matches('/'),
@@ -434,8 +449,8 @@ pub async fn start_job(
         let response = client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SEGMENT_HEADER, segment_header(token))
-            .header(PAYMENT_HEADER, payment_header_empty())
+            .header(SEGMENT_HEADER, segment)
+            .header(PAYMENT_HEADER, payment)
             .header(reqwest::header::AUTHORIZATION, AI_WORKER_AUTHORIZATION)
             .json(req)
             .send()

@@ -1,11 +1,13 @@
 //! Discovery: where a gateway learns which orchestrators exist, and what each one offers.
 //!
 //! It owns the discovery sources (a static list, a go-livepeer style webhook, a NaaP discovery
-//! API), all behind one trait, [`DiscoverySource`], each in its own file with its config in
-//! [`config`]; and the inventory ([`inventory`]), which asks every candidate `GetOrchestrator`
-//! in parallel and keeps what a selection needs (latency, live models, capacity, prices,
-//! hardware) or why the candidate was dropped. On-chain discovery is not built yet.
+//! API, and the on-chain transcoder pool read through an Ethereum JSON-RPC node), all behind
+//! one trait, [`DiscoverySource`], each in its own file with its config in [`config`]; and the
+//! inventory ([`inventory`]), which asks every candidate `GetOrchestrator` in parallel and keeps
+//! what a selection needs (latency, live models, capacity, prices, hardware) or why the
+//! candidate was dropped.
 
+pub mod chain;
 pub mod config;
 pub mod inventory;
 mod naap;
@@ -22,7 +24,10 @@ use serde::Serialize;
 
 use crate::live::{OrchestratorUri, UriError};
 
-pub use config::{NaapConfig, StaticConfig, StaticEntry, WebhookConfig};
+pub use chain::{ChainDiscovery, ChainError, ChainSource};
+pub use config::{
+    ChainConfig, ChainConfigError, NaapConfig, StaticConfig, StaticEntry, WebhookConfig,
+};
 pub use inventory::{
     DropReason, Inventory, InventoryEntry, InventoryOptions, Status, classify, inventory,
     order_entries, selection_order,
@@ -41,7 +46,7 @@ pub struct Candidate {
     pub uri: OrchestratorUri,
     /// The source's own score (webhook and NaaP scores are 0-1, higher is better).
     pub score: Option<f64>,
-    /// `static`, `webhook` or `naap`.
+    /// `static`, `webhook`, `naap` or `chain`.
     pub source: &'static str,
 }
 
@@ -90,6 +95,7 @@ pub enum Source {
     Static(StaticSource),
     Webhook(WebhookSource),
     Naap(NaapSource),
+    Chain(ChainSource),
 }
 
 impl DiscoverySource for Source {
@@ -98,6 +104,7 @@ impl DiscoverySource for Source {
             Source::Static(s) => s.kind(),
             Source::Webhook(s) => s.kind(),
             Source::Naap(s) => s.kind(),
+            Source::Chain(s) => s.kind(),
         }
     }
 
@@ -106,6 +113,7 @@ impl DiscoverySource for Source {
             Source::Static(s) => s.candidates(http).await,
             Source::Webhook(s) => s.candidates(http).await,
             Source::Naap(s) => s.candidates(http).await,
+            Source::Chain(s) => s.candidates(http).await,
         }
     }
 }

@@ -11,9 +11,13 @@
 //!   [`StartAttempts`], the "up to 20 tries within 2 s" loop.
 //! - [`observe`]: [`Observation`](observe::Observation), what a session driver reports (the
 //!   seam to the go-livepeer-compatible analytics events).
+//! - [`events`]: those observations as go-livepeer's analytics envelopes, and the emitter task
+//!   that ships them to a collector (signed) or to Kafka. Unlike the rest of this module it does
+//!   IO: the translation is pure, the emitter is its thin driver.
 //! - [`swap`]: [`SwapMonitor`], the mid-stream triggers, the swap chain limit ("Too many
 //!   swaps"), [`Suspensions`] and the [`SwapRecord`]s with their output freeze.
 
+pub mod events;
 pub mod observe;
 pub mod select;
 pub mod swap;

@@ -42,7 +42,9 @@ pub use pipeline::{
     ScheduledOutput,
 };
 pub use profile::{BUILTIN_PROFILES, DEFAULT_COLD_AFTER_IDLE_S, Profile, ProfileError};
-pub use server::{LIVE_PIPELINE, NODE_VERSION, RUNNER_VERSION, RunningOrchestrator, start};
+pub use server::{
+    LIVE_PIPELINE, MISSING_PAYMENT, NODE_VERSION, RUNNER_VERSION, RunningOrchestrator, start,
+};
 pub use warmth::{StartDecision, StartKind, WarmthConfig, WarmthTracker};
 
 /// Why a simulated orchestrator could not start or stopped with an error.

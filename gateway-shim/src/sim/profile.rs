@@ -65,6 +65,12 @@ pub struct Profile {
     /// Delay before answering every `GetOrchestrator` call, in milliseconds: a slow or distant
     /// orchestrator as discovery sees it (it times out, or ranks behind faster ones).
     pub get_orchestrator_delay_ms: u64,
+    /// Refuse job starts whose `Livepeer-Payment` carries no ticket with 402, as an on-chain
+    /// orchestrator refuses a gateway that does not pay. Off by default (offchain).
+    pub require_payment: bool,
+    /// Answer every `POST /payment` with this HTTP error status (for example `402` or `400`)
+    /// instead of accepting the payment.
+    pub payment_status: Option<u16>,
 }
 
 impl Default for Profile {
@@ -84,6 +90,8 @@ impl Default for Profile {
             slow: false,
             seed: 0,
             get_orchestrator_delay_ms: 0,
+            require_payment: false,
+            payment_status: None,
         }
     }
 }
@@ -214,6 +222,13 @@ impl Profile {
                 "`start_status` must be an HTTP error status (400-599), not {status}"
             )));
         }
+        if let Some(status) = self.payment_status
+            && !(400..=599).contains(&status)
+        {
+            return Err(invalid(format!(
+                "`payment_status` must be an HTTP error status (400-599), not {status}"
+            )));
+        }
         for (key, value) in [
             ("crash_after_s", self.crash_after_s),
             ("stall_at_s", self.stall_at_s),
@@ -279,6 +294,12 @@ impl Profile {
                 "GetOrchestrator after {} ms",
                 self.get_orchestrator_delay_ms
             ));
+        }
+        if self.require_payment {
+            parts.push("requires payment".into());
+        }
+        if let Some(status) = self.payment_status {
+            parts.push(format!("refuses payments with {status}"));
         }
         parts.join(", ")
     }
@@ -398,6 +419,13 @@ mod tests {
         assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");
         let err = Profile::from_toml_str("stall_at_s = 2\n", "p.toml").unwrap_err();
         assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");
+        let err = Profile::from_toml_str("payment_status = 200\n", "p.toml").unwrap_err();
+        assert!(matches!(err, ProfileError::Invalid { .. }), "{err}");
+        let p = Profile::from_toml_str("require_payment = true\npayment_status = 402\n", "p.toml")
+            .unwrap();
+        assert!(p.require_payment);
+        assert_eq!(p.payment_status, Some(402));
+        assert!(p.summary().contains("requires payment"), "{}", p.summary());
         let err = Profile::from_toml_str("[profile]\nlatency = 3\n", "p.toml").unwrap_err();
         assert!(matches!(err, ProfileError::Parse { line: 2, .. }), "{err}");
     }

@@ -99,6 +99,18 @@ impl RunningOrchestrator {
         self.shared.session_counter.load(Ordering::Relaxed)
     }
 
+    /// Payments (`POST /payment`) accepted since the orchestrator started.
+    pub fn payments_received(&self) -> u64 {
+        *self.shared.payments.borrow()
+    }
+
+    /// Waits until at least `n` payments were accepted.
+    pub async fn wait_payments(&self, n: u64) {
+        let mut rx = self.shared.payments.subscribe();
+        // The sender lives as long as `self`, so `wait_for` cannot fail while we borrow it.
+        let _ = rx.wait_for(|&count| count >= n).await;
+    }
+
     /// The trickle server holding this orchestrator's channels (tests look channels up).
     pub fn trickle(&self) -> &TrickleServer {
         &self.shared.trickle
@@ -127,6 +139,8 @@ pub(crate) struct Shared {
     in_use_watch: tokio::sync::watch::Sender<u32>,
     rng: Mutex<ChaCha8Rng>,
     session_counter: AtomicU64,
+    /// Payments accepted by `POST /payment`, watchable so tests wait for a count.
+    payments: tokio::sync::watch::Sender<u64>,
     pub(crate) stop: CancellationToken,
     /// Session tasks; finished ones are reaped whenever a new one starts.
     sessions: Mutex<tokio::task::JoinSet<()>>,
@@ -265,6 +279,7 @@ pub async fn start(
         in_use_watch: tokio::sync::watch::Sender::new(0),
         rng: Mutex::new(rng),
         session_counter: AtomicU64::new(0),
+        payments: tokio::sync::watch::Sender::new(0),
         stop: stop.clone(),
         sessions: Mutex::new(tokio::task::JoinSet::new()),
         cfg,
@@ -276,6 +291,7 @@ pub async fn start(
     .merge(
         axum::Router::new()
             .route("/live-video-to-video", post(start_job))
+            .route(crate::payment::PAYMENT_PATH, post(receive_payment))
             .with_state(Arc::clone(&shared)),
     )
     .merge(trickle.router());
@@ -614,8 +630,13 @@ async fn start_job(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
     };
 
     let payment_header = header_text(&headers, PAYMENT_HEADER);
-    if let Err(message) = decode_payment(&payment_header) {
-        return http_error(StatusCode::PAYMENT_REQUIRED, &message);
+    let payment = match decode_payment(&payment_header) {
+        Ok(payment) => payment,
+        Err(message) => return http_error(StatusCode::PAYMENT_REQUIRED, &message),
+    };
+    if cfg.profile.require_payment && is_empty_payment(&payment) {
+        // An on-chain orchestrator cannot credit a job that brings no ticket.
+        return http_error(StatusCode::PAYMENT_REQUIRED, MISSING_PAYMENT);
     }
 
     let segment_header = header_text(&headers, SEGMENT_HEADER);
@@ -715,6 +736,47 @@ async fn start_job(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The 402 text of a job start without a ticket on an orchestrator that requires payment.
+pub const MISSING_PAYMENT: &str = "missing payment: Livepeer-Payment carries no ticket";
+
+/// True for the offchain payment: no sender and no ticket.
+fn is_empty_payment(payment: &proto::Payment) -> bool {
+    payment.sender.is_empty()
+        && payment.ticket_params.is_none()
+        && payment.ticket_sender_params.is_empty()
+}
+
+/// `POST /payment`, in go-livepeer's order (`lphttp.Payment`): payment header (402), segment
+/// credentials (403), payment processing (400; here the profile's `payment_status`), then 200
+/// with a protobuf `PaymentResult` carrying the orchestrator's info and the caller's token.
+async fn receive_payment(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let payment = match decode_payment(&header_text(&headers, PAYMENT_HEADER)) {
+        Ok(payment) => payment,
+        Err(message) => return http_error(StatusCode::PAYMENT_REQUIRED, &message),
+    };
+    let (now_s, _) = unix_now();
+    let segment = match decode_segment_header(&header_text(&headers, SEGMENT_HEADER)) {
+        Ok(seg) => seg,
+        Err(e) => return http_error(StatusCode::FORBIDDEN, &e.to_string()),
+    };
+    if let Err(e) = shared.auth.verify_segment(&segment, now_s) {
+        return http_error(StatusCode::FORBIDDEN, &e.to_string());
+    }
+    if let Some(status) = shared.cfg.profile.payment_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        return http_error(status, "error processing payment: simulated failure");
+    }
+    if shared.cfg.profile.require_payment && is_empty_payment(&payment) {
+        return http_error(StatusCode::BAD_REQUEST, MISSING_PAYMENT);
+    }
+    shared.payments.send_modify(|count| *count += 1);
+    // go-livepeer keeps the caller's auth token: new tokens only come from GetOrchestrator.
+    let mut info = orchestrator_info(&shared, false);
+    info.auth_token = segment.auth_token;
+    let result = crate::payment::PaymentResult { info: Some(info) };
+    (StatusCode::OK, result.encode_to_vec()).into_response()
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> String {

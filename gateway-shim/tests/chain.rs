@@ -1,0 +1,515 @@
+//! On-chain discovery against a real Ethereum node: ganache started by `ci/ethereum` on
+//! 127.0.0.1, with the stand-in contracts of contracts/ compiled by solcjs and deployed here
+//! through plain JSON-RPC from ganache's unlocked account. Orchestrators registered on chain
+//! are simulators started in this process, so the inventory after discovery talks to real
+//! gRPC servers. If the node tools are missing, the tests fail and say to run ci/setup.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, Bytes, keccak256};
+use alloy_sol_types::{SolCall, sol};
+use lvt_gateway::discovery::chain::{SkipReason, WalkEnd};
+use lvt_gateway::discovery::{
+    ChainConfig, ChainError, ChainSource, DiscoverySource as _, DropReason, InventoryOptions,
+    Status, inventory,
+};
+use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio_util::sync::CancellationToken;
+
+sol! {
+    interface ControllerAdmin {
+        function setContractInfo(bytes32 id, address contractAddress) external;
+        function setReverting(bool value) external;
+    }
+    interface BondingManagerAdmin {
+        function setPool(address[] pool) external;
+        function setNext(address transcoder, address nextTranscoder) external;
+    }
+    interface ServiceRegistryAdmin {
+        function setServiceURIFor(address serviceProvider, string serviceURI) external;
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// `ci/ethereum --no-install ARGS`, failing the test with the fix when the tools are missing.
+fn ethereum_script(args: &[&str]) -> Command {
+    let mut cmd = Command::new(workspace_root().join("ci/ethereum"));
+    cmd.arg("--no-install").args(args).kill_on_drop(true);
+    cmd
+}
+
+fn missing_tools(status: std::process::ExitStatus, stderr: &str) -> ! {
+    if status.code() == Some(3) {
+        panic!("ganache/solc are not installed: run ci/setup ({stderr})");
+    }
+    panic!("ci/ethereum failed with {status}: {stderr}");
+}
+
+/// The stand-in contracts compiled by solcjs: name -> creation bytecode.
+async fn compile() -> serde_json::Map<String, Value> {
+    let root = workspace_root();
+    let files: Vec<String> = ["Controller", "BondingManager", "ServiceRegistry"]
+        .iter()
+        .map(|n| {
+            root.join(format!("contracts/{n}.sol"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut args = vec!["--compile"];
+    args.extend(files.iter().map(String::as_str));
+    let out = ethereum_script(&args)
+        .output()
+        .await
+        .expect("ci/ethereum runs");
+    if !out.status.success() {
+        missing_tools(out.status, &String::from_utf8_lossy(&out.stderr));
+    }
+    match serde_json::from_slice(&out.stdout).expect("solcjs output is JSON") {
+        Value::Object(map) => map,
+        other => panic!("unexpected compiler output {other}"),
+    }
+}
+
+/// A ganache node on 127.0.0.1; it stops when this is dropped (stdin closes, and the child is
+/// killed on drop).
+struct Node {
+    url: String,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+async fn start_node() -> Node {
+    let mut child = ethereum_script(&["--exit-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        // Inherited rather than piped: nothing reads a pipe while the node runs, and a full
+        // one would stall it.
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ci/ethereum starts");
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("ganache prints its URL within 60 s")
+        .expect("stdout is readable");
+    let Some(url) = first else {
+        let status = child.wait().await.expect("ci/ethereum exits");
+        missing_tools(status, "see its stderr above");
+    };
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Node {
+        url,
+        _child: child,
+        _stdin: stdin,
+    }
+}
+
+/// Plain JSON-RPC to the test node: deployment and setters, which product code never does.
+struct Chain {
+    http: reqwest::Client,
+    url: String,
+    from: String,
+}
+
+impl Chain {
+    async fn connect(url: &str) -> Chain {
+        let mut chain = Chain {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+            from: String::new(),
+        };
+        let accounts = chain.rpc("eth_accounts", json!([])).await;
+        chain.from = accounts[0]
+            .as_str()
+            .expect("an unlocked account")
+            .to_string();
+        chain
+    }
+
+    async fn rpc(&self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let answer: Value = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .expect("the node answers")
+            .json()
+            .await
+            .expect("a JSON answer");
+        match answer.get("result") {
+            Some(result) => result.clone(),
+            None => panic!("{method} failed: {answer}"),
+        }
+    }
+
+    /// Sends a transaction and returns its receipt, which must show success.
+    async fn transact(&self, to: Option<Address>, data: Vec<u8>) -> Value {
+        let mut tx = json!({"from": self.from, "data": Bytes::from(data), "gas": "0x989680"});
+        if let Some(to) = to {
+            tx["to"] = json!(to);
+        }
+        let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
+        // ganache mines each transaction as it arrives, so the receipt exists now.
+        let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(receipt["status"], "0x1", "transaction failed: {receipt}");
+        receipt
+    }
+
+    async fn deploy(&self, contracts: &serde_json::Map<String, Value>, name: &str) -> Address {
+        let code = contracts[name]["bytecode"]
+            .as_str()
+            .expect("bytecode is a string");
+        let code = Bytes::from_str(code).expect("bytecode is hex");
+        let receipt = self.transact(None, code.to_vec()).await;
+        Address::from_str(
+            receipt["contractAddress"]
+                .as_str()
+                .expect("a contract address"),
+        )
+        .expect("an address")
+    }
+
+    async fn send(&self, to: Address, call: impl SolCall) {
+        self.transact(Some(to), call.abi_encode()).await;
+    }
+}
+
+/// The three contracts, deployed and registered in the Controller.
+struct Livepeer {
+    chain: Chain,
+    controller: Address,
+    bonding_manager: Address,
+    service_registry: Address,
+}
+
+impl Livepeer {
+    async fn deploy(node: &Node, contracts: &serde_json::Map<String, Value>) -> Livepeer {
+        let chain = Chain::connect(&node.url).await;
+        let controller = chain.deploy(contracts, "Controller").await;
+        let bonding_manager = chain.deploy(contracts, "BondingManager").await;
+        let service_registry = chain.deploy(contracts, "ServiceRegistry").await;
+        let livepeer = Livepeer {
+            chain,
+            controller,
+            bonding_manager,
+            service_registry,
+        };
+        livepeer.register("BondingManager", bonding_manager).await;
+        livepeer.register("ServiceRegistry", service_registry).await;
+        livepeer
+    }
+
+    async fn register(&self, name: &str, address: Address) {
+        let id: B256 = keccak256(name.as_bytes());
+        self.chain
+            .send(
+                self.controller,
+                ControllerAdmin::setContractInfoCall {
+                    id,
+                    contractAddress: address,
+                },
+            )
+            .await;
+    }
+
+    async fn set_pool(&self, pool: &[Address]) {
+        self.chain
+            .send(
+                self.bonding_manager,
+                BondingManagerAdmin::setPoolCall {
+                    pool: pool.to_vec(),
+                },
+            )
+            .await;
+    }
+
+    async fn set_uri(&self, registry: Address, who: Address, uri: &str) {
+        self.chain
+            .send(
+                registry,
+                ServiceRegistryAdmin::setServiceURIForCall {
+                    serviceProvider: who,
+                    serviceURI: uri.to_string(),
+                },
+            )
+            .await;
+    }
+
+    fn source(&self) -> ChainSource {
+        ChainSource {
+            rpc_url: self.chain.url.clone(),
+            controller: self.controller,
+            service_registry: None,
+            timeout: Duration::from_secs(10),
+            max_orchestrators: 100,
+        }
+    }
+}
+
+struct Sim {
+    orch: RunningOrchestrator,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn start_sim(name: &str) -> Sim {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = OrchestratorConfig::new(name, Profile::default());
+    cfg.plaintext = true;
+    let stop = CancellationToken::new();
+    let orch = sim::start(cfg, listener, stop.clone().cancelled_owned())
+        .await
+        .unwrap();
+    Sim {
+        orch,
+        _stop: stop.drop_guard(),
+    }
+}
+
+/// A port that was just free: nothing listens there.
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+fn eth(sim: &Sim) -> Address {
+    Address::from_str(&sim.orch.eth_address).expect("the simulator's address")
+}
+
+#[tokio::test]
+async fn chain_discovery_finds_registered_orchestrators_in_pool_order() {
+    let (contracts, node) = tokio::join!(compile(), start_node());
+    let livepeer = Livepeer::deploy(&node, &contracts).await;
+    let (a, b) = tokio::join!(start_sim("chain-a"), start_sim("chain-b"));
+    let unreachable = Address::repeat_byte(0xc1);
+    let malformed = Address::repeat_byte(0xd1);
+    let unregistered = Address::repeat_byte(0xe1);
+    let unreachable_uri = closed_port_url();
+    livepeer
+        .set_pool(&[eth(&b), unreachable, eth(&a), malformed, unregistered])
+        .await;
+    let registry = livepeer.service_registry;
+    livepeer.set_uri(registry, eth(&a), &a.orch.uri).await;
+    livepeer.set_uri(registry, eth(&b), &b.orch.uri).await;
+    livepeer
+        .set_uri(registry, unreachable, &unreachable_uri)
+        .await;
+    livepeer
+        .set_uri(registry, malformed, "ftp://orchestrator.example:21/x")
+        .await;
+
+    let http = reqwest::Client::new();
+    let found = livepeer.source().discover(&http).await.unwrap();
+    assert_eq!(found.bonding_manager, livepeer.bonding_manager);
+    assert_eq!(found.service_registry, registry);
+    assert_eq!(found.walk_end, WalkEnd::Complete);
+    // Pool order is kept for the members with a usable URI.
+    let in_order: Vec<Address> = found.orchestrators.iter().map(|o| o.eth_address).collect();
+    assert_eq!(in_order, [eth(&b), unreachable, eth(&a)]);
+    let candidates = found.candidates();
+    let uris: Vec<String> = candidates.iter().map(|c| c.uri.to_string()).collect();
+    assert_eq!(
+        uris,
+        [b.orch.uri.clone(), unreachable_uri, a.orch.uri.clone()]
+    );
+    assert!(candidates.iter().all(|c| c.source == "chain"));
+    // The malformed and the missing URI are skipped, each with its reason.
+    let skipped: Vec<(Address, SkipReason)> = found
+        .skipped
+        .iter()
+        .map(|s| (s.eth_address, s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (malformed, SkipReason::MalformedServiceUri),
+            (unregistered, SkipReason::NoServiceUri)
+        ]
+    );
+    assert!(
+        found.skipped[0].detail.contains("ftp"),
+        "{:?}",
+        found.skipped
+    );
+
+    // The inventory asks each candidate: the two simulators answer with the address they are
+    // registered under; the third is dropped as unreachable.
+    let opts = InventoryOptions {
+        timeout: Duration::from_secs(3),
+        ..InventoryOptions::default()
+    };
+    let inv = inventory(candidates, &opts).await;
+    let usable: Vec<&str> = inv
+        .usable()
+        .map(|e| {
+            e.info
+                .as_ref()
+                .and_then(|i| i.eth_address.as_deref())
+                .unwrap_or("-")
+        })
+        .collect();
+    assert_eq!(usable.len(), 2, "{}", inv.table());
+    for entry in inv.usable() {
+        let on_chain = found
+            .eth_address_of(&entry.candidate.uri)
+            .expect("found on chain");
+        let advertised = entry.info.as_ref().and_then(|i| i.eth_address.clone());
+        assert_eq!(
+            advertised.map(|s| Address::from_str(&s).unwrap()),
+            Some(on_chain)
+        );
+    }
+    let dropped: Vec<&lvt_gateway::discovery::InventoryEntry> = inv.dropped().collect();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(
+        found.eth_address_of(&dropped[0].candidate.uri),
+        Some(unreachable)
+    );
+    assert!(matches!(
+        dropped[0].status,
+        Status::Dropped {
+            reason: DropReason::Unreachable,
+            ..
+        }
+    ));
+
+    // The AI service registry override: URIs come from the given registry instead of the
+    // Controller's, so only what is registered there is found.
+    let ai_registry = livepeer.chain.deploy(&contracts, "ServiceRegistry").await;
+    livepeer.set_uri(ai_registry, eth(&a), &a.orch.uri).await;
+    let mut source = livepeer.source();
+    source.service_registry = Some(ai_registry);
+    let found = source.discover(&http).await.unwrap();
+    assert_eq!(found.service_registry, ai_registry);
+    let in_order: Vec<Address> = found.orchestrators.iter().map(|o| o.eth_address).collect();
+    assert_eq!(in_order, [eth(&a)]);
+    assert_eq!(found.skipped.len(), 4);
+
+    // The same source through the configuration and the generic trait.
+    let source = ChainSource::try_from(ChainConfig {
+        rpc_url: node.url.clone(),
+        controller: livepeer.controller.to_string(),
+        ..ChainConfig::default()
+    })
+    .unwrap();
+    assert_eq!(source.kind(), "chain");
+    assert_eq!(source.candidates(&http).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn chain_discovery_errors_are_precise_and_a_cycle_is_cut() {
+    let (contracts, node) = tokio::join!(compile(), start_node());
+    let livepeer = Livepeer::deploy(&node, &contracts).await;
+    let http = reqwest::Client::new();
+    let (x, y, z) = (
+        Address::repeat_byte(0x11),
+        Address::repeat_byte(0x22),
+        Address::repeat_byte(0x33),
+    );
+    for (who, port) in [(x, 9001), (y, 9002), (z, 9003)] {
+        livepeer
+            .set_uri(
+                livepeer.service_registry,
+                who,
+                &format!("http://127.0.0.1:{port}"),
+            )
+            .await;
+    }
+
+    // An empty pool is no candidate and no error.
+    let found = livepeer.source().discover(&http).await.unwrap();
+    assert!(found.orchestrators.is_empty() && found.skipped.is_empty());
+    assert_eq!(found.walk_end, WalkEnd::Complete);
+
+    // x -> y -> z -> y: the walk stops before reading y twice.
+    livepeer.set_pool(&[x, y, z]).await;
+    livepeer
+        .chain
+        .send(
+            livepeer.bonding_manager,
+            BondingManagerAdmin::setNextCall {
+                transcoder: z,
+                nextTranscoder: y,
+            },
+        )
+        .await;
+    let found = livepeer.source().discover(&http).await.unwrap();
+    assert_eq!(found.walk_end, WalkEnd::Cycle { repeated: y });
+    assert_eq!(found.orchestrators.len(), 3);
+
+    // The limit cuts the walk too.
+    let mut limited = livepeer.source();
+    limited.max_orchestrators = 2;
+    let found = limited.discover(&http).await.unwrap();
+    assert_eq!(found.walk_end, WalkEnd::Limit { max: 2 });
+    assert_eq!(found.orchestrators.len(), 2);
+
+    // A Controller that does not know the BondingManager (a fresh one) answers the zero
+    // address, as the real one does for an unknown name.
+    let empty_controller = livepeer.chain.deploy(&contracts, "Controller").await;
+    let mut source = livepeer.source();
+    source.controller = empty_controller;
+    let e = source.discover(&http).await.unwrap_err();
+    assert!(
+        matches!(e, ChainError::NotRegistered { name: "BondingManager", controller } if controller == empty_controller),
+        "{e}"
+    );
+
+    // An address without code (wrong chain): the call returns no data.
+    let mut source = livepeer.source();
+    source.controller = Address::repeat_byte(0x77);
+    let e = source.discover(&http).await.unwrap_err();
+    assert!(matches!(e, ChainError::NoContract { .. }), "{e}");
+    assert!(e.to_string().contains("Controller.getContract"), "{e}");
+
+    // A reverting call carries its reason.
+    livepeer
+        .chain
+        .send(
+            livepeer.controller,
+            ControllerAdmin::setRevertingCall { value: true },
+        )
+        .await;
+    let e = livepeer.source().discover(&http).await.unwrap_err();
+    match &e {
+        ChainError::Reverted {
+            call,
+            contract,
+            reason,
+        } => {
+            assert_eq!(*contract, livepeer.controller);
+            assert!(call.contains("BondingManager"), "{call}");
+            assert_eq!(reason, "Controller: lookups disabled");
+        }
+        other => panic!("expected a revert, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn chain_discovery_names_a_refusing_rpc_url() {
+    let url = closed_port_url();
+    let source = ChainSource::arbitrum_one(url.clone());
+    let e = source.discover(&reqwest::Client::new()).await.unwrap_err();
+    assert!(
+        matches!(&e, ChainError::Unreachable { rpc_url, .. } if *rpc_url == url),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&url), "{e}");
+}
