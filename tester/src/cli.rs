@@ -83,6 +83,11 @@ and events channels, sends control keepalives and one params update halfway, and
 Every timing is taken on the tester's own clock.\n\n\
 ORCHESTRATOR is host:port or https://host:port (TLS; the certificate is not verified but its \
 SHA-256 fingerprint is recorded: trust on first use) or http://host:port (plaintext).\n\n\
+With --network there is no ORCHESTRATOR: the session goes through network selection as a \
+go-livepeer gateway runs a stream. It discovers candidates (--discovery static:URI,URI | \
+webhook:URL | naap:URL), orders them (--strategy go-livepeer | score-weighted:SEED), starts on \
+the first that accepts (20 tries within 2 s), swaps when the serving one fails (at most 2 swaps \
+in 3 minutes) and reports every swap with its output freeze and each orchestrator's share.\n\n\
 Exit codes: 0 the session passed; 1 it failed (with a failure class) or was unscored \
 (orchestrator busy); 2 usage or configuration error.";
 
@@ -145,9 +150,13 @@ gateway would try them: warm first, then lowest latency.\n\n\
 Sources can be combined; an orchestrator named twice is asked once:\n\
   --static URI...   a fixed list (like go-livepeer's -orchAddr)\n\
   --webhook URL     GET answering [{address, score}] (like -orchWebhookUrl)\n\
-  --naap URL        a NaaP API: GET URL/v1/discover/orchestrators?caps=live-video-to-video/MODEL\n\n\
+  --naap URL        a NaaP API: GET URL/v1/discover/orchestrators?caps=live-video-to-video/MODEL\n\
+  --chain [RPC_URL] the Livepeer transcoder pool on chain (Arbitrum One by default): \
+Controller.getContract -> BondingManager pool walk -> ServiceRegistry.getServiceURI, eth_call \
+only; --controller and --service-registry (an address, or `ai` for the AI service registry) \
+override the contracts. Pool members without a usable URI are listed on stderr.\n\n\
 Exit codes: 0 at least one orchestrator is usable; 1 none is, or a source failed; 2 usage \
-error (no source, a bad address or URL, --chain: on-chain discovery is not built yet).";
+error (no source, a bad address or URL).";
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
@@ -160,9 +169,17 @@ pub struct DiscoverArgs {
     /// The base URL of a NaaP discovery API.
     #[arg(long, value_name = "URL")]
     pub naap: Option<String>,
-    /// On-chain discovery through an Ethereum JSON-RPC URL (not built yet).
+    /// On-chain discovery through an Ethereum JSON-RPC URL (without a URL: Arbitrum One's
+    /// public endpoint, which is rate-limited).
     #[arg(long, value_name = "RPC_URL", num_args = 0..=1, default_missing_value = "")]
     pub chain: Option<String>,
+    /// The Livepeer Controller address for --chain (default: Arbitrum One's).
+    #[arg(long, value_name = "ADDR", requires = "chain")]
+    pub controller: Option<String>,
+    /// Read service URIs from this ServiceRegistry for --chain instead of the Controller's;
+    /// `ai` is the AI service registry on Arbitrum One.
+    #[arg(long, value_name = "ADDR", requires = "chain")]
+    pub service_registry: Option<String>,
     /// The live video-to-video model an orchestrator must offer to be usable.
     #[arg(long, default_value = "noop")]
     pub model: String,
@@ -174,14 +191,28 @@ pub struct DiscoverArgs {
     pub json: bool,
 }
 
-/// Where a probe or run ships its records: `--collector URL --key FILE [--spool DIR]`.
+/// Where a probe or run ships its records: `--collector URL --key FILE [--spool DIR]`, or
+/// `--kafka BROKERS [--kafka-topic TOPIC] --key FILE [--spool DIR]`.
 #[derive(Debug, Clone, Args)]
 pub struct ShipArgs {
     /// Ship the session record(s) to this collector (http(s)://host:port) when done.
     #[arg(long, value_name = "URL", requires = "key")]
     pub collector: Option<String>,
-    /// The secret key file (from `lvt keygen`) that signs shipped batches.
-    #[arg(long, value_name = "FILE", requires = "collector")]
+    /// Ship the session record(s) as signed batches to this Kafka cluster (host:port[,...])
+    /// instead, for a collector consuming its results topic.
+    #[arg(
+        long,
+        value_name = "BROKERS",
+        requires = "key",
+        conflicts_with = "collector"
+    )]
+    pub kafka: Option<String>,
+    /// The Kafka results topic (with --kafka; default lvt-results).
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub kafka_topic: Option<String>,
+    /// The secret key file (from `lvt keygen`) that signs shipped batches (with --collector or
+    /// --kafka).
+    #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Where batches that cannot be delivered are kept for `lvt ship-spool`.
     #[arg(long, value_name = "DIR", default_value = crate::ship::DEFAULT_SPOOL_DIR)]
@@ -245,8 +276,18 @@ pub enum ProgressArg {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The orchestrator: host:port, https://host:port or http://host:port.
-    pub orchestrator: String,
+    /// The orchestrator: host:port, https://host:port or http://host:port (not with --network).
+    #[arg(required_unless_present = "network", conflicts_with = "network")]
+    pub orchestrator: Option<String>,
+    /// Run through network selection instead of one orchestrator (needs --discovery).
+    #[arg(long, requires = "discovery")]
+    pub network: bool,
+    /// Discovery for --network: static:URI[,URI...], webhook:URL or naap:URL (repeatable).
+    #[arg(long, requires = "network")]
+    pub discovery: Vec<String>,
+    /// Selection strategy for --network: go-livepeer, or score-weighted:SEED.
+    #[arg(long, default_value = "go-livepeer")]
+    pub strategy: String,
     /// Model id sent at job start.
     #[arg(long, default_value = "noop")]
     pub model: String,
@@ -438,10 +479,21 @@ pub fn ctrl_c_token() -> CancellationToken {
 }
 
 async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
-    let target: OrchestratorUri = args
-        .orchestrator
-        .parse()
-        .map_err(|e| CliError::Usage(format!("ORCHESTRATOR {:?}: {e}", args.orchestrator)))?;
+    let network = if args.network {
+        Some(network_probe_options(&args)?)
+    } else {
+        None
+    };
+    let target: OrchestratorUri = match (&args.orchestrator, &network) {
+        (Some(o), _) => o
+            .parse()
+            .map_err(|e| CliError::Usage(format!("ORCHESTRATOR {o:?}: {e}")))?,
+        // Never contacted: each try of network selection sets the candidate it starts on.
+        (None, Some(_)) => {
+            OrchestratorUri::new(lvt_gateway::live::Scheme::Https, "network.invalid", 443)
+        }
+        (None, None) => return Err(CliError::Usage("ORCHESTRATOR is required".into())),
+    };
     // The key and URL are checked before the session so that a typo does not cost a session.
     let shipper = shipper_from(&args.ship)?;
     let params = match (&args.params, &args.prompt) {
@@ -480,7 +532,15 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     let http = probe::http_client()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
     let cancel = ctrl_c_token();
-    let report = probe::probe(&opts, clip, &http, cancel).await;
+    let report = match network {
+        Some((sources, strategy)) => {
+            let net = probe::network::NetworkOptions::new(opts, sources, strategy);
+            probe::network::run_network(&net, clip, &http, cancel, None)
+                .await
+                .report
+        }
+        None => probe::probe(&opts, clip, &http, cancel).await,
+    };
     if args.json {
         println!(
             "{}",
@@ -497,24 +557,101 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     Ok(ship_and_adjust(shipper.as_ref(), std::slice::from_ref(&report), code).await)
 }
 
-/// Builds the shipper `--collector URL --key FILE` ask for, or `None` without them. A bad URL
-/// or an unreadable key is a usage error.
-fn shipper_from(args: &ShipArgs) -> Result<Option<crate::ship::Shipper>, CliError> {
-    let (url, key_path) = match (&args.collector, &args.key) {
-        (Some(url), Some(key)) => (url, key),
-        // clap's `requires` makes each flag need the other; this covers library callers.
-        (None, None) => return Ok(None),
+/// The discovery sources and strategy of `lvt probe --network`.
+fn network_probe_options(
+    args: &ProbeArgs,
+) -> Result<
+    (
+        Vec<lvt_gateway::discovery::Source>,
+        probe::network::StrategyConfig,
+    ),
+    CliError,
+> {
+    use lvt_gateway::discovery::{NaapSource, Source, StaticSource, WebhookSource};
+    use probe::network::StrategyConfig;
+    let timeout = Duration::from_secs(5);
+    let mut sources = Vec::new();
+    for spec in &args.discovery {
+        let usage = || {
+            CliError::Usage(format!(
+                "--discovery {spec:?}: expected static:URI[,URI...], webhook:URL or naap:URL"
+            ))
+        };
+        let (kind, value) = spec.split_once(':').ok_or_else(usage)?;
+        let source = match kind {
+            "static" => {
+                let list = StaticSource::from_addresses(value.split(',').map(str::trim));
+                list.resolve()
+                    .map_err(|e| CliError::Usage(format!("--discovery {spec:?}: {e}")))?;
+                Source::Static(list)
+            }
+            "webhook" => Source::Webhook(WebhookSource {
+                url: value.to_string(),
+                timeout,
+            }),
+            "naap" => Source::Naap(NaapSource {
+                base_url: value.to_string(),
+                model: args.model.clone(),
+                timeout,
+            }),
+            _ => return Err(usage()),
+        };
+        sources.push(source);
+    }
+    if sources.is_empty() {
+        return Err(CliError::Usage("--network needs --discovery".into()));
+    }
+    let strategy = match args.strategy.split_once(':') {
+        None if args.strategy == "go-livepeer" => StrategyConfig::GoLivepeer,
+        Some(("score-weighted", seed)) => StrategyConfig::ScoreWeighted {
+            sla_url: None,
+            seed: seed.parse().map_err(|_| {
+                CliError::Usage(format!(
+                    "--strategy {:?}: the seed must be a whole number",
+                    args.strategy
+                ))
+            })?,
+        },
         _ => {
-            return Err(CliError::Usage(
-                "--collector and --key go together".to_owned(),
-            ));
+            return Err(CliError::Usage(format!(
+                "--strategy {:?}: expected go-livepeer or score-weighted:SEED",
+                args.strategy
+            )));
         }
     };
+    Ok((sources, strategy))
+}
+
+/// Builds the transport `--collector URL --key FILE` or `--kafka BROKERS --key FILE` ask for,
+/// or `None` without them. A bad URL, empty brokers or an unreadable key is a usage error.
+fn shipper_from(args: &ShipArgs) -> Result<Option<crate::ship_kafka::Transport>, CliError> {
+    use crate::ship_kafka::{DEFAULT_KAFKA_TOPIC, KafkaSetupError, KafkaShipper, Transport};
     let options = crate::ship::ShipOptions {
         spool_dir: args.spool.clone(),
         ..Default::default()
     };
-    shipper(url, key_path, options).map(Some)
+    match (&args.collector, &args.kafka, &args.key) {
+        (Some(url), None, Some(key_path)) => {
+            shipper(url, key_path, options).map(|s| Some(Transport::Http(Box::new(s))))
+        }
+        (None, Some(brokers), Some(key_path)) => {
+            let key = lvt_schema::sign::read_signing_key(key_path)
+                .map_err(|e| CliError::Usage(format!("--key: {e}")))?;
+            let topic = args.kafka_topic.as_deref().unwrap_or(DEFAULT_KAFKA_TOPIC);
+            KafkaShipper::new(brokers, topic, key, options)
+                .map(|s| Some(Transport::Kafka(Box::new(s))))
+                .map_err(|e| match e {
+                    KafkaSetupError::Usage(message) => CliError::Usage(message),
+                    KafkaSetupError::Client { .. } => CliError::Failed(anyhow::anyhow!("{e}")),
+                })
+        }
+        // clap's `requires` and `conflicts_with` rule the rest out; this covers library callers
+        // and a lone --key.
+        (None, None, None) => Ok(None),
+        _ => Err(CliError::Usage(
+            "--key goes with exactly one of --collector and --kafka".to_owned(),
+        )),
+    }
 }
 
 fn shipper(
@@ -535,7 +672,7 @@ fn shipper(
 /// turns an exit code of 0 into 1 and leaves any other code alone (a failed threshold stays
 /// 99): the records are spooled, not lost, but the operator must learn they are not delivered.
 async fn ship_and_adjust(
-    shipper: Option<&crate::ship::Shipper>,
+    shipper: Option<&crate::ship_kafka::Transport>,
     records: &[lvt_schema::SessionReport],
     code: u8,
 ) -> u8 {
@@ -544,20 +681,30 @@ async fn ship_and_adjust(
     };
     match shipper.ship(records).await {
         Ok(outcome) => {
-            eprintln!(
-                "lvt: shipped {} record(s) to {} (inserted {}, duplicates {})",
-                outcome.records,
-                shipper.url(),
-                outcome.inserted,
-                outcome.duplicates
-            );
+            match shipper {
+                crate::ship_kafka::Transport::Http(http) => eprintln!(
+                    "lvt: shipped {} record(s) to {} (inserted {}, duplicates {})",
+                    outcome.records,
+                    http.url(),
+                    outcome.inserted,
+                    outcome.duplicates
+                ),
+                // The collector stores them when it consumes the topic, so there is no
+                // inserted/duplicate count to report here.
+                crate::ship_kafka::Transport::Kafka(_) => eprintln!(
+                    "lvt: shipped {} record(s) in {} batch(es) to {}",
+                    outcome.records,
+                    outcome.batches,
+                    shipper.destination()
+                ),
+            }
             code
         }
         Err(error) => {
             let delivered = error.delivered();
             eprintln!(
                 "lvt: shipping to {} failed: {error} ({} of {} record(s) delivered)",
-                shipper.url(),
+                shipper.destination(),
                 delivered.records,
                 records.len()
             );
@@ -573,14 +720,9 @@ async fn ship_and_adjust(
 /// inventory, and exits 0 only when some orchestrator is usable.
 async fn run_discover(args: DiscoverArgs) -> Result<u8, CliError> {
     use lvt_gateway::discovery::{
-        self, DiscoverySource as _, InventoryOptions, NaapSource, Source, StaticSource,
-        WebhookSource,
+        self, ChainConfig, ChainSource, DiscoverySource as _, InventoryOptions, NaapSource, Source,
+        StaticSource, WebhookSource,
     };
-    if args.chain.is_some() {
-        return Err(CliError::Usage(
-            "on-chain discovery is not built yet; use --static, --webhook or --naap".into(),
-        ));
-    }
     let check_url = |flag: &str, url: &str| {
         reqwest::Url::parse(url)
             .map(|_| ())
@@ -610,9 +752,34 @@ async fn run_discover(args: DiscoverArgs) -> Result<u8, CliError> {
             timeout: args.timeout,
         }));
     }
-    if sources.is_empty() {
+    let chain = match &args.chain {
+        None => None,
+        Some(rpc_url) => {
+            let defaults = ChainConfig::default();
+            let config = ChainConfig {
+                rpc_url: if rpc_url.is_empty() {
+                    defaults.rpc_url.clone()
+                } else {
+                    rpc_url.clone()
+                },
+                controller: args
+                    .controller
+                    .clone()
+                    .unwrap_or(defaults.controller.clone()),
+                service_registry: args.service_registry.clone(),
+                timeout_ms: u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX),
+                ..defaults
+            };
+            Some(
+                ChainSource::try_from(config)
+                    .map_err(|e| CliError::Usage(format!("--chain: {e}")))?,
+            )
+        }
+    };
+    if sources.is_empty() && chain.is_none() {
         return Err(CliError::Usage(
-            "no discovery source: give --static URI..., --webhook URL or --naap URL".into(),
+            "no discovery source: give --static URI..., --webhook URL, --naap URL or --chain [RPC_URL]"
+                .into(),
         ));
     }
     let http = probe::http_client()
@@ -624,6 +791,32 @@ async fn run_discover(args: DiscoverArgs) -> Result<u8, CliError> {
             .await
             .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
         lists.push(found);
+    }
+    if let Some(chain) = &chain {
+        let found = chain
+            .discover(&http)
+            .await
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", chain.origin())))?;
+        // Stderr, so that --json output stays one document.
+        eprintln!(
+            "lvt: on chain at block {}: BondingManager {}, ServiceRegistry {}, {} orchestrator(s) \
+             with a URI, {} skipped, pool walk {}",
+            found.block_number,
+            found.bonding_manager,
+            found.service_registry,
+            found.orchestrators.len(),
+            found.skipped.len(),
+            found.walk_end
+        );
+        for skipped in &found.skipped {
+            eprintln!(
+                "lvt: skipped {}: {} ({})",
+                skipped.eth_address,
+                skipped.reason.as_str(),
+                skipped.detail
+            );
+        }
+        lists.push(found.candidates());
     }
     let candidates = discovery::merge(lists);
     let opts = InventoryOptions {
@@ -808,19 +1001,16 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
 
     let http = probe::http_client()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
-    let resolved = targets::resolve(&scenario.targets, &http)
+    let resolved = targets::resolve_run(&scenario.targets, &http, &scenario.model_id)
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot resolve the targets: {e}")))?;
+    let labels = resolved.labels();
     eprintln!(
         "lvt: running {}@{} against {} target(s): {}",
         identity.id,
         identity.version,
-        resolved.len(),
-        resolved
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        labels.len(),
+        labels.join(", ")
     );
 
     let opts = executor::RunOptions {
@@ -833,7 +1023,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
         ..Default::default()
     };
     let cancel = ctrl_c_token();
-    let report = executor::execute(&scenario, identity, resolved, &opts, cancel)
+    let report = executor::execute_targets(&scenario, identity, resolved, &opts, cancel)
         .await
         .map_err(|e| CliError::Failed(e.into()))?;
     let paths = output::write_outputs(&report, &out_dir)

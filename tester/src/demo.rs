@@ -3,7 +3,8 @@
 //! against every orchestrator (all three prompt complexities), prints the per-target x
 //! complexity summary and one ranking table, ships the run's signed records into the collector,
 //! prints the SLA table read back from its public API, and (on a terminal) leaves the dashboard
-//! running until Ctrl-C.
+//! running until Ctrl-C. Beside the scenario run, one session goes through network selection
+//! over the same fleet (as a go-livepeer gateway would run it) and its swap figures are printed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -113,9 +114,20 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
         progress: ProgressMode::Lines,
         ..Default::default()
     };
+    // The network session runs beside the scenario: one more session on the orchestrator it
+    // selects stays within every capacity of the fleet that discovery lets through.
+    let network = (!opts.json).then(|| {
+        let uris: Vec<String> = sims.iter().map(|o| o.uri.clone()).collect();
+        let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
+        tokio::spawn(network_session(uris, duration, cancel.child_token()))
+    });
     let report = executor::execute(&scenario, identity, targets, &run_opts, cancel.clone())
         .await
         .map_err(|e| failed(e.into()))?;
+    let network = match network {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     cancel.cancel();
     if let Some(dir) = &opts.out {
         let paths = output::write_outputs(&report, dir)
@@ -190,6 +202,12 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
          score 0.5 until a cohort has 48 benchmark rows, so on a fresh collector the SLA ranks \
          reliability."
     );
+    if let Some(network) = &network {
+        println!(
+            "\nOne session through network selection over the same fleet (go-livepeer order):\n"
+        );
+        print!("{}", network_figures(network, &names));
+    }
     if !opts.exit && std::io::stdout().is_terminal() {
         println!(
             "\ndashboard: {}/  (the collector keeps running; Ctrl-C to stop)",
@@ -200,6 +218,91 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
     }
     collector.stop().await;
     Ok(EXIT_OK)
+}
+
+/// One session of `duration` through network selection over `uris` (go-livepeer's order);
+/// `None` when the clip or the HTTP client could not be made.
+async fn network_session(
+    uris: Vec<String>,
+    duration: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Option<SessionReport> {
+    use crate::probe::network::{NetworkOptions, StrategyConfig, run_network};
+    let clip = tokio::task::spawn_blocking(|| crate::encode::encode_clip(&Default::default()))
+        .await
+        .ok()?
+        .ok()?;
+    let http = crate::probe::http_client().ok()?;
+    let first = uris.first()?.parse().ok()?;
+    let mut session = crate::probe::ProbeOptions::new(first);
+    session.duration = duration;
+    let sources = vec![lvt_gateway::discovery::Source::Static(
+        lvt_gateway::discovery::StaticSource::from_addresses(uris),
+    )];
+    let opts = NetworkOptions::new(session, sources, StrategyConfig::GoLivepeer);
+    let run = run_network(&opts, std::sync::Arc::new(clip), &http, cancel, None).await;
+    Some(run.report)
+}
+
+/// The network session's figures: outcome, each orchestrator's share and each swap.
+pub fn network_figures(r: &SessionReport, names: &BTreeMap<String, (String, String)>) -> String {
+    let name = |uri: &str| {
+        names
+            .get(uri)
+            .map_or_else(|| uri.to_string(), |(n, _)| n.clone())
+    };
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.0}"));
+    let mut out = format!(
+        "outcome {}{}; {} swap(s)\n\n",
+        match r.outcome {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::UnscoredBusy => "unscored (busy)",
+            Outcome::UnscoredIndeterminate => "unscored",
+        },
+        r.failure
+            .as_ref()
+            .map(|f| format!(" ({})", f.detail))
+            .unwrap_or_default(),
+        r.metrics.swaps.len()
+    );
+    let shares: Vec<Vec<String>> = r
+        .served_by
+        .iter()
+        .map(|s| {
+            vec![
+                name(&s.orchestrator.uri),
+                format!("{:.1}", (s.to_unix_ms - s.from_unix_ms) as f64 / 1000.0),
+                s.frames_received.to_string(),
+                ms(s.e2e_latency_ms.as_ref().map(|l| l.p50)),
+                s.ended_by.clone().unwrap_or_else(|| "-".to_string()),
+            ]
+        })
+        .collect();
+    out.push_str(&report::table(
+        &[
+            "served by",
+            "seconds",
+            "frames",
+            "e2e p50 ms",
+            "left because",
+        ],
+        &shares,
+    ));
+    if !r.metrics.swaps.is_empty() {
+        let swaps: Vec<Vec<String>> = r
+            .metrics
+            .swaps
+            .iter()
+            .map(|s| vec![name(&s.from), name(&s.to), ms(s.freeze_ms), s.cause.clone()])
+            .collect();
+        out.push('\n');
+        out.push_str(&report::table(
+            &["swap from", "to", "freeze ms", "cause"],
+            &swaps,
+        ));
+    }
+    out
 }
 
 /// Header of [`sla_rows`].

@@ -170,6 +170,15 @@ async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
     let score = |name: &str| sla_of(name)[2].parse::<f64>().expect("a score");
     assert!(score("flaky") < score("good"), "{stdout}");
     assert!(score("flaky") < score("slow"), "{stdout}");
+    // One session went through network selection over the same fleet; busy is never selected
+    // (it advertises no idle runner), and whoever served it is named.
+    let network = stdout
+        .split("One session through network selection over the same fleet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no network section: {stdout}"));
+    assert!(network.contains("swap(s)"), "{network}");
+    assert!(network.contains("served by"), "{network}");
+    assert!(!network.contains("busy "), "{network}");
 
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();

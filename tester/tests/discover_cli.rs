@@ -109,10 +109,20 @@ async fn discover_table_and_exit_codes() {
         "{stdout}"
     );
 
-    let out = lvt(&["discover", "--chain"]).await;
+    // A bad Controller address is a usage error, found before any RPC call.
+    let out = lvt(&["discover", "--chain", "--controller", "0x1234"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("on-chain discovery is not built yet"),
+        text(&out.stderr).contains("--chain: controller \"0x1234\" is not an Ethereum address"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An RPC node that refuses is a failed source, named with its URL.
+    let rpc = closed_port_uri();
+    let out = lvt(&["discover", "--chain", &rpc]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("Ethereum RPC {rpc} is unreachable")),
         "{}",
         text(&out.stderr)
     );

@@ -363,21 +363,50 @@ async fn malformed_scenario_exits_2_with_its_location() {
     assert!(text(&out.stderr).contains("--target \"ftp://x:1\""));
 }
 
-#[tokio::test]
-async fn network_targets_cannot_proceed() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_targets_run_through_selection_and_swap() {
+    // The first candidate answers discovery first and crashes 1.5 s into each session; the
+    // second takes over. Both sessions run under the one target label `network`.
+    let (crasher, s1) = start_sim(sim_profile(|p| p.crash_after_s = Some(1.5)), true).await;
+    let (good, s2) = start_sim(sim_profile(|p| p.get_orchestrator_delay_ms = 200), true).await;
     let toml = format!(
-        "{}\n[targets]\nsource = \"network\"\ngateway = \"https://gw.example\"\n\n\
+        "{}\n[targets]\nsource = \"network\"\nstrategy = \"go-livepeer\"\n\
+         discovery_timeout_ms = 1500\n\
+         discovery = {{ source = \"static\", orchestrators = [{{ address = \"{}\" }}, {{ address = \"{}\" }}] }}\n\n\
          [load]\nexecutor = \"closed\"\nsessions_per_target = 1\nconcurrency = 1\n",
-        scenario_head("run-network", 2)
+        scenario_head("run-network", 4),
+        crasher.uri,
+        good.uri
     );
     let (dir, path) = write_scenario("network.toml", &toml);
-    let out = lvt(run_args(&path, &dir.path().join("out"), &[])).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("network selection through a gateway is not built yet (issue 5)"),
-        "{stderr}"
-    );
+    let out_dir = dir.path().join("out");
+    let out = lvt(run_args(&path, &out_dir, &[])).await;
+    s1.cancel();
+    s2.cancel();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let run = read_json(&out_dir.join("run.json"));
+    assert_eq!(run["targets"], serde_json::json!(["network"]));
+    let sessions = run["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    for s in sessions {
+        assert_eq!(s["target"], "network");
+        let r = &s["report"];
+        assert_eq!(r["mode"], "network", "{s}");
+        assert_eq!(r["outcome"], "passed", "{s}");
+        let swaps = r["metrics"]["swaps"].as_array().unwrap();
+        assert_eq!(swaps.len(), 1, "{s}");
+        assert_eq!(swaps[0]["from"], crasher.uri.as_str());
+        assert_eq!(swaps[0]["to"], good.uri.as_str());
+        let served: Vec<&str> = r["served_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|share| share["orchestrator"]["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(served, [crasher.uri.as_str(), good.uri.as_str()]);
+    }
+    assert!(stderr.contains("against 1 target(s): network"), "{stderr}");
 }
 
 #[tokio::test]

@@ -125,7 +125,15 @@ fn valid_corpus_loads_and_validates_as_a_directory() {
         .iter()
         .map(|(_, s)| s.id.as_str())
         .collect();
-    assert_eq!(ids, ["full-0", "minimal", "webhook-closed"]);
+    assert_eq!(
+        ids,
+        [
+            "full-0",
+            "minimal",
+            "network-score-weighted",
+            "webhook-closed"
+        ]
+    );
 }
 
 #[test]

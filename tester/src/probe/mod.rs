@@ -7,8 +7,14 @@
 //!
 //! Every session ends in a [`SessionReport`] with a classified outcome: an orchestrator that
 //! refuses, hangs, lies or crashes is a measurement, never an `Err`.
+//!
+//! The channel code (publishing the clip through an `InputSink`, reading output and events,
+//! the control channel) is shared with [`network`], the driver of sessions run through network
+//! selection: it feeds the same functions a recorder per orchestrator share and
+//! `ChannelHooks` that report to its swap monitor; a direct probe passes `Unobserved`.
 
 pub mod classify;
+pub mod network;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +22,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use lvt_gateway::grpc::{self, OrchestratorClient};
 use lvt_gateway::live::{self, JobUrls, LiveVideoToVideoRequest, OrchestratorUri, StartJobError};
-use lvt_gateway::trickle::{TrickleError, TricklePublisher, TrickleSubscriber};
+use lvt_gateway::trickle::{
+    SegmentOutcome, SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber,
+};
 use lvt_media::ts::TsDemuxer;
 use lvt_schema::{
     Complexity, Failure, FailureClass, Gpu, OrchestratorRef, Outcome, PromptRef, SessionReport,
@@ -295,7 +303,7 @@ impl Probe {
 }
 
 /// GetOrchestrator then job start. Fills the report's orchestrator identity and timings.
-async fn discover_and_start(
+pub(crate) async fn discover_and_start(
     opts: &ProbeOptions,
     http: &reqwest::Client,
     clock: &Clock,
@@ -404,7 +412,7 @@ fn is_busy_text(text: &str) -> bool {
     .any(|t| text.contains(t))
 }
 
-fn fail(class: FailureClass, detail: String) -> Failure {
+pub(crate) fn fail(class: FailureClass, detail: String) -> Failure {
     Failure { class, detail }
 }
 
@@ -418,18 +426,18 @@ pub fn params_hash(params: &Value) -> String {
 
 /// The session's own monotonic clock: microseconds since the probe started.
 #[derive(Clone)]
-struct Clock {
+pub(crate) struct Clock {
     t0: Instant,
 }
 
 impl Clock {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self { t0: Instant::now() }
     }
-    fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         u64::try_from(self.t0.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
-    fn at(&self, us: u64) -> Instant {
+    pub(crate) fn at(&self, us: u64) -> Instant {
         self.t0 + Duration::from_micros(us)
     }
 }
@@ -438,14 +446,14 @@ fn ms_since(clock: &Clock, t_us: u64) -> f64 {
     clock.now_us().saturating_sub(t_us) as f64 / 1000.0
 }
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a measurement task panicked; the data is still the best we have.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -453,18 +461,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Progress the tasks of a session share with the watchdog and the drain, on the session
 /// clock. Everything that is a metric lives in the recorder; this is only control state.
 #[derive(Default)]
-struct Liveness {
-    first_input_us: Option<u64>,
-    last_input_us: Option<u64>,
-    last_input_pts: Option<u64>,
-    last_output_pts: Option<u64>,
-    output_ended: bool,
+pub(crate) struct Liveness {
+    pub(crate) first_input_us: Option<u64>,
+    pub(crate) last_input_us: Option<u64>,
+    pub(crate) last_input_pts: Option<u64>,
+    pub(crate) last_output_pts: Option<u64>,
+    pub(crate) output_ended: bool,
     /// When the events channel was opened: the events timeout counts from here until the first
     /// event arrives.
-    events_opened_us: u64,
+    pub(crate) events_opened_us: u64,
     /// The end of the measured period: when output was no longer expected.
-    measured_end_us: Option<u64>,
-    media_errors: lvt_schema::MediaErrors,
+    pub(crate) measured_end_us: Option<u64>,
+    pub(crate) media_errors: lvt_schema::MediaErrors,
 }
 
 /// How a session's media phase ended.
@@ -474,6 +482,87 @@ struct SessionEnd {
     /// The cancel token, not the session's own course, ended it.
     interrupted: bool,
 }
+
+/// The recorders one channel feeds: the session's, and in network mode also the recorder of
+/// the share of the orchestrator that owns the channel, so that each frame counts for the
+/// session and for the orchestrator that produced it.
+#[derive(Clone)]
+pub(crate) struct Recorders(Vec<Arc<Mutex<SessionRecorder>>>);
+
+impl Recorders {
+    pub(crate) fn new(recorders: Vec<Arc<Mutex<SessionRecorder>>>) -> Self {
+        Self(recorders)
+    }
+
+    fn each(&self, mut f: impl FnMut(&mut SessionRecorder)) {
+        for r in &self.0 {
+            f(&mut lock(r));
+        }
+    }
+}
+
+/// What a gateway driver wants to know about the channels beyond the metrics: the network
+/// driver feeds its swap monitor from these. Every method has a no-op default, which is what a
+/// direct probe uses ([`Unobserved`]): it judges silence with its own watchdog.
+pub(crate) trait ChannelHooks: Send + Sync {
+    /// Whether subscriptions retry after a read error, as go-livepeer's do (its monitor counts
+    /// the errors); without hooks a read error ends the subscription and the watchdog judges.
+    fn retries_reads(&self) -> bool {
+        false
+    }
+    /// An output video frame arrived (its first byte at `at_us`).
+    fn output_frame(&self, _at_us: u64) {}
+    /// An output segment was read to its end.
+    fn output_segment(&self, _at_us: u64) {}
+    /// The output subscription ended (404 or end of stream).
+    fn output_ended(&self, _at_us: u64) {}
+    /// An output read failed.
+    fn output_error(&self, _at_us: u64) {}
+    /// Copying an output segment failed after its read began.
+    fn output_copy_error(&self, _at_us: u64) {}
+    /// An events document arrived: `Some` when it parsed as JSON.
+    fn event(&self, _doc: Option<&Value>, _at_us: u64) {}
+    /// The events subscription ended (404 or end of stream).
+    fn events_ended(&self, _at_us: u64) {}
+    /// An events read failed.
+    fn events_error(&self, _at_us: u64) {}
+    /// A control message got 404: the channel is gone.
+    fn control_not_found(&self, _at_us: u64) {}
+    /// Replaying the cached params to a new orchestrator failed every time.
+    fn control_write_failed(&self, _at_us: u64) {}
+    /// A params update was sent on the control channel.
+    fn params_sent(&self, _params: &Value) {}
+}
+
+/// The hooks of a direct probe: nothing beyond the recorder.
+pub(crate) struct Unobserved;
+
+impl ChannelHooks for Unobserved {}
+
+pub(crate) type Hooks = Arc<dyn ChannelHooks>;
+
+/// What the control task of one job sends.
+#[derive(Clone)]
+pub(crate) struct ControlPlan {
+    /// When publishing started: params update offsets count from here.
+    pub start: Instant,
+    /// Params update offsets from `start`; those already past when the task starts belong to
+    /// an earlier orchestrator of the session and are skipped.
+    pub offsets: Vec<Duration>,
+    /// The params the next update builds on.
+    pub params: Value,
+    /// Params to write first, before anything else: the last update replayed to the
+    /// orchestrator that took over after a swap.
+    pub replay: Option<Bytes>,
+    pub keepalive_interval: Duration,
+}
+
+/// Replaying params to a new orchestrator is given up after this many failed writes
+/// (go-livepeer's `startControlPublish`).
+const CONTROL_REPLAY_TRIES: u32 = 3;
+
+/// go-livepeer's `retryPause` after a failed subscription read.
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
 struct Session<'a> {
     opts: &'a ProbeOptions,
@@ -492,40 +581,58 @@ impl Session<'_> {
         let stop = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         lock(&live).events_opened_us = self.clock.now_us();
+        let recorders = Recorders::new(vec![self.recorder.clone()]);
+        let hooks: Hooks = Arc::new(Unobserved);
 
         tasks.spawn(read_output(
             TrickleSubscriber::new(self.http.clone(), &urls.subscribe_url),
             self.clock.clone(),
-            self.recorder.clone(),
+            recorders.clone(),
             live.clone(),
+            hooks.clone(),
             stop.clone(),
         ));
         tasks.spawn(read_events(
             TrickleSubscriber::new(self.http.clone(), &urls.events_url),
             self.clock.clone(),
-            self.recorder.clone(),
+            recorders.clone(),
+            hooks.clone(),
             stop.clone(),
         ));
         tasks.spawn(send_control(
             TricklePublisher::new(self.http.clone(), &urls.control_url),
-            self.opts.clone(),
+            ControlPlan {
+                start: Instant::now(),
+                offsets: self.opts.params_update_offsets.clone(),
+                params: self.opts.params.clone(),
+                replay: None,
+                keepalive_interval: self.opts.keepalive_interval,
+            },
             self.clock.clone(),
-            self.recorder.clone(),
+            recorders,
+            hooks,
             stop.clone(),
         ));
 
         let mut publisher = TricklePublisher::new(self.http.clone(), &urls.publish_url);
-        let fatal = tokio::select! {
-            r = self.publish(&mut publisher, &live) => match r {
-                Ok(()) => tokio::select! {
-                    () = self.drain(&live) => None,
-                    f = self.watchdog(&live) => Some(f),
-                    () = self.cancel.cancelled() => None,
+        let fatal = {
+            let mut input = DirectInput {
+                publisher: &mut publisher,
+                recorder: &self.recorder,
+                finishing: tokio::task::JoinSet::new(),
+            };
+            tokio::select! {
+                r = publish_clip(&self.clip, &self.clock, self.opts.duration, &live, &mut input) => match r {
+                    Ok(()) => tokio::select! {
+                        () = drain_output(&self.clock, self.opts.timeouts.drain, &self.recorder, &live, &live) => None,
+                        f = self.watchdog(&live) => Some(f),
+                        () = self.cancel.cancelled() => None,
+                    },
+                    Err(f) => Some(f),
                 },
-                Err(f) => Some(f),
-            },
-            f = self.watchdog(&live) => Some(f),
-            () = self.cancel.cancelled() => None,
+                f = self.watchdog(&live) => Some(f),
+                () = self.cancel.cancelled() => None,
+            }
         };
         if let Some(f) = &fatal {
             warn!(message = "Session failed.", class = ?f.class, detail = %f.detail);
@@ -565,92 +672,6 @@ impl Session<'_> {
             fatal,
             measured_end_us: l.measured_end_us,
             interrupted,
-        }
-    }
-
-    /// Replays the clip in real time: each frame's bytes are written at its scheduled time,
-    /// and its send time is the scheduled time's actual write moment on the session clock.
-    async fn publish(
-        &self,
-        publisher: &mut TricklePublisher,
-        live: &Mutex<Liveness>,
-    ) -> Result<(), Failure> {
-        let mut replayer = Replayer::new(self.clip.clone(), 0);
-        let segment_us = u64::from(self.clip.config.segment_ms) * 1000;
-        let start_us = self.clock.now_us();
-        let end_us = start_us + u64::try_from(self.opts.duration.as_micros()).unwrap_or(u64::MAX);
-        let mut finishing = tokio::task::JoinSet::new();
-        let mut k = 0u64;
-        loop {
-            let seg_start_us = start_us + k * segment_us;
-            if seg_start_us >= end_us {
-                break;
-            }
-            let seg = replayer.next_segment();
-            tokio::time::sleep_until(self.clock.at(seg_start_us)).await;
-            let mut writer = publisher.begin_segment().await.map_err(publish_failure)?;
-            for f in &seg.frames {
-                tokio::time::sleep_until(self.clock.at(seg_start_us + f.offset_us)).await;
-                let now = self.clock.now_us();
-                lock(&self.recorder).handle_input_frame_sent(f.pts, now);
-                {
-                    let mut l = lock(live);
-                    l.first_input_us.get_or_insert(now);
-                    l.last_input_us = Some(now);
-                    l.last_input_pts = Some(f.pts);
-                }
-                writer
-                    .write(seg.data.slice(f.range.clone()))
-                    .await
-                    .map_err(publish_failure)?;
-            }
-            let bytes = seg.data.len() as u64;
-            lock(&self.recorder).handle_segment_sent(bytes, self.clock.now_us());
-            // The response to a finished segment is not on the publishing path: a slow answer
-            // must not delay the next segment, but a lost channel must still end the session.
-            finishing.spawn(writer.finish());
-            while let Some(done) = finishing.try_join_next() {
-                if let Ok(Err(e)) = done {
-                    return Err(publish_failure(e));
-                }
-            }
-            k += 1;
-        }
-        while let Some(done) = finishing.join_next().await {
-            if let Ok(Err(e)) = done {
-                return Err(publish_failure(e));
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the output of the last input frames: until the output caught up with the last
-    /// PTS sent, the output channel ended, no output came for [`DRAIN_IDLE`] (the orchestrator
-    /// may have dropped the last frames, for example to lower its frame rate), or the drain
-    /// timeout passed.
-    async fn drain(&self, live: &Mutex<Liveness>) {
-        let drain_start_us = self.clock.now_us();
-        let deadline = Instant::now() + self.opts.timeouts.drain;
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            tick.tick().await;
-            {
-                let l = lock(live);
-                let caught_up = match (l.last_input_pts, l.last_output_pts) {
-                    (Some(i), Some(o)) => o >= i,
-                    _ => false,
-                };
-                if caught_up || l.output_ended {
-                    return;
-                }
-            }
-            let last_output_us = lock(&self.recorder).last_output_at_us().unwrap_or(0);
-            let idle_since_us = last_output_us.max(drain_start_us);
-            if self.clock.now_us().saturating_sub(idle_since_us) > us(DRAIN_IDLE)
-                || Instant::now() >= deadline
-            {
-                return;
-            }
         }
     }
 
@@ -697,6 +718,171 @@ impl Session<'_> {
     }
 }
 
+/// Where published input goes: one job's input channel in a direct probe; in network mode,
+/// whichever orchestrator serves the session at the moment.
+pub(crate) trait InputSink {
+    /// Opens the next input segment at `at_us`; `Ok(None)` skips it, and its frames are not
+    /// sent (no orchestrator takes input right now); `Err` ends the session.
+    fn begin_segment(
+        &mut self,
+        at_us: u64,
+    ) -> impl Future<Output = Result<Option<SegmentWriter>, Failure>> + Send;
+    /// An input frame is about to be written (its first byte at `at_us`).
+    fn frame_sent(&mut self, pts: u64, at_us: u64);
+    /// Writing to the open segment failed: `Err` ends the session, `Ok` drops the segment.
+    fn write_failed(&mut self, error: TrickleError, at_us: u64) -> Result<(), Failure>;
+    /// Every frame of the segment (`bytes` in all) is written; the sink finishes it without
+    /// holding up the next one. `Err` ends the session.
+    fn segment_written(
+        &mut self,
+        writer: SegmentWriter,
+        bytes: u64,
+        at_us: u64,
+    ) -> Result<(), Failure>;
+    /// Publishing is over: waits for the segments still being confirmed.
+    fn flush(&mut self) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// A direct probe's input: one publisher; any publishing failure ends the session.
+struct DirectInput<'a> {
+    publisher: &'a mut TricklePublisher,
+    recorder: &'a Arc<Mutex<SessionRecorder>>,
+    finishing: tokio::task::JoinSet<Result<SegmentOutcome, TrickleError>>,
+}
+
+impl InputSink for DirectInput<'_> {
+    async fn begin_segment(&mut self, _at_us: u64) -> Result<Option<SegmentWriter>, Failure> {
+        self.publisher
+            .begin_segment()
+            .await
+            .map(Some)
+            .map_err(publish_failure)
+    }
+
+    fn frame_sent(&mut self, pts: u64, at_us: u64) {
+        lock(self.recorder).handle_input_frame_sent(pts, at_us);
+    }
+
+    fn write_failed(&mut self, error: TrickleError, _at_us: u64) -> Result<(), Failure> {
+        Err(publish_failure(error))
+    }
+
+    fn segment_written(
+        &mut self,
+        writer: SegmentWriter,
+        bytes: u64,
+        at_us: u64,
+    ) -> Result<(), Failure> {
+        lock(self.recorder).handle_segment_sent(bytes, at_us);
+        // The response to a finished segment is not on the publishing path: a slow answer
+        // must not delay the next segment, but a lost channel must still end the session.
+        self.finishing.spawn(writer.finish());
+        while let Some(done) = self.finishing.try_join_next() {
+            if let Ok(Err(e)) = done {
+                return Err(publish_failure(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Failure> {
+        while let Some(done) = self.finishing.join_next().await {
+            if let Ok(Err(e)) = done {
+                return Err(publish_failure(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replays the clip in real time for `duration`: each frame's bytes are written at its
+/// scheduled time, and its send time is the scheduled time's actual write moment on the
+/// session clock. A segment the sink skips keeps its place in the schedule, so PTS and timing
+/// continue across it.
+pub(crate) async fn publish_clip(
+    clip: &Arc<Clip>,
+    clock: &Clock,
+    duration: Duration,
+    live: &Mutex<Liveness>,
+    sink: &mut impl InputSink,
+) -> Result<(), Failure> {
+    let mut replayer = Replayer::new(clip.clone(), 0);
+    let segment_us = u64::from(clip.config.segment_ms) * 1000;
+    let start_us = clock.now_us();
+    let end_us = start_us + u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    let mut k = 0u64;
+    loop {
+        let seg_start_us = start_us + k * segment_us;
+        if seg_start_us >= end_us {
+            break;
+        }
+        k += 1;
+        let seg = replayer.next_segment();
+        tokio::time::sleep_until(clock.at(seg_start_us)).await;
+        let Some(mut writer) = sink.begin_segment(clock.now_us()).await? else {
+            continue;
+        };
+        let mut written = true;
+        for f in &seg.frames {
+            tokio::time::sleep_until(clock.at(seg_start_us + f.offset_us)).await;
+            let now = clock.now_us();
+            sink.frame_sent(f.pts, now);
+            {
+                let mut l = lock(live);
+                l.first_input_us.get_or_insert(now);
+                l.last_input_us = Some(now);
+                l.last_input_pts = Some(f.pts);
+            }
+            if let Err(e) = writer.write(seg.data.slice(f.range.clone())).await {
+                sink.write_failed(e, clock.now_us())?;
+                written = false;
+                break;
+            }
+        }
+        if written {
+            sink.segment_written(writer, seg.data.len() as u64, clock.now_us())?;
+        }
+    }
+    sink.flush().await
+}
+
+/// Waits for the output of the last input frames: until the output caught up with the last
+/// PTS sent (`input`), the output channel ended (`output`), no output came for [`DRAIN_IDLE`]
+/// (the orchestrator may have dropped the last frames, for example to lower its frame rate),
+/// or `timeout` passed. `recorder` is the one holding the output being waited for.
+pub(crate) async fn drain_output(
+    clock: &Clock,
+    timeout: Duration,
+    recorder: &Mutex<SessionRecorder>,
+    input: &Mutex<Liveness>,
+    output: &Mutex<Liveness>,
+) {
+    let drain_start_us = clock.now_us();
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        let last_input_pts = lock(input).last_input_pts;
+        {
+            let l = lock(output);
+            let caught_up = match (last_input_pts, l.last_output_pts) {
+                (Some(i), Some(o)) => o >= i,
+                _ => false,
+            };
+            if caught_up || l.output_ended {
+                return;
+            }
+        }
+        let last_output_us = lock(recorder).last_output_at_us().unwrap_or(0);
+        let idle_since_us = last_output_us.max(drain_start_us);
+        if clock.now_us().saturating_sub(idle_since_us) > us(DRAIN_IDLE)
+            || Instant::now() >= deadline
+        {
+            return;
+        }
+    }
+}
+
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -714,33 +900,99 @@ fn publish_failure(e: TrickleError) -> Failure {
     }
 }
 
+/// How a subscription read ended.
+enum Read<T> {
+    Got(T),
+    /// 404 or end of stream.
+    Ended,
+    Failed,
+    Stopped,
+}
+
+/// The next segment of a subscription.
+async fn next_segment(
+    sub: &mut TrickleSubscriber,
+    stop: &CancellationToken,
+    channel: &'static str,
+) -> Read<lvt_gateway::trickle::SubscribedSegment> {
+    let next = tokio::select! {
+        () = stop.cancelled() => return Read::Stopped,
+        s = sub.next_segment() => s,
+    };
+    match next {
+        Ok(Some(seg)) => Read::Got(seg),
+        Ok(None) => Read::Ended,
+        Err(error) => {
+            debug!(message = "Subscription read failed.", channel, %error);
+            Read::Failed
+        }
+    }
+}
+
+/// After a failed read: with hooks that retry, reports the error, pauses and says to go on;
+/// otherwise the subscription ends (a failed subscription is not a session failure by itself:
+/// the watchdog judges what its silence means).
+async fn retry_after_error(
+    hooks: &Hooks,
+    report: impl FnOnce(&dyn ChannelHooks),
+    stop: &CancellationToken,
+) -> bool {
+    if !hooks.retries_reads() {
+        return false;
+    }
+    report(hooks.as_ref());
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(READ_RETRY_PAUSE) => true,
+    }
+}
+
 /// Reads the output channel, demuxing as bytes arrive so each frame's arrival is the moment
 /// its first byte came in.
-async fn read_output(
+pub(crate) async fn read_output(
     mut sub: TrickleSubscriber,
     clock: Clock,
-    recorder: Arc<Mutex<SessionRecorder>>,
+    recorders: Recorders,
     live: Arc<Mutex<Liveness>>,
+    hooks: Hooks,
     stop: CancellationToken,
 ) {
     let mut demux = TsDemuxer::new();
     let mut have_resolution = false;
-    while let Some(mut seg) = next_segment(&mut sub, &stop, "output").await {
+    loop {
+        let mut seg = match next_segment(&mut sub, &stop, "output").await {
+            Read::Got(seg) => seg,
+            Read::Ended => {
+                hooks.output_ended(clock.now_us());
+                break;
+            }
+            Read::Failed => {
+                let at_us = clock.now_us();
+                if retry_after_error(&hooks, |h| h.output_error(at_us), &stop).await {
+                    continue;
+                }
+                break;
+            }
+            Read::Stopped => break,
+        };
         let mut seg_bytes = 0u64;
-        while let Some(chunk) = next_chunk(&mut seg, &stop, "output").await {
+        let copy_error = || hooks.output_copy_error(clock.now_us());
+        while let Some(chunk) = next_chunk(&mut seg, &stop, "output", copy_error).await {
             let now = clock.now_us();
             seg_bytes += chunk.len() as u64;
             demux.handle_bytes(&chunk, now);
-            drain_frames(&mut demux, &recorder, &live, &mut have_resolution);
+            drain_frames(&mut demux, &recorders, &live, &hooks, &mut have_resolution);
         }
         demux.finish(clock.now_us());
-        drain_frames(&mut demux, &recorder, &live, &mut have_resolution);
-        lock(&recorder).handle_segment_received(seg_bytes, clock.now_us());
+        drain_frames(&mut demux, &recorders, &live, &hooks, &mut have_resolution);
+        let now = clock.now_us();
+        recorders.each(|r| r.handle_segment_received(seg_bytes, now));
         // The recorder adds what it is given: hand it the demuxer's totals once, at the end.
         lock(&live).media_errors = media_errors(demux.stats());
         if stop.is_cancelled() {
             break;
         }
+        hooks.output_segment(now);
     }
     lock(&live).output_ended = true;
 }
@@ -756,8 +1008,9 @@ fn media_errors(s: &lvt_media::ts::DemuxStats) -> lvt_schema::MediaErrors {
 
 fn drain_frames(
     demux: &mut TsDemuxer,
-    recorder: &Mutex<SessionRecorder>,
+    recorders: &Recorders,
     live: &Mutex<Liveness>,
+    hooks: &Hooks,
     have_resolution: &mut bool,
 ) {
     while let Some(frame) = demux.poll_frame() {
@@ -765,33 +1018,53 @@ fn drain_frames(
             continue;
         }
         let Some(pts) = frame.pts else { continue };
-        let mut rec = lock(recorder);
-        if !*have_resolution
-            && frame.keyframe
-            && let Some(sps) = lvt_media::h264::find_sps(&frame.data)
-        {
-            rec.handle_resolution(sps.width, sps.height);
+        let sps = (!*have_resolution && frame.keyframe)
+            .then(|| lvt_media::h264::find_sps(&frame.data))
+            .flatten();
+        recorders.each(|rec| {
+            if let Some(sps) = &sps {
+                rec.handle_resolution(sps.width, sps.height);
+            }
+            rec.handle_output_frame(pts, frame.first_byte_us, frame.keyframe, frame.data.len());
+        });
+        if sps.is_some() {
             *have_resolution = true;
         }
-        rec.handle_output_frame(pts, frame.first_byte_us, frame.keyframe, frame.data.len());
-        drop(rec);
+        hooks.output_frame(frame.first_byte_us);
         let mut l = lock(live);
         l.last_output_pts = Some(l.last_output_pts.map_or(pts, |p| p.max(pts)));
     }
 }
 
 /// Reads the events channel: one JSON document per segment.
-async fn read_events(
+pub(crate) async fn read_events(
     mut sub: TrickleSubscriber,
     clock: Clock,
-    recorder: Arc<Mutex<SessionRecorder>>,
+    recorders: Recorders,
+    hooks: Hooks,
     stop: CancellationToken,
 ) {
     /// An event larger than this is not an event: stop reading it rather than buffer forever.
     const MAX_EVENT_BYTES: usize = 1 << 20;
-    while let Some(mut seg) = next_segment(&mut sub, &stop, "events").await {
+    loop {
+        let mut seg = match next_segment(&mut sub, &stop, "events").await {
+            Read::Got(seg) => seg,
+            Read::Ended => {
+                hooks.events_ended(clock.now_us());
+                break;
+            }
+            Read::Failed => {
+                let at_us = clock.now_us();
+                if retry_after_error(&hooks, |h| h.events_error(at_us), &stop).await {
+                    continue;
+                }
+                break;
+            }
+            Read::Stopped => break,
+        };
         let mut doc = Vec::new();
-        while let Some(chunk) = next_chunk(&mut seg, &stop, "events").await {
+        let mut failed = false;
+        while let Some(chunk) = next_chunk(&mut seg, &stop, "events", || failed = true).await {
             doc.extend_from_slice(&chunk);
             if doc.len() > MAX_EVENT_BYTES {
                 break;
@@ -801,33 +1074,26 @@ async fn read_events(
             // A document cut short by the end of the session is not a malformed one.
             break;
         }
-        lock(&recorder).handle_event_bytes(&doc, clock.now_us());
+        if failed && hooks.retries_reads() {
+            // A read cut short is a read error, not a malformed event: go-livepeer counts it
+            // toward the events subscription's retries.
+            hooks.events_error(clock.now_us());
+            continue;
+        }
+        let now = clock.now_us();
+        recorders.each(|r| r.handle_event_bytes(&doc, now));
+        let parsed = serde_json::from_slice::<Value>(&doc).ok();
+        hooks.event(parsed.as_ref(), now);
     }
 }
 
-/// The next segment of a subscription, or `None` when the stream ended, failed, or the
-/// session stopped. A failed subscription is not a session failure by itself: the watchdog
-/// judges what its silence means.
-async fn next_segment(
-    sub: &mut TrickleSubscriber,
-    stop: &CancellationToken,
-    channel: &'static str,
-) -> Option<lvt_gateway::trickle::SubscribedSegment> {
-    let next = tokio::select! {
-        () = stop.cancelled() => return None,
-        s = sub.next_segment() => s,
-    };
-    next.unwrap_or_else(|error| {
-        debug!(message = "Subscription ended with an error.", channel, %error);
-        None
-    })
-}
-
-/// The next chunk of a segment, or `None` at its end, on a read error, or when the session stopped.
+/// The next chunk of a segment, or `None` at its end, on a read error (after `on_error`), or
+/// when the session stopped.
 async fn next_chunk(
     seg: &mut lvt_gateway::trickle::SubscribedSegment,
     stop: &CancellationToken,
     channel: &'static str,
+    on_error: impl FnOnce(),
 ) -> Option<Bytes> {
     let next = tokio::select! {
         () = stop.cancelled() => return None,
@@ -835,28 +1101,58 @@ async fn next_chunk(
     };
     next.unwrap_or_else(|error| {
         debug!(message = "Segment read ended with an error.", channel, %error);
+        on_error();
         None
     })
 }
 
-/// Sends keepalives and the params updates at their offsets.
-async fn send_control(
+/// Sends the replayed params (if any), then keepalives and the params updates at their offsets.
+pub(crate) async fn send_control(
     mut publisher: TricklePublisher,
-    opts: ProbeOptions,
+    plan: ControlPlan,
     clock: Clock,
-    recorder: Arc<Mutex<SessionRecorder>>,
+    recorders: Recorders,
+    hooks: Hooks,
     stop: CancellationToken,
 ) {
-    let start = Instant::now();
-    let mut offsets = opts.params_update_offsets.clone();
+    if let Some(replay) = &plan.replay {
+        let mut delivered = false;
+        for _ in 0..CONTROL_REPLAY_TRIES {
+            if stop.is_cancelled() {
+                return;
+            }
+            match publisher.publish(replay.clone()).await {
+                Ok(()) => {
+                    delivered = true;
+                    break;
+                }
+                Err(TrickleError::ChannelGone) => {
+                    hooks.control_not_found(clock.now_us());
+                    return;
+                }
+                Err(e) => debug!(message = "Params replay not delivered.", error = %e),
+            }
+        }
+        if !delivered {
+            hooks.control_write_failed(clock.now_us());
+            return;
+        }
+    }
+    let now = Instant::now();
+    let mut offsets: Vec<Duration> = plan
+        .offsets
+        .iter()
+        .copied()
+        .filter(|o| plan.start + *o >= now)
+        .collect();
     offsets.sort_unstable();
     let mut pending_updates = offsets.into_iter();
-    let mut update_at = pending_updates.next().map(|o| start + o);
+    let mut update_at = pending_updates.next().map(|o| plan.start + o);
     // Each update builds on the one before, so every update carries a hash of its own and a
     // runner that applies it must report something new.
-    let mut params = opts.params.clone();
+    let mut params = plan.params.clone();
     let mut keepalive =
-        tokio::time::interval_at(start + opts.keepalive_interval, opts.keepalive_interval);
+        tokio::time::interval_at(now + plan.keepalive_interval, plan.keepalive_interval);
     loop {
         let update_sleep = async {
             match update_at {
@@ -868,16 +1164,19 @@ async fn send_control(
             () = stop.cancelled() => break,
             _ = keepalive.tick() => Bytes::from_static(br#"{"keep":"alive"}"#),
             () = update_sleep => {
-                update_at = pending_updates.next().map(|o| start + o);
+                update_at = pending_updates.next().map(|o| plan.start + o);
                 params = updated_params(&params);
                 let hash = params_hash(&params);
-                lock(&recorder).handle_params_sent(&hash, clock.now_us());
+                let now = clock.now_us();
+                recorders.each(|r| r.handle_params_sent(&hash, now));
+                hooks.params_sent(&params);
                 Bytes::from(params.to_string())
             }
         };
         if let Err(e) = publisher.publish(msg).await {
             debug!(message = "Control message not delivered.", error = %e);
             if matches!(e, TrickleError::ChannelGone) {
+                hooks.control_not_found(clock.now_us());
                 break;
             }
         }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvt_gateway::live::OrchestratorUri;
+use lvt_gateway::gateway::observe::ObservationSink;
+use lvt_gateway::live::{OrchestratorUri, Scheme};
 use lvt_schema::Outcome;
 use thiserror::Error;
 use tokio::task::{Id, JoinSet};
@@ -19,12 +20,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::encode::{Clip, ClipConfig, EncodeError, encode_clip};
+use crate::probe::network::{NetworkOptions, StrategyConfig, run_network};
 use crate::probe::{self, ProbeOptions, ProbeRun, Timeouts};
 use crate::run::output::RunReport;
 use crate::run::plan::{Plan, PlannedSession};
 use crate::run::progress::{Progress, ProgressMode};
 use crate::run::record::{ScenarioIdentity, SessionRecord, StartKind, StopReason};
 use crate::run::summary::{label_from_name, labels};
+use crate::run::targets::RunTargets;
 use crate::run::verdict::{VerdictStatus, evaluate};
 use crate::scenario::threshold::ThresholdExpr;
 use crate::scenario::{Scenario, Threshold};
@@ -42,6 +45,9 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// The probe's step timeouts.
     pub timeouts: Timeouts,
+    /// Where network-mode sessions send what their gateway observed (for the analytics
+    /// events); `None` drops it.
+    pub observations: Option<ObservationSink>,
 }
 
 /// Why a run could not be executed. Sessions failing is not an error: it is in the report.
@@ -73,7 +79,27 @@ pub async fn execute(
     opts: &RunOptions,
     cancel: CancellationToken,
 ) -> Result<RunReport, RunError> {
-    if targets.is_empty() {
+    execute_targets(
+        scenario,
+        identity,
+        RunTargets::Direct(targets),
+        opts,
+        cancel,
+    )
+    .await
+}
+
+/// [`execute`] for any kind of target: fixed orchestrators, or the network, whose sessions
+/// each select (and may swap) orchestrators themselves and count as one target, `network`.
+pub async fn execute_targets(
+    scenario: &Scenario,
+    identity: ScenarioIdentity,
+    targets: RunTargets,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> Result<RunReport, RunError> {
+    let labels = targets.labels();
+    if labels.is_empty() {
         return Err(RunError::NoTargets);
     }
     let aborts = abort_checks(&scenario.thresholds)?;
@@ -83,14 +109,15 @@ pub async fn execute(
     let mut run = Execution {
         scenario,
         targets: &targets,
+        labels: labels.clone(),
         opts,
         clip,
         http,
         t0: Instant::now(),
-        plan: Plan::new(&scenario.load, targets.len(), &scenario.prompts),
+        plan: Plan::new(&scenario.load, labels.len(), &scenario.prompts),
         tasks: JoinSet::new(),
         in_flight: HashMap::new(),
-        target_state: vec![TargetState::default(); targets.len()],
+        target_state: vec![TargetState::default(); labels.len()],
         sessions: Vec::new(),
         peak_in_flight: 0,
         stop: None,
@@ -115,7 +142,7 @@ pub async fn execute(
         started_at_unix_ms,
         ended_at_unix_ms,
         stop.unwrap_or(StopReason::Completed),
-        targets.iter().map(ToString::to_string).collect(),
+        labels,
         sessions,
         plan.dropped(),
         peak_in_flight,
@@ -190,7 +217,9 @@ struct InFlight {
 /// The state of one run while it executes.
 struct Execution<'a> {
     scenario: &'a Scenario,
-    targets: &'a [OrchestratorUri],
+    targets: &'a RunTargets,
+    /// The target label of each plan target (a URI, or `network`).
+    labels: Vec<String>,
     opts: &'a RunOptions,
     clip: Arc<Clip>,
     http: reqwest::Client,
@@ -288,7 +317,11 @@ impl Execution<'_> {
         state.started += 1;
         let prompt = &self.scenario.prompts[planned.prompt];
         let session = &self.scenario.session;
-        let mut opts = ProbeOptions::new(self.targets[planned.target].clone());
+        let target = match self.targets {
+            RunTargets::Direct(uris) => uris[planned.target].clone(),
+            RunTargets::Network(_) => network_placeholder(),
+        };
+        let mut opts = ProbeOptions::new(target);
         opts.model_id = self.scenario.model_id.clone();
         opts.params = serde_json::Value::Object(prompt.params.clone());
         opts.prompt_id = Some(prompt.id.clone());
@@ -308,13 +341,36 @@ impl Execution<'_> {
             self.http.clone(),
             self.sessions_cancel.child_token(),
         );
-        let handle = self
-            .tasks
-            .spawn(async move { probe::probe_run(&task_opts, clip, &http, cancel).await });
+        let handle = match self.targets {
+            RunTargets::Direct(_) => self
+                .tasks
+                .spawn(async move { probe::probe_run(&task_opts, clip, &http, cancel).await }),
+            RunTargets::Network(network) => {
+                let mut net = NetworkOptions::new(
+                    task_opts,
+                    network.sources.clone(),
+                    match network.strategy {
+                        // Each session draws with its own seed so that sessions differ while
+                        // the run as a whole repeats.
+                        StrategyConfig::ScoreWeighted { seed, ref sla_url } => {
+                            StrategyConfig::ScoreWeighted {
+                                seed: seed.wrapping_add(planned.index),
+                                sla_url: sla_url.clone(),
+                            }
+                        }
+                        StrategyConfig::GoLivepeer => StrategyConfig::GoLivepeer,
+                    },
+                );
+                net.discovery_timeout = network.discovery_timeout;
+                let sink = self.opts.observations.clone();
+                self.tasks
+                    .spawn(async move { run_network(&net, clip, &http, cancel, sink).await })
+            }
+        };
         info!(
             message = "Session started.",
             index = planned.index,
-            target = %opts.target,
+            target = %self.labels[planned.target],
             prompt = %prompt.id,
             start = start.as_str()
         );
@@ -342,10 +398,15 @@ impl Execution<'_> {
                 let Some(f) = self.in_flight.get(&e.id()) else {
                     return;
                 };
-                let report = probe::tester_failure_report(
+                let mut report = probe::tester_failure_report(
                     &f.opts,
                     format!("the session's task stopped unexpectedly: {e}"),
                 );
+                if let RunTargets::Network(_) = self.targets {
+                    // No orchestrator can be named: the session's own selection never reported.
+                    report.mode = lvt_schema::TargetMode::Network;
+                    report.orchestrator = None;
+                }
                 (
                     e.id(),
                     ProbeRun {
@@ -389,7 +450,7 @@ impl Execution<'_> {
         let startup_from_schedule_ms = report.metrics.startup_ms.map(|s| s + f.queue_delay_ms);
         SessionRecord {
             index: f.planned.index,
-            target: self.targets[f.planned.target].to_string(),
+            target: self.labels[f.planned.target].clone(),
             prompt_id: prompt.id.clone(),
             complexity: prompt.complexity,
             start: f.start,
@@ -432,6 +493,12 @@ fn matches_where(t: &Threshold, s: &SessionRecord) -> bool {
             .and_then(|label| l.get(&label))
             .is_some_and(|have| have == want)
     })
+}
+
+/// The `target` of a network session's options: never contacted (each try sets the candidate
+/// it starts on); a reserved name (RFC 2606) so that it can never reach a real host.
+fn network_placeholder() -> OrchestratorUri {
+    OrchestratorUri::new(Scheme::Https, "network.invalid", 443)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -2,18 +2,22 @@
 //! given, or a discovery answer (a static list or a webhook's) ranked by score, filtered by
 //! `min_score` and capped by `max_targets`. The static list and the webhook are read by
 //! `lvt_gateway::discovery`, the same sources `lvt discover` uses; this module only ranks.
-//! Network selection through a gateway is rejected until that runner exists.
+//! A `network` target is not resolved to orchestrators here: each of its sessions discovers
+//! and selects for itself ([`crate::probe::network`]); [`resolve_run`] turns it into the
+//! sources and strategy those sessions use.
 
 use std::cmp::Ordering;
 use std::time::Duration;
 
 use lvt_gateway::discovery::{
-    Candidate, DiscoverySource as _, SourceError, StaticEntry, StaticSource, WebhookSource,
+    Candidate, DiscoverySource as _, NaapSource, Source, SourceError, StaticEntry, StaticSource,
+    WebhookSource,
 };
 use lvt_gateway::live::{OrchestratorUri, UriError};
 use thiserror::Error;
 
-use crate::scenario::Targets;
+use crate::probe::network::StrategyConfig;
+use crate::scenario::{NetworkDiscovery, Strategy, Targets};
 
 /// Why the targets could not be resolved. Every variant names where the bad data came from.
 #[derive(Debug, Error)]
@@ -35,11 +39,9 @@ pub enum TargetError {
     /// The webhook's body is not a JSON array of `{address, score}` (or is too large).
     #[error("discovery webhook {url}: {detail}")]
     WebhookBody { url: String, detail: String },
-    /// Network selection is not built yet.
-    #[error(
-        "network selection through a gateway is not built yet (issue 5); use explicit, static or webhook targets"
-    )]
-    NotBuilt,
+    /// A `network` target has no fixed list of orchestrators; use [`resolve_run`].
+    #[error("a network target selects orchestrators per session; it has no fixed list")]
+    Network,
     /// Nothing left to test.
     #[error("{origin}: no targets to test{why}")]
     Empty { origin: String, why: String },
@@ -100,8 +102,99 @@ pub async fn resolve(
                 .map_err(|e| source_error(&origin, url, e))?;
             rank(&origin, found, *max_targets, *min_score)
         }
-        Targets::Network { .. } => Err(TargetError::NotBuilt),
+        Targets::Network { .. } => Err(TargetError::Network),
     }
+}
+
+/// What a run runs against: fixed orchestrators, or the network through selection.
+#[derive(Debug, Clone)]
+pub enum RunTargets {
+    Direct(Vec<OrchestratorUri>),
+    Network(NetworkTarget),
+}
+
+impl RunTargets {
+    /// The labels of the run's targets, in order: the URIs, or `network`.
+    pub fn labels(&self) -> Vec<String> {
+        match self {
+            Self::Direct(uris) => uris.iter().map(ToString::to_string).collect(),
+            Self::Network(_) => vec![NETWORK_LABEL.to_string()],
+        }
+    }
+}
+
+/// The `target` label of every network-mode session in a run's summaries.
+pub const NETWORK_LABEL: &str = "network";
+
+/// The sources and strategy of a `network` target; each session discovers with them.
+#[derive(Debug, Clone)]
+pub struct NetworkTarget {
+    pub sources: Vec<Source>,
+    pub strategy: StrategyConfig,
+    pub discovery_timeout: Duration,
+}
+
+/// Resolves `targets` for `lvt run`: a `network` target becomes its discovery source and
+/// strategy (checked, not contacted: each session asks the source itself); every other kind
+/// is [`resolve`]d to its orchestrators.
+pub async fn resolve_run(
+    targets: &Targets,
+    http: &reqwest::Client,
+    model_id: &str,
+) -> Result<RunTargets, TargetError> {
+    let Targets::Network {
+        discovery,
+        strategy,
+        discovery_timeout_ms,
+    } = targets
+    else {
+        return resolve(targets, http).await.map(RunTargets::Direct);
+    };
+    let source = match discovery {
+        NetworkDiscovery::Static { orchestrators } => {
+            let origin = "targets (network, static discovery)";
+            let source = StaticSource {
+                orchestrators: orchestrators
+                    .iter()
+                    .map(|o| StaticEntry {
+                        address: o.address.clone(),
+                        score: Some(o.score),
+                    })
+                    .collect(),
+            };
+            let found = source.resolve().map_err(|e| source_error(origin, "", e))?;
+            if found.is_empty() {
+                return Err(TargetError::Empty {
+                    origin: origin.into(),
+                    why: ": it lists no orchestrators".into(),
+                });
+            }
+            Source::Static(source)
+        }
+        NetworkDiscovery::Webhook { url, timeout_ms } => Source::Webhook(WebhookSource {
+            url: url.clone(),
+            timeout: Duration::from_millis(u64::from(*timeout_ms)),
+        }),
+        NetworkDiscovery::Naap {
+            base_url,
+            timeout_ms,
+        } => Source::Naap(NaapSource {
+            base_url: base_url.clone(),
+            model: model_id.to_string(),
+            timeout: Duration::from_millis(u64::from(*timeout_ms)),
+        }),
+    };
+    Ok(RunTargets::Network(NetworkTarget {
+        sources: vec![source],
+        strategy: match strategy {
+            Strategy::GoLivepeer => StrategyConfig::GoLivepeer,
+            Strategy::ScoreWeighted { seed, sla_url } => StrategyConfig::ScoreWeighted {
+                seed: *seed,
+                sla_url: sla_url.clone(),
+            },
+        },
+        discovery_timeout: Duration::from_millis(u64::from(*discovery_timeout_ms)),
+    }))
 }
 
 /// Maps a discovery source's error to this module's, which callers and messages know.
@@ -292,16 +385,83 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn network_selection_is_not_built() {
+    async fn network_targets_become_sources_and_a_strategy() {
         let t = Targets::Network {
-            gateway: "https://gw.example".into(),
+            discovery: NetworkDiscovery::Static {
+                orchestrators: vec![o("a.example:1", 0.9), o("http://127.0.0.1:9", 0.1)],
+            },
+            strategy: Strategy::ScoreWeighted {
+                seed: 9,
+                sla_url: Some("http://collector.example".into()),
+            },
+            discovery_timeout_ms: 1_500,
         };
-        let e = resolve(&t, &http()).await.unwrap_err();
-        assert!(matches!(e, TargetError::NotBuilt));
+        assert!(matches!(
+            resolve(&t, &http()).await,
+            Err(TargetError::Network)
+        ));
+        let RunTargets::Network(n) = resolve_run(&t, &http(), "noop").await.unwrap() else {
+            panic!("a network target");
+        };
         assert_eq!(
-            e.to_string(),
-            "network selection through a gateway is not built yet (issue 5); use explicit, static or webhook targets"
+            n.strategy,
+            StrategyConfig::ScoreWeighted {
+                seed: 9,
+                sla_url: Some("http://collector.example".into())
+            }
         );
+        assert_eq!(n.discovery_timeout, Duration::from_millis(1_500));
+        let [Source::Static(s)] = n.sources.as_slice() else {
+            panic!("one static source: {:?}", n.sources);
+        };
+        assert_eq!(s.orchestrators.len(), 2);
+        assert_eq!(
+            RunTargets::Network(n.clone()).labels(),
+            vec!["network".to_string()]
+        );
+
+        let naap = Targets::Network {
+            discovery: NetworkDiscovery::Naap {
+                base_url: "http://naap.example".into(),
+                timeout_ms: 700,
+            },
+            strategy: Strategy::GoLivepeer,
+            discovery_timeout_ms: 3_000,
+        };
+        let RunTargets::Network(n) = resolve_run(&naap, &http(), "streamdiffusion")
+            .await
+            .unwrap()
+        else {
+            panic!("a network target");
+        };
+        let [Source::Naap(s)] = n.sources.as_slice() else {
+            panic!("one NaaP source: {:?}", n.sources);
+        };
+        assert_eq!(
+            s.model, "streamdiffusion",
+            "NaaP is asked for the scenario's model"
+        );
+        assert_eq!(s.timeout, Duration::from_millis(700));
+
+        let bad = Targets::Network {
+            discovery: NetworkDiscovery::Static {
+                orchestrators: vec![o("ftp://x:1", 1.0)],
+            },
+            strategy: Strategy::GoLivepeer,
+            discovery_timeout_ms: 3_000,
+        };
+        assert!(matches!(
+            resolve_run(&bad, &http(), "noop").await,
+            Err(TargetError::BadAddress { .. })
+        ));
+        // Direct targets resolve as before.
+        let direct = Targets::Explicit {
+            uris: vec!["b.example:8935".into()],
+        };
+        let RunTargets::Direct(uris) = resolve_run(&direct, &http(), "noop").await.unwrap() else {
+            panic!("direct targets");
+        };
+        assert_eq!(strings(&uris), ["https://b.example:8935"]);
     }
 
     #[tokio::test]

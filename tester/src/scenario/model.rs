@@ -196,12 +196,76 @@ pub enum Targets {
         #[serde(default = "default_webhook_timeout_ms")]
         timeout_ms: u32,
     },
-    /// Through a gateway's network selection. Not built yet: `lvt run` rejects it with a
-    /// clear error until the gateway runner exists.
+    /// Through network selection, as a go-livepeer gateway runs a user's stream: each session
+    /// discovers candidates, orders them with `strategy`, starts on the first that accepts
+    /// (up to 20 tries within 2 s) and swaps to another when the serving one fails
+    /// (docs/gateway.md).
     Network {
-        /// The gateway's base URL.
-        gateway: String,
+        /// Where the candidates come from.
+        discovery: NetworkDiscovery,
+        /// How candidates are ordered at start and after each swap.
+        #[serde(default)]
+        strategy: Strategy,
+        /// Bound on each candidate's GetOrchestrator during discovery, in milliseconds
+        /// (go-livepeer gives a discovery round 3000).
+        #[serde(default = "default_discovery_timeout_ms")]
+        discovery_timeout_ms: u32,
     },
+}
+
+/// The discovery source of a `network` target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NetworkDiscovery {
+    /// A fixed list, like go-livepeer's `-orchAddr`; scores (0-1) feed score-weighted selection.
+    Static {
+        /// The candidate orchestrators.
+        orchestrators: Vec<DiscoveredOrchestrator>,
+    },
+    /// A webhook answering `GET url` with a JSON array of `{address, score}`, as go-livepeer's
+    /// `-orchWebhookUrl`.
+    Webhook {
+        /// The webhook's URL (http or https).
+        url: String,
+        /// How long to wait for the webhook, in milliseconds.
+        #[serde(default = "default_webhook_timeout_ms")]
+        timeout_ms: u32,
+    },
+    /// A NaaP discovery API: `GET {base_url}/v1/discover/orchestrators?caps=live-video-to-video/MODEL`
+    /// with the scenario's model.
+    Naap {
+        /// The API's base URL (http or https).
+        base_url: String,
+        /// How long to wait for the API, in milliseconds.
+        #[serde(default = "default_webhook_timeout_ms")]
+        timeout_ms: u32,
+    },
+}
+
+/// How a gateway orders the candidates it tries: `"go-livepeer"` or
+/// `{ score_weighted = { seed = 7 } }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Strategy {
+    /// go-livepeer's default: warm orchestrators first, then by discovery latency.
+    #[default]
+    #[serde(rename = "go-livepeer")]
+    GoLivepeer,
+    /// Weighted random draw by SLA score, seeded: session N of a run draws with `seed + N`,
+    /// so a run is repeatable. Scores come from the collector at `sla_url` when given, else
+    /// from the discovery source (0-1); a candidate without any counts 50 of 100.
+    ScoreWeighted {
+        /// The seed of the draws.
+        seed: u64,
+        /// A collector's base URL: each session reads `GET {sla_url}/v1/sla/orchestrators`
+        /// for the scenario's model and weighs each candidate by its `sla_score`.
+        #[serde(default)]
+        sla_url: Option<String>,
+    },
+}
+
+fn default_discovery_timeout_ms() -> u32 {
+    3_000
 }
 
 fn default_webhook_timeout_ms() -> u32 {

@@ -15,7 +15,7 @@ use lvt_schema::Complexity;
 use toml_edit::{ImDocument, Item};
 
 use super::threshold::{ThresholdExpr, nearest};
-use super::{Label, Load, Scenario, Targets};
+use super::{Label, Load, NetworkDiscovery, Scenario, Targets};
 
 /// The longest run a scenario may plan: a week. Anything longer is almost certainly a typo
 /// (seconds written as milliseconds) and would tie up a regional runner indefinitely.
@@ -818,8 +818,20 @@ impl Checker<'_, '_> {
                 );
                 *max_targets
             }
-            Targets::Network { gateway } => {
-                self.check_http_url(&[K("targets"), K("gateway")], "gateway", gateway);
+            Targets::Network {
+                discovery,
+                strategy: _,
+                discovery_timeout_ms,
+            } => {
+                self.check_network_discovery(discovery);
+                self.range(
+                    &[K("targets"), K("discovery_timeout_ms")],
+                    "targets.discovery_timeout_ms",
+                    (*discovery_timeout_ms).into(),
+                    1,
+                    60_000,
+                    "the timeout is in milliseconds; go-livepeer gives discovery 3000",
+                );
                 None
             }
         };
@@ -831,6 +843,75 @@ impl Checker<'_, '_> {
                 "remove max_targets to test every discovered orchestrator",
             );
         }
+    }
+
+    fn check_network_discovery(&mut self, discovery: &NetworkDiscovery) {
+        match discovery {
+            NetworkDiscovery::Static { orchestrators } => {
+                if orchestrators.is_empty() {
+                    self.error(
+                        &[K("targets"), K("discovery"), K("orchestrators")],
+                        "no orchestrators in the static discovery list".to_string(),
+                        "at least one `{ address = \"host:port\", score = 1.0 }`",
+                        "a network target selects among these candidates",
+                    );
+                }
+                for (i, o) in orchestrators.iter().enumerate() {
+                    let path = [
+                        K("targets"),
+                        K("discovery"),
+                        K("orchestrators"),
+                        I(i),
+                        K("address"),
+                    ];
+                    self.check_uri(&path, &o.address);
+                    if !o.score.is_finite() {
+                        self.error(
+                            &[
+                                K("targets"),
+                                K("discovery"),
+                                K("orchestrators"),
+                                I(i),
+                                K("score"),
+                            ],
+                            "score is not a finite number".to_string(),
+                            "a finite number",
+                            "scores weigh score-weighted selection; write a plain number such as 0.5",
+                        );
+                    }
+                }
+            }
+            NetworkDiscovery::Webhook { url, timeout_ms } => {
+                self.check_http_url(
+                    &[K("targets"), K("discovery"), K("url")],
+                    "webhook url",
+                    url,
+                );
+                self.discovery_timeout(*timeout_ms);
+            }
+            NetworkDiscovery::Naap {
+                base_url,
+                timeout_ms,
+            } => {
+                self.check_http_url(
+                    &[K("targets"), K("discovery"), K("base_url")],
+                    "NaaP base_url",
+                    base_url,
+                );
+                self.discovery_timeout(*timeout_ms);
+            }
+        }
+    }
+
+    fn discovery_timeout(&mut self, timeout_ms: u32) {
+        self.range(
+            &[K("targets"), K("discovery"), K("timeout_ms")],
+            "targets.discovery.timeout_ms",
+            timeout_ms.into(),
+            1,
+            600_000,
+            "the timeout is in milliseconds",
+        );
     }
 
     fn check_uri(&mut self, path: &[Seg<'_>], uri: &str) {
