@@ -63,13 +63,22 @@ impl AppState {
             .iter()
             .map(|agent| (agent.key_id.clone(), agent.clone()))
             .collect();
+        let organic = crate::organic::OrganicLoad::new(crate::organic::OrganicSettings {
+            // lvt agents' own gateway events describe test load, never organic load.
+            test_gateways: settings
+                .agents
+                .iter()
+                .map(|agent| lvt_schema::events::agent_gateway_name(&agent.key_id))
+                .collect(),
+            ..Default::default()
+        });
         Self {
             settings,
             agents_by_key,
             store,
             metrics: Metrics::default(),
             clock,
-            organic: crate::organic::OrganicLoad::default(),
+            organic,
             sla_cache: crate::sla_api::ResponseCache::default(),
         }
     }

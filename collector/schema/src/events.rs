@@ -20,6 +20,13 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The `gateway` an lvt agent writes in the analytics envelopes of its own (test-load) network
+/// sessions: `lvt-` and the id of its signing key. The collector knows every agent's key id, so
+/// it recognises these envelopes as test load and never folds them into organic load.
+pub fn agent_gateway_name(key_id: &str) -> String {
+    format!("lvt-{key_id}")
+}
+
 /// Why an event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
