@@ -210,6 +210,10 @@ pub struct ShipArgs {
     /// The Kafka results topic (with --kafka; default lvt-results).
     #[arg(long, value_name = "TOPIC", requires = "kafka")]
     pub kafka_topic: Option<String>,
+    /// Network sessions' go-livepeer analytics events go to this Kafka topic (with --kafka);
+    /// with --collector they go signed to its /v1/events. Without either they are not emitted.
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub events_topic: Option<String>,
     /// The secret key file (from `lvt keygen`) that signs shipped batches (with --collector or
     /// --kafka).
     #[arg(long, value_name = "FILE")]
@@ -282,12 +286,17 @@ pub struct ProbeArgs {
     /// Run through network selection instead of one orchestrator (needs --discovery).
     #[arg(long, requires = "discovery")]
     pub network: bool,
-    /// Discovery for --network: static:URI[,URI...], webhook:URL or naap:URL (repeatable).
+    /// Discovery for --network: static:URI[,URI...], webhook:URL, naap:URL or chain:RPC_URL
+    /// (on-chain, Arbitrum One's contracts) (repeatable).
     #[arg(long, requires = "network")]
     pub discovery: Vec<String>,
     /// Selection strategy for --network: go-livepeer, or score-weighted:SEED.
     #[arg(long, default_value = "go-livepeer")]
     pub strategy: String,
+    /// Pay jobs on chain through this remote signer (go-livepeer's /sign-orchestrator-info and
+    /// /generate-live-payment), so the agent holds no keys. Default: offchain, an empty payment.
+    #[arg(long, value_name = "URL")]
+    pub remote_signer: Option<String>,
     /// Model id sent at job start.
     #[arg(long, default_value = "noop")]
     pub model: String,
@@ -509,6 +518,17 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
         (None, None) => serde_json::json!({}),
     };
     let mut opts = ProbeOptions::new(target);
+    if let Some(url) = &args.remote_signer {
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                CliError::Usage(format!("--remote-signer {url:?}: expected an http(s) URL"))
+            })?;
+        opts.payment = lvt_gateway::payment::PaymentConfig {
+            signer_url: Some(url),
+        };
+    }
     opts.model_id = args.model;
     opts.params = params;
     opts.complexity = args.complexity;
@@ -534,10 +554,11 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     let cancel = ctrl_c_token();
     let report = match network {
         Some((sources, strategy)) => {
+            let events = GatewayEvents::start(&args.ship)?;
             let net = probe::network::NetworkOptions::new(opts, sources, strategy);
-            probe::network::run_network(&net, clip, &http, cancel, None)
-                .await
-                .report
+            let run = probe::network::run_network(&net, clip, &http, cancel, events.sink()).await;
+            events.finish().await;
+            run.report
         }
         None => probe::probe(&opts, clip, &http, cancel).await,
     };
@@ -574,7 +595,7 @@ fn network_probe_options(
     for spec in &args.discovery {
         let usage = || {
             CliError::Usage(format!(
-                "--discovery {spec:?}: expected static:URI[,URI...], webhook:URL or naap:URL"
+                "--discovery {spec:?}: expected static:URI[,URI...], webhook:URL, naap:URL or chain:RPC_URL"
             ))
         };
         let (kind, value) = spec.split_once(':').ok_or_else(usage)?;
@@ -594,6 +615,16 @@ fn network_probe_options(
                 model: args.model.clone(),
                 timeout,
             }),
+            "chain" => {
+                let config = lvt_gateway::discovery::ChainConfig {
+                    rpc_url: value.to_string(),
+                    ..Default::default()
+                };
+                Source::Chain(
+                    lvt_gateway::discovery::ChainSource::try_from(config)
+                        .map_err(|e| CliError::Usage(format!("--discovery {spec:?}: {e}")))?,
+                )
+            }
             _ => return Err(usage()),
         };
         sources.push(source);
@@ -651,6 +682,66 @@ fn shipper_from(args: &ShipArgs) -> Result<Option<crate::ship_kafka::Transport>,
         _ => Err(CliError::Usage(
             "--key goes with exactly one of --collector and --kafka".to_owned(),
         )),
+    }
+}
+
+/// The analytics events of network sessions on their way out: go-livepeer envelopes built from
+/// the driver's observations, shipped where the records go (`--collector`: signed to its
+/// `/v1/events`; `--kafka` with `--events-topic`: to that topic). Default: not emitted.
+#[derive(Default)]
+struct GatewayEvents {
+    sink: Option<lvt_gateway::gateway::observe::ObservationSink>,
+    emitter: Option<tokio::task::JoinHandle<lvt_gateway::gateway::events::EmitterReport>>,
+}
+
+impl GatewayEvents {
+    fn start(args: &ShipArgs) -> Result<Self, CliError> {
+        use lvt_gateway::gateway::events::{EmitterConfig, spawn_emitter};
+        let Some(key_path) = &args.key else {
+            return Ok(Self::default());
+        };
+        let key = lvt_schema::sign::read_signing_key(key_path)
+            .map_err(|e| CliError::Usage(format!("--key: {e}")))?;
+        // The envelope's `gateway` names the publisher; lvt's gateway is this agent, known to
+        // the collector by its key id, which keeps these test-load events out of organic load.
+        let gateway =
+            lvt_schema::events::agent_gateway_name(&lvt_schema::sign::key_id(&key.verifying_key()));
+        let config = match (&args.collector, &args.kafka, &args.events_topic) {
+            (Some(url), _, _) => EmitterConfig::new(url.clone(), key, gateway),
+            (None, Some(brokers), Some(topic)) => {
+                EmitterConfig::kafka(brokers.clone(), topic.clone(), gateway)
+            }
+            _ => return Ok(Self::default()),
+        };
+        let (sink, observations) = tokio::sync::mpsc::unbounded_channel();
+        // The emitter drains what it has when every sender is gone; the token is only for an
+        // emitter that must stop at once, which a finishing command never needs.
+        let emitter = spawn_emitter(observations, config, CancellationToken::new())
+            .map_err(|e| CliError::Usage(format!("gateway events: {e}")))?;
+        Ok(Self {
+            sink: Some(sink),
+            emitter: Some(emitter),
+        })
+    }
+
+    fn sink(&self) -> Option<lvt_gateway::gateway::observe::ObservationSink> {
+        self.sink.clone()
+    }
+
+    /// Closes the sink and waits until the emitter delivered (or gave up on) what it holds.
+    async fn finish(self) {
+        drop(self.sink);
+        if let Some(emitter) = self.emitter {
+            match emitter.await {
+                Ok(report) => eprintln!(
+                    "lvt: gateway events: {} envelope(s), {} delivered, {} dropped",
+                    report.envelopes,
+                    report.stored + report.duplicates + report.produced,
+                    report.dropped
+                ),
+                Err(e) => eprintln!("lvt: gateway events: the emitter stopped: {e}"),
+            }
+        }
     }
 }
 
@@ -1022,10 +1113,20 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
         },
         ..Default::default()
     };
+    let events = if matches!(resolved, targets::RunTargets::Network(_)) {
+        GatewayEvents::start(&args.ship)?
+    } else {
+        GatewayEvents::default()
+    };
+    let opts = executor::RunOptions {
+        observations: events.sink(),
+        ..opts
+    };
     let cancel = ctrl_c_token();
-    let report = executor::execute_targets(&scenario, identity, resolved, &opts, cancel)
-        .await
-        .map_err(|e| CliError::Failed(e.into()))?;
+    let report = executor::execute_targets(&scenario, identity, resolved, &opts, cancel).await;
+    drop(opts);
+    events.finish().await;
+    let report = report.map_err(|e| CliError::Failed(e.into()))?;
     let paths = output::write_outputs(&report, &out_dir)
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot write the outputs: {e}")))?;
 

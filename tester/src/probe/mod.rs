@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lvt_gateway::grpc::{self, OrchestratorClient};
 use lvt_gateway::live::{self, JobUrls, LiveVideoToVideoRequest, OrchestratorUri, StartJobError};
+use lvt_gateway::payment::{self, Payer, PaymentConfig};
 use lvt_gateway::trickle::{
     SegmentOutcome, SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber,
 };
@@ -31,7 +32,7 @@ use lvt_schema::{
 };
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
 
 use crate::encode::{Clip, Replayer};
@@ -97,6 +98,8 @@ pub struct ProbeOptions {
     pub gateway_address: [u8; 20],
     /// The scenario this session is part of, copied into the record; `None` for `lvt probe`.
     pub scenario: Option<lvt_schema::ScenarioRef>,
+    /// How jobs are paid: offchain (the default, an empty payment) or through a remote signer.
+    pub payment: PaymentConfig,
 }
 
 impl ProbeOptions {
@@ -115,6 +118,7 @@ impl ProbeOptions {
             timeouts: Timeouts::default(),
             gateway_address: DEFAULT_GATEWAY_ADDRESS,
             scenario: None,
+            payment: PaymentConfig::default(),
         }
     }
 }
@@ -167,7 +171,11 @@ pub async fn probe_run(
 ) -> ProbeRun {
     let mut p = Probe::new(opts);
     match discover_and_start(opts, http, &p.clock, &mut p.report).await {
-        Ok(urls) => p.run_job(opts, clip, http, &urls, cancel).await,
+        Ok(started) => {
+            // The payment loop runs while the job does and stops when its guard drops.
+            let _payments = started.payments;
+            p.run_job(opts, clip, http, &started.urls, cancel).await;
+        }
         Err(failure) => p.fatal = Some(failure),
     }
     let interrupted = p.interrupted;
@@ -303,23 +311,36 @@ impl Probe {
 }
 
 /// GetOrchestrator then job start. Fills the report's orchestrator identity and timings.
+/// A job the orchestrator accepted: its trickle URLs and the guard of its payment loop.
+pub(crate) struct StartedJob {
+    pub urls: JobUrls,
+    /// Pays the orchestrator every 5 s while the job runs (on chain; offchain the loop ends at
+    /// once). Dropping the guard stops the loop, so the holder keeps it for the job's life.
+    pub payments: DropGuard,
+}
+
+/// GetOrchestrator then job start, paid through the remote signer when one is configured.
+/// Fills the report's orchestrator identity and timings.
 pub(crate) async fn discover_and_start(
     opts: &ProbeOptions,
     http: &reqwest::Client,
     clock: &Clock,
     report: &mut SessionReport,
-) -> Result<JobUrls, Failure> {
+) -> Result<StartedJob, Failure> {
     let session_id = report.session_id.clone();
+    let mut orch_req = grpc::live_request(opts.gateway_address, None);
+    payment::sign_orchestrator_request(&opts.payment, http, &mut orch_req)
+        .await
+        .map_err(|e| fail(FailureClass::Payment, format!("remote signer: {e}")))?;
     let t = clock.now_us();
     let info = tokio::time::timeout(opts.timeouts.grpc, async {
         let mut client = OrchestratorClient::connect(&opts.target, opts.timeouts.grpc).await?;
         let fingerprint = client.cert_fingerprint();
-        let req = grpc::live_request(opts.gateway_address, None);
-        let info = client.get_orchestrator(req).await?;
-        Ok::<_, grpc::GrpcError>((info, fingerprint))
+        let info = client.get_orchestrator(orch_req.clone()).await?;
+        Ok::<_, grpc::GrpcError>((info, fingerprint, client))
     })
     .await;
-    let (info, fingerprint) = match info {
+    let (info, fingerprint, client) = match info {
         Err(_) => {
             return Err(fail(
                 FailureClass::GrpcError,
@@ -350,12 +371,12 @@ pub(crate) async fn discover_and_start(
         name: g.name.clone(),
         memory_bytes: u64::try_from(g.memory_total_bytes).ok().filter(|b| *b > 0),
     });
-    let Some(token) = info.auth_token.clone() else {
+    if info.auth_token.is_none() {
         return Err(fail(
             FailureClass::ProtocolError,
             "OrchestratorInfo carries no auth_token, which job start requires".into(),
         ));
-    };
+    }
     let transcoder = if summary.transcoder_uri.is_empty() {
         opts.target.to_string()
     } else {
@@ -368,12 +389,31 @@ pub(crate) async fn discover_and_start(
         gateway_request_id: session_id.to_string(),
         stream_id: format!("lvt-{}", &session_id[session_id.len().saturating_sub(12)..]),
     };
-    let t = clock.now_us();
-    let urls = live::start_job(http, &transcoder, &token, &req, opts.timeouts.start)
+    let mut payer = Payer::new(&opts.payment, http.clone(), info.clone())
+        .with_refresher(payment::grpc_refresher(client, orch_req));
+    let headers = payer
+        .job_headers()
         .await
-        .map_err(start_failure)?;
+        .map_err(|e| fail(FailureClass::Payment, format!("payment: {e}")))?;
+    let t = clock.now_us();
+    let urls = live::start_job_with_headers(
+        http,
+        &transcoder,
+        &headers.segment,
+        &headers.payment,
+        &req,
+        opts.timeouts.start,
+    )
+    .await
+    .map_err(start_failure)?;
     report.metrics.job_start_ms = Some(ms_since(clock, t));
-    Ok(urls)
+    payer.set_manifest_id(urls.manifest_id.clone());
+    let stop = CancellationToken::new();
+    payment::spawn_loop(payer, transcoder, payment::PAYMENT_INTERVAL, stop.clone());
+    Ok(StartedJob {
+        urls,
+        payments: stop.drop_guard(),
+    })
 }
 
 fn start_failure(e: StartJobError) -> Failure {

@@ -42,7 +42,7 @@ use lvt_schema::{
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
 
 use super::classify::{Evidence, classify};
@@ -813,6 +813,8 @@ impl NoneAvailable {
 struct Started {
     urls: JobUrls,
     scratch: SessionReport,
+    /// The job's payment loop; it runs until the share stops.
+    payments: DropGuard,
 }
 
 impl Driver<'_> {
@@ -1141,7 +1143,14 @@ async fn try_start(
         ..SessionReport::new(session_id, session.model_id.clone(), unix_ms())
     };
     match discover_and_start(&opts, http, clock, &mut scratch).await {
-        Ok(urls) => (AttemptResult::Ok, Some(Started { urls, scratch })),
+        Ok(job) => (
+            AttemptResult::Ok,
+            Some(Started {
+                urls: job.urls,
+                scratch,
+                payments: job.payments,
+            }),
+        ),
         Err(failure) => {
             info!(message = "Job start refused.", uri, class = ?failure.class, detail = %failure.detail);
             let result = if failure.class == FailureClass::Capacity {
@@ -1167,10 +1176,20 @@ fn open_share(
     publish_start: Instant,
     stop: &CancellationToken,
 ) {
-    let Started { urls, scratch } = started;
+    let Started {
+        urls,
+        scratch,
+        payments,
+    } = started;
     let recorder = Arc::new(Mutex::new(SessionRecorder::new(MeasureConfig::default())));
     let live = Arc::new(Mutex::new(Liveness::default()));
     let share_stop = stop.child_token();
+    // The share's job is paid for as long as it serves: its payment loop stops with the share.
+    let share_ended = share_stop.clone();
+    tokio::spawn(async move {
+        share_ended.cancelled().await;
+        drop(payments);
+    });
     let (idx, params) = {
         let mut st = shared.state();
         let idx = st.shares.len();

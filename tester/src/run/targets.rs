@@ -10,8 +10,8 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 use lvt_gateway::discovery::{
-    Candidate, DiscoverySource as _, NaapSource, Source, SourceError, StaticEntry, StaticSource,
-    WebhookSource,
+    Candidate, ChainConfig, ChainSource, DiscoverySource as _, NaapSource, Source, SourceError,
+    StaticEntry, StaticSource, WebhookSource,
 };
 use lvt_gateway::live::{OrchestratorUri, UriError};
 use thiserror::Error;
@@ -45,6 +45,10 @@ pub enum TargetError {
     /// Nothing left to test.
     #[error("{origin}: no targets to test{why}")]
     Empty { origin: String, why: String },
+    /// A chain discovery source whose settings do not make a source (validation catches these
+    /// in files; this covers targets built in code).
+    #[error("targets (network, chain discovery): {0}")]
+    Chain(String),
 }
 
 /// Resolves `targets` to the orchestrators to test, in test order.
@@ -183,6 +187,24 @@ pub async fn resolve_run(
             model: model_id.to_string(),
             timeout: Duration::from_millis(u64::from(*timeout_ms)),
         }),
+        NetworkDiscovery::Chain {
+            rpc_url,
+            controller,
+            service_registry,
+            timeout_ms,
+        } => {
+            let defaults = ChainConfig::default();
+            let config = ChainConfig {
+                rpc_url: rpc_url.clone(),
+                controller: controller.clone().unwrap_or(defaults.controller),
+                service_registry: service_registry.clone(),
+                timeout_ms: u64::from(*timeout_ms),
+                ..defaults
+            };
+            Source::Chain(
+                ChainSource::try_from(config).map_err(|e| TargetError::Chain(e.to_string()))?,
+            )
+        }
     };
     Ok(RunTargets::Network(NetworkTarget {
         sources: vec![source],
@@ -442,6 +464,38 @@ mod tests {
             "NaaP is asked for the scenario's model"
         );
         assert_eq!(s.timeout, Duration::from_millis(700));
+
+        let chain = |controller: Option<&str>| Targets::Network {
+            discovery: NetworkDiscovery::Chain {
+                rpc_url: "http://127.0.0.1:8545".into(),
+                controller: controller.map(str::to_string),
+                service_registry: Some("ai".into()),
+                timeout_ms: 900,
+            },
+            strategy: Strategy::GoLivepeer,
+            discovery_timeout_ms: 3_000,
+        };
+        let RunTargets::Network(n) = resolve_run(&chain(None), &http(), "noop").await.unwrap()
+        else {
+            panic!("a network target");
+        };
+        let [Source::Chain(c)] = n.sources.as_slice() else {
+            panic!("one chain source: {:?}", n.sources);
+        };
+        assert_eq!(c.rpc_url, "http://127.0.0.1:8545");
+        assert_eq!(
+            c.controller,
+            lvt_gateway::discovery::chain::ARBITRUM_ONE_CONTROLLER
+        );
+        assert_eq!(
+            c.service_registry,
+            Some(lvt_gateway::discovery::chain::ARBITRUM_ONE_AI_SERVICE_REGISTRY)
+        );
+        assert_eq!(c.timeout, Duration::from_millis(900));
+        assert!(matches!(
+            resolve_run(&chain(Some("0x12")), &http(), "noop").await,
+            Err(TargetError::Chain(_))
+        ));
 
         let bad = Targets::Network {
             discovery: NetworkDiscovery::Static {

@@ -240,6 +240,27 @@ pub enum NetworkDiscovery {
         #[serde(default = "default_webhook_timeout_ms")]
         timeout_ms: u32,
     },
+    /// The Livepeer orchestrator pool on chain, read with `eth_call` through an Ethereum
+    /// JSON-RPC node: Controller, BondingManager pool walk, ServiceRegistry URIs
+    /// (docs/discovery.md).
+    Chain {
+        /// The JSON-RPC URL (http or https), for example an Arbitrum One node.
+        rpc_url: String,
+        /// The Livepeer Controller's address; default the one on Arbitrum One.
+        #[serde(default)]
+        controller: Option<String>,
+        /// A ServiceRegistry to read URIs from instead of the Controller's: an address, or
+        /// `ai` for the AI service registry on Arbitrum One.
+        #[serde(default)]
+        service_registry: Option<String>,
+        /// How long each JSON-RPC call may take, in milliseconds.
+        #[serde(default = "default_chain_timeout_ms")]
+        timeout_ms: u32,
+    },
+}
+
+fn default_chain_timeout_ms() -> u32 {
+    10_000
 }
 
 /// How a gateway orders the candidates it tries: `"go-livepeer"` or

@@ -900,6 +900,39 @@ impl Checker<'_, '_> {
                 );
                 self.discovery_timeout(*timeout_ms);
             }
+            NetworkDiscovery::Chain {
+                rpc_url,
+                controller,
+                service_registry,
+                timeout_ms,
+            } => {
+                self.check_http_url(
+                    &[K("targets"), K("discovery"), K("rpc_url")],
+                    "chain rpc_url",
+                    rpc_url,
+                );
+                let addresses = [
+                    ("controller", controller.as_deref()),
+                    (
+                        "service_registry",
+                        service_registry.as_deref().filter(|v| *v != "ai"),
+                    ),
+                ];
+                for (field, value) in addresses {
+                    if let Some(value) = value
+                        && let Err(e) =
+                            lvt_gateway::discovery::config::parse_eth_address(field, value)
+                    {
+                        self.error(
+                            &[K("targets"), K("discovery"), K(field)],
+                            e.to_string(),
+                            "a 0x-prefixed 20-byte hex address",
+                            "write the contract address as 0x followed by 40 hex digits",
+                        );
+                    }
+                }
+                self.discovery_timeout(*timeout_ms);
+            }
         }
     }
 
