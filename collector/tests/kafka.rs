@@ -13,7 +13,7 @@ mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use std::time::Duration;
 use common::{agent_key, all_results, batch, now_ms, signed, stranger_key};
 use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::kafka::ConsumerOptions;
+use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::{open_store, serve_with, system_clock};
 use lvt_collector::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
@@ -28,8 +29,6 @@ use lvt_collector::store::{
     StoredEvent, StoredResult,
 };
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -43,65 +42,6 @@ const EVENTS_TOPIC: &str = "livepeer-events";
 const PARTITIONS: i32 = 3;
 /// How long any awaited condition may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A Tansu broker for one test; dropping it closes its stdin, which stops it.
-struct Tansu {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    address: String,
-}
-
-impl Tansu {
-    fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/tansu");
-        let mut child = Command::new(&script)
-            .args(["--no-install", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ci/tansu");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
-        if read == 0 {
-            let status = child.wait().expect("ci/tansu status");
-            if status.code() == Some(3) {
-                panic!("run ci/setup (tansu missing)");
-            }
-            panic!("ci/tansu exited ({status}) before printing its address");
-        }
-        Self {
-            child,
-            stdin,
-            address: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-async fn create_topics(brokers: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let topics = [RESULTS_TOPIC, EVENTS_TOPIC]
-        .map(|name| NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1)));
-    let created = admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .expect("create topics");
-    for outcome in created {
-        outcome.expect("topic created");
-    }
-}
 
 fn producer(brokers: &str) -> FutureProducer {
     ClientConfig::new()
@@ -286,9 +226,11 @@ async fn sqlite_store(dir: &Path) -> Arc<dyn Store> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumed_results_and_events_are_stored_and_forgeries_skipped() {
-    let tansu = Tansu::start();
-    create_topics(&tansu.address).await;
-    let producer = producer(&tansu.address);
+    let tansu = TestBroker::start();
+    tansu
+        .create_topics(&[RESULTS_TOPIC, EVENTS_TOPIC], PARTITIONS)
+        .await;
+    let producer = producer(tansu.address());
     for counter in 0..3 {
         let records = batch(&format!("ok{counter}"), 5, now_ms() - 60_000);
         produce_batch(&producer, &records, counter).await;
@@ -316,7 +258,7 @@ async fn consumed_results_and_events_are_stored_and_forgeries_skipped() {
     produce(&producer, EVENTS_TOPIC, "bad", b"{\"type\": 1}", &[]).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let collector = InProcess::start(sqlite_store(dir.path()).await, &tansu.address, "g1").await;
+    let collector = InProcess::start(sqlite_store(dir.path()).await, tansu.address(), "g1").await;
     let text = wait_for_metrics(&collector.client, &collector.base, "every message", |text| {
         let results = ["stored", "unknown_key", "bad_signature", "malformed"]
             .map(|outcome| {
@@ -425,18 +367,20 @@ impl Drop for Binary {
 async fn a_consumer_killed_mid_stream_stores_every_record_exactly_once() {
     const BATCHES: u64 = 40;
     const PER_BATCH: usize = 5;
-    let tansu = Tansu::start();
-    create_topics(&tansu.address).await;
+    let tansu = TestBroker::start();
+    tansu
+        .create_topics(&[RESULTS_TOPIC, EVENTS_TOPIC], PARTITIONS)
+        .await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("collector.toml"),
-        settings_text(&tansu.address, "g-restart"),
+        settings_text(tansu.address(), "g-restart"),
     )
     .expect("write config");
 
     // The stream comes in two halves with the kill in between, so the kill is always mid-stream:
     // the second consumer must take over what the first left uncommitted and what came after.
-    let producer = producer(&tansu.address);
+    let producer = producer(tansu.address());
     let (killed, after_kill) = oneshot::channel::<()>();
     let stream = tokio::spawn(async move {
         let mut after_kill = Some(after_kill);
@@ -610,9 +554,11 @@ fn end_offsets_sum(brokers: &str, topic: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_store_is_down_nothing_is_committed_and_then_everything_arrives() {
-    let tansu = Tansu::start();
-    create_topics(&tansu.address).await;
-    let producer = producer(&tansu.address);
+    let tansu = TestBroker::start();
+    tansu
+        .create_topics(&[RESULTS_TOPIC, EVENTS_TOPIC], PARTITIONS)
+        .await;
+    let producer = producer(tansu.address());
     for counter in 0..4 {
         let records = batch(&format!("d{counter}"), 5, now_ms() - 60_000);
         produce_batch(&producer, &records, counter).await;
@@ -627,7 +573,7 @@ async fn while_the_store_is_down_nothing_is_committed_and_then_everything_arrive
         inner: sqlite_store(dir.path()).await,
         down: AtomicBool::new(true),
     });
-    let collector = InProcess::start(store.clone(), &tansu.address, "g-outage").await;
+    let collector = InProcess::start(store.clone(), tansu.address(), "g-outage").await;
     wait_for_metrics(
         &collector.client,
         &collector.base,
@@ -635,7 +581,7 @@ async fn while_the_store_is_down_nothing_is_committed_and_then_everything_arrive
         |text| metric(text, "lvt_collector_kafka_store_failures_total") >= 3,
     )
     .await;
-    let brokers = tansu.address.clone();
+    let brokers = tansu.address().to_owned();
     let (results_committed, events_committed) = tokio::task::spawn_blocking(move || {
         (
             committed(&brokers, "g-outage", RESULTS_TOPIC),
@@ -675,7 +621,7 @@ async fn while_the_store_is_down_nothing_is_committed_and_then_everything_arrive
     );
 
     // The commit follows the write; once it lands, the group's offsets are the topics' ends.
-    let brokers = tansu.address.clone();
+    let brokers = tansu.address().to_owned();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let brokers = brokers.clone();
@@ -708,9 +654,11 @@ async fn while_the_store_is_down_nothing_is_committed_and_then_everything_arrive
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_from_kafka_feed_the_organic_load() {
     const ORCH: &str = "0x1111111111111111111111111111111111111111";
-    let tansu = Tansu::start();
-    create_topics(&tansu.address).await;
-    let producer = producer(&tansu.address);
+    let tansu = TestBroker::start();
+    tansu
+        .create_topics(&[RESULTS_TOPIC, EVENTS_TOPIC], PARTITIONS)
+        .await;
+    let producer = producer(tansu.address());
     let t0 = now_ms() - 120_000;
     let trace = |kind: &str, at: i64, orchestrator: bool| {
         let mut data = json!({
@@ -745,7 +693,7 @@ async fn events_from_kafka_feed_the_organic_load() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let collector =
-        InProcess::start(sqlite_store(dir.path()).await, &tansu.address, "g-organic").await;
+        InProcess::start(sqlite_store(dir.path()).await, tansu.address(), "g-organic").await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let rows = loop {
         let body: Value = collector

@@ -3,18 +3,14 @@
 //! broker (Tansu, started by `ci/tansu --no-install --exit-on-stdin-eof`; run `ci/setup` once)
 //! are consumed by a real collector and readable from `GET /v1/events`.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use lvt_collector::config::{Settings, StoreSpec};
+use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::{open_store, serve, system_clock};
 use lvt_gateway::gateway::events::{EmitterConfig, spawn_emitter};
 use lvt_gateway::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -23,64 +19,6 @@ use tokio_util::sync::CancellationToken;
 const EVENTS_TOPIC: &str = "livepeer-gateway-events";
 const RESULTS_TOPIC: &str = "lvt-results";
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A Tansu broker for this test; dropping it closes its stdin, which stops it.
-struct Tansu {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    address: String,
-}
-
-impl Tansu {
-    fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/tansu");
-        let mut child = Command::new(&script)
-            .args(["--no-install", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ci/tansu");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        if BufReader::new(stdout).read_line(&mut line).unwrap_or(0) == 0 {
-            let status = child.wait().expect("ci/tansu status");
-            if status.code() == Some(3) {
-                panic!("run ci/setup (tansu missing)");
-            }
-            panic!("ci/tansu exited ({status}) before printing its address");
-        }
-        Self {
-            child,
-            stdin,
-            address: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-async fn create_topics(brokers: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let topics = [RESULTS_TOPIC, EVENTS_TOPIC]
-        .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)));
-    for outcome in admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .expect("create topics")
-    {
-        outcome.expect("topic created");
-    }
-}
 
 fn settings(brokers: &str) -> Settings {
     let line = lvt_schema::sign::public_key_line(
@@ -104,8 +42,8 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn envelopes_produced_to_kafka_are_consumed_by_the_collector() {
-    let tansu = Tansu::start();
-    create_topics(&tansu.address).await;
+    let tansu = TestBroker::start();
+    tansu.create_topics(&[RESULTS_TOPIC, EVENTS_TOPIC], 3).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
@@ -117,7 +55,7 @@ async fn envelopes_produced_to_kafka_are_consumed_by_the_collector() {
     let (stop, stopped) = oneshot::channel::<()>();
     let collector = tokio::spawn(serve(
         listener,
-        settings(&tansu.address),
+        settings(tansu.address()),
         store,
         system_clock(),
         async {
@@ -125,7 +63,7 @@ async fn envelopes_produced_to_kafka_are_consumed_by_the_collector() {
         },
     ));
 
-    let mut config = EmitterConfig::kafka(tansu.address.clone(), EVENTS_TOPIC, "lvt-kafka-gw");
+    let mut config = EmitterConfig::kafka(tansu.address(), EVENTS_TOPIC, "lvt-kafka-gw");
     config.flush_interval = Duration::from_millis(10);
     config.seed = Some(5);
     let (sink, observations) = tokio::sync::mpsc::unbounded_channel();

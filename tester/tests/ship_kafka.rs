@@ -6,64 +6,19 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use lvt_collector::config::{Settings, StoreSpec};
+use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::{open_store, serve, system_clock};
 use lvt_gateway::sim::Profile;
 use lvt_schema::SessionReport;
 use lvt_schema::sign;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 const TOPIC: &str = "lvt-results";
-
-/// A Tansu broker for this test; dropping it closes its stdin, which stops it.
-struct Tansu {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    address: String,
-}
-
-impl Tansu {
-    fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/tansu");
-        let mut child = Command::new(&script)
-            .args(["--no-install", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ci/tansu");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        if BufReader::new(stdout).read_line(&mut line).unwrap_or(0) == 0 {
-            let status = child.wait().expect("ci/tansu status");
-            if status.code() == Some(3) {
-                panic!("run ci/setup (tansu missing)");
-            }
-            panic!("ci/tansu exited ({status}) before printing its address");
-        }
-        Self {
-            child,
-            stdin,
-            address: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
 
 async fn lvt(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || Command::new(LVT).args(&args).output().expect("run lvt"))
@@ -73,21 +28,8 @@ async fn lvt(args: Vec<String>) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
-    let tansu = Tansu::start();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &tansu.address)
-        .create()
-        .expect("admin client");
-    for outcome in admin
-        .create_topics(
-            &[NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic")
-    {
-        outcome.expect("topic created");
-    }
+    let tansu = TestBroker::start();
+    tansu.create_topics(&[TOPIC], 1).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (key_path, _) = sign::write_keypair(dir.path()).expect("keygen");
@@ -96,7 +38,7 @@ async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
         &format!(
             "[[agents]]\nid = \"agent-k\"\npublic_key = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\nresults_topic = \"{TOPIC}\"\n",
             sign::public_key_line(&key.verifying_key()).trim(),
-            tansu.address
+            tansu.address()
         ),
         Path::new("kafka.toml"),
     )
@@ -136,7 +78,7 @@ async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
         "2s",
         "--json",
         "--kafka",
-        &tansu.address,
+        tansu.address(),
         "--key",
         &key_path.display().to_string(),
         "--spool",
@@ -152,7 +94,7 @@ async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
     assert!(
         stderr.contains(&format!(
             "shipped 1 record(s) in 1 batch(es) to kafka://{}/{TOPIC}",
-            tansu.address
+            tansu.address()
         )),
         "{stderr}"
     );

@@ -16,6 +16,7 @@
 //! events by envelope `id`, so nothing is stored twice.
 
 pub mod decode;
+pub mod test_broker;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;

@@ -1,0 +1,93 @@
+//! A real Kafka-protocol broker for tests: Tansu, started through `ci/tansu --no-install
+//! --exit-on-stdin-eof` on a free loopback port (`ci/setup` builds it once), and topic creation
+//! through rdkafka's AdminClient. The collector's, the gateway's and the tester's Kafka tests all
+//! start their broker here, so there is one harness to keep right.
+//!
+//! This is test support, public so that the other crates' tests can use it; nothing in the
+//! collector's service path calls it.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+/// A Tansu broker; dropping it closes its stdin, which stops it (and the test then waits for it).
+pub struct TestBroker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    address: String,
+}
+
+impl TestBroker {
+    /// Starts a broker with memory storage on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// When the broker cannot be started; with "run ci/setup" when Tansu is not installed. A test
+    /// without its broker cannot proceed, and failing loudly is how it says so.
+    pub fn start() -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/tansu");
+        let mut child = Command::new(&script)
+            .args(["--no-install", "--exit-on-stdin-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdin = child.stdin.take();
+        let Some(stdout) = child.stdout.take() else {
+            panic!("ci/tansu's stdout was not piped");
+        };
+        let mut line = String::new();
+        if BufReader::new(stdout).read_line(&mut line).unwrap_or(0) == 0 {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            if status.contains("exit status: 3") {
+                panic!("run ci/setup (tansu missing)");
+            }
+            panic!("ci/tansu exited ({status}) before printing its address");
+        }
+        Self {
+            child,
+            stdin,
+            address: line.trim().to_owned(),
+        }
+    }
+
+    /// The bootstrap address, `127.0.0.1:PORT`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Creates `topics` with `partitions` partitions each (Tansu wants topics made first).
+    ///
+    /// # Panics
+    /// When a topic cannot be created.
+    pub async fn create_topics(&self, topics: &[&str], partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .create()
+            .unwrap_or_else(|e| panic!("admin client for {}: {e}", self.address));
+        let topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let created = admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("create topics on {}: {e}", self.address));
+        for outcome in created {
+            if let Err((topic, code)) = outcome {
+                panic!("topic {topic} not created: {code}");
+            }
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
