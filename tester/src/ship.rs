@@ -404,9 +404,78 @@ impl SpoolDelivery {
 
 /// One delivered batch: the acknowledgement and how many attempts it took.
 #[derive(Debug, Clone, Copy)]
-struct Delivery {
-    ack: Ack,
-    attempts: u32,
+pub(crate) struct Delivery {
+    pub(crate) ack: Ack,
+    pub(crate) attempts: u32,
+}
+
+/// Sends `values` in `batches` through `send` and spools every batch that was not delivered,
+/// whatever the transport. After a failure that is not specific to one batch (the destination
+/// unreachable, the key refused) the remaining batches are spooled without being tried. The
+/// error names the spool files, or says how many records were lost when spooling failed too.
+pub(crate) async fn send_or_spool<'s>(
+    values: &[Value],
+    batches: Vec<Range<usize>>,
+    spool_dir: &Path,
+    mut send: impl FnMut(Value) -> futures::future::BoxFuture<'s, Result<Delivery, SendError>>,
+) -> Result<ShipOutcome, ShipError> {
+    let mut delivered = ShipOutcome::default();
+    let mut first_error: Option<SendError> = None;
+    let mut give_up = false;
+    let mut spooled = Vec::new();
+    let mut records_spooled = 0;
+    for range in batches {
+        let count = range.len();
+        let batch = Value::Array(values[range].to_vec());
+        if !give_up {
+            match send(batch.clone()).await {
+                Ok(delivery) => {
+                    delivered.add(count, delivery);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        message = "Batch not delivered; spooling it.",
+                        records = count,
+                        error = %error
+                    );
+                    give_up = !error.is_batch_specific();
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match spool_batch(spool_dir, &batch) {
+            Ok(path) => {
+                spooled.push(path);
+                records_spooled += count;
+            }
+            Err(spool_error) => {
+                // A batch is spooled only after a failure, so there is always a cause; the
+                // fallback merely keeps this path free of panics.
+                let cause = first_error.unwrap_or_else(|| SendError::Unreachable {
+                    attempts: 0,
+                    error: "not sent".to_owned(),
+                });
+                let records_lost = values.len() - delivered.records - records_spooled;
+                return Err(ShipError::NotSpooled {
+                    cause,
+                    spool_error,
+                    delivered,
+                    spooled,
+                    records_lost,
+                });
+            }
+        }
+    }
+    match first_error {
+        None => Ok(delivered),
+        Some(cause) => Err(ShipError::Spooled {
+            cause,
+            delivered,
+            spooled,
+            records_spooled,
+        }),
+    }
 }
 
 /// Ships signed batches of result records to one collector.
@@ -501,63 +570,10 @@ impl Shipper {
             self.options.max_batch_bytes,
         );
 
-        let mut delivered = ShipOutcome::default();
-        let mut first_error: Option<SendError> = None;
-        let mut give_up = false;
-        let mut spooled = Vec::new();
-        let mut records_spooled = 0;
-        for range in batches {
-            let count = range.len();
-            let batch = Value::Array(values[range.clone()].to_vec());
-            if !give_up {
-                match self.send_batch(&batch).await {
-                    Ok(delivery) => {
-                        delivered.add(count, delivery);
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            message = "Batch not delivered; spooling it.",
-                            records = count,
-                            error = %error
-                        );
-                        give_up = !error.is_batch_specific();
-                        first_error.get_or_insert(error);
-                    }
-                }
-            }
-            match spool_batch(&self.options.spool_dir, &batch) {
-                Ok(path) => {
-                    spooled.push(path);
-                    records_spooled += count;
-                }
-                Err(spool_error) => {
-                    // A batch is spooled only after a failure, so there is always a cause; the
-                    // fallback merely keeps this path free of panics.
-                    let cause = first_error.unwrap_or_else(|| SendError::Unreachable {
-                        attempts: 0,
-                        error: "not sent".to_owned(),
-                    });
-                    let records_lost = records.len() - delivered.records - records_spooled;
-                    return Err(ShipError::NotSpooled {
-                        cause,
-                        spool_error,
-                        delivered,
-                        spooled,
-                        records_lost,
-                    });
-                }
-            }
-        }
-        match first_error {
-            None => Ok(delivered),
-            Some(cause) => Err(ShipError::Spooled {
-                cause,
-                delivered,
-                spooled,
-                records_spooled,
-            }),
-        }
+        send_or_spool(&values, batches, &self.options.spool_dir, |batch| {
+            Box::pin(async move { self.send_batch(&batch).await })
+        })
+        .await
     }
 
     /// Sends every spool file (`batch-*.json`) in `dir`, oldest first, and removes each one only

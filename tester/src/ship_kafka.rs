@@ -21,7 +21,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
 use crate::ship::{
-    SendError, ShipError, ShipOptions, ShipOutcome, Shipper, split_batches, spool_batch,
+    Ack, Delivery, SendError, ShipError, ShipOptions, ShipOutcome, Shipper, send_or_spool,
+    split_batches,
 };
 
 /// The results topic when `--kafka-topic` is not given.
@@ -135,62 +136,16 @@ impl KafkaShipper {
         let max_bytes = self.options.max_batch_bytes.min(KAFKA_MAX_BATCH_BYTES);
         let batches = split_batches(&sizes, self.options.max_batch_records, max_bytes);
 
-        let mut delivered = ShipOutcome::default();
-        let mut first_error: Option<SendError> = None;
-        let mut spooled = Vec::new();
-        let mut records_spooled = 0;
-        for range in batches {
-            let count = range.len();
-            let batch = Value::Array(values[range].to_vec());
-            if first_error.is_none() {
-                match self.produce(&batch).await {
-                    Ok(()) => {
-                        delivered.records += count;
-                        delivered.batches += 1;
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            message = "Batch not acknowledged by Kafka; spooling it.",
-                            records = count,
-                            error = %error
-                        );
-                        first_error = Some(error);
-                    }
-                }
-            }
-            match spool_batch(&self.options.spool_dir, &batch) {
-                Ok(path) => {
-                    spooled.push(path);
-                    records_spooled += count;
-                }
-                Err(spool_error) => {
-                    // A batch is spooled only after a failure, so there is always a cause; the
-                    // fallback merely keeps this path free of panics.
-                    let cause = first_error.unwrap_or_else(|| SendError::Unreachable {
-                        attempts: 0,
-                        error: "not sent".to_owned(),
-                    });
-                    let records_lost = records.len() - delivered.records - records_spooled;
-                    return Err(ShipError::NotSpooled {
-                        cause,
-                        spool_error,
-                        delivered,
-                        spooled,
-                        records_lost,
-                    });
-                }
-            }
-        }
-        match first_error {
-            None => Ok(delivered),
-            Some(cause) => Err(ShipError::Spooled {
-                cause,
-                delivered,
-                spooled,
-                records_spooled,
-            }),
-        }
+        // A broker's refusal is never specific to one batch, so the first one spools the rest.
+        send_or_spool(&values, batches, &self.options.spool_dir, |batch| {
+            Box::pin(async move {
+                self.produce(&batch).await.map(|()| Delivery {
+                    ack: Ack::default(),
+                    attempts: 1,
+                })
+            })
+        })
+        .await
     }
 
     /// Signs `batch` now with a fresh nonce and waits for the broker's acknowledgement.

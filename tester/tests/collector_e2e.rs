@@ -8,11 +8,9 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::start_sim;
-use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+use common::{AgentCollector, start_sim};
 use lvt_gateway::sim::Profile;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 
@@ -74,45 +72,9 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
     )
     .await;
 
-    // The agent's key pair, made the way an operator makes it.
-    let key_prefix = dir.path().join("agent");
-    let out = lvt(vec![
-        "keygen".into(),
-        "--out".into(),
-        key_prefix.display().to_string(),
-    ])
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public_line = std::fs::read_to_string(dir.path().join("agent.pub")).unwrap();
-
-    // The collector, configured with that public key.
-    let settings_path = dir.path().join("collector.toml");
-    std::fs::write(
-        &settings_path,
-        format!(
-            "[[agents]]\nid = \"agent-eu-1\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n",
-            public_line.trim()
-        ),
-    )
-    .unwrap();
-    let settings = Settings::load(&settings_path).expect("collector settings");
-    let store: StoreSpec = format!("sqlite:{}", dir.path().join("results.db").display())
-        .parse()
-        .expect("store spec");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_url = format!("http://{}", listener.local_addr().unwrap());
-    let stop_collector = CancellationToken::new();
-    let s = stop_collector.clone();
-    let collector = tokio::spawn(lvt_collector::run(
-        listener,
-        CollectorConfig { store, settings },
-        async move { s.cancelled().await },
-    ));
+    // The agent's key pair, made the way an operator makes it, and the collector that knows it.
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let collector_url = collector.url.clone();
 
     let scenario = dir.path().join("ship-e2e.toml");
     std::fs::write(&scenario, SCENARIO).unwrap();
@@ -127,7 +89,7 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
         "--collector".into(),
         collector_url.clone(),
         "--key".into(),
-        dir.path().join("agent.key").display().to_string(),
+        collector.key_path.display().to_string(),
         "--spool".into(),
         dir.path().join("spool").display().to_string(),
     ])
@@ -202,7 +164,7 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
         "--collector".into(),
         collector_url.clone(),
         "--key".into(),
-        dir.path().join("agent.key").display().to_string(),
+        collector.key_path.display().to_string(),
     ])
     .await;
     assert_eq!(
@@ -221,7 +183,6 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
         .unwrap();
     assert_eq!(page["results"].as_array().unwrap().len(), 2);
 
-    stop_collector.cancel();
-    collector.await.unwrap().unwrap();
+    collector.stop().await;
     stop_sim.cancel();
 }

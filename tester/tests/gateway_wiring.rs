@@ -7,13 +7,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-use common::start_sim;
-use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+use common::{AgentCollector, start_sim};
 use lvt_gateway::payment::stand_in::StandInSigner;
 use lvt_gateway::sim::Profile;
 use lvt_schema::{FailureClass, Outcome, SessionReport};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 
@@ -96,37 +94,8 @@ async fn a_network_session_ships_its_gateway_events_to_the_collector() {
         true,
     )
     .await;
-    let key_prefix = dir.path().join("agent");
-    let out = lvt(vec![
-        "keygen".into(),
-        "--out".into(),
-        key_prefix.display().to_string(),
-    ])
-    .await;
-    assert_eq!(out.status.code(), Some(0));
-    let public_line = std::fs::read_to_string(dir.path().join("agent.pub")).unwrap();
-    let settings_path = dir.path().join("collector.toml");
-    std::fs::write(
-        &settings_path,
-        format!(
-            "[[agents]]\nid = \"agent-1\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n",
-            public_line.trim()
-        ),
-    )
-    .unwrap();
-    let settings = Settings::load(&settings_path).expect("collector settings");
-    let store: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
-        .parse()
-        .expect("store spec");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_url = format!("http://{}", listener.local_addr().unwrap());
-    let stop_collector = CancellationToken::new();
-    let s = stop_collector.clone();
-    let collector = tokio::spawn(lvt_collector::run(
-        listener,
-        CollectorConfig { store, settings },
-        async move { s.cancelled().await },
-    ));
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-1").await;
+    let collector_url = collector.url.clone();
 
     let discovery = format!("static:{}", orch.uri);
     let out = lvt(args(&[
@@ -140,7 +109,7 @@ async fn a_network_session_ships_its_gateway_events_to_the_collector() {
         "--collector",
         &collector_url,
         "--key",
-        &dir.path().join("agent.key").display().to_string(),
+        &collector.key_path.display().to_string(),
         "--spool",
         &dir.path().join("spool").display().to_string(),
     ]))
@@ -196,7 +165,6 @@ async fn a_network_session_ships_its_gateway_events_to_the_collector() {
     assert_eq!(records[0]["record"]["session_id"], report.session_id);
     assert_eq!(records[0]["record"]["is_test_load"], true);
 
-    stop_collector.cancel();
-    collector.await.unwrap().unwrap();
+    collector.stop().await;
     stop_sim.cancel();
 }

@@ -34,3 +34,77 @@ pub async fn start_sim(
         .expect("start simulator");
     (orch, stop)
 }
+
+/// A real collector on loopback (SQLite in `dir`) that knows one agent, whose key pair was made
+/// by `lvt keygen` exactly as an operator makes it: `dir/agent.key` signs, and the collector's
+/// settings name `dir/agent.pub` as agent `agent_id` in region `eu-west`.
+pub struct AgentCollector {
+    pub url: String,
+    pub key_path: std::path::PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), lvt_collector::server::RunError>>,
+}
+
+impl AgentCollector {
+    pub async fn start(lvt_binary: &str, dir: &std::path::Path, agent_id: &str) -> Self {
+        use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+        let binary = lvt_binary.to_owned();
+        let prefix = dir.join("agent");
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(binary)
+                .arg("keygen")
+                .arg("--out")
+                .arg(prefix)
+                .output()
+                .expect("run lvt keygen")
+        })
+        .await
+        .expect("keygen task");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public_line = std::fs::read_to_string(dir.join("agent.pub")).expect("agent.pub");
+        let settings_path = dir.join("collector.toml");
+        std::fs::write(
+            &settings_path,
+            format!(
+                "[[agents]]\nid = \"{agent_id}\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n",
+                public_line.trim()
+            ),
+        )
+        .expect("write settings");
+        let settings = Settings::load(&settings_path).expect("collector settings");
+        let store: StoreSpec = format!("sqlite:{}", dir.join("results.db").display())
+            .parse()
+            .expect("store spec");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(lvt_collector::run(
+            listener,
+            CollectorConfig { store, settings },
+            async move { s.cancelled().await },
+        ));
+        Self {
+            url,
+            key_path: dir.join("agent.key"),
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the collector and checks that it shut down cleanly.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("collector task")
+            .expect("collector ran");
+    }
+}
