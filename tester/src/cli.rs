@@ -265,6 +265,10 @@ pub struct RunArgs {
     /// Live progress on stderr: a redrawn line on a terminal, log lines otherwise.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
+    /// Pay every session's jobs on chain through this remote signer (go-livepeer's
+    /// /sign-orchestrator-info and /generate-live-payment). Default: offchain.
+    #[arg(long, value_name = "URL")]
+    pub remote_signer: Option<String>,
     #[command(flatten)]
     pub ship: ShipArgs,
 }
@@ -518,17 +522,7 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
         (None, None) => serde_json::json!({}),
     };
     let mut opts = ProbeOptions::new(target);
-    if let Some(url) = &args.remote_signer {
-        let url = reqwest::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                CliError::Usage(format!("--remote-signer {url:?}: expected an http(s) URL"))
-            })?;
-        opts.payment = lvt_gateway::payment::PaymentConfig {
-            signer_url: Some(url),
-        };
-    }
+    opts.payment = payment_config(args.remote_signer.as_deref())?;
     opts.model_id = args.model;
     opts.params = params;
     opts.complexity = args.complexity;
@@ -576,6 +570,24 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
         EXIT_FAILED
     };
     Ok(ship_and_adjust(shipper.as_ref(), std::slice::from_ref(&report), code).await)
+}
+
+/// Offchain without `--remote-signer`, else paid through that signer.
+fn payment_config(
+    remote_signer: Option<&str>,
+) -> Result<lvt_gateway::payment::PaymentConfig, CliError> {
+    let Some(url) = remote_signer else {
+        return Ok(lvt_gateway::payment::PaymentConfig::default());
+    };
+    let signer_url = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| {
+            CliError::Usage(format!("--remote-signer {url:?}: expected an http(s) URL"))
+        })?;
+    Ok(lvt_gateway::payment::PaymentConfig {
+        signer_url: Some(signer_url),
+    })
 }
 
 /// The discovery sources and strategy of `lvt probe --network`.
@@ -1111,6 +1123,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
             ProgressArg::Lines => crate::run::progress::ProgressMode::Lines,
             ProgressArg::Off => crate::run::progress::ProgressMode::Off,
         },
+        payment: payment_config(args.remote_signer.as_deref())?,
         ..Default::default()
     };
     let events = if matches!(resolved, targets::RunTargets::Network(_)) {

@@ -75,6 +75,27 @@ async fn a_remote_signer_pays_the_job_and_its_payment_loop() {
         .count();
     assert!(payments >= 2, "{paths:?}");
 
+    // `lvt run` pays every session the same way: the shipped smoke scenario (one 10 s session)
+    // passes against the paying orchestrator only with the signer.
+    let out_dir = tempfile::tempdir().unwrap();
+    let run_args = |signer: Option<&str>| {
+        let mut a = args(&["run", "smoke", "--target", &orch.uri, "--progress", "off"]);
+        a.extend(["--out".to_string(), out_dir.path().display().to_string()]);
+        if let Some(url) = signer {
+            a.extend(["--remote-signer".to_string(), url.to_string()]);
+        }
+        a
+    };
+    let out = lvt(run_args(Some(signer.url()))).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out = lvt(run_args(None)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "unpaid, the failure_rate threshold fails"
+    );
+
     // A signer URL that is not http(s) is a usage error.
     let out = lvt(args(&["probe", &orch.uri, "--remote-signer", "ftp://x"])).await;
     assert_eq!(out.status.code(), Some(2));

@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// Where network-mode sessions send what their gateway observed (for the analytics
     /// events); `None` drops it.
     pub observations: Option<ObservationSink>,
+    /// How every session's jobs are paid (offchain by default, or through a remote signer):
+    /// deployment, not scenario, so the same scenario runs offchain and on chain.
+    pub payment: lvt_gateway::payment::PaymentConfig,
 }
 
 /// Why a run could not be executed. Sessions failing is not an error: it is in the report.
@@ -335,6 +338,7 @@ impl Execution<'_> {
             .map(|s| Duration::from_secs(u64::from(s)))
             .collect();
         opts.timeouts = self.opts.timeouts.clone();
+        opts.payment = self.opts.payment.clone();
         let (task_opts, clip, http, cancel) = (
             opts.clone(),
             self.clip.clone(),
