@@ -17,14 +17,8 @@ pub(super) fn delete_events_older_than(
     connection: &mut Connection,
     unix_ms: i64,
 ) -> Result<u64, StoreError> {
-    // Indexes on the envelope timestamp keep the sweep from scanning every stored event; they are
-    // created here, on first use, so that the table layout (and its version) stays the store's.
-    connection.execute_batch(
-        "CREATE INDEX IF NOT EXISTS events_timestamp ON events (timestamp_ms);
-         CREATE INDEX IF NOT EXISTS events_aside_timestamp ON events_aside (timestamp_ms);
-         CREATE INDEX IF NOT EXISTS events_batch ON events (batch_id);
-         CREATE INDEX IF NOT EXISTS events_aside_batch ON events_aside (batch_id);",
-    )?;
+    // The schema's indexes on `timestamp_ms` and `batch_id` of both event tables keep this from
+    // scanning every stored event.
     let transaction = connection.transaction()?;
     let mut deleted = 0_u64;
     for table in ["events", "events_aside"] {

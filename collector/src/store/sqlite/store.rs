@@ -126,6 +126,10 @@ CREATE TABLE IF NOT EXISTS events_aside (
     batch_id      INTEGER NOT NULL REFERENCES event_batches (batch_id)
 );
 CREATE INDEX IF NOT EXISTS events_aside_family ON events_aside (family, seq);
+CREATE INDEX IF NOT EXISTS events_timestamp ON events (timestamp_ms);
+CREATE INDEX IF NOT EXISTS events_aside_timestamp ON events_aside (timestamp_ms);
+CREATE INDEX IF NOT EXISTS events_batch ON events (batch_id);
+CREATE INDEX IF NOT EXISTS events_aside_batch ON events_aside (batch_id);
 ";
 
 /// An SQLite database holding the collector's data.
