@@ -85,9 +85,13 @@ ORCHESTRATOR is host:port or https://host:port (TLS; the certificate is not veri
 SHA-256 fingerprint is recorded: trust on first use) or http://host:port (plaintext).\n\n\
 With --network there is no ORCHESTRATOR: the session goes through network selection as a \
 go-livepeer gateway runs a stream. It discovers candidates (--discovery static:URI,URI | \
-webhook:URL | naap:URL), orders them (--strategy go-livepeer | score-weighted:SEED), starts on \
-the first that accepts (20 tries within 2 s), swaps when the serving one fails (at most 2 swaps \
-in 3 minutes) and reports every swap with its output freeze and each orchestrator's share.\n\n\
+webhook:URL | naap:URL | chain:RPC_URL), orders them (--strategy go-livepeer | \
+score-weighted:SEED), starts on the first that accepts (20 tries within 2 s), swaps when the \
+serving one fails (at most 2 swaps in 3 minutes) and reports every swap with its output freeze \
+and each orchestrator's share. With --collector (or --kafka and --events-topic) it also ships \
+the session's go-livepeer analytics events.\n\n\
+Jobs are offchain (an empty payment) unless --remote-signer URL pays them through a go-livepeer \
+remote signer.\n\n\
 Exit codes: 0 the session passed; 1 it failed (with a failure class) or was unscored \
 (orchestrator busy); 2 usage or configuration error.";
 
@@ -98,7 +102,7 @@ GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certifica
   lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\n\
 Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, \
 cold_startup_ms, cold_after_idle_s, capacity, start_status, crash_after_s, stall_at_s, stall_s, slow, \
-seed, get_orchestrator_delay_ms; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
+seed, get_orchestrator_delay_ms, require_payment, payment_status; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
 nothing running) loads for cold_startup_ms, a warm one for startup_ms. Built-in profiles are good, \
 slow, flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
 
