@@ -8,6 +8,7 @@
 //! `POST /v1/events` ([`crate::events`]) through one function, so both endpoints refuse the same
 //! requests in the same order.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt as _;
 use lvt_schema::sign::{self, BatchSignature, SignError};
 use lvt_schema::{SCHEMA_VERSION, SessionReport};
+use serde::Deserialize as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -270,13 +272,27 @@ pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, Problem> {
             "the body must be a JSON array of result records",
         ));
     };
-    let reports: Vec<SessionReport> = serde_path_to_error::deserialize(value).map_err(|error| {
-        Problem::at(
-            ProblemKind::InvalidRecord,
-            json_pointer(error.path()),
-            error.inner().to_string(),
-        )
-    })?;
+    // Tracking the path costs as much again as the parse, so it is only done to explain a
+    // failure: a body that does not deserialize is deserialized a second time with tracking.
+    let reports = match Vec::<SessionReport>::deserialize(value) {
+        Ok(reports) => reports,
+        Err(plain) => {
+            return Err(
+                match serde_path_to_error::deserialize::<_, Vec<SessionReport>>(value) {
+                    Err(error) => Problem::at(
+                        ProblemKind::InvalidRecord,
+                        json_pointer(error.path()),
+                        error.inner().to_string(),
+                    ),
+                    // Cannot happen (the same value, the same types), but if it did the plain
+                    // error still says what is wrong.
+                    Ok(_) => {
+                        Problem::at(ProblemKind::InvalidRecord, String::new(), plain.to_string())
+                    }
+                },
+            );
+        }
+    };
     let mut results = Vec::with_capacity(reports.len());
     for (index, (report, item)) in reports.into_iter().zip(items).enumerate() {
         if report.schema_version != SCHEMA_VERSION {
@@ -312,7 +328,10 @@ fn variant_name(value: impl serde::Serialize) -> String {
 
 fn stored_result(report: SessionReport, item: &Value) -> StoredResult {
     let canonical = sign::canonical_bytes(item);
+    let mut cells = BTreeMap::new();
+    crate::sla::add_session(&mut cells, &report);
     StoredResult {
+        sla_cells: Some(cells.into_iter().collect()),
         orchestrator_address: report.orchestrator.as_ref().and_then(|o| o.address.clone()),
         orchestrator_uri: report.orchestrator.map(|o| o.uri),
         gpu: report.gpu.map(|gpu| gpu.name),
@@ -328,7 +347,8 @@ fn stored_result(report: SessionReport, item: &Value) -> StoredResult {
         ended_at_unix_ms: report.ended_at_unix_ms,
         session_id: report.session_id,
         // Canonical bytes are serde_json output, which is always UTF-8.
-        record_json: String::from_utf8_lossy(&canonical).into_owned(),
+        record_json: String::from_utf8(canonical)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
     }
 }
 

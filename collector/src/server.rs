@@ -318,6 +318,7 @@ mod tests {
             outcome: "passed".to_owned(),
             started_at_unix_ms: ended_at_unix_ms - 1,
             ended_at_unix_ms,
+            sla_cells: None,
             record_json: "{}".to_owned(),
         }
     }

@@ -103,6 +103,11 @@ pub struct StoredResult {
     /// The record's canonical JSON bytes ([`lvt_schema::sign::canonical_bytes`]), exactly the
     /// bytes that were part of the signed message.
     pub record_json: String,
+    /// What the record adds to the SLA rollup ([`crate::sla::add_session`]), when the caller
+    /// already parsed it (the ingest does); `None` lets a store that keeps the rollup compute
+    /// it from `record_json`. Either way a record adds to the rollup only when it is newly
+    /// stored.
+    pub sla_cells: Option<Vec<(CellKey, CellSums)>>,
 }
 
 /// What an insert did.

@@ -50,6 +50,7 @@ fn result(
         outcome: "passed".to_owned(),
         started_at_unix_ms: ended_at_unix_ms - 30_000,
         ended_at_unix_ms,
+        sla_cells: None,
         record_json: format!("{{\"session_id\":\"{session_id}\"}}"),
     }
 }
@@ -318,6 +319,7 @@ fn stored(report: &SessionReport) -> StoredResult {
         .to_owned(),
         started_at_unix_ms: report.started_at_unix_ms,
         ended_at_unix_ms: report.ended_at_unix_ms,
+        sla_cells: None,
         record_json: String::from_utf8(lvt_schema::sign::canonical_bytes(&value))
             .expect("canonical JSON is UTF-8"),
     }

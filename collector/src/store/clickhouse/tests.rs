@@ -123,6 +123,7 @@ fn result(session_id: &str, started_at_unix_ms: i64, outcome: &str) -> StoredRes
         outcome: outcome.into(),
         started_at_unix_ms,
         ended_at_unix_ms: started_at_unix_ms + 30_000,
+        sla_cells: None,
         record_json: format!("{{\"session_id\":\"{session_id}\",\"note\":\"it's \\\\ fine\"}}"),
     }
 }

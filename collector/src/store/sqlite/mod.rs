@@ -6,8 +6,11 @@
 //! which is what lets the HTTP layer acknowledge a batch only once it survives a `kill -9`.
 
 pub mod bulk;
+mod checkpoint;
 mod config;
 mod events_retention;
+mod nonces;
+pub mod record_codec;
 mod store;
 
 pub use config::SqliteConfig;

@@ -17,7 +17,9 @@ use rusqlite::ToSql;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::SqliteConfig;
+use super::checkpoint::{self, Checkpointer};
+use super::nonces::NonceLog;
+use super::{SqliteConfig, record_codec};
 use crate::sla::{CellKey, CellSums, codec};
 use crate::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventRow, EventsPage, InsertOutcome,
@@ -29,8 +31,11 @@ use crate::store::{
 /// by a newer collector and is refused rather than misread. Version 2 added `sla_cells`; opening a
 /// version 1 database builds it from the stored records. Version 3 added the event tables, which
 /// start empty. Version 4 added `sla_cohort_hours`; opening an older database builds it from
-/// `sla_cells`.
-const SCHEMA_VERSION: i64 = 4;
+/// `sla_cells`. Version 5 stores each record's JSON compressed, as a blob of
+/// [`record_codec`], in the same `record_json` column; records stored as text by older versions
+/// are read as they are, and a collector older than version 5 refuses the file rather than
+/// misread the blobs.
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS batches (
@@ -59,6 +64,7 @@ CREATE TABLE IF NOT EXISTS results (
     outcome              TEXT    NOT NULL,
     started_at_unix_ms   INTEGER NOT NULL,
     ended_at_unix_ms     INTEGER NOT NULL,
+    -- A blob of record_codec (layout 5), or the JSON text itself (older layouts).
     record_json          TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_ended ON results (ended_at_unix_ms, session_id);
@@ -140,13 +146,43 @@ pub struct SqliteStore {
     /// Result batches waiting for the writer, committed together (group commit, see
     /// [`SqliteStore::insert_batch`]).
     pending: Arc<Mutex<Vec<PendingInsert>>>,
+    /// The nonces of signed requests, answered from memory and saved by the writer's commits.
+    nonces: Arc<NonceLog>,
+    /// The WAL checkpoint thread, which stops with the last clone of the store.
+    _checkpointer: Arc<Checkpointer>,
 }
 
 /// A result batch waiting to be committed, and where its outcome goes.
 struct PendingInsert {
     batch: StoredBatch,
-    results: Vec<StoredResult>,
+    results: Vec<PreparedResult>,
     reply: tokio::sync::oneshot::Sender<Result<InsertOutcome, StoreError>>,
+}
+
+/// A result in the form the writer stores it, prepared before it reaches the writer (on the
+/// caller's blocking thread, so concurrent batches prepare in parallel while the one writer
+/// only inserts).
+struct PreparedResult {
+    result: StoredResult,
+    /// `record_json` compressed by [`record_codec::encode`].
+    record_blob: Vec<u8>,
+    /// What the record adds to the SLA rollup when it is newly stored.
+    cells: Vec<(CellKey, CellSums)>,
+}
+
+impl PreparedResult {
+    fn of(mut result: StoredResult) -> PreparedResult {
+        let cells = result.sla_cells.take().unwrap_or_else(|| {
+            let mut cells = BTreeMap::new();
+            add_to_cells(&mut cells, &result.session_id, &result.record_json);
+            cells.into_iter().collect()
+        });
+        PreparedResult {
+            record_blob: record_codec::encode(&result.record_json),
+            result,
+            cells,
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -174,11 +210,17 @@ impl SqliteStore {
             rebuild_cohort_hours(&writer, None)?;
         }
         writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        writer.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
         let reader = open_connection(config)?;
+        let checkpointer = Checkpointer::start(config)?;
+        let writer = Arc::new(Mutex::new(writer));
+        let nonces = NonceLog::load(Arc::clone(&writer), &lock(&writer))?;
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
+            writer,
             reader: Arc::new(Mutex::new(reader)),
             pending: Arc::new(Mutex::new(Vec::new())),
+            nonces: Arc::new(nonces),
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -213,7 +255,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
+pub(super) fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
     let connection = Connection::open(&config.path)?;
     connection.busy_timeout(Duration::from_millis(config.busy_timeout_ms))?;
     // WAL lets the reader connection read while the writer commits; FULL syncs the WAL on every
@@ -233,9 +275,16 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {
 /// Commits every pending batch in one transaction, each inside a savepoint of its own so that
 /// one failing batch leaves the others stored, and answers each batch only after the commit (so
 /// an acknowledged batch is durable). Concurrent batches thus share one synced commit instead of
-/// paying one each.
-fn insert_group(connection: &mut Connection, jobs: Vec<PendingInsert>) {
-    let mut transaction = match connection.transaction() {
+/// paying one each, and the SLA rollup is updated once for the whole group (one upsert per
+/// cell the group touches, not one per batch), in the same transaction.
+fn insert_group(connection: &mut Connection, nonces: &NonceLog, jobs: Vec<PendingInsert>) {
+    let (mut transaction, saved_nonces) = match connection
+        .transaction()
+        .map_err(StoreError::from)
+        .and_then(|transaction| {
+            let saved = nonces.save(&transaction)?;
+            Ok((transaction, saved))
+        }) {
         Ok(transaction) => transaction,
         Err(error) => {
             let message = error.to_string();
@@ -249,25 +298,33 @@ fn insert_group(connection: &mut Connection, jobs: Vec<PendingInsert>) {
         }
     };
     let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
     for job in jobs {
         let outcome = transaction
             .savepoint()
             .map_err(StoreError::from)
             .and_then(|savepoint| {
-                let outcome = insert(&savepoint, &job.batch, &job.results)?;
+                let (outcome, added) = insert(&savepoint, &job.batch, &job.results)?;
                 savepoint.commit()?;
+                // Only a batch whose savepoint held adds its records' cells.
+                for (key, sums) in added {
+                    merge_into(&mut cells, key, sums);
+                }
                 Ok(outcome)
             });
         outcomes.push((job.reply, outcome));
     }
-    match transaction.commit() {
+    let committed = merge_cells(&transaction, &cells)
+        .map_err(|error| error.to_string())
+        .and_then(|()| transaction.commit().map_err(|error| error.to_string()));
+    match committed {
         Ok(()) => {
             for (reply, outcome) in outcomes {
                 let _ = reply.send(outcome);
             }
         }
-        Err(error) => {
-            let message = error.to_string();
+        Err(message) => {
+            nonces.unsaved_again(saved_nonces);
             for (reply, _) in outcomes {
                 let _ = reply.send(Err(StoreError::Worker(format!("commit failed: {message}"))));
             }
@@ -275,12 +332,27 @@ fn insert_group(connection: &mut Connection, jobs: Vec<PendingInsert>) {
     }
 }
 
-/// Stores one batch inside the caller's transaction or savepoint.
-fn insert(
+/// One cell's key and sums.
+type Cell = (CellKey, CellSums);
+
+/// Adds `sums` to the cell `key` of `cells`.
+fn merge_into(cells: &mut BTreeMap<CellKey, CellSums>, key: &CellKey, sums: &CellSums) {
+    match cells.get_mut(key) {
+        Some(mine) => mine.merge(sums),
+        None => {
+            cells.insert(key.clone(), sums.clone());
+        }
+    }
+}
+
+/// Stores one batch inside the caller's transaction or savepoint, and returns what it did and
+/// the cells of the records it newly stored (a record already stored adds nothing, so a retried
+/// batch changes no sum).
+fn insert<'a>(
     transaction: &Connection,
     batch: &StoredBatch,
-    results: &[StoredResult],
-) -> Result<InsertOutcome, StoreError> {
+    results: &'a [PreparedResult],
+) -> Result<(InsertOutcome, Vec<&'a Cell>), StoreError> {
     let session_ids = serde_json::to_string(&batch.session_ids)
         .map_err(|error| StoreError::Corrupt(error.to_string()))?;
     transaction.execute(
@@ -300,7 +372,7 @@ fn insert(
     )?;
     let batch_id = transaction.last_insert_rowid();
     let mut outcome = InsertOutcome::default();
-    let mut cells: BTreeMap<CellKey, CellSums> = BTreeMap::new();
+    let mut cells = Vec::new();
     {
         let mut statement = transaction.prepare_cached(
             "INSERT OR IGNORE INTO results (session_id, batch_id, agent_id, orchestrator_address,
@@ -308,7 +380,8 @@ fn insert(
                  started_at_unix_ms, ended_at_unix_ms, record_json)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
-        for result in results {
+        for prepared in results {
+            let result = &prepared.result;
             let changed = statement.execute(params![
                 result.session_id,
                 batch_id,
@@ -323,20 +396,17 @@ fn insert(
                 result.outcome,
                 result.started_at_unix_ms,
                 result.ended_at_unix_ms,
-                result.record_json,
+                prepared.record_blob,
             ])?;
             if changed == 1 {
                 outcome.inserted += 1;
-                // Only a newly stored record adds to the rollup, so a retried batch changes no
-                // sum.
-                add_to_cells(&mut cells, &result.session_id, &result.record_json);
+                cells.extend(&prepared.cells);
             } else {
                 outcome.duplicates += 1;
             }
         }
     }
-    merge_cells(transaction, &cells)?;
-    Ok(outcome)
+    Ok((outcome, cells))
 }
 
 /// Adds one stored record to the pending cell sums. The ingest stores only records that parsed
@@ -559,7 +629,7 @@ fn rebuild_sla_cells(connection: &mut Connection) -> Result<(), StoreError> {
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let session_id: String = row.get(0)?;
-            let record_json: String = row.get(1)?;
+            let record_json = record_codec::stored_text(row.get_ref(1)?)?;
             add_to_cells(&mut cells, &session_id, &record_json);
         }
     }
@@ -715,27 +785,24 @@ fn page(
          LIMIT ?6",
     )?;
     let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-    let mut rows: Vec<ResultRow> = statement
-        .query_map(
-            params![
-                filter.orchestrator,
-                filter.since_unix_ms,
-                filter.until_unix_ms,
-                cursor.map(|c| c.ended_at_unix_ms),
-                cursor.map(|c| c.session_id.as_str()),
-                fetch,
-            ],
-            |row| {
-                Ok(ResultRow {
-                    agent_id: row.get(0)?,
-                    batch_id: row.get(1)?,
-                    ended_at_unix_ms: row.get(2)?,
-                    session_id: row.get(3)?,
-                    record_json: row.get(4)?,
-                })
-            },
-        )?
-        .collect::<Result<_, _>>()?;
+    let mut selected = statement.query(params![
+        filter.orchestrator,
+        filter.since_unix_ms,
+        filter.until_unix_ms,
+        cursor.map(|c| c.ended_at_unix_ms),
+        cursor.map(|c| c.session_id.as_str()),
+        fetch,
+    ])?;
+    let mut rows = Vec::new();
+    while let Some(row) = selected.next()? {
+        rows.push(ResultRow {
+            agent_id: row.get(0)?,
+            batch_id: row.get(1)?,
+            ended_at_unix_ms: row.get(2)?,
+            session_id: row.get(3)?,
+            record_json: record_codec::stored_text(row.get_ref(4)?)?,
+        });
+    }
     let next = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|row| ResultCursor {
@@ -748,12 +815,29 @@ fn page(
     Ok(ResultsPage { rows, next })
 }
 
+/// Stores one event batch in a transaction of its own, which also saves the nonces remembered
+/// since the last commit.
 fn insert_events(
     connection: &mut Connection,
+    nonces: &NonceLog,
     batch: &EventBatch,
     events: &[StoredEvent],
 ) -> Result<EventInsertOutcome, StoreError> {
     let transaction = connection.transaction()?;
+    let saved = nonces.save(&transaction)?;
+    let stored = insert_events_in(&transaction, batch, events)
+        .and_then(|outcome| Ok(transaction.commit().map(|()| outcome)?));
+    if stored.is_err() {
+        nonces.unsaved_again(saved);
+    }
+    stored
+}
+
+fn insert_events_in(
+    transaction: &Connection,
+    batch: &EventBatch,
+    events: &[StoredEvent],
+) -> Result<EventInsertOutcome, StoreError> {
     transaction.execute(
         "INSERT INTO event_batches (agent_id, key_id, timestamp_ms, nonce, signature,
                                     canonical_sha256, received_at_unix_ms)
@@ -819,7 +903,6 @@ fn insert_events(
             }
         }
     }
-    transaction.commit()?;
     Ok(outcome)
 }
 
@@ -889,22 +972,26 @@ impl Store for SqliteStore {
         results: Vec<StoredResult>,
     ) -> StoreFuture<'_, InsertOutcome> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        lock(&self.pending).push(PendingInsert {
-            batch,
-            results,
-            reply,
-        });
         let writer = Arc::clone(&self.writer);
         let pending = Arc::clone(&self.pending);
+        let nonces = Arc::clone(&self.nonces);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
+                // Compressing and summing happen here, before the batch joins the queue, so the
+                // writer holds its lock only to insert.
+                let results = results.into_iter().map(PreparedResult::of).collect();
+                lock(&pending).push(PendingInsert {
+                    batch,
+                    results,
+                    reply,
+                });
                 let mut connection = lock(&writer);
                 // Whoever holds the writer commits everything queued by then: batches that
                 // arrived during the previous commit share this one. When another thread already
                 // took this batch, the queue may be empty and the answer comes from that thread.
                 let jobs = std::mem::take(&mut *lock(&pending));
                 if !jobs.is_empty() {
-                    insert_group(&mut connection, jobs);
+                    insert_group(&mut connection, &nonces, jobs);
                 }
             })
             .await
@@ -921,32 +1008,32 @@ impl Store for SqliteStore {
         nonce: String,
         timestamp_ms: i64,
     ) -> StoreFuture<'_, bool> {
-        Self::with(&self.writer, move |connection| {
-            // A nonce is written before every batch, so syncing it on its own would double the
-            // fsyncs of ingest. With `synchronous=NORMAL` the commit survives a process kill (it
-            // is in the WAL) and is made power-safe by the next synced commit, which syncs the
-            // whole WAL: the batch's own insert, before that batch is acknowledged. A nonce lost
-            // to power loss was one of a batch that was never acknowledged, so a replay of it
-            // stores what was not stored (idempotently, by session id).
-            connection.pragma_update(None, "synchronous", "NORMAL")?;
-            let changed = connection.execute(
-                "INSERT OR IGNORE INTO nonces (key_id, nonce, timestamp_ms) VALUES (?1, ?2, ?3)",
-                params![key_id, nonce, timestamp_ms],
-            );
-            // Restored whatever the insert did: every other write on this connection must stay
-            // fully synced.
-            connection.pragma_update(None, "synchronous", "FULL")?;
-            Ok(changed? == 1)
-        })
+        // Answered from memory; the writer's next commit saves it (see `super::nonces`).
+        let fresh = self.nonces.remember(key_id, nonce, timestamp_ms);
+        Box::pin(async move { Ok(fresh) })
     }
 
     fn prune_nonces(&self, before_unix_ms: i64) -> StoreFuture<'_, u64> {
+        let nonces = Arc::clone(&self.nonces);
         Self::with(&self.writer, move |connection| {
-            let deleted = connection.execute(
-                "DELETE FROM nonces WHERE timestamp_ms < ?1",
-                params![before_unix_ms],
-            )?;
-            Ok(to_u64(deleted))
+            let transaction = connection.transaction()?;
+            let saved = nonces.save(&transaction)?;
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM nonces WHERE timestamp_ms < ?1",
+                    params![before_unix_ms],
+                )
+                .and_then(|deleted| transaction.commit().map(|()| deleted));
+            match deleted {
+                Ok(deleted) => {
+                    nonces.forget_before(before_unix_ms);
+                    Ok(to_u64(deleted))
+                }
+                Err(error) => {
+                    nonces.unsaved_again(saved);
+                    Err(error.into())
+                }
+            }
         })
     }
 
@@ -1097,8 +1184,9 @@ impl Store for SqliteStore {
         batch: EventBatch,
         events: Vec<StoredEvent>,
     ) -> StoreFuture<'_, EventInsertOutcome> {
+        let nonces = Arc::clone(&self.nonces);
         Self::with(&self.writer, move |connection| {
-            insert_events(connection, &batch, &events)
+            insert_events(connection, &nonces, &batch, &events)
         })
     }
 

@@ -54,6 +54,7 @@ async fn data_and_nonces_survive_reopening() {
         outcome: "passed".into(),
         started_at_unix_ms: 1,
         ended_at_unix_ms: 2,
+        sla_cells: None,
         record_json: "{}".into(),
     };
     {
@@ -104,6 +105,7 @@ async fn opening_a_version_1_database_builds_the_rollup() {
         outcome: "passed".into(),
         started_at_unix_ms: report.started_at_unix_ms,
         ended_at_unix_ms: report.ended_at_unix_ms,
+        sla_cells: None,
         record_json: String::from_utf8(lvt_schema::sign::canonical_bytes(&value)).expect("utf-8"),
     };
     let batch = StoredBatch {
@@ -259,6 +261,7 @@ fn stored_result(report: &lvt_schema::SessionReport) -> StoredResult {
         outcome: "passed".into(),
         started_at_unix_ms: report.started_at_unix_ms,
         ended_at_unix_ms: report.ended_at_unix_ms,
+        sla_cells: None,
         record_json: serde_json::to_string(report).expect("a report serializes"),
     }
 }
