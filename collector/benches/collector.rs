@@ -24,7 +24,7 @@ use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::ingest::validate_records;
 use lvt_collector::server::{open_store, routes, serve, system_clock};
 use lvt_collector::sla::{CellKey, CellSums};
-use lvt_collector::store::sqlite::{SqliteConfig, bulk};
+use lvt_collector::store::sqlite::{SqliteConfig, bulk, record_codec};
 use lvt_collector::store::{SlaFilter, Store, StoredBatch};
 use lvt_schema::sign::{self, SigningKey};
 use lvt_schema::{
@@ -63,9 +63,14 @@ const MODEL: &str = "streamdiffusion";
 /// What a run measures; `--quick` shrinks every size.
 struct Plan {
     quick: bool,
+    /// `--only sla|ingest|events`: run one phase (for profiling one path); every phase by default.
+    only: Option<String>,
     ingest_records: usize,
     ingest_events: usize,
     ingest_clients: usize,
+    /// Concurrent clients of result ingest, each count measured in turn on a fresh collector;
+    /// the target is judged at the last (see `ingest_phase`).
+    result_ingest_clients: [usize; 2],
     fill_orchestrators: usize,
     query_requests: usize,
     /// Distinct (uncached) requests per SLA endpoint.
@@ -77,12 +82,19 @@ struct Plan {
 
 impl Plan {
     fn from_args() -> Plan {
-        let quick = std::env::args().any(|argument| argument == "--quick");
+        let arguments: Vec<String> = std::env::args().collect();
+        let quick = arguments.iter().any(|argument| argument == "--quick");
+        let only = arguments
+            .iter()
+            .position(|argument| argument == "--only")
+            .and_then(|index| arguments.get(index + 1).cloned());
         Plan {
             quick,
+            only,
             ingest_records: if quick { 20_000 } else { 200_000 },
             ingest_events: if quick { 50_000 } else { 500_000 },
             ingest_clients: 4,
+            result_ingest_clients: [4, 8],
             fill_orchestrators: if quick { 10 } else { 100 },
             query_requests: 1_000,
             cold_requests: if quick { 30 } else { 100 },
@@ -91,8 +103,20 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Whether the phase `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == name)
+    }
+}
+
 fn main() -> Result<()> {
     let plan = Plan::from_args();
+    if let Some(only) = &plan.only
+        && !["sla", "ingest", "events"].contains(&only.as_str())
+    {
+        bail!("--only takes sla, ingest or events, not {only:?}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,15 +135,22 @@ async fn run(plan: &Plan) -> Result<()> {
     // The SLA phase runs first so that its memory figures are those of the collector at the
     // 10-million-session size, not of the ingest phases' prepared request bodies (the allocator
     // keeps freed memory mapped, so they would stay in VmRSS).
-    sla_phase(plan).await?;
-    memory(
-        "after the store-level baseline reads (which hold a whole cohort of decoded cells)",
-        false,
-    );
+    if plan.runs("sla") {
+        sla_phase(plan).await?;
+        memory(
+            "after the store-level baseline reads (which hold a whole cohort of decoded cells)",
+            false,
+        );
+    }
 
-    ingest_phase(plan).await?;
-    memory("after result ingest (includes the prepared bodies)", false);
+    if plan.runs("ingest") {
+        ingest_phase(plan).await?;
+        memory("after result ingest (includes the prepared bodies)", false);
+    }
 
+    if !plan.runs("events") {
+        return Ok(());
+    }
     if routes().iter().any(|(path, _)| *path == "/v1/events") {
         events_phase(plan).await?;
         memory("after event ingest", false);
@@ -363,9 +394,9 @@ async fn post_all(
 
 async fn ingest_phase(plan: &Plan) -> Result<()> {
     println!(
-        "\n== 2. result ingest: {} records in signed batches of {RECORDS_PER_BATCH}, {} \
+        "\n== 2. result ingest: {} records in signed batches of {RECORDS_PER_BATCH}, {:?} \
          concurrent clients, HTTP into SQLite (WAL, synchronous=FULL)",
-        plan.ingest_records, plan.ingest_clients
+        plan.ingest_records, plan.result_ingest_clients
     );
     let started = Instant::now();
     let batches = Arc::new(prepare_result_batches(plan)?);
@@ -376,28 +407,35 @@ async fn ingest_phase(plan: &Plan) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let collector = Collector::start(|_| Ok(())).await?;
-    let url = format!("{}/v1/results", collector.base_url);
-    let mut posted = post_all(&url, &batches, plan.ingest_clients, "inserted").await?;
-    collector.stop().await?;
-
+    // Each client waits for its batch's acknowledgement, which comes only after the synced
+    // commit, so with few clients the collector idles during every fsync: that measures latency,
+    // not what the collector can take. Both counts are printed; the target is judged at the
+    // larger, which keeps both cores busy (a collector serves a fleet of agents at once).
     let records = plan.ingest_records as f64;
-    let http_rate = records / posted.elapsed_s;
-    println!(
-        "HTTP+verify: {http_rate:.0} records/s, {:.1} batches/s, batch latency p50 {:.1} ms p99 \
-         {:.1} ms, {} records acknowledged as stored in {:.2} s",
-        posted.latencies.len() as f64 / posted.elapsed_s,
-        percentile_ms(&mut posted.latencies, 0.50),
-        percentile_ms(&mut posted.latencies, 0.99),
-        posted.stored,
-        posted.elapsed_s,
-    );
-    if posted.stored != plan.ingest_records as u64 {
-        bail!(
-            "the collector stored {} of {} records",
+    let mut http_rate = 0.0;
+    for clients in plan.result_ingest_clients {
+        let collector = Collector::start(|_| Ok(())).await?;
+        let url = format!("{}/v1/results", collector.base_url);
+        let mut posted = post_all(&url, &batches, clients, "inserted").await?;
+        collector.stop().await?;
+
+        http_rate = records / posted.elapsed_s;
+        println!(
+            "HTTP+verify, {clients} clients: {http_rate:.0} records/s, {:.1} batches/s, batch \
+             latency p50 {:.1} ms p99 {:.1} ms, {} records acknowledged as stored in {:.2} s",
+            posted.latencies.len() as f64 / posted.elapsed_s,
+            percentile_ms(&mut posted.latencies, 0.50),
+            percentile_ms(&mut posted.latencies, 0.99),
             posted.stored,
-            plan.ingest_records
+            posted.elapsed_s,
         );
+        if posted.stored != plan.ingest_records as u64 {
+            bail!(
+                "the collector stored {} of {} records",
+                posted.stored,
+                plan.ingest_records
+            );
+        }
     }
 
     // The baseline: the same records, parsed and validated outside the clock, straight into a
@@ -440,7 +478,10 @@ async fn ingest_phase(plan: &Plan) -> Result<()> {
     );
     ingest_breakdown(&batches)?;
     verdict(
-        "result ingest",
+        &format!(
+            "result ingest with {} clients",
+            plan.result_ingest_clients[1]
+        ),
         http_rate >= INGEST_TARGET_RECORDS_PER_S,
         &format!(">= {INGEST_TARGET_RECORDS_PER_S:.0} records/s"),
     );
@@ -454,7 +495,7 @@ fn ingest_breakdown(batches: &[PreparedBatch]) -> Result<()> {
     let mut parse_s = 0.0;
     let mut verify_s = 0.0;
     let mut validate_s = 0.0;
-    let mut cells_s = 0.0;
+    let mut compress_s = 0.0;
     let mut records = 0usize;
     for batch in batches {
         let started = Instant::now();
@@ -477,26 +518,23 @@ fn ingest_breakdown(batches: &[PreparedBatch]) -> Result<()> {
             .map_err(|problem| anyhow::anyhow!("invalid record: {}", problem.detail))?;
         validate_s += started.elapsed().as_secs_f64();
 
-        // What the store does per record before touching SQLite: parse the stored record and add
-        // it to its cells.
+        // What the store does per record before the writer takes it: compress the stored form.
         let started = Instant::now();
-        let mut cells = std::collections::BTreeMap::new();
         for result in &results {
-            let report: SessionReport = serde_json::from_str(&result.record_json)?;
-            lvt_collector::sla::add_session(&mut cells, &report);
+            std::hint::black_box(record_codec::encode(&result.record_json));
         }
-        cells_s += started.elapsed().as_secs_f64();
+        compress_s += started.elapsed().as_secs_f64();
         records += results.len();
     }
     let per_record_us = |seconds: f64| seconds * 1e6 / records as f64;
     println!(
         "CPU per record, one thread, no SQLite: body JSON parse {:.1} us, canonicalise + verify \
-         signature {:.1} us, validate + canonical stored form {:.1} us, store-side record parse + \
-         SLA cells {:.1} us",
+         signature {:.1} us, validate + canonical stored form + SLA cells {:.1} us, store-side \
+         compression of the stored form {:.1} us",
         per_record_us(parse_s),
         per_record_us(verify_s),
         per_record_us(validate_s),
-        per_record_us(cells_s),
+        per_record_us(compress_s),
     );
     Ok(())
 }
@@ -795,6 +833,25 @@ async fn sla_phase(plan: &Plan) -> Result<()> {
         "baseline Store::sla_cells of the leaderboard's cohort ({cohort_cells} cells, no HTTP, \
          no scoring): p50 {:.1} ms over 5 reads",
         percentile_ms(&mut store_latencies, 0.50)
+    );
+    // The other read behind a leaderboard: the window's own cells, without histograms.
+    let window = SlaFilter {
+        start_unix_s: Some(day_start),
+        end_unix_s: Some(end_hour_unix_s),
+        test_load: Some(true),
+        ..SlaFilter::default()
+    };
+    let mut window_latencies = Vec::new();
+    let mut window_cells = 0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        window_cells = collector.store.sla_cells_for_scoring(&window).await?.len();
+        window_latencies.push(started.elapsed());
+    }
+    println!(
+        "Store::sla_cells_for_scoring of the leaderboard's 24 h window ({window_cells} cells, \
+         what the API reads besides the rollup): p50 {:.1} ms over 5 reads",
+        percentile_ms(&mut window_latencies, 0.50)
     );
     // The same cohort through the precomputed rollup the API now reads (one row per hour).
     let mut rollup_latencies = Vec::new();
