@@ -313,6 +313,18 @@ async fn read_cells(
         .iter()
         .map(|(key, _)| (key.pipeline.clone(), key.model_id.clone()))
         .collect();
+    let cohorts = read_cohorts(state, query, pairs, earliest_bucket_start_unix_s).await?;
+    Ok((cells, cohorts))
+}
+
+/// Reads the cohort cells of every (pipeline, model) in `pairs`, for buckets starting at
+/// `earliest_bucket_start_unix_s` or later.
+async fn read_cohorts(
+    state: &AppState,
+    query: &SlaQuery,
+    pairs: BTreeSet<(String, String)>,
+    earliest_bucket_start_unix_s: i64,
+) -> Result<CohortCells, Problem> {
     let mut cohorts = CohortCells::default();
     for (pipeline, model_id) in pairs {
         // The cohort is fleet-wide: every orchestrator, GPU, region and complexity of the same
@@ -335,7 +347,7 @@ async fn read_cells(
         .await?;
         cohorts.insert(pipeline, model_id, cohort_cells);
     }
-    Ok((cells, cohorts))
+    Ok(cohorts)
 }
 
 /// How many answers the cache keeps before it starts over: enough for the dashboard's and the
@@ -563,28 +575,31 @@ pub async fn handle_orchestrators_get(
 }
 
 async fn orchestrators_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> {
-    let (cells, mut cohorts) = read_cells(state, query, query.start_unix_s).await?;
-    let mut regions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (key, _) in &cells {
-        let entry = regions.entry(key.orchestrator.clone()).or_default();
-        if !key.region.is_empty() {
-            entry.insert(key.region.clone());
-        }
-    }
-    let groups = aggregate(&cells, |key| Some(key.orchestrator.clone()));
+    // The store folds the window's cells per orchestrator as it reads them.
+    let groups = timed(
+        state,
+        "sla_orchestrator_sums",
+        state.store.sla_orchestrator_sums(&query.filter),
+    )
+    .await?;
+    let pairs = groups
+        .iter()
+        .flat_map(|group| {
+            group
+                .cohorts
+                .iter()
+                .map(|(pipeline, model_id, _)| (pipeline.clone(), model_id.clone()))
+        })
+        .collect();
+    let mut cohorts = read_cohorts(state, query, pairs, query.start_unix_s).await?;
     let rows = groups
         .into_iter()
-        .map(|(orchestrator, merged)| {
-            let cohort = cohorts.cohort(query.start_unix_s, &merged.cohorts);
-            let orchestrator_regions = regions
-                .remove(&orchestrator)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+        .map(|group| {
+            let cohort = cohorts.cohort(query.start_unix_s, &group.cohorts);
             (
-                orchestrator,
-                orchestrator_regions,
-                score(&merged.sums, &cohort),
+                group.orchestrator,
+                group.regions.into_iter().collect(),
+                score(&group.sums, &cohort),
             )
         })
         .collect();

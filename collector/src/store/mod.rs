@@ -306,6 +306,70 @@ pub fn roll_up_cohort_cells(
     merged.into_iter().collect()
 }
 
+/// The cells of one orchestrator merged, as a leaderboard ranks them
+/// ([`Store::sla_orchestrator_sums`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrchestratorSums {
+    /// The orchestrator ([`CellKey::orchestrator`]).
+    pub orchestrator: String,
+    /// The merged sums of its cells, without histograms (as [`Store::sla_cells_for_scoring`]).
+    pub sums: CellSums,
+    /// The (pipeline, model, test load) of every cell merged in: the cohorts it is scored
+    /// against.
+    pub cohorts: std::collections::BTreeSet<(String, String, bool)>,
+    /// The non-empty regions of its cells.
+    pub regions: std::collections::BTreeSet<String>,
+}
+
+/// Merges cells per orchestrator from borrowed key parts, so that a backend reading rows can
+/// fold them without allocating a key per cell (one string per orchestrator, cohort and region).
+#[derive(Debug, Default)]
+pub struct OrchestratorFold {
+    groups: BTreeMap<String, OrchestratorSums>,
+}
+
+impl OrchestratorFold {
+    /// Adds one cell.
+    pub fn add(
+        &mut self,
+        orchestrator: &str,
+        pipeline: &str,
+        model_id: &str,
+        region: &str,
+        test_load: bool,
+        sums: &CellSums,
+    ) {
+        let group = match self.groups.get_mut(orchestrator) {
+            Some(group) => group,
+            None => self
+                .groups
+                .entry(orchestrator.to_owned())
+                .or_insert_with(|| OrchestratorSums {
+                    orchestrator: orchestrator.to_owned(),
+                    ..OrchestratorSums::default()
+                }),
+        };
+        group.sums.merge(sums);
+        let known = group
+            .cohorts
+            .iter()
+            .any(|(p, m, t)| p.as_str() == pipeline && m.as_str() == model_id && *t == test_load);
+        if !known {
+            group
+                .cohorts
+                .insert((pipeline.to_owned(), model_id.to_owned(), test_load));
+        }
+        if !region.is_empty() && !group.regions.contains(region) {
+            group.regions.insert(region.to_owned());
+        }
+    }
+
+    /// The groups, in orchestrator order.
+    pub fn finish(self) -> Vec<OrchestratorSums> {
+        self.groups.into_values().collect()
+    }
+}
+
 /// A storage backend of the collector.
 pub trait Store: Send + Sync {
     /// Checks that the store answers.
@@ -369,6 +433,27 @@ pub trait Store: Send + Sync {
         filter: &SlaFilter,
     ) -> StoreFuture<'_, Vec<(CellKey, CellSums)>> {
         self.sla_cells(filter)
+    }
+
+    /// The cells matching `filter` merged per orchestrator, in orchestrator order: what a
+    /// leaderboard ranks. A backend may fold its rows without building every cell; the default
+    /// folds [`Store::sla_cells_for_scoring`].
+    fn sla_orchestrator_sums(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<OrchestratorSums>> {
+        let cells = self.sla_cells_for_scoring(filter);
+        Box::pin(async move {
+            let mut fold = OrchestratorFold::default();
+            for (key, sums) in cells.await? {
+                fold.add(
+                    &key.orchestrator,
+                    &key.pipeline,
+                    &key.model_id,
+                    &key.region,
+                    key.test_load,
+                    &sums,
+                );
+            }
+            Ok(fold.finish())
+        })
     }
 
     /// A number that changes whenever stored SLA data may have changed, so that answers computed

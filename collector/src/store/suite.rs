@@ -427,6 +427,30 @@ pub async fn sla_suite(store: &dyn Store) {
     };
     assert!(keys(other_region).await.is_empty());
 
+    // The leaderboard's fold: both hours of 0xaaa merged, each orchestrator with its region and
+    // cohort.
+    let folded: Vec<_> = store
+        .sla_orchestrator_sums(&everything)
+        .await
+        .expect("orchestrator sums")
+        .into_iter()
+        .map(|group| {
+            (
+                group.orchestrator,
+                group.sums.sessions,
+                group.regions.into_iter().collect::<Vec<_>>(),
+                group.cohorts.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        folded,
+        [
+            ("0xaaa".to_owned(), 3, vec!["eu".to_owned()], 1),
+            ("0xbbb".to_owned(), 2, vec!["us".to_owned()], 1)
+        ]
+    );
+
     // Retention drops the cells whose whole hour is past the cutoff, with their records.
     store.delete_older_than(t0 + HOUR_MS).await.expect("delete");
     assert_eq!(

@@ -23,8 +23,8 @@ use super::{SqliteConfig, record_codec};
 use crate::sla::{CellKey, CellSums, codec};
 use crate::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventRow, EventsPage, InsertOutcome,
-    ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter, Store, StoreError, StoreFuture,
-    StoredBatch, StoredEvent, StoredResult,
+    OrchestratorFold, OrchestratorSums, ResultCursor, ResultFilter, ResultRow, ResultsPage,
+    SlaFilter, Store, StoreError, StoreFuture, StoredBatch, StoredEvent, StoredResult,
 };
 
 /// The layout version written to `PRAGMA user_version`; a database with a higher one was made
@@ -638,12 +638,9 @@ fn rebuild_sla_cells(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn read_cells(
-    connection: &mut Connection,
-    filter: &SlaFilter,
-    histograms: bool,
-) -> Result<Vec<(CellKey, CellSums)>, StoreError> {
-    let (where_sql, values) = conditions(&[
+/// The `WHERE` clause over `sla_cells` of the filters set in `filter`, and their values.
+fn cell_conditions(filter: &SlaFilter) -> (String, Vec<&dyn ToSql>) {
+    conditions(&[
         (
             "hour_unix_s >= ?",
             filter.start_unix_s.as_ref().map(sql_value),
@@ -659,7 +656,51 @@ fn read_cells(
         ("gpu = ?", filter.gpu.as_ref().map(sql_value)),
         ("complexity = ?", filter.complexity.as_ref().map(sql_value)),
         ("test_load = ?", filter.test_load.as_ref().map(sql_value)),
-    ]);
+    ])
+}
+
+/// The cells matching `filter` folded per orchestrator as the rows are read: no key is built
+/// per cell and no histogram decoded, which is most of what reading a leaderboard's tens of
+/// thousands of cells otherwise costs.
+fn read_orchestrator_sums(
+    connection: &mut Connection,
+    filter: &SlaFilter,
+) -> Result<Vec<OrchestratorSums>, StoreError> {
+    let (where_sql, values) = cell_conditions(filter);
+    let sql = format!(
+        "SELECT orchestrator, pipeline, model_id, region, test_load, sums FROM sla_cells WHERE {}",
+        where_sql
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(values.as_slice())?;
+    let mut fold = OrchestratorFold::default();
+    while let Some(row) = rows.next()? {
+        let sums = decode_stored_without_histograms(row.get_ref(5)?)?;
+        fold.add(
+            row_text(row, 0)?,
+            row_text(row, 1)?,
+            row_text(row, 2)?,
+            row_text(row, 3)?,
+            row.get(4)?,
+            &sums,
+        );
+    }
+    Ok(fold.finish())
+}
+
+/// Column `index` of `row` as borrowed text.
+fn row_text<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> Result<&'r str, StoreError> {
+    row.get_ref(index)?
+        .as_str()
+        .map_err(|error| StoreError::Corrupt(format!("sla_cells column {index}: {error}")))
+}
+
+fn read_cells(
+    connection: &mut Connection,
+    filter: &SlaFilter,
+    histograms: bool,
+) -> Result<Vec<(CellKey, CellSums)>, StoreError> {
+    let (where_sql, values) = cell_conditions(filter);
     let sql = format!(
         "SELECT hour_unix_s, orchestrator, pipeline, model_id, gpu, region, complexity, test_load,
                 sums
@@ -1151,6 +1192,13 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         Self::with(&self.reader, move |connection| {
             read_cells(connection, &filter, false)
+        })
+    }
+
+    fn sla_orchestrator_sums(&self, filter: &SlaFilter) -> StoreFuture<'_, Vec<OrchestratorSums>> {
+        let filter = filter.clone();
+        Self::with(&self.reader, move |connection| {
+            read_orchestrator_sums(connection, &filter)
         })
     }
 

@@ -327,6 +327,42 @@ async fn rollups_equal_the_slow_recomputation_on_random_data() {
         assert_eq!(fast, slow, "{filter:?}");
     }
 
+    // The leaderboard's per-orchestrator fold equals grouping every cell by hand, with and
+    // without filters.
+    filters.push(SlaFilter {
+        start_unix_s: Some(hour0 + 5 * 3600),
+        end_unix_s: Some(hour0 + 2 * 24 * 3600),
+        test_load: Some(true),
+        ..SlaFilter::default()
+    });
+    filters.push(SlaFilter {
+        region: Some("eu-west".into()),
+        complexity: Some("high".into()),
+        ..SlaFilter::default()
+    });
+    for filter in &filters {
+        let mut slow: BTreeMap<String, crate::store::OrchestratorSums> = BTreeMap::new();
+        for (key, mut sums) in store.sla_cells(filter).await.expect("cells") {
+            sums.startup_ms_buckets = Default::default();
+            sums.e2e_p50_ms_buckets = Default::default();
+            sums.output_fps_buckets = Default::default();
+            let group = slow.entry(key.orchestrator.clone()).or_default();
+            group.orchestrator = key.orchestrator.clone();
+            group.sums.merge(&sums);
+            group
+                .cohorts
+                .insert((key.pipeline.clone(), key.model_id.clone(), key.test_load));
+            if !key.region.is_empty() {
+                group.regions.insert(key.region.clone());
+            }
+        }
+        let fast = store
+            .sla_orchestrator_sums(filter)
+            .await
+            .expect("orchestrator sums");
+        assert_eq!(fast, slow.into_values().collect::<Vec<_>>(), "{filter:?}");
+    }
+
     // Cohorts of buckets merged from the rollup equal those merged from every cell.
     let mut from_cells = crate::sla_api::CohortCells::default();
     let mut from_rollup = crate::sla_api::CohortCells::default();
