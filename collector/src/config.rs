@@ -52,6 +52,57 @@ pub struct SettingsFile {
     /// The Kafka consumer ([`KafkaConfig`]); absent means the collector reads no Kafka topic.
     #[serde(default)]
     pub kafka: Option<KafkaConfig>,
+    /// How gateway events become organic sessions ([`OrganicConfig`]).
+    #[serde(default)]
+    pub organic: OrganicConfig,
+}
+
+/// The `[organic]` table of the settings file: how go-livepeer gateway events are folded into
+/// organic-load sessions (see docs/sla.md, "Organic load").
+///
+/// ```toml
+/// [organic]
+/// test_gateways = ["staging-gateway"]
+/// idle_timeout_s = 120
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganicConfig {
+    /// Gateways whose events describe test load and never become organic sessions, besides
+    /// every configured agent's own gateway (`lvt-<key id>`), which is always test load.
+    #[serde(default)]
+    pub test_gateways: Vec<String>,
+    /// A stream with no event for this long is finished as it stands, in seconds. Default 120.
+    #[serde(default = "default_idle_timeout_s")]
+    pub idle_timeout_s: u64,
+}
+
+impl Default for OrganicConfig {
+    fn default() -> Self {
+        Self {
+            test_gateways: Vec::new(),
+            idle_timeout_s: default_idle_timeout_s(),
+        }
+    }
+}
+
+fn default_idle_timeout_s() -> u64 {
+    u64::try_from(crate::organic::DEFAULT_IDLE_TIMEOUT_MS / 1000).unwrap_or(120)
+}
+
+impl OrganicConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.idle_timeout_s == 0 || self.idle_timeout_s > 86_400 {
+            return Err(format!(
+                "[organic] idle_timeout_s must be between 1 and 86400, not {}",
+                self.idle_timeout_s
+            ));
+        }
+        if self.test_gateways.iter().any(|name| name.trim().is_empty()) {
+            return Err("[organic] test_gateways must not name an empty gateway".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// The `[kafka]` table of the settings file: where the collector consumes result batches and
@@ -151,6 +202,7 @@ impl Default for SettingsFile {
             max_body_bytes: default_max_body_bytes(),
             retention_days: default_retention_days(),
             kafka: None,
+            organic: OrganicConfig::default(),
         }
     }
 }
@@ -181,6 +233,8 @@ pub struct Settings {
     pub retention_days: u32,
     /// The Kafka consumer, when one is configured.
     pub kafka: Option<KafkaConfig>,
+    /// The organic-load fold's settings.
+    pub organic: OrganicConfig,
 }
 
 impl Default for Settings {
@@ -192,6 +246,7 @@ impl Default for Settings {
             max_body_bytes: default_max_body_bytes(),
             retention_days: default_retention_days(),
             kafka: None,
+            organic: OrganicConfig::default(),
         })
     }
 }
@@ -375,6 +430,12 @@ impl Settings {
                 message: "max_body_bytes must be positive".to_owned(),
             });
         }
+        file.organic
+            .validate()
+            .map_err(|message| ConfigError::Value {
+                path: PathBuf::new(),
+                message,
+            })?;
         if let Some(kafka) = &file.kafka {
             kafka.validate().map_err(|message| ConfigError::Value {
                 path: PathBuf::new(),
@@ -387,6 +448,7 @@ impl Settings {
             max_body_bytes: file.max_body_bytes,
             retention_days: file.retention_days,
             kafka: file.kafka,
+            organic: file.organic,
         })
     }
 }
@@ -502,6 +564,32 @@ mod tests {
             })
         );
         assert_eq!(Settings::default().kafka, None);
+    }
+
+    #[test]
+    fn organic_table_names_test_gateways_and_the_idle_timeout() {
+        let text = "[organic]\ntest_gateways = [\"staging\", \"canary\"]\nidle_timeout_s = 30\n";
+        let settings = Settings::parse(text, Path::new("c.toml")).expect("valid");
+        assert_eq!(
+            settings.organic,
+            OrganicConfig {
+                test_gateways: vec!["staging".to_owned(), "canary".to_owned()],
+                idle_timeout_s: 30,
+            }
+        );
+        assert_eq!(Settings::default().organic.idle_timeout_s, 120);
+        assert!(Settings::default().organic.test_gateways.is_empty());
+        let refused = |text: &str| {
+            Settings::parse(text, Path::new("c.toml"))
+                .expect_err("invalid [organic]")
+                .to_string()
+        };
+        assert_eq!(
+            refused("[organic]\nidle_timeout_s = 0\n"),
+            "c.toml: [organic] idle_timeout_s must be between 1 and 86400, not 0"
+        );
+        assert!(refused("[organic]\ntest_gateways = [\" \"]\n").contains("empty gateway"));
+        assert!(refused("[organic]\nidle_timeout = 5\n").starts_with("c.toml:2:"));
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 const DAY_MS: i64 = 86_400_000;
 
+/// How often open organic streams are checked for the idle timeout: every `idle_timeout_s`, at
+/// most once a second and at least once a minute, so that a stream whose close was lost is
+/// stored between one and two idle timeouts (at most one minute past one) after its last event.
+pub fn organic_flush_interval(idle_timeout_s: u64) -> Duration {
+    Duration::from_secs(idle_timeout_s.clamp(1, 60))
+}
+
 /// The system clock as a [`Clock`].
 pub fn system_clock() -> Clock {
     Arc::new(|| {
@@ -64,12 +71,17 @@ impl AppState {
             .map(|agent| (agent.key_id.clone(), agent.clone()))
             .collect();
         let organic = crate::organic::OrganicLoad::new(crate::organic::OrganicSettings {
-            // lvt agents' own gateway events describe test load, never organic load.
+            // lvt agents' own gateway events describe test load, never organic load, and so do
+            // those of the gateways the settings name.
             test_gateways: settings
                 .agents
                 .iter()
                 .map(|agent| lvt_schema::events::agent_gateway_name(&agent.key_id))
+                .chain(settings.organic.test_gateways.iter().cloned())
                 .collect(),
+            idle_timeout_ms: i64::try_from(settings.organic.idle_timeout_s)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
             ..Default::default()
         });
         Self {
@@ -211,6 +223,7 @@ pub async fn serve_with(
         }))
     });
     let sweeper = tokio::spawn(sweep_loop(Arc::clone(&state)));
+    let organic_flusher = tokio::spawn(organic_loop(Arc::clone(&state)));
     let stop_on_shutdown = Arc::clone(&stop);
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
@@ -220,6 +233,7 @@ pub async fn serve_with(
         .await;
     stop.send_replace(true);
     sweeper.abort();
+    organic_flusher.abort();
     if let Some(task) = consumer_task
         && let Err(error) = task.await
     {
@@ -234,6 +248,20 @@ async fn sweep_loop(state: Arc<AppState>) {
     loop {
         interval.tick().await;
         sweep(&state).await;
+    }
+}
+
+async fn organic_loop(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(organic_flush_interval(
+        state.settings.organic.idle_timeout_s,
+    ));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the sweep at start already flushed.
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        // Streams silent for the idle timeout are finished and stored.
+        events::feed_organic_load(&state, std::iter::empty(), (state.clock)()).await;
     }
 }
 

@@ -244,23 +244,7 @@ async fn the_sweep_finishes_a_stream_whose_close_was_lost() {
         Arc::clone(&store),
         Arc::new(move || read.load(Ordering::SeqCst)),
     );
-    let events = [
-        trace("lost", "gateway_receive_stream_request", t0, None),
-        trace(
-            "lost",
-            "gateway_send_first_ingest_segment",
-            t0 + 100,
-            Some(ORCH_A),
-        ),
-        trace(
-            "lost",
-            "gateway_receive_first_processed_segment",
-            t0 + 700,
-            Some(ORCH_A),
-        ),
-        status("lost", t0 + 20_000, 24.0, ORCH_A),
-    ];
-    let texts: Vec<String> = events.iter().map(Value::to_string).collect();
+    let texts = unclosed_stream(t0);
     lvt_collector::events::feed_organic_load(&state, texts.iter().map(String::as_str), t0 + 30_000)
         .await;
     let organic = SlaFilter {
@@ -280,4 +264,115 @@ async fn the_sweep_finishes_a_stream_whose_close_was_lost() {
     assert_eq!(cells[0].0.orchestrator, ORCH_A);
     assert_eq!(cells[0].1.startup_successes, 1);
     assert_eq!(state.organic.stats().sessions, 1);
+}
+
+/// The events of a stream that started on ORCH_A at `t0`, ran for 20 s and was never closed.
+fn unclosed_stream(t0: i64) -> Vec<String> {
+    [
+        trace("lost", "gateway_receive_stream_request", t0, None),
+        trace(
+            "lost",
+            "gateway_send_first_ingest_segment",
+            t0 + 100,
+            Some(ORCH_A),
+        ),
+        trace(
+            "lost",
+            "gateway_receive_first_processed_segment",
+            t0 + 700,
+            Some(ORCH_A),
+        ),
+        status("lost", t0 + 20_000, 24.0, ORCH_A),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect()
+}
+
+#[tokio::test]
+async fn the_settings_name_test_gateways_and_the_idle_timeout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use lvt_collector::config::{Settings, StoreSpec};
+    use lvt_collector::server::{AppState, open_store, sweep};
+    use lvt_collector::store::SlaFilter;
+
+    let organic = SlaFilter {
+        test_load: Some(false),
+        ..SlaFilter::default()
+    };
+    // (settings, organic sessions after 10 s of silence, after 120 s)
+    let cases = [
+        ("[organic]\nidle_timeout_s = 5\n".to_owned(), 1, 1),
+        (String::new(), 0, 1),
+        (
+            format!("[organic]\ntest_gateways = [\"{GATEWAY}\"]\nidle_timeout_s = 5\n"),
+            0,
+            0,
+        ),
+    ];
+    for (text, after_10_s, after_120_s) in cases {
+        let settings =
+            Settings::parse(&text, std::path::Path::new("c.toml")).expect("valid settings");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
+            .parse()
+            .expect("store spec");
+        let store = open_store(&spec).await.expect("open store");
+        let t0 = now_ms() - 600_000;
+        let clock = Arc::new(AtomicI64::new(t0 + 30_000));
+        let read = Arc::clone(&clock);
+        let state = AppState::new(
+            settings,
+            Arc::clone(&store),
+            Arc::new(move || read.load(Ordering::SeqCst)),
+        );
+        let texts = unclosed_stream(t0);
+        lvt_collector::events::feed_organic_load(
+            &state,
+            texts.iter().map(String::as_str),
+            t0 + 30_000,
+        )
+        .await;
+        for (silence_ms, expected) in [(10_000, after_10_s), (120_000, after_120_s)] {
+            clock.store(t0 + 30_000 + silence_ms, Ordering::SeqCst);
+            sweep(&state).await;
+            let cells = store.sla_cells(&organic).await.expect("cells");
+            assert_eq!(
+                cells.len(),
+                expected,
+                "{text:?} after {silence_ms} ms of silence"
+            );
+        }
+    }
+}
+
+/// The running collector finishes an idle stream on its own, without waiting for the
+/// ten-minute retention sweep: with `idle_timeout_s = 1` the unclosed stream becomes an organic
+/// session within seconds of its last event.
+#[tokio::test]
+async fn the_server_stores_an_idle_stream_after_the_configured_timeout() {
+    let collector =
+        TestCollector::start_with(common::settings_with("[organic]\nidle_timeout_s = 1\n")).await;
+    let events: Vec<Value> = unclosed_stream(now_ms() - 60_000)
+        .iter()
+        .map(|text| serde_json::from_str(text).expect("event json"))
+        .collect();
+    post_events(&collector, &Value::Array(events), 1).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows = compliance(&collector, "&test_load=false").await;
+        if rows.len() == 1 {
+            assert_eq!(rows[0]["orchestrator"], ORCH_A);
+            assert_eq!(rows[0]["score"]["sessions"], 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle stream was not stored: {rows:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    collector.stop().await;
 }

@@ -86,9 +86,14 @@ pub fn batch(prefix: &str, count: usize, ended_at_unix_ms: i64) -> Value {
 
 /// The settings of the in-process collector: one agent with [`agent_key`].
 pub fn settings() -> Settings {
+    settings_with("")
+}
+
+/// [`settings`] followed by `tables`, more TOML tables of the settings file.
+pub fn settings_with(tables: &str) -> Settings {
     let line = sign::public_key_line(&agent_key().verifying_key());
     let text = format!(
-        "max_body_bytes = {TEST_MAX_BODY_BYTES}\n[[agents]]\nid = \"agent-1\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n",
+        "max_body_bytes = {TEST_MAX_BODY_BYTES}\n[[agents]]\nid = \"agent-1\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n{tables}",
         line.trim()
     );
     Settings::parse(&text, std::path::Path::new("test.toml")).expect("test settings are valid")
@@ -106,6 +111,11 @@ pub struct TestCollector {
 impl TestCollector {
     /// Starts a collector on 127.0.0.1:0 with a fresh SQLite file.
     pub async fn start() -> Self {
+        Self::start_with(settings()).await
+    }
+
+    /// [`TestCollector::start`] with these settings.
+    pub async fn start_with(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
             .parse()
@@ -117,7 +127,7 @@ impl TestCollector {
         let address = listener.local_addr().expect("local address");
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve(listener, settings(), store, system_clock(), async {
+            serve(listener, settings, store, system_clock(), async {
                 let _ = stopped.await;
             })
             .await
