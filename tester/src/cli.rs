@@ -225,6 +225,20 @@ pub struct ShipArgs {
     /// Where batches that cannot be delivered are kept for `lvt ship-spool`.
     #[arg(long, value_name = "DIR", default_value = crate::ship::DEFAULT_SPOOL_DIR)]
     pub spool: PathBuf,
+    /// The tester's region label (for example eu-west), written into every record; the
+    /// collector cuts SLA scores and the dashboard's grid by it. Without it records name none.
+    #[arg(long, value_name = "LABEL", value_parser = region_label)]
+    pub region: Option<String>,
+}
+
+/// A `--region` label: non-empty, without whitespace or control characters.
+fn region_label(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "a region label is a non-empty word such as eu-west, not {text:?}"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 #[derive(Debug, Args)]
@@ -527,6 +541,7 @@ async fn run_probe(args: ProbeArgs) -> Result<u8, CliError> {
     };
     let mut opts = ProbeOptions::new(target);
     opts.payment = payment_config(args.remote_signer.as_deref())?;
+    opts.region = args.ship.region.clone();
     opts.model_id = args.model;
     opts.params = params;
     opts.complexity = args.complexity;
@@ -1128,6 +1143,7 @@ async fn run_scenario(args: RunArgs) -> Result<u8, CliError> {
             ProgressArg::Off => crate::run::progress::ProgressMode::Off,
         },
         payment: payment_config(args.remote_signer.as_deref())?,
+        region: args.ship.region.clone(),
         ..Default::default()
     };
     let events = if matches!(resolved, targets::RunTargets::Network(_)) {
@@ -1387,6 +1403,36 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 days").is_err());
+    }
+
+    #[test]
+    fn region_labels_are_single_words() {
+        use clap::Parser;
+        let region = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Run(run) => run.ship.region,
+                Command::Probe(probe) => probe.ship.region,
+                _ => unreachable!("only run and probe are parsed here"),
+            })
+        };
+        assert_eq!(
+            region(&["lvt", "run", "s.toml", "--region", "eu-west"]).expect("valid"),
+            Some("eu-west".to_owned())
+        );
+        assert_eq!(
+            region(&["lvt", "probe", "o:8935", "--region", "us-east"]).expect("valid"),
+            Some("us-east".to_owned())
+        );
+        assert_eq!(region(&["lvt", "run", "s.toml"]).expect("valid"), None);
+        for bad in ["", "eu west", "eu\twest"] {
+            let error = region(&["lvt", "run", "s.toml", "--region", bad]).expect_err(bad);
+            assert!(
+                error
+                    .to_string()
+                    .contains("a region label is a non-empty word"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

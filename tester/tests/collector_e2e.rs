@@ -4,13 +4,15 @@
 //! back. Nothing here is mocked: the real `lvt` binary, the real collector on loopback with an
 //! SQLite file, a simulated orchestrator.
 
+#[path = "../../collector/tests/chromium/mod.rs"]
+mod chromium;
 mod common;
 
 use std::process::{Command, Output};
 
 use common::{AgentCollector, start_sim};
 use lvt_gateway::sim::Profile;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 
@@ -185,4 +187,141 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
 
     collector.stop().await;
     stop_sim.cancel();
+}
+
+const FLEET_SCENARIO: &str = r#"id = "dashboard-e2e"
+version = "1.0.0"
+description = "one 16 s session on each orchestrator of the built-in fleet, all at once"
+pipeline = "live-video-to-video"
+model_id = "streamdiffusion"
+
+[[prompts]]
+id = "anime-style"
+complexity = "low"
+params = { prompt = "anime style" }
+
+[input]
+width = 256
+height = 256
+fps = 15
+segment_ms = 1000
+bitrate_kbps = 300
+
+[session]
+duration_s = 16
+
+[targets]
+source = "explicit"
+uris = ["http://127.0.0.1:1"]
+
+[load]
+executor = "closed"
+sessions_per_target = 1
+concurrency = 4
+"#;
+
+/// The dashboard against a collector filled by a real run: `lvt run` drives one 16 s session on
+/// each orchestrator of the built-in simulated fleet (`good`, `slow`, `flaky` that crashes 12 s
+/// in, `busy` that refuses every job) and ships the records signed; headless Chromium renders
+/// the page, which must list the orchestrators in the collector's ranking order, and that order
+/// must be the fleet's (the healthy two first, the crashing one below them, the unscored busy one
+/// last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_ranks_the_fleet_of_a_real_run() {
+    use lvt_gateway::sim::{self, FleetConfig};
+    use tokio_util::sync::CancellationToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let stop_fleet = CancellationToken::new();
+    let stopped = stop_fleet.clone();
+    let fleet = sim::start_fleet(
+        &FleetConfig::builtin(),
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        async move { stopped.cancelled().await },
+    )
+    .await
+    .expect("start the built-in fleet");
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let scenario = dir.path().join("dashboard-e2e.toml");
+    std::fs::write(&scenario, FLEET_SCENARIO).unwrap();
+    let mut args = vec!["run".to_owned(), scenario.display().to_string()];
+    for orchestrator in &fleet {
+        args.extend(["--target".to_owned(), orchestrator.uri.clone()]);
+    }
+    args.extend([
+        "--out".to_owned(),
+        dir.path().join("out").display().to_string(),
+        "--collector".to_owned(),
+        collector.url.clone(),
+        "--key".to_owned(),
+        collector.key_path.display().to_string(),
+        "--spool".to_owned(),
+        dir.path().join("spool").display().to_string(),
+        "--region".to_owned(),
+        "eu-west".to_owned(),
+    ]);
+    let out = lvt(args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("shipped 4 record(s)") && stderr.contains("inserted 4, duplicates 0"),
+        "{stderr}"
+    );
+
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out").join("run.json")).unwrap())
+            .unwrap();
+    for session in run["sessions"].as_array().unwrap() {
+        assert_eq!(session["report"]["region"], "eu-west", "{session}");
+    }
+
+    // The collector's ranking, named by the fleet (records name an orchestrator by address,
+    // else by URI).
+    let name_of = |orchestrator: &str| {
+        fleet
+            .iter()
+            .find(|o| o.eth_address.eq_ignore_ascii_case(orchestrator) || o.uri == orchestrator)
+            .map_or_else(|| format!("unknown {orchestrator}"), |o| o.name.clone())
+    };
+    let ranking: Value = reqwest::get(format!("{}/v1/sla/orchestrators", collector.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ranked: Vec<String> = ranking["orchestrators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["orchestrator"].as_str().unwrap().to_owned())
+        .collect();
+    let names: Vec<String> = ranked.iter().map(|o| name_of(o)).collect();
+    // A fresh collector has no seven-day cohort, so latency and FPS score 0.5 for everyone
+    // (docs/sla.md, "The 0.5 rules") and the two healthy orchestrators tie; the crash and the
+    // refusals still separate the rest.
+    let mut healthy = names[..2].to_vec();
+    healthy.sort();
+    assert_eq!(healthy, ["good", "slow"], "{ranking}");
+    assert_eq!(names[2..], ["flaky", "busy"], "{ranking}");
+    let ranks: Vec<Value> = ranking["orchestrators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["rank"].clone())
+        .collect();
+    // busy is unscored: listed last, without a rank.
+    assert_eq!(
+        ranks,
+        [json!(1), json!(2), json!(3), Value::Null],
+        "{ranking}"
+    );
+
+    let url = format!("{}/", collector.url);
+    let dom = chromium::rendered_dom(&url).await;
+    assert_eq!(chromium::leaderboard_order(&dom), ranked, "{dom}");
+    // The run's --region is the grid's one column.
+    assert!(dom.contains("<th class=\"num\">eu-west</th>"), "{dom}");
+    chromium::keep_screenshot(&url, "dashboard-real-run.png").await;
+
+    collector.stop().await;
+    stop_fleet.cancel();
 }

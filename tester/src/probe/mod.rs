@@ -98,6 +98,8 @@ pub struct ProbeOptions {
     pub gateway_address: [u8; 20],
     /// The scenario this session is part of, copied into the record; `None` for `lvt probe`.
     pub scenario: Option<lvt_schema::ScenarioRef>,
+    /// The tester's region label, written into the record (`--region`); SLA scores are cut by it.
+    pub region: Option<String>,
     /// How jobs are paid: offchain (the default, an empty payment) or through a remote signer.
     pub payment: PaymentConfig,
 }
@@ -118,6 +120,7 @@ impl ProbeOptions {
             timeouts: Timeouts::default(),
             gateway_address: DEFAULT_GATEWAY_ADDRESS,
             scenario: None,
+            region: None,
             payment: PaymentConfig::default(),
         }
     }
@@ -235,6 +238,7 @@ impl Probe {
             }),
             tester_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             scenario: opts.scenario.clone(),
+            region: opts.region.clone(),
             ..SessionReport::new(
                 uuid::Uuid::now_v7().to_string(),
                 opts.model_id.clone(),

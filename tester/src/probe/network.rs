@@ -141,6 +141,7 @@ pub async fn run_network(
         }),
         tester_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         scenario: s.scenario.clone(),
+        region: s.region.clone(),
         ..SessionReport::new(
             uuid::Uuid::now_v7().to_string(),
             s.model_id.clone(),

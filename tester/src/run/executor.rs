@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// How every session's jobs are paid (offchain by default, or through a remote signer):
     /// deployment, not scenario, so the same scenario runs offchain and on chain.
     pub payment: lvt_gateway::payment::PaymentConfig,
+    /// The tester's region label, written into every record (`--region`).
+    pub region: Option<String>,
 }
 
 /// Why a run could not be executed. Sessions failing is not an error: it is in the report.
@@ -339,6 +341,7 @@ impl Execution<'_> {
             .collect();
         opts.timeouts = self.opts.timeouts.clone();
         opts.payment = self.opts.payment.clone();
+        opts.region = self.opts.region.clone();
         let (task_opts, clip, http, cancel) = (
             opts.clone(),
             self.clip.clone(),
