@@ -64,6 +64,7 @@ pub struct SettingsFile {
 /// [organic]
 /// test_gateways = ["staging-gateway"]
 /// idle_timeout_s = 120
+/// replay_window_s = 7200
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,13 +76,26 @@ pub struct OrganicConfig {
     /// A stream with no event for this long is finished as it stands, in seconds. Default 120.
     #[serde(default = "default_idle_timeout_s")]
     pub idle_timeout_s: u64,
+    /// At start, the stored events of this many past seconds (by envelope timestamp) are folded
+    /// again, so that streams open when the collector stopped go on. 0 turns the replay off.
+    /// Default 7200.
+    #[serde(default = "default_replay_window_s")]
+    pub replay_window_s: u64,
 }
+
+fn default_replay_window_s() -> u64 {
+    7_200
+}
+
+/// The longest organic replay window: a week.
+const MAX_REPLAY_WINDOW_S: u64 = 7 * 86_400;
 
 impl Default for OrganicConfig {
     fn default() -> Self {
         Self {
             test_gateways: Vec::new(),
             idle_timeout_s: default_idle_timeout_s(),
+            replay_window_s: default_replay_window_s(),
         }
     }
 }
@@ -96,6 +110,12 @@ impl OrganicConfig {
             return Err(format!(
                 "[organic] idle_timeout_s must be between 1 and 86400, not {}",
                 self.idle_timeout_s
+            ));
+        }
+        if self.replay_window_s > MAX_REPLAY_WINDOW_S {
+            return Err(format!(
+                "[organic] replay_window_s must be at most {MAX_REPLAY_WINDOW_S} (a week), not {}",
+                self.replay_window_s
             ));
         }
         if self.test_gateways.iter().any(|name| name.trim().is_empty()) {
@@ -575,6 +595,7 @@ mod tests {
             OrganicConfig {
                 test_gateways: vec!["staging".to_owned(), "canary".to_owned()],
                 idle_timeout_s: 30,
+                replay_window_s: 7_200,
             }
         );
         assert_eq!(Settings::default().organic.idle_timeout_s, 120);
@@ -589,6 +610,9 @@ mod tests {
             "c.toml: [organic] idle_timeout_s must be between 1 and 86400, not 0"
         );
         assert!(refused("[organic]\ntest_gateways = [\" \"]\n").contains("empty gateway"));
+        assert!(refused("[organic]\nreplay_window_s = 604801\n").contains("at most 604800"));
+        let off = Settings::parse("[organic]\nreplay_window_s = 0\n", Path::new("c.toml"));
+        assert_eq!(off.expect("valid").organic.replay_window_s, 0);
         assert!(refused("[organic]\nidle_timeout = 5\n").starts_with("c.toml:2:"));
     }
 

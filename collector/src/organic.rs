@@ -884,6 +884,14 @@ impl OrganicLoad {
             .stats()
     }
 
+    /// How many streams are open (folded, not finished yet).
+    pub fn open_streams(&self) -> usize {
+        self.fold
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .open_streams()
+    }
+
     /// Folds the usable events just stored, given as their stored envelope JSON, that arrived at
     /// `arrival_unix_ms`. JSON that does not read as an envelope is skipped: the ingest already
     /// parsed it, so only a caller that bypassed it can pass such text.

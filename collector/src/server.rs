@@ -204,6 +204,19 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let state = Arc::new(AppState::new(settings, store, clock));
+    // Before anything is served, so that no flush finishes a stream half replayed.
+    match replay_organic(&state).await {
+        Ok(replayed) if replayed.events > 0 => tracing::info!(
+            message = "Organic streams rebuilt from stored events.",
+            events = replayed.events,
+            open_streams = replayed.open_streams
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(
+            message = "Organic streams could not be rebuilt; streams open at the last stop are lost.",
+            error = %error
+        ),
+    }
     let consumer = match &state.settings.kafka {
         Some(config) => Some(KafkaConsumer::new(
             Arc::clone(&state),
@@ -249,6 +262,65 @@ async fn sweep_loop(state: Arc<AppState>) {
         interval.tick().await;
         sweep(&state).await;
     }
+}
+
+/// What [`replay_organic`] folded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrganicReplay {
+    /// Stored events folded again.
+    pub events: u64,
+    /// Streams open once they were folded.
+    pub open_streams: usize,
+}
+
+/// How many stored events one replay read asks for.
+const REPLAY_PAGE: usize = 1_000;
+
+/// Folds the usable events stored in the last `[organic] replay_window_s` (by envelope
+/// timestamp) into the organic load again, as if they arrived now: streams that were open when
+/// the collector stopped go on with the events still to come, and those that were already over
+/// are finished one idle timeout later. A stream stored before the stop comes out with the same
+/// session id, so storing it again is a duplicate that adds nothing. Called once at start,
+/// before anything is served; nothing is flushed here.
+pub async fn replay_organic(state: &AppState) -> Result<OrganicReplay, StoreError> {
+    let window_s = state.settings.organic.replay_window_s;
+    let now_ms = (state.clock)();
+    let mut replayed = OrganicReplay::default();
+    if window_s == 0 {
+        return Ok(replayed);
+    }
+    let window_ms = i64::try_from(window_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let Some(first) = state
+        .store
+        .first_event_seq_since(now_ms.saturating_sub(window_ms))
+        .await?
+    else {
+        return Ok(replayed);
+    };
+    let mut after = Some(first.saturating_sub(1));
+    while let Some(after_seq) = after {
+        let page = state
+            .store
+            .events_page(
+                crate::store::EventFilter::default(),
+                Some(after_seq),
+                REPLAY_PAGE,
+            )
+            .await?;
+        state.organic.observe(
+            page.rows
+                .iter()
+                .filter(|row| crate::organic::folds_family(&row.event.family))
+                .map(|row| row.event.envelope_json.as_str()),
+            now_ms,
+        );
+        replayed.events += u64::try_from(page.rows.len()).unwrap_or(u64::MAX);
+        after = page.next_after_seq;
+    }
+    replayed.open_streams = state.organic.open_streams();
+    Ok(replayed)
 }
 
 async fn organic_loop(state: Arc<AppState>) {

@@ -496,6 +496,14 @@ pub trait Store: Send + Sync {
         Box::pin(async { Err(StoreError::Unsupported("events_page")) })
     }
 
+    /// The smallest `seq` of a usable event whose envelope timestamp is at or after `unix_ms`,
+    /// `None` when there is none: where the organic fold's replay starts when the collector
+    /// starts (events arrive roughly in timestamp order, so the replay reads from there on).
+    fn first_event_seq_since(&self, unix_ms: i64) -> StoreFuture<'_, Option<i64>> {
+        let _ = unix_ms;
+        Box::pin(async { Err(StoreError::Unsupported("first_event_seq_since")) })
+    }
+
     /// Deletes stored events (usable and kept aside) whose envelope timestamp is before
     /// `unix_ms`; an event whose timestamp was not a number goes by its batch's arrival time
     /// instead. Event batches received before `unix_ms` that no longer hold any event go too.

@@ -570,6 +570,24 @@ pub async fn events_suite(store: &dyn Store) {
     );
     assert_ne!(page.rows[0].batch_id, page.rows[1].batch_id);
 
+    // Where an organic replay starts: the first usable event at or after a timestamp (every
+    // event here is timestamped 1 000).
+    assert_eq!(
+        store.first_event_seq_since(1_000).await.expect("first seq"),
+        Some(first_page.rows[0].seq)
+    );
+    assert_eq!(
+        store
+            .first_event_seq_since(i64::MIN)
+            .await
+            .expect("first seq"),
+        Some(first_page.rows[0].seq)
+    );
+    assert_eq!(
+        store.first_event_seq_since(1_001).await.expect("first seq"),
+        None
+    );
+
     events_retention(store).await;
 }
 

@@ -105,7 +105,7 @@ pub struct TestCollector {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestCollector {
@@ -117,7 +117,15 @@ impl TestCollector {
     /// [`TestCollector::start`] with these settings.
     pub async fn start_with(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
+        let mut collector = Self::start_at(&dir.path().join("lvt.db"), settings).await;
+        collector._dir = Some(dir);
+        collector
+    }
+
+    /// A collector with these settings on the SQLite file `db` (which outlives it, so that a
+    /// test can stop one collector and start another on the same data).
+    pub async fn start_at(db: &std::path::Path, settings: Settings) -> Self {
+        let spec: StoreSpec = format!("sqlite:{}", db.display())
             .parse()
             .expect("store spec");
         let store = open_store(&spec).await.expect("open store");
@@ -138,7 +146,7 @@ impl TestCollector {
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
             task: Some(task),
-            _dir: dir,
+            _dir: None,
         }
     }
 

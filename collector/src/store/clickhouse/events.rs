@@ -192,6 +192,24 @@ impl ClickHouseStore {
         Ok(outcome)
     }
 
+    pub(super) async fn first_event_seq_since_now(
+        &self,
+        unix_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct First {
+            seq: Option<i64>,
+        }
+        let db = &self.config.database;
+        let rows: Vec<First> = self
+            .rows(&format!(
+                "SELECT minOrNull(seq) AS seq FROM {db}.events
+                 WHERE aside_reason IS NULL AND timestamp_ms >= {unix_ms}"
+            ))
+            .await?;
+        Ok(rows.into_iter().next().and_then(|row| row.seq))
+    }
+
     pub(super) async fn events_page_now(
         &self,
         filter: EventFilter,

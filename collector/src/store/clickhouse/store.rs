@@ -830,6 +830,10 @@ impl Store for ClickHouseStore {
         Box::pin(self.events_page_now(filter, after_seq, limit))
     }
 
+    fn first_event_seq_since(&self, unix_ms: i64) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(self.first_event_seq_since_now(unix_ms))
+    }
+
     fn delete_events_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
         Box::pin(self.delete_events_older_than_now(unix_ms))
     }

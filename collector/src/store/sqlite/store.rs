@@ -1249,6 +1249,15 @@ impl Store for SqliteStore {
         })
     }
 
+    fn first_event_seq_since(&self, unix_ms: i64) -> StoreFuture<'_, Option<i64>> {
+        Self::with(&self.reader, move |connection| {
+            // A range of the events_timestamp index.
+            Ok(connection
+                .prepare_cached("SELECT min(seq) FROM events WHERE timestamp_ms >= ?1")?
+                .query_row(params![unix_ms], |row| row.get(0))?)
+        })
+    }
+
     fn delete_events_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
         Self::with(&self.writer, move |c| {
             super::events_retention::delete_events_older_than(c, unix_ms)
