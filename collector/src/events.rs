@@ -74,17 +74,17 @@ pub async fn handle_events_post(State(state): State<Arc<AppState>>, request: Req
 
 async fn ingest_events(state: &AppState, request: Request) -> Result<EventsAnswer, Problem> {
     let verified = verify_signed_body(state, request).await?;
-    let events = validate_events(&verified.value)?;
-    if events.is_empty() {
-        return Ok(EventsAnswer::default());
-    }
     let canonical_sha256 = verified.canonical_sha256();
     let VerifiedBody {
         agent,
         signature,
+        json,
         now_ms,
-        ..
     } = verified;
+    let events = validate_events(&json.into_value())?;
+    if events.is_empty() {
+        return Ok(EventsAnswer::default());
+    }
     let batch = EventBatch {
         agent_id: agent.id.clone(),
         key_id: signature.key_id,

@@ -9,6 +9,7 @@
 //! requests in the same order.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,7 @@ use lvt_schema::sign::{self, BatchSignature, SignError};
 use lvt_schema::{SCHEMA_VERSION, SessionReport};
 use serde::Deserialize as _;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Agent;
@@ -66,16 +68,105 @@ pub(crate) struct VerifiedBody {
     pub agent: Agent,
     /// The signature headers.
     pub signature: BatchSignature,
-    /// The body, parsed.
-    pub value: Value,
+    /// The body's JSON.
+    pub json: SignedJson,
     /// The clock reading the timestamp was checked against, milliseconds since the Unix epoch.
     pub now_ms: i64,
+}
+
+/// A signed body's JSON, as the signature check read it.
+#[derive(Debug)]
+pub enum SignedJson {
+    /// A JSON array whose every item is already in canonical form (what lvt's shippers send):
+    /// the body and each item's byte range in it. The signature was checked over these bytes
+    /// without parsing any item into a `Value` or writing it out again.
+    CanonicalArray {
+        body: String,
+        items: Vec<Range<usize>>,
+    },
+    /// Any other JSON, parsed.
+    Value(Value),
+}
+
+impl SignedJson {
+    /// Reads `body` the cheap way when it is an array of canonical items, else parses it.
+    pub fn read(body: Vec<u8>) -> Result<Self, Problem> {
+        let body = match String::from_utf8(body) {
+            Ok(text) => match canonical_items(&text) {
+                Some(items) => return Ok(Self::CanonicalArray { body: text, items }),
+                None => text.into_bytes(),
+            },
+            Err(error) => error.into_bytes(),
+        };
+        serde_json::from_slice(&body)
+            .map(Self::Value)
+            .map_err(|error| {
+                Problem::at(
+                    ProblemKind::MalformedJson,
+                    String::new(),
+                    format!("the body is not JSON: {error}"),
+                )
+            })
+    }
+
+    /// The canonical bytes of the whole body (what the signature covers).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::CanonicalArray { body, items } => {
+                let mut bytes = Vec::with_capacity(body.len() + 2);
+                bytes.push(b'[');
+                for (index, range) in items.iter().enumerate() {
+                    if index > 0 {
+                        bytes.push(b',');
+                    }
+                    bytes.extend_from_slice(&body.as_bytes()[range.clone()]);
+                }
+                bytes.push(b']');
+                bytes
+            }
+            Self::Value(value) => sign::canonical_bytes(value),
+        }
+    }
+
+    /// The result records of the body in their stored form ([`validate_records`]).
+    pub fn validate_results(&self) -> Result<Vec<StoredResult>, Problem> {
+        match self {
+            Self::CanonicalArray { body, items } => validate_canonical_records(body, items),
+            Self::Value(value) => validate_records(value),
+        }
+    }
+
+    /// The JSON as a `Value` (parsed now for a canonical array).
+    pub fn into_value(self) -> Value {
+        match self {
+            // The text was read as JSON already, so it parses.
+            Self::CanonicalArray { body, .. } => serde_json::from_str(&body).unwrap_or(Value::Null),
+            Self::Value(value) => value,
+        }
+    }
+}
+
+/// The byte range of every item of `text` when it is a JSON array whose items are each already
+/// canonical ([`sign::is_canonical_json`]); `None` for anything else, including text that is
+/// not JSON.
+fn canonical_items(text: &str) -> Option<Vec<Range<usize>>> {
+    let raw: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    let start = text.as_ptr() as usize;
+    raw.iter()
+        .map(|item| {
+            let item = item.get();
+            sign::is_canonical_json(item.as_bytes()).then(|| {
+                let offset = item.as_ptr() as usize - start;
+                offset..offset + item.len()
+            })
+        })
+        .collect()
 }
 
 impl VerifiedBody {
     /// Lowercase hex SHA-256 of the body's canonical bytes (what the signature covers).
     pub fn canonical_sha256(&self) -> String {
-        hex::encode(Sha256::digest(sign::canonical_bytes(&self.value)))
+        hex::encode(Sha256::digest(self.json.canonical_bytes()))
     }
 }
 
@@ -115,13 +206,7 @@ pub(crate) async fn verify_signed_body(
 
     // The body must be JSON before the signature can be checked (it covers the canonical form);
     // text that is not JSON at all is refused here rather than as a bad signature.
-    let value: Value = serde_json::from_slice(&body).map_err(|error| {
-        Problem::at(
-            ProblemKind::MalformedJson,
-            String::new(),
-            format!("the body is not JSON: {error}"),
-        )
-    })?;
+    let json = SignedJson::read(body)?;
 
     let fresh = timed(
         state,
@@ -139,19 +224,19 @@ pub(crate) async fn verify_signed_body(
             format!("nonce {} was already used by this key", signature.nonce),
         ));
     }
-    sign::verify_batch(&agent.public_key, &value, &signature)
+    sign::verify_canonical_batch(&agent.public_key, &json.canonical_bytes(), &signature)
         .map_err(|error| Problem::new(ProblemKind::BadSignature, error.to_string()))?;
     Ok(VerifiedBody {
         agent: agent.clone(),
         signature,
-        value,
+        json,
         now_ms,
     })
 }
 
 async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem> {
     let verified = verify_signed_body(state, request).await?;
-    let results = validate_records(&verified.value)?;
+    let results = verified.json.validate_results()?;
     if results.is_empty() {
         return Ok(inserted_response(0, 0));
     }
@@ -295,26 +380,55 @@ pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, Problem> {
     };
     let mut results = Vec::with_capacity(reports.len());
     for (index, (report, item)) in reports.into_iter().zip(items).enumerate() {
-        if report.schema_version != SCHEMA_VERSION {
-            return Err(Problem::at(
-                ProblemKind::InvalidRecord,
-                format!("/{index}/schema_version"),
-                format!(
-                    "schema_version {} is not supported (this collector reads {SCHEMA_VERSION})",
-                    report.schema_version
-                ),
-            ));
-        }
-        if report.session_id.trim().is_empty() {
-            return Err(Problem::at(
-                ProblemKind::InvalidRecord,
-                format!("/{index}/session_id"),
-                "session_id must not be empty",
-            ));
-        }
-        results.push(stored_result(report, item));
+        check_report(index, &report)?;
+        results.push(stored_result(report, sign::canonical_bytes(item)));
     }
     Ok(results)
+}
+
+/// [`validate_records`] of a body whose items are already canonical (`items` are their ranges in
+/// `body`): each item is read straight into a record, and its bytes are its stored form. The
+/// answers are the same as for the parsed body; a failure is explained by [`validate_records`]
+/// on the parsed body, so its pointer is the same too.
+fn validate_canonical_records(
+    body: &str,
+    items: &[Range<usize>],
+) -> Result<Vec<StoredResult>, Problem> {
+    let mut results = Vec::with_capacity(items.len());
+    for (index, range) in items.iter().enumerate() {
+        let text = &body[range.clone()];
+        let Ok(report) = serde_json::from_str::<SessionReport>(text) else {
+            let value: Value = serde_json::from_str(body).map_err(|error| {
+                Problem::at(ProblemKind::MalformedJson, String::new(), error.to_string())
+            })?;
+            return validate_records(&value);
+        };
+        check_report(index, &report)?;
+        results.push(stored_result(report, text.as_bytes().to_vec()));
+    }
+    Ok(results)
+}
+
+/// What a record must be beyond its types: this collector's schema version, a session id.
+fn check_report(index: usize, report: &SessionReport) -> Result<(), Problem> {
+    if report.schema_version != SCHEMA_VERSION {
+        return Err(Problem::at(
+            ProblemKind::InvalidRecord,
+            format!("/{index}/schema_version"),
+            format!(
+                "schema_version {} is not supported (this collector reads {SCHEMA_VERSION})",
+                report.schema_version
+            ),
+        ));
+    }
+    if report.session_id.trim().is_empty() {
+        return Err(Problem::at(
+            ProblemKind::InvalidRecord,
+            format!("/{index}/session_id"),
+            "session_id must not be empty",
+        ));
+    }
+    Ok(())
 }
 
 /// The serde name of a unit enum variant (`passed`, `low`).
@@ -326,8 +440,8 @@ fn variant_name(value: impl serde::Serialize) -> String {
     }
 }
 
-fn stored_result(report: SessionReport, item: &Value) -> StoredResult {
-    let canonical = sign::canonical_bytes(item);
+/// The stored form of `report`, whose canonical bytes are `canonical`.
+fn stored_result(report: SessionReport, canonical: Vec<u8>) -> StoredResult {
     let mut cells = BTreeMap::new();
     crate::sla::add_session(&mut cells, &report);
     StoredResult {
@@ -405,6 +519,77 @@ mod tests {
             sign::canonical_bytes(&minimal("a")).as_slice()
         );
         assert!(first.record_json.contains("a_future_field"));
+    }
+
+    /// lvt's shippers send canonical JSON, which is read without a `Value`; any other spelling
+    /// of the same records (whitespace, key order, escapes, number forms) takes the parsing
+    /// path. Both must store the same records, digest and sign the same bytes, and explain a bad
+    /// record with the same pointer.
+    #[test]
+    fn canonical_bodies_are_read_the_cheap_way_with_the_same_outcome() {
+        let mut nested = minimal("b");
+        nested["z_first"] = json!({"y": [3, {"b": 1, "a": "é\u{1}\"/"}], "x": 1.5e300});
+        let body = json!([minimal("a"), nested, minimal("c")]);
+        let canonical = sign::canonical_bytes(&body);
+        let spellings = [
+            serde_json::to_vec_pretty(&body).expect("pretty"),
+            String::from_utf8(canonical.clone())
+                .expect("utf-8")
+                .replace("\"x\":1.5e+300", "\"x\":15e299")
+                .into_bytes(),
+            String::from_utf8(canonical.clone())
+                .expect("utf-8")
+                .replace('/', "\\/")
+                .into_bytes(),
+        ];
+        let read = |bytes: &[u8]| SignedJson::read(bytes.to_vec()).expect("JSON");
+        let fast = read(&canonical);
+        let SignedJson::CanonicalArray { body: text, items } = &fast else {
+            panic!("a canonical body is read without a Value");
+        };
+        let expected = validate_canonical_records(text, items).expect("valid");
+        assert_eq!(fast.canonical_bytes(), canonical);
+        for spelling in &spellings {
+            assert_ne!(spelling, &canonical);
+            let slow = read(spelling);
+            let SignedJson::Value(value) = &slow else {
+                panic!("{}", String::from_utf8_lossy(spelling));
+            };
+            assert_eq!(slow.canonical_bytes(), canonical);
+            let results = validate_records(value).expect("valid");
+            assert_eq!(format!("{results:?}"), format!("{expected:?}"));
+        }
+
+        let mut bad = body.clone();
+        bad[1]["metrics"]["frames_sent"] = json!(-1);
+        let bad_canonical = sign::canonical_bytes(&bad);
+        let SignedJson::CanonicalArray { body: text, items } = read(&bad_canonical) else {
+            panic!("still canonical");
+        };
+        let fast_error = validate_canonical_records(&text, &items).expect_err("invalid");
+        let slow_error = validate_records(&bad).expect_err("invalid");
+        assert_eq!(
+            fast_error.pointer.as_deref(),
+            Some("/1/metrics/frames_sent")
+        );
+        assert_eq!(
+            (fast_error.kind, fast_error.pointer, fast_error.detail),
+            (slow_error.kind, slow_error.pointer, slow_error.detail)
+        );
+        let mut old = minimal("d");
+        old["schema_version"] = json!(SCHEMA_VERSION + 1);
+        let SignedJson::CanonicalArray { body: text, items } =
+            read(&sign::canonical_bytes(&json!([minimal("a"), old])))
+        else {
+            panic!("still canonical");
+        };
+        let error = validate_canonical_records(&text, &items).expect_err("unsupported");
+        assert_eq!(error.pointer.as_deref(), Some("/1/schema_version"));
+        // Not JSON at all is still refused as such.
+        assert_eq!(
+            SignedJson::read(b"[{".to_vec()).err().map(|p| p.kind),
+            Some(ProblemKind::MalformedJson)
+        );
     }
 
     #[test]

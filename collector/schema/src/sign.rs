@@ -21,6 +21,9 @@
 //! Everything here is pure except the key file functions and the random sources
 //! ([`generate_keypair`], [`random_nonce`]), so signing and verification test deterministically.
 
+mod canonical;
+pub use canonical::is_canonical_json;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -262,14 +265,18 @@ fn maps_are_sorted() -> bool {
 
 /// The exact bytes that are signed for `records` at `timestamp_ms` with the hex `nonce`.
 pub fn signed_message(records: &Value, timestamp_ms: i64, nonce: &str) -> Vec<u8> {
-    let canonical = canonical_bytes(records);
+    canonical_signed_message(&canonical_bytes(records), timestamp_ms, nonce)
+}
+
+/// [`signed_message`] of the records whose canonical bytes are `canonical`.
+pub fn canonical_signed_message(canonical: &[u8], timestamp_ms: i64, nonce: &str) -> Vec<u8> {
     let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + 64 + canonical.len());
     message.extend_from_slice(SIGNING_CONTEXT);
     message.extend_from_slice(timestamp_ms.to_string().as_bytes());
     message.push(b'\n');
     message.extend_from_slice(nonce.as_bytes());
     message.push(b'\n');
-    message.extend_from_slice(&canonical);
+    message.extend_from_slice(canonical);
     message
 }
 
@@ -318,6 +325,16 @@ pub fn verify_batch(
     records: &Value,
     sig: &BatchSignature,
 ) -> Result<(), SignError> {
+    verify_canonical_batch(public, &canonical_bytes(records), sig)
+}
+
+/// [`verify_batch`] of the records whose canonical bytes are `canonical` (for a verifier that
+/// has them already, see [`is_canonical_json`]).
+pub fn verify_canonical_batch(
+    public: &VerifyingKey,
+    canonical: &[u8],
+    sig: &BatchSignature,
+) -> Result<(), SignError> {
     let expected = key_id(public);
     if sig.key_id != expected {
         return Err(SignError::KeyMismatch {
@@ -335,7 +352,7 @@ pub fn verify_batch(
         return Err(SignError::BadNonce(sig.nonce.clone()));
     }
     let signature = decode_signature(&sig.signature)?;
-    let message = signed_message(records, sig.timestamp_ms, &sig.nonce);
+    let message = canonical_signed_message(canonical, sig.timestamp_ms, &sig.nonce);
     public
         .verify_strict(&message, &signature)
         .map_err(|_| SignError::BadSignature)
