@@ -244,6 +244,61 @@ impl SqliteStore {
             .map_err(|error| StoreError::Worker(error.to_string()))?
         })
     }
+
+    /// [`Self::with`] on the writer. Afterwards the thread commits any result batch queued while
+    /// it held the writer ([`drain_pending`]): that batch's own thread left it to the holder.
+    pub(super) fn with_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let writer = Arc::clone(&self.writer);
+        let pending = Arc::clone(&self.pending);
+        let nonces = Arc::clone(&self.nonces);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let answer = work(&mut lock(&writer));
+                drain_pending(&writer, &pending, &nonces);
+                answer
+            })
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))?
+        })
+    }
+}
+
+/// Commits what is queued in `pending`, unless another thread holds the writer: that thread
+/// commits it instead (group commit without a convoy).
+///
+/// A thread that has queued a batch calls this. If the writer is free it takes it and commits
+/// every queued batch, group after group, until the queue is empty; if it is busy the thread
+/// leaves at once, because the holder takes the queue again before it lets the writer go. After
+/// letting it go the holder looks at the queue once more and starts over if a batch came in
+/// between its last look and the release: so every queued batch is taken by some thread, and
+/// none waits on the lock only to find its batch already committed by another.
+fn drain_pending(
+    writer: &Mutex<Connection>,
+    pending: &Mutex<Vec<PendingInsert>>,
+    nonces: &NonceLog,
+) {
+    loop {
+        {
+            let mut connection = match writer.try_lock() {
+                Ok(connection) => connection,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            loop {
+                let jobs = std::mem::take(&mut *lock(pending));
+                if jobs.is_empty() {
+                    break;
+                }
+                insert_group(&mut connection, nonces, jobs);
+            }
+        }
+        if lock(pending).is_empty() {
+            return;
+        }
+    }
 }
 
 /// Locks a mutex of the store. A poisoned lock means an earlier operation panicked mid-call;
@@ -1017,7 +1072,9 @@ impl Store for SqliteStore {
         let pending = Arc::clone(&self.pending);
         let nonces = Arc::clone(&self.nonces);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
+            // The caller waits for its answer only, not for the thread: that thread may go on
+            // committing other callers' batches after its own is answered.
+            drop(tokio::task::spawn_blocking(move || {
                 // Compressing and summing happen here, before the batch joins the queue, so the
                 // writer holds its lock only to insert.
                 let results = results.into_iter().map(PreparedResult::of).collect();
@@ -1026,17 +1083,8 @@ impl Store for SqliteStore {
                     results,
                     reply,
                 });
-                let mut connection = lock(&writer);
-                // Whoever holds the writer commits everything queued by then: batches that
-                // arrived during the previous commit share this one. When another thread already
-                // took this batch, the queue may be empty and the answer comes from that thread.
-                let jobs = std::mem::take(&mut *lock(&pending));
-                if !jobs.is_empty() {
-                    insert_group(&mut connection, &nonces, jobs);
-                }
-            })
-            .await
-            .map_err(|error| StoreError::Worker(error.to_string()))?;
+                drain_pending(&writer, &pending, &nonces);
+            }));
             answer.await.map_err(|_| {
                 StoreError::Worker("the batch was dropped before it was committed".to_owned())
             })?
@@ -1056,7 +1104,7 @@ impl Store for SqliteStore {
 
     fn prune_nonces(&self, before_unix_ms: i64) -> StoreFuture<'_, u64> {
         let nonces = Arc::clone(&self.nonces);
-        Self::with(&self.writer, move |connection| {
+        self.with_writer(move |connection| {
             let transaction = connection.transaction()?;
             let saved = nonces.save(&transaction)?;
             let deleted = transaction
@@ -1152,7 +1200,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
-        Self::with(&self.writer, move |connection| {
+        self.with_writer(move |connection| {
             let transaction = connection.transaction()?;
             let deleted = transaction.execute(
                 "DELETE FROM results WHERE ended_at_unix_ms < ?1",
@@ -1233,9 +1281,7 @@ impl Store for SqliteStore {
         events: Vec<StoredEvent>,
     ) -> StoreFuture<'_, EventInsertOutcome> {
         let nonces = Arc::clone(&self.nonces);
-        Self::with(&self.writer, move |connection| {
-            insert_events(connection, &nonces, &batch, &events)
-        })
+        self.with_writer(move |connection| insert_events(connection, &nonces, &batch, &events))
     }
 
     fn events_page(
@@ -1259,8 +1305,6 @@ impl Store for SqliteStore {
     }
 
     fn delete_events_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
-        Self::with(&self.writer, move |c| {
-            super::events_retention::delete_events_older_than(c, unix_ms)
-        })
+        self.with_writer(move |c| super::events_retention::delete_events_older_than(c, unix_ms))
     }
 }

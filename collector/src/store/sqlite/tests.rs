@@ -527,6 +527,103 @@ async fn concurrent_batches_are_committed_together_and_answered_apart() {
     assert_eq!(sessions, shares as u64);
 }
 
+/// A thread that queues a batch while another holds the writer leaves it to that holder; no
+/// batch may be left in the queue with nobody to commit it. Many small batches race with each
+/// other and with writer work that is not a batch (nonce pruning, retention): every insert must
+/// be answered, in bounded time, and every record stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_racing_other_writer_work_are_all_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(open(&dir));
+    let reports = random_reports(11, 600);
+    let mut tasks = Vec::new();
+    for (index, chunk) in reports.chunks(3).enumerate() {
+        let batch = StoredBatch {
+            agent_id: "a".into(),
+            key_id: "k".into(),
+            timestamp_ms: 1,
+            nonce: format!("n{index}"),
+            signature: "s".into(),
+            canonical_sha256: "h".into(),
+            session_ids: chunk.iter().map(|r| r.session_id.clone()).collect(),
+            received_at_unix_ms: 1,
+        };
+        let results: Vec<StoredResult> = chunk.iter().map(stored_result).collect();
+        let inserting = std::sync::Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            inserting
+                .insert_batch(batch, results)
+                .await
+                .map(|o| o.inserted)
+        }));
+        if index % 10 == 0 {
+            let pruning = std::sync::Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                pruning.prune_nonces(0).await.map(|_| 0)
+            }));
+            let deleting = std::sync::Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                deleting.delete_older_than(i64::MIN).await.map(|_| 0)
+            }));
+        }
+    }
+    let all = async {
+        let mut inserted = 0;
+        for task in tasks {
+            inserted += task.await.expect("task").expect("store call");
+        }
+        inserted
+    };
+    let inserted = tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("every batch is answered (none is left queued)");
+    assert_eq!(inserted, 600);
+    assert_eq!(store.count_results().await.expect("count"), 600);
+}
+
+/// The case the race above can only hit by chance: a batch queued while other writer work holds
+/// the writer finds it busy and leaves; that work must commit the batch once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_queued_behind_other_writer_work_is_committed_by_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(open(&dir));
+    let (entered, in_writer) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::spawn(store.with_writer(move |_connection| {
+        let _ = entered.send(());
+        let _ = released.recv();
+        Ok(())
+    }));
+    tokio::task::spawn_blocking(move || in_writer.recv())
+        .await
+        .expect("join")
+        .expect("the writer is held");
+    let reports = random_reports(5, 3);
+    let batch = StoredBatch {
+        agent_id: "a".into(),
+        key_id: "k".into(),
+        timestamp_ms: 1,
+        nonce: "n".into(),
+        signature: "s".into(),
+        canonical_sha256: "h".into(),
+        session_ids: reports.iter().map(|r| r.session_id.clone()).collect(),
+        received_at_unix_ms: 1,
+    };
+    let results: Vec<StoredResult> = reports.iter().map(stored_result).collect();
+    let inserting = std::sync::Arc::clone(&store);
+    let insert = tokio::spawn(async move { inserting.insert_batch(batch, results).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!insert.is_finished(), "the writer is still held");
+    release.send(()).expect("release");
+    holder.await.expect("join").expect("writer work");
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), insert)
+        .await
+        .expect("the queued batch was committed after the writer was let go")
+        .expect("join")
+        .expect("insert");
+    assert_eq!(outcome.inserted, 3);
+}
+
 /// The data version the SLA answer cache is keyed by moves with every committed write, whoever
 /// makes it, and stays put between writes.
 #[tokio::test]
