@@ -221,49 +221,86 @@ async fn gateway_events_become_organic_cells_apart_from_test_load() {
     collector.stop().await;
 }
 
+/// An in-process collector (no HTTP) on a fresh SQLite file, with a clock the test moves, fed the
+/// events of [`unclosed_stream`] (which starts at `t0`, ten minutes ago) at `t0 + 30 s`; the
+/// clock reads that time.
+struct FedCollector {
+    _dir: tempfile::TempDir,
+    store: std::sync::Arc<dyn lvt_collector::store::Store>,
+    clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    state: lvt_collector::server::AppState,
+    t0: i64,
+}
+
+impl FedCollector {
+    async fn start(settings: lvt_collector::config::Settings) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicI64, Ordering};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec: lvt_collector::config::StoreSpec =
+            format!("sqlite:{}", dir.path().join("lvt.db").display())
+                .parse()
+                .expect("store spec");
+        let store = lvt_collector::server::open_store(&spec)
+            .await
+            .expect("open store");
+        let t0 = now_ms() - 600_000;
+        let clock = Arc::new(AtomicI64::new(t0 + 30_000));
+        let read = Arc::clone(&clock);
+        let state = lvt_collector::server::AppState::new(
+            settings,
+            Arc::clone(&store),
+            Arc::new(move || read.load(Ordering::SeqCst)),
+        );
+        let texts = unclosed_stream(t0);
+        lvt_collector::events::feed_organic_load(
+            &state,
+            texts.iter().map(String::as_str),
+            t0 + 30_000,
+        )
+        .await;
+        Self {
+            _dir: dir,
+            store,
+            clock,
+            state,
+            t0,
+        }
+    }
+
+    /// Moves the clock `silence_ms` past the feed, sweeps, and returns the organic cells.
+    async fn organic_cells_after(
+        &self,
+        silence_ms: i64,
+    ) -> Vec<(lvt_collector::sla::CellKey, lvt_collector::sla::CellSums)> {
+        self.clock.store(
+            self.t0 + 30_000 + silence_ms,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        lvt_collector::server::sweep(&self.state).await;
+        let organic = lvt_collector::store::SlaFilter {
+            test_load: Some(false),
+            ..lvt_collector::store::SlaFilter::default()
+        };
+        self.store.sla_cells(&organic).await.expect("cells")
+    }
+}
+
 #[tokio::test]
 async fn the_sweep_finishes_a_stream_whose_close_was_lost() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    use lvt_collector::config::{Settings, StoreSpec};
     use lvt_collector::organic::DEFAULT_IDLE_TIMEOUT_MS;
-    use lvt_collector::server::{AppState, open_store, sweep};
-    use lvt_collector::store::SlaFilter;
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
-        .parse()
-        .expect("store spec");
-    let store = open_store(&spec).await.expect("open store");
-    let t0 = now_ms() - 600_000;
-    let clock = Arc::new(AtomicI64::new(t0 + 30_000));
-    let read = Arc::clone(&clock);
-    let state = AppState::new(
-        Settings::default(),
-        Arc::clone(&store),
-        Arc::new(move || read.load(Ordering::SeqCst)),
-    );
-    let texts = unclosed_stream(t0);
-    lvt_collector::events::feed_organic_load(&state, texts.iter().map(String::as_str), t0 + 30_000)
-        .await;
-    let organic = SlaFilter {
-        test_load: Some(false),
-        ..SlaFilter::default()
-    };
-    sweep(&state).await;
+    let fed = FedCollector::start(lvt_collector::config::Settings::default()).await;
     assert!(
-        store.sla_cells(&organic).await.expect("cells").is_empty(),
+        fed.organic_cells_after(0).await.is_empty(),
         "an open stream is not a session yet"
     );
-
-    clock.store(t0 + 30_000 + DEFAULT_IDLE_TIMEOUT_MS, Ordering::SeqCst);
-    sweep(&state).await;
-    let cells = store.sla_cells(&organic).await.expect("cells");
+    let cells = fed.organic_cells_after(DEFAULT_IDLE_TIMEOUT_MS).await;
     assert_eq!(cells.len(), 1);
     assert_eq!(cells[0].0.orchestrator, ORCH_A);
     assert_eq!(cells[0].1.startup_successes, 1);
-    assert_eq!(state.organic.stats().sessions, 1);
+    assert_eq!(fed.state.organic.stats().sessions, 1);
 }
 
 /// The events of a stream that started on ORCH_A at `t0`, ran for 20 s and was never closed.
@@ -291,17 +328,6 @@ fn unclosed_stream(t0: i64) -> Vec<String> {
 
 #[tokio::test]
 async fn the_settings_name_test_gateways_and_the_idle_timeout() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    use lvt_collector::config::{Settings, StoreSpec};
-    use lvt_collector::server::{AppState, open_store, sweep};
-    use lvt_collector::store::SlaFilter;
-
-    let organic = SlaFilter {
-        test_load: Some(false),
-        ..SlaFilter::default()
-    };
     // (settings, organic sessions after 10 s of silence, after 120 s)
     let cases = [
         ("[organic]\nidle_timeout_s = 5\n".to_owned(), 1, 1),
@@ -314,31 +340,11 @@ async fn the_settings_name_test_gateways_and_the_idle_timeout() {
     ];
     for (text, after_10_s, after_120_s) in cases {
         let settings =
-            Settings::parse(&text, std::path::Path::new("c.toml")).expect("valid settings");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
-            .parse()
-            .expect("store spec");
-        let store = open_store(&spec).await.expect("open store");
-        let t0 = now_ms() - 600_000;
-        let clock = Arc::new(AtomicI64::new(t0 + 30_000));
-        let read = Arc::clone(&clock);
-        let state = AppState::new(
-            settings,
-            Arc::clone(&store),
-            Arc::new(move || read.load(Ordering::SeqCst)),
-        );
-        let texts = unclosed_stream(t0);
-        lvt_collector::events::feed_organic_load(
-            &state,
-            texts.iter().map(String::as_str),
-            t0 + 30_000,
-        )
-        .await;
+            lvt_collector::config::Settings::parse(&text, std::path::Path::new("c.toml"))
+                .expect("valid settings");
+        let fed = FedCollector::start(settings).await;
         for (silence_ms, expected) in [(10_000, after_10_s), (120_000, after_120_s)] {
-            clock.store(t0 + 30_000 + silence_ms, Ordering::SeqCst);
-            sweep(&state).await;
-            let cells = store.sla_cells(&organic).await.expect("cells");
+            let cells = fed.organic_cells_after(silence_ms).await;
             assert_eq!(
                 cells.len(),
                 expected,

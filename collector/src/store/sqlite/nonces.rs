@@ -122,9 +122,15 @@ fn write(transaction: &Connection, nonces: &[Nonce]) -> Result<(), StoreError> {
 }
 
 impl Drop for NonceLog {
-    /// Saves what no commit has saved yet, so that a store closed in an orderly way remembers
-    /// every nonce it accepted.
     fn drop(&mut self) {
+        self.save_on_close();
+    }
+}
+
+impl NonceLog {
+    /// Saves what no commit has saved yet, so that a store closed in an orderly way remembers
+    /// every nonce it accepted. Waits for the writer: whoever holds it finishes its commits first.
+    pub(super) fn save_on_close(&self) {
         let nonces = std::mem::take(&mut self.memory().unsaved);
         if nonces.is_empty() {
             return;

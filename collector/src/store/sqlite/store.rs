@@ -150,6 +150,19 @@ pub struct SqliteStore {
     nonces: Arc<NonceLog>,
     /// The WAL checkpoint thread, which stops with the last clone of the store.
     _checkpointer: Arc<Checkpointer>,
+    /// Counts the clones of the store (and nothing else), so that the last one knows it is.
+    handles: Arc<()>,
+}
+
+impl Drop for SqliteStore {
+    /// The last clone saves the nonces no commit has saved yet, now: a thread still committing
+    /// queued batches holds the nonce log too, and would otherwise save them only when it ends,
+    /// possibly after the database was opened again.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.handles) == 1 {
+            self.nonces.save_on_close();
+        }
+    }
 }
 
 /// A result batch waiting to be committed, and where its outcome goes.
@@ -221,6 +234,7 @@ impl SqliteStore {
             pending: Arc::new(Mutex::new(Vec::new())),
             nonces: Arc::new(nonces),
             _checkpointer: Arc::new(checkpointer),
+            handles: Arc::new(()),
         })
     }
 

@@ -269,6 +269,24 @@ fn stored_result(report: &lvt_schema::SessionReport) -> StoredResult {
 /// The fast paths (binary cell sums, the precomputed cohort rollup) must give exactly what the
 /// slow recomputation gives: the cells recomputed from the raw records, and the cohort of every
 /// bucket merged from every cell of the fleet.
+/// A batch of `reports` under `nonce`, with their stored forms.
+fn batch_of(
+    nonce: &str,
+    reports: &[&lvt_schema::SessionReport],
+) -> (StoredBatch, Vec<StoredResult>) {
+    let batch = StoredBatch {
+        agent_id: "a".into(),
+        key_id: "k".into(),
+        timestamp_ms: 1,
+        nonce: nonce.into(),
+        signature: "s".into(),
+        canonical_sha256: "h".into(),
+        session_ids: reports.iter().map(|r| r.session_id.clone()).collect(),
+        received_at_unix_ms: 1,
+    };
+    (batch, reports.iter().map(|r| stored_result(r)).collect())
+}
+
 #[tokio::test]
 async fn rollups_equal_the_slow_recomputation_on_random_data() {
     use std::collections::{BTreeMap, BTreeSet};
@@ -277,17 +295,8 @@ async fn rollups_equal_the_slow_recomputation_on_random_data() {
     let store = open(&dir);
     let reports = random_reports(7, 600);
     for (index, chunk) in reports.chunks(37).enumerate() {
-        let batch = StoredBatch {
-            agent_id: "a".into(),
-            key_id: "k".into(),
-            timestamp_ms: 1,
-            nonce: format!("n{index}"),
-            signature: "s".into(),
-            canonical_sha256: "h".into(),
-            session_ids: chunk.iter().map(|r| r.session_id.clone()).collect(),
-            received_at_unix_ms: 1,
-        };
-        let results: Vec<StoredResult> = chunk.iter().map(stored_result).collect();
+        let records: Vec<&lvt_schema::SessionReport> = chunk.iter().collect();
+        let (batch, results) = batch_of(&format!("n{index}"), &records);
         store
             .insert_batch(batch.clone(), results.clone())
             .await
@@ -487,17 +496,7 @@ async fn concurrent_batches_are_committed_together_and_answered_apart() {
         if let Some(next) = reports.get((index + 1) * 10) {
             records.push(next);
         }
-        let batch = StoredBatch {
-            agent_id: "a".into(),
-            key_id: "k".into(),
-            timestamp_ms: 1,
-            nonce: format!("n{index}"),
-            signature: "s".into(),
-            canonical_sha256: "h".into(),
-            session_ids: records.iter().map(|r| r.session_id.clone()).collect(),
-            received_at_unix_ms: 1,
-        };
-        let results: Vec<StoredResult> = records.into_iter().map(stored_result).collect();
+        let (batch, results) = batch_of(&format!("n{index}"), &records);
         let store = std::sync::Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             store.insert_batch(batch, results).await
@@ -538,17 +537,8 @@ async fn batches_racing_other_writer_work_are_all_committed() {
     let reports = random_reports(11, 600);
     let mut tasks = Vec::new();
     for (index, chunk) in reports.chunks(3).enumerate() {
-        let batch = StoredBatch {
-            agent_id: "a".into(),
-            key_id: "k".into(),
-            timestamp_ms: 1,
-            nonce: format!("n{index}"),
-            signature: "s".into(),
-            canonical_sha256: "h".into(),
-            session_ids: chunk.iter().map(|r| r.session_id.clone()).collect(),
-            received_at_unix_ms: 1,
-        };
-        let results: Vec<StoredResult> = chunk.iter().map(stored_result).collect();
+        let records: Vec<&lvt_schema::SessionReport> = chunk.iter().collect();
+        let (batch, results) = batch_of(&format!("n{index}"), &records);
         let inserting = std::sync::Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             inserting
@@ -599,17 +589,8 @@ async fn a_batch_queued_behind_other_writer_work_is_committed_by_it() {
         .expect("join")
         .expect("the writer is held");
     let reports = random_reports(5, 3);
-    let batch = StoredBatch {
-        agent_id: "a".into(),
-        key_id: "k".into(),
-        timestamp_ms: 1,
-        nonce: "n".into(),
-        signature: "s".into(),
-        canonical_sha256: "h".into(),
-        session_ids: reports.iter().map(|r| r.session_id.clone()).collect(),
-        received_at_unix_ms: 1,
-    };
-    let results: Vec<StoredResult> = reports.iter().map(stored_result).collect();
+    let records: Vec<&lvt_schema::SessionReport> = reports.iter().collect();
+    let (batch, results) = batch_of("n", &records);
     let inserting = std::sync::Arc::clone(&store);
     let insert = tokio::spawn(async move { inserting.insert_batch(batch, results).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
