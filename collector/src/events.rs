@@ -80,6 +80,7 @@ async fn ingest_events(state: &AppState, request: Request) -> Result<EventsAnswe
         signature,
         json,
         now_ms,
+        ..
     } = verified;
     let events = validate_events(&json.into_value())?;
     if events.is_empty() {

@@ -70,6 +70,8 @@ pub(crate) struct VerifiedBody {
     pub signature: BatchSignature,
     /// The body's JSON.
     pub json: SignedJson,
+    /// The canonical bytes of the body, over which the signature was checked.
+    pub canonical: Vec<u8>,
     /// The clock reading the timestamp was checked against, milliseconds since the Unix epoch.
     pub now_ms: i64,
 }
@@ -166,7 +168,7 @@ fn canonical_items(text: &str) -> Option<Vec<Range<usize>>> {
 impl VerifiedBody {
     /// Lowercase hex SHA-256 of the body's canonical bytes (what the signature covers).
     pub fn canonical_sha256(&self) -> String {
-        hex::encode(Sha256::digest(self.json.canonical_bytes()))
+        hex::encode(Sha256::digest(&self.canonical))
     }
 }
 
@@ -224,12 +226,14 @@ pub(crate) async fn verify_signed_body(
             format!("nonce {} was already used by this key", signature.nonce),
         ));
     }
-    sign::verify_canonical_batch(&agent.public_key, &json.canonical_bytes(), &signature)
+    let canonical = json.canonical_bytes();
+    sign::verify_canonical_batch(&agent.public_key, &canonical, &signature)
         .map_err(|error| Problem::new(ProblemKind::BadSignature, error.to_string()))?;
     Ok(VerifiedBody {
         agent: agent.clone(),
         signature,
         json,
+        canonical,
         now_ms,
     })
 }

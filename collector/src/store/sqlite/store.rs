@@ -148,10 +148,9 @@ pub struct SqliteStore {
     pending: Arc<Mutex<Vec<PendingInsert>>>,
     /// The nonces of signed requests, answered from memory and saved by the writer's commits.
     nonces: Arc<NonceLog>,
-    /// The WAL checkpoint thread, which stops with the last clone of the store.
-    _checkpointer: Arc<Checkpointer>,
-    /// Counts the clones of the store (and nothing else), so that the last one knows it is.
-    handles: Arc<()>,
+    /// The WAL checkpoint thread, which stops with the last clone of the store. Only clones of
+    /// the store hold it, so its count tells the last clone that it is the last.
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl Drop for SqliteStore {
@@ -159,7 +158,7 @@ impl Drop for SqliteStore {
     /// queued batches holds the nonce log too, and would otherwise save them only when it ends,
     /// possibly after the database was opened again.
     fn drop(&mut self) {
-        if Arc::strong_count(&self.handles) == 1 {
+        if Arc::strong_count(&self.checkpointer) == 1 {
             self.nonces.save_on_close();
         }
     }
@@ -233,8 +232,7 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             pending: Arc::new(Mutex::new(Vec::new())),
             nonces: Arc::new(nonces),
-            _checkpointer: Arc::new(checkpointer),
-            handles: Arc::new(()),
+            checkpointer: Arc::new(checkpointer),
         })
     }
 
