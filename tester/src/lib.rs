@@ -1,14 +1,13 @@
 //! lvt-tester: the `lvt` command and its engines.
 //!
 //! It owns the scenario-independent measurement of live video-to-video sessions: the input
-//! clip (`encode`), the per-session measurement core (`measure`), the probe engine that
+//! clip (`encode`), the probe engine (the trickle driver of `lvt_gateway::session`) that
 //! drives one job against one orchestrator (`probe`), and the commands built on them.
 
 pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod encode;
-pub mod measure;
 pub mod probe;
 pub mod report;
 pub mod run;

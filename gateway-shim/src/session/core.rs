@@ -1,0 +1,1349 @@
+//! [`SessionCore`]: the session's decisions, fed inputs with their times, asked for outputs.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use lvt_media::ts::{DemuxStats, TsDemuxer};
+use lvt_schema::{Failure, FailureClass, Gpu, MediaErrors, OrchestratorRef, SessionReport};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::report::{self, ShareRecord};
+use super::{
+    CONTROL_REPLAY_TRIES, ChannelEnd, DRAIN_IDLE_US, FLUSH_LIMIT_US, Finished, Input, Mode,
+    NO_ORCHESTRATORS_AVAILABLE, Output, PublishError, SessionPlan, ShareId, StartFailure,
+    StartInfo, updated_params,
+};
+use crate::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
+use crate::gateway::select::{
+    AttemptResult, Candidate, Next, SelectionStrategy, StartAttempts, StartLimits,
+};
+use crate::gateway::swap::{
+    Decision, SuspendReason, Suspensions, SwapCause, SwapConfig, SwapMonitor,
+};
+use crate::measure::{MeasureConfig, SessionRecorder};
+
+/// H.264 in MPEG-TS (ISO/IEC 13818-1 stream_type 0x1B).
+const STREAM_TYPE_H264: u8 = 0x1b;
+
+/// What the mode adds: nothing for a direct session; selection and swaps through the network.
+enum Policy {
+    Direct,
+    Network {
+        strategy: Box<dyn SelectionStrategy + Send>,
+        swap: SwapConfig,
+        limits: StartLimits,
+        /// Boxed: it is most of the policy's size, and a direct session has none.
+        monitor: Option<Box<SwapMonitor>>,
+    },
+}
+
+/// A start loop in progress: the initial start, or a reselection after a swap.
+struct StartLoop {
+    attempts: StartAttempts,
+    suspended: Suspensions,
+    /// The try in flight.
+    in_flight: Option<usize>,
+    /// For a reselection: the share left and why.
+    swap_from: Option<(ShareId, SwapCause)>,
+}
+
+/// A start that found nobody: go-livepeer's message, the tries made, and whether go-livepeer
+/// would emit `gateway_no_orchestrators_available` (not on its deadline path).
+struct NoneAvailable {
+    tries: u32,
+    message: String,
+    trace: bool,
+}
+
+impl NoneAvailable {
+    fn out_of_step(tries: u32) -> Self {
+        Self {
+            tries,
+            message: NO_ORCHESTRATORS_AVAILABLE.to_string(),
+            trace: true,
+        }
+    }
+}
+
+/// One orchestrator's part of the session.
+struct Share {
+    candidate: usize,
+    orchestrator: OrchestratorRef,
+    gpu: Option<Gpu>,
+    get_orchestrator_ms: Option<f64>,
+    job_start_ms: Option<f64>,
+    from_unix_ms: i64,
+    to_unix_ms: Option<i64>,
+    /// The end of its measured period, on the driver's clock.
+    end_us: Option<u64>,
+    ended_by: Option<SwapCause>,
+    /// Network mode keeps a recorder per share for its `served_by` figures; a direct session
+    /// has only the session's.
+    recorder: Option<SessionRecorder>,
+    demux: TsDemuxer,
+    have_resolution: bool,
+    /// Bytes of the output segment being read.
+    segment_bytes: u64,
+    last_output_pts: Option<u64>,
+    output_ended: bool,
+    media_errors: MediaErrors,
+    segments_in_flight: u32,
+    /// Its readers and control channel were stopped: nothing it still sends counts.
+    stopped: bool,
+    control_dead: bool,
+    next_keepalive_us: u64,
+    first_ingest_sent: bool,
+    first_output_seen: bool,
+}
+
+impl Share {
+    fn info(&self, uri: &str) -> OrchestratorInfo {
+        OrchestratorInfo {
+            address: self.orchestrator.address.clone(),
+            url: uri.to_string(),
+        }
+    }
+}
+
+/// The segment whose frames are being written.
+struct OpenSegment {
+    share: Option<ShareId>,
+    start_us: u64,
+    next_index: u32,
+}
+
+/// Where publishing stands.
+struct Publisher {
+    start_us: u64,
+    end_us: u64,
+    next_seq: u64,
+    open: Option<OpenSegment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The first start loop runs.
+    Starting,
+    Publishing,
+    /// Every segment is written; waiting for the last ones to be confirmed.
+    Flushing {
+        since_us: u64,
+    },
+    /// Waiting for the output of the last input frames.
+    Draining {
+        since_us: u64,
+    },
+    Done,
+}
+
+/// How the session ended.
+enum End {
+    /// Publishing and the drain completed.
+    Completed,
+    /// A failure ended it.
+    Failed(Failure),
+    /// No orchestrator accepted the stream at start (network mode).
+    NoneAvailable(NoneAvailable),
+    /// [`Input::Cancel`] ended it.
+    Interrupted,
+}
+
+/// One live session; see the module documentation of [`super`].
+pub struct SessionCore {
+    policy: Policy,
+    plan: SessionPlan,
+    candidates: Vec<Candidate>,
+    template: SessionReport,
+    stream: StreamContext,
+    /// The driver's clock at construction, and the wall clock then.
+    t0_us: u64,
+    origin_unix_ms: i64,
+    now_us: u64,
+    phase: Phase,
+    start: Option<StartLoop>,
+    /// The last start's findings, kept for a direct session's record.
+    last_start: StartInfo,
+    shares: Vec<Share>,
+    current: Option<ShareId>,
+    recorder: SessionRecorder,
+    publisher: Option<Publisher>,
+    first_input_us: Option<u64>,
+    last_input_us: Option<u64>,
+    last_input_pts: Option<u64>,
+    /// When the first share's channels opened: the events watchdog counts from here.
+    events_opened_us: Option<u64>,
+    /// The params the next update builds on (the last one sent, or the start params).
+    last_params: Value,
+    next_update: usize,
+    outputs: VecDeque<Output>,
+}
+
+impl SessionCore {
+    /// A session over `candidates` (one, for a direct session), starting at `now_us` on the
+    /// driver's clock, which is `origin_unix_ms` on the wall clock. `template` carries the
+    /// record's identity (session id, model, prompt, scenario, region; for a direct session the
+    /// orchestrator), which the core fills with what it measures.
+    pub fn new(
+        mode: Mode,
+        plan: SessionPlan,
+        candidates: Vec<Candidate>,
+        template: SessionReport,
+        now_us: u64,
+        origin_unix_ms: i64,
+    ) -> Self {
+        let stream = StreamContext {
+            stream_id: super::stream_id(&template.session_id),
+            request_id: template.session_id.clone(),
+            pipeline: template.pipeline.clone(),
+            model_id: template.model_id.clone(),
+        };
+        let policy = match mode {
+            Mode::Direct => Policy::Direct,
+            Mode::Network {
+                strategy,
+                swap,
+                start,
+            } => Policy::Network {
+                strategy,
+                swap,
+                limits: start,
+                monitor: None,
+            },
+        };
+        let mut core = Self {
+            policy,
+            last_params: plan.params.clone(),
+            plan,
+            candidates,
+            template,
+            stream,
+            t0_us: now_us,
+            origin_unix_ms,
+            now_us,
+            phase: Phase::Starting,
+            start: None,
+            last_start: StartInfo::default(),
+            shares: Vec::new(),
+            current: None,
+            recorder: SessionRecorder::new(MeasureConfig::default()),
+            publisher: None,
+            first_input_us: None,
+            last_input_us: None,
+            last_input_pts: None,
+            events_opened_us: None,
+            next_update: 0,
+            outputs: VecDeque::new(),
+        };
+        if core.is_network() {
+            core.trace("gateway_receive_stream_request", None);
+        }
+        let suspended = Suspensions::new();
+        core.begin_start(suspended, None);
+        core
+    }
+
+    /// Feeds one input observed by the driver; `now_us` is the driver's clock when it hands the
+    /// input over (inputs that carry their own `at_us` were stamped where they happened).
+    pub fn handle_input(&mut self, input: Input, now_us: u64) {
+        self.now_us = self.now_us.max(now_us);
+        if self.phase == Phase::Done {
+            return;
+        }
+        match input {
+            Input::Timeout => {}
+            Input::Cancel => {
+                self.end(End::Interrupted);
+                return;
+            }
+            Input::StartResult {
+                candidate,
+                info,
+                result,
+            } => self.handle_start_result(candidate, info, result),
+            Input::FrameSent { share, pts, at_us } => {
+                if self.live(share) {
+                    self.first_input_us.get_or_insert(at_us);
+                    self.last_input_us = Some(at_us);
+                    self.last_input_pts = Some(pts);
+                    self.each_recorder(share, |r| r.handle_input_frame_sent(pts, at_us));
+                }
+            }
+            Input::SegmentWritten { share, bytes } => {
+                let now = self.now_us;
+                if self.live(share) {
+                    self.each_recorder(share, |r| r.handle_segment_sent(bytes, now));
+                }
+            }
+            Input::SegmentDone { share, result } => self.handle_segment_done(share, result),
+            Input::OutputBytes {
+                share,
+                bytes,
+                at_us,
+            } => self.handle_output_bytes(share, &bytes, at_us),
+            Input::OutputSegmentEnd { share } => self.handle_output_segment_end(share),
+            Input::OutputEnd { share, end } => self.handle_output_end(share, end),
+            Input::Event { share, doc, at_us } => self.handle_event(share, &doc, at_us),
+            Input::EventsEnd { share, end } => {
+                let now_ms = self.rel_ms(self.now_us);
+                self.if_current(share, |m| match end {
+                    ChannelEnd::Ended => m.handle_events_end(now_ms),
+                    ChannelEnd::Error | ChannelEnd::CopyError => m.handle_events_error(now_ms),
+                });
+            }
+            Input::ControlGone { share } => {
+                if let Some(s) = self.shares.get_mut(share) {
+                    s.control_dead = true;
+                }
+                let now_ms = self.rel_ms(self.now_us);
+                self.if_current(share, |m| m.handle_control_not_found(now_ms));
+            }
+            Input::ControlReplayFailed { share } => {
+                if let Some(s) = self.shares.get_mut(share) {
+                    s.control_dead = true;
+                }
+                let now_ms = self.rel_ms(self.now_us);
+                self.if_current(share, |m| m.handle_control_write_failed(now_ms));
+            }
+        }
+        self.drive();
+    }
+
+    /// The next thing to do; [`Output::Timeout`] when there is nothing until then.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(out) = self.outputs.pop_front() {
+            return out;
+        }
+        Output::Timeout(self.poll_timeout().unwrap_or(u64::MAX))
+    }
+
+    /// Whether the session is over ([`Output::Finished`] was queued).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The params the session sent last (the start params until an update was sent).
+    pub fn last_params(&self) -> &Value {
+        &self.last_params
+    }
+
+    fn is_network(&self) -> bool {
+        matches!(self.policy, Policy::Network { .. })
+    }
+
+    fn rel_ms(&self, at_us: u64) -> u64 {
+        at_us.saturating_sub(self.t0_us) / 1000
+    }
+
+    fn unix_ms(&self, at_us: u64) -> i64 {
+        let ms = i64::try_from(self.rel_ms(at_us)).unwrap_or(i64::MAX);
+        self.origin_unix_ms.saturating_add(ms)
+    }
+
+    fn monitor(&mut self) -> Option<&mut SwapMonitor> {
+        match &mut self.policy {
+            Policy::Network { monitor, .. } => monitor.as_deref_mut(),
+            Policy::Direct => None,
+        }
+    }
+
+    /// A share whose inputs still count: it exists and was not stopped.
+    fn live(&self, share: ShareId) -> bool {
+        self.shares.get(share).is_some_and(|s| !s.stopped)
+    }
+
+    /// Runs `f` on the monitor when `share` is the one serving: go-livepeer gives each
+    /// orchestrator its own channels and counters, so a share left behind reports nothing.
+    fn if_current(&mut self, share: ShareId, f: impl FnOnce(&mut SwapMonitor)) {
+        if self.current == Some(share)
+            && let Some(m) = self.monitor()
+        {
+            f(m);
+        }
+    }
+
+    /// Runs `f` on the session's recorder and on `share`'s own, so that each frame counts for
+    /// the session and for the orchestrator that produced it.
+    fn each_recorder(&mut self, share: ShareId, mut f: impl FnMut(&mut SessionRecorder)) {
+        f(&mut self.recorder);
+        if let Some(r) = self.shares.get_mut(share).and_then(|s| s.recorder.as_mut()) {
+            f(r);
+        }
+    }
+
+    fn observe(&mut self, observation: Observation) {
+        if self.is_network() {
+            self.outputs.push_back(Output::Observe(observation));
+        }
+    }
+
+    fn trace(&mut self, kind: &'static str, orchestrator: Option<OrchestratorInfo>) {
+        let observation = Observation::Trace {
+            at_unix_ms: self.unix_ms(self.now_us),
+            stream: self.stream.clone(),
+            kind,
+            orchestrator,
+        };
+        self.observe(observation);
+    }
+
+    fn share_info(&self, share: ShareId) -> Option<OrchestratorInfo> {
+        let s = self.shares.get(share)?;
+        Some(s.info(&self.candidates[s.candidate].uri))
+    }
+
+    // ---- Starting -------------------------------------------------------------------------
+
+    /// Begins a start loop over the strategy's order (a direct session has one candidate).
+    fn begin_start(&mut self, suspended: Suspensions, swap_from: Option<(ShareId, SwapCause)>) {
+        let now_ms = self.rel_ms(self.now_us);
+        let (order, limits) = match &mut self.policy {
+            Policy::Direct => (
+                vec![0],
+                StartLimits {
+                    max_tries: 1,
+                    ..StartLimits::default()
+                },
+            ),
+            Policy::Network {
+                strategy, limits, ..
+            } => (
+                strategy.order(&self.candidates, &suspended, now_ms),
+                *limits,
+            ),
+        };
+        let order = order
+            .into_iter()
+            .filter(|&i| i < self.candidates.len())
+            .collect();
+        self.start = Some(StartLoop {
+            attempts: StartAttempts::with_limits(order, limits, now_ms),
+            suspended,
+            in_flight: None,
+            swap_from,
+        });
+        self.step_start();
+    }
+
+    /// Asks the start loop for its next step: a try, or its end.
+    fn step_start(&mut self) {
+        let Some(start) = self.start.as_mut() else {
+            return;
+        };
+        if start.in_flight.is_some() {
+            return;
+        }
+        match start.attempts.poll_next() {
+            Next::Try(idx) => {
+                start.in_flight = Some(idx);
+                let uri = self.candidates[idx].uri.clone();
+                self.outputs.push_back(Output::Start {
+                    candidate: idx,
+                    uri,
+                });
+            }
+            Next::GiveUp(end) => {
+                info!(
+                    message = "No orchestrator accepted the stream.",
+                    tries = end.tries
+                );
+                let limits = match &self.policy {
+                    Policy::Network { limits, .. } => *limits,
+                    Policy::Direct => StartLimits::default(),
+                };
+                let none = NoneAvailable {
+                    tries: end.tries,
+                    message: end.message(limits.retry_timeout_ms),
+                    trace: end.emits_no_orchestrators_trace(),
+                };
+                self.start_failed(none);
+            }
+            Next::Started(_) | Next::Wait | Next::Rejected(_) => {
+                // A start without a job (Started is only reported together with the job) or a
+                // rejection: nobody serves.
+                let tries = start.attempts.tries();
+                self.start_failed(NoneAvailable::out_of_step(tries));
+            }
+        }
+    }
+
+    fn handle_start_result(
+        &mut self,
+        candidate: usize,
+        info: StartInfo,
+        result: Result<(), StartFailure>,
+    ) {
+        let now_ms = self.rel_ms(self.now_us);
+        let Some(start) = self.start.as_mut() else {
+            return;
+        };
+        if start.in_flight != Some(candidate) {
+            warn!(
+                message = "A start result arrived for no try in flight.",
+                candidate
+            );
+            return;
+        }
+        start.in_flight = None;
+        self.last_start = info.clone();
+        let attempt = match &result {
+            Ok(()) => AttemptResult::Ok,
+            Err(f) if f.is_busy() => AttemptResult::Busy,
+            Err(_) => AttemptResult::Err,
+        };
+        let uri = self.candidates[candidate].uri.clone();
+        if let Err(failure) = &result {
+            let f = failure.failure();
+            info!(message = "Job start refused.", uri, class = ?f.class, detail = %f.detail);
+            if matches!(self.policy, Policy::Direct) {
+                // A direct session has one candidate: its failure is the session's.
+                self.start = None;
+                self.end(End::Failed(f));
+                return;
+            }
+        }
+        match attempt {
+            AttemptResult::Busy => {
+                start.suspended.suspend(&uri, now_ms, SuspendReason::Busy);
+            }
+            AttemptResult::Err => {
+                start
+                    .suspended
+                    .suspend(&uri, now_ms, SuspendReason::StartFailed);
+            }
+            _ => {}
+        }
+        if let Err(e) = start
+            .attempts
+            .handle_attempt_result(candidate, attempt, now_ms)
+        {
+            // Invariant: the try just reported is the one in flight; if not, stop rather
+            // than loop.
+            warn!(message = "Start loop out of step.", error = %e);
+            let tries = start.attempts.tries();
+            self.start_failed(NoneAvailable::out_of_step(tries));
+            return;
+        }
+        if result.is_ok() {
+            self.started(candidate, info);
+        } else {
+            self.step_start();
+        }
+    }
+
+    /// A start loop found nobody: at start the session ends; after a swap the monitor decides.
+    fn start_failed(&mut self, none: NoneAvailable) {
+        let Some(start) = self.start.take() else {
+            return;
+        };
+        if none.trace {
+            let observation = Observation::NoOrchestratorsAvailable {
+                at_unix_ms: self.unix_ms(self.now_us),
+                stream: self.stream.clone(),
+                tries: none.tries,
+                message: none.message.clone(),
+            };
+            self.observe(observation);
+        }
+        match start.swap_from {
+            None => self.end(End::NoneAvailable(none)),
+            Some((from, _)) => {
+                self.stop_share(from);
+                let now_ms = self.rel_ms(self.now_us);
+                if let Some(m) = self.monitor() {
+                    for (uri, s) in start.suspended.iter() {
+                        m.suspensions_mut().suspend(uri, s.at_ms, s.reason);
+                    }
+                    if let Err(e) = m.handle_reselection_failed(now_ms) {
+                        warn!(message = "Reselection failed without a pending swap.", error = %e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `candidate` accepted the job: it serves from now.
+    fn started(&mut self, candidate: usize, info: StartInfo) {
+        let Some(start) = self.start.take() else {
+            return;
+        };
+        let now = self.now_us;
+        let now_ms = self.rel_ms(now);
+        let uri = self.candidates[candidate].uri.clone();
+        let mut replay = None;
+        match &mut self.policy {
+            Policy::Direct => {}
+            Policy::Network { monitor, swap, .. } => match monitor {
+                None => {
+                    let mut m = SwapMonitor::with_config(uri.clone(), *swap, now_ms);
+                    for (u, s) in start.suspended.iter() {
+                        m.suspensions_mut().suspend(u, s.at_ms, s.reason);
+                    }
+                    *monitor = Some(Box::new(m));
+                }
+                Some(m) => {
+                    for (u, s) in start.suspended.iter() {
+                        m.suspensions_mut().suspend(u, s.at_ms, s.reason);
+                    }
+                    if let Err(e) = m.handle_swap_completed(uri.clone(), now_ms) {
+                        warn!(message = "Swap completed without a pending swap.", error = %e);
+                    }
+                    replay = m.params_to_replay().map(Bytes::copy_from_slice);
+                }
+            },
+        }
+        if let Some((from, _)) = start.swap_from {
+            // The share left kept reading until now so that its last frames count for the
+            // freeze; a frame still in flight from it is no longer wanted.
+            self.stop_share(from);
+        }
+        let network = self.is_network();
+        let share = self.shares.len();
+        let orchestrator = info.orchestrator.clone().unwrap_or(OrchestratorRef {
+            address: None,
+            uri: uri.clone(),
+            cert_sha256: None,
+        });
+        self.shares.push(Share {
+            candidate,
+            orchestrator,
+            gpu: info.gpu.clone(),
+            get_orchestrator_ms: info.get_orchestrator_ms,
+            job_start_ms: info.job_start_ms,
+            from_unix_ms: self.unix_ms(now),
+            to_unix_ms: None,
+            end_us: None,
+            ended_by: None,
+            recorder: network.then(|| SessionRecorder::new(MeasureConfig::default())),
+            demux: TsDemuxer::new(),
+            have_resolution: false,
+            segment_bytes: 0,
+            last_output_pts: None,
+            output_ended: false,
+            media_errors: MediaErrors::default(),
+            segments_in_flight: 0,
+            stopped: false,
+            control_dead: false,
+            next_keepalive_us: now.saturating_add(self.plan.keepalive_interval_us),
+            first_ingest_sent: false,
+            first_output_seen: false,
+        });
+        self.current = Some(share);
+        info!(message = "Orchestrator serving.", uri, share);
+        self.outputs.push_back(Output::OpenShare {
+            share,
+            candidate,
+            retry_reads: network,
+        });
+        self.events_opened_us.get_or_insert(now);
+        if let Some(message) = replay {
+            self.outputs.push_back(Output::Control {
+                share,
+                message,
+                tries: CONTROL_REPLAY_TRIES,
+            });
+        }
+        if self.publisher.is_none() {
+            self.publisher = Some(Publisher {
+                start_us: now,
+                end_us: now.saturating_add(self.plan.duration_us),
+                next_seq: 0,
+                open: None,
+            });
+            self.phase = Phase::Publishing;
+        }
+        // Updates already due belong to the time nobody served; an orchestrator that takes
+        // over gets the ones still ahead.
+        let publish_start = self.publisher.as_ref().map_or(now, |p| p.start_us);
+        let offsets = &self.plan.params_update_offsets_us;
+        while self.next_update < offsets.len()
+            && publish_start.saturating_add(offsets[self.next_update]) < now
+        {
+            self.next_update += 1;
+        }
+        if let Some((from, cause)) = start.swap_from {
+            let from = self.share_info(from);
+            if let Some(from) = from {
+                let observation = Observation::Swap {
+                    at_unix_ms: self.unix_ms(now),
+                    stream: self.stream.clone(),
+                    from,
+                    to: OrchestratorInfo {
+                        address: info.orchestrator.as_ref().and_then(|o| o.address.clone()),
+                        url: uri,
+                    },
+                    cause: cause.message().to_string(),
+                };
+                self.observe(observation);
+            }
+        }
+    }
+
+    fn stop_share(&mut self, share: ShareId) {
+        if let Some(s) = self.shares.get_mut(share)
+            && !s.stopped
+        {
+            s.stopped = true;
+            self.outputs.push_back(Output::StopShare { share });
+        }
+    }
+
+    // ---- Input channel --------------------------------------------------------------------
+
+    fn handle_segment_done(&mut self, share: ShareId, result: Result<(), PublishError>) {
+        if let Some(s) = self.shares.get_mut(share) {
+            s.segments_in_flight = s.segments_in_flight.saturating_sub(1);
+        }
+        match &self.policy {
+            Policy::Direct => {
+                if let Err(e) = result {
+                    self.end(End::Failed(e.failure()));
+                }
+            }
+            Policy::Network { .. } => {
+                let now_ms = self.rel_ms(self.now_us);
+                let gone = matches!(&result, Err(e) if e.gone);
+                self.if_current(share, |m| {
+                    m.handle_input_segment_finished(now_ms);
+                    if gone {
+                        m.handle_publish_not_found(now_ms);
+                    }
+                });
+            }
+        }
+    }
+
+    /// The share that takes the segment beginning now, or `None` to skip it.
+    fn choose_input_share(&mut self) -> Option<ShareId> {
+        let current = self.current?;
+        let now_ms = self.rel_ms(self.now_us);
+        if let Some(m) = self.monitor() {
+            let before = (m.records().len(), m.is_ended());
+            m.handle_input_segment_started(now_ms);
+            if (m.records().len(), m.is_ended()) != before {
+                // The slow-orchestrator check fired: this segment is not sent.
+                return None;
+            }
+        }
+        let first = self
+            .shares
+            .get_mut(current)
+            .is_some_and(|s| !std::mem::replace(&mut s.first_ingest_sent, true));
+        if first {
+            let info = self.share_info(current);
+            self.trace("gateway_send_first_ingest_segment", info);
+        }
+        Some(current)
+    }
+
+    /// Emits every segment start and frame due by now.
+    fn run_publisher(&mut self) {
+        let clip = self.plan.clip;
+        loop {
+            let Some(p) = self.publisher.as_mut() else {
+                return;
+            };
+            if let Some(open) = p.open.as_mut() {
+                if open.next_index < clip.frames_per_segment {
+                    let due = open.start_us + clip.frame_offset_us(open.next_index);
+                    if due > self.now_us {
+                        return;
+                    }
+                    let index = open.next_index;
+                    open.next_index += 1;
+                    if let Some(share) = open.share {
+                        self.outputs.push_back(Output::WriteFrame { share, index });
+                    }
+                } else {
+                    if let Some(share) = open.share {
+                        self.outputs.push_back(Output::EndSegment { share });
+                    }
+                    p.open = None;
+                }
+                continue;
+            }
+            let seg_start = p.start_us + p.next_seq.saturating_mul(clip.segment_us);
+            if seg_start >= p.end_us {
+                if self.phase == Phase::Publishing {
+                    self.phase = Phase::Flushing {
+                        since_us: self.now_us,
+                    };
+                }
+                return;
+            }
+            if seg_start > self.now_us {
+                return;
+            }
+            let seq = p.next_seq;
+            p.next_seq += 1;
+            let share = self.choose_input_share();
+            if let Some(s) = share.and_then(|s| self.shares.get_mut(s)) {
+                s.segments_in_flight += 1;
+            }
+            self.outputs.push_back(Output::BeginSegment { share, seq });
+            if let Some(p) = self.publisher.as_mut() {
+                p.open = Some(OpenSegment {
+                    share,
+                    start_us: seg_start,
+                    next_index: 0,
+                });
+            }
+        }
+    }
+
+    fn next_publish_us(&self) -> Option<u64> {
+        if self.phase != Phase::Publishing {
+            return None;
+        }
+        let p = self.publisher.as_ref()?;
+        let clip = self.plan.clip;
+        Some(match &p.open {
+            Some(open) if open.next_index < clip.frames_per_segment => {
+                open.start_us + clip.frame_offset_us(open.next_index)
+            }
+            Some(_) => self.now_us,
+            None => (p.start_us + p.next_seq.saturating_mul(clip.segment_us)).min(p.end_us),
+        })
+    }
+
+    // ---- Output and events ----------------------------------------------------------------
+
+    fn handle_output_bytes(&mut self, share: ShareId, bytes: &[u8], at_us: u64) {
+        if !self.live(share) {
+            return;
+        }
+        let s = &mut self.shares[share];
+        s.segment_bytes += bytes.len() as u64;
+        s.demux.handle_bytes(bytes, at_us);
+        self.drain_frames(share);
+    }
+
+    fn handle_output_segment_end(&mut self, share: ShareId) {
+        if !self.live(share) {
+            return;
+        }
+        let now = self.now_us;
+        let s = &mut self.shares[share];
+        s.demux.finish(now);
+        self.drain_frames(share);
+        let s = &mut self.shares[share];
+        let bytes = std::mem::take(&mut s.segment_bytes);
+        // The recorder adds what it is given: the demuxer's totals are kept and handed over
+        // once, at the end.
+        s.media_errors = media_errors(s.demux.stats());
+        let first = !std::mem::replace(&mut s.first_output_seen, true);
+        self.each_recorder(share, |r| r.handle_segment_received(bytes, now));
+        let now_ms = self.rel_ms(now);
+        self.if_current(share, |m| m.handle_output_segment(now_ms));
+        if first {
+            let info = self.share_info(share);
+            self.trace("gateway_receive_first_processed_segment", info);
+        }
+    }
+
+    fn drain_frames(&mut self, share: ShareId) {
+        // Frames still decoded from the orchestrator being left count for the freeze (the
+        // last frame before the swap), so they are reported while the swap runs too.
+        let reporting = self.current == Some(share)
+            || (self.current.is_none() && self.shares.len().checked_sub(1) == Some(share));
+        loop {
+            let s = &mut self.shares[share];
+            let Some(frame) = s.demux.poll_frame() else {
+                break;
+            };
+            if frame.stream_type != STREAM_TYPE_H264 {
+                continue;
+            }
+            let Some(pts) = frame.pts else { continue };
+            let sps = (!s.have_resolution && frame.keyframe)
+                .then(|| lvt_media::h264::find_sps(&frame.data))
+                .flatten();
+            if sps.is_some() {
+                s.have_resolution = true;
+            }
+            s.last_output_pts = Some(s.last_output_pts.map_or(pts, |p| p.max(pts)));
+            let size = frame.data.len();
+            self.each_recorder(share, |r| {
+                if let Some(sps) = &sps {
+                    r.handle_resolution(sps.width, sps.height);
+                }
+                r.handle_output_frame(pts, frame.first_byte_us, frame.keyframe, size);
+            });
+            let at_ms = self.rel_ms(frame.first_byte_us);
+            if reporting && let Some(m) = self.monitor() {
+                m.handle_output_frame(at_ms);
+            }
+        }
+    }
+
+    fn handle_output_end(&mut self, share: ShareId, end: ChannelEnd) {
+        if !self.live(share) {
+            return;
+        }
+        let now_ms = self.rel_ms(self.now_us);
+        match (&self.policy, end) {
+            // A direct session does not retry: any end of the subscription is its end.
+            (Policy::Direct, ChannelEnd::Ended | ChannelEnd::Error) => {
+                self.shares[share].output_ended = true;
+            }
+            (Policy::Direct, ChannelEnd::CopyError) => {}
+            (Policy::Network { .. }, ChannelEnd::Ended) => {
+                self.shares[share].output_ended = true;
+                // The subscriber cannot tell 404 from end of stream; both swap, with the
+                // same class.
+                self.if_current(share, |m| m.handle_subscribe_eos(now_ms));
+            }
+            (Policy::Network { .. }, ChannelEnd::Error) => {
+                self.if_current(share, |m| m.handle_subscribe_error(now_ms));
+            }
+            (Policy::Network { .. }, ChannelEnd::CopyError) => {
+                self.if_current(share, |m| m.handle_output_copy_error(now_ms));
+            }
+        }
+    }
+
+    fn handle_event(&mut self, share: ShareId, doc: &[u8], at_us: u64) {
+        if !self.live(share) {
+            return;
+        }
+        self.each_recorder(share, |r| r.handle_event_bytes(doc, at_us));
+        if !self.is_network() {
+            return;
+        }
+        let now_ms = at_us.saturating_sub(self.t0_us) / 1000;
+        match serde_json::from_slice::<Value>(doc) {
+            Ok(event) => {
+                self.if_current(share, |m| m.handle_event(now_ms));
+                if let Some(orchestrator) = self.share_info(share) {
+                    let observation = Observation::RunnerEvent {
+                        at_unix_ms: self.unix_ms(self.now_us),
+                        stream: self.stream.clone(),
+                        orchestrator,
+                        event,
+                    };
+                    self.observe(observation);
+                }
+            }
+            Err(_) => self.if_current(share, |m| m.handle_event_malformed(now_ms)),
+        }
+    }
+
+    // ---- Time -----------------------------------------------------------------------------
+
+    /// Everything time or the last input may have made due: publishing, control, the monitor's
+    /// decisions or the watchdog, the flush and the drain.
+    fn drive(&mut self) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let now = self.now_us;
+        let now_ms = self.rel_ms(now);
+        if let Some(m) = self.monitor() {
+            m.handle_tick(now_ms);
+        }
+        self.run_publisher();
+        self.run_control();
+        if self.handle_decisions() {
+            return;
+        }
+        if let Some(failure) = self.watchdog() {
+            self.end(End::Failed(failure));
+            return;
+        }
+        match self.phase {
+            Phase::Flushing { since_us } => {
+                let in_flight: u32 = self.shares.iter().map(|s| s.segments_in_flight).sum();
+                let limit_passed =
+                    self.is_network() && now >= since_us.saturating_add(FLUSH_LIMIT_US);
+                if in_flight == 0 || limit_passed {
+                    self.phase = Phase::Draining { since_us: now };
+                    self.check_drain();
+                }
+            }
+            Phase::Draining { .. } => self.check_drain(),
+            _ => {}
+        }
+    }
+
+    /// Carries out the monitor's decisions; true when the session ended.
+    fn handle_decisions(&mut self) -> bool {
+        loop {
+            let Some(decision) = self.monitor().and_then(SwapMonitor::poll_decision) else {
+                return false;
+            };
+            match decision {
+                Decision::End { reason, at_ms } => {
+                    warn!(message = "Session ended by the gateway.", reason = %reason.message(), at_ms);
+                    self.end(End::Failed(Failure {
+                        class: reason.failure_class(),
+                        detail: reason.message(),
+                    }));
+                    return true;
+                }
+                Decision::Swap { cause, at_ms, .. } => self.swap(cause, at_ms),
+            }
+        }
+    }
+
+    /// Leaves the serving orchestrator (its input channel ends; its readers go on until the
+    /// new one serves, for the freeze), and selects again without the suspended ones.
+    fn swap(&mut self, cause: SwapCause, at_ms: u64) {
+        let now = self.now_us;
+        let Some(old) = self.current.take() else {
+            return;
+        };
+        let to_unix = self.unix_ms(now);
+        let from = self.share_info(old);
+        if let Some(s) = self.shares.get_mut(old) {
+            s.end_us = Some(now);
+            s.to_unix_ms = Some(to_unix);
+            s.ended_by = Some(cause);
+        }
+        warn!(message = "Swapping orchestrators.", cause = cause.as_str(), at_ms, from = ?from.as_ref().map(|f| &f.url));
+        // Ending the old job's input channel is how go-livepeer stops an orchestrator it leaves.
+        self.outputs.push_back(Output::LeaveShare { share: old });
+        let suspended = self
+            .monitor()
+            .map(|m| m.suspensions().clone())
+            .unwrap_or_default();
+        self.begin_start(suspended, Some((old, cause)));
+    }
+
+    /// A direct session's watchdog: output or events silent for longer than allowed.
+    fn watchdog(&self) -> Option<Failure> {
+        if !matches!(self.policy, Policy::Direct) || self.phase == Phase::Starting {
+            return None;
+        }
+        let now = self.now_us;
+        let t = &self.plan.timeouts;
+        let duration = |us: u64| std::time::Duration::from_micros(us);
+        match (self.first_input_us, self.recorder.last_output_at_us()) {
+            (Some(first_in), None) if now.saturating_sub(first_in) > t.first_output_us => {
+                return Some(Failure {
+                    class: FailureClass::OutputTimeout,
+                    detail: format!(
+                        "no output frame within {:?} of the first input",
+                        duration(t.first_output_us)
+                    ),
+                });
+            }
+            (_, Some(last_out)) if now.saturating_sub(last_out) > t.output_gap_us => {
+                return Some(Failure {
+                    class: FailureClass::OutputTimeout,
+                    detail: format!(
+                        "output stopped for longer than {:?}",
+                        duration(t.output_gap_us)
+                    ),
+                });
+            }
+            _ => {}
+        }
+        let since = self
+            .recorder
+            .last_event_at_us()
+            .or(self.events_opened_us)
+            .unwrap_or(now);
+        (now.saturating_sub(since) > t.events_us).then(|| Failure {
+            class: FailureClass::EventsTimeout,
+            detail: format!("no event for longer than {:?}", duration(t.events_us)),
+        })
+    }
+
+    fn watchdog_deadline(&self) -> Option<u64> {
+        if !matches!(self.policy, Policy::Direct) || self.phase == Phase::Starting {
+            return None;
+        }
+        let t = &self.plan.timeouts;
+        let output = match (self.first_input_us, self.recorder.last_output_at_us()) {
+            (Some(first_in), None) => Some(first_in.saturating_add(t.first_output_us)),
+            (_, Some(last_out)) => Some(last_out.saturating_add(t.output_gap_us)),
+            (None, None) => None,
+        };
+        let events = self
+            .recorder
+            .last_event_at_us()
+            .or(self.events_opened_us)
+            .map(|since| since.saturating_add(t.events_us));
+        // The watchdog fires once the silence is longer than the limit.
+        [output, events]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| d.saturating_add(1))
+    }
+
+    /// The drain ends when the output caught up with the last input PTS, the output channel
+    /// ended, no output came for [`DRAIN_IDLE_US`] (the orchestrator may have dropped the last
+    /// frames, for example to lower its frame rate), or the drain timeout passed.
+    fn check_drain(&mut self) {
+        let Phase::Draining { since_us } = self.phase else {
+            return;
+        };
+        let now = self.now_us;
+        let Some(current) = self.current else {
+            // Nobody serves (a swap is under way): there is no output to wait for.
+            self.end(End::Completed);
+            return;
+        };
+        let s = &self.shares[current];
+        let caught_up =
+            matches!((self.last_input_pts, s.last_output_pts), (Some(i), Some(o)) if o >= i);
+        if caught_up || s.output_ended {
+            self.end(End::Completed);
+            return;
+        }
+        let idle_since = self
+            .drain_recorder(current)
+            .last_output_at_us()
+            .unwrap_or(0)
+            .max(since_us);
+        if now.saturating_sub(idle_since) > DRAIN_IDLE_US
+            || now >= since_us.saturating_add(self.plan.timeouts.drain_us)
+        {
+            self.end(End::Completed);
+        }
+    }
+
+    /// The recorder holding the output the drain waits for: the serving share's.
+    fn drain_recorder(&self, share: ShareId) -> &SessionRecorder {
+        self.shares[share]
+            .recorder
+            .as_ref()
+            .unwrap_or(&self.recorder)
+    }
+
+    fn drain_deadline(&self) -> Option<u64> {
+        let Phase::Draining { since_us } = self.phase else {
+            return None;
+        };
+        let current = self.current?;
+        let idle_since = self
+            .drain_recorder(current)
+            .last_output_at_us()
+            .unwrap_or(0)
+            .max(since_us);
+        Some(
+            idle_since
+                .saturating_add(DRAIN_IDLE_US + 1)
+                .min(since_us.saturating_add(self.plan.timeouts.drain_us)),
+        )
+    }
+
+    /// Keepalives and params updates to the serving share.
+    fn run_control(&mut self) {
+        let Some(current) = self.current else { return };
+        let now = self.now_us;
+        let interval = self.plan.keepalive_interval_us.max(1);
+        let publish_start = self.publisher.as_ref().map(|p| p.start_us);
+        loop {
+            let s = &self.shares[current];
+            if s.stopped || s.control_dead {
+                return;
+            }
+            let update_due = publish_start.and_then(|start| {
+                self.plan
+                    .params_update_offsets_us
+                    .get(self.next_update)
+                    .map(|o| start.saturating_add(*o))
+            });
+            let keepalive_due = s.next_keepalive_us;
+            match update_due {
+                Some(due) if due <= now && due <= keepalive_due => {
+                    self.next_update += 1;
+                    let params = updated_params(&self.last_params);
+                    let hash = crate::sim::params_hash(&params);
+                    self.each_recorder(current, |r| r.handle_params_sent(&hash, now));
+                    let text = params.to_string();
+                    if let Some(m) = self.monitor() {
+                        m.handle_params(text.clone().into_bytes());
+                    }
+                    self.last_params = params;
+                    self.outputs.push_back(Output::Control {
+                        share: current,
+                        message: Bytes::from(text),
+                        tries: 1,
+                    });
+                }
+                _ if keepalive_due <= now => {
+                    // Keepalives missed while the driver was late are not made up.
+                    let s = &mut self.shares[current];
+                    let missed = (now - keepalive_due) / interval + 1;
+                    s.next_keepalive_us = keepalive_due.saturating_add(missed * interval);
+                    self.outputs.push_back(Output::Control {
+                        share: current,
+                        message: Bytes::from_static(br#"{"keep":"alive"}"#),
+                        tries: 1,
+                    });
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn control_deadline(&self) -> Option<u64> {
+        let current = self.current?;
+        let s = &self.shares[current];
+        if s.stopped || s.control_dead {
+            return None;
+        }
+        let update = self.publisher.as_ref().and_then(|p| {
+            self.plan
+                .params_update_offsets_us
+                .get(self.next_update)
+                .map(|o| p.start_us.saturating_add(*o))
+        });
+        Some(update.map_or(s.next_keepalive_us, |u| u.min(s.next_keepalive_us)))
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let monitor = match &self.policy {
+            Policy::Network {
+                monitor: Some(m), ..
+            } => m
+                .poll_timeout()
+                .map(|ms| self.t0_us.saturating_add(ms.saturating_mul(1000))),
+            _ => None,
+        };
+        let flush = match self.phase {
+            Phase::Flushing { since_us } if self.is_network() => {
+                Some(since_us.saturating_add(FLUSH_LIMIT_US))
+            }
+            _ => None,
+        };
+        [
+            self.next_publish_us(),
+            self.watchdog_deadline(),
+            monitor,
+            self.control_deadline(),
+            self.drain_deadline(),
+            flush,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ---- The end --------------------------------------------------------------------------
+
+    /// Ends the session: fixes the measured period, closes the serving orchestrator's input
+    /// channel and stops every share, then queues the record.
+    fn end(&mut self, end: End) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let now = self.now_us;
+        if let End::Failed(f) = &end {
+            warn!(message = "Session failed.", class = ?f.class, detail = %f.detail);
+        }
+        // Output is expected until the last input frame was sent: a gap between the last
+        // output and that moment is a trailing stall. A session cut short ends where it was
+        // cut.
+        let measured_end_us = match (&end, &self.policy, self.last_input_us) {
+            (End::Completed, _, Some(last)) => last,
+            (End::Interrupted, Policy::Direct, Some(last)) => last,
+            _ => now,
+        };
+        if let Some(current) = self.current.take() {
+            let to_unix = self.unix_ms(now);
+            if let Some(s) = self.shares.get_mut(current) {
+                s.end_us = Some(measured_end_us);
+                s.to_unix_ms = Some(to_unix);
+            }
+            self.outputs
+                .push_back(Output::LeaveShare { share: current });
+            let info = self.share_info(current);
+            self.trace("gateway_ingest_stream_closed", info);
+        }
+        for share in 0..self.shares.len() {
+            self.stop_share(share);
+        }
+        self.start = None;
+        self.phase = Phase::Done;
+        let interrupted = matches!(end, End::Interrupted);
+        let fatal = match end {
+            End::Completed | End::Interrupted => None,
+            End::Failed(f) => Some(f),
+            End::NoneAvailable(none) => Some(Failure {
+                class: FailureClass::Capacity,
+                detail: none.message,
+            }),
+        };
+        let report = self.report(fatal, measured_end_us);
+        self.outputs.push_back(Output::Finished(Box::new(Finished {
+            report,
+            interrupted,
+        })));
+    }
+
+    fn report(&mut self, fatal: Option<Failure>, measured_end_us: u64) -> SessionReport {
+        let ended_at_unix_ms = self.unix_ms(self.now_us);
+        let template = self.template.clone();
+        match &self.policy {
+            Policy::Direct => {
+                let media = self
+                    .shares
+                    .first()
+                    .map(|s| s.media_errors)
+                    .unwrap_or_default();
+                self.recorder.handle_media_errors(media);
+                report::direct(
+                    template,
+                    &self.last_start,
+                    &self.recorder,
+                    measured_end_us,
+                    fatal,
+                    ended_at_unix_ms,
+                )
+            }
+            Policy::Network { monitor, .. } => {
+                let swaps = monitor
+                    .as_ref()
+                    .map(|m| m.records().to_vec())
+                    .unwrap_or_default();
+                let end_us = self
+                    .shares
+                    .last()
+                    .and_then(|s| s.end_us)
+                    .unwrap_or(self.now_us);
+                let shares: Vec<ShareRecord<'_>> = self
+                    .shares
+                    .iter()
+                    .map(|s| ShareRecord {
+                        orchestrator: &s.orchestrator,
+                        gpu: s.gpu.as_ref(),
+                        get_orchestrator_ms: s.get_orchestrator_ms,
+                        job_start_ms: s.job_start_ms,
+                        from_unix_ms: s.from_unix_ms,
+                        to_unix_ms: s.to_unix_ms.unwrap_or(ended_at_unix_ms),
+                        end_us: s.end_us.unwrap_or(end_us),
+                        ended_by: s.ended_by,
+                        recorder: s.recorder.as_ref(),
+                        media_errors: s.media_errors,
+                    })
+                    .collect();
+                report::network(report::NetworkRecord {
+                    template,
+                    session: &self.recorder,
+                    shares: &shares,
+                    swaps: &swaps,
+                    origin_unix_ms: self.origin_unix_ms,
+                    end_us,
+                    fatal,
+                    ended_at_unix_ms,
+                })
+            }
+        }
+    }
+}
+
+fn media_errors(s: &DemuxStats) -> MediaErrors {
+    MediaErrors {
+        cc_errors: s.cc_errors,
+        sync_losses: s.sync_losses,
+        pes_errors: s.pes_errors,
+        truncated_frames: s.truncated_frames,
+    }
+}

@@ -1,0 +1,461 @@
+//! session: one live video-to-video session as a sans-IO state machine, [`SessionCore`].
+//!
+//! The core owns everything a session decides: when each input frame is due and which
+//! orchestrator it goes to, the start loop over the candidates ([`StartAttempts`] with
+//! suspensions), the swap monitor ([`SwapMonitor`]) or, for a direct session, the watchdog, the
+//! control channel's keepalives and params updates, the drain after the last input frame, and
+//! one share per serving orchestrator with its [`SessionRecorder`] and [`TsDemuxer`]. It reads
+//! no clock, spawns nothing and touches no socket: a driver feeds it [`Input`]s stamped with
+//! the driver's monotonic clock (`handle_input(input, now_us)`) and carries out its
+//! [`Output`]s (`poll_output()` until it answers [`Output::Timeout`]), in the style of str0m's
+//! `Rtc` and quinn-proto's `Connection`.
+//!
+//! One core serves every transport: a direct probe is a session with one fixed candidate and
+//! swaps off ([`Mode::Direct`]), a session through network selection has several candidates
+//! and go-livepeer's swap rules ([`Mode::Network`]). The drivers (the tester's `probe` over
+//! trickle; the unit tests over the simulator's `pipeline` on simulated time) differ only in
+//! how bytes move. The finished [`SessionReport`] is a pure function of the core's state
+//! ([`report`]).
+//!
+//! Failures at the protocol edge arrive typed ([`StartFailure`], [`JobRefusal`],
+//! [`PublishError`]) and the core picks a failure class with a `match`, never from an error's
+//! text.
+//!
+//! [`StartAttempts`]: crate::gateway::select::StartAttempts
+//! [`SwapMonitor`]: crate::gateway::swap::SwapMonitor
+//! [`SessionRecorder`]: crate::measure::SessionRecorder
+//! [`TsDemuxer`]: lvt_media::ts::TsDemuxer
+
+pub mod classify;
+mod core;
+pub mod report;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use lvt_schema::{Failure, FailureClass, Gpu, OrchestratorRef, SessionReport};
+use serde_json::Value;
+
+use crate::gateway::observe::Observation;
+use crate::gateway::select::{SelectionStrategy, StartLimits};
+use crate::gateway::swap::SwapConfig;
+
+pub use self::core::SessionCore;
+
+/// Index of a share: one orchestrator's part of the session, in the order they served.
+pub type ShareId = usize;
+
+/// go-livepeer's message when no orchestrator accepted a stream.
+pub const NO_ORCHESTRATORS_AVAILABLE: &str = "no orchestrators available";
+
+/// After publishing, the drain ends once output has been silent this long.
+pub const DRAIN_IDLE_US: u64 = 1_000_000;
+
+/// Replaying params to a new orchestrator is given up after this many failed writes
+/// (go-livepeer's `startControlPublish`).
+pub const CONTROL_REPLAY_TRIES: u32 = 3;
+
+/// go-livepeer's `retryPause` after a failed subscription read.
+pub const READ_RETRY_PAUSE: Duration = Duration::from_millis(300);
+
+/// In network mode, the segments of an orchestrator being left get this long to be confirmed
+/// after publishing ended before the drain starts without them.
+const FLUSH_LIMIT_US: u64 = 5_000_000;
+
+/// How the session reaches orchestrators.
+pub enum Mode {
+    /// One fixed candidate, no swaps: failures end the session, and a watchdog judges silence
+    /// on the output and events channels with [`SessionTimeouts`].
+    Direct,
+    /// go-livepeer's gateway: the start loop over `strategy`'s order of the candidates, and
+    /// swaps on go-livepeer's triggers ([`SwapConfig`]); read errors are retried.
+    Network {
+        strategy: Box<dyn SelectionStrategy + Send>,
+        swap: SwapConfig,
+        start: StartLimits,
+    },
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Direct => f.write_str("Direct"),
+            Self::Network { swap, start, .. } => f
+                .debug_struct("Network")
+                .field("swap", swap)
+                .field("start", start)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The timing of the input clip as it is published: segment `k` starts `k * segment_us` after
+/// publishing began and its frame `i` is due `i * 1_000_000 / fps` after the segment's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipTiming {
+    pub segment_us: u64,
+    pub fps: u32,
+    pub frames_per_segment: u32,
+}
+
+impl ClipTiming {
+    /// The offset of frame `index` from the start of its segment.
+    pub fn frame_offset_us(&self, index: u32) -> u64 {
+        u64::from(index) * 1_000_000 / u64::from(self.fps.max(1))
+    }
+}
+
+/// How long each part of a direct session may stay silent before it is classified as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// From the first input frame sent to the first output frame.
+    pub first_output_us: u64,
+    /// The longest gap in output once it started; go-livepeer swaps after 30 s.
+    pub output_gap_us: u64,
+    /// The longest silence on the events channel; go-livepeer stops a job after 30 s.
+    pub events_us: u64,
+    /// After the last input frame, how long to wait for its output.
+    pub drain_us: u64,
+}
+
+impl Default for SessionTimeouts {
+    fn default() -> Self {
+        Self {
+            first_output_us: 20_000_000,
+            output_gap_us: 30_000_000,
+            events_us: 30_000_000,
+            drain_us: 5_000_000,
+        }
+    }
+}
+
+/// Everything the core needs to know about the session before it starts.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub clip: ClipTiming,
+    /// How long input is published.
+    pub duration_us: u64,
+    pub timeouts: SessionTimeouts,
+    /// The params sent at job start; params updates build on them.
+    pub params: Value,
+    /// When to send params updates, as offsets from the start of publishing.
+    pub params_update_offsets_us: Vec<u64>,
+    /// Interval of `{"keep":"alive"}` control messages.
+    pub keepalive_interval_us: u64,
+}
+
+/// What a finished start attempt learnt about the orchestrator, whether or not it started the
+/// job: the record keeps the identity and timings of a refusal too.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartInfo {
+    /// The identity GetOrchestrator gave (address claimed, certificate fingerprint), if it
+    /// answered.
+    pub orchestrator: Option<OrchestratorRef>,
+    pub gpu: Option<Gpu>,
+    pub get_orchestrator_ms: Option<f64>,
+    pub job_start_ms: Option<f64>,
+}
+
+/// Why a job start request was refused, typed once at the protocol edge from the status and
+/// go-livepeer's error texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// No capacity (503, `insufficient capacity`, `OrchestratorCapped`, `OrchestratorBusy`).
+    Busy,
+    /// 402, or a 400 about balance or payment.
+    Payment,
+    /// 403.
+    Auth,
+    /// Any other status.
+    Other,
+}
+
+/// A job start that did not give a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobRefusal {
+    /// The orchestrator answered with an error status.
+    Refused {
+        status: u16,
+        reason: RefusalReason,
+        detail: String,
+    },
+    /// It answered 200 with something that is not a job (bad JSON, a missing field).
+    BadAnswer { detail: String },
+    /// No answer: timeout or transport error.
+    NoAnswer { detail: String },
+}
+
+/// Why a start attempt (GetOrchestrator, payment, job start) did not start a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The remote signer could not sign the GetOrchestrator request.
+    Signer { detail: String },
+    /// GetOrchestrator did not answer within the timeout.
+    GrpcTimeout { timeout: Duration },
+    /// GetOrchestrator failed; `busy` when go-livepeer's capped or busy status came back.
+    Grpc { busy: bool, detail: String },
+    /// OrchestratorInfo carries no auth token.
+    NoAuthToken,
+    /// The payment for the job could not be made.
+    Payment { detail: String },
+    /// The job start request failed.
+    Job(JobRefusal),
+}
+
+impl StartFailure {
+    /// The session failure this start failure is: its class picked by kind, never by text.
+    pub fn failure(&self) -> Failure {
+        let (class, detail) = match self {
+            Self::Signer { detail } => (FailureClass::Payment, format!("remote signer: {detail}")),
+            Self::GrpcTimeout { timeout } => (
+                FailureClass::GrpcError,
+                format!("GetOrchestrator did not answer within {timeout:?}"),
+            ),
+            Self::Grpc { busy, detail } => (
+                if *busy {
+                    FailureClass::Capacity
+                } else {
+                    FailureClass::GrpcError
+                },
+                format!("GetOrchestrator: {detail}"),
+            ),
+            Self::NoAuthToken => (
+                FailureClass::ProtocolError,
+                "OrchestratorInfo carries no auth_token, which job start requires".into(),
+            ),
+            Self::Payment { detail } => (FailureClass::Payment, format!("payment: {detail}")),
+            Self::Job(refusal) => {
+                let (class, detail) = match refusal {
+                    JobRefusal::Refused { reason, detail, .. } => (
+                        match reason {
+                            RefusalReason::Busy => FailureClass::Capacity,
+                            RefusalReason::Payment => FailureClass::Payment,
+                            RefusalReason::Auth => FailureClass::Auth,
+                            RefusalReason::Other => FailureClass::StartError,
+                        },
+                        detail,
+                    ),
+                    JobRefusal::BadAnswer { detail } => (FailureClass::ProtocolError, detail),
+                    JobRefusal::NoAnswer { detail } => (FailureClass::StartError, detail),
+                };
+                (class, format!("job start: {detail}"))
+            }
+        };
+        Failure { class, detail }
+    }
+
+    /// Whether the orchestrator was busy: a capacity signal, not a failure of it.
+    pub fn is_busy(&self) -> bool {
+        self.failure().class == FailureClass::Capacity
+    }
+}
+
+/// A failure on an input channel (publishing a segment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishError {
+    /// The server said the channel is gone (404): the orchestrator dropped the session.
+    pub gone: bool,
+    pub detail: String,
+}
+
+impl PublishError {
+    fn failure(&self) -> Failure {
+        Failure {
+            class: FailureClass::PublishLost,
+            detail: if self.gone {
+                "the input channel vanished (404): the orchestrator dropped the session".into()
+            } else {
+                format!("publishing failed: {}", self.detail)
+            },
+        }
+    }
+}
+
+/// How a subscription (output or events) stopped delivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelEnd {
+    /// 404 or end of stream.
+    Ended,
+    /// A read failed.
+    Error,
+    /// Copying a segment failed after its read began (output only).
+    CopyError,
+}
+
+/// What the driver observed, stamped where it was observed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A deadline the core asked for ([`Output::Timeout`]) has passed.
+    Timeout,
+    /// The tester is stopping (Ctrl-C, a run's abort): end the session now, as interrupted.
+    Cancel,
+    /// A start attempt on `candidate` ended.
+    StartResult {
+        candidate: usize,
+        info: StartInfo,
+        result: Result<(), StartFailure>,
+    },
+    /// The first byte of input frame `pts` is about to be written to `share`'s input channel,
+    /// at `at_us`.
+    FrameSent {
+        share: ShareId,
+        pts: u64,
+        at_us: u64,
+    },
+    /// Every frame of `share`'s open segment (`bytes` in all) is written.
+    SegmentWritten { share: ShareId, bytes: u64 },
+    /// A segment on `share`'s input channel ended: confirmed, or failed (opening it, writing
+    /// to it, or its answer).
+    SegmentDone {
+        share: ShareId,
+        result: Result<(), PublishError>,
+    },
+    /// Bytes of `share`'s output channel; their first byte arrived at `at_us`.
+    OutputBytes {
+        share: ShareId,
+        bytes: Bytes,
+        at_us: u64,
+    },
+    /// The output segment being read ended.
+    OutputSegmentEnd { share: ShareId },
+    /// The output subscription stopped.
+    OutputEnd { share: ShareId, end: ChannelEnd },
+    /// One whole events document of `share`, complete at `at_us`.
+    Event {
+        share: ShareId,
+        doc: Bytes,
+        at_us: u64,
+    },
+    /// The events subscription stopped ([`ChannelEnd::CopyError`] counts as an error).
+    EventsEnd { share: ShareId, end: ChannelEnd },
+    /// A control message got 404: the channel is gone.
+    ControlGone { share: ShareId },
+    /// Replaying the params to `share` failed [`CONTROL_REPLAY_TRIES`] times.
+    ControlReplayFailed { share: ShareId },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Nothing more until this time (`u64::MAX`: until an input arrives).
+    Timeout(u64),
+    /// Run a start attempt (GetOrchestrator, payment, job start) on `candidate`, then report
+    /// [`Input::StartResult`]. The driver keeps the job's channels until [`Output::OpenShare`]
+    /// names the attempt's candidate, or drops them at the end.
+    Start { candidate: usize, uri: String },
+    /// The job started on `candidate` serves from now as `share`: open its channels (input,
+    /// output, events, control). `retry_reads`: after a failed read, report it, pause
+    /// [`READ_RETRY_PAUSE`] and read again (go-livepeer's subscriptions); otherwise a failed
+    /// read ends the subscription.
+    OpenShare {
+        share: ShareId,
+        candidate: usize,
+        retry_reads: bool,
+    },
+    /// Open input segment `seq` on `share`'s channel. `None`: nobody takes input right now,
+    /// and the segment is skipped (its frames are not sent, but the clip moves on so that
+    /// timestamps continue).
+    BeginSegment { share: Option<ShareId>, seq: u64 },
+    /// Write frame `index` of the open segment and report [`Input::FrameSent`] with the
+    /// moment its first byte goes out.
+    WriteFrame { share: ShareId, index: u32 },
+    /// The open segment is complete: finish it without holding up the next one, then report
+    /// [`Input::SegmentWritten`] and [`Input::SegmentDone`].
+    EndSegment { share: ShareId },
+    /// Publish one control message, trying up to `tries` times.
+    Control {
+        share: ShareId,
+        message: Bytes,
+        tries: u32,
+    },
+    /// The session leaves `share`: end its input channel (how a gateway ends a job). Its
+    /// readers go on until [`Output::StopShare`], so that its last frames count.
+    LeaveShare { share: ShareId },
+    /// Stop `share`'s readers, control channel and payments.
+    StopShare { share: ShareId },
+    /// An observation for the analytics events.
+    Observe(Observation),
+    /// The session is over; nothing else follows.
+    Finished(Box<Finished>),
+}
+
+/// The end of a session: its record, and whether a cancel cut it short.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub report: SessionReport,
+    /// True when [`Input::Cancel`] ended the session before it ran its course (no failure had
+    /// stopped it first). Such a session's outcome judges a shortened session.
+    pub interrupted: bool,
+}
+
+/// The params update a session sends: the same params with the prompt changed, so that a
+/// runner applying it must report a new hash. Applied to its own result it changes the hash
+/// again.
+pub fn updated_params(params: &Value) -> Value {
+    let mut p = match params {
+        Value::Object(m) => Value::Object(m.clone()),
+        _ => serde_json::json!({}),
+    };
+    let prompt = p.get("prompt").and_then(Value::as_str).map_or_else(
+        || "lvt params update".to_string(),
+        |s| format!("{s}, updated"),
+    );
+    p["prompt"] = Value::String(prompt);
+    p
+}
+
+/// go-livepeer's `stream_id` for a session: `lvt-` and the last 12 characters of its id.
+pub fn stream_id(session_id: &str) -> String {
+    let tail = session_id
+        .char_indices()
+        .rev()
+        .nth(11)
+        .map_or(session_id, |(i, _)| &session_id[i..]);
+    format!("lvt-{tail}")
+}
+
+impl JobRefusal {
+    /// Types a job start error once, at the protocol edge: the status says most, and
+    /// go-livepeer's busy texts (`insufficient capacity`, `OrchestratorCapped`,
+    /// `OrchestratorBusy`) and payment texts say the rest.
+    pub fn from_start_error(e: &crate::live::StartJobError) -> Self {
+        use crate::live::StartJobError;
+        let detail = e.to_string();
+        match e {
+            StartJobError::Status { status, body } => {
+                let reason = match status {
+                    503 => RefusalReason::Busy,
+                    403 => RefusalReason::Auth,
+                    402 => RefusalReason::Payment,
+                    400 if body.contains("balance") || body.to_lowercase().contains("payment") => {
+                        RefusalReason::Payment
+                    }
+                    _ if is_busy_text(body) => RefusalReason::Busy,
+                    _ => RefusalReason::Other,
+                };
+                Self::Refused {
+                    status: *status,
+                    reason,
+                    detail,
+                }
+            }
+            StartJobError::BadJson { .. } | StartJobError::MissingField { .. } => {
+                Self::BadAnswer { detail }
+            }
+            StartJobError::Timeout | StartJobError::Transport(_) => Self::NoAnswer { detail },
+        }
+    }
+}
+
+/// The texts go-livepeer sends when an orchestrator is busy rather than broken.
+pub fn is_busy_text(text: &str) -> bool {
+    [
+        "OrchestratorCapped",
+        "OrchestratorBusy",
+        "insufficient capacity",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+}

@@ -1,0 +1,702 @@
+//! The session core against the simulator's own pipeline core, on simulated time.
+//!
+//! [`Net`] is the one harness: it plays the driver and the orchestrators. Each share gets a
+//! `sim::pipeline::PipelineCore` from a profile; input frames reach it when the core says they
+//! are written, its outputs come back as MPEG-TS bytes at their due time, its events as
+//! documents, and a crash ends the share's channels as the simulator's deletion of them does.
+//! Nothing sleeps: a 30-second session runs in milliseconds, and every timing is exact.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use lvt_media::ts::{MuxConfig, MuxFrame, TsMuxer};
+use lvt_schema::{FailureClass, Outcome, SessionReport, TargetMode};
+use serde_json::json;
+
+use super::*;
+use crate::gateway::observe::Observation;
+use crate::gateway::select::{Candidate, GoLivepeerDefault};
+use crate::sim::pipeline::{InputFrame, PipelineConfig, PipelineCore, PipelineOutput};
+use crate::sim::profile::Profile;
+
+const FPS: u32 = 30;
+const SEGMENT_US: u64 = 1_000_000;
+/// Wall clock of the simulated time zero.
+const ORIGIN_UNIX_MS: i64 = 1_780_000_000_000;
+
+/// How a candidate answers a start attempt.
+#[derive(Clone)]
+enum Orch {
+    Serves(Profile),
+    Busy,
+}
+
+/// One serving orchestrator as the harness runs it.
+struct SimShare {
+    pipeline: PipelineCore,
+    muxer: TsMuxer,
+    /// Scheduled outputs `(due_us, pts, keyframe)`, in due order.
+    pending: VecDeque<(u64, u64, bool)>,
+    /// The input segment being written, if it was opened.
+    segment: Option<u64>,
+    crashed: bool,
+    stopped: bool,
+}
+
+struct Net {
+    core: SessionCore,
+    now_us: u64,
+    orchs: Vec<Orch>,
+    shares: Vec<Option<SimShare>>,
+    /// Inputs the harness delivers later `(at_us, input)`, in time order.
+    later: VecDeque<(u64, Input)>,
+    observations: Vec<Observation>,
+    /// Control messages the orchestrators received `(share, message)`.
+    control: Vec<(ShareId, String)>,
+    finished: Option<Finished>,
+    start_ms: u64,
+}
+
+fn template() -> SessionReport {
+    SessionReport {
+        orchestrator: Some(lvt_schema::OrchestratorRef {
+            address: None,
+            uri: "https://o0.test:8935".into(),
+            cert_sha256: None,
+        }),
+        ..SessionReport::new(
+            "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "noop",
+            ORIGIN_UNIX_MS,
+        )
+    }
+}
+
+fn plan(duration_s: u64) -> SessionPlan {
+    SessionPlan {
+        clip: ClipTiming {
+            segment_us: SEGMENT_US,
+            fps: FPS,
+            frames_per_segment: FPS,
+        },
+        duration_us: duration_s * 1_000_000,
+        timeouts: SessionTimeouts::default(),
+        params: json!({"prompt": "watercolor"}),
+        params_update_offsets_us: vec![duration_s * 500_000],
+        keepalive_interval_us: 10_000_000,
+    }
+}
+
+fn profile(f: impl FnOnce(&mut Profile)) -> Profile {
+    let mut p = Profile::default();
+    f(&mut p);
+    p
+}
+
+/// An Annex B access unit: an IDR slice for keyframes, a non-IDR slice otherwise.
+fn access_unit(keyframe: bool) -> Vec<u8> {
+    let mut au = vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }];
+    au.resize(200, 0x5a);
+    au
+}
+
+impl Net {
+    fn direct(orch: Orch, plan: SessionPlan) -> Self {
+        Self::new(Mode::Direct, vec![orch], plan)
+    }
+
+    fn network(orchs: Vec<Orch>, plan: SessionPlan) -> Self {
+        let mode = Mode::Network {
+            strategy: Box::new(GoLivepeerDefault::default()),
+            swap: crate::gateway::swap::SwapConfig::default(),
+            start: crate::gateway::select::StartLimits::default(),
+        };
+        Self::new(mode, orchs, plan)
+    }
+
+    fn new(mode: Mode, orchs: Vec<Orch>, plan: SessionPlan) -> Self {
+        let network = matches!(mode, Mode::Network { .. });
+        // Discovery order: earlier candidates answered faster.
+        let candidates = (0..orchs.len())
+            .map(|i| Candidate::new(format!("https://o{i}.test:8935"), 10 * i as u64 + 1))
+            .collect();
+        let mut template = template();
+        if network {
+            template.mode = TargetMode::Network;
+            template.orchestrator = None;
+        }
+        let core = SessionCore::new(mode, plan, candidates, template, 0, ORIGIN_UNIX_MS);
+        Self {
+            core,
+            now_us: 0,
+            orchs,
+            shares: Vec::new(),
+            later: VecDeque::new(),
+            observations: Vec::new(),
+            control: Vec::new(),
+            finished: None,
+            start_ms: 5,
+        }
+    }
+
+    fn deliver_later(&mut self, at_us: u64, input: Input) {
+        let pos = self.later.partition_point(|(t, _)| *t <= at_us);
+        self.later.insert(pos, (at_us, input));
+    }
+
+    fn input(&mut self, input: Input) {
+        self.core.handle_input(input, self.now_us);
+    }
+
+    /// Runs the session to its end, with a bound on simulated time.
+    fn run(mut self) -> (Finished, Self) {
+        let limit_us = 600_000_000;
+        loop {
+            let deadline = self.handle_outputs();
+            if let Some(finished) = self.finished.take() {
+                return (finished, self);
+            }
+            let next = self.next_event_us().min(deadline);
+            assert!(next < limit_us, "the session never ended");
+            self.now_us = self.now_us.max(next);
+            if !self.deliver_due() {
+                self.input(Input::Timeout);
+            }
+        }
+    }
+
+    /// Carries out the core's outputs; returns its next deadline.
+    fn handle_outputs(&mut self) -> u64 {
+        loop {
+            match self.core.poll_output() {
+                Output::Timeout(t) => return t,
+                Output::Start { candidate, .. } => {
+                    let info = StartInfo {
+                        orchestrator: Some(lvt_schema::OrchestratorRef {
+                            address: Some(format!("0x{candidate:040x}")),
+                            uri: format!("https://o{candidate}.test:8935"),
+                            cert_sha256: None,
+                        }),
+                        get_orchestrator_ms: Some(2.0),
+                        job_start_ms: Some(3.0),
+                        gpu: None,
+                    };
+                    let result = match &self.orchs[candidate] {
+                        Orch::Serves(_) => Ok(()),
+                        Orch::Busy => Err(StartFailure::Job(JobRefusal::Refused {
+                            status: 503,
+                            reason: RefusalReason::Busy,
+                            detail: "job start answered HTTP 503: insufficient capacity".into(),
+                        })),
+                    };
+                    let at = self.now_us + self.start_ms * 1000;
+                    self.deliver_later(
+                        at,
+                        Input::StartResult {
+                            candidate,
+                            info,
+                            result,
+                        },
+                    );
+                }
+                Output::OpenShare {
+                    share, candidate, ..
+                } => {
+                    let Orch::Serves(p) = &self.orchs[candidate] else {
+                        panic!("a busy candidate was opened");
+                    };
+                    let config = PipelineConfig::from_profile(p, "noop", share as u64, 2_000_000);
+                    let unix = ORIGIN_UNIX_MS + (self.now_us / 1000) as i64;
+                    let pipeline =
+                        PipelineCore::new(config, self.now_us, unix, json!({"prompt": "x"}));
+                    if self.shares.len() <= share {
+                        self.shares.resize_with(share + 1, || None);
+                    }
+                    self.shares[share] = Some(SimShare {
+                        pipeline,
+                        muxer: TsMuxer::new(MuxConfig::default()),
+                        pending: VecDeque::new(),
+                        segment: None,
+                        crashed: false,
+                        stopped: false,
+                    });
+                }
+                Output::BeginSegment { share, seq } => {
+                    let Some(share) = share else { continue };
+                    let now = self.now_us;
+                    let s = self.share(share);
+                    if s.crashed {
+                        s.segment = None;
+                        let result = Err(PublishError {
+                            gone: true,
+                            detail: "404".into(),
+                        });
+                        self.input(Input::SegmentDone { share, result });
+                    } else {
+                        s.pipeline.handle_input_segment(now);
+                        s.segment = Some(seq);
+                    }
+                }
+                Output::WriteFrame { share, index } => {
+                    let now = self.now_us;
+                    let s = self.share(share);
+                    let Some(seq) = s.segment else { continue };
+                    let k = seq * u64::from(FPS) + u64::from(index);
+                    let pts = k * 90_000 / u64::from(FPS);
+                    let keyframe = index == 0;
+                    s.pipeline.handle_timeout(now);
+                    let decision = s.pipeline.handle_input_frame(
+                        InputFrame {
+                            pts,
+                            keyframe,
+                            payload: (),
+                        },
+                        now,
+                    );
+                    if let Some(out) = decision.into_output() {
+                        s.pending.push_back((out.due_us, out.pts, out.keyframe));
+                    }
+                    self.input(Input::FrameSent {
+                        share,
+                        pts,
+                        at_us: now,
+                    });
+                }
+                Output::EndSegment { share } => {
+                    let s = self.share(share);
+                    if s.segment.take().is_some() {
+                        let at = self.now_us + 1_000;
+                        self.deliver_later(at, Input::SegmentWritten { share, bytes: 1 });
+                        self.deliver_later(
+                            at,
+                            Input::SegmentDone {
+                                share,
+                                result: Ok(()),
+                            },
+                        );
+                    }
+                }
+                Output::Control { share, message, .. } => {
+                    let now = self.now_us;
+                    let text = String::from_utf8(message.to_vec()).unwrap();
+                    let s = self.share(share);
+                    if let Ok(value) = serde_json::from_str(&text) {
+                        s.pipeline.handle_control(value, now);
+                    }
+                    self.control.push((share, text));
+                }
+                Output::LeaveShare { .. } => {}
+                Output::StopShare { share } => {
+                    let s = self.share(share);
+                    s.stopped = true;
+                    s.pending.clear();
+                }
+                Output::Observe(o) => self.observations.push(o),
+                Output::Finished(f) => {
+                    self.finished = Some(*f);
+                    return u64::MAX;
+                }
+            }
+        }
+    }
+
+    fn share(&mut self, share: ShareId) -> &mut SimShare {
+        self.shares[share].as_mut().expect("an opened share")
+    }
+
+    fn next_event_us(&self) -> u64 {
+        let mut next = self.later.front().map_or(u64::MAX, |(t, _)| *t);
+        for s in self.shares.iter().flatten().filter(|s| !s.stopped) {
+            if let Some((due, _, _)) = s.pending.front() {
+                next = next.min(*due);
+            }
+            if let Some(t) = s.pipeline.poll_timeout() {
+                next = next.min(t);
+            }
+        }
+        next
+    }
+
+    /// Delivers everything due by now; false when nothing was.
+    fn deliver_due(&mut self) -> bool {
+        let now = self.now_us;
+        let mut any = false;
+        while self.later.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, input) = self.later.pop_front().expect("checked");
+            self.input(input);
+            any = true;
+        }
+        for share in 0..self.shares.len() {
+            let Some(s) = self.shares[share].as_mut() else {
+                continue;
+            };
+            if s.stopped {
+                continue;
+            }
+            s.pipeline.handle_timeout(now);
+            let mut inputs = Vec::new();
+            while let Some(out) = s.pipeline.poll_output() {
+                match out {
+                    PipelineOutput::Event(doc) => inputs.push(Input::Event {
+                        share,
+                        doc: Bytes::from(doc.to_json()),
+                        at_us: now,
+                    }),
+                    PipelineOutput::Crash => {
+                        // The simulator deletes the session's channels.
+                        s.crashed = true;
+                        s.pending.clear();
+                        inputs.push(Input::OutputEnd {
+                            share,
+                            end: ChannelEnd::Ended,
+                        });
+                        inputs.push(Input::EventsEnd {
+                            share,
+                            end: ChannelEnd::Ended,
+                        });
+                    }
+                }
+            }
+            while s.pending.front().is_some_and(|(due, _, _)| *due <= now) {
+                let (due, pts, keyframe) = s.pending.pop_front().expect("checked");
+                let mut ts = Vec::new();
+                let au = access_unit(keyframe);
+                s.muxer.mux_frame(
+                    &MuxFrame {
+                        pts,
+                        dts: None,
+                        keyframe,
+                        data: &au,
+                    },
+                    &mut ts,
+                );
+                s.pipeline.handle_output_written(due);
+                inputs.push(Input::OutputBytes {
+                    share,
+                    bytes: Bytes::from(ts),
+                    at_us: due,
+                });
+                inputs.push(Input::OutputSegmentEnd { share });
+            }
+            any |= !inputs.is_empty();
+            for input in inputs {
+                self.input(input);
+            }
+        }
+        any
+    }
+}
+
+#[test]
+fn a_direct_session_measures_the_injected_latency_exactly() {
+    let orch = Orch::Serves(profile(|p| p.latency_ms = 80));
+    let (f, net) = Net::direct(orch, plan(10)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    assert!(!f.interrupted);
+    let e2e = r.metrics.e2e_latency_ms.expect("e2e measured");
+    assert!((e2e.p50 - 80.0).abs() < 0.01, "p50 {}", e2e.p50);
+    assert!((e2e.max - 80.0).abs() < 0.01, "max {}", e2e.max);
+    // Ten 1-second segments of 30 frames, every one of them back.
+    assert_eq!(r.metrics.frames_received, 300);
+    assert_eq!(r.metrics.frames_unmatched, 0);
+    let fps = r.metrics.output_fps.expect("fps");
+    assert!((fps.mean - 30.0).abs() < 0.5, "fps {}", fps.mean);
+    assert_eq!(r.metrics.stalls.count, 0);
+    // The start's identity and timings are the record's.
+    let o = r.orchestrator.expect("orchestrator");
+    assert_eq!(o.address.as_deref(), Some(&*format!("0x{:040x}", 0)));
+    assert_eq!(r.metrics.get_orchestrator_ms, Some(2.0));
+    // One params update halfway, and keepalives every 10 s (none fits in 10 s of publishing
+    // before the end).
+    let updates: Vec<_> = net
+        .control
+        .iter()
+        .filter(|(_, m)| m.contains("updated"))
+        .collect();
+    assert_eq!(updates.len(), 1, "{:?}", net.control);
+    // The drain ended when the last frame's output came back, 80 ms after it was sent.
+    let ended_ms = r.ended_at_unix_ms - ORIGIN_UNIX_MS;
+    assert!(
+        (10_000..10_200).contains(&ended_ms),
+        "ended at {ended_ms} ms"
+    );
+}
+
+#[test]
+fn a_stall_is_one_stall_of_its_length() {
+    let orch = Orch::Serves(profile(|p| {
+        p.stall_at_s = Some(3.0);
+        p.stall_s = 2.0;
+    }));
+    let (f, _) = Net::direct(orch, plan(8)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    assert_eq!(r.metrics.stalls.count, 1, "{:?}", r.metrics.stalls);
+    let total = r.metrics.stalls.total_ms;
+    // Output resumes at the next keyframe after the window: 2 s plus up to one segment.
+    assert!((1_900.0..3_100.0).contains(&total), "stall {total} ms");
+}
+
+#[test]
+fn a_crash_loses_the_input_channel() {
+    let orch = Orch::Serves(profile(|p| p.crash_after_s = Some(4.0)));
+    let (f, _) = Net::direct(orch, plan(10)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let failure = r.failure.expect("failure");
+    assert_eq!(
+        failure.class,
+        FailureClass::PublishLost,
+        "{}",
+        failure.detail
+    );
+    // The next segment after the crash found the channel gone.
+    let ended_ms = r.ended_at_unix_ms - ORIGIN_UNIX_MS;
+    assert!((4_000..5_100).contains(&ended_ms), "ended at {ended_ms} ms");
+}
+
+#[test]
+fn no_output_is_an_output_timeout_exactly_at_its_deadline() {
+    // A model that never finishes loading: events come, frames never do.
+    let orch = Orch::Serves(profile(|p| p.startup_ms = 3_600_000));
+    let (f, _) = Net::direct(orch, plan(30)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let failure = r.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::OutputTimeout);
+    assert_eq!(
+        failure.detail,
+        "no output frame within 20s of the first input"
+    );
+    // The first frame went out 5 ms in (the start), so the timeout fired at 20.005 s.
+    assert_eq!(r.ended_at_unix_ms - ORIGIN_UNIX_MS, 20_005);
+}
+
+#[test]
+fn silent_events_are_an_events_timeout() {
+    // Output flows, but the runner never publishes a status after the first ones: a status
+    // interval longer than the session stands for a runner that stopped reporting.
+    let orch = Orch::Serves(Profile::default());
+    let mut plan = plan(40);
+    plan.timeouts.events_us = 5_000_000;
+    let mut net = Net::direct(orch, plan);
+    // Swallow every event: the harness's runner publishes none.
+    net.start_ms = 5;
+    let (f, _) = run_without_events(net);
+    let r = f.report;
+    let failure = r.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::EventsTimeout);
+    assert_eq!(failure.detail, "no event for longer than 5s");
+}
+
+/// Runs `net` with every event document dropped before it reaches the core.
+fn run_without_events(mut net: Net) -> (Finished, Net) {
+    loop {
+        let deadline = net.handle_outputs();
+        if let Some(f) = net.finished.take() {
+            return (f, net);
+        }
+        let next = net.next_event_us().min(deadline);
+        assert!(next < 600_000_000, "the session never ended");
+        net.now_us = net.now_us.max(next);
+        for s in net.shares.iter_mut().flatten() {
+            s.pipeline.handle_timeout(net.now_us);
+            while s.pipeline.poll_output().is_some() {}
+        }
+        if !net.deliver_due() {
+            net.input(Input::Timeout);
+        }
+    }
+}
+
+#[test]
+fn a_busy_orchestrator_is_unscored_not_failed() {
+    let (f, net) = Net::direct(Orch::Busy, plan(10)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::UnscoredBusy);
+    assert_eq!(r.failure.expect("failure").class, FailureClass::Capacity);
+    assert!(net.shares.is_empty(), "no channel was opened");
+}
+
+#[test]
+fn a_cancel_ends_the_session_as_interrupted_at_once() {
+    let orch = Orch::Serves(Profile::default());
+    let mut net = Net::direct(orch, plan(30));
+    // Run five seconds, then cancel.
+    while net.now_us < 5_000_000 {
+        let deadline = net.handle_outputs();
+        net.now_us = net.next_event_us().min(deadline);
+        if !net.deliver_due() {
+            net.input(Input::Timeout);
+        }
+    }
+    net.input(Input::Cancel);
+    let (f, net) = net.run();
+    assert!(f.interrupted);
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let ended_ms = r.ended_at_unix_ms - ORIGIN_UNIX_MS;
+    assert!((5_000..5_100).contains(&ended_ms), "ended at {ended_ms} ms");
+    assert!(
+        net.shares.iter().flatten().all(|s| s.stopped),
+        "every share is stopped"
+    );
+}
+
+#[test]
+fn a_network_crash_swaps_once_and_attributes_each_frame() {
+    let orchs = vec![
+        Orch::Serves(profile(|p| p.crash_after_s = Some(10.0))),
+        Orch::Serves(profile(|p| p.latency_ms = 40)),
+        Orch::Serves(Profile::default()),
+    ];
+    let (f, net) = Net::network(orchs, plan(14)).run();
+    let r = f.report;
+    assert_eq!(r.mode, TargetMode::Network);
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    assert_eq!(r.metrics.swaps.len(), 1, "{:?}", r.metrics.swaps);
+    let swap = &r.metrics.swaps[0];
+    assert_eq!(swap.from, "https://o0.test:8935");
+    assert_eq!(swap.to, "https://o1.test:8935");
+    // The crash at 10 s ends the output channel: the swap is immediate, the new orchestrator
+    // starts in 5 ms and its first frame comes 40 ms after the first frame it is sent.
+    let freeze = swap.freeze_ms.expect("freeze measured");
+    assert!((40.0..1_100.0).contains(&freeze), "freeze {freeze} ms");
+    assert_eq!(r.served_by.len(), 2);
+    let (first, second) = (&r.served_by[0], &r.served_by[1]);
+    assert_eq!(first.ended_by.as_deref(), Some(swap.cause.as_str()));
+    assert!(first.failure.is_some());
+    assert_eq!(second.ended_by, None);
+    assert_eq!(
+        first.frames_received + second.frames_received,
+        r.metrics.frames_received
+    );
+    assert!(
+        (295..=301).contains(&first.frames_received),
+        "{}",
+        first.frames_received
+    );
+    let e2e_first = first.e2e_latency_ms.as_ref().expect("first e2e");
+    let e2e_second = second.e2e_latency_ms.as_ref().expect("second e2e");
+    assert!(e2e_first.p50 < 0.01, "first p50 {}", e2e_first.p50);
+    assert!(
+        (e2e_second.p50 - 40.0).abs() < 0.01,
+        "second p50 {}",
+        e2e_second.p50
+    );
+    // PTS continued across the swap.
+    assert_eq!(r.metrics.frames_unmatched, 0);
+    assert_eq!(
+        r.orchestrator.as_ref().map(|o| o.uri.as_str()),
+        Some("https://o1.test:8935")
+    );
+    assert!(first.to_unix_ms <= second.from_unix_ms);
+    let swaps: Vec<_> = net
+        .observations
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Swap { from, to, .. } => Some((from.url.clone(), to.url.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        swaps,
+        vec![("https://o0.test:8935".into(), "https://o1.test:8935".into())]
+    );
+    // The last params were replayed to the orchestrator that took over.
+    assert!(
+        net.control
+            .iter()
+            .any(|(s, m)| *s == 1 && m.contains("updated")),
+        "{:?}",
+        net.control
+    );
+}
+
+#[test]
+fn when_every_orchestrator_fails_the_swap_limit_ends_the_session() {
+    let crash = || Orch::Serves(profile(|p| p.crash_after_s = Some(1.5)));
+    let (f, _) = Net::network(vec![crash(), crash(), crash(), crash()], plan(12)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let failure = r.failure.expect("failure");
+    assert!(
+        failure.detail.starts_with("Too many swaps: "),
+        "{}",
+        failure.detail
+    );
+    // Two swaps are allowed in a chain; the third trigger ends the stream.
+    assert_eq!(r.metrics.swaps.len(), 2);
+    let uris: Vec<_> = r
+        .served_by
+        .iter()
+        .map(|s| s.orchestrator.uri.as_str())
+        .collect();
+    assert_eq!(
+        uris,
+        vec![
+            "https://o0.test:8935",
+            "https://o1.test:8935",
+            "https://o2.test:8935"
+        ]
+    );
+}
+
+#[test]
+fn an_all_busy_network_is_unscored_and_blames_nobody() {
+    let (f, net) = Net::network(vec![Orch::Busy, Orch::Busy], plan(3)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::UnscoredBusy);
+    let failure = r.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::Capacity);
+    assert_eq!(failure.detail, NO_ORCHESTRATORS_AVAILABLE);
+    assert!(r.served_by.is_empty());
+    assert!(r.orchestrator.is_none());
+    let none = net
+        .observations
+        .iter()
+        .find_map(|o| match o {
+            Observation::NoOrchestratorsAvailable { tries, .. } => Some(*tries),
+            _ => None,
+        })
+        .expect("gateway_no_orchestrators_available");
+    assert_eq!(none, 2);
+}
+
+#[test]
+fn a_busy_first_choice_is_skipped_for_the_next() {
+    let orchs = vec![Orch::Busy, Orch::Serves(Profile::default())];
+    let (f, _) = Net::network(orchs, plan(3)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    assert_eq!(r.served_by.len(), 1);
+    assert_eq!(r.served_by[0].orchestrator.uri, "https://o1.test:8935");
+    assert!(r.metrics.swaps.is_empty());
+}
+
+#[test]
+fn refusals_are_classified_by_kind() {
+    let refused = |status, reason| {
+        StartFailure::Job(JobRefusal::Refused {
+            status,
+            reason,
+            detail: "x".into(),
+        })
+        .failure()
+        .class
+    };
+    assert_eq!(refused(503, RefusalReason::Busy), FailureClass::Capacity);
+    assert_eq!(refused(402, RefusalReason::Payment), FailureClass::Payment);
+    assert_eq!(refused(403, RefusalReason::Auth), FailureClass::Auth);
+    assert_eq!(refused(500, RefusalReason::Other), FailureClass::StartError);
+    let busy = StartFailure::Grpc {
+        busy: true,
+        detail: "OrchestratorCapped".into(),
+    };
+    assert!(busy.is_busy());
+    assert_eq!(
+        StartFailure::NoAuthToken.failure().class,
+        FailureClass::ProtocolError
+    );
+}
