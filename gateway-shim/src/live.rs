@@ -18,6 +18,8 @@ use sha2::Sha256;
 
 use crate::grpc::proto;
 
+pub mod params;
+
 /// How long a gateway gives the job start request (go-livepeer uses 5 s).
 pub const START_JOB_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -645,7 +645,7 @@ async fn events_report_traces_status_and_params_updates() {
     assert!(status["inference_status"]["fps"].as_f64().unwrap() > 20.0);
     assert_eq!(
         status["inference_status"]["last_params_hash"],
-        sim::params_hash(&json!({"prompt": "a"})),
+        lvt_gateway::live::params::params_hash(&json!({"prompt": "a"})),
         "initial params from the job request"
     );
 
@@ -660,7 +660,7 @@ async fn events_report_traces_status_and_params_updates() {
         .publish(Bytes::from(params.to_string()))
         .await
         .unwrap();
-    let hash = sim::params_hash(&params);
+    let hash = lvt_gateway::live::params::params_hash(&params);
     let update = wait_event(&seen, &notify, |d| {
         d["event"]["inference_status"]["last_params_hash"] == hash.as_str()
     })

@@ -32,7 +32,6 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use events::{canonical_json, params_hash};
 pub use fleet::{
     FleetConfig, FleetError, GpuConfig, OrchestratorConfig, OrchestratorEntry, ProfileRef,
     derive_eth_address, format_eth_address, parse_eth_address,

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::events::{self, EventDoc, PipelineState, StatusSnapshot};
 use super::profile::Profile;
+use crate::live::params::params_hash;
 
 /// 90 kHz ticks per second (MPEG-TS timestamps).
 const TICKS_PER_S: u64 = 90_000;
@@ -207,7 +208,7 @@ impl PipelineCore {
             state: Some(state),
             last_state_update_time_ms: Some(start_unix_ms),
             last_params_update_time_ms: Some(start_unix_ms),
-            last_params_hash: Some(events::params_hash(&params)),
+            last_params_hash: Some(params_hash(&params)),
             last_params: Some(params),
             ..StatusSnapshot::default()
         };
@@ -341,7 +342,7 @@ impl PipelineCore {
         if is_keepalive(&message) {
             return false;
         }
-        self.snapshot.last_params_hash = Some(events::params_hash(&message));
+        self.snapshot.last_params_hash = Some(params_hash(&message));
         self.snapshot.last_params = Some(message);
         self.snapshot.last_params_update_time_ms = Some(self.unix_ms(now_us));
         // ai-runner applies the update without emitting anything (its `params_update` event is
@@ -937,7 +938,7 @@ mod tests {
             );
             assert_eq!(
                 s["inference_status"]["last_params_hash"],
-                events::params_hash(&json!({"prompt": "a"}))
+                params_hash(&json!({"prompt": "a"}))
             );
         }
         assert_eq!(statuses[0]["timestamp"], 11_000);
@@ -953,7 +954,7 @@ mod tests {
         assert_eq!(inf["last_params_update_time"], 12_200);
         assert_eq!(
             inf["last_params_hash"],
-            events::params_hash(&json!({"prompt": "b"}))
+            params_hash(&json!({"prompt": "b"}))
         );
     }
 

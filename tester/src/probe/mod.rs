@@ -268,7 +268,7 @@ pub(crate) fn fail(class: FailureClass, detail: String) -> Failure {
 /// The canonical form is ai-runner's (`json.dumps(params, sort_keys=True)`), so the hash
 /// matches what a real runner reports.
 pub fn params_hash(params: &Value) -> String {
-    lvt_gateway::sim::params_hash(params)
+    lvt_gateway::live::params::params_hash(params)
 }
 
 /// The session's own monotonic clock: microseconds since the probe started.
