@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lvt_gateway::http1::serve_connection;
-use lvt_gateway::trickle::cli;
 use lvt_gateway::trickle::{
     PublisherConfig, SubscriberConfig, TrickleConfig, TrickleError, TricklePublisher,
     TrickleServer, TrickleSubscriber,
@@ -704,109 +703,6 @@ async fn publisher_config_sets_content_type_and_start() {
     let response = get(&h, "ctl/3").await;
     assert_eq!(header(&response, "content-type"), Some("application/json"));
     assert_eq!(response.text().await.unwrap(), r#"{"keep":"alive"}"#);
-}
-
-/// An H.264-in-TS stream of `gops` GOPs with `frames_per_gop` frames at `fps`. The access
-/// units are not decodable pictures; only framing, PTS and keyframe flags matter here.
-fn synthetic_ts(gops: usize, frames_per_gop: usize, fps: u64) -> Vec<u8> {
-    use lvt_media::ts::{MuxConfig, MuxFrame, TsMuxer};
-    let mut muxer = TsMuxer::new(MuxConfig::default());
-    let mut out = Vec::new();
-    let mut pts = 900_000;
-    for gop in 0..gops {
-        for frame in 0..frames_per_gop {
-            let keyframe = frame == 0;
-            let mut access_unit = vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }, 0x88];
-            access_unit.extend(std::iter::repeat_n((gop * 16 + frame + 1) as u8, 400));
-            muxer.mux_frame(
-                &MuxFrame {
-                    pts,
-                    dts: None,
-                    keyframe,
-                    data: &access_unit,
-                },
-                &mut out,
-            );
-            pts += 90_000 / fps;
-        }
-    }
-    out
-}
-
-#[tokio::test]
-async fn cli_publish_file_paces_segments_and_subscribe_to_records_them() {
-    let h = Harness::start(TrickleConfig::default()).await;
-    h.server.create_channel("cli", "video/MP2T");
-    let ts = synthetic_ts(3, 6, 60);
-    let url = h.url("cli");
-    let mut out = Vec::new();
-    let mut progress = Vec::new();
-    let subscribe = cli::subscribe_to(h.client.clone(), &url, &mut out);
-    let publish = async {
-        h.wait_for_request("GET /ai/trickle/cli/-1 ", 1).await;
-        let started = tokio::time::Instant::now();
-        let summary = cli::publish_file(h.client.clone(), &url, &ts[..], |p| {
-            progress.push(p.clone())
-        })
-        .await
-        .unwrap();
-        (summary, started.elapsed())
-    };
-    let (subscribed, (summary, elapsed)) = tokio::join!(subscribe, publish);
-    let subscribed = subscribed.unwrap();
-    assert!(
-        out == ts,
-        "the subscriber wrote back exactly the published stream"
-    );
-    assert_eq!(
-        progress
-            .iter()
-            .map(|p| (p.seq, p.frames, p.confirmed))
-            .collect::<Vec<_>>(),
-        vec![(0, 6, true), (1, 6, true), (2, 6, true)]
-    );
-    assert_eq!((summary.segments, summary.bytes), (3, ts.len() as u64));
-    // Seventeen frame intervals at 60 fps: the file went out at its real-time pace.
-    assert!(elapsed >= Duration::from_millis(270), "{elapsed:?}");
-    assert_eq!(
-        (subscribed.segments, subscribed.bytes),
-        (3, ts.len() as u64)
-    );
-    assert_eq!(subscribed.gaps, 0);
-    assert!(
-        !h.server.channel_exists("cli"),
-        "publishing ends with DELETE"
-    );
-}
-
-#[tokio::test]
-async fn cli_serve_autocreates_and_stops_on_shutdown() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(cli::serve(listener, true, async move {
-        let _ = stop_rx.await;
-    }));
-    let client = reqwest::Client::new();
-    let url = format!("http://{addr}/ai/trickle/served");
-    let mut publisher = TricklePublisher::new(client.clone(), &url);
-    publisher
-        .publish(Bytes::from_static(b"hello"))
-        .await
-        .unwrap();
-    let read = client.get(format!("{url}/0")).send().await.unwrap();
-    assert_eq!(read.text().await.unwrap(), "hello");
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), served)
-        .await
-        .expect("serve returns after shutdown")
-        .unwrap()
-        .unwrap();
-    let after = reqwest::Client::new()
-        .get(format!("{url}/next"))
-        .send()
-        .await;
-    assert!(after.is_err(), "the listener is closed");
 }
 
 /// The tester spawns these futures on other tasks; this fails to compile if they stop being

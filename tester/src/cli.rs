@@ -14,6 +14,7 @@ use lvt_gateway::live::OrchestratorUri;
 use lvt_schema::{Complexity, Outcome};
 use tokio_util::sync::CancellationToken;
 
+use crate::cmd::trickle::{self, TrickleCommand};
 use crate::encode::{ClipConfig, encode_clip};
 use crate::probe::{self, ProbeOptions, Timeouts};
 use crate::report;
@@ -379,34 +380,6 @@ pub struct SimArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum TrickleCommand {
-    /// Run a trickle server (go-livepeer semantics) on plain HTTP/1.1.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8935")]
-        listen: SocketAddr,
-        /// Create channels on first publish (orchestrators do not).
-        #[arg(long)]
-        autocreate: bool,
-    },
-    /// Publish an MPEG-TS file (or - for stdin) to a channel, one segment per GOP, at real-time pace.
-    Pub {
-        /// The channel URL, e.g. http://host:port/ai/trickle/abcd1234.
-        channel_url: String,
-        /// The TS file to publish, or - for stdin.
-        file: String,
-    },
-    /// Subscribe to a channel and write what arrives to a file (or stdout).
-    Sub {
-        /// The channel URL, e.g. https://host:port/ai/trickle/abcd1234-out.
-        channel_url: String,
-        /// Output file; stdout when omitted.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
-}
-
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Override the session length of the sla-hourly scenario (default: the scenario's 30 s).
@@ -453,7 +426,7 @@ pub async fn run(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Probe(args) => run_probe(args).await,
         Command::Sim(args) => run_sim(args).await,
-        Command::Trickle(cmd) => run_trickle(cmd).await,
+        Command::Trickle(cmd) => trickle::run(cmd).await,
         Command::Demo(args) => {
             crate::demo::run(crate::demo::DemoOptions {
                 session_duration: args.duration,
@@ -1281,76 +1254,6 @@ async fn run_sim(args: SimArgs) -> Result<u8, CliError> {
                 CliError::Failed(e)
             }
         })?;
-    Ok(EXIT_OK)
-}
-
-async fn run_trickle(cmd: TrickleCommand) -> Result<u8, CliError> {
-    use lvt_gateway::trickle::cli as tcli;
-    let cancel = ctrl_c_token();
-    match cmd {
-        TrickleCommand::Serve { listen, autocreate } => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot listen on {listen}: {e}")))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| CliError::Failed(e.into()))?;
-            eprintln!("lvt: trickle server on http://{local}/ai/trickle/ (Ctrl-C stops it)");
-            tcli::serve(
-                listener,
-                autocreate,
-                async move { cancel.cancelled().await },
-            )
-            .await?;
-        }
-        TrickleCommand::Pub { channel_url, file } => {
-            let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
-            let progress = |p: &tcli::PubProgress| {
-                eprintln!(
-                    "lvt: segment {} {} bytes, {} frames{}",
-                    p.seq,
-                    p.bytes,
-                    p.frames,
-                    if p.confirmed { "" } else { " (dropped)" }
-                );
-            };
-            let summary = if file == "-" {
-                tcli::publish_file(http, &channel_url, tokio::io::stdin(), progress).await?
-            } else {
-                let f = tokio::fs::File::open(&file)
-                    .await
-                    .map_err(|e| CliError::Usage(format!("cannot open {file}: {e}")))?;
-                tcli::publish_file(http, &channel_url, f, progress).await?
-            };
-            eprintln!(
-                "lvt: published {} segments ({} bytes) in {} ms; {} dropped, {} retried",
-                summary.segments,
-                summary.bytes,
-                summary.elapsed_ms,
-                summary.dropped_segments,
-                summary.retries
-            );
-        }
-        TrickleCommand::Sub {
-            channel_url,
-            output,
-        } => {
-            let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
-            let summary = match output {
-                Some(path) => {
-                    let f = tokio::fs::File::create(&path).await.map_err(|e| {
-                        CliError::Usage(format!("cannot create {}: {e}", path.display()))
-                    })?;
-                    tcli::subscribe_to(http, &channel_url, f).await?
-                }
-                None => tcli::subscribe_to(http, &channel_url, tokio::io::stdout()).await?,
-            };
-            eprintln!(
-                "lvt: received {} segments ({} bytes); {} skipped to the live edge, {} errors",
-                summary.segments, summary.bytes, summary.gaps, summary.errors
-            );
-        }
-    }
     Ok(EXIT_OK)
 }
 

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cmd;
 pub mod demo;
 pub mod encode;
 pub mod probe;

@@ -6,12 +6,10 @@
 //!   idle sweep) and a local API ([`LocalPublisher`], [`LocalSubscriber`]) for the simulator.
 //! - [`TricklePublisher`] and [`TrickleSubscriber`]: the client side used by the tester, on
 //!   `reqwest` (which skips any number of interim `100 Continue` responses).
-//! - [`cli`]: the `lvt trickle` operator commands as library functions.
 //!
 //! The per-channel state machine lives in `channel`; handlers and clients are thin drivers.
 
 mod channel;
-pub mod cli;
 mod error;
 mod local;
 mod publisher;

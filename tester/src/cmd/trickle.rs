@@ -1,13 +1,22 @@
-//! The `lvt trickle` operator commands as library functions (the binary wires them to clap):
-//! run a standalone trickle server, publish a TS file or stdin at its real-time pace, and
-//! subscribe to a channel into a file or stdout.
+//! `lvt trickle`: trickle protocol tools for debugging a real node. It owns the subcommands'
+//! arguments and the operator-facing loops on top of the protocol in `lvt_gateway::trickle`:
+//! a standalone trickle server, publishing a TS file or stdin at its real-time pace, and
+//! subscribing to a channel into a file or stdout.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::pin;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use clap::Subcommand;
+use lvt_gateway::http1::serve_connection;
+use lvt_gateway::trickle::{
+    SegmentWriter, SubscriberStats, TrickleConfig, TrickleError, TricklePublisher, TrickleServer,
+    TrickleSubscriber,
+};
 use lvt_media::ts::{PTS_HZ, PTS_MASK, Segmenter, TsSegment};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -15,11 +24,106 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{
-    SegmentWriter, SubscriberStats, TrickleConfig, TrickleError, TricklePublisher, TrickleServer,
-    TrickleSubscriber,
-};
-use crate::http1::serve_connection;
+use crate::cli::{CliError, EXIT_OK, ctrl_c_token};
+use crate::probe;
+
+#[derive(Debug, Subcommand)]
+pub enum TrickleCommand {
+    /// Run a trickle server (go-livepeer semantics) on plain HTTP/1.1.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8935")]
+        listen: SocketAddr,
+        /// Create channels on first publish (orchestrators do not).
+        #[arg(long)]
+        autocreate: bool,
+    },
+    /// Publish an MPEG-TS file (or - for stdin) to a channel, one segment per GOP, at real-time pace.
+    Pub {
+        /// The channel URL, e.g. http://host:port/ai/trickle/abcd1234.
+        channel_url: String,
+        /// The TS file to publish, or - for stdin.
+        file: String,
+    },
+    /// Subscribe to a channel and write what arrives to a file (or stdout).
+    Sub {
+        /// The channel URL, e.g. https://host:port/ai/trickle/abcd1234-out.
+        channel_url: String,
+        /// Output file; stdout when omitted.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Runs one `lvt trickle` subcommand until it ends (or Ctrl-C stops a server).
+pub async fn run(cmd: TrickleCommand) -> Result<u8, CliError> {
+    let cancel = ctrl_c_token();
+    match cmd {
+        TrickleCommand::Serve { listen, autocreate } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot listen on {listen}: {e}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| CliError::Failed(e.into()))?;
+            eprintln!("lvt: trickle server on http://{local}/ai/trickle/ (Ctrl-C stops it)");
+            serve(
+                listener,
+                autocreate,
+                async move { cancel.cancelled().await },
+            )
+            .await?;
+        }
+        TrickleCommand::Pub { channel_url, file } => {
+            let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
+            let progress = |p: &PubProgress| {
+                eprintln!(
+                    "lvt: segment {} {} bytes, {} frames{}",
+                    p.seq,
+                    p.bytes,
+                    p.frames,
+                    if p.confirmed { "" } else { " (dropped)" }
+                );
+            };
+            let summary = if file == "-" {
+                publish_file(http, &channel_url, tokio::io::stdin(), progress).await?
+            } else {
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("cannot open {file}: {e}")))?;
+                publish_file(http, &channel_url, f, progress).await?
+            };
+            eprintln!(
+                "lvt: published {} segments ({} bytes) in {} ms; {} dropped, {} retried",
+                summary.segments,
+                summary.bytes,
+                summary.elapsed_ms,
+                summary.dropped_segments,
+                summary.retries
+            );
+        }
+        TrickleCommand::Sub {
+            channel_url,
+            output,
+        } => {
+            let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
+            let summary = match output {
+                Some(path) => {
+                    let f = tokio::fs::File::create(&path).await.map_err(|e| {
+                        CliError::Usage(format!("cannot create {}: {e}", path.display()))
+                    })?;
+                    subscribe_to(http, &channel_url, f).await?
+                }
+                None => subscribe_to(http, &channel_url, tokio::io::stdout()).await?,
+            };
+            eprintln!(
+                "lvt: received {} segments ({} bytes); {} skipped to the live edge, {} errors",
+                summary.segments, summary.bytes, summary.gaps, summary.errors
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
 
 /// Consecutive failed segments (or reads) after which a command gives up.
 const MAX_CONSECUTIVE_ERRORS: u32 = 5;
