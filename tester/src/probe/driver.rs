@@ -1,17 +1,22 @@
 //! The trickle driver of a [`SessionCore`]: one `select!` loop that feeds the core what the
 //! channels saw and carries out what it decides.
 //!
-//! Channel tasks only move bytes: a publisher per share writes the frames the core schedules
-//! (stamping each frame when its first byte goes out), two readers per share hand output bytes
-//! and event documents over with the moment they arrived, and a control task publishes what
-//! the core sends. Every decision (timing, swaps, timeouts, the drain, the record) is the
-//! core's, so the same core runs under the simulated-time tests in `lvt_gateway::session`.
+//! The channels only move bytes: each share's input channel runs the publishing commands the
+//! core emits (stamping each frame right before its bytes are written), its output and events
+//! channels are streams handing bytes and documents over with the moment they arrived, and a
+//! control task publishes what the core sends. All of it but the control task and the job
+//! starts is polled on the driver's own task, so a frame costs no wakeup of another task.
+//! Every decision (timing, swaps, timeouts, the drain, the record) is the core's, so the same
+//! core runs under the simulated-time tests in `lvt_gateway::session`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, SelectAll, Stream, StreamExt as _};
 use lvt_gateway::gateway::observe::{ObservationSink, observe};
 use lvt_gateway::gateway::select::Candidate;
 use lvt_gateway::live::OrchestratorUri;
@@ -19,7 +24,9 @@ use lvt_gateway::session::{
     ChannelEnd, Input, Mode, Output, PublishError, READ_RETRY_PAUSE, SessionCore, SessionPlan,
     ShareId, StartFailure, StartInfo,
 };
-use lvt_gateway::trickle::{SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber};
+use lvt_gateway::trickle::{
+    SegmentWriter, SubscribedSegment, TrickleError, TricklePublisher, TrickleSubscriber,
+};
 use lvt_schema::SessionReport;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -47,7 +54,7 @@ pub(crate) struct Edge<'a> {
     pub sink: Option<ObservationSink>,
 }
 
-/// A command for a share's publishing task.
+/// A publishing command for a share's input channel.
 enum PublishCmd {
     Begin(ReplaySegment),
     Frame(u32),
@@ -56,17 +63,42 @@ enum PublishCmd {
     Close,
 }
 
+/// A share's input channel: its publisher and the segment being written.
+struct ShareInput {
+    publisher: TricklePublisher,
+    open: Option<(ReplaySegment, SegmentWriter)>,
+}
+
+/// What one publishing command did: the inputs for the core, a segment to finish, and the
+/// channel back (`None` once closed).
+struct Applied {
+    share: ShareId,
+    input: Option<ShareInput>,
+    inputs: Vec<Input>,
+    finish: Option<SegmentWriter>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type InputStream = Pin<Box<dyn Stream<Item = Input> + Send>>;
+
 /// The IO of one share.
 struct ShareIo {
-    publish: mpsc::UnboundedSender<PublishCmd>,
+    /// The input channel; `None` while a command runs on it.
+    input: Option<ShareInput>,
+    /// Commands waiting for the one that runs (a write that had to wait for the server).
+    queue: VecDeque<PublishCmd>,
     control: mpsc::UnboundedSender<(Bytes, u32)>,
     /// Stops the readers and the control task.
     stop: CancellationToken,
     /// The job's payment loop runs while the share does.
-    _payments: DropGuard,
+    payments: Option<DropGuard>,
 }
 
 /// Runs `core` to its end over trickle. Never fails: the record says what happened.
+///
+/// Everything but the job starts and the control channel runs on this one task: publishing
+/// commands are futures and the readers are streams, polled here, so that a frame costs no
+/// wakeup of another task and each input reaches the core the moment it is observed.
 pub(crate) async fn drive(
     mode: Mode,
     plan: SessionPlan,
@@ -82,21 +114,29 @@ pub(crate) async fn drive(
     let mut starts: JoinSet<(usize, StartInfo, Result<StartedJob, StartFailure>)> = JoinSet::new();
     let mut jobs: HashMap<usize, StartedJob> = HashMap::new();
     let mut shares: Vec<Option<ShareIo>> = Vec::new();
-    let mut tasks = Tasks {
-        http: edge.http,
-        clock: clock.clone(),
-        tx: tx.clone(),
-        readers: JoinSet::new(),
-        publishers: JoinSet::new(),
-    };
+    let mut controls = JoinSet::new();
+    let mut streams: SelectAll<InputStream> = SelectAll::new();
+    let mut ops: FuturesUnordered<BoxFuture<Applied>> = FuturesUnordered::new();
+    let mut finishing: FuturesUnordered<BoxFuture<(ShareId, Result<(), PublishError>)>> =
+        FuturesUnordered::new();
     let mut replayer = Replayer::new(edge.clip.clone(), 0);
     let mut given = match edge.starter {
         Starter::Given(urls) => Some(urls),
         Starter::Gateway => None,
     };
     let mut cancelled = false;
+    // One timer for the whole session, moved only when the core's deadline moves: a new timer
+    // per loop turn would cost a registration per frame.
+    let sleep = tokio::time::sleep_until(clock.at(0));
+    tokio::pin!(sleep);
+    let mut armed_us = None;
     loop {
         let deadline_us = loop {
+            let publish = |shares: &mut Vec<Option<ShareIo>>, share: ShareId, cmd| {
+                if let Some(Some(io)) = shares.get_mut(share) {
+                    dispatch(io, share, cmd, &ops, &clock);
+                }
+            };
             match core.poll_output() {
                 Output::Timeout(t) => break t,
                 Output::Start { candidate, uri } => {
@@ -130,24 +170,57 @@ pub(crate) async fn drive(
                     let Some(job) = jobs.remove(&candidate) else {
                         continue;
                     };
-                    let io = tasks.open_share(job, share, retry_reads);
+                    let urls = &job.urls;
+                    let http = edge.http;
+                    let stop = CancellationToken::new();
+                    let reader = Reader {
+                        share,
+                        retry: retry_reads,
+                        clock: clock.clone(),
+                        stop: stop.clone(),
+                    };
+                    streams.push(Box::pin(
+                        reader
+                            .clone()
+                            .output(TrickleSubscriber::new(http.clone(), &urls.subscribe_url)),
+                    ));
+                    streams.push(Box::pin(
+                        reader
+                            .clone()
+                            .events(TrickleSubscriber::new(http.clone(), &urls.events_url)),
+                    ));
+                    let (control, control_rx) = mpsc::unbounded_channel();
+                    controls.spawn(reader.control(
+                        TricklePublisher::new(http.clone(), &urls.control_url),
+                        control_rx,
+                        tx.clone(),
+                    ));
                     if shares.len() <= share {
                         shares.resize_with(share + 1, || None);
                     }
-                    shares[share] = Some(io);
+                    shares[share] = Some(ShareIo {
+                        input: Some(ShareInput {
+                            publisher: TricklePublisher::new(http.clone(), &urls.publish_url),
+                            open: None,
+                        }),
+                        queue: VecDeque::new(),
+                        control,
+                        stop,
+                        payments: Some(job.payments),
+                    });
                 }
                 Output::BeginSegment { share, seq } => {
                     let segment = replayer.next_segment();
                     debug_assert_eq!(segment.seq, seq, "the core and the clip count alike");
-                    if let Some(io) = share.and_then(|s| shares.get(s)).and_then(Option::as_ref) {
-                        let _ = io.publish.send(PublishCmd::Begin(segment));
+                    if let Some(share) = share {
+                        publish(&mut shares, share, PublishCmd::Begin(segment));
                     }
                 }
                 Output::WriteFrame { share, index } => {
-                    send_publish(&shares, share, PublishCmd::Frame(index));
+                    publish(&mut shares, share, PublishCmd::Frame(index));
                 }
-                Output::EndSegment { share } => send_publish(&shares, share, PublishCmd::End),
-                Output::LeaveShare { share } => send_publish(&shares, share, PublishCmd::Close),
+                Output::EndSegment { share } => publish(&mut shares, share, PublishCmd::End),
+                Output::LeaveShare { share } => publish(&mut shares, share, PublishCmd::Close),
                 Output::Control {
                     share,
                     message,
@@ -158,35 +231,29 @@ pub(crate) async fn drive(
                     }
                 }
                 Output::StopShare { share } => {
-                    if let Some(io) = shares.get_mut(share).and_then(Option::take) {
+                    if let Some(Some(io)) = shares.get_mut(share) {
                         io.stop.cancel();
+                        io.payments = None;
                     }
                 }
                 Output::Observe(observation) => observe(edge.sink.as_ref(), observation),
                 Output::Finished(finished) => {
                     starts.abort_all();
-                    // Each publisher ends its input channel (bounded by its own timeout);
-                    // then the readers, already stopped, are given a moment to end.
-                    let Tasks {
-                        mut readers,
-                        mut publishers,
-                        ..
-                    } = tasks;
-                    let closing = async { while publishers.join_next().await.is_some() {} };
+                    // Each input channel is ended (DELETE, bounded by its own timeout), after
+                    // the commands queued before it.
+                    let closing = async {
+                        while let Some(applied) = ops.next().await {
+                            // The session is over: what the commands report no longer counts.
+                            let _ = settle(applied, &mut shares, &ops, &clock, |_| {});
+                        }
+                    };
                     if tokio::time::timeout(Duration::from_secs(3), closing)
                         .await
                         .is_err()
                     {
                         debug!(message = "Closing the input channels timed out.");
-                        publishers.abort_all();
                     }
-                    let joining = async { while readers.join_next().await.is_some() {} };
-                    if tokio::time::timeout(Duration::from_secs(3), joining)
-                        .await
-                        .is_err()
-                    {
-                        readers.abort_all();
-                    }
+                    controls.abort_all();
                     return ProbeRun {
                         report: finished.report,
                         interrupted: finished.interrupted,
@@ -194,26 +261,35 @@ pub(crate) async fn drive(
                 }
             }
         };
-        let sleep = async {
-            if deadline_us == u64::MAX {
-                std::future::pending::<()>().await;
-            } else {
-                tokio::time::sleep_until(clock.at(deadline_us)).await;
-            }
-        };
+        let waiting = deadline_us != u64::MAX;
+        if waiting && armed_us != Some(deadline_us) {
+            sleep.as_mut().reset(clock.at(deadline_us));
+            armed_us = Some(deadline_us);
+        }
         tokio::select! {
             biased;
             () = cancel.cancelled(), if !cancelled => {
                 cancelled = true;
                 core.handle_input(Input::Cancel, clock.now_us());
             }
-            Some(input) = rx.recv() => {
-                core.handle_input(input, clock.now_us());
-                // Take what else is queued in one go: one wakeup, many inputs.
-                while let Ok(input) = rx.try_recv() {
+            Some(applied) = ops.next() => {
+                let finish = settle(applied, &mut shares, &ops, &clock, |input| {
                     core.handle_input(input, clock.now_us());
+                });
+                // A segment whose frames are all written is finished without holding up the
+                // next one.
+                if let Some((share, writer)) = finish {
+                    finishing.push(Box::pin(async move {
+                        let result = writer.finish().await.map(|_| ()).map_err(|e| publish_error(&e));
+                        (share, result)
+                    }));
                 }
             }
+            Some(input) = streams.next() => core.handle_input(input, clock.now_us()),
+            Some((share, result)) = finishing.next() => {
+                core.handle_input(Input::SegmentDone { share, result }, clock.now_us());
+            }
+            Some(input) = rx.recv() => core.handle_input(input, clock.now_us()),
             Some(done) = starts.join_next() => {
                 let Ok((candidate, info, result)) = done else { continue };
                 let result = result.map(|job| {
@@ -221,69 +297,60 @@ pub(crate) async fn drive(
                 });
                 core.handle_input(Input::StartResult { candidate, info, result }, clock.now_us());
             }
-            () = sleep => core.handle_input(Input::Timeout, clock.now_us()),
+            () = &mut sleep, if waiting => {
+                armed_us = None;
+                core.handle_input(Input::Timeout, clock.now_us());
+            }
         }
     }
 }
 
-fn send_publish(shares: &[Option<ShareIo>], share: ShareId, cmd: PublishCmd) {
-    if let Some(Some(io)) = shares.get(share) {
-        let _ = io.publish.send(cmd);
-    }
-}
-
-/// The channel tasks of every share, and what starting them takes.
-struct Tasks<'a> {
-    http: &'a reqwest::Client,
-    clock: Clock,
-    tx: mpsc::UnboundedSender<Input>,
-    readers: JoinSet<()>,
-    publishers: JoinSet<()>,
-}
-
-impl Tasks<'_> {
-    /// Starts the four channel tasks of a share.
-    fn open_share(&mut self, job: StartedJob, share: ShareId, retry_reads: bool) -> ShareIo {
-        let urls = &job.urls;
-        let http = self.http;
-        let stop = CancellationToken::new();
-        let reader = Reader {
-            share,
-            retry: retry_reads,
-            clock: self.clock.clone(),
-            tx: self.tx.clone(),
-            stop: stop.clone(),
-        };
-        self.readers.spawn(
-            reader
-                .clone()
-                .output(TrickleSubscriber::new(http.clone(), &urls.subscribe_url)),
-        );
-        self.readers.spawn(
-            reader
-                .clone()
-                .events(TrickleSubscriber::new(http.clone(), &urls.events_url)),
-        );
-        let (control, control_rx) = mpsc::unbounded_channel();
-        self.readers.spawn(reader.control(
-            TricklePublisher::new(http.clone(), &urls.control_url),
-            control_rx,
-        ));
-        let (publish, publish_rx) = mpsc::unbounded_channel();
-        self.publishers.spawn(publish_task(
-            TricklePublisher::new(http.clone(), &urls.publish_url),
-            publish_rx,
-            share,
-            self.clock.clone(),
-            self.tx.clone(),
-        ));
-        ShareIo {
-            publish,
-            control,
-            stop,
-            _payments: job.payments,
+/// Runs `cmd` on the share's input channel now, or after the command running on it.
+fn dispatch(
+    io: &mut ShareIo,
+    share: ShareId,
+    cmd: PublishCmd,
+    ops: &FuturesUnordered<BoxFuture<Applied>>,
+    clock: &Clock,
+) {
+    match io.input.take() {
+        Some(input) if io.queue.is_empty() => {
+            ops.push(Box::pin(apply(share, input, cmd, clock.clone())));
+        }
+        input => {
+            io.input = input;
+            io.queue.push_back(cmd);
         }
     }
+}
+
+/// Takes a finished command's results: its inputs go to `feed`, the channel goes back to its
+/// share, and the next queued command runs. Returns a complete segment to finish.
+fn settle(
+    applied: Applied,
+    shares: &mut [Option<ShareIo>],
+    ops: &FuturesUnordered<BoxFuture<Applied>>,
+    clock: &Clock,
+    mut feed: impl FnMut(Input),
+) -> Option<(ShareId, SegmentWriter)> {
+    let Applied {
+        share,
+        input,
+        inputs,
+        finish,
+    } = applied;
+    for i in inputs {
+        feed(i);
+    }
+    if let Some(Some(io)) = shares.get_mut(share) {
+        io.input = input;
+        if io.input.is_some()
+            && let Some(cmd) = io.queue.pop_front()
+        {
+            dispatch(io, share, cmd, ops, clock);
+        }
+    }
+    finish.map(|writer| (share, writer))
 }
 
 fn publish_error(e: &TrickleError) -> PublishError {
@@ -293,237 +360,292 @@ fn publish_error(e: &TrickleError) -> PublishError {
     }
 }
 
-/// Writes what the core schedules to one input channel. Each segment is answered exactly once
-/// with [`Input::SegmentDone`]; a segment's answer never holds up the next segment.
-async fn publish_task(
-    mut publisher: TricklePublisher,
-    mut rx: mpsc::UnboundedReceiver<PublishCmd>,
-    share: ShareId,
-    clock: Clock,
-    tx: mpsc::UnboundedSender<Input>,
-) {
-    let mut open: Option<(ReplaySegment, SegmentWriter)> = None;
-    let mut finishing = JoinSet::new();
-    loop {
-        let cmd = tokio::select! {
-            cmd = rx.recv() => cmd,
-            Some(done) = finishing.join_next() => {
-                let result = match done {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(publish_error(&e)),
-                    Err(e) => Err(PublishError { gone: false, detail: e.to_string() }),
-                };
-                let _ = tx.send(Input::SegmentDone { share, result });
-                continue;
+/// Runs one publishing command. A frame's send time is taken right before its bytes are
+/// written; a segment that failed is answered at once with [`Input::SegmentDone`], a complete
+/// one is handed back to be finished.
+async fn apply(share: ShareId, mut input: ShareInput, cmd: PublishCmd, clock: Clock) -> Applied {
+    let mut inputs = Vec::new();
+    let mut finish = None;
+    match cmd {
+        PublishCmd::Begin(segment) => match input.publisher.begin_segment().await {
+            Ok(writer) => input.open = Some((segment, writer)),
+            Err(e) => {
+                input.open = None;
+                inputs.push(Input::SegmentDone {
+                    share,
+                    result: Err(publish_error(&e)),
+                });
             }
-        };
-        match cmd {
-            None => return,
-            Some(PublishCmd::Begin(segment)) => match publisher.begin_segment().await {
-                Ok(writer) => open = Some((segment, writer)),
-                Err(e) => {
-                    open = None;
-                    let result = Err(publish_error(&e));
-                    let _ = tx.send(Input::SegmentDone { share, result });
-                }
-            },
-            Some(PublishCmd::Frame(index)) => {
-                let Some((segment, writer)) = open.as_mut() else {
-                    continue;
-                };
-                let Some(frame) = segment.frames.get(index as usize) else {
-                    continue;
-                };
-                let at_us = clock.now_us();
-                let _ = tx.send(Input::FrameSent {
+        },
+        PublishCmd::Frame(index) => {
+            if let Some((segment, writer)) = input.open.as_mut()
+                && let Some(frame) = segment.frames.get(index as usize)
+            {
+                inputs.push(Input::FrameSent {
                     share,
                     pts: frame.pts,
-                    at_us,
+                    at_us: clock.now_us(),
                 });
-                if let Err(e) = writer.write(segment.data.slice(frame.range.clone())).await {
+                let data = segment.data.slice(frame.range.clone());
+                if let Err(e) = writer.write(data).await {
                     debug!(message = "Input segment write failed.", error = %e);
-                    open = None;
-                    let _ = tx.send(Input::SegmentDone {
+                    input.open = None;
+                    inputs.push(Input::SegmentDone {
                         share,
                         result: Err(publish_error(&e)),
                     });
                 }
             }
-            Some(PublishCmd::End) => {
-                if let Some((segment, writer)) = open.take() {
-                    let bytes = segment.data.len() as u64;
-                    let _ = tx.send(Input::SegmentWritten { share, bytes });
-                    finishing.spawn(writer.finish());
-                }
-            }
-            Some(PublishCmd::Close) => {
-                drop(open.take());
-                if tokio::time::timeout(Duration::from_secs(2), publisher.close())
-                    .await
-                    .is_err()
-                {
-                    debug!(message = "Closing the input channel timed out.");
-                }
-                return;
+        }
+        PublishCmd::End => {
+            if let Some((segment, writer)) = input.open.take() {
+                inputs.push(Input::SegmentWritten {
+                    share,
+                    bytes: segment.data.len() as u64,
+                });
+                finish = Some(writer);
             }
         }
+        PublishCmd::Close => {
+            drop(input.open.take());
+            if tokio::time::timeout(Duration::from_secs(2), input.publisher.close())
+                .await
+                .is_err()
+            {
+                debug!(message = "Closing the input channel timed out.");
+            }
+            return Applied {
+                share,
+                input: None,
+                inputs,
+                finish,
+            };
+        }
+    }
+    Applied {
+        share,
+        input: Some(input),
+        inputs,
+        finish,
     }
 }
 
-/// What a share's reading tasks share.
+/// What a share's readers and control task share.
 #[derive(Clone)]
 struct Reader {
     share: ShareId,
     /// Retry a failed read after [`READ_RETRY_PAUSE`], as go-livepeer's subscriptions do.
     retry: bool,
     clock: Clock,
-    tx: mpsc::UnboundedSender<Input>,
     stop: CancellationToken,
 }
 
-impl Reader {
-    fn send(&self, input: Input) {
-        let _ = self.tx.send(input);
+/// How the read of a segment's next chunk went.
+enum Chunk {
+    Bytes(Bytes),
+    /// The segment is complete.
+    End,
+    /// The read failed after the segment began.
+    Failed,
+    /// The share stopped.
+    Stopped,
+}
+
+/// A reader's place in its subscription.
+struct ReadState {
+    reader: Reader,
+    sub: TrickleSubscriber,
+    seg: Option<SubscribedSegment>,
+    /// Pause before the next read (a read failed and reads are retried).
+    pause: bool,
+    /// The subscription is over.
+    done: bool,
+    /// A segment broke off: its end is still to be reported.
+    end_pending: bool,
+}
+
+impl ReadState {
+    fn new(reader: Reader, sub: TrickleSubscriber) -> Self {
+        Self {
+            reader,
+            sub,
+            seg: None,
+            pause: false,
+            done: false,
+            end_pending: false,
+        }
     }
 
-    /// The next segment of a subscription. When it ended (404 or end of stream) or a read
-    /// failed, the core is told through `end`; `Some(None)` means read again (after the retry
-    /// pause), `None` that the subscription is over.
-    async fn next_segment(
-        &self,
-        sub: &mut TrickleSubscriber,
+    /// Opens the next segment. `Err(Some(input))` when the subscription ended or a read failed
+    /// (with retries, the next call reads again after the pause), `Err(None)` when it is over.
+    async fn open_segment(
+        &mut self,
         channel: &'static str,
-        end: impl Fn(ChannelEnd) -> Input,
-    ) -> Option<Option<lvt_gateway::trickle::SubscribedSegment>> {
+        end: fn(ShareId, ChannelEnd) -> Input,
+    ) -> Result<(), Option<Input>> {
+        let stop = self.reader.stop.clone();
+        if self.done || stop.is_cancelled() {
+            return Err(None);
+        }
+        if std::mem::take(&mut self.pause) {
+            tokio::select! {
+                () = stop.cancelled() => return Err(None),
+                () = tokio::time::sleep(READ_RETRY_PAUSE) => {}
+            }
+        }
         let next = tokio::select! {
-            () = self.stop.cancelled() => return None,
-            s = sub.next_segment() => s,
+            () = stop.cancelled() => return Err(None),
+            s = self.sub.next_segment() => s,
         };
+        let share = self.reader.share;
         match next {
-            Ok(Some(seg)) => Some(Some(seg)),
+            Ok(Some(seg)) => {
+                self.seg = Some(seg);
+                Ok(())
+            }
             Ok(None) => {
-                self.send(end(ChannelEnd::Ended));
-                None
+                self.done = true;
+                Err(Some(end(share, ChannelEnd::Ended)))
             }
             Err(error) => {
                 debug!(message = "Subscription read failed.", channel, %error);
-                self.send(end(ChannelEnd::Error));
-                self.retry_after_error().await.then_some(None)
+                if self.reader.retry {
+                    self.pause = true;
+                } else {
+                    self.done = true;
+                }
+                Err(Some(end(share, ChannelEnd::Error)))
             }
         }
     }
 
-    /// After a failed read: with retries, pauses and says to go on.
-    async fn retry_after_error(&self) -> bool {
-        if !self.retry {
-            return false;
-        }
-        tokio::select! {
-            () = self.stop.cancelled() => false,
-            () = tokio::time::sleep(READ_RETRY_PAUSE) => true,
-        }
-    }
-
-    /// The next chunk of a segment, `None` at its end, on a read error (`Err(())`), or when
-    /// the share stopped.
-    async fn next_chunk(
-        &self,
-        seg: &mut lvt_gateway::trickle::SubscribedSegment,
-        channel: &'static str,
-    ) -> Result<Option<Bytes>, ()> {
+    async fn chunk(&mut self, channel: &'static str) -> Chunk {
+        let Some(seg) = self.seg.as_mut() else {
+            return Chunk::End;
+        };
         let next = tokio::select! {
-            () = self.stop.cancelled() => return Ok(None),
+            () = self.reader.stop.cancelled() => return Chunk::Stopped,
             c = seg.chunk() => c,
         };
-        next.map_err(|error| {
-            debug!(message = "Segment read ended with an error.", channel, %error);
-        })
-    }
-
-    /// Reads the output channel, handing bytes over as they arrive so each frame's arrival is
-    /// the moment its first byte came in.
-    async fn output(self, mut sub: TrickleSubscriber) {
-        let share = self.share;
-        loop {
-            let end = |end| Input::OutputEnd { share, end };
-            let mut seg = match self.next_segment(&mut sub, "output", end).await {
-                Some(Some(seg)) => seg,
-                Some(None) => continue,
-                None => return,
-            };
-            loop {
-                match self.next_chunk(&mut seg, "output").await {
-                    Ok(Some(bytes)) => self.send(Input::OutputBytes {
-                        share,
-                        bytes,
-                        at_us: self.clock.now_us(),
-                    }),
-                    Ok(None) => break,
-                    Err(()) => {
-                        self.send(Input::OutputEnd {
-                            share,
-                            end: ChannelEnd::CopyError,
-                        });
-                        break;
-                    }
-                }
+        match next {
+            Ok(Some(bytes)) => Chunk::Bytes(bytes),
+            Ok(None) => Chunk::End,
+            Err(error) => {
+                debug!(message = "Segment read ended with an error.", channel, %error);
+                Chunk::Failed
             }
-            if self.stop.is_cancelled() {
-                return;
-            }
-            self.send(Input::OutputSegmentEnd { share });
         }
     }
 
-    /// Reads the events channel: one JSON document per segment.
-    async fn events(self, mut sub: TrickleSubscriber) {
+    /// The next input of the output channel: bytes as they arrive (stamped with the moment
+    /// they came in, so each frame's arrival is that of its first byte), the end of each
+    /// segment, and how the subscription ended.
+    async fn next_output(&mut self) -> Option<Input> {
+        let share = self.reader.share;
+        loop {
+            if std::mem::take(&mut self.end_pending) {
+                if self.reader.stop.is_cancelled() {
+                    return None;
+                }
+                return Some(Input::OutputSegmentEnd { share });
+            }
+            if self.seg.is_none() {
+                let end = |share, end| Input::OutputEnd { share, end };
+                if let Err(input) = self.open_segment("output", end).await {
+                    return input;
+                }
+            }
+            match self.chunk("output").await {
+                Chunk::Bytes(bytes) => {
+                    return Some(Input::OutputBytes {
+                        share,
+                        bytes,
+                        at_us: self.reader.clock.now_us(),
+                    });
+                }
+                Chunk::End => {
+                    self.seg = None;
+                    self.end_pending = true;
+                }
+                Chunk::Failed => {
+                    self.seg = None;
+                    self.end_pending = true;
+                    return Some(Input::OutputEnd {
+                        share,
+                        end: ChannelEnd::CopyError,
+                    });
+                }
+                Chunk::Stopped => return None,
+            }
+        }
+    }
+
+    /// The next input of the events channel: one JSON document per segment, or how the
+    /// subscription ended.
+    async fn next_event(&mut self) -> Option<Input> {
         /// An event larger than this is not an event: stop reading it rather than buffer
         /// forever.
         const MAX_EVENT_BYTES: usize = 1 << 20;
-        let share = self.share;
-        loop {
-            let end = |end| Input::EventsEnd { share, end };
-            let mut seg = match self.next_segment(&mut sub, "events", end).await {
-                Some(Some(seg)) => seg,
-                Some(None) => continue,
-                None => return,
-            };
+        let share = self.reader.share;
+        let end = |share, end| Input::EventsEnd { share, end };
+        {
+            if let Err(input) = self.open_segment("events", end).await {
+                return input;
+            }
             let mut doc = Vec::new();
             let mut failed = false;
             loop {
-                match self.next_chunk(&mut seg, "events").await {
-                    Ok(Some(chunk)) => {
+                match self.chunk("events").await {
+                    Chunk::Bytes(chunk) => {
                         doc.extend_from_slice(&chunk);
                         if doc.len() > MAX_EVENT_BYTES {
                             break;
                         }
                     }
-                    Ok(None) => break,
-                    Err(()) => {
+                    Chunk::End => break,
+                    Chunk::Failed => {
                         failed = true;
                         break;
                     }
+                    // A document cut short by the end of the session is not a malformed one.
+                    Chunk::Stopped => return None,
                 }
             }
-            if self.stop.is_cancelled() {
-                // A document cut short by the end of the session is not a malformed one.
-                return;
+            self.seg = None;
+            if self.reader.stop.is_cancelled() {
+                return None;
             }
-            if failed && self.retry {
+            if failed && self.reader.retry {
                 // A read cut short is a read error, not a malformed event: go-livepeer counts
                 // it toward the events subscription's retries.
-                self.send(Input::EventsEnd {
-                    share,
-                    end: ChannelEnd::Error,
-                });
-                continue;
+                return Some(end(share, ChannelEnd::Error));
             }
-            self.send(Input::Event {
+            Some(Input::Event {
                 share,
                 doc: Bytes::from(doc),
-                at_us: self.clock.now_us(),
-            });
+                at_us: self.reader.clock.now_us(),
+            })
         }
+    }
+}
+
+impl Reader {
+    /// The output channel as a stream of inputs.
+    fn output(self, sub: TrickleSubscriber) -> impl Stream<Item = Input> + Send {
+        // Boxed: the state holds the subscription and is moved at every item.
+        futures::stream::unfold(Box::new(ReadState::new(self, sub)), |mut st| async move {
+            let input = st.next_output().await?;
+            Some((input, st))
+        })
+    }
+
+    /// The events channel as a stream of inputs.
+    fn events(self, sub: TrickleSubscriber) -> impl Stream<Item = Input> + Send {
+        // Boxed: the state holds the subscription and is moved at every item.
+        futures::stream::unfold(Box::new(ReadState::new(self, sub)), |mut st| async move {
+            let input = st.next_event().await?;
+            Some((input, st))
+        })
     }
 
     /// Publishes the control messages the core sends, in order; a message sent with several
@@ -532,6 +654,7 @@ impl Reader {
         self,
         mut publisher: TricklePublisher,
         mut rx: mpsc::UnboundedReceiver<(Bytes, u32)>,
+        tx: mpsc::UnboundedSender<Input>,
     ) {
         let share = self.share;
         loop {
@@ -553,14 +676,14 @@ impl Reader {
                         break;
                     }
                     Err(TrickleError::ChannelGone) => {
-                        self.send(Input::ControlGone { share });
+                        let _ = tx.send(Input::ControlGone { share });
                         return;
                     }
                     Err(e) => debug!(message = "Control message not delivered.", error = %e),
                 }
             }
             if !delivered && tries > 1 {
-                self.send(Input::ControlReplayFailed { share });
+                let _ = tx.send(Input::ControlReplayFailed { share });
                 return;
             }
         }
