@@ -856,6 +856,26 @@ fn network_sessions_are_attributed_per_serving_orchestrator() {
     let parts = contributions(&excused);
     assert_eq!(parts[0].1.startup_attempts, 0, "a capacity swap is excused");
 
+    // The swap limit reached: the share serving then broke without a swap after it. The
+    // tester's session core records that failure on the share, and it costs the share its
+    // no-swap credit as a direct session's failure does, while no swap is counted.
+    let mut limit = report.clone();
+    limit.outcome = Outcome::Failed;
+    limit.failure = Some(Failure {
+        class: FailureClass::OutputTimeout,
+        detail: "Too many swaps: output timeout".into(),
+    });
+    let parts = contributions(&limit);
+    assert_eq!(
+        (parts[1].1.no_swap, parts[1].1.swaps),
+        (1, 0),
+        "without the share's failure the break keeps its credit"
+    );
+    limit.served_by[1].failure = Some(FailureClass::OutputTimeout);
+    let parts = contributions(&limit);
+    assert_eq!((parts[1].1.no_swap, parts[1].1.swaps), (0, 0));
+    assert_eq!(parts[1].1.failed, 1);
+
     // A later share that produced no output is that orchestrator's startup failure.
     let mut dead = report.clone();
     dead.served_by[1].startup_ms = None;

@@ -78,6 +78,9 @@ struct Share {
     /// The end of its measured period, on the driver's clock.
     end_us: Option<u64>,
     ended_by: Option<SwapCause>,
+    /// The failure that ended the session while this share held it, with no swap after it
+    /// (the swap limit was reached): it counts against the share as a swap's failure does.
+    broke: Option<FailureClass>,
     /// Network mode keeps a recorder per share for its `served_by` figures; a direct session
     /// has only the session's.
     recorder: Option<SessionRecorder>,
@@ -614,6 +617,7 @@ impl SessionCore {
             to_unix_ms: None,
             end_us: None,
             ended_by: None,
+            broke: None,
             recorder: network.then(|| SessionRecorder::new(MeasureConfig::default())),
             demux: TsDemuxer::new(),
             have_resolution: false,
@@ -974,6 +978,12 @@ impl SessionCore {
             match decision {
                 Decision::End { reason, at_ms } => {
                     warn!(message = "Session ended by the gateway.", reason = %reason.message(), at_ms);
+                    // The orchestrator serving when the limit was reached failed as surely as
+                    // the ones swapped away before it; without a swap to carry the failure, the
+                    // share carries it itself.
+                    if let Some(s) = self.current.and_then(|c| self.shares.get_mut(c)) {
+                        s.broke = Some(reason.failure_class());
+                    }
                     self.end(End::Failed(Failure {
                         class: reason.failure_class(),
                         detail: reason.message(),
@@ -1320,6 +1330,7 @@ impl SessionCore {
                         to_unix_ms: s.to_unix_ms.unwrap_or(ended_at_unix_ms),
                         end_us: s.end_us.unwrap_or(end_us),
                         ended_by: s.ended_by,
+                        failure: s.ended_by.map(|c| c.failure_class()).or(s.broke),
                         recorder: s.recorder.as_ref(),
                         media_errors: s.media_errors,
                     })

@@ -4,7 +4,9 @@
 //! network mode one `served_by` share per orchestrator that served, with the swaps between
 //! them. Nothing here reads a clock: the times are the core's.
 
-use lvt_schema::{Failure, Gpu, MediaErrors, OrchestratorRef, ServedBy, SessionReport};
+use lvt_schema::{
+    Failure, FailureClass, Gpu, MediaErrors, OrchestratorRef, ServedBy, SessionReport,
+};
 
 use super::StartInfo;
 use super::classify::{Evidence, classify};
@@ -45,7 +47,11 @@ pub struct ShareRecord<'a> {
     pub to_unix_ms: i64,
     /// The end of its measured period on the core's clock.
     pub end_us: u64,
+    /// The swap that ended it.
     pub ended_by: Option<SwapCause>,
+    /// The failure it is answerable for: its swap's, or the one that ended the session while
+    /// it served.
+    pub failure: Option<FailureClass>,
     pub recorder: Option<&'a SessionRecorder>,
     pub media_errors: MediaErrors,
 }
@@ -94,7 +100,7 @@ pub fn network(r: NetworkRecord<'_>) -> SessionReport {
             output_fps: m.output_fps,
             stalls: m.stalls,
             ended_by: share.ended_by.map(|c| c.message().to_string()),
-            failure: share.ended_by.map(|c| c.failure_class()),
+            failure: share.failure,
         });
         last_runner = Some(runner);
     }

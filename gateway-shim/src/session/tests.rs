@@ -628,6 +628,12 @@ fn when_every_orchestrator_fails_the_swap_limit_ends_the_session() {
     );
     // Two swaps are allowed in a chain; the third trigger ends the stream.
     assert_eq!(r.metrics.swaps.len(), 2);
+    // The orchestrator serving when the limit was reached broke too: it is answerable for that
+    // failure as its predecessors are for theirs, without a swap counted for it.
+    let last = r.served_by.last().expect("shares");
+    assert_eq!(last.ended_by, None);
+    assert_eq!(last.failure, Some(failure.class));
+    assert!(r.served_by.iter().all(|s| s.failure.is_some()));
     let uris: Vec<_> = r
         .served_by
         .iter()
