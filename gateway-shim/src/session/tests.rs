@@ -706,3 +706,37 @@ fn refusals_are_classified_by_kind() {
         FailureClass::ProtocolError
     );
 }
+
+#[test]
+fn the_drain_ends_after_a_second_without_output() {
+    // Output stops half a second before the last input frame, so the drain cannot wait for the
+    // last PTS: it ends one second after it began (the idle rule counts from the drain's start
+    // at the earliest), long before its 5 s timeout.
+    let orch = Orch::Serves(profile(|p| {
+        p.stall_at_s = Some(4.5);
+        p.stall_s = 60.0;
+    }));
+    let (f, _) = Net::direct(orch, plan(5)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let ended_ms = r.ended_at_unix_ms - ORIGIN_UNIX_MS;
+    assert!((5_950..6_100).contains(&ended_ms), "ended at {ended_ms} ms");
+}
+
+#[test]
+fn a_drain_without_output_ends_at_its_timeout() {
+    // Output stops for good 1 s before the end of publishing, but the idle rule counts from the
+    // start of the drain at the earliest: a drain timeout shorter than the idle second ends it.
+    let orch = Orch::Serves(profile(|p| {
+        p.stall_at_s = Some(4.0);
+        p.stall_s = 60.0;
+    }));
+    let mut plan = plan(5);
+    plan.timeouts.drain_us = 300_000;
+    let (f, _) = Net::direct(orch, plan).run();
+    let r = f.report;
+    let ended_ms = r.ended_at_unix_ms - ORIGIN_UNIX_MS;
+    assert!((5_000..5_400).contains(&ended_ms), "ended at {ended_ms} ms");
+    // The trailing second without output is a stall of the measured period.
+    assert_eq!(r.metrics.stalls.count, 1, "{:?}", r.metrics.stalls);
+}
