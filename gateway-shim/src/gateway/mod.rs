@@ -3,8 +3,9 @@
 //! Everything here is sans-IO: no sockets, no clocks, no tasks. Time enters as `now_ms`
 //! (milliseconds on a monotonic clock whose origin the driver chooses), and decisions leave
 //! through `poll_*` methods, so every timing rule of go-livepeer's live video gateway is tested
-//! to the millisecond without sleeping. The IO driver that will feed these cores (job start,
-//! trickle channels, events) is not built yet; docs/gateway.md says what it will do.
+//! to the millisecond without sleeping. The session core ([`crate::session`]) feeds them: its
+//! start loop runs [`StartAttempts`] over a strategy's order, and in network mode it owns the
+//! [`SwapMonitor`]; docs/gateway.md says how.
 //!
 //! - [`select`]: the candidate view, the [`SelectionStrategy`] trait with go-livepeer's default
 //!   order ([`GoLivepeerDefault`]) and an SLA score weighted draw ([`ScoreWeightedRandom`]), and
