@@ -8,35 +8,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use lvt_schema::Outcome;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CliError, EXIT_OK, ctrl_c_token, parse_duration};
 use crate::encode::{ClipConfig, encode_clip};
 use crate::probe::{self, ProbeOptions};
-use crate::report;
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
+/// What a ramp is asked for (`lvt bench`'s flags).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// The highest number of concurrent sessions to try.
-    #[arg(long, default_value_t = 500)]
     pub streams: u32,
     /// Sessions added at each ramp step.
-    #[arg(long, default_value_t = 100)]
     pub step: u32,
     /// How long each step's sessions publish.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub hold: Duration,
     /// Latency the simulator injects per frame, in milliseconds.
-    #[arg(long, default_value_t = 40)]
     pub latency_ms: u64,
-    /// Talk TLS to the simulator (the default is plaintext, to measure the tester's own cost).
-    #[arg(long)]
+    /// Talk TLS to the simulator instead of plaintext.
     pub tls: bool,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Figures of one ramp step.
@@ -52,24 +42,24 @@ pub struct StepFigures {
     pub wall_s: f64,
 }
 
-pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
-    if args.streams == 0 || args.step == 0 {
-        return Err(CliError::Usage(
-            "--streams and --step must be at least 1".into(),
-        ));
-    }
-    let cancel = ctrl_c_token();
-    let mut sim = SimChild::start(&args).await.map_err(CliError::Failed)?;
+/// Starts the simulator child, then runs steps of `step` more concurrent sessions (up to
+/// `streams`) until a step does not hold all of its sessions, the last step ran, or `cancel`
+/// fires. Each step's figures are logged on stderr as they come.
+pub async fn ramp(
+    opts: &BenchOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<Vec<StepFigures>> {
+    let mut sim = SimChild::start(opts).await?;
     let clip = Arc::new(
         encode_clip(&ClipConfig::default())
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot encode the input clip: {e}")))?,
+            .map_err(|e| anyhow::anyhow!("cannot encode the input clip: {e}"))?,
     );
-    let http = probe::http_client().map_err(|e| CliError::Failed(e.into()))?;
+    let http = probe::http_client()?;
     let mut figures = Vec::new();
-    let mut n = args.step.min(args.streams);
+    let mut n = opts.step.min(opts.streams);
     loop {
-        eprintln!("lvt bench: {n} concurrent sessions for {:?}...", args.hold);
-        let f = run_step(n, &args, &sim.uri, clip.clone(), &http, cancel.clone()).await;
+        eprintln!("lvt bench: {n} concurrent sessions for {:?}...", opts.hold);
+        let f = run_step(n, opts, &sim.uri, clip.clone(), &http, cancel.clone()).await;
         eprintln!(
             "lvt bench: {} held of {}, {:.1} us CPU per stream-second, latency error median {} ms",
             f.held,
@@ -80,60 +70,18 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         );
         let saturated = f.held < n;
         figures.push(f);
-        if saturated || n >= args.streams || cancel.is_cancelled() {
+        if saturated || n >= opts.streams || cancel.is_cancelled() {
             break;
         }
-        n = (n + args.step).min(args.streams);
+        n = (n + opts.step).min(opts.streams);
     }
     sim.stop().await;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&figures).map_err(|e| CliError::Failed(e.into()))?
-        );
-    } else {
-        let rows: Vec<Vec<String>> = figures
-            .iter()
-            .map(|f| {
-                let o = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
-                vec![
-                    f.sessions.to_string(),
-                    f.held.to_string(),
-                    f.failed.to_string(),
-                    format!("{:.1}", f.cpu_us_per_stream_second),
-                    o(f.latency_error_ms_median),
-                    o(f.latency_error_ms_max),
-                    o(f.output_fps_median),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            report::table(
-                &[
-                    "sessions",
-                    "held",
-                    "failed",
-                    "tester CPU us/stream-s",
-                    "e2e error ms p50",
-                    "e2e error ms max",
-                    "fps p50",
-                ],
-                &rows
-            )
-        );
-        println!(
-            "\ninjected latency {} ms; held = passed with output FPS >= 27; targets: 500 held, \
-             error < 5 ms, CPU < 200 us/stream-s",
-            args.latency_ms
-        );
-    }
-    Ok(EXIT_OK)
+    Ok(figures)
 }
 
 async fn run_step(
     n: u32,
-    args: &BenchArgs,
+    bench: &BenchOptions,
     uri: &str,
     clip: Arc<crate::encode::Clip>,
     http: &reqwest::Client,
@@ -145,7 +93,7 @@ async fn run_step(
     for i in 0..n {
         let Ok(target) = uri.parse() else { break };
         let mut opts = ProbeOptions::new(target);
-        opts.duration = args.hold;
+        opts.duration = bench.hold;
         opts.params_update_offsets.clear();
         let (clip, http, cancel) = (clip.clone(), http.clone(), cancel.clone());
         // Spread session starts over one segment so that segment boundaries do not all align.
@@ -163,7 +111,7 @@ async fn run_step(
     }
     let wall_s = t0.elapsed().as_secs_f64();
     let cpu_us = process_cpu_us().saturating_sub(cpu0) as f64;
-    let stream_seconds = f64::from(n) * args.hold.as_secs_f64();
+    let stream_seconds = f64::from(n) * bench.hold.as_secs_f64();
     let mut errors: Vec<f64> = Vec::new();
     let mut fps: Vec<f64> = Vec::new();
     let mut held = 0;
@@ -180,7 +128,7 @@ async fn run_step(
             failed += 1;
         }
         if let Some(l) = &r.metrics.e2e_latency_ms {
-            errors.push((l.p50 - args.latency_ms as f64).abs());
+            errors.push((l.p50 - bench.latency_ms as f64).abs());
         }
     }
     StepFigures {
@@ -232,11 +180,11 @@ struct SimChild {
 }
 
 impl SimChild {
-    async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
+    async fn start(opts: &BenchOptions) -> anyhow::Result<Self> {
         let profile = tempfile_path::TempProfile::write(&format!(
             "latency_ms = {}\nlatency_jitter_ms = 0\nstartup_ms = 0\ncapacity = {}\nseed = 1\n",
-            args.latency_ms,
-            args.streams.saturating_mul(2)
+            opts.latency_ms,
+            opts.streams.saturating_mul(2)
         ))?;
         // Reserve a free port, then hand it to the child.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -255,11 +203,11 @@ impl SimChild {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "error");
         }
-        if !args.tls {
+        if !opts.tls {
             cmd.arg("--plaintext");
         }
         let child = cmd.spawn()?;
-        let scheme = if args.tls { "https" } else { "http" };
+        let scheme = if opts.tls { "https" } else { "http" };
         let deadline = Instant::now() + Duration::from_secs(15);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

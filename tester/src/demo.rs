@@ -16,7 +16,6 @@ use std::io::IsTerminal;
 
 use lvt_schema::{Outcome, SessionReport};
 
-use crate::cli::{CliError, EXIT_OK, ctrl_c_token};
 use crate::report;
 use crate::run::executor::{self, RunOptions};
 use crate::run::output::{self, RunReport};
@@ -24,6 +23,7 @@ use crate::run::progress::ProgressMode;
 use crate::run::record::SessionRecord;
 use crate::run::summary::{self, Distribution};
 use crate::scenario::{Label, Targets, identity, shipped, validate};
+use crate::shutdown::ctrl_c_token;
 
 /// The scenario the demo runs.
 pub const DEMO_SCENARIO: &str = "sla-hourly";
@@ -43,23 +43,15 @@ pub struct DemoOptions {
     pub exit: bool,
 }
 
-/// Runs the demo and returns the exit code: 0 when the tables could be produced. Threshold
-/// failures are part of what the demo shows (the flaky orchestrator fails on purpose), so
-/// they do not change the exit code.
-pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
-    let failed = |e: anyhow::Error| CliError::Failed(e);
-    let text = shipped::shipped(DEMO_SCENARIO).ok_or_else(|| {
-        failed(anyhow::anyhow!(
-            "the shipped scenario {DEMO_SCENARIO} is missing"
-        ))
-    })?;
+/// Runs the demo: an error only when the tables could not be produced. Threshold failures are
+/// part of what the demo shows (the flaky orchestrator fails on purpose), so they are no error.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let text = shipped::shipped(DEMO_SCENARIO)
+        .ok_or_else(|| anyhow::anyhow!("the shipped scenario {DEMO_SCENARIO} is missing"))?;
     let label = format!("scenarios/{DEMO_SCENARIO}.toml (shipped)");
     let mut scenario = validate::load_str(&label, text).map_err(|d| {
         let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
-        failed(anyhow::anyhow!(
-            "the shipped scenario is invalid:\n{}",
-            lines.join("\n")
-        ))
+        anyhow::anyhow!("the shipped scenario is invalid:\n{}", lines.join("\n"))
     })?;
     if let Some(d) = opts.session_duration {
         let secs = u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1);
@@ -74,7 +66,7 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
         shutdown.cancelled().await
     })
     .await
-    .map_err(|e| failed(anyhow::anyhow!("cannot start the simulated fleet: {e}")))?;
+    .map_err(|e| anyhow::anyhow!("cannot start the simulated fleet: {e}"))?;
     eprintln!("lvt demo: started {} simulated orchestrators:", sims.len());
     for o in &sims {
         eprintln!(
@@ -88,7 +80,7 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
         let uri: OrchestratorUri = o
             .uri
             .parse()
-            .map_err(|e| failed(anyhow::anyhow!("simulator URI {}: {e}", o.uri)))?;
+            .map_err(|e| anyhow::anyhow!("simulator URI {}: {e}", o.uri))?;
         names.insert(uri.to_string(), (o.name.clone(), o.gpu.name.clone()));
         targets.push(uri);
     }
@@ -121,9 +113,7 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
         let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
         tokio::spawn(network_session(uris, duration, cancel.child_token()))
     });
-    let report = executor::execute(&scenario, identity, targets, &run_opts, cancel.clone())
-        .await
-        .map_err(|e| failed(e.into()))?;
+    let report = executor::execute(&scenario, identity, targets, &run_opts, cancel.clone()).await?;
     let network = match network {
         Some(task) => task.await.ok().flatten(),
         None => None,
@@ -131,18 +121,15 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
     cancel.cancel();
     if let Some(dir) = &opts.out {
         let paths = output::write_outputs(&report, dir)
-            .map_err(|e| failed(anyhow::anyhow!("cannot write the outputs: {e}")))?;
+            .map_err(|e| anyhow::anyhow!("cannot write the outputs: {e}"))?;
         for p in [&paths.run_json, &paths.junit_xml, &paths.report_html] {
             eprintln!("lvt demo: wrote {}", p.display());
         }
     }
 
     if opts.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| failed(e.into()))?
-        );
-        return Ok(EXIT_OK);
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
     }
     println!();
     // The fleet's names read better than loopback URIs with random ports.
@@ -169,11 +156,11 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
     let records: Vec<SessionReport> = report.sessions.iter().map(|s| s.report.clone()).collect();
     let collector = collector::start()
         .await
-        .map_err(|e| failed(anyhow::anyhow!("cannot start the embedded collector: {e}")))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the embedded collector: {e}"))?;
     let shipped = collector
         .ship(&records)
         .await
-        .map_err(|e| failed(anyhow::anyhow!("cannot ship the run to the collector: {e}")))?;
+        .map_err(|e| anyhow::anyhow!("cannot ship the run to the collector: {e}"))?;
     eprintln!(
         "lvt demo: shipped {} signed record(s) to the embedded collector at {} (inserted {})",
         shipped.records, collector.url, shipped.inserted
@@ -181,7 +168,7 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
     let sla = collector
         .sla_orchestrators()
         .await
-        .map_err(|e| failed(anyhow::anyhow!("cannot read the SLA table back: {e}")))?;
+        .map_err(|e| anyhow::anyhow!("cannot read the SLA table back: {e}"))?;
     let mut by_address = BTreeMap::new();
     for o in &sims {
         by_address.insert(o.eth_address.to_lowercase(), o.name.clone());
@@ -217,7 +204,7 @@ pub async fn run(opts: DemoOptions) -> Result<u8, CliError> {
         stop.cancelled().await;
     }
     collector.stop().await;
-    Ok(EXIT_OK)
+    Ok(())
 }
 
 /// One session of `duration` through network selection over `uris` (go-livepeer's order);

@@ -5,7 +5,6 @@
 //! drives one job against one orchestrator (`probe`), and the commands built on them.
 
 pub mod bench;
-pub mod cli;
 pub mod cmd;
 pub mod demo;
 pub mod encode;
@@ -15,3 +14,4 @@ pub mod run;
 pub mod scenario;
 pub mod ship;
 pub mod ship_kafka;
+pub mod shutdown;

@@ -24,8 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::{CliError, EXIT_OK, ctrl_c_token};
+use super::common::{CliError, EXIT_OK};
 use crate::probe;
+use crate::shutdown::ctrl_c_token;
 
 #[derive(Debug, Subcommand)]
 pub enum TrickleCommand {

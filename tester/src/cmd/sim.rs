@@ -1,0 +1,85 @@
+//! `lvt sim`: simulated orchestrators (one, a fleet from a file, or the built-in fleet) until
+//! Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::common::{CliError, EXIT_OK};
+use crate::shutdown::ctrl_c_token;
+
+/// The long help of `lvt sim` (`--help`): what it does, its inputs and its exit codes.
+pub const HELP: &str = "Run simulated orchestrators that speak Livepeer's protocols: \
+GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certificate by default.\n\n\
+  lvt sim --listen 127.0.0.1:8935 --profile good     one orchestrator\n\
+  lvt sim --config fleet.toml                        a fleet described in a file\n\
+  lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\n\
+Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, \
+cold_startup_ms, cold_after_idle_s, capacity, start_status, crash_after_s, stall_at_s, stall_s, slow, \
+seed, get_orchestrator_delay_ms, require_payment, payment_status; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
+nothing running) loads for cold_startup_ms, a warm one for startup_ms. Built-in profiles are good, \
+slow, flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Run one orchestrator on this address (with --profile); with --config only its IP is used,
+    /// as the bind address of the fleet.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Profile of the single orchestrator: a built-in name (good, slow, flaky, busy) or a TOML file.
+    #[arg(long, requires = "listen")]
+    pub profile: Option<String>,
+    /// A fleet file ([[orchestrator]] tables) to run several orchestrators in one process.
+    #[arg(long, conflicts_with = "profile")]
+    pub config: Option<PathBuf>,
+    /// Host to put into advertised URIs (when listening on 0.0.0.0 for remote testers).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Serve plaintext HTTP/gRPC instead of TLS with a self-signed certificate.
+    #[arg(long)]
+    pub plaintext: bool,
+    /// Seconds between status events on the events channel (default 10, like ai-runner).
+    #[arg(long)]
+    pub status_interval: Option<u64>,
+    /// Print the orchestrator list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `lvt sim` and returns its exit code.
+pub async fn run(args: SimArgs) -> Result<u8, CliError> {
+    let opts = lvt_gateway::sim::SimOptions {
+        listen: args.listen,
+        profile: args.profile,
+        config: args.config,
+        plaintext: args.plaintext,
+        status_interval_s: args.status_interval,
+        json: args.json,
+        advertise_host: args.advertise_host,
+    };
+    let cancel = ctrl_c_token();
+    lvt_gateway::sim::run(opts, async move { cancel.cancelled().await })
+        .await
+        .map_err(|e| {
+            use lvt_gateway::sim::{FleetError, ProfileError, SimError};
+            // A bad profile or fleet file, or options that do not fit together (the
+            // simulator's own checks, plain messages without a cause), is the user's input;
+            // a port that cannot be bound is not.
+            let config_error = e.chain().any(|c| {
+                c.is::<ProfileError>()
+                    || c.is::<FleetError>()
+                    || matches!(
+                        c.downcast_ref::<SimError>(),
+                        Some(SimError::Profile(_) | SimError::Fleet(_))
+                    )
+            }) || (e.source().is_none()
+                && e.downcast_ref::<SimError>().is_none());
+            if config_error {
+                CliError::Usage(format!("{e:#}"))
+            } else {
+                CliError::Failed(e)
+            }
+        })?;
+    Ok(EXIT_OK)
+}
