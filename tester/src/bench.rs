@@ -1,9 +1,10 @@
 //! `lvt bench`: how many concurrent live sessions one tester holds, what each costs in tester
 //! CPU, and how far the measured e2e latency is from the latency the simulator injects.
 //!
-//! The simulator runs as a child process (`lvt sim`), so the CPU figure is the tester's own
-//! (utime + stime of this process from /proc/self/stat), not the simulator's. Figures are
-//! printed, never asserted: this machine is shared and noisy.
+//! The simulator runs as a child process (`lvt sim`), so each process's cost is its own: CPU is
+//! utime + stime from `/proc/PID/stat`, memory the resident set (`VmRSS` of `/proc/PID/status`)
+//! sampled while a step's sessions run, per stream as the growth over the idle process. Figures
+//! are printed, never asserted: this machine is shared and noisy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,13 @@ pub struct StepFigures {
     pub held: u32,
     pub failed: u32,
     pub cpu_us_per_stream_second: f64,
+    /// The simulator child's CPU per stream-second, for comparison.
+    pub sim_cpu_us_per_stream_second: Option<f64>,
+    /// The tester's resident memory growth over its idle size, per concurrent stream (the
+    /// highest sample of the step).
+    pub rss_bytes_per_stream: Option<f64>,
+    /// The same for the simulator child.
+    pub sim_rss_bytes_per_stream: Option<f64>,
     pub latency_error_ms_median: Option<f64>,
     pub latency_error_ms_max: Option<f64>,
     pub output_fps_median: Option<f64>,
@@ -55,11 +63,24 @@ pub async fn ramp(
             .map_err(|e| anyhow::anyhow!("cannot encode the input clip: {e}"))?,
     );
     let http = probe::http_client()?;
+    // The idle sizes the per-stream memory figures grow from: the clip is encoded and the
+    // simulator listens, no session runs.
+    let idle = Processes {
+        tester: ProcSample::read(Pid::Own),
+        sim: sim.pid().and_then(|pid| ProcSample::read(Pid::Other(pid))),
+    };
     let mut figures = Vec::new();
     let mut n = opts.step.min(opts.streams);
     loop {
         eprintln!("lvt bench: {n} concurrent sessions for {:?}...", opts.hold);
-        let f = run_step(n, opts, &sim.uri, clip.clone(), &http, cancel.clone()).await;
+        let step = Step {
+            n,
+            bench: opts,
+            uri: &sim.uri,
+            sim_pid: sim.pid(),
+            idle: &idle,
+        };
+        let f = run_step(&step, clip.clone(), &http, cancel.clone()).await;
         eprintln!(
             "lvt bench: {} held of {}, {:.1} us CPU per stream-second, latency error median {} ms",
             f.held,
@@ -79,15 +100,35 @@ pub async fn ramp(
     Ok(figures)
 }
 
-async fn run_step(
+/// One step of the ramp: its size and where it measures.
+struct Step<'a> {
     n: u32,
-    bench: &BenchOptions,
-    uri: &str,
+    bench: &'a BenchOptions,
+    uri: &'a str,
+    sim_pid: Option<u32>,
+    idle: &'a Processes,
+}
+
+/// A sample of both processes.
+struct Processes {
+    tester: Option<ProcSample>,
+    sim: Option<ProcSample>,
+}
+
+async fn run_step(
+    step: &Step<'_>,
     clip: Arc<crate::encode::Clip>,
     http: &reqwest::Client,
     cancel: CancellationToken,
 ) -> StepFigures {
-    let cpu0 = process_cpu_us();
+    let (n, bench, uri) = (step.n, step.bench, step.uri);
+    let sample = || Processes {
+        tester: ProcSample::read(Pid::Own),
+        sim: step
+            .sim_pid
+            .and_then(|pid| ProcSample::read(Pid::Other(pid))),
+    };
+    let start = sample();
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -103,15 +144,36 @@ async fn run_step(
             probe::probe(&opts, clip, &http, cancel).await
         });
     }
+    // Resident memory is sampled while the sessions run; the highest sample counts.
+    let mut peak_rss = (0u64, 0u64);
     let mut reports = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(r) = r {
-            reports.push(r);
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                Some(Ok(r)) => reports.push(r),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            _ = every.tick() => {
+                let now = sample();
+                let rss = |p: &Option<ProcSample>| p.as_ref().map_or(0, |p| p.rss_bytes);
+                peak_rss = (peak_rss.0.max(rss(&now.tester)), peak_rss.1.max(rss(&now.sim)));
+            }
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
-    let cpu_us = process_cpu_us().saturating_sub(cpu0) as f64;
+    let end = sample();
     let stream_seconds = f64::from(n) * bench.hold.as_secs_f64();
+    let cpu_per_stream_second = |a: &Option<ProcSample>, b: &Option<ProcSample>| match (a, b) {
+        (Some(a), Some(b)) => Some(b.cpu_us.saturating_sub(a.cpu_us) as f64 / stream_seconds),
+        _ => None,
+    };
+    let growth_per_stream = |idle: &Option<ProcSample>, peak: u64| {
+        idle.as_ref()
+            .filter(|_| peak > 0)
+            .map(|idle| peak.saturating_sub(idle.rss_bytes) as f64 / f64::from(n))
+    };
     let mut errors: Vec<f64> = Vec::new();
     let mut fps: Vec<f64> = Vec::new();
     let mut held = 0;
@@ -135,7 +197,10 @@ async fn run_step(
         sessions: n,
         held,
         failed,
-        cpu_us_per_stream_second: cpu_us / stream_seconds,
+        cpu_us_per_stream_second: cpu_per_stream_second(&start.tester, &end.tester).unwrap_or(0.0),
+        sim_cpu_us_per_stream_second: cpu_per_stream_second(&start.sim, &end.sim),
+        rss_bytes_per_stream: growth_per_stream(&step.idle.tester, peak_rss.0),
+        sim_rss_bytes_per_stream: growth_per_stream(&step.idle.sim, peak_rss.1),
         latency_error_ms_median: median(&mut errors),
         latency_error_ms_max: errors.iter().copied().reduce(f64::max),
         output_fps_median: median(&mut fps),
@@ -151,25 +216,51 @@ fn median(v: &mut [f64]) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// CPU time (user + system) this process used so far, in microseconds, from /proc/self/stat.
-/// Linux reports it in USER_HZ ticks, which are 100 per second on every Linux architecture.
-fn process_cpu_us() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0;
-    };
+/// Which process to sample.
+#[derive(Clone, Copy)]
+enum Pid {
+    Own,
+    Other(u32),
+}
+
+/// CPU time and resident memory of a process, from `/proc`.
+struct ProcSample {
+    /// User plus system time, in microseconds.
+    cpu_us: u64,
+    rss_bytes: u64,
+}
+
+impl ProcSample {
+    fn read(pid: Pid) -> Option<Self> {
+        let dir = match pid {
+            Pid::Own => "/proc/self".to_string(),
+            Pid::Other(pid) => format!("/proc/{pid}"),
+        };
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+        let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+        Some(Self {
+            cpu_us: cpu_us_of_stat(&stat)?,
+            rss_bytes: rss_bytes_of_status(&status)?,
+        })
+    }
+}
+
+/// CPU time (user + system) from a `/proc/PID/stat` line, in microseconds. Linux reports it
+/// in USER_HZ ticks, which are 100 per second on every Linux architecture.
+fn cpu_us_of_stat(stat: &str) -> Option<u64> {
     // The command name (field 2) may contain spaces; fields after its closing parenthesis are plain.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
+    let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, i.e. 12 and 13 after the name.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) * 10_000
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some((ticks(11)? + ticks(12)?) * 10_000)
+}
+
+/// `VmRSS` of a `/proc/PID/status` text, in bytes.
+fn rss_bytes_of_status(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(kb * 1024)
 }
 
 /// The simulator child process.
@@ -225,6 +316,10 @@ impl SimChild {
         })
     }
 
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     async fn stop(&mut self) {
         let _ = self.child.kill().await;
     }
@@ -263,19 +358,39 @@ mod tests {
     fn process_cpu_time_is_readable_and_grows() {
         // Spin until the kernel's 10 ms tick accounts CPU time to us; on a loaded machine that
         // can take longer than 10 ms of wall time, so bound the wait generously instead.
-        let a = process_cpu_us();
+        let cpu = || {
+            ProcSample::read(Pid::Own)
+                .expect("/proc/self is readable")
+                .cpu_us
+        };
+        let a = cpu();
         let t = Instant::now();
         let mut x = 0u64;
-        while process_cpu_us() <= a && t.elapsed() < Duration::from_secs(30) {
+        while cpu() <= a && t.elapsed() < Duration::from_secs(30) {
             x = x.wrapping_add(std::hint::black_box(1));
         }
-        let b = process_cpu_us();
+        let b = cpu();
         // The tick may land before the first check, so the loop may not run at all; `x` only
         // keeps the spin from being optimised away.
         std::hint::black_box(x);
         assert!(
             b > a,
             "CPU time did not advance in 30 s of spinning: {a} -> {b}"
+        );
+    }
+
+    #[test]
+    fn proc_texts_are_parsed() {
+        let stat = "4242 (lvt (x) y) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 4 0 100 0 0";
+        assert_eq!(cpu_us_of_stat(stat), Some(3_250_000));
+        assert_eq!(cpu_us_of_stat("garbage"), None);
+        let status = "Name:\tlvt\nVmPeak:\t  2000 kB\nVmRSS:\t    1536 kB\nThreads:\t4\n";
+        assert_eq!(rss_bytes_of_status(status), Some(1536 * 1024));
+        assert_eq!(rss_bytes_of_status("Name: lvt\n"), None);
+        let own = ProcSample::read(Pid::Own).expect("/proc/self");
+        assert!(
+            own.rss_bytes > 1 << 20,
+            "a running test uses more than 1 MiB"
         );
     }
 

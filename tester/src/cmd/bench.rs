@@ -12,9 +12,10 @@ use crate::shutdown::ctrl_c_token;
 
 /// The long help of `lvt bench` (`--help`): what it does, its inputs and its exit codes.
 pub const HELP: &str = "Ramp concurrent probe sessions against a local simulator and print \
-how many sessions one tester holds, the tester's CPU time per stream-second (measured with \
-getrusage on this process only; the simulator runs as a separate process), and the error of \
-the measured e2e latency against the simulator's injected latency.";
+how many sessions one tester holds, the tester's CPU time per stream-second and memory per \
+stream (from /proc for this process only), the same figures for the simulator (which runs as \
+a separate process), and the error of the measured e2e latency against the simulator's \
+injected latency.";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -63,11 +64,17 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
             .iter()
             .map(|f| {
                 let o = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
+                let kb =
+                    |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{:.0}", v / 1024.0));
                 vec![
                     f.sessions.to_string(),
                     f.held.to_string(),
                     f.failed.to_string(),
                     format!("{:.1}", f.cpu_us_per_stream_second),
+                    kb(f.rss_bytes_per_stream),
+                    f.sim_cpu_us_per_stream_second
+                        .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+                    kb(f.sim_rss_bytes_per_stream),
                     o(f.latency_error_ms_median),
                     o(f.latency_error_ms_max),
                     o(f.output_fps_median),
@@ -82,6 +89,9 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
                     "held",
                     "failed",
                     "tester CPU us/stream-s",
+                    "tester KB/stream",
+                    "sim CPU us/stream-s",
+                    "sim KB/stream",
                     "e2e error ms p50",
                     "e2e error ms max",
                     "fps p50",
@@ -90,8 +100,9 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
             )
         );
         println!(
-            "\ninjected latency {} ms; held = passed with output FPS >= 27; targets: 500 held, \
-             error < 5 ms, CPU < 200 us/stream-s",
+            "\ninjected latency {} ms; held = passed with output FPS >= 27; KB/stream = resident \
+             memory growth over the idle process, per concurrent stream; targets: 500 held, \
+             error < 5 ms, tester CPU < 200 us/stream-s",
             args.latency_ms
         );
     }
