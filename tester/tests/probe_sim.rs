@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{clip, start_sim};
+use common::{clip, start_sim, with_scheduling_noise};
 use lvt_gateway::sim::{Profile, RunningOrchestrator};
 use lvt_schema::{FailureClass, Outcome, SessionReport};
 use lvt_tester::probe::{self, ProbeOptions};
@@ -33,15 +33,19 @@ fn profile(f: impl FnOnce(&mut Profile)) -> Profile {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_latency_is_measured_within_5_ms() {
+async fn injected_latency_is_measured_within_the_runs_scheduling_noise() {
     let (orch, stop) = start_sim(profile(|p| p.latency_ms = 200), true).await;
-    let r = run_probe(&orch, Duration::from_secs(4)).await;
+    let (r, noise_ms) = with_scheduling_noise(run_probe(&orch, Duration::from_secs(4))).await;
     stop.cancel();
     assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
     let e2e = r.metrics.e2e_latency_ms.as_ref().expect("e2e measured");
+    // The session core measures exactly on simulated time (lvt_gateway::session's tests); over
+    // real sockets the error is the tester's and the simulator's scheduling, so the tolerance
+    // is 5 ms on an idle machine and grows with the lateness this run's timers showed.
+    let tolerance_ms = 5.0 + 2.0 * noise_ms;
     assert!(
-        (e2e.p50 - 200.0).abs() < 5.0,
-        "e2e p50 {} ms, injected 200 ms",
+        (e2e.p50 - 200.0).abs() < tolerance_ms,
+        "e2e p50 {} ms, injected 200 ms, tolerance {tolerance_ms:.1} ms",
         e2e.p50
     );
     assert!(e2e.count >= 100, "{} frames matched", e2e.count);
