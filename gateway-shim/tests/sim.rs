@@ -959,7 +959,7 @@ async fn options_start_one_orchestrator_from_a_profile_file() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("neither a built-in profile"),
+        matches!(&err, sim::SimError::UnknownProfile { name } if name == "no-such-profile"),
         "{err}"
     );
 
@@ -1025,11 +1025,10 @@ async fn options_start_a_fleet_from_a_file() {
         profile: Some("good".into()),
         ..Default::default()
     };
-    assert!(
-        sim::start_from_options(&mixed, std::future::pending())
-            .await
-            .is_err()
-    );
+    assert!(matches!(
+        sim::start_from_options(&mixed, std::future::pending()).await,
+        Err(sim::SimError::ProfileWithFleet)
+    ));
     stop.cancel();
     for orch in running {
         timeout(WAIT, orch.join()).await.unwrap().unwrap();

@@ -27,7 +27,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +66,53 @@ pub enum SimError {
     Serve(#[source] std::io::Error),
     #[error("server task failed: {0}")]
     Task(String),
+    /// One orchestrator of a running fleet stopped with an error.
+    #[error("simulated orchestrator `{name}`")]
+    Orchestrator {
+        name: String,
+        #[source]
+        source: Box<SimError>,
+    },
+    /// A single profile was named beside a fleet file, which sets every orchestrator's profile.
+    #[error("a profile cannot be combined with a fleet file (profiles are set in the fleet file)")]
+    ProfileWithFleet,
+    /// A listen address with a port beside a fleet file, whose entries set the ports.
+    #[error(
+        "with a fleet file, the listen address {addr} only gives the bind address; use port 0 \
+         (ports come from the fleet file)"
+    )]
+    PortWithFleet { addr: SocketAddr },
+    /// A profile argument that is neither a built-in name nor an existing file.
+    #[error(
+        "profile `{name}` is neither a built-in profile ({}) nor an existing file",
+        BUILTIN_PROFILES.join(", ")
+    )]
+    UnknownProfile { name: String },
+    /// The orchestrator listing could not be written as JSON.
+    #[error(transparent)]
+    Listing(#[from] serde_json::Error),
+}
+
+impl SimError {
+    /// Whether the error is in what the simulator was asked to run (options, a profile or a
+    /// fleet file) rather than in the environment (a port that cannot be bound, a failed
+    /// server).
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            SimError::Profile(_)
+            | SimError::Fleet(_)
+            | SimError::ProfileWithFleet
+            | SimError::PortWithFleet { .. }
+            | SimError::UnknownProfile { .. } => true,
+            SimError::Orchestrator { source, .. } => source.is_configuration(),
+            SimError::Bind { .. }
+            | SimError::Listener(_)
+            | SimError::Tls(_)
+            | SimError::Serve(_)
+            | SimError::Task(_)
+            | SimError::Listing(_) => false,
+        }
+    }
 }
 
 /// Starts every orchestrator of a fleet on `bind_ip` (ports from the fleet file, 0 = any free
@@ -135,7 +181,7 @@ pub struct SimOptions {
 pub async fn run(
     opts: SimOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), SimError> {
     let running = start_from_options(&opts, shutdown).await?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&listing_json(&running))?);
@@ -144,9 +190,10 @@ pub async fn run(
     }
     for orch in running {
         let name = orch.name.clone();
-        orch.join()
-            .await
-            .with_context(|| format!("simulated orchestrator `{name}`"))?;
+        orch.join().await.map_err(|source| SimError::Orchestrator {
+            name,
+            source: Box::new(source),
+        })?;
     }
     Ok(())
 }
@@ -155,31 +202,25 @@ pub async fn run(
 pub async fn start_from_options(
     opts: &SimOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<Vec<RunningOrchestrator>> {
+) -> Result<Vec<RunningOrchestrator>, SimError> {
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     if let Some(path) = &opts.config {
-        anyhow::ensure!(
-            opts.profile.is_none(),
-            "--profile cannot be combined with --config (profiles are set in the fleet file)"
-        );
+        if opts.profile.is_some() {
+            return Err(SimError::ProfileWithFleet);
+        }
         let bind_ip = match opts.listen {
-            Some(addr) => {
-                anyhow::ensure!(
-                    addr.port() == 0,
-                    "with --config, --listen only gives the bind address; use port 0 (ports come from the fleet file)"
-                );
-                addr.ip()
-            }
+            Some(addr) if addr.port() != 0 => return Err(SimError::PortWithFleet { addr }),
+            Some(addr) => addr.ip(),
             None => localhost,
         };
         let mut fleet = FleetConfig::from_file(path)?;
         apply_overrides(&mut fleet, opts);
-        return Ok(start_fleet(&fleet, bind_ip, shutdown).await?);
+        return start_fleet(&fleet, bind_ip, shutdown).await;
     }
     if opts.listen.is_none() && opts.profile.is_none() {
         let mut fleet = FleetConfig::builtin();
         apply_overrides(&mut fleet, opts);
-        return Ok(start_fleet(&fleet, localhost, shutdown).await?);
+        return start_fleet(&fleet, localhost, shutdown).await;
     }
 
     let (profile, label, name) = resolve_profile_arg(opts.profile.as_deref().unwrap_or("good"))?;
@@ -209,16 +250,16 @@ fn apply_overrides(fleet: &mut FleetConfig, opts: &SimOptions) {
 
 /// A `--profile` value: a built-in name, else a file. Returns the profile, its label and the
 /// orchestrator name to use.
-fn resolve_profile_arg(arg: &str) -> anyhow::Result<(Profile, String, String)> {
+fn resolve_profile_arg(arg: &str) -> Result<(Profile, String, String), SimError> {
     if let Ok(profile) = Profile::builtin(arg) {
         return Ok((profile, arg.to_string(), arg.to_string()));
     }
     let path = Path::new(arg);
-    anyhow::ensure!(
-        path.exists(),
-        "--profile `{arg}` is neither a built-in profile ({}) nor an existing file",
-        BUILTIN_PROFILES.join(", ")
-    );
+    if !path.exists() {
+        return Err(SimError::UnknownProfile {
+            name: arg.to_owned(),
+        });
+    }
     let profile = Profile::from_file(path)?;
     let name = path
         .file_stem()

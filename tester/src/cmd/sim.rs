@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use lvt_gateway::sim::{BUILTIN_PROFILES, SimError};
 
 use super::common::{CliError, EXIT_OK};
 use crate::shutdown::ctrl_c_token;
@@ -61,25 +62,88 @@ pub async fn run(args: SimArgs) -> Result<u8, CliError> {
     let cancel = ctrl_c_token();
     lvt_gateway::sim::run(opts, async move { cancel.cancelled().await })
         .await
-        .map_err(|e| {
-            use lvt_gateway::sim::{FleetError, ProfileError, SimError};
-            // A bad profile or fleet file, or options that do not fit together (the
-            // simulator's own checks, plain messages without a cause), is the user's input;
-            // a port that cannot be bound is not.
-            let config_error = e.chain().any(|c| {
-                c.is::<ProfileError>()
-                    || c.is::<FleetError>()
-                    || matches!(
-                        c.downcast_ref::<SimError>(),
-                        Some(SimError::Profile(_) | SimError::Fleet(_))
-                    )
-            }) || (e.source().is_none()
-                && e.downcast_ref::<SimError>().is_none());
-            if config_error {
-                CliError::Usage(format!("{e:#}"))
-            } else {
-                CliError::Failed(e)
-            }
-        })?;
+        .map_err(cli_error)?;
     Ok(EXIT_OK)
+}
+
+/// Words a simulator error for the user in terms of the flags. A bad profile or fleet file, or
+/// flags that do not fit together, is the user's input (exit 2); a port that cannot be bound or
+/// a failed server is not (exit 1). Causes are joined as `anyhow` prints them.
+fn cli_error(error: SimError) -> CliError {
+    match error {
+        SimError::ProfileWithFleet => CliError::Usage(
+            "--profile cannot be combined with --config (profiles are set in the fleet file)"
+                .to_owned(),
+        ),
+        SimError::PortWithFleet { .. } => CliError::Usage(
+            "with --config, --listen only gives the bind address; use port 0 (ports come from \
+             the fleet file)"
+                .to_owned(),
+        ),
+        SimError::UnknownProfile { name } => CliError::Usage(format!(
+            "--profile `{name}` is neither a built-in profile ({}) nor an existing file",
+            BUILTIN_PROFILES.join(", ")
+        )),
+        error if error.is_configuration() => {
+            CliError::Usage(format!("{:#}", anyhow::Error::from(error)))
+        }
+        error => CliError::Failed(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(error: SimError) -> String {
+        match cli_error(error) {
+            CliError::Usage(message) => message,
+            CliError::Failed(e) => panic!("expected a usage error, got a failure: {e:#}"),
+        }
+    }
+
+    #[test]
+    fn simulator_errors_are_worded_with_the_flags() {
+        assert_eq!(
+            usage(SimError::UnknownProfile {
+                name: "nosuch".into()
+            }),
+            "--profile `nosuch` is neither a built-in profile (good, slow, flaky, busy) nor an \
+             existing file"
+        );
+        assert_eq!(
+            usage(SimError::PortWithFleet {
+                addr: "127.0.0.1:5".parse().expect("an address")
+            }),
+            "with --config, --listen only gives the bind address; use port 0 (ports come from \
+             the fleet file)"
+        );
+        assert!(usage(SimError::ProfileWithFleet).starts_with("--profile cannot be combined"));
+        let unknown = SimError::Orchestrator {
+            name: "a".into(),
+            source: Box::new(SimError::UnknownProfile { name: "x".into() }),
+        };
+        assert_eq!(
+            usage(unknown),
+            "simulated orchestrator `a`: profile `x` is neither a built-in profile (good, slow, \
+             flaky, busy) nor an existing file"
+        );
+    }
+
+    #[test]
+    fn an_unbindable_port_is_a_failure_with_its_cause() {
+        let error = SimError::Bind {
+            addr: "127.0.0.1:1".parse().expect("an address"),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        match cli_error(error) {
+            CliError::Failed(e) => {
+                assert_eq!(
+                    format!("{e:#}"),
+                    "cannot listen on 127.0.0.1:1: address in use: address in use"
+                );
+            }
+            CliError::Usage(message) => panic!("expected a failure, got usage: {message}"),
+        }
+    }
 }
