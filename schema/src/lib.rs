@@ -17,7 +17,7 @@
 //! second.
 //!
 //! Beside the record the crate owns the rest of the contract: [`result_schema`] (the JSON Schema
-//! checked in as `collector/schema/result.schema.json`), [`events`] (the go-livepeer analytics
+//! checked in as `schema/result.schema.json`), [`events`] (the go-livepeer analytics
 //! event envelope the collector also ingests) and [`sign`] (ed25519 signatures over result
 //! batches and the key files that hold the keys). docs/result-record.md describes all three for
 //! third parties.

@@ -287,7 +287,7 @@ fn checked_in_schema_is_current() {
     let checked_in = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_default();
     assert!(
         checked_in == generated,
-        "collector/schema/result.schema.json is stale: run `LVT_BLESS=1 cargo test -p lvt-schema`"
+        "schema/result.schema.json is stale: run `LVT_BLESS=1 cargo test -p lvt-schema`"
     );
 }
 
