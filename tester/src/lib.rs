@@ -4,6 +4,7 @@
 //! clip (`encode`), the probe engine (the trickle driver of `lvt_gateway::session`) that
 //! drives one job against one orchestrator (`probe`), and the commands built on them.
 
+pub mod agent;
 pub mod bench;
 pub mod cmd;
 pub mod demo;
