@@ -14,5 +14,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod ship;
-pub mod ship_kafka;
 pub mod shutdown;

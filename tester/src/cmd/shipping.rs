@@ -57,10 +57,9 @@ fn region_label(text: &str) -> Result<String, String> {
 
 /// Builds the transport `--collector URL --key FILE` or `--kafka BROKERS --key FILE` ask for,
 /// or `None` without them. A bad URL, empty brokers or an unreadable key is a usage error.
-pub(super) fn shipper_from(
-    args: &ShipArgs,
-) -> Result<Option<crate::ship_kafka::Transport>, CliError> {
-    use crate::ship_kafka::{DEFAULT_KAFKA_TOPIC, KafkaSetupError, KafkaShipper, Transport};
+pub(super) fn shipper_from(args: &ShipArgs) -> Result<Option<crate::ship::Transport>, CliError> {
+    use crate::ship::Transport;
+    use crate::ship::kafka::{DEFAULT_KAFKA_TOPIC, KafkaSetupError, KafkaShipper};
     let options = crate::ship::ShipOptions {
         spool_dir: args.spool.clone(),
         ..Default::default()
@@ -167,7 +166,7 @@ pub(super) fn shipper(
 /// turns an exit code of 0 into 1 and leaves any other code alone (a failed threshold stays
 /// 99): the records are spooled, not lost, but the operator must learn they are not delivered.
 pub(super) async fn ship_and_adjust(
-    shipper: Option<&crate::ship_kafka::Transport>,
+    shipper: Option<&crate::ship::Transport>,
     records: &[lvt_schema::SessionReport],
     code: u8,
 ) -> u8 {
@@ -177,7 +176,7 @@ pub(super) async fn ship_and_adjust(
     match shipper.ship(records).await {
         Ok(outcome) => {
             match shipper {
-                crate::ship_kafka::Transport::Http(http) => eprintln!(
+                crate::ship::Transport::Http(http) => eprintln!(
                     "lvt: shipped {} record(s) to {} (inserted {}, duplicates {})",
                     outcome.records,
                     http.url(),
@@ -186,7 +185,7 @@ pub(super) async fn ship_and_adjust(
                 ),
                 // The collector stores them when it consumes the topic, so there is no
                 // inserted/duplicate count to report here.
-                crate::ship_kafka::Transport::Kafka(_) => eprintln!(
+                crate::ship::Transport::Kafka(_) => eprintln!(
                     "lvt: shipped {} record(s) in {} batch(es) to {}",
                     outcome.records,
                     outcome.batches,

@@ -1,8 +1,9 @@
 //! Shipping result records through Kafka instead of HTTP (`--kafka BROKERS`).
 //!
-//! A [`KafkaShipper`] batches records like the HTTP [`Shipper`] ([`split_batches`], at most
-//! [`KAFKA_MAX_BATCH_BYTES`] per batch so a batch fits Kafka's default 1 MB message limit), signs
-//! each batch exactly as for `POST /v1/results`, and produces it as one message to the results
+//! A [`KafkaShipper`] batches records like the HTTP [`Shipper`](super::Shipper)
+//! ([`split_batches`](super::split_batches), at most [`KAFKA_MAX_BATCH_BYTES`] per batch so a
+//! batch fits Kafka's default 1 MB message limit), signs each batch exactly as for
+//! `POST /v1/results`, and produces it as one message to the results
 //! topic: the value is the JSON array of records and the four signature headers (`Lvt-Key-Id`,
 //! `Lvt-Timestamp`, `Lvt-Nonce`, `Lvt-Signature`) are Kafka headers; the message key is the key
 //! id, so one agent's batches stay in order on one partition. A batch counts as delivered when
@@ -20,9 +21,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
-use crate::ship::{
-    Ack, Delivery, SendError, ShipError, ShipOptions, ShipOutcome, Shipper, send_or_spool,
-    split_batches,
+use super::{
+    Ack, Delivery, SendError, ShipError, ShipOptions, ShipOutcome, encode_batches, send_or_spool,
 };
 
 /// The results topic when `--kafka-topic` is not given.
@@ -124,17 +124,9 @@ impl KafkaShipper {
     /// tried, since the brokers are then unreachable or refusing. `inserted` and `duplicates`
     /// of the outcome stay 0: the collector stores the batches later, out of band.
     pub async fn ship(&self, records: &[SessionReport]) -> Result<ShipOutcome, ShipError> {
-        let values = records
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<Value>, _>>()
-            .map_err(|e| ShipError::Encode(e.to_string()))?;
-        let sizes: Vec<usize> = values
-            .iter()
-            .map(|value| serde_json::to_vec(value).map_or(0, |bytes| bytes.len()))
-            .collect();
         let max_bytes = self.options.max_batch_bytes.min(KAFKA_MAX_BATCH_BYTES);
-        let batches = split_batches(&sizes, self.options.max_batch_records, max_bytes);
+        let (values, batches) = encode_batches(records, self.options.max_batch_records, max_bytes)
+            .map_err(|e| ShipError::Encode(e.to_string()))?;
 
         // A broker's refusal is never specific to one batch, so the first one spools the rest.
         send_or_spool(&values, batches, &self.options.spool_dir, |batch| {
@@ -178,33 +170,6 @@ impl KafkaShipper {
                 attempts: 1,
                 error: format!("kafka {} topic {}: {error}", self.brokers, self.topic),
             })
-    }
-}
-
-/// Where `lvt probe` and `lvt run` ship: a collector over HTTP, or a Kafka results topic.
-#[derive(Debug)]
-pub enum Transport {
-    /// `--collector URL`. Both shippers are boxed: they are hundreds of bytes each.
-    Http(Box<Shipper>),
-    /// `--kafka BROKERS [--kafka-topic TOPIC]`.
-    Kafka(Box<KafkaShipper>),
-}
-
-impl Transport {
-    /// Ships `records` over this transport.
-    pub async fn ship(&self, records: &[SessionReport]) -> Result<ShipOutcome, ShipError> {
-        match self {
-            Self::Http(shipper) => shipper.ship(records).await,
-            Self::Kafka(shipper) => shipper.ship(records).await,
-        }
-    }
-
-    /// Where records go, for messages: the collector URL or `kafka://BROKERS/TOPIC`.
-    pub fn destination(&self) -> String {
-        match self {
-            Self::Http(shipper) => shipper.url().to_owned(),
-            Self::Kafka(shipper) => format!("kafka://{}/{}", shipper.brokers(), shipper.topic()),
-        }
     }
 }
 
