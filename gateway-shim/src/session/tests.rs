@@ -740,3 +740,139 @@ fn a_drain_without_output_ends_at_its_timeout() {
     // The trailing second without output is a stall of the measured period.
     assert_eq!(r.metrics.stalls.count, 1, "{:?}", r.metrics.stalls);
 }
+
+/// Random inputs, seeded: whatever a driver or a hostile orchestrator hands the core (shares
+/// and candidates that do not exist, results nobody asked for, garbage bytes and documents,
+/// times out of order), it never panics, its outputs stay well-formed, and a cancel always
+/// ends the session with a record.
+#[test]
+fn random_inputs_never_panic_and_a_cancel_always_finishes() {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    for seed in 0..200u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let network = rng.random_bool(0.5);
+        let orchs = (0..rng.random_range(1..4))
+            .map(|_| Orch::Serves(Profile::default()))
+            .collect();
+        let net = if network {
+            Net::network(orchs, plan(rng.random_range(1..20)))
+        } else {
+            Net::direct(
+                Orch::Serves(Profile::default()),
+                plan(rng.random_range(1..20)),
+            )
+        };
+        let mut core = net.core;
+        let mut now = 0u64;
+        let mut finished = false;
+        for _ in 0..rng.random_range(1..400) {
+            // Mostly forward in time, sometimes backwards (a driver must not, but may).
+            now = if rng.random_bool(0.9) {
+                now + rng.random_range(0..2_000_000)
+            } else {
+                now.saturating_sub(rng.random_range(0..1_000_000))
+            };
+            let share = rng.random_range(0..4);
+            let bytes: Vec<u8> = (0..rng.random_range(0..600))
+                .map(|_| rng.random())
+                .collect();
+            let ts = {
+                // Sometimes real TS packets with a random PTS, so frames reach the recorder.
+                let mut out = Vec::new();
+                TsMuxer::new(MuxConfig::default()).mux_frame(
+                    &MuxFrame {
+                        pts: rng.random_range(0..1u64 << 33),
+                        dts: None,
+                        keyframe: rng.random_bool(0.5),
+                        data: &access_unit(true),
+                    },
+                    &mut out,
+                );
+                out
+            };
+            let end = [ChannelEnd::Ended, ChannelEnd::Error, ChannelEnd::CopyError]
+                [rng.random_range(0..3)];
+            let input = match rng.random_range(0..14) {
+                0 => Input::Timeout,
+                1 => Input::StartResult {
+                    candidate: rng.random_range(0..5),
+                    info: StartInfo::default(),
+                    result: if rng.random_bool(0.6) {
+                        Ok(())
+                    } else {
+                        Err(StartFailure::NoAuthToken)
+                    },
+                },
+                2 => Input::FrameSent {
+                    share,
+                    pts: rng.random(),
+                    at_us: now,
+                },
+                3 => Input::SegmentWritten {
+                    share,
+                    bytes: rng.random(),
+                },
+                4 => Input::SegmentDone {
+                    share,
+                    result: if rng.random_bool(0.7) {
+                        Ok(())
+                    } else {
+                        Err(PublishError {
+                            gone: rng.random(),
+                            detail: "x".into(),
+                        })
+                    },
+                },
+                5 => Input::OutputBytes {
+                    share,
+                    bytes: Bytes::from(bytes),
+                    at_us: now,
+                },
+                6 => Input::OutputBytes {
+                    share,
+                    bytes: Bytes::from(ts),
+                    at_us: now,
+                },
+                7 => Input::OutputSegmentEnd { share },
+                8 => Input::OutputEnd { share, end },
+                9 => Input::Event {
+                    share,
+                    doc: Bytes::from(bytes),
+                    at_us: now,
+                },
+                10 => Input::Event {
+                    share,
+                    doc: Bytes::from_static(br#"{"type":"status","state":"ERROR"}"#),
+                    at_us: now,
+                },
+                11 => Input::EventsEnd { share, end },
+                12 => Input::ControlGone { share },
+                _ => Input::ControlReplayFailed { share },
+            };
+            core.handle_input(input, now);
+            while let output = core.poll_output()
+                && !matches!(output, Output::Timeout(_))
+            {
+                if let Output::Finished(f) = output {
+                    assert!(!finished, "seed {seed}: finished twice");
+                    finished = true;
+                    assert!(f.report.ended_at_unix_ms >= f.report.started_at_unix_ms);
+                }
+            }
+        }
+        core.handle_input(Input::Cancel, now + 1);
+        while let output = core.poll_output()
+            && !matches!(output, Output::Timeout(_))
+        {
+            if let Output::Finished(_) = output {
+                assert!(!finished, "seed {seed}: finished twice");
+                finished = true;
+            }
+        }
+        assert!(finished, "seed {seed}: a cancel must finish the session");
+        assert!(core.is_finished());
+        assert_eq!(core.poll_output(), Output::Timeout(u64::MAX));
+    }
+}
