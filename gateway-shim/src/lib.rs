@@ -1,18 +1,13 @@
-//! lvt-gateway: the Livepeer gateway client side and a protocol-faithful orchestrator simulator.
+//! lvt-gateway: the decisions a Livepeer gateway makes, for lvt's sessions.
 //!
-//! It owns everything that speaks Livepeer's wire protocols: the trickle HTTP protocol
-//! (client and server), the `net.Orchestrator` gRPC service, the live-video-to-video job
-//! start request, TLS with trust on first use, and `sim`, the simulated orchestrator.
+//! It owns [`discovery`] (candidate orchestrators from a static list, a webhook, the NaaP API
+//! or the chain, and the inventory of which are usable), [`gateway`] (the sans-IO selection and
+//! swap cores, the observations a session reports and the go-livepeer analytics events made
+//! from them), [`session`] (the sans-IO `SessionCore` that every transport drives) and
+//! [`measure`] (the recorder that computes every metric of docs/metrics.md). The bytes on the
+//! wire are `lvt-wire`'s; the simulated orchestrator is `lvt-sim`, which the session tests use.
 
 pub mod discovery;
 pub mod gateway;
-pub mod grpc;
-pub mod http1;
-pub mod live;
 pub mod measure;
-pub mod payment;
-pub mod serve;
 pub mod session;
-pub mod sim;
-pub mod tls;
-pub mod trickle;

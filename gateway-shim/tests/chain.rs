@@ -16,7 +16,7 @@ use lvt_gateway::discovery::{
     ChainConfig, ChainError, ChainSource, DiscoverySource as _, DropReason, InventoryOptions,
     Status, inventory,
 };
-use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
+use lvt_sim::{OrchestratorConfig, Profile, RunningOrchestrator};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::net::TcpListener;
@@ -274,7 +274,7 @@ async fn start_sim(name: &str) -> Sim {
     let mut cfg = OrchestratorConfig::new(name, Profile::default());
     cfg.plaintext = true;
     let stop = CancellationToken::new();
-    let orch = sim::start(cfg, listener, stop.clone().cancelled_owned())
+    let orch = lvt_sim::start(cfg, listener, stop.clone().cancelled_owned())
         .await
         .unwrap();
     Sim {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use lvt_gateway::discovery::{
     Candidate, DropReason, InventoryOptions, StaticSource, Status, inventory,
 };
-use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
+use lvt_sim::{OrchestratorConfig, Profile, RunningOrchestrator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ async fn start(name: &str, profile: Profile, plaintext: bool) -> Sim {
     let mut cfg = OrchestratorConfig::new(name, profile);
     cfg.plaintext = plaintext;
     let stop = CancellationToken::new();
-    let orch = sim::start(cfg, listener, stop.clone().cancelled_owned())
+    let orch = lvt_sim::start(cfg, listener, stop.clone().cancelled_owned())
         .await
         .unwrap();
     Sim {

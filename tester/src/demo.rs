@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lvt_gateway::live::OrchestratorUri;
-use lvt_gateway::sim::{self, FleetConfig};
+use lvt_sim::FleetConfig;
+use lvt_wire::live::OrchestratorUri;
 use std::io::IsTerminal;
 
 use lvt_schema::{Outcome, SessionReport};
@@ -62,7 +62,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let cancel = ctrl_c_token();
     let fleet = FleetConfig::builtin();
     let shutdown = cancel.child_token();
-    let sims = sim::start_fleet(&fleet, std::net::IpAddr::from([127, 0, 0, 1]), async move {
+    let sims = lvt_sim::start_fleet(&fleet, std::net::IpAddr::from([127, 0, 0, 1]), async move {
         shutdown.cancelled().await
     })
     .await

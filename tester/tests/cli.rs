@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::start_sim;
-use lvt_gateway::sim::Profile;
+use lvt_sim::Profile;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::{AgentCollector, start_sim};
-use lvt_gateway::sim::Profile;
+use lvt_sim::Profile;
 use serde_json::{Value, json};
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
@@ -228,13 +228,13 @@ concurrency = 4
 /// last).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_ranks_the_fleet_of_a_real_run() {
-    use lvt_gateway::sim::{self, FleetConfig};
+    use lvt_sim::FleetConfig;
     use tokio_util::sync::CancellationToken;
 
     let dir = tempfile::tempdir().unwrap();
     let stop_fleet = CancellationToken::new();
     let stopped = stop_fleet.clone();
-    let fleet = sim::start_fleet(
+    let fleet = lvt_sim::start_fleet(
         &FleetConfig::builtin(),
         std::net::IpAddr::from([127, 0, 0, 1]),
         async move { stopped.cancelled().await },

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::start_sim;
-use lvt_gateway::sim::Profile;
+use lvt_sim::Profile;
 use serde_json::Value;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");

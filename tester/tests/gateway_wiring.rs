@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 use common::{AgentCollector, start_sim};
-use lvt_gateway::payment::stand_in::StandInSigner;
-use lvt_gateway::sim::Profile;
 use lvt_schema::{FailureClass, Outcome, SessionReport};
+use lvt_sim::Profile;
+use lvt_wire::payment::stand_in::StandInSigner;
 use serde_json::Value;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");

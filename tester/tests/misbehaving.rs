@@ -8,10 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::clip;
-use lvt_gateway::live::JobUrls;
-use lvt_gateway::trickle::{TrickleConfig, TrickleServer};
 use lvt_schema::{FailureClass, Outcome, SessionReport};
 use lvt_tester::probe::{self, ProbeOptions, Timeouts};
+use lvt_wire::live::JobUrls;
+use lvt_wire::trickle::{TrickleConfig, TrickleServer};
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
@@ -78,9 +78,8 @@ async fn fake_job(kind: Misbehaviour) -> (JobUrls, CancellationToken) {
     let s = stop.clone();
     let router = trickle.router();
     tokio::spawn(async move {
-        let _ =
-            lvt_gateway::serve::serve(listener, None, router, async move { s.cancelled().await })
-                .await;
+        let _ = lvt_wire::serve::serve(listener, None, router, async move { s.cancelled().await })
+            .await;
     });
     let mid = "deadbeef";
     for (suffix, mime) in [

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{clip, start_sim, with_scheduling_noise};
-use lvt_gateway::sim::{Profile, RunningOrchestrator};
 use lvt_schema::{FailureClass, Outcome, SessionReport};
+use lvt_sim::{Profile, RunningOrchestrator};
 use lvt_tester::probe::{self, ProbeOptions};
 use tokio_util::sync::CancellationToken;
 

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::start_sim;
-use lvt_gateway::sim::Profile;
 use lvt_schema::Outcome;
+use lvt_sim::Profile;
 use lvt_tester::probe;
 use lvt_tester::run::executor::{RunOptions, execute};
 use lvt_tester::run::progress::ProgressMode;

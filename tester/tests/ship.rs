@@ -19,9 +19,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use lvt_gateway::sim::Profile;
 use lvt_schema::sign::{self, BatchSignature, SigningKey, VerifyingKey};
 use lvt_schema::{Outcome, SessionMetrics, SessionReport};
+use lvt_sim::Profile;
 use lvt_tester::ship::{SendError, ShipError, ShipOptions, Shipper, spool_batch, spool_files};
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");

@@ -13,9 +13,9 @@ use std::time::Duration;
 use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::{open_store, serve, system_clock};
-use lvt_gateway::sim::Profile;
 use lvt_schema::SessionReport;
 use lvt_schema::sign;
+use lvt_sim::Profile;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 const TOPIC: &str = "lvt-results";

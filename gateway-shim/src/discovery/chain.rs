@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Candidate, DiscoverySource, SourceError};
-use crate::live::OrchestratorUri;
+use lvt_wire::live::OrchestratorUri;
 
 sol! {
     /// Livepeer's Controller: the registry of protocol contract addresses.

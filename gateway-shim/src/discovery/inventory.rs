@@ -18,7 +18,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use super::Candidate;
-use crate::grpc::{
+use lvt_wire::grpc::{
     GrpcError, LiveModelSummary, OrchestratorClient, OrchestratorSummary, live_request, summarize,
 };
 
@@ -384,7 +384,7 @@ async fn inspect(candidate: Candidate, opts: &InventoryOptions) -> InventoryEntr
         .await
         .unwrap_or_else(|_| {
             Err(GrpcError::Timeout {
-                stage: crate::grpc::GrpcStage::Call,
+                stage: lvt_wire::grpc::GrpcStage::Call,
                 addr: uri.to_string(),
                 timeout_ms: u64::try_from(opts.timeout.as_millis()).unwrap_or(u64::MAX),
             })

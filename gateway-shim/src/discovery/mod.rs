@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::live::{OrchestratorUri, UriError};
+use lvt_wire::live::{OrchestratorUri, UriError};
 
 pub use chain::{ChainDiscovery, ChainError, ChainSource};
 pub use config::{

@@ -11,7 +11,7 @@ use axum::routing::get;
 
 use super::inventory::{order_entries, selection_order};
 use super::*;
-use crate::grpc::{GrpcError, GrpcStage, LiveModelSummary, OrchestratorSummary};
+use lvt_wire::grpc::{GrpcError, GrpcStage, LiveModelSummary, OrchestratorSummary};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().build().expect("a plain client")

@@ -43,8 +43,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::observe::{DiscoveredCandidate, Observation, OrchestratorInfo, StreamContext};
-use crate::grpc::OrchestratorSummary;
-use crate::grpc::{CAPABILITY_LIVE_VIDEO_TO_VIDEO, proto};
+use lvt_wire::grpc::OrchestratorSummary;
+use lvt_wire::grpc::{CAPABILITY_LIVE_VIDEO_TO_VIDEO, proto};
 
 /// The collector's event ingest path, appended to the collector URL.
 pub const EVENTS_PATH: &str = "/v1/events";

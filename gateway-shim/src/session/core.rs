@@ -1161,7 +1161,7 @@ impl SessionCore {
                 Some(due) if due <= now && due <= keepalive_due => {
                     self.next_update += 1;
                     let params = updated_params(&self.last_params);
-                    let hash = crate::live::params::params_hash(&params);
+                    let hash = lvt_wire::live::params::params_hash(&params);
                     self.each_recorder(current, |r| r.handle_params_sent(&hash, now));
                     let text = params.to_string();
                     if let Some(m) = self.monitor() {

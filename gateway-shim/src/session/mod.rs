@@ -420,8 +420,8 @@ impl JobRefusal {
     /// Types a job start error once, at the protocol edge: the status says most, and
     /// go-livepeer's busy texts (`insufficient capacity`, `OrchestratorCapped`,
     /// `OrchestratorBusy`) and payment texts say the rest.
-    pub fn from_start_error(e: &crate::live::StartJobError) -> Self {
-        use crate::live::StartJobError;
+    pub fn from_start_error(e: &lvt_wire::live::StartJobError) -> Self {
+        use lvt_wire::live::StartJobError;
         let detail = e.to_string();
         match e {
             StartJobError::Status { status, body } => {

@@ -16,8 +16,8 @@ use serde_json::json;
 use super::*;
 use crate::gateway::observe::Observation;
 use crate::gateway::select::{Candidate, GoLivepeerDefault};
-use crate::sim::pipeline::{InputFrame, PipelineConfig, PipelineCore, PipelineOutput};
-use crate::sim::profile::Profile;
+use lvt_sim::pipeline::{InputFrame, PipelineConfig, PipelineCore, PipelineOutput};
+use lvt_sim::profile::Profile;
 
 const FPS: u32 = 30;
 const SEGMENT_US: u64 = 1_000_000;

@@ -30,9 +30,9 @@ impl From<anyhow::Error> for CliError {
 /// Offchain without `--remote-signer`, else paid through that signer.
 pub fn payment_config(
     remote_signer: Option<&str>,
-) -> Result<lvt_gateway::payment::PaymentConfig, CliError> {
+) -> Result<lvt_wire::payment::PaymentConfig, CliError> {
     let Some(url) = remote_signer else {
-        return Ok(lvt_gateway::payment::PaymentConfig::default());
+        return Ok(lvt_wire::payment::PaymentConfig::default());
     };
     let signer_url = reqwest::Url::parse(url)
         .ok()
@@ -40,7 +40,7 @@ pub fn payment_config(
         .ok_or_else(|| {
             CliError::Usage(format!("--remote-signer {url:?}: expected an http(s) URL"))
         })?;
-    Ok(lvt_gateway::payment::PaymentConfig {
+    Ok(lvt_wire::payment::PaymentConfig {
         signer_url: Some(signer_url),
     })
 }

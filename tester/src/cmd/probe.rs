@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use lvt_gateway::live::OrchestratorUri;
 use lvt_schema::{Complexity, Outcome};
+use lvt_wire::live::OrchestratorUri;
 
 use super::common::{CliError, EXIT_FAILED, EXIT_OK, parse_duration, payment_config};
 use super::shipping::{GatewayEvents, ShipArgs, ship_and_adjust, shipper_from};
@@ -101,7 +101,7 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CliError> {
             .map_err(|e| CliError::Usage(format!("ORCHESTRATOR {o:?}: {e}")))?,
         // Never contacted: each try of network selection sets the candidate it starts on.
         (None, Some(_)) => {
-            OrchestratorUri::new(lvt_gateway::live::Scheme::Https, "network.invalid", 443)
+            OrchestratorUri::new(lvt_wire::live::Scheme::Https, "network.invalid", 443)
         }
         (None, None) => return Err(CliError::Usage("ORCHESTRATOR is required".into())),
     };

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lvt_gateway::live::OrchestratorUri;
+use lvt_wire::live::OrchestratorUri;
 
 use super::common::{CliError, payment_config};
 use super::shipping::{GatewayEvents, ShipArgs, ship_and_adjust, shipper_from};

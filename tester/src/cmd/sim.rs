@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use lvt_gateway::sim::{BUILTIN_PROFILES, SimError};
+use lvt_sim::{BUILTIN_PROFILES, SimError};
 
 use super::common::{CliError, EXIT_OK};
 use crate::shutdown::ctrl_c_token;
@@ -50,7 +50,7 @@ pub struct SimArgs {
 
 /// Runs `lvt sim` and returns its exit code.
 pub async fn run(args: SimArgs) -> Result<u8, CliError> {
-    let opts = lvt_gateway::sim::SimOptions {
+    let opts = lvt_sim::SimOptions {
         listen: args.listen,
         profile: args.profile,
         config: args.config,
@@ -60,7 +60,7 @@ pub async fn run(args: SimArgs) -> Result<u8, CliError> {
         advertise_host: args.advertise_host,
     };
     let cancel = ctrl_c_token();
-    lvt_gateway::sim::run(opts, async move { cancel.cancelled().await })
+    lvt_sim::run(opts, async move { cancel.cancelled().await })
         .await
         .map_err(cli_error)?;
     Ok(EXIT_OK)

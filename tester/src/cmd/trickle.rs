@@ -1,5 +1,5 @@
 //! `lvt trickle`: trickle protocol tools for debugging a real node. It owns the subcommands'
-//! arguments and the operator-facing loops on top of the protocol in `lvt_gateway::trickle`:
+//! arguments and the operator-facing loops on top of the protocol in `lvt_wire::trickle`:
 //! a standalone trickle server, publishing a TS file or stdin at its real-time pace, and
 //! subscribing to a channel into a file or stdout.
 
@@ -12,12 +12,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::Subcommand;
-use lvt_gateway::http1::serve_connection;
-use lvt_gateway::trickle::{
+use lvt_media::ts::{PTS_HZ, PTS_MASK, Segmenter, TsSegment};
+use lvt_wire::http1::serve_connection;
+use lvt_wire::trickle::{
     SegmentWriter, SubscriberStats, TrickleConfig, TrickleError, TricklePublisher, TrickleServer,
     TrickleSubscriber,
 };
-use lvt_media::ts::{PTS_HZ, PTS_MASK, Segmenter, TsSegment};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

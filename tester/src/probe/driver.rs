@@ -19,15 +19,15 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, SelectAll, Stream, StreamExt as _};
 use lvt_gateway::gateway::observe::{ObservationSink, observe};
 use lvt_gateway::gateway::select::Candidate;
-use lvt_gateway::live::OrchestratorUri;
 use lvt_gateway::session::{
     ChannelEnd, Input, Mode, Output, PublishError, READ_RETRY_PAUSE, SessionCore, SessionPlan,
     ShareId, StartFailure, StartInfo,
 };
-use lvt_gateway::trickle::{
+use lvt_schema::SessionReport;
+use lvt_wire::live::OrchestratorUri;
+use lvt_wire::trickle::{
     SegmentWriter, SubscribedSegment, TrickleError, TricklePublisher, TrickleSubscriber,
 };
-use lvt_schema::SessionReport;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -42,7 +42,7 @@ pub(crate) enum Starter {
     /// GetOrchestrator, payment and job start, as a gateway does.
     Gateway,
     /// The job was started by something else: its URLs are known.
-    Given(lvt_gateway::live::JobUrls),
+    Given(lvt_wire::live::JobUrls),
 }
 
 /// What the driver needs besides the core.

@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lvt_gateway::gateway::select::Candidate;
-use lvt_gateway::live::{JobUrls, OrchestratorUri};
-use lvt_gateway::payment::PaymentConfig;
 use lvt_gateway::session::{ClipTiming, Mode, SessionPlan, SessionTimeouts};
 use lvt_schema::{
     Complexity, Failure, FailureClass, OrchestratorRef, Outcome, PromptRef, SessionReport,
     TargetMode,
 };
+use lvt_wire::live::{JobUrls, OrchestratorUri};
+use lvt_wire::payment::PaymentConfig;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -268,7 +268,7 @@ pub(crate) fn fail(class: FailureClass, detail: String) -> Failure {
 /// The canonical form is ai-runner's (`json.dumps(params, sort_keys=True)`), so the hash
 /// matches what a real runner reports.
 pub fn params_hash(params: &Value) -> String {
-    lvt_gateway::live::params::params_hash(params)
+    lvt_wire::live::params::params_hash(params)
 }
 
 /// The session's own monotonic clock: microseconds since the probe started.

@@ -354,7 +354,7 @@ fn candidate(entry: &InventoryEntry, model_id: &str) -> Candidate {
 mod tests {
     use super::*;
     use lvt_gateway::discovery::{Candidate as Discovered, Status};
-    use lvt_gateway::grpc::{LiveModelSummary, LivePrice, OrchestratorSummary};
+    use lvt_wire::grpc::{LiveModelSummary, LivePrice, OrchestratorSummary};
 
     fn entry(score: Option<f64>, models: Vec<LiveModelSummary>) -> InventoryEntry {
         InventoryEntry {

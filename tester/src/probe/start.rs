@@ -4,11 +4,11 @@
 //!
 //! [`Output::Start`]: lvt_gateway::session::Output::Start
 
-use lvt_gateway::grpc::{self, OrchestratorClient};
-use lvt_gateway::live::{self, JobUrls, LiveVideoToVideoRequest, OrchestratorUri};
-use lvt_gateway::payment::{self, Payer};
 use lvt_gateway::session::{JobRefusal, StartFailure, StartInfo, is_busy_text, stream_id};
 use lvt_schema::{Gpu, OrchestratorRef};
+use lvt_wire::grpc::{self, OrchestratorClient};
+use lvt_wire::live::{self, JobUrls, LiveVideoToVideoRequest, OrchestratorUri};
+use lvt_wire::payment::{self, Payer};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Clock, ProbeOptions};

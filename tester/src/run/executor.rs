@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lvt_gateway::gateway::observe::ObservationSink;
-use lvt_gateway::live::{OrchestratorUri, Scheme};
 use lvt_schema::Outcome;
+use lvt_wire::live::{OrchestratorUri, Scheme};
 use thiserror::Error;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
@@ -50,7 +50,7 @@ pub struct RunOptions {
     pub observations: Option<ObservationSink>,
     /// How every session's jobs are paid (offchain by default, or through a remote signer):
     /// deployment, not scenario, so the same scenario runs offchain and on chain.
-    pub payment: lvt_gateway::payment::PaymentConfig,
+    pub payment: lvt_wire::payment::PaymentConfig,
     /// The tester's region label, written into every record (`--region`).
     pub region: Option<String>,
 }

@@ -13,7 +13,7 @@ use lvt_gateway::discovery::{
     Candidate, ChainConfig, ChainSource, DiscoverySource as _, NaapSource, Source, SourceError,
     StaticEntry, StaticSource, WebhookSource,
 };
-use lvt_gateway::live::{OrchestratorUri, UriError};
+use lvt_wire::live::{OrchestratorUri, UriError};
 use thiserror::Error;
 
 use crate::probe::network::StrategyConfig;

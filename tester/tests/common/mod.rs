@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lvt_gateway::sim::{self, OrchestratorConfig, Profile, RunningOrchestrator};
+use lvt_sim::{OrchestratorConfig, Profile, RunningOrchestrator};
 use lvt_tester::encode::{Clip, ClipConfig, encode_clip};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ pub async fn start_sim(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
     let s = stop.clone();
-    let orch = sim::start(cfg, listener, async move { s.cancelled().await })
+    let orch = lvt_sim::start(cfg, listener, async move { s.cancelled().await })
         .await
         .expect("start simulator");
     (orch, stop)

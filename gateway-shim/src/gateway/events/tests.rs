@@ -457,7 +457,7 @@ fn capabilities_from_an_orchestrator_info_read_as_network_capabilities() {
 
 #[test]
 fn capabilities_from_a_summary_are_converted() {
-    let summary = crate::grpc::summarize(&sample_info());
+    let summary = lvt_wire::grpc::summarize(&sample_info());
     let envelope = translate(Observation::Capabilities {
         at_unix_ms: AT,
         orchestrator: orch(Some("0xabab"), "https://o1:8935"),

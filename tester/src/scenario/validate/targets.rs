@@ -1,7 +1,7 @@
 //! Checks of a scenario's `[targets]`: explicit URIs, discovery sources, network selection
 //! and its filters.
 
-use lvt_gateway::live::OrchestratorUri;
+use lvt_wire::live::OrchestratorUri;
 
 use super::checks::Checker;
 use super::locate::Seg::{self, Index as I, Key as K};

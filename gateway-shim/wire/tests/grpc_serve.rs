@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
-use lvt_gateway::grpc::{
+use lvt_wire::grpc::{
     self, CAPABILITY_LIVE_VIDEO_TO_VIDEO, GrpcError, GrpcStage, OrchestratorClient, proto,
 };
-use lvt_gateway::live::{AuthTokens, OrchestratorUri, Scheme};
-use lvt_gateway::serve::{ServeConfig, serve, serve_with_config};
-use lvt_gateway::tls;
+use lvt_wire::live::{AuthTokens, OrchestratorUri, Scheme};
+use lvt_wire::serve::{ServeConfig, serve, serve_with_config};
+use lvt_wire::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -232,7 +232,7 @@ async fn tls_port_serves_grpc_h2_and_http1() {
     .await;
 
     let url = format!("https://{}/hello", server.addr);
-    let (h2, recorder) = lvt_gateway::live::insecure_http_client().expect("client");
+    let (h2, recorder) = lvt_wire::live::insecure_http_client().expect("client");
     let response = h2.get(&url).send().await.expect("h2 GET");
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.text().await.expect("body"), "hello over http");

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::events::{self, EventDoc, PipelineState, StatusSnapshot};
 use super::profile::Profile;
-use crate::live::params::params_hash;
+use lvt_wire::live::params::params_hash;
 
 /// 90 kHz ticks per second (MPEG-TS timestamps).
 const TICKS_PER_S: u64 = 90_000;

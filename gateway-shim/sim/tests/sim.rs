@@ -7,18 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lvt_gateway::grpc::{
+use lvt_media::ts::{MuxConfig, MuxFrame, TsDemuxer, TsMuxer};
+use lvt_sim::{FleetConfig, OrchestratorConfig, Profile, RunningOrchestrator};
+use lvt_wire::grpc::{
     CAPABILITY_LIVE_VIDEO_TO_VIDEO, GrpcError, OrchestratorClient, has_capability, live_request,
     orchestrator_request, proto,
 };
-use lvt_gateway::live::{
+use lvt_wire::live::{
     self, AuthTokens, JobUrls, LiveVideoToVideoRequest, OrchestratorUri, StartJobError,
 };
-use lvt_gateway::sim::{self, FleetConfig, OrchestratorConfig, Profile, RunningOrchestrator};
-use lvt_gateway::trickle::{
+use lvt_wire::trickle::{
     SegmentWriter, SubscriberConfig, TrickleError, TricklePublisher, TrickleSubscriber,
 };
-use lvt_media::ts::{MuxConfig, MuxFrame, TsDemuxer, TsMuxer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
@@ -53,7 +53,7 @@ impl Sim {
         cfg.auth_secret = Some(SECRET);
         edit(&mut cfg);
         let stop = CancellationToken::new();
-        let orch = sim::start(cfg, listener, stop.clone().cancelled_owned())
+        let orch = lvt_sim::start(cfg, listener, stop.clone().cancelled_owned())
             .await
             .unwrap();
         Sim { orch, stop }
@@ -312,7 +312,7 @@ async fn get_orchestrator_reports_live_capability_models_and_hardware() {
             .unwrap();
         assert_eq!(info.transcoder, sim.orch.uri);
         assert_eq!(
-            sim::format_eth_address(&info.address.clone().try_into().unwrap()),
+            lvt_sim::format_eth_address(&info.address.clone().try_into().unwrap()),
             sim.orch.eth_address
         );
         let caps = info.capabilities.as_ref().unwrap();
@@ -359,7 +359,7 @@ async fn busy_orchestrator_is_capped_and_refuses_jobs() {
     let err = sim.info(Some("noop")).await.unwrap_err();
     assert!(err.to_string().contains("OrchestratorCapped"), "{err}");
     // Refreshing with ignoreCapacityCheck, or asking without capabilities, still answers.
-    let caps = lvt_gateway::grpc::live_capabilities("noop");
+    let caps = lvt_wire::grpc::live_capabilities("noop");
     get_info(
         &sim.orch.uri,
         orchestrator_request(GATEWAY, Some(caps), true),
@@ -645,7 +645,7 @@ async fn events_report_traces_status_and_params_updates() {
     assert!(status["inference_status"]["fps"].as_f64().unwrap() > 20.0);
     assert_eq!(
         status["inference_status"]["last_params_hash"],
-        lvt_gateway::live::params::params_hash(&json!({"prompt": "a"})),
+        lvt_wire::live::params::params_hash(&json!({"prompt": "a"})),
         "initial params from the job request"
     );
 
@@ -660,7 +660,7 @@ async fn events_report_traces_status_and_params_updates() {
         .publish(Bytes::from(params.to_string()))
         .await
         .unwrap();
-    let hash = lvt_gateway::live::params::params_hash(&params);
+    let hash = lvt_wire::live::params::params_hash(&params);
     let update = wait_event(&seen, &notify, |d| {
         d["event"]["inference_status"]["last_params_hash"] == hash.as_str()
     })
@@ -812,7 +812,7 @@ async fn cold_start_loads_longer_and_idle_makes_the_model_cold_again() {
     let sim = Sim::start(profile.clone(), true).await;
     assert_eq!(
         sim.orch.next_start(),
-        sim::StartKind::Cold,
+        lvt_sim::StartKind::Cold,
         "nothing ran yet"
     );
     let first = sim.start_job("noop").await.unwrap();
@@ -828,7 +828,7 @@ async fn cold_start_loads_longer_and_idle_makes_the_model_cold_again() {
     assert_eq!(loading["event"]["state"], "LOADING", "the cold load");
     assert_eq!(
         sim.orch.next_start(),
-        sim::StartKind::Warm,
+        lvt_sim::StartKind::Warm,
         "one is running"
     );
     // A session starting during the cold load would wait for it, so let it finish first.
@@ -844,7 +844,7 @@ async fn cold_start_loads_longer_and_idle_makes_the_model_cold_again() {
         .await
         .unwrap();
     // Idle for far less than the 60 s window: the model is still loaded.
-    assert_eq!(sim.orch.next_start(), sim::StartKind::Warm);
+    assert_eq!(sim.orch.next_start(), lvt_sim::StartKind::Warm);
     let second = sim.start_job("noop").await.unwrap();
     assert_eq!(first_state(&second).await, "ONLINE");
     sim.shutdown().await;
@@ -859,14 +859,14 @@ async fn cold_start_loads_longer_and_idle_makes_the_model_cold_again() {
     )
     .await;
     let first = sim.start_job("noop").await.unwrap();
-    assert_eq!(sim.orch.next_start(), sim::StartKind::Warm);
+    assert_eq!(sim.orch.next_start(), lvt_sim::StartKind::Warm);
     TricklePublisher::new(http_client(), first.publish_url.clone())
         .close()
         .await;
     timeout(WAIT, sim.orch.wait_sessions_in_use(0))
         .await
         .unwrap();
-    assert_eq!(sim.orch.next_start(), sim::StartKind::Cold);
+    assert_eq!(sim.orch.next_start(), lvt_sim::StartKind::Cold);
     let second = sim.start_job("noop").await.unwrap();
     assert_eq!(first_state(&second).await, "LOADING");
     sim.shutdown().await;
@@ -877,7 +877,7 @@ async fn fleet_starts_builtin_orchestrators_with_distinct_identities() {
     let stop = CancellationToken::new();
     let mut fleet = FleetConfig::builtin();
     fleet.plaintext = true;
-    let running = sim::start_fleet(
+    let running = lvt_sim::start_fleet(
         &fleet,
         "127.0.0.1".parse().unwrap(),
         stop.clone().cancelled_owned(),
@@ -885,12 +885,12 @@ async fn fleet_starts_builtin_orchestrators_with_distinct_identities() {
     .await
     .unwrap();
     assert_eq!(running.len(), 4);
-    let text = sim::listing_text(&running);
+    let text = lvt_sim::listing_text(&running);
     assert_eq!(text.lines().count(), 4);
     for orch in &running {
         assert!(text.contains(&orch.uri) && text.contains(&orch.eth_address));
     }
-    let listing = sim::listing_json(&running);
+    let listing = lvt_sim::listing_json(&running);
     assert_eq!(listing.as_array().unwrap().len(), 4);
     assert_eq!(listing[3]["gpu"]["name"], "Tesla T4");
     let ports: std::collections::HashSet<u16> =
@@ -926,14 +926,14 @@ async fn options_start_one_orchestrator_from_a_profile_file() {
         "[profile]\nlatency_ms = 25\ncapacity = 3\nseed = 5\n",
     )
     .unwrap();
-    let opts = sim::SimOptions {
+    let opts = lvt_sim::SimOptions {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         profile: Some(path.display().to_string()),
         plaintext: true,
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let running = sim::start_from_options(&opts, stop.clone().cancelled_owned())
+    let running = lvt_sim::start_from_options(&opts, stop.clone().cancelled_owned())
         .await
         .unwrap();
     assert_eq!(running.len(), 1);
@@ -951,15 +951,15 @@ async fn options_start_one_orchestrator_from_a_profile_file() {
         .models;
     assert_eq!(models["noop"].capacity, 3);
 
-    let bad = sim::SimOptions {
+    let bad = lvt_sim::SimOptions {
         profile: Some("no-such-profile".into()),
         ..Default::default()
     };
-    let err = sim::start_from_options(&bad, std::future::pending())
+    let err = lvt_sim::start_from_options(&bad, std::future::pending())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, sim::SimError::UnknownProfile { name } if name == "no-such-profile"),
+        matches!(&err, lvt_sim::SimError::UnknownProfile { name } if name == "no-such-profile"),
         "{err}"
     );
 
@@ -995,12 +995,12 @@ async fn same_seed_gives_same_manifest_ids() {
 #[tokio::test]
 async fn options_start_a_fleet_from_a_file() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim/fleet.toml");
-    let opts = sim::SimOptions {
+    let opts = lvt_sim::SimOptions {
         config: Some(path.clone()),
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let running = sim::start_from_options(&opts, stop.clone().cancelled_owned())
+    let running = lvt_sim::start_from_options(&opts, stop.clone().cancelled_owned())
         .await
         .unwrap();
     let names: Vec<&str> = running.iter().map(|o| o.name.as_str()).collect();
@@ -1020,14 +1020,14 @@ async fn options_start_a_fleet_from_a_file() {
         .unwrap();
     assert_eq!(info.hardware[0].gpu_info["0"].name, "Tesla T4");
 
-    let mixed = sim::SimOptions {
+    let mixed = lvt_sim::SimOptions {
         config: Some(path),
         profile: Some("good".into()),
         ..Default::default()
     };
     assert!(matches!(
-        sim::start_from_options(&mixed, std::future::pending()).await,
-        Err(sim::SimError::ProfileWithFleet)
+        lvt_sim::start_from_options(&mixed, std::future::pending()).await,
+        Err(lvt_sim::SimError::ProfileWithFleet)
     ));
     stop.cancel();
     for orch in running {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use lvt_gateway::grpc::proto;
-use lvt_gateway::live::{
+use lvt_wire::grpc::proto;
+use lvt_wire::live::{
     AUTH_TOKEN_VALIDITY_S, AuthError, AuthTokens, JobUrls, LiveVideoToVideoRequest,
     OrchestratorUri, Scheme, StartJobError, UriError, decode_segment_header, segment_header,
     start_job,

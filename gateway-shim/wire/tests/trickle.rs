@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lvt_gateway::http1::serve_connection;
-use lvt_gateway::trickle::{
+use lvt_wire::http1::serve_connection;
+use lvt_wire::trickle::{
     PublisherConfig, SubscriberConfig, TrickleConfig, TrickleError, TricklePublisher,
     TrickleServer, TrickleSubscriber,
 };
@@ -710,7 +710,7 @@ async fn publisher_config_sets_content_type_and_start() {
 #[allow(dead_code)]
 fn client_futures_can_be_spawned(
     mut publisher: TricklePublisher,
-    segment: lvt_gateway::trickle::SegmentWriter,
+    segment: lvt_wire::trickle::SegmentWriter,
     mut subscriber: TrickleSubscriber,
 ) {
     fn spawnable<T: Send + 'static>(_: T) {}

@@ -1,4 +1,6 @@
-//! `lvt sim`: a protocol-faithful simulated Livepeer orchestrator for live video-to-video.
+//! lvt-sim (`lvt sim`): a protocol-faithful simulated Livepeer orchestrator for live
+//! video-to-video. It owns the orchestrator side only, built on `lvt-wire`'s protocols; it is not
+//! part of the gateway and depends on no gateway decision.
 //!
 //! A simulated orchestrator speaks exactly what a go-livepeer orchestrator with an ai-runner
 //! behind it speaks: `GetOrchestrator` over gRPC (capability 35, models, capacity, hardware, an
@@ -57,7 +59,7 @@ pub enum SimError {
     #[error("listener unusable: {0}")]
     Listener(#[source] std::io::Error),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] lvt_wire::tls::TlsError),
     #[error(transparent)]
     Profile(#[from] ProfileError),
     #[error(transparent)]

@@ -25,7 +25,7 @@ use super::pipeline::{
     Decision, InputFrame, PipelineConfig, PipelineCore, PipelineOutput, ScheduledOutput,
 };
 use super::server::{SessionChannels, Shared, SlotGuard};
-use crate::trickle::{LocalPublisher, LocalSegmentWriter, LocalSubscriber};
+use lvt_wire::trickle::{LocalPublisher, LocalSegmentWriter, LocalSubscriber};
 
 /// Largest control message accepted; a params update is a few kilobytes at most.
 const MAX_CONTROL_BYTES: usize = 1 << 20;

@@ -1,6 +1,6 @@
 //! One simulated orchestrator on one port: `GetOrchestrator` over gRPC, `POST
 //! /live-video-to-video`, and the trickle channels of its sessions, all served by
-//! [`crate::serve::serve`] with a self-signed certificate (or plaintext).
+//! [`lvt_wire::serve::serve`] with a self-signed certificate (or plaintext).
 //!
 //! The job start handler follows go-livepeer's `StartLiveVideoToVideo` (server/ai_http.go) check
 //! by check and text by text; each accepted job becomes a session task (see `session.rs`) that
@@ -32,9 +32,9 @@ use super::SimError;
 use super::fleet::{GpuConfig, OrchestratorConfig, format_eth_address};
 use super::session::{SessionContext, SessionStart, run_session};
 use super::warmth::{StartDecision, StartKind, WarmthConfig, WarmthTracker};
-use crate::grpc::{CAPABILITY_LIVE_VIDEO_TO_VIDEO, capability_bitstring, grpc_router, proto};
-use crate::live::{AuthTokens, PAYMENT_HEADER, SEGMENT_HEADER, decode_segment_header};
-use crate::trickle::{TrickleConfig, TrickleServer};
+use lvt_wire::grpc::{CAPABILITY_LIVE_VIDEO_TO_VIDEO, capability_bitstring, grpc_router, proto};
+use lvt_wire::live::{AuthTokens, PAYMENT_HEADER, SEGMENT_HEADER, decode_segment_header};
+use lvt_wire::trickle::{TrickleConfig, TrickleServer};
 
 /// Pipeline name go-livepeer uses for live video-to-video in hardware info and capacity checks.
 pub const LIVE_PIPELINE: &str = "live-video-to-video";
@@ -251,8 +251,8 @@ pub async fn start(
         ];
         hosts.sort();
         hosts.dedup();
-        let cert = crate::tls::self_signed(&hosts)?;
-        let config = crate::tls::try_server_config(&cert)?;
+        let cert = lvt_wire::tls::self_signed(&hosts)?;
+        let config = lvt_wire::tls::try_server_config(&cert)?;
         (Some(config), Some(cert.fingerprint_sha256.clone()))
     };
 
@@ -291,7 +291,7 @@ pub async fn start(
     .merge(
         axum::Router::new()
             .route("/live-video-to-video", post(start_job))
-            .route(crate::payment::PAYMENT_PATH, post(receive_payment))
+            .route(lvt_wire::payment::PAYMENT_PATH, post(receive_payment))
             .with_state(Arc::clone(&shared)),
     )
     .merge(trickle.router());
@@ -307,7 +307,7 @@ pub async fn start(
     let task_shared = Arc::clone(&shared);
     let join = tokio::spawn(async move {
         let served =
-            crate::serve::serve(listener, tls, router, stop.clone().cancelled_owned()).await;
+            lvt_wire::serve::serve(listener, tls, router, stop.clone().cancelled_owned()).await;
         // Sessions watch the same token; wait for them to delete their channels and free slots.
         let mut sessions = std::mem::take(&mut *task_shared.sessions());
         while sessions.join_next().await.is_some() {}
@@ -367,7 +367,7 @@ struct GrpcService {
 }
 
 #[tonic::async_trait]
-impl crate::grpc::Orchestrator for GrpcService {
+impl lvt_wire::grpc::Orchestrator for GrpcService {
     async fn get_orchestrator(
         &self,
         request: tonic::Request<proto::OrchestratorRequest>,
@@ -381,7 +381,7 @@ impl crate::grpc::Orchestrator for GrpcService {
         }
         // Offchain orchestrators do not verify `sig`, so neither does the simulator.
         let asks_live = req.capabilities.as_ref().is_some_and(|caps| {
-            crate::grpc::has_capability(&caps.bitstring, CAPABILITY_LIVE_VIDEO_TO_VIDEO)
+            lvt_wire::grpc::has_capability(&caps.bitstring, CAPABILITY_LIVE_VIDEO_TO_VIDEO)
                 || caps.constraints.as_ref().is_some_and(|c| {
                     c.per_capability
                         .contains_key(&CAPABILITY_LIVE_VIDEO_TO_VIDEO)
@@ -775,7 +775,7 @@ async fn receive_payment(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
     // go-livepeer keeps the caller's auth token: new tokens only come from GetOrchestrator.
     let mut info = orchestrator_info(&shared, false);
     info.auth_token = segment.auth_token;
-    let result = crate::payment::PaymentResult { info: Some(info) };
+    let result = lvt_wire::payment::PaymentResult { info: Some(info) };
     (StatusCode::OK, result.encode_to_vec()).into_response()
 }
 

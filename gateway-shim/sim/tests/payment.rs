@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use lvt_gateway::grpc::{OrchestratorClient, live_request, proto};
-use lvt_gateway::live::{
+use lvt_sim::{MISSING_PAYMENT, OrchestratorConfig, Profile, RunningOrchestrator};
+use lvt_wire::grpc::{OrchestratorClient, live_request, proto};
+use lvt_wire::live::{
     self, LiveVideoToVideoRequest, OrchestratorUri, StartJobError, start_job_with_headers,
 };
-use lvt_gateway::payment::stand_in::{STAND_IN_ADDRESS, StandInSigner};
-use lvt_gateway::payment::{
+use lvt_wire::payment::stand_in::{STAND_IN_ADDRESS, StandInSigner};
+use lvt_wire::payment::{
     Payer, PaymentConfig, PaymentError, SignerClient, grpc_refresher, sign_orchestrator_request,
     spawn_loop,
 };
-use lvt_gateway::sim::{self, MISSING_PAYMENT, OrchestratorConfig, Profile, RunningOrchestrator};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::time::timeout;
@@ -33,7 +33,7 @@ impl Sim {
         let mut cfg = OrchestratorConfig::new("paid-orch", profile);
         cfg.plaintext = true;
         let stop = CancellationToken::new();
-        let orch = sim::start(cfg, listener, stop.clone().cancelled_owned())
+        let orch = lvt_sim::start(cfg, listener, stop.clone().cancelled_owned())
             .await
             .expect("sim starts");
         Sim { orch, stop }
