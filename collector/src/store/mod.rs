@@ -174,29 +174,9 @@ pub struct AgentStats {
     pub result_count: u64,
 }
 
-/// Which SLA cells [`Store::sla_cells`] returns. Empty fields do not filter; string fields match
-/// the [`CellKey`] field exactly (orchestrator addresses are lowercase there).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SlaFilter {
-    /// Only cells whose hour starts at or after this time, seconds since the Unix epoch.
-    pub start_unix_s: Option<i64>,
-    /// Only cells whose hour starts before this time, seconds since the Unix epoch.
-    pub end_unix_s: Option<i64>,
-    /// Only this orchestrator ([`CellKey::orchestrator`]).
-    pub orchestrator: Option<String>,
-    /// Only this tester region.
-    pub region: Option<String>,
-    /// Only this pipeline.
-    pub pipeline: Option<String>,
-    /// Only this model id.
-    pub model_id: Option<String>,
-    /// Only this GPU name.
-    pub gpu: Option<String>,
-    /// Only this prompt complexity (`low`, `medium`, `high`).
-    pub complexity: Option<String>,
-    /// Only test load (`true`) or only organic load (`false`).
-    pub test_load: Option<bool>,
-}
+/// Which SLA cells [`Store::sla_cells`] returns; it lives in the pure core with the query
+/// parsing that fills it.
+pub use crate::sla::SlaFilter;
 
 /// The signature and provenance of one accepted `POST /v1/events` batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

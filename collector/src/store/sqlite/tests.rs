@@ -373,8 +373,8 @@ async fn rollups_equal_the_slow_recomputation_on_random_data() {
     }
 
     // Cohorts of buckets merged from the rollup equal those merged from every cell.
-    let mut from_cells = crate::sla_api::CohortCells::default();
-    let mut from_rollup = crate::sla_api::CohortCells::default();
+    let mut from_cells = crate::sla::aggregate::CohortCells::default();
+    let mut from_rollup = crate::sla::aggregate::CohortCells::default();
     for pipeline in ["live-video-to-video", "other"] {
         for model in ["streamdiffusion", "comfyui"] {
             let filter = SlaFilter {
