@@ -1,11 +1,14 @@
 //! The organic-load fold against hand-written event sequences shaped like a go-livepeer gateway's.
 
+use lvt_schema::events::EventEnvelope;
+use lvt_schema::{FailureClass, Outcome, TargetMode};
 use serde_json::{Value, json};
 
+use super::report::swap_failure_class;
 use super::*;
 use crate::sla::{CellKey, CellSums};
-use crate::store::SlaFilter;
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
+use crate::store::{InsertOutcome, SlaFilter, Store, StoreError, StoredBatch};
 
 const GATEWAY: &str = "0x00000000000000000000000000000000000000gw";
 const T0: i64 = 1_764_000_000_000;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, params};
 
 use super::SqliteConfig;
-use super::store::{CohortHour, rebuild_cohort_hours};
+use super::write::{CohortHour, rebuild_cohort_hours};
 use crate::sla::{CellKey, CellSums, codec};
 use crate::store::StoreError;
 

@@ -29,7 +29,7 @@ pub(super) struct Checkpointer {
 impl Checkpointer {
     /// Starts the checkpoint thread on its own connection to the database of `config`.
     pub(super) fn start(config: &SqliteConfig) -> Result<Checkpointer, StoreError> {
-        let connection = super::store::open_connection(config)?;
+        let connection = super::schema::open_connection(config)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let path = config.path.clone();
         std::thread::Builder::new()
