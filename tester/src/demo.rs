@@ -1,5 +1,5 @@
-//! `lvt demo`: the whole loop on one machine. Starts the built-in simulated fleet and an
-//! embedded collector (SQLite in a temporary directory), runs the shipped `sla-hourly` scenario
+//! `lvt demo`: the whole loop on one machine. Starts the built-in simulated fleet and the
+//! `lvt-collector` binary as a child process (SQLite in a temporary directory), runs the shipped `sla-hourly` scenario
 //! against every orchestrator (all three prompt complexities), prints the per-target x
 //! complexity summary and one ranking table, ships the run's signed records into the collector,
 //! prints the SLA table read back from its public API, and (on a terminal) leaves the dashboard
@@ -46,6 +46,8 @@ pub struct DemoOptions {
 /// Runs the demo: an error only when the tables could not be produced. Threshold failures are
 /// part of what the demo shows (the flaky orchestrator fails on purpose), so they are no error.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    // Found before the run, so that a missing collector is said at once, not after the sessions.
+    let collector_bin = collector::binary()?;
     let text = shipped::shipped(DEMO_SCENARIO)
         .ok_or_else(|| anyhow::anyhow!("the shipped scenario {DEMO_SCENARIO} is missing"))?;
     let label = format!("scenarios/{DEMO_SCENARIO}.toml (shipped)");
@@ -154,15 +156,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     );
 
     let records: Vec<SessionReport> = report.sessions.iter().map(|s| s.report.clone()).collect();
-    let collector = collector::start()
+    let collector = collector::start(&collector_bin)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot start the embedded collector: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the collector: {e}"))?;
     let shipped = collector
         .ship(&records)
         .await
         .map_err(|e| anyhow::anyhow!("cannot ship the run to the collector: {e}"))?;
     eprintln!(
-        "lvt demo: shipped {} signed record(s) to the embedded collector at {} (inserted {})",
+        "lvt demo: shipped {} signed record(s) to the collector at {} (inserted {})",
         shipped.records, collector.url, shipped.inserted
     );
     let sla = collector
@@ -349,27 +351,58 @@ pub fn sla_rows(answer: &serde_json::Value, names: &BTreeMap<String, String>) ->
         .collect()
 }
 
-/// The embedded collector: `lvt-collector` in this process with an SQLite file in a temporary
-/// directory and one agent key made for this run.
+/// The demo's collector: the `lvt-collector` binary as a child process, with an SQLite file in a
+/// temporary directory and one agent key made for this run. A child process rather than the
+/// library keeps the tester free of collector code: only the record types (`lvt-schema`) cross
+/// the boundary, as they do in production.
 mod collector {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
 
-    use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
     use lvt_schema::SessionReport;
     use lvt_schema::sign;
-    use tokio_util::sync::CancellationToken;
 
     use crate::ship::{ShipOptions, ShipOutcome, Shipper};
 
-    pub struct Embedded {
+    /// Names the collector binary to run; without it the demo looks next to the `lvt` executable.
+    pub const BIN_ENV: &str = "LVT_COLLECTOR_BIN";
+
+    /// How long the child may take to listen: it opens an empty SQLite file, so seconds at most.
+    const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+    pub struct Child {
         pub url: String,
         dir: PathBuf,
         shipper: Shipper,
-        stop: CancellationToken,
-        task: tokio::task::JoinHandle<Result<(), lvt_collector::server::RunError>>,
+        child: tokio::process::Child,
     }
 
-    pub async fn start() -> anyhow::Result<Embedded> {
+    /// The collector binary: `LVT_COLLECTOR_BIN` when set, else `lvt-collector` beside the
+    /// running `lvt` (where cargo and the release archive put both binaries).
+    pub fn binary() -> anyhow::Result<PathBuf> {
+        if let Some(path) = std::env::var_os(BIN_ENV) {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                anyhow::bail!("{BIN_ENV} names {}, which is not a file", path.display());
+            }
+            return Ok(path);
+        }
+        let exe = std::env::current_exe()?;
+        let beside = exe
+            .parent()
+            .map(|dir| dir.join("lvt-collector"))
+            .unwrap_or_else(|| Path::new("lvt-collector").to_path_buf());
+        if !beside.is_file() {
+            anyhow::bail!(
+                "the lvt-collector binary is not next to lvt ({}); build it (`cargo build \
+                 --release -p lvt-collector`, as ci/demo does) or set {BIN_ENV} to its path",
+                beside.display()
+            );
+        }
+        Ok(beside)
+    }
+
+    pub async fn start(bin: &Path) -> anyhow::Result<Child> {
         let dir = std::env::temp_dir().join(format!(
             "lvt-demo-{}-{}",
             std::process::id(),
@@ -385,32 +418,58 @@ mod collector {
                 sign::public_key_line(&public).trim()
             ),
         )?;
-        let settings = Settings::load(&settings_path)?;
-        let store: StoreSpec = format!("sqlite:{}", dir.join("collector.db").display()).parse()?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        let task = tokio::spawn(lvt_collector::run(
-            listener,
-            CollectorConfig { store, settings },
-            async move { s.cancelled().await },
-        ));
+        // Reserve a free port, then hand it to the child (as `lvt bench` does for `lvt sim`).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--store")
+            .arg(format!("sqlite:{}", dir.join("collector.db").display()))
+            .arg("--config")
+            .arg(&settings_path)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        // The collector logs every request at info; in the demo only its errors matter.
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "error");
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", bin.display()))?;
+        let deadline = Instant::now() + LISTEN_TIMEOUT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("{} exited before listening ({status})", bin.display());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "{} did not listen on 127.0.0.1:{port} within {} s",
+                    bin.display(),
+                    LISTEN_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = format!("http://127.0.0.1:{port}");
         let options = ShipOptions {
             spool_dir: dir.join("spool"),
             ..ShipOptions::default()
         };
         let shipper = Shipper::new(&url, secret, options)?;
-        Ok(Embedded {
+        Ok(Child {
             url,
             dir,
             shipper,
-            stop,
-            task,
+            child,
         })
     }
 
-    impl Embedded {
+    impl Child {
         pub async fn ship(&self, records: &[SessionReport]) -> anyhow::Result<ShipOutcome> {
             Ok(self.shipper.ship(records).await?)
         }
@@ -424,12 +483,11 @@ mod collector {
             Ok(answer)
         }
 
-        pub async fn stop(self) {
-            self.stop.cancel();
-            if let Ok(Err(e)) = self.task.await {
-                eprintln!("lvt demo: the embedded collector stopped with an error: {e}");
+        pub async fn stop(mut self) {
+            // The database only lived for the demo, so the child need not shut down gracefully.
+            if let Err(e) = self.child.kill().await {
+                eprintln!("lvt demo: cannot stop the collector child: {e}");
             }
-            // The database only lived for the demo.
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

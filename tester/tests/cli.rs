@@ -104,11 +104,55 @@ async fn sim_rejects_a_bad_profile_with_its_position() {
     assert!(err.contains("latncy_jitter_ms"), "{err}");
 }
 
+/// `lvt demo` runs the `lvt-collector` binary found beside `lvt`. A workspace build makes it;
+/// `cargo nextest run -p lvt-tester` alone does not build another package's binaries, so the
+/// test builds it then (cargo's lock is free: tests run after the build).
+fn collector_beside_lvt() {
+    let beside = std::path::Path::new(LVT).with_file_name("lvt-collector");
+    if beside.is_file() {
+        return;
+    }
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "lvt-collector",
+            "--bin",
+            "lvt-collector",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building lvt-collector failed");
+    assert!(beside.is_file(), "{} was not built", beside.display());
+}
+
+/// Without the collector binary the demo stops before running anything and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_without_the_collector_binary_says_so() {
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(LVT)
+            .args(["demo", "--exit"])
+            .env("LVT_COLLECTOR_BIN", "/nonexistent/lvt-collector")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LVT_COLLECTOR_BIN names /nonexistent/lvt-collector, which is not a file"),
+        "{err}"
+    );
+}
+
 /// `lvt demo` runs the shipped sla-hourly scenario against the built-in fleet: sessions of 16 s
 /// leave a margin past the flaky orchestrator's crash 12 s into its pipeline, so the ranking must read good,
 /// slow, flaky, and busy must be unscored rather than failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
+    collector_beside_lvt();
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("demo");
     let out = lvt(&[
@@ -144,7 +188,7 @@ async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
     assert!(ranking[3].1.contains("0/0/3"), "busy is unscored: {stdout}");
     assert!(ranking[3].1.contains("unscored"), "{stdout}");
 
-    // The run went into the embedded collector and its SLA table was read back: busy is
+    // The run went into the collector child and its SLA table was read back: busy is
     // unscored (no rank, no score), the orchestrator whose streams crash scores below the
     // healthy ones.
     assert!(

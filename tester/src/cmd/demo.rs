@@ -20,7 +20,7 @@ pub struct DemoArgs {
     /// Also write run.json, junit.xml and report.html into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Exit after printing; by default, on a terminal, the embedded collector and its dashboard
+    /// Exit after printing; by default, on a terminal, the collector and its dashboard
     /// keep running until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
