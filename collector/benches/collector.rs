@@ -447,8 +447,8 @@ async fn ingest_phase(plan: &Plan) -> Result<()> {
     let mut baseline_s = 0.0;
     for (index, batch) in batches.iter().enumerate() {
         let value: Value = serde_json::from_slice(&batch.body)?;
-        let results = validate_records(&value)
-            .map_err(|problem| anyhow::anyhow!("invalid record: {}", problem.detail))?;
+        let results =
+            validate_records(&value).map_err(|error| anyhow::anyhow!("invalid record: {error}"))?;
         let stored_batch = StoredBatch {
             agent_id: "bench".to_owned(),
             key_id: "bench".to_owned(),
@@ -508,9 +508,8 @@ fn ingest_breakdown(batches: &[PreparedBatch]) -> Result<()> {
     let mut value_verify_s = 0.0;
     let mut value_validate_s = 0.0;
     let mut records = 0usize;
-    let invalid = |problem: lvt_collector::problem::Problem| {
-        anyhow::anyhow!("invalid record: {}", problem.detail)
-    };
+    let invalid =
+        |error: lvt_collector::ingest::RecordError| anyhow::anyhow!("invalid record: {error}");
     for batch in batches {
         let signature = sign::BatchSignature::from_headers(|name| {
             batch

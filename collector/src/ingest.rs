@@ -76,6 +76,73 @@ pub(crate) struct VerifiedBody {
     pub now_ms: i64,
 }
 
+/// Why a body's records were refused, before any HTTP: the pure validation's own error. The HTTP
+/// layer answers it as a problem of the same kind at the same JSON pointer
+/// (`From<RecordError> for Problem`); the Kafka consumer words it as a rejection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The body is not JSON.
+    #[error("{detail}")]
+    MalformedJson {
+        /// Where, as an RFC 6901 pointer (empty: the whole body).
+        pointer: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The body is JSON but not an array of valid records.
+    #[error("{detail}")]
+    InvalidRecord {
+        /// The offending value, as an RFC 6901 pointer (`/3/metrics/startup_ms`).
+        pointer: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl RecordError {
+    /// The RFC 6901 pointer of the offending value (empty: the whole body).
+    pub fn pointer(&self) -> &str {
+        match self {
+            Self::MalformedJson { pointer, .. } | Self::InvalidRecord { pointer, .. } => pointer,
+        }
+    }
+
+    /// What is wrong.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::MalformedJson { detail, .. } | Self::InvalidRecord { detail, .. } => detail,
+        }
+    }
+
+    fn malformed(detail: impl Into<String>) -> Self {
+        Self::MalformedJson {
+            pointer: String::new(),
+            detail: detail.into(),
+        }
+    }
+
+    fn invalid(pointer: String, detail: impl Into<String>) -> Self {
+        Self::InvalidRecord {
+            pointer,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A refused body is a 400 problem of the same kind, pointing where the error points.
+impl From<RecordError> for Problem {
+    fn from(error: RecordError) -> Problem {
+        match error {
+            RecordError::MalformedJson { pointer, detail } => {
+                Problem::at(ProblemKind::MalformedJson, pointer, detail)
+            }
+            RecordError::InvalidRecord { pointer, detail } => {
+                Problem::at(ProblemKind::InvalidRecord, pointer, detail)
+            }
+        }
+    }
+}
+
 /// A signed body's JSON, as the signature check read it.
 #[derive(Debug)]
 pub enum SignedJson {
@@ -92,7 +159,7 @@ pub enum SignedJson {
 
 impl SignedJson {
     /// Reads `body` the cheap way when it is an array of canonical items, else parses it.
-    pub fn read(body: Vec<u8>) -> Result<Self, Problem> {
+    pub fn read(body: Vec<u8>) -> Result<Self, RecordError> {
         let body = match String::from_utf8(body) {
             Ok(text) => match canonical_items(&text) {
                 Some(items) => return Ok(Self::CanonicalArray { body: text, items }),
@@ -102,13 +169,7 @@ impl SignedJson {
         };
         serde_json::from_slice(&body)
             .map(Self::Value)
-            .map_err(|error| {
-                Problem::at(
-                    ProblemKind::MalformedJson,
-                    String::new(),
-                    format!("the body is not JSON: {error}"),
-                )
-            })
+            .map_err(|error| RecordError::malformed(format!("the body is not JSON: {error}")))
     }
 
     /// The canonical bytes of the whole body (what the signature covers).
@@ -131,7 +192,7 @@ impl SignedJson {
     }
 
     /// The result records of the body in their stored form ([`validate_records`]).
-    pub fn validate_results(&self) -> Result<Vec<StoredResult>, Problem> {
+    pub fn validate_results(&self) -> Result<Vec<StoredResult>, RecordError> {
         match self {
             Self::CanonicalArray { body, items } => validate_canonical_records(body, items),
             Self::Value(value) => validate_records(value),
@@ -353,10 +414,9 @@ async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<V
 /// Checks that `value` is a JSON array of valid records and turns each into its stored form.
 ///
 /// Errors point at the offending value with an RFC 6901 pointer (`/3/metrics/startup_ms`).
-pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, Problem> {
+pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, RecordError> {
     let Value::Array(items) = value else {
-        return Err(Problem::at(
-            ProblemKind::InvalidRecord,
+        return Err(RecordError::invalid(
             String::new(),
             "the body must be a JSON array of result records",
         ));
@@ -368,16 +428,12 @@ pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, Problem> {
         Err(plain) => {
             return Err(
                 match serde_path_to_error::deserialize::<_, Vec<SessionReport>>(value) {
-                    Err(error) => Problem::at(
-                        ProblemKind::InvalidRecord,
-                        json_pointer(error.path()),
-                        error.inner().to_string(),
-                    ),
+                    Err(error) => {
+                        RecordError::invalid(json_pointer(error.path()), error.inner().to_string())
+                    }
                     // Cannot happen (the same value, the same types), but if it did the plain
                     // error still says what is wrong.
-                    Ok(_) => {
-                        Problem::at(ProblemKind::InvalidRecord, String::new(), plain.to_string())
-                    }
+                    Ok(_) => RecordError::invalid(String::new(), plain.to_string()),
                 },
             );
         }
@@ -397,14 +453,13 @@ pub fn validate_records(value: &Value) -> Result<Vec<StoredResult>, Problem> {
 fn validate_canonical_records(
     body: &str,
     items: &[Range<usize>],
-) -> Result<Vec<StoredResult>, Problem> {
+) -> Result<Vec<StoredResult>, RecordError> {
     let mut results = Vec::with_capacity(items.len());
     for (index, range) in items.iter().enumerate() {
         let text = &body[range.clone()];
         let Ok(report) = serde_json::from_str::<SessionReport>(text) else {
-            let value: Value = serde_json::from_str(body).map_err(|error| {
-                Problem::at(ProblemKind::MalformedJson, String::new(), error.to_string())
-            })?;
+            let value: Value = serde_json::from_str(body)
+                .map_err(|error| RecordError::malformed(error.to_string()))?;
             return validate_records(&value);
         };
         check_report(index, &report)?;
@@ -414,10 +469,9 @@ fn validate_canonical_records(
 }
 
 /// What a record must be beyond its types: this collector's schema version, a session id.
-fn check_report(index: usize, report: &SessionReport) -> Result<(), Problem> {
+fn check_report(index: usize, report: &SessionReport) -> Result<(), RecordError> {
     if report.schema_version != SCHEMA_VERSION {
-        return Err(Problem::at(
-            ProblemKind::InvalidRecord,
+        return Err(RecordError::invalid(
             format!("/{index}/schema_version"),
             format!(
                 "schema_version {} is not supported (this collector reads {SCHEMA_VERSION})",
@@ -426,8 +480,7 @@ fn check_report(index: usize, report: &SessionReport) -> Result<(), Problem> {
         ));
     }
     if report.session_id.trim().is_empty() {
-        return Err(Problem::at(
-            ProblemKind::InvalidRecord,
+        return Err(RecordError::invalid(
             format!("/{index}/session_id"),
             "session_id must not be empty",
         ));
@@ -501,7 +554,7 @@ mod tests {
     }
 
     fn pointer_of(value: Value) -> (ProblemKind, Option<String>) {
-        let problem = validate_records(&value).expect_err("invalid");
+        let problem = Problem::from(validate_records(&value).expect_err("invalid"));
         (problem.kind, problem.pointer)
     }
 
@@ -570,8 +623,9 @@ mod tests {
         let SignedJson::CanonicalArray { body: text, items } = read(&bad_canonical) else {
             panic!("still canonical");
         };
-        let fast_error = validate_canonical_records(&text, &items).expect_err("invalid");
-        let slow_error = validate_records(&bad).expect_err("invalid");
+        let fast_error =
+            Problem::from(validate_canonical_records(&text, &items).expect_err("invalid"));
+        let slow_error = Problem::from(validate_records(&bad).expect_err("invalid"));
         assert_eq!(
             fast_error.pointer.as_deref(),
             Some("/1/metrics/frames_sent")
@@ -587,11 +641,14 @@ mod tests {
         else {
             panic!("still canonical");
         };
-        let error = validate_canonical_records(&text, &items).expect_err("unsupported");
+        let error =
+            Problem::from(validate_canonical_records(&text, &items).expect_err("unsupported"));
         assert_eq!(error.pointer.as_deref(), Some("/1/schema_version"));
         // Not JSON at all is still refused as such.
         assert_eq!(
-            SignedJson::read(b"[{".to_vec()).err().map(|p| p.kind),
+            SignedJson::read(b"[{".to_vec())
+                .err()
+                .map(|e| Problem::from(e).kind),
             Some(ProblemKind::MalformedJson)
         );
     }

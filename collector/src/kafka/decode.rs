@@ -119,12 +119,8 @@ pub fn decode_results(
         .map_err(|error| Rejection::Malformed(format!("the value is not JSON: {error}")))?;
     sign::verify_batch(&agent.public_key, &value, &signature)
         .map_err(|error| Rejection::BadSignature(error.to_string()))?;
-    let results = validate_records(&value).map_err(|problem| {
-        Rejection::Malformed(format!(
-            "{} (at {:?})",
-            problem.detail,
-            problem.pointer.unwrap_or_default()
-        ))
+    let results = validate_records(&value).map_err(|error| {
+        Rejection::Malformed(format!("{} (at {:?})", error.detail(), error.pointer()))
     })?;
     let batch = StoredBatch {
         agent_id: agent.id.clone(),
