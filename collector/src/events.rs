@@ -23,7 +23,7 @@ use lvt_schema::events::{EventEnvelope, EventFamily};
 use lvt_schema::sign;
 use serde_json::{Value, json};
 
-use crate::ingest::{VerifiedBody, refusal_response, timed, verify_signed_body};
+use crate::ingest::{RecordError, VerifiedBody, refusal_response, timed, verify_signed_body};
 use crate::problem::{Problem, ProblemKind, json_pointer};
 use crate::server::AppState;
 use crate::store::{EventBatch, EventFilter, StoredEvent};
@@ -164,10 +164,9 @@ pub async fn feed_organic_load<'a>(
 /// Only what makes an element unusable as an envelope is an error (a pointer such as `/2/id`):
 /// not an object, a missing or non-string `id` or `type`, an empty `id`. Families and payloads
 /// never are.
-pub fn validate_events(value: &Value) -> Result<Vec<StoredEvent>, Problem> {
+pub fn validate_events(value: &Value) -> Result<Vec<StoredEvent>, RecordError> {
     let Value::Array(items) = value else {
-        return Err(Problem::at(
-            ProblemKind::InvalidRecord,
+        return Err(RecordError::invalid(
             String::new(),
             "the body must be a JSON array of go-livepeer event envelopes",
         ));
@@ -175,15 +174,13 @@ pub fn validate_events(value: &Value) -> Result<Vec<StoredEvent>, Problem> {
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let envelope: EventEnvelope = serde_path_to_error::deserialize(item).map_err(|error| {
-            Problem::at(
-                ProblemKind::InvalidRecord,
+            RecordError::invalid(
                 format!("/{index}{}", json_pointer(error.path())),
                 format!("not an event envelope: {}", error.inner()),
             )
         })?;
         if envelope.id.trim().is_empty() {
-            return Err(Problem::at(
-                ProblemKind::InvalidRecord,
+            return Err(RecordError::invalid(
                 format!("/{index}/id"),
                 "the event id must not be empty",
             ));
@@ -351,7 +348,8 @@ mod tests {
 
     #[test]
     fn unusable_envelopes_are_refused_with_a_pointer() {
-        let pointer = |body: Value| validate_events(&body).expect_err("invalid").pointer;
+        let pointer =
+            |body: Value| Problem::from(validate_events(&body).expect_err("invalid")).pointer;
         assert_eq!(pointer(json!({"id": "x"})), Some(String::new()));
         assert_eq!(
             pointer(json!([envelope("a", "x", json!({})), 7])),

@@ -76,7 +76,8 @@ pub(crate) struct VerifiedBody {
     pub now_ms: i64,
 }
 
-/// Why a body's records were refused, before any HTTP: the pure validation's own error. The HTTP
+/// Why a body's records (results, or go-livepeer event envelopes in [`crate::events`]) were
+/// refused, before any HTTP: the pure validation's own error. The HTTP
 /// layer answers it as a problem of the same kind at the same JSON pointer
 /// (`From<RecordError> for Problem`); the Kafka consumer words it as a rejection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +122,7 @@ impl RecordError {
         }
     }
 
-    fn invalid(pointer: String, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(pointer: String, detail: impl Into<String>) -> Self {
         Self::InvalidRecord {
             pointer,
             detail: detail.into(),

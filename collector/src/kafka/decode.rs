@@ -146,12 +146,8 @@ pub fn decode_events(payload: Option<&[u8]>) -> Result<Vec<StoredEvent>, Rejecti
         Value::Object(_) => Value::Array(vec![value]),
         other => other,
     };
-    validate_events(&array).map_err(|problem| {
-        Rejection::Malformed(format!(
-            "{} (at {:?})",
-            problem.detail,
-            problem.pointer.unwrap_or_default()
-        ))
+    validate_events(&array).map_err(|error| {
+        Rejection::Malformed(format!("{} (at {:?})", error.detail(), error.pointer()))
     })
 }
 
