@@ -8,7 +8,7 @@
 //! `POST /v1/events` ([`crate::events`]) through one function, so both endpoints refuse the same
 //! requests in the same order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -234,6 +234,66 @@ impl VerifiedBody {
     }
 }
 
+/// Why a signed request was refused by the signature checks, before any HTTP. The HTTP layer
+/// answers each as the problem of the same name (`From<SignatureError> for Problem`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// A signature header is missing.
+    #[error("{0}")]
+    MissingSignature(String),
+    /// A signature header is present but unreadable.
+    #[error("{0}")]
+    MalformedSignature(String),
+    /// No configured agent has the stated key id.
+    #[error("no configured agent has key id {0}")]
+    UnknownKey(String),
+    /// The signed timestamp is outside the accepted window around the current time.
+    #[error("{0}")]
+    StaleTimestamp(String),
+    /// The nonce was already used by this key.
+    #[error("nonce {0} was already used by this key")]
+    ReplayedNonce(String),
+    /// The signature does not verify over the body's canonical bytes.
+    #[error("{0}")]
+    BadSignature(String),
+}
+
+/// Each signature refusal is the problem of the same name, with the error's text as detail.
+impl From<SignatureError> for Problem {
+    fn from(error: SignatureError) -> Problem {
+        let kind = match &error {
+            SignatureError::MissingSignature(_) => ProblemKind::MissingSignature,
+            SignatureError::MalformedSignature(_) => ProblemKind::MalformedSignature,
+            SignatureError::UnknownKey(_) => ProblemKind::UnknownKey,
+            SignatureError::StaleTimestamp(_) => ProblemKind::StaleTimestamp,
+            SignatureError::ReplayedNonce(_) => ProblemKind::ReplayedNonce,
+            SignatureError::BadSignature(_) => ProblemKind::BadSignature,
+        };
+        Problem::new(kind, error.to_string())
+    }
+}
+
+/// The header checks of a signed request, in their fixed order: signature headers, key,
+/// timestamp against `now_ms` (an input: this reads no clock). Returns the signature and the
+/// agent whose key it names.
+pub fn check_signature_headers(
+    header: impl Fn(&str) -> Option<String>,
+    agents_by_key: &HashMap<String, Agent>,
+    now_ms: i64,
+    timestamp_window_ms: u64,
+) -> Result<(BatchSignature, &Agent), SignatureError> {
+    let signature = BatchSignature::from_headers(header).map_err(|error| match error {
+        SignError::MissingHeader(_) => SignatureError::MissingSignature(error.to_string()),
+        _ => SignatureError::MalformedSignature(error.to_string()),
+    })?;
+    let agent = agents_by_key
+        .get(&signature.key_id)
+        .ok_or_else(|| SignatureError::UnknownKey(signature.key_id.clone()))?;
+    sign::check_timestamp(signature.timestamp_ms, now_ms, timestamp_window_ms)
+        .map_err(|error| SignatureError::StaleTimestamp(error.to_string()))?;
+    Ok((signature, agent))
+}
+
 /// The checks every signed endpoint runs, in their fixed order: body size (413), signature
 /// headers (401), key (403), timestamp (409), JSON (400), nonce (409), signature (401). What the
 /// body must contain is the caller's to check afterwards.
@@ -245,28 +305,19 @@ pub(crate) async fn verify_signed_body(
     let (parts, body) = request.into_parts();
     let body = read_limited(&parts.headers, body, settings.max_body_bytes).await?;
 
-    let signature = BatchSignature::from_headers(|name| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    })
-    .map_err(|error| match error {
-        SignError::MissingHeader(_) => {
-            Problem::new(ProblemKind::MissingSignature, error.to_string())
-        }
-        _ => Problem::new(ProblemKind::MalformedSignature, error.to_string()),
-    })?;
-    let agent = state.agents_by_key.get(&signature.key_id).ok_or_else(|| {
-        Problem::new(
-            ProblemKind::UnknownKey,
-            format!("no configured agent has key id {}", signature.key_id),
-        )
-    })?;
     let now_ms = (state.clock)();
-    sign::check_timestamp(signature.timestamp_ms, now_ms, settings.timestamp_window_ms)
-        .map_err(|error| Problem::new(ProblemKind::StaleTimestamp, error.to_string()))?;
+    let (signature, agent) = check_signature_headers(
+        |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        },
+        &state.agents_by_key,
+        now_ms,
+        settings.timestamp_window_ms,
+    )?;
 
     // The body must be JSON before the signature can be checked (it covers the canonical form);
     // text that is not JSON at all is refused here rather than as a bad signature.
@@ -283,14 +334,11 @@ pub(crate) async fn verify_signed_body(
     )
     .await?;
     if !fresh {
-        return Err(Problem::new(
-            ProblemKind::ReplayedNonce,
-            format!("nonce {} was already used by this key", signature.nonce),
-        ));
+        return Err(SignatureError::ReplayedNonce(signature.nonce).into());
     }
     let canonical = json.canonical_bytes();
     sign::verify_canonical_batch(&agent.public_key, &canonical, &signature)
-        .map_err(|error| Problem::new(ProblemKind::BadSignature, error.to_string()))?;
+        .map_err(|error| SignatureError::BadSignature(error.to_string()))?;
     Ok(VerifiedBody {
         agent: agent.clone(),
         signature,
