@@ -329,8 +329,9 @@ pub struct SessionMetrics {
     pub output_width: Option<u32>,
     /// Height of the output video in pixels (the last one seen).
     pub output_height: Option<u32>,
-    /// Params update sent to the runner confirming it (status `last_params_hash`), in
-    /// milliseconds.
+    /// Always `null`, no longer measured: ai-runner confirms an update when it is
+    /// queued, on a ~10 s status tick, so the old figure was that tick's phase
+    /// (docs/metrics.md). Kept so that records keep their shape.
     pub params_update_latency_ms: Option<f64>,
     /// Errors found while demultiplexing the output.
     pub media_errors: MediaErrors,

@@ -100,7 +100,6 @@ pub fn session_table(r: &SessionReport) -> String {
             _ => "-".into(),
         },
     ));
-    rows.push(("params update ms", opt(m.params_update_latency_ms, 1)));
     let ru = &r.runner;
     rows.push((
         "runner state",

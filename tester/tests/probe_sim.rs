@@ -127,7 +127,8 @@ async fn params_update_is_confirmed_by_the_runner_and_capacity_is_freed() {
         Some(probe::params_hash(&updated).as_str()),
         "the runner reports the hash of the update"
     );
-    assert!(r.metrics.params_update_latency_ms.is_some());
+    // Not measured: the status echoing the hash only says the update was queued.
+    assert!(r.metrics.params_update_latency_ms.is_none());
     assert!(r.runner.status_events >= 2);
     assert!(r.metrics.segments_sent >= 4 && r.metrics.segments_received >= 3);
     // Closing the input channel ends the session on the orchestrator: the slot is freed.

@@ -1,11 +1,9 @@
 //! The runner's self-reports: parses events-channel documents (protocol section 4) into a
-//! [`RunnerReport`] and times params updates against the status events that confirm them.
+//! [`RunnerReport`].
 //!
 //! Events are network input, so nothing here fails: a document that is not the expected
 //! envelope is counted as malformed, fields of the wrong type are ignored, and every kept string
 //! and list is bounded.
-
-use std::collections::VecDeque;
 
 use lvt_schema::RunnerReport;
 use serde_json::Value;
@@ -16,15 +14,12 @@ const MAX_TEXT_BYTES: usize = 512;
 /// Placeholder kept for an `error` event that carried no message string.
 const NO_MESSAGE: &str = "(error event without a message)";
 
-/// Builds a [`RunnerReport`] from events and tracks params updates awaiting confirmation.
+/// Builds a [`RunnerReport`] from events.
 #[derive(Debug)]
 pub(super) struct RunnerTracker {
     report: RunnerReport,
     max_kept: usize,
     last_event_at_us: Option<u64>,
-    /// Params updates sent and not yet confirmed, as `(params_hash, sent_at_us)`.
-    params_pending: VecDeque<(String, u64)>,
-    params_update_latency_us: Option<u64>,
 }
 
 impl RunnerTracker {
@@ -33,8 +28,6 @@ impl RunnerTracker {
             report: RunnerReport::default(),
             max_kept,
             last_event_at_us: None,
-            params_pending: VecDeque::new(),
-            params_update_latency_us: None,
         }
     }
 
@@ -48,18 +41,6 @@ impl RunnerTracker {
 
     pub(super) fn last_state(&self) -> Option<&str> {
         self.report.last_state.as_deref()
-    }
-
-    pub(super) fn params_update_latency_us(&self) -> Option<u64> {
-        self.params_update_latency_us
-    }
-
-    pub(super) fn handle_params_sent(&mut self, params_hash: &str, at_us: u64) {
-        if self.params_pending.len() >= self.max_kept.max(1) {
-            self.params_pending.pop_front();
-        }
-        self.params_pending
-            .push_back((params_hash.to_owned(), at_us));
     }
 
     /// Counts a document that could not even be parsed as JSON.
@@ -80,7 +61,7 @@ impl RunnerTracker {
             return;
         }
         match event_type {
-            "status" => self.handle_status(event, at_us),
+            "status" => self.handle_status(event),
             "restart" => self.handle_restart(event),
             "error" => self.handle_error(event),
             // Other event types (params updates, future additions) carry nothing we report.
@@ -93,7 +74,7 @@ impl RunnerTracker {
         self.last_event_at_us = Some(self.last_event_at_us.map_or(at_us, |last| last.max(at_us)));
     }
 
-    fn handle_status(&mut self, status: &Value, at_us: u64) {
+    fn handle_status(&mut self, status: &Value) {
         let report = &mut self.report;
         report.status_events = report.status_events.saturating_add(1);
         if let Some(state) = status.get("state").and_then(Value::as_str) {
@@ -118,24 +99,6 @@ impl RunnerTracker {
             .and_then(Value::as_str)
         {
             report.last_params_hash = Some(bounded(hash));
-            self.confirm_params(hash, at_us);
-        }
-    }
-
-    /// A status echoing `hash` confirms every update with that hash sent at or before `at_us`.
-    fn confirm_params(&mut self, hash: &str, at_us: u64) {
-        let mut confirmed_at_us = None;
-        self.params_pending.retain(|(sent_hash, sent_at_us)| {
-            let confirmed = *sent_at_us <= at_us && sent_hash.eq_ignore_ascii_case(hash);
-            if confirmed {
-                confirmed_at_us = Some(*sent_at_us);
-            }
-            !confirmed
-        });
-        if self.params_update_latency_us.is_none()
-            && let Some(sent_at_us) = confirmed_at_us
-        {
-            self.params_update_latency_us = Some(at_us - sent_at_us);
         }
     }
 

@@ -53,7 +53,7 @@ pub struct MeasureConfig {
     /// Length of the windows output FPS is counted in (default 1000 ms; 0 is treated as 1 ms).
     pub fps_window_ms: u64,
     /// Bound on each list of runner self-reports kept (error messages, states, trace types)
-    /// and on the params updates awaiting confirmation (default 64).
+    /// (default 64).
     pub max_events_kept: usize,
 }
 
@@ -328,13 +328,6 @@ impl SessionRecorder {
         }
     }
 
-    /// A params update whose canonical JSON hashes to `params_hash` was sent at `at_us`. Its
-    /// latency ends at the first status event received afterwards whose
-    /// `inference_status.last_params_hash` equals it; the first confirmed update is reported.
-    pub fn handle_params_sent(&mut self, params_hash: &str, at_us: u64) {
-        self.runner.handle_params_sent(params_hash, at_us);
-    }
-
     /// Adds demultiplexer error counts (call with each demuxer's final counters, or deltas).
     pub fn handle_media_errors(&mut self, errors: MediaErrors) {
         let total = &mut self.media_errors;
@@ -402,7 +395,10 @@ impl SessionRecorder {
             bytes_received: self.bytes_received,
             output_width: self.resolution.map(|(width, _)| width),
             output_height: self.resolution.map(|(_, height)| height),
-            params_update_latency_ms: self.runner.params_update_latency_us().map(us_to_ms),
+            // Not measured: ai-runner sets `last_params_hash` when an update is queued and
+            // reports status about every 10 s, so the time to a confirming status was mostly
+            // the phase of that tick, not the update taking effect (docs/metrics.md).
+            params_update_latency_ms: None,
             media_errors: self.media_errors,
             swaps: Vec::new(),
         };

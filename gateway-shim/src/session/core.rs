@@ -1161,8 +1161,6 @@ impl SessionCore {
                 Some(due) if due <= now && due <= keepalive_due => {
                     self.next_update += 1;
                     let params = updated_params(&self.last_params);
-                    let hash = lvt_wire::live::params::params_hash(&params);
-                    self.each_recorder(current, |r| r.handle_params_sent(&hash, now));
                     let text = params.to_string();
                     if let Some(m) = self.monitor() {
                         m.handle_params(text.clone().into_bytes());

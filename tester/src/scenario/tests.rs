@@ -162,7 +162,7 @@ fn threshold_errors_say_where_and_why() {
             0,
             "unknown metric `1e`",
             Some(
-                "metrics are startup_ms, e2e_latency_ms, e2e_latency_p95_ms, output_fps, output_fps_p5, fps_jitter, frame_interval_jitter_ms, stalls, stall_ms, get_orchestrator_ms, job_start_ms, params_update_latency_ms, swaps, media_errors, queue_delay_ms",
+                "metrics are startup_ms, e2e_latency_ms, e2e_latency_p95_ms, output_fps, output_fps_p5, fps_jitter, frame_interval_jitter_ms, stalls, stall_ms, get_orchestrator_ms, job_start_ms, swaps, media_errors, queue_delay_ms",
             ),
         )),
     );
@@ -329,4 +329,15 @@ fn identity_records_git_commit_path_and_dirtiness() {
 
     let embedded = identify(&scenario, None);
     assert_eq!((embedded.path, embedded.git_commit), (None, None));
+}
+
+#[test]
+fn a_threshold_on_the_retired_params_update_latency_is_refused_with_the_reason() {
+    let e = ThresholdExpr::parse("params_update_latency_ms.p95 < 12000").expect_err("refused");
+    let text = format!("{e} {e:?}");
+    assert!(
+        text.contains("`params_update_latency_ms` is no longer measured"),
+        "{text}"
+    );
+    assert!(text.contains("status about every 10 s"), "{text}");
 }

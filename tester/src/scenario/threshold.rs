@@ -34,8 +34,6 @@ pub enum Metric {
     GetOrchestratorMs,
     /// Job start (`POST /live-video-to-video`) round trip, ms.
     JobStartMs,
-    /// Params update sent to confirmed by the runner, ms.
-    ParamsUpdateLatencyMs,
     /// Orchestrator swaps in the session.
     Swaps,
     /// Output media errors (continuity, sync, PES, truncation) in the session.
@@ -44,9 +42,13 @@ pub enum Metric {
     QueueDelayMs,
 }
 
+/// A metric the record still carries (always `null`) that no threshold may use: it measured
+/// the phase of the runner's status tick, not the update (docs/metrics.md).
+const RETIRED_PARAMS_UPDATE_LATENCY: &str = "params_update_latency_ms";
+
 impl Metric {
     /// Every metric, in the order docs/scenarios.md lists them.
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 14] = [
         Metric::StartupMs,
         Metric::E2eLatencyMs,
         Metric::E2eLatencyP95Ms,
@@ -58,7 +60,6 @@ impl Metric {
         Metric::StallMs,
         Metric::GetOrchestratorMs,
         Metric::JobStartMs,
-        Metric::ParamsUpdateLatencyMs,
         Metric::Swaps,
         Metric::MediaErrors,
         Metric::QueueDelayMs,
@@ -78,7 +79,6 @@ impl Metric {
             Metric::StallMs => "stall_ms",
             Metric::GetOrchestratorMs => "get_orchestrator_ms",
             Metric::JobStartMs => "job_start_ms",
-            Metric::ParamsUpdateLatencyMs => "params_update_latency_ms",
             Metric::Swaps => "swaps",
             Metric::MediaErrors => "media_errors",
             Metric::QueueDelayMs => "queue_delay_ms",
@@ -109,7 +109,6 @@ impl Metric {
             Metric::StallMs => started.then_some(m.stalls.total_ms),
             Metric::GetOrchestratorMs => m.get_orchestrator_ms,
             Metric::JobStartMs => m.job_start_ms,
-            Metric::ParamsUpdateLatencyMs => m.params_update_latency_ms,
             Metric::Swaps => started.then_some(m.swaps.len() as f64),
             Metric::MediaErrors => started.then_some(
                 (m.media_errors.cc_errors
@@ -434,6 +433,17 @@ fn parse_subject(cursor: &mut Cursor<'_>) -> Result<Subject, ExprError> {
             )));
         }
         return Ok(Subject::Rate(rate));
+    }
+    if name == RETIRED_PARAMS_UPDATE_LATENCY {
+        return Err(ExprError::new(
+            name_at,
+            format!("`{name}` is no longer measured"),
+            "a metric (see docs/scenarios.md)",
+        )
+        .with_hint(
+            "ai-runner confirms a params update when it is queued and reports status about \
+             every 10 s, so the figure was the phase of that tick; remove this threshold",
+        ));
     }
     let Some(metric) = Metric::from_name(name) else {
         let candidates = Metric::ALL
