@@ -187,10 +187,30 @@ pub async fn handle_agents_get(State(state): State<Arc<AppState>>) -> Result<Res
     Ok(json_response(json!({ "agents": list }).to_string()))
 }
 
-/// `GET /healthz`: 200 once the store answers.
+/// `GET /healthz`: 200 once the store answers, with `status` `ok`, or `degraded` while the Kafka
+/// consumer is stalled ([`crate::kafka_health`]); with a Kafka consumer, a `kafka` object says
+/// what it holds and how far behind its group is.
 pub async fn handle_healthz(State(state): State<Arc<AppState>>) -> Result<Response, Problem> {
     timed(&state, "ping", state.store.ping()).await?;
-    Ok(json_response(json!({ "status": "ok" }).to_string()))
+    let mut body = json!({ "status": "ok" });
+    if let Some(health) = state.metrics.kafka_health() {
+        if health.stalled {
+            body["status"] = json!("degraded");
+        }
+        body["kafka"] = kafka_health_json(&health);
+    }
+    Ok(json_response(body.to_string()))
+}
+
+fn kafka_health_json(health: &crate::kafka_health::KafkaHealth) -> serde_json::Value {
+    let observation = health.observation.as_ref();
+    json!({
+        "stalled": health.stalled,
+        "assigned_partitions": observation.map(|seen| seen.assigned.len()),
+        "unread_messages": observation.map(crate::kafka_health::Observation::unread),
+        "unassigned_s": health.unassigned_for.map(|held| held.as_secs()),
+        "error": health.error,
+    })
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -150,6 +150,12 @@ pub struct KafkaConfig {
     /// The topic go-livepeer publishes its analytics events to, when events are consumed.
     #[serde(default)]
     pub events_topic: Option<String>,
+    /// This collector's static membership id in the group (Kafka's `group.instance.id`): a
+    /// collector restarted with the same id takes its own partitions back at once, even after a
+    /// `kill -9`, instead of waiting for the broker to expire the dead member. Unique per
+    /// replica and stable across its restarts; absent means dynamic membership.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 fn default_kafka_group_id() -> String {
@@ -165,6 +171,13 @@ impl KafkaConfig {
         }
         if self.group_id.trim().is_empty() {
             return Err("[kafka] group_id must not be empty".to_owned());
+        }
+        if self
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err("[kafka] instance_id must not be empty when set".to_owned());
         }
         let topics = [&self.results_topic, &self.events_topic];
         if topics
@@ -581,6 +594,7 @@ mod tests {
                 group_id: "lvt-collector".to_owned(),
                 results_topic: None,
                 events_topic: Some("livepeer-events".to_owned()),
+                instance_id: None,
             })
         );
         assert_eq!(Settings::default().kafka, None);
@@ -624,6 +638,10 @@ mod tests {
                 .to_string()
         };
         assert!(refused("[kafka]\nbrokers = \"b:9092\"\n").contains("needs results_topic"));
+        assert!(
+            refused("[kafka]\nbrokers = \"b:1\"\nresults_topic = \"t\"\ninstance_id = \" \"\n")
+                .contains("instance_id")
+        );
         assert!(refused("[kafka]\nbrokers = \" \"\nresults_topic = \"r\"\n").contains("brokers"));
         assert!(
             refused("[kafka]\nbrokers = \"b:1\"\nresults_topic = \"t\"\nevents_topic = \"t\"\n")

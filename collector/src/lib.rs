@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod events;
 pub mod ingest;
 pub mod kafka;
+pub mod kafka_health;
 pub mod metrics;
 pub mod openapi;
 pub mod organic;

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::kafka_health::KafkaHealth;
+
 /// Upper bounds of the store latency histogram buckets, in seconds.
 const LATENCY_BUCKETS_S: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -42,6 +44,10 @@ pub struct Metrics {
     kafka_messages: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Store writes of the Kafka consumer that failed and were retried.
     kafka_store_failures: AtomicU64,
+    /// The Kafka consumer's last health look; `None` when no consumer runs.
+    kafka_health: Mutex<Option<KafkaHealth>>,
+    /// Times the stalled Kafka consumer left its group and joined it again.
+    kafka_rejoins: AtomicU64,
 }
 
 /// The label a family is counted under: its name when it is one of the families of the protocol
@@ -264,6 +270,21 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Counts one rejoin of the stalled Kafka consumer.
+    pub fn handle_kafka_rejoin(&self) {
+        self.kafka_rejoins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the Kafka consumer's latest health look ([`crate::kafka_health`]).
+    pub fn set_kafka_health(&self, health: KafkaHealth) {
+        *lock(&self.kafka_health) = Some(health);
+    }
+
+    /// The Kafka consumer's latest health look; `None` when no consumer runs.
+    pub fn kafka_health(&self) -> Option<KafkaHealth> {
+        lock(&self.kafka_health).clone()
+    }
+
     fn render_kafka(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -289,6 +310,19 @@ impl Metrics {
             "lvt_collector_kafka_store_failures_total {}",
             self.kafka_store_failures.load(Ordering::Relaxed)
         );
+        if let Some(health) = lock(&self.kafka_health).as_ref() {
+            let _ = writeln!(
+                out,
+                "# HELP lvt_collector_kafka_rejoins_total Times the stalled Kafka consumer left its group and joined it again."
+            );
+            let _ = writeln!(out, "# TYPE lvt_collector_kafka_rejoins_total counter");
+            let _ = writeln!(
+                out,
+                "lvt_collector_kafka_rejoins_total {}",
+                self.kafka_rejoins.load(Ordering::Relaxed)
+            );
+            render_kafka_health(out, health);
+        }
     }
 
     fn render_events(&self, out: &mut String) {
@@ -332,6 +366,63 @@ impl Metrics {
             self.events_duplicate.load(Ordering::Relaxed)
         );
     }
+}
+
+/// The consumer's health gauges: what it holds, the group's lag per partition, and the stall
+/// verdict (docs/collector.md, "A stalled consumer").
+fn render_kafka_health(out: &mut String, health: &KafkaHealth) {
+    gauge_header(
+        out,
+        "lvt_collector_kafka_stalled",
+        "1 when the consumer has held no partition for longer than the session timeout while its topics have unread messages and the group's offsets do not move.",
+    );
+    let _ = writeln!(
+        out,
+        "lvt_collector_kafka_stalled {}",
+        u8::from(health.stalled)
+    );
+    let Some(observation) = &health.observation else {
+        return;
+    };
+    gauge_header(
+        out,
+        "lvt_collector_kafka_assigned_partitions",
+        "Partitions the consumer group has assigned to this collector.",
+    );
+    let _ = writeln!(
+        out,
+        "lvt_collector_kafka_assigned_partitions {}",
+        observation.assigned.len()
+    );
+    gauge_header(
+        out,
+        "lvt_collector_kafka_unassigned_seconds",
+        "How long this collector has held no partition (0 while it holds one).",
+    );
+    let _ = writeln!(
+        out,
+        "lvt_collector_kafka_unassigned_seconds {}",
+        health.unassigned_for.map_or(0, |held| held.as_secs())
+    );
+    gauge_header(
+        out,
+        "lvt_collector_kafka_lag",
+        "Messages retained on a partition and not yet committed by the consumer group.",
+    );
+    for partition in &observation.partitions {
+        let _ = writeln!(
+            out,
+            "lvt_collector_kafka_lag{{topic=\"{}\",partition=\"{}\"}} {}",
+            partition.topic,
+            partition.partition,
+            partition.lag()
+        );
+    }
+}
+
+fn gauge_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
 }
 
 #[cfg(test)]

@@ -288,8 +288,9 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/healthz",
-        summary: "Liveness: 200 once the store answers",
-        description: "{status: \"ok\"}",
+        summary: "Liveness: 200 once the store answers; degraded while the Kafka consumer is stalled",
+        description: "{status: \"ok\" | \"degraded\", kafka?: {stalled, assigned_partitions, \
+                      unread_messages, unassigned_s, error}}",
         params: &[],
         content_type: "application/json",
         errors: &[503],

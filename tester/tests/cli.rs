@@ -104,29 +104,6 @@ async fn sim_rejects_a_bad_profile_with_its_position() {
     assert!(err.contains("latncy_jitter_ms"), "{err}");
 }
 
-/// `lvt demo` runs the `lvt-collector` binary found beside `lvt`. A workspace build makes it;
-/// `cargo nextest run -p lvt-tester` alone does not build another package's binaries, so the
-/// test builds it then (cargo's lock is free: tests run after the build).
-fn collector_beside_lvt() {
-    let beside = std::path::Path::new(LVT).with_file_name("lvt-collector");
-    if beside.is_file() {
-        return;
-    }
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "lvt-collector",
-            "--bin",
-            "lvt-collector",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building lvt-collector failed");
-    assert!(beside.is_file(), "{} was not built", beside.display());
-}
-
 /// Without the collector binary the demo stops before running anything and says what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_without_the_collector_binary_says_so() {
@@ -152,7 +129,7 @@ async fn demo_without_the_collector_binary_says_so() {
 /// slow, flaky, and busy must be unscored rather than failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
-    collector_beside_lvt();
+    common::collector_beside(LVT);
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("demo");
     let out = lvt(&[

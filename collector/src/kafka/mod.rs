@@ -32,6 +32,7 @@ use rdkafka::message::{Headers as _, OwnedMessage};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::KafkaConfig;
+use crate::kafka_health::{KafkaHealth, Observation, PartitionLag, StallTracker, Transition};
 use crate::server::AppState;
 use crate::store::{EventBatch, StoreError, StoredEvent};
 use decode::{
@@ -53,6 +54,9 @@ pub struct ConsumerOptions {
     /// librdkafka's `session.timeout.ms`: how long the group waits for a consumer that stopped
     /// answering (killed) before its partitions go to another one.
     pub session_timeout: Duration,
+    /// How often the consumer looks at its assignment and its group's lag
+    /// ([`crate::kafka_health`]); each look asks the broker for offsets.
+    pub health_interval: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -63,6 +67,7 @@ impl Default for ConsumerOptions {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
             session_timeout: Duration::from_secs(10),
+            health_interval: Duration::from_secs(5),
         }
     }
 }
@@ -102,10 +107,68 @@ struct Round {
 /// A consumer of the configured topics, feeding the collector's store.
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer>,
+    config: KafkaConfig,
     state: Arc<AppState>,
     results_topic: Option<String>,
     events_topic: Option<String>,
     options: ConsumerOptions,
+}
+
+/// Why [`KafkaConsumer::consume`] returned.
+enum Exit {
+    /// The collector stops.
+    Shutdown,
+    /// The consumer is stalled ([`crate::kafka_health`]): leave the group and join it again.
+    Rejoin,
+}
+
+/// The stall verdict kept across rejoins, and when the last rejoin was asked for.
+struct Watch {
+    tracker: StallTracker,
+    rejoined_at: Option<Instant>,
+}
+
+/// How many session timeouts a consumer that stays stalled waits between two rejoins.
+const REJOIN_EVERY_TIMEOUTS: u32 = 6;
+
+/// Creates the client and subscribes it to the configured topics.
+fn client(config: &KafkaConfig, options: &ConsumerOptions) -> Result<StreamConsumer, KafkaError> {
+    let client_error = |source| KafkaError::Client {
+        brokers: config.brokers.clone(),
+        source,
+    };
+    let session_timeout_ms = options.session_timeout.as_millis().to_string();
+    let mut client = ClientConfig::new();
+    if let Some(instance_id) = &config.instance_id {
+        // Static membership: the broker keeps this member's assignment through a restart.
+        client.set("group.instance.id", instance_id);
+    }
+    let consumer: StreamConsumer = client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        // A new group starts at the oldest retained message: with idempotent storage,
+        // reading too much costs only duplicates, reading too little loses data.
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", &session_timeout_ms)
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(client_error)?;
+    let topics: Vec<&str> = [&config.results_topic, &config.events_topic]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    consumer.subscribe(&topics).map_err(client_error)?;
+    Ok(consumer)
+}
+
+/// Drops the client, which leaves the group (so its partitions move on at once rather than after
+/// the session timeout) and waits for the broker, so it runs off the async workers.
+async fn close(consumer: Arc<StreamConsumer>) {
+    if let Err(error) = tokio::task::spawn_blocking(move || drop(consumer)).await {
+        tracing::warn!(message = "Closing the Kafka consumer failed.", error = %error);
+    }
 }
 
 impl KafkaConsumer {
@@ -117,30 +180,10 @@ impl KafkaConsumer {
         config: &KafkaConfig,
         options: ConsumerOptions,
     ) -> Result<Self, KafkaError> {
-        let client_error = |source| KafkaError::Client {
-            brokers: config.brokers.clone(),
-            source,
-        };
-        let session_timeout_ms = options.session_timeout.as_millis().to_string();
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            // A new group starts at the oldest retained message: with idempotent storage,
-            // reading too much costs only duplicates, reading too little loses data.
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", &session_timeout_ms)
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(client_error)?;
-        let topics: Vec<&str> = [&config.results_topic, &config.events_topic]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        consumer.subscribe(&topics).map_err(client_error)?;
+        let consumer = client(config, &options)?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            config: config.clone(),
             state,
             results_topic: config.results_topic.clone(),
             events_topic: config.events_topic.clone(),
@@ -149,12 +192,67 @@ impl KafkaConsumer {
     }
 
     /// Consumes until `shutdown` completes. A round being written when it completes is not
-    /// committed, so it is read again by the next consumer of the group.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+    /// committed, so it is read again by the next consumer of the group. A stalled consumer
+    /// ([`crate::kafka_health`]) leaves the group and joins it again, as a restart with SIGTERM
+    /// would, and then every [`REJOIN_EVERY_TIMEOUTS`] session timeouts while it stays stalled.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
-        'rounds: loop {
+        let watch = Arc::new(std::sync::Mutex::new(Watch {
+            tracker: StallTracker::new(self.options.session_timeout),
+            rejoined_at: None,
+        }));
+        self.state.metrics.set_kafka_health(KafkaHealth::starting());
+        let topics: Vec<String> = [&self.results_topic, &self.events_topic]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        loop {
+            let rejoin = Arc::new(tokio::sync::Notify::new());
+            let monitor = tokio::spawn(monitor(
+                Arc::clone(&self.consumer),
+                Arc::clone(&self.state),
+                topics.clone(),
+                self.options.clone(),
+                Arc::clone(&watch),
+                Arc::clone(&rejoin),
+            ));
+            let exit = self.consume(shutdown.as_mut(), &rejoin).await;
+            monitor.abort();
+            let _ = monitor.await;
+            match exit {
+                Exit::Shutdown => break,
+                Exit::Rejoin => match client(&self.config, &self.options) {
+                    Ok(fresh) => {
+                        self.state.metrics.handle_kafka_rejoin();
+                        let stalled = std::mem::replace(&mut self.consumer, Arc::new(fresh));
+                        close(stalled).await;
+                        tracing::warn!(
+                            message =
+                                "The stalled Kafka consumer left its group and joined it again."
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(message = "A new Kafka client for the rejoin could not be made; the stalled one goes on.", error = %error);
+                    }
+                },
+            }
+        }
+        close(self.consumer).await;
+        tracing::info!(message = "Kafka consumer stopped.");
+    }
+
+    /// Consumes rounds until `shutdown` completes or the monitor asks for a rejoin (checked
+    /// between rounds only, so a round is always written and committed whole).
+    async fn consume(
+        &self,
+        mut shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+        rejoin: &tokio::sync::Notify,
+    ) -> Exit {
+        loop {
             let round = tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut shutdown => return Exit::Shutdown,
+                () = rejoin.notified() => return Exit::Rejoin,
                 round = self.next_round() => round,
             };
             if round.is_empty() {
@@ -173,7 +271,7 @@ impl KafkaConsumer {
                             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
                         );
                         tokio::select! {
-                            () = &mut shutdown => break 'rounds,
+                            () = &mut shutdown => return Exit::Shutdown,
                             () = tokio::time::sleep(delay) => {}
                         }
                         delay = (delay * 2).min(self.options.retry_max);
@@ -182,13 +280,6 @@ impl KafkaConsumer {
             }
             self.commit(&decoded.next_offsets).await;
         }
-        // Dropping the client leaves the group (so its partitions move on at once rather than
-        // after the session timeout) and waits for the broker, so it runs off the async workers.
-        let consumer = self.consumer;
-        if let Err(error) = tokio::task::spawn_blocking(move || drop(consumer)).await {
-            tracing::warn!(message = "Closing the Kafka consumer failed.", error = %error);
-        }
-        tracing::info!(message = "Kafka consumer stopped.");
     }
 
     /// Waits for one message, then takes whatever else arrives within the batch wait, up to the
@@ -408,4 +499,119 @@ impl KafkaConsumer {
             }
         }
     }
+}
+
+/// Looks at the consumer every [`ConsumerOptions::health_interval`] and publishes what it sees
+/// in the metrics (read by `/metrics` and `/healthz`), logging when the consumer stalls and
+/// when it recovers ([`crate::kafka_health`]).
+async fn monitor(
+    consumer: Arc<StreamConsumer>,
+    state: Arc<AppState>,
+    topics: Vec<String>,
+    options: ConsumerOptions,
+    watch: Arc<std::sync::Mutex<Watch>>,
+    rejoin: Arc<tokio::sync::Notify>,
+) {
+    let mut ticks = tokio::time::interval(options.health_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let looked_at = {
+            let consumer = Arc::clone(&consumer);
+            let topics = topics.clone();
+            // Each answer is bounded by the interval, so a broker that does not answer delays
+            // the next look and never piles them up.
+            let timeout = options.health_interval.max(Duration::from_millis(500));
+            tokio::task::spawn_blocking(move || observe(&consumer, &topics, timeout)).await
+        };
+        let observation = match looked_at {
+            Ok(Ok(observation)) => observation,
+            Ok(Err(error)) => {
+                tracing::debug!(message = "Kafka health look failed.", error = %error);
+                let mut health = state
+                    .metrics
+                    .kafka_health()
+                    .unwrap_or_else(KafkaHealth::starting);
+                health.error = Some(error.to_string());
+                state.metrics.set_kafka_health(health);
+                continue;
+            }
+            Err(_lost) => continue,
+        };
+        let now = Instant::now();
+        let (health, transition, rejoin_now) = {
+            let mut watch = watch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (health, transition) = watch.tracker.observe(now, observation);
+            let due = watch.rejoined_at.is_none_or(|at| {
+                now.saturating_duration_since(at) >= options.session_timeout * REJOIN_EVERY_TIMEOUTS
+            });
+            let rejoin_now = health.stalled && (transition == Some(Transition::Stalled) || due);
+            if rejoin_now {
+                watch.rejoined_at = Some(now);
+            }
+            (health, transition, rejoin_now)
+        };
+        match transition {
+            Some(Transition::Stalled) => tracing::warn!(
+                message = "The Kafka consumer holds no partition while its topics have unread messages that nobody commits; the group may have lost track of a dead member (see docs/collector.md, A stalled consumer).",
+                unassigned_s = health.unassigned_for.map_or(0, |held| held.as_secs()),
+                unread = health.observation.as_ref().map_or(0, Observation::unread),
+                session_timeout_s = options.session_timeout.as_secs()
+            ),
+            Some(Transition::Recovered) => {
+                tracing::info!(message = "The Kafka consumer makes progress again.");
+            }
+            None => {}
+        }
+        state.metrics.set_kafka_health(health);
+        if rejoin_now {
+            rejoin.notify_one();
+        }
+    }
+}
+
+/// One look at the consumer's assignment and at its group's committed offsets and the
+/// watermarks of every partition of `topics`. Blocking: each call waits for the broker.
+fn observe(
+    consumer: &StreamConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Observation, rdkafka::error::KafkaError> {
+    let assigned = consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .map(|element| (element.topic().to_owned(), element.partition()))
+        .collect();
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                all.add_partition(found.name(), partition.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(all, timeout)?;
+    let mut partitions = Vec::new();
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        partitions.push(PartitionLag {
+            topic: element.topic().to_owned(),
+            partition: element.partition(),
+            committed: match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            },
+            low,
+            high,
+        });
+    }
+    Ok(Observation {
+        assigned,
+        partitions,
+    })
 }

@@ -138,3 +138,27 @@ impl AgentCollector {
             .expect("collector ran");
     }
 }
+
+/// The `lvt-collector` binary beside `lvt_binary`, as `lvt demo` finds it. A workspace build
+/// makes it; `cargo nextest run -p lvt-tester` alone does not build another package's binaries,
+/// so it is built here then (cargo's lock is free: tests run after the build).
+pub fn collector_beside(lvt_binary: &str) -> std::path::PathBuf {
+    let beside = std::path::Path::new(lvt_binary).with_file_name("lvt-collector");
+    if beside.is_file() {
+        return beside;
+    }
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "lvt-collector",
+            "--bin",
+            "lvt-collector",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building lvt-collector failed");
+    assert!(beside.is_file(), "{} was not built", beside.display());
+    beside
+}
