@@ -197,7 +197,13 @@ struct Output {
 }
 
 /// Reads the output channel until it disappears, demuxing as bytes arrive.
-async fn collect_output(url: String, origin: Instant) -> Output {
+/// Reads the output channel until it ends; `frames` follows how many frames have been read, so
+/// a test waits for them instead of sleeping.
+async fn collect_output(
+    url: String,
+    origin: Instant,
+    frames: tokio::sync::watch::Sender<usize>,
+) -> Output {
     let mut sub = TrickleSubscriber::new(http_client(), url);
     let mut demux = TsDemuxer::new();
     let mut out = Output::default();
@@ -214,14 +220,24 @@ async fn collect_output(url: String, origin: Instant) -> Output {
                 out.frames
                     .push((f.pts.unwrap_or(0), f.dts, f.keyframe, f.first_byte_us));
             }
+            frames.send_replace(out.frames.len());
         }
         demux.finish(micros_since(origin));
         while let Some(f) = demux.poll_frame() {
             out.frames
                 .push((f.pts.unwrap_or(0), f.dts, f.keyframe, f.first_byte_us));
         }
+        frames.send_replace(out.frames.len());
     }
     out
+}
+
+/// Waits until the output collector has read `count` frames.
+async fn wait_for_frames(frames: &mut tokio::sync::watch::Receiver<usize>, count: usize) {
+    timeout(WAIT, frames.wait_for(|read| *read >= count))
+        .await
+        .unwrap_or_else(|_| panic!("{count} output frames within {WAIT:?}"))
+        .expect("output collector alive");
 }
 
 /// Reads event documents until the channel disappears or `stop_when` returns true.
@@ -496,7 +512,8 @@ async fn media_passes_through_with_same_pts_and_injected_latency() {
     let sim = Sim::start(profile, false).await;
     let urls = sim.start_job("noop").await.unwrap();
     let origin = Instant::now();
-    let output = tokio::spawn(collect_output(urls.subscribe_url.clone(), origin));
+    let (frames, mut frames_read) = tokio::sync::watch::channel(0);
+    let output = tokio::spawn(collect_output(urls.subscribe_url.clone(), origin, frames));
 
     let aus = fixture_aus();
     let sent = Mutex::new(HashMap::new());
@@ -505,7 +522,7 @@ async fn media_passes_through_with_same_pts_and_injected_latency() {
         .await
         .unwrap();
     // Let the last frame come out before ending the stream.
-    tokio::time::sleep(Duration::from_millis(LATENCY_MS + 150)).await;
+    wait_for_frames(&mut frames_read, 60).await;
     publisher.close().await;
     let output = timeout(WAIT, output).await.unwrap().unwrap();
     timeout(WAIT, sim.orch.wait_sessions_in_use(0))
@@ -573,13 +590,14 @@ async fn decimated_output_keeps_rate_and_starts_segments_on_idr() {
     let sim = Sim::start(profile, true).await;
     let urls = sim.start_job("streamdiffusion").await.unwrap();
     let origin = Instant::now();
-    let output = tokio::spawn(collect_output(urls.subscribe_url.clone(), origin));
+    let (frames, mut frames_read) = tokio::sync::watch::channel(0);
+    let output = tokio::spawn(collect_output(urls.subscribe_url.clone(), origin, frames));
     let sent = Mutex::new(HashMap::new());
     let mut publisher = TricklePublisher::new(http_client(), urls.publish_url.clone());
     publish_clip(&mut publisher, &fixture_aus(), origin, &sent)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_for_frames(&mut frames_read, 30).await;
     publisher.close().await;
     let output = timeout(WAIT, output).await.unwrap().unwrap();
     assert_eq!(output.frames.len(), 30, "30 fps in, 15 fps out over 2 s");
