@@ -325,3 +325,95 @@ async fn dashboard_ranks_the_fleet_of_a_real_run() {
     collector.stop().await;
     stop_fleet.cancel();
 }
+
+/// A session's record is durable when the session ends, not when the run ends: with two
+/// sessions one after the other, the first is stored by the collector while the run is still
+/// going, and killing the run with SIGKILL then does not lose it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_session_is_shipped_before_the_run_ends_and_survives_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(
+        Profile {
+            latency_ms: 20,
+            capacity: 1,
+            ..Profile::default()
+        },
+        true,
+    )
+    .await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let scenario = dir.path().join("sequential.toml");
+    std::fs::write(
+        &scenario,
+        SCENARIO
+            .replace("duration_s = 2", "duration_s = 4")
+            .replace("concurrency = 2", "concurrency = 1"),
+    )
+    .unwrap();
+    let mut run = Command::new(LVT)
+        .args([
+            "run",
+            &scenario.display().to_string(),
+            "--target",
+            &orch.uri,
+        ])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--collector", &collector.url, "--key"])
+        .arg(&collector.key_path)
+        .arg("--spool")
+        .arg(dir.path().join("spool"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stored = loop {
+        let page: Value = http
+            .get(format!("{}/v1/results?limit=10", collector.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let results = page["results"].as_array().cloned().unwrap_or_default();
+        if !results.is_empty() {
+            break results;
+        }
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before any record was stored"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no record stored within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the second session is still running when the first is stored"
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(
+        !dir.path().join("out").join("run.json").exists(),
+        "the run was killed before its own outputs"
+    );
+    let page: Value = http
+        .get(format!("{}/v1/results?limit=10", collector.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["results"][0]["record"]["outcome"], "passed", "{page}");
+    stop_sim.cancel();
+    collector.stop().await;
+}

@@ -7,7 +7,7 @@ use clap::Args;
 use lvt_wire::live::OrchestratorUri;
 
 use super::common::{CliError, payment_config};
-use super::shipping::{GatewayEvents, ShipArgs, ship_and_adjust, shipper_from};
+use super::shipping::{GatewayEvents, ShipArgs, report_shipped, shipper_from};
 use crate::probe;
 use crate::shutdown::ctrl_c_token;
 
@@ -153,8 +153,12 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
     } else {
         GatewayEvents::default()
     };
+    // Each session's record is shipped (or spooled) as the session ends, not at the end of the
+    // run: a crash in the middle of a long run loses no finished session.
+    let shipping = shipper.map(crate::ship::SessionShipper::start);
     let opts = executor::RunOptions {
         observations: events.sink(),
+        finished: shipping.as_ref().map(crate::ship::SessionShipper::sender),
         ..opts
     };
     let cancel = ctrl_c_token();
@@ -192,9 +196,14 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
             v.message
         );
     }
-    let records: Vec<lvt_schema::SessionReport> =
-        report.sessions.iter().map(|s| s.report.clone()).collect();
-    Ok(ship_and_adjust(shipper.as_ref(), &records, output::exit_code(&report)).await)
+    let code = output::exit_code(&report);
+    Ok(match shipping {
+        Some(shipping) => {
+            let (transport, shipped) = shipping.finish().await;
+            report_shipped(&transport, &shipped, code)
+        }
+        None => code,
+    })
 }
 
 /// One line saying what ran, how it ended and how many sessions it had.

@@ -173,39 +173,59 @@ pub(super) async fn ship_and_adjust(
     let Some(shipper) = shipper else {
         return code;
     };
-    match shipper.ship(records).await {
-        Ok(outcome) => {
-            match shipper {
-                crate::ship::Transport::Http(http) => eprintln!(
-                    "lvt: shipped {} record(s) to {} (inserted {}, duplicates {})",
-                    outcome.records,
-                    http.url(),
-                    outcome.inserted,
-                    outcome.duplicates
-                ),
-                // The collector stores them when it consumes the topic, so there is no
-                // inserted/duplicate count to report here.
-                crate::ship::Transport::Kafka(_) => eprintln!(
-                    "lvt: shipped {} record(s) in {} batch(es) to {}",
-                    outcome.records,
-                    outcome.batches,
-                    shipper.destination()
-                ),
-            }
-            code
+    let shipped = match shipper.ship(records).await {
+        Ok(delivered) => crate::ship::Shipped {
+            offered: records.len(),
+            delivered,
+            failures: Vec::new(),
+        },
+        Err(error) => crate::ship::Shipped {
+            offered: records.len(),
+            delivered: error.delivered(),
+            failures: vec![error],
+        },
+    };
+    report_shipped(shipper, &shipped, code)
+}
+
+/// Prints what a shipment delivered and where the rest was spooled, and adjusts the exit code
+/// as [`ship_and_adjust`] says.
+pub(super) fn report_shipped(
+    shipper: &crate::ship::Transport,
+    shipped: &crate::ship::Shipped,
+    code: u8,
+) -> u8 {
+    let outcome = shipped.delivered;
+    if shipped.failures.is_empty() {
+        match shipper {
+            crate::ship::Transport::Http(http) => eprintln!(
+                "lvt: shipped {} record(s) to {} (inserted {}, duplicates {})",
+                outcome.records,
+                http.url(),
+                outcome.inserted,
+                outcome.duplicates
+            ),
+            // The collector stores them when it consumes the topic, so there is no
+            // inserted/duplicate count to report here.
+            crate::ship::Transport::Kafka(_) => eprintln!(
+                "lvt: shipped {} record(s) in {} batch(es) to {}",
+                outcome.records,
+                outcome.batches,
+                shipper.destination()
+            ),
         }
-        Err(error) => {
-            let delivered = error.delivered();
-            eprintln!(
-                "lvt: shipping to {} failed: {error} ({} of {} record(s) delivered)",
-                shipper.destination(),
-                delivered.records,
-                records.len()
-            );
-            for path in error.spooled() {
-                eprintln!("lvt: spooled {}", path.display());
-            }
-            if code == EXIT_OK { EXIT_FAILED } else { code }
+        return code;
+    }
+    for error in &shipped.failures {
+        eprintln!(
+            "lvt: shipping to {} failed: {error} ({} of {} record(s) delivered)",
+            shipper.destination(),
+            outcome.records,
+            shipped.offered
+        );
+        for path in error.spooled() {
+            eprintln!("lvt: spooled {}", path.display());
         }
     }
+    if code == EXIT_OK { EXIT_FAILED } else { code }
 }

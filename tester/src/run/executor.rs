@@ -53,6 +53,10 @@ pub struct RunOptions {
     pub payment: lvt_wire::payment::PaymentConfig,
     /// The tester's region label, written into every record (`--region`).
     pub region: Option<String>,
+    /// Where each session's record goes the moment the session ends, so that it can be made
+    /// durable (shipped or spooled) before the run ends: a crash in the middle of a long run
+    /// loses no finished session. `None` keeps the records for the report only.
+    pub finished: Option<tokio::sync::mpsc::UnboundedSender<lvt_schema::SessionReport>>,
 }
 
 /// Why a run could not be executed. Sessions failing is not an error: it is in the report.
@@ -434,6 +438,11 @@ impl Execution<'_> {
         self.plan.handle_finished(target, now, busy);
         let record = self.record(f, run);
         self.progress.handle_finished(&record, now);
+        if let Some(finished) = &self.opts.finished {
+            // The receiver going away (its shipper task died) only loses the early copy: the
+            // report still holds the record.
+            let _ = finished.send(record.report.clone());
+        }
         self.sessions.push(record);
         self.check_aborts();
     }

@@ -16,6 +16,7 @@
 mod http;
 pub mod kafka;
 mod spool;
+mod stream;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use serde_json::Value;
 pub use http::{Disposition, RESULTS_PATH, SetupError, Shipper, disposition, problem_detail};
 pub use kafka::KafkaShipper;
 pub use spool::{DEFAULT_SPOOL_DIR, SpoolDelivery, SpoolError, spool_batch, spool_files};
+pub use stream::{SessionShipper, Shipped};
 
 /// Most records in one batch.
 pub const DEFAULT_MAX_BATCH_RECORDS: usize = 500;
@@ -177,6 +179,15 @@ pub struct ShipOutcome {
 }
 
 impl ShipOutcome {
+    /// Adds what another shipment delivered.
+    pub fn merge(&mut self, other: ShipOutcome) {
+        self.records += other.records;
+        self.batches += other.batches;
+        self.inserted += other.inserted;
+        self.duplicates += other.duplicates;
+        self.retries += other.retries;
+    }
+
     fn add(&mut self, records: usize, delivery: Delivery) {
         self.records += records;
         self.batches += 1;
