@@ -15,3 +15,23 @@ pub fn ctrl_c_token() -> CancellationToken {
     });
     token
 }
+
+/// A token cancelled on Ctrl-C or SIGTERM, for the long-running agent that a service manager
+/// stops with SIGTERM.
+pub fn terminate_token() -> CancellationToken {
+    let token = ctrl_c_token();
+    #[cfg(unix)]
+    {
+        let t = token.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate())
+                && term.recv().await.is_some()
+            {
+                eprintln!("lvt: stopping (SIGTERM)");
+                t.cancel();
+            }
+        });
+    }
+    token
+}

@@ -1,6 +1,9 @@
 //! agent: the groundwork of `lvt agent`, the long-running regional tester (issue 13).
 //!
 //! Built so far:
+//! - [`driver`]: the loop behind `lvt agent` (cmd/agent.rs): schedules from the config, each run
+//!   reading its scenario from a directory, each session shipped as it ends, the spool drained
+//!   every 30 s, `state.json` kept current, SIGTERM with a grace period;
 //! - [`config`]: the configuration file (`agent.toml`, unknown keys refused, every error at
 //!   `file:line:col`);
 //! - [`schedule`]: the sans-IO core that decides when each scheduled scenario run starts (cron
@@ -10,11 +13,12 @@
 //!   each schedule's last start, the day's budget counters, the certificate fingerprints first
 //!   seen).
 //!
-//! Not built yet, and so not reachable from the command line: the `lvt agent` command itself,
-//! scenarios pulled from git, the unattended spool drain, the budget's enforcement, heartbeats
-//! and the admin endpoints. docs/architecture.md ("Adding a long-running command") says how
-//! they fit.
+//! Not built yet, and refused by `lvt agent` at start with a message (docs/agent.md): scenarios
+//! pulled over git, the budget's enforcement, the admin endpoints, shipping to a collector and
+//! Kafka at once. Heartbeats, SIGHUP reload and the spool's byte cap are not built either.
+//! docs/architecture.md ("Adding a long-running command") says how they fit.
 
 pub mod config;
+pub mod driver;
 pub mod schedule;
 pub mod state;

@@ -8,6 +8,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod agent;
 pub mod bench;
 pub mod common;
 pub mod demo;
@@ -72,6 +73,9 @@ pub enum Command {
     /// List orchestrators from discovery sources: what each offers and whether it is usable.
     #[command(long_about = discover::HELP)]
     Discover(discover::DiscoverArgs),
+    /// Run as a regional tester agent: scheduled scenarios, results shipped as sessions end.
+    #[command(long_about = agent::HELP)]
+    Agent(agent::AgentArgs),
 }
 
 /// Sets up `tracing` from RUST_LOG. Without it: `lvt sim` and `lvt trickle serve` log at info
@@ -80,7 +84,9 @@ pub enum Command {
 pub fn init_tracing(json: bool, command: &Command) {
     use std::io::IsTerminal;
     let default = match command {
-        Command::Sim(_) | Command::Trickle(trickle::TrickleCommand::Serve { .. }) => "info",
+        Command::Sim(_)
+        | Command::Agent(_)
+        | Command::Trickle(trickle::TrickleCommand::Serve { .. }) => "info",
         // A run reports every session itself; the probe's per-session warnings would repeat it.
         Command::Demo(_) | Command::Bench(_) | Command::Run(_) => "error",
         _ => "warn",
@@ -111,6 +117,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Keygen(args) => keygen::run(&args),
         Command::ShipSpool(args) => ship_spool::run(args).await,
         Command::Discover(args) => discover::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
     };
     match result {
         Ok(code) => code,

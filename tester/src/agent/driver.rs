@@ -1,0 +1,357 @@
+//! The driver of `lvt agent`: one loop that asks the [`Scheduler`] what is due, starts each
+//! scheduled run as a task, hands every finished session to the shipper the moment it ends,
+//! keeps `state.json` current, drains the spool in the background, and on shutdown lets the
+//! runs finish for the grace period before ending them as tester-interrupted.
+//!
+//! Scenarios are read from a directory (`[scenarios] git` as a plain path, usually a checked
+//! out repository) at each run's start, so a run uses the file as it is then; the scenario is
+//! validated first and a run of an invalid or missing scenario is skipped and logged.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::config::AgentConfig;
+use super::schedule::{Action, Scheduler};
+use super::state::AgentState;
+use crate::run::executor::{self, RunOptions};
+use crate::run::output::RunReport;
+use crate::run::progress::ProgressMode;
+use crate::run::record::ScenarioIdentity;
+use crate::scenario::{Scenario, identity, validate};
+use crate::ship::{SessionShipper, Shipper, Transport};
+
+/// How often the spool is offered to the collector again while it holds batches.
+pub const SPOOL_DRAIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The longest the loop sleeps without looking at the schedules again (the wall clock may
+/// jump; a long sleep would then wake late).
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// What the agent needs beyond its configuration.
+pub struct AgentSetup {
+    /// The parsed configuration file.
+    pub config: AgentConfig,
+    /// The agent's id for the jitter: its key id, so each agent keeps its own offsets.
+    pub agent_id: String,
+    /// Where finished sessions are shipped.
+    pub transport: Transport,
+    /// The HTTP shipper that re-sends spooled batches; `None` for Kafka (not built yet).
+    pub drain: Option<Shipper>,
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// `state_dir/state.json` could not be read or written.
+    #[error(transparent)]
+    State(#[from] super::state::StateError),
+    /// A scheduled scenario is not in the scenario directory, or is invalid.
+    #[error("{0}")]
+    Scenario(String),
+}
+
+/// What the agent did, for its final report.
+#[derive(Debug, Default)]
+pub struct AgentSummary {
+    /// Runs started.
+    pub runs: u64,
+    /// Sessions finished over all runs.
+    pub sessions: u64,
+    /// What shipping did.
+    pub shipped: crate::ship::Shipped,
+}
+
+/// How the agent ended: its summary and the transport it shipped over.
+pub struct AgentEnd {
+    /// What it did.
+    pub summary: AgentSummary,
+    /// The transport, for the final report's wording.
+    pub transport: Transport,
+}
+
+/// The scenario directory: `[scenarios] git` (a plain path) joined with `path`.
+pub fn scenario_dir(config: &AgentConfig) -> PathBuf {
+    Path::new(config.scenarios.git.get_ref()).join(&config.scenarios.path)
+}
+
+/// Finds the scenario with id `id` among the `*.toml` files of `dir` and validates it. An
+/// invalid file that could be the one wanted is reported with its diagnostics.
+pub fn find_scenario(dir: &Path, id: &str) -> Result<(Scenario, ScenarioIdentity), String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the scenario directory {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    let mut broken = Vec::new();
+    for path in &paths {
+        match validate::load_file(path) {
+            Ok(scenario) if scenario.id == id => {
+                let identity = identity::identify(&scenario, Some(path));
+                return Ok((scenario, identity));
+            }
+            Ok(_) => {}
+            Err(diagnostics) => broken.extend(diagnostics.iter().map(ToString::to_string)),
+        }
+    }
+    let mut message = format!("no valid scenario with id {id:?} in {}", dir.display());
+    if !broken.is_empty() {
+        message.push_str("; invalid files there:\n");
+        message.push_str(&broken.join("\n"));
+    }
+    Err(message)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs the agent until `shutdown` is cancelled, then stops as the module documentation says.
+pub async fn run_agent(
+    setup: AgentSetup,
+    shutdown: CancellationToken,
+) -> Result<AgentEnd, AgentError> {
+    let AgentSetup {
+        config,
+        agent_id,
+        transport,
+        drain,
+    } = setup;
+    let dir = scenario_dir(&config);
+    // Every scheduled scenario must exist and be valid at start: a typo in an id is the
+    // operator's to fix now, not an hourly skipped run.
+    for schedule in &config.schedules {
+        find_scenario(&dir, schedule.scenario.get_ref()).map_err(AgentError::Scenario)?;
+    }
+    let state_dir = config.state_dir.clone();
+    let mut state = AgentState::load(&state_dir)?;
+    let last_starts: HashMap<String, i64> = state
+        .last_starts
+        .iter()
+        .map(|(id, at)| (id.clone(), *at))
+        .collect();
+    let mut scheduler = Scheduler::new(config.schedules(&agent_id), unix_ms(), &last_starts);
+    for (scenario, next) in scheduler.next_starts() {
+        info!(message = "Schedule loaded.", scenario, next_unix_ms = next);
+    }
+
+    let shipper = SessionShipper::start(transport);
+    let spool_dir = state_dir.join("spool");
+    // The drain stops after the shipper, so its last pass sees what the shutdown spooled.
+    let drain_stop = CancellationToken::new();
+    let drain_task =
+        drain.map(|drain| tokio::spawn(drain_spool(drain, spool_dir, drain_stop.clone())));
+    let runs_cancel = CancellationToken::new();
+    let mut runs: JoinSet<(usize, u64)> = JoinSet::new();
+    let mut summary = AgentSummary::default();
+
+    loop {
+        while let Some(action) = scheduler.poll(unix_ms()) {
+            match action {
+                Action::Start { schedule, due_ms } => {
+                    let Some(entry) = config.schedules.get(schedule) else {
+                        continue;
+                    };
+                    let id = entry.scenario.get_ref().clone();
+                    state.last_starts.insert(id.clone(), due_ms);
+                    state.save(&state_dir)?;
+                    summary.runs += 1;
+                    let job = RunJob {
+                        dir: dir.clone(),
+                        scenario_id: id,
+                        targets: entry.targets.clone(),
+                        region: config.region.get_ref().clone(),
+                        finished: shipper.sender(),
+                        cancel: runs_cancel.child_token(),
+                    };
+                    runs.spawn(async move { (schedule, job.run().await) });
+                }
+                Action::Skipped {
+                    schedule,
+                    due_ms,
+                    reason,
+                } => {
+                    let scenario = config
+                        .schedules
+                        .get(schedule)
+                        .map_or("?", |s| s.scenario.get_ref().as_str());
+                    info!(message = "Scheduled run skipped.", scenario, due_unix_ms = due_ms, reason = ?reason);
+                }
+            }
+        }
+        let wait = scheduler.poll_timeout().map_or(MAX_SLEEP, |at| {
+            Duration::from_millis(u64::try_from(at.saturating_sub(unix_ms())).unwrap_or(0))
+                .min(MAX_SLEEP)
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(done) = runs.join_next() => {
+                if let Ok((schedule, sessions)) = done {
+                    summary.sessions += sessions;
+                    scheduler.handle_run_finished(schedule);
+                }
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    // Stop starting runs; let the running ones finish for the grace period, then end them
+    // (their sessions are recorded as interrupted by the tester, never as failures).
+    let grace = Duration::from_secs(config.shutdown_grace_s);
+    if !runs.is_empty() {
+        info!(
+            message = "Stopping: waiting for the running runs.",
+            runs = runs.len(),
+            grace_s = grace.as_secs()
+        );
+    }
+    let finished_in_grace = tokio::time::timeout(grace, async {
+        while let Some(done) = runs.join_next().await {
+            if let Ok((_, sessions)) = done {
+                summary.sessions += sessions;
+            }
+        }
+    })
+    .await;
+    if finished_in_grace.is_err() {
+        warn!(
+            message = "Grace period over: ending the running sessions.",
+            runs = runs.len()
+        );
+        runs_cancel.cancel();
+        while let Some(done) = runs.join_next().await {
+            if let Ok((_, sessions)) = done {
+                summary.sessions += sessions;
+            }
+        }
+    }
+    let (transport, shipped) = shipper.finish().await;
+    summary.shipped = shipped;
+    drain_stop.cancel();
+    if let Some(task) = drain_task {
+        let _ = task.await;
+    }
+    state.save(&state_dir)?;
+    Ok(AgentEnd { summary, transport })
+}
+
+/// One scheduled run.
+struct RunJob {
+    dir: PathBuf,
+    scenario_id: String,
+    targets: Option<crate::scenario::Targets>,
+    region: String,
+    finished: tokio::sync::mpsc::UnboundedSender<lvt_schema::SessionReport>,
+    cancel: CancellationToken,
+}
+
+impl RunJob {
+    /// Runs the scenario as it is on disk now and returns how many sessions finished. A run
+    /// that cannot start (the scenario became invalid, its targets cannot be resolved) is
+    /// logged and skipped: the agent goes on with its other schedules.
+    async fn run(self) -> u64 {
+        let (mut scenario, identity) = match find_scenario(&self.dir, &self.scenario_id) {
+            Ok(found) => found,
+            Err(message) => {
+                warn!(message = "Scheduled run skipped: the scenario is not usable.", scenario = %self.scenario_id, error = %message);
+                return 0;
+            }
+        };
+        if let Some(targets) = self.targets {
+            scenario.targets = targets;
+        }
+        let http = match crate::probe::http_client() {
+            Ok(http) => http,
+            Err(error) => {
+                warn!(message = "Scheduled run skipped: no HTTP client.", error = %error);
+                return 0;
+            }
+        };
+        let resolved = match crate::run::targets::resolve_run(
+            &scenario.targets,
+            &http,
+            &scenario.model_id,
+        )
+        .await
+        {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                warn!(message = "Scheduled run skipped: its targets cannot be resolved.", scenario = %self.scenario_id, error = %error);
+                return 0;
+            }
+        };
+        info!(message = "Run started.", scenario = %identity.id, version = %identity.version, targets = resolved.labels().len());
+        let opts = RunOptions {
+            progress: ProgressMode::Off,
+            region: Some(self.region),
+            finished: Some(self.finished),
+            ..RunOptions::default()
+        };
+        match executor::execute_targets(&scenario, identity, resolved, &opts, self.cancel).await {
+            Ok(report) => {
+                log_run(&report);
+                u64::try_from(report.sessions.len()).unwrap_or(u64::MAX)
+            }
+            Err(error) => {
+                warn!(message = "Run failed to execute.", scenario = %self.scenario_id, error = %error);
+                0
+            }
+        }
+    }
+}
+
+fn log_run(report: &RunReport) {
+    let mut outcomes: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for session in &report.sessions {
+        *outcomes
+            .entry(format!("{:?}", session.report.outcome))
+            .or_default() += 1;
+    }
+    let failed_thresholds = report.verdicts.iter().filter(|v| v.failed()).count();
+    info!(
+        message = "Run ended.",
+        scenario = %report.scenario.id,
+        version = %report.scenario.version,
+        sessions = report.sessions.len(),
+        outcomes = ?outcomes,
+        thresholds_failed = failed_thresholds
+    );
+}
+
+/// Offers the spool to the collector every [`SPOOL_DRAIN_INTERVAL`] until `shutdown`, and once
+/// more at shutdown, so that nothing waits for a person to run `lvt ship-spool`.
+async fn drain_spool(drain: Shipper, spool_dir: PathBuf, shutdown: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(SPOOL_DRAIN_INTERVAL) => false,
+        };
+        if crate::ship::spool_files(&spool_dir).is_ok_and(|files| !files.is_empty()) {
+            match drain.ship_spool(&spool_dir).await {
+                Ok(delivery) if delivery.is_complete() => {
+                    info!(message = "Spool drained.", records = delivery.records);
+                }
+                Ok(delivery) => {
+                    info!(
+                        message = "Spool partly drained; the rest is kept.",
+                        records = delivery.records,
+                        failed = delivery.failed.len()
+                    );
+                }
+                Err(error) => warn!(message = "Spool drain failed.", error = %error),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `lvt agent`: the long-running regional tester. Reads `agent.toml`, refuses what is not
+//! built yet with a clear message, builds the shipping transport and runs
+//! [`crate::agent::driver`] until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::common::{CliError, EXIT_OK};
+use super::shipping::{ShipArgs, report_shipped, shipper, shipper_from};
+use crate::agent::config::AgentConfig;
+use crate::agent::driver::{AgentError, AgentSetup, run_agent};
+
+/// The long help of `lvt agent` (`--help`).
+pub const HELP: &str = "Run as a regional tester agent: run the scenarios of agent.toml's \
+[[schedule]] entries on their cron patterns (UTC, with a per-agent jitter), label every record \
+with the agent's region, and ship each session's signed record to the collector (or Kafka) as \
+the session ends; batches that cannot be delivered go to state_dir/spool and are re-sent every \
+30 s. state_dir/state.json keeps each schedule's last start across restarts (for `missed`).\n\n\
+Scenarios are read from [scenarios] git, given as a plain path (a checked-out repository), \
+joined with [scenarios] path; each run reads its scenario as it is then.\n\n\
+SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
+ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \
+everything and exits 0.\n\n\
+Not built yet, refused at start with a message: pulling scenarios over git (https, http, \
+file:// URLs), [budget], admin_listen, and shipping to a collector and Kafka at once.\n\n\
+Exit codes: 0 stopped cleanly; 1 the agent could not go on (state_dir not writable); 2 bad \
+input (the config file, a scheduled scenario missing or invalid, the key).";
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// The parts of `agent.toml` that parse but are not built yet, as the message a user sees.
+fn not_built(config: &AgentConfig) -> Option<String> {
+    let git = config.scenarios.git.get_ref();
+    if git.contains("://") {
+        return Some(format!(
+            "[scenarios] git = {git:?}: pulling scenarios over git is not built yet; give the \
+             path of a checked-out repository instead"
+        ));
+    }
+    if config.budget.max_concurrent_sessions.is_some()
+        || config
+            .budget
+            .max_session_seconds_per_orchestrator_per_day
+            .is_some()
+    {
+        return Some("[budget] is not enforced yet; remove it to run the agent".to_owned());
+    }
+    if config.admin_listen.is_some() {
+        return Some("admin_listen (/healthz, /metrics, /status) is not built yet".to_owned());
+    }
+    if config.collector.is_some() && config.kafka.is_some() {
+        return Some(
+            "shipping to a collector and to Kafka at once is not built yet; give one".to_owned(),
+        );
+    }
+    None
+}
+
+/// `lvt agent --config FILE`.
+pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
+    let config = AgentConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(message) = not_built(&config) {
+        return Err(CliError::Usage(format!(
+            "{}: {message}",
+            args.config.display()
+        )));
+    }
+    let key = lvt_schema::sign::read_signing_key(&config.key)
+        .map_err(|e| CliError::Usage(format!("key {}: {e}", config.key.display())))?;
+    let agent_id = lvt_schema::sign::key_id(&key.verifying_key());
+    let spool = config.state_dir.join("spool");
+    let ship = ShipArgs {
+        collector: config.collector.as_ref().map(|url| url.get_ref().clone()),
+        kafka: config.kafka.as_ref().map(|k| k.brokers.get_ref().clone()),
+        kafka_topic: config.kafka.as_ref().and_then(|k| k.topic.clone()),
+        events_topic: None,
+        key: Some(config.key.clone()),
+        spool: spool.clone(),
+        region: Some(config.region.get_ref().clone()),
+    };
+    let Some(transport) = shipper_from(&ship)? else {
+        return Err(CliError::Usage(
+            "no destination for results: give collector = URL or a [kafka] table".to_owned(),
+        ));
+    };
+    let drain = match &ship.collector {
+        Some(url) => Some(shipper(
+            url,
+            &config.key,
+            crate::ship::ShipOptions {
+                spool_dir: spool,
+                ..Default::default()
+            },
+        )?),
+        None => None,
+    };
+    eprintln!(
+        "lvt: agent {agent_id} in {} running {} schedule(s); results to {}",
+        config.region.get_ref(),
+        config.schedules.len(),
+        transport.destination()
+    );
+    let setup = AgentSetup {
+        config,
+        agent_id,
+        transport,
+        drain,
+    };
+    let shutdown = crate::shutdown::terminate_token();
+    let end = run_agent(setup, shutdown).await.map_err(|e| match e {
+        AgentError::Scenario(message) => CliError::Usage(message),
+        AgentError::State(error) => CliError::Failed(error.into()),
+    })?;
+    eprintln!(
+        "lvt: agent stopped after {} run(s) and {} session(s)",
+        end.summary.runs, end.summary.sessions
+    );
+    Ok(report_shipped(
+        &end.transport,
+        &end.summary.shipped,
+        EXIT_OK,
+    ))
+}
