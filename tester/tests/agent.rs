@@ -92,7 +92,12 @@ async fn an_agent_runs_its_schedule_ships_with_its_region_and_stops_on_sigterm()
     )
     .await;
     let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
-    let config = write_agent(dir.path(), &orch.uri, &collector.url, "");
+    let config = write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        "admin_listen = \"127.0.0.1:0\"\n",
+    );
     let log = dir.path().join("agent.log");
     let mut agent = Command::new(LVT)
         .args(["agent", "--config"])
@@ -127,6 +132,67 @@ async fn an_agent_runs_its_schedule_ships_with_its_region_and_stops_on_sigterm()
         assert_eq!(record["scenario"]["id"], "agent-quick", "{record}");
         assert_eq!(record["outcome"], "passed", "{record}");
         assert_eq!(item["agent_id"], "agent-eu-1");
+    }
+
+    // The admin endpoints say what it did: the address it bound is in its log.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let admin = text
+        .lines()
+        .find_map(|line| line.strip_prefix("lvt: agent admin on "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no admin address in the log:\n{text}"))
+        .to_owned();
+    let get_json = |path: &str| {
+        let url = format!("{admin}{path}");
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get_json("/healthz").await["status"], "ok");
+    let status = get_json("/status").await;
+    assert_eq!(status["region"], "eu-west", "{status}");
+    assert!(
+        status["runs_started"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    assert!(
+        status["sessions"]["passed"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    assert_eq!(
+        status["schedules"][0]["scenario"], "agent-quick",
+        "{status}"
+    );
+    let next = status["schedules"][0]["next_unix_ms"].as_i64().unwrap_or(0);
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(
+        (now - 5_000..=now + 5_000).contains(&next),
+        "the next start is within one period: {status}"
+    );
+    assert_eq!(status["spool"]["batches"], 0, "{status}");
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "lvt_agent_sessions_total{outcome=\"passed\"}",
+        "lvt_agent_schedule_lag_seconds{scenario=\"agent-quick\"}",
+        "lvt_agent_spool_bytes 0",
+    ] {
+        assert!(metrics.contains(expected), "{expected}:\n{metrics}");
     }
 
     // SIGTERM: the agent stops starting runs, lets the running one end, ships, exits 0.

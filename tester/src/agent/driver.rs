@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::admin::{AgentStatus, ScheduleStatus, StatusBoard};
 use super::config::AgentConfig;
 use super::schedule::{Action, Scheduler};
 use super::state::AgentState;
@@ -42,6 +44,8 @@ pub struct AgentSetup {
     pub transport: Transport,
     /// The HTTP shipper that re-sends spooled batches; `None` for Kafka (not built yet).
     pub drain: Option<Shipper>,
+    /// Where the admin endpoints are served (`admin_listen`, bound by the caller); `None`: off.
+    pub admin: Option<tokio::net::TcpListener>,
 }
 
 /// Why the agent could not run.
@@ -53,6 +57,9 @@ pub enum AgentError {
     /// A scheduled scenario is not in the scenario directory, or is invalid.
     #[error("{0}")]
     Scenario(String),
+    /// The admin server failed.
+    #[error("the admin server failed: {0}")]
+    Admin(std::io::Error),
 }
 
 /// What the agent did, for its final report.
@@ -125,6 +132,7 @@ pub async fn run_agent(
         agent_id,
         transport,
         drain,
+        admin,
     } = setup;
     let dir = scenario_dir(&config);
     // Every scheduled scenario must exist and be valid at start: a typo in an id is the
@@ -146,6 +154,48 @@ pub async fn run_agent(
 
     let shipper = SessionShipper::start(transport);
     let spool_dir = state_dir.join("spool");
+    let board = Arc::new(StatusBoard::new(
+        AgentStatus {
+            agent_id: agent_id.clone(),
+            region: config.region.get_ref().clone(),
+            started_at_unix_ms: unix_ms(),
+            schedules: config
+                .schedules
+                .iter()
+                .map(|s| ScheduleStatus {
+                    scenario: s.scenario.get_ref().clone(),
+                    ..ScheduleStatus::default()
+                })
+                .collect(),
+            ..AgentStatus::default()
+        },
+        spool_dir.clone(),
+    ));
+    let admin_stop = CancellationToken::new();
+    let admin_task = admin.map(|listener| {
+        tokio::spawn(super::admin::serve(
+            listener,
+            Arc::clone(&board),
+            admin_stop.clone(),
+        ))
+    });
+    // Finished sessions pass the board (counted by outcome) on their way to the shipper.
+    let (finished, mut counted) =
+        tokio::sync::mpsc::unbounded_channel::<lvt_schema::SessionReport>();
+    let forwarder = {
+        let board = Arc::clone(&board);
+        let ship = shipper.sender();
+        tokio::spawn(async move {
+            while let Some(report) = counted.recv().await {
+                let outcome = serde_json::to_value(report.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                *board.lock().sessions.entry(outcome).or_default() += 1;
+                let _ = ship.send(report);
+            }
+        })
+    };
     // The drain stops after the shipper, so its last pass sees what the shutdown spooled.
     let drain_stop = CancellationToken::new();
     let drain_task =
@@ -165,13 +215,24 @@ pub async fn run_agent(
                     state.last_starts.insert(id.clone(), due_ms);
                     state.save(&state_dir)?;
                     summary.runs += 1;
+                    {
+                        let now = unix_ms();
+                        let mut status = board.lock();
+                        status.runs_started += 1;
+                        status.runs_running += 1;
+                        if let Some(s) = status.schedules.get_mut(schedule) {
+                            s.last_start_unix_ms = Some(now);
+                            s.last_lag_ms = Some(now - due_ms);
+                        }
+                    }
                     let job = RunJob {
                         dir: dir.clone(),
                         scenario_id: id,
                         targets: entry.targets.clone(),
                         region: config.region.get_ref().clone(),
-                        finished: shipper.sender(),
+                        finished: finished.clone(),
                         cancel: runs_cancel.child_token(),
+                        board: Arc::clone(&board),
                     };
                     runs.spawn(async move { (schedule, job.run().await) });
                 }
@@ -188,6 +249,12 @@ pub async fn run_agent(
                 }
             }
         }
+        {
+            let mut status = board.lock();
+            for (s, (_, next)) in status.schedules.iter_mut().zip(scheduler.next_starts()) {
+                s.next_unix_ms = next;
+            }
+        }
         let wait = scheduler.poll_timeout().map_or(MAX_SLEEP, |at| {
             Duration::from_millis(u64::try_from(at.saturating_sub(unix_ms())).unwrap_or(0))
                 .min(MAX_SLEEP)
@@ -195,6 +262,7 @@ pub async fn run_agent(
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(done) = runs.join_next() => {
+                board.lock().runs_running = u64::try_from(runs.len()).unwrap_or(0);
                 if let Ok((schedule, sessions)) = done {
                     summary.sessions += sessions;
                     scheduler.handle_run_finished(schedule);
@@ -234,6 +302,8 @@ pub async fn run_agent(
             }
         }
     }
+    drop(finished);
+    let _ = forwarder.await;
     let (transport, shipped) = shipper.finish().await;
     summary.shipped = shipped;
     drain_stop.cancel();
@@ -241,6 +311,12 @@ pub async fn run_agent(
         let _ = task.await;
     }
     state.save(&state_dir)?;
+    admin_stop.cancel();
+    if let Some(task) = admin_task
+        && let Ok(Err(error)) = task.await
+    {
+        return Err(AgentError::Admin(error));
+    }
     Ok(AgentEnd { summary, transport })
 }
 
@@ -252,6 +328,7 @@ struct RunJob {
     region: String,
     finished: tokio::sync::mpsc::UnboundedSender<lvt_schema::SessionReport>,
     cancel: CancellationToken,
+    board: Arc<StatusBoard>,
 }
 
 impl RunJob {
@@ -263,9 +340,14 @@ impl RunJob {
             Ok(found) => found,
             Err(message) => {
                 warn!(message = "Scheduled run skipped: the scenario is not usable.", scenario = %self.scenario_id, error = %message);
+                self.board.lock().last_error = Some(message);
                 return 0;
             }
         };
+        self.board
+            .lock()
+            .scenario_commit
+            .clone_from(&identity.git_commit);
         if let Some(targets) = self.targets {
             scenario.targets = targets;
         }
@@ -286,6 +368,10 @@ impl RunJob {
             Ok(resolved) => resolved,
             Err(error) => {
                 warn!(message = "Scheduled run skipped: its targets cannot be resolved.", scenario = %self.scenario_id, error = %error);
+                self.board.lock().last_error = Some(format!(
+                    "{}: cannot resolve the targets: {error}",
+                    self.scenario_id
+                ));
                 return 0;
             }
         };

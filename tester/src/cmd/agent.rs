@@ -23,7 +23,7 @@ SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_gra
 ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \
 everything and exits 0.\n\n\
 Not built yet, refused at start with a message: pulling scenarios over git (https, http, \
-file:// URLs), [budget], admin_listen, and shipping to a collector and Kafka at once.\n\n\
+file:// URLs), [budget], and shipping to a collector and Kafka at once.\n\n\
 Exit codes: 0 stopped cleanly; 1 the agent could not go on (state_dir not writable); 2 bad \
 input (the config file, a scheduled scenario missing or invalid, the key).";
 
@@ -50,9 +50,6 @@ fn not_built(config: &AgentConfig) -> Option<String> {
             .is_some()
     {
         return Some("[budget] is not enforced yet; remove it to run the agent".to_owned());
-    }
-    if config.admin_listen.is_some() {
-        return Some("admin_listen (/healthz, /metrics, /status) is not built yet".to_owned());
     }
     if config.collector.is_some() && config.kafka.is_some() {
         return Some(
@@ -106,16 +103,30 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
         config.schedules.len(),
         transport.destination()
     );
+    let admin = match &config.admin_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address.get_ref().as_str())
+                .await
+                .map_err(|e| CliError::Usage(format!("admin_listen {}: {e}", address.get_ref())))?;
+            if let Ok(bound) = listener.local_addr() {
+                eprintln!("lvt: agent admin on http://{bound} (/healthz, /status, /metrics)");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     let setup = AgentSetup {
         config,
         agent_id,
         transport,
         drain,
+        admin,
     };
     let shutdown = crate::shutdown::terminate_token();
     let end = run_agent(setup, shutdown).await.map_err(|e| match e {
         AgentError::Scenario(message) => CliError::Usage(message),
         AgentError::State(error) => CliError::Failed(error.into()),
+        AgentError::Admin(error) => CliError::Failed(error.into()),
     })?;
     eprintln!(
         "lvt: agent stopped after {} run(s) and {} session(s)",
