@@ -9,6 +9,8 @@
 //! while the store fails nothing is committed, and everything arrives once it recovers; and
 //! consumed events feed the organic load like `POST /v1/events`.
 
+#![cfg(feature = "kafka")]
+
 mod common;
 
 use std::io::{BufRead as _, BufReader};

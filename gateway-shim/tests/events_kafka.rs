@@ -3,6 +3,8 @@
 //! broker (Tansu, started by `ci/tansu --no-install --exit-on-stdin-eof`; run `ci/setup` once)
 //! are consumed by a real collector and readable from `GET /v1/events`.
 
+#![cfg(feature = "kafka")]
+
 use std::path::Path;
 use std::time::Duration;
 

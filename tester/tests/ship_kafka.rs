@@ -4,6 +4,8 @@
 //! stores it. This is the contract between the tester's Kafka transport and the collector's
 //! consumer (docs/collector.md, "Kafka ingest").
 
+#![cfg(feature = "kafka")]
+
 mod common;
 
 use std::path::Path;

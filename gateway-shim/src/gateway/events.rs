@@ -993,6 +993,10 @@ fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(not(feature = "kafka"))]
+#[path = "events/kafka_disabled.rs"]
 mod kafka;
 
 #[cfg(test)]

@@ -14,6 +14,10 @@
 //! send-or-spool loop and [`Transport`], the choice between the two.
 
 mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(not(feature = "kafka"))]
+#[path = "kafka_disabled.rs"]
 pub mod kafka;
 mod spool;
 mod stream;

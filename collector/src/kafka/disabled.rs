@@ -1,0 +1,31 @@
+//! The consumer of a collector built without the `kafka` feature: the settings still parse,
+//! and a configured `[kafka]` is refused at start with [`KafkaError::NotBuilt`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{ConsumerOptions, KafkaError};
+use crate::config::KafkaConfig;
+use crate::server::AppState;
+
+/// Stands for the Kafka consumer; it cannot be made.
+pub enum KafkaConsumer {}
+
+impl KafkaConsumer {
+    /// Always [`KafkaError::NotBuilt`].
+    ///
+    /// # Errors
+    /// Always: the `kafka` feature is off.
+    pub fn new(
+        _state: Arc<AppState>,
+        _config: &KafkaConfig,
+        _options: ConsumerOptions,
+    ) -> Result<Self, KafkaError> {
+        Err(KafkaError::NotBuilt)
+    }
+
+    /// Never runs: no value of this type exists.
+    pub async fn run(self, _shutdown: impl Future<Output = ()> + Send) {
+        match self {}
+    }
+}
