@@ -4,6 +4,8 @@
 //! are simulators started in this process, so the inventory after discovery talks to real
 //! gRPC servers. If the node tools are missing, the tests fail and say to run ci/setup.
 
+#![cfg(feature = "chain")]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::str::FromStr;

@@ -46,26 +46,31 @@ sol! {
     }
 }
 
-/// Livepeer's Controller on Arbitrum One.
+pub use super::config::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_ORCHESTRATORS, DEFAULT_RPC_URL};
+
+/// Livepeer's Controller on Arbitrum One ([`super::config::ARBITRUM_ONE_CONTROLLER_HEX`]).
 pub const ARBITRUM_ONE_CONTROLLER: Address =
     alloy_primitives::address!("D8E8328501E9645d16Cf49539efC04f734606ee4");
 
-/// The AI service registry on Arbitrum One, where orchestrators offering AI pipelines (live
-/// video-to-video among them) register their URI; go-livepeer's `-aiServiceRegistry` flag
-/// uses it in place of the Controller's ServiceRegistry.
+/// The AI service registry on Arbitrum One
+/// ([`super::config::ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX`]).
 pub const ARBITRUM_ONE_AI_SERVICE_REGISTRY: Address =
     alloy_primitives::address!("04C0b249740175999E5BF5c9ac1dA92431EF34C5");
 
-/// Arbitrum's public JSON-RPC endpoint, used when no RPC URL is given. It is rate-limited;
-/// give your own provider's URL for regular use.
-pub const DEFAULT_RPC_URL: &str = "https://arb1.arbitrum.io/rpc";
+impl TryFrom<super::config::ChainConfig> for ChainSource {
+    type Error = super::config::ChainConfigError;
 
-/// How many pool members are read at most. Livepeer's active set is 100 on Arbitrum One, so
-/// the default leaves room without letting a broken list run on for long.
-pub const DEFAULT_MAX_ORCHESTRATORS: usize = 1_000;
-
-/// How long one JSON-RPC call may take unless configured otherwise.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+    fn try_from(config: super::config::ChainConfig) -> Result<Self, Self::Error> {
+        let checked = config.check()?;
+        Ok(ChainSource {
+            rpc_url: checked.rpc_url,
+            controller: Address::from(checked.controller),
+            service_registry: checked.service_registry.map(Address::from),
+            timeout: checked.timeout,
+            max_orchestrators: checked.max_orchestrators,
+        })
+    }
+}
 
 /// How many `getServiceURI` calls are in flight at once. The pool walk itself is sequential
 /// (each step needs the previous answer); the URI reads are independent.
@@ -314,6 +319,30 @@ impl ChainDiscovery {
                 })
                 .collect(),
         )
+    }
+
+    /// What the walk found, one line, then one line per member left out with its reason: what
+    /// `lvt discover` prints on stderr.
+    pub fn report_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "on chain at block {}: BondingManager {}, ServiceRegistry {}, {} orchestrator(s) \
+             with a URI, {} skipped, pool walk {}",
+            self.block_number,
+            self.bonding_manager,
+            self.service_registry,
+            self.orchestrators.len(),
+            self.skipped.len(),
+            self.walk_end
+        )];
+        lines.extend(self.skipped.iter().map(|skipped| {
+            format!(
+                "skipped {}: {} ({})",
+                skipped.eth_address,
+                skipped.reason.as_str(),
+                skipped.detail
+            )
+        }));
+        lines
     }
 
     /// The on-chain address that registered `uri`, for matching inventory entries back.

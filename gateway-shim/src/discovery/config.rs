@@ -5,13 +5,29 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use alloy_primitives::Address;
+use super::{NaapSource, StaticSource, WebhookSource};
 
-use super::chain::{
-    ARBITRUM_ONE_AI_SERVICE_REGISTRY, ARBITRUM_ONE_CONTROLLER, DEFAULT_CALL_TIMEOUT,
-    DEFAULT_MAX_ORCHESTRATORS, DEFAULT_RPC_URL,
-};
-use super::{ChainSource, NaapSource, StaticSource, WebhookSource};
+/// Livepeer's Controller on Arbitrum One, as written in configurations (EIP-55 checksummed).
+pub const ARBITRUM_ONE_CONTROLLER_HEX: &str = "0xD8E8328501E9645d16Cf49539efC04f734606ee4";
+
+/// The AI service registry on Arbitrum One, where orchestrators offering AI pipelines (live
+/// video-to-video among them) register their URI; go-livepeer's `-aiServiceRegistry` flag
+/// uses it in place of the Controller's ServiceRegistry. Configurations name it `ai`.
+pub const ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX: &str = "0x04C0b249740175999E5BF5c9ac1dA92431EF34C5";
+
+/// Arbitrum's public JSON-RPC endpoint, used when no RPC URL is given. It is rate-limited;
+/// give your own provider's URL for regular use.
+pub const DEFAULT_RPC_URL: &str = "https://arb1.arbitrum.io/rpc";
+
+/// How many pool members are read at most. Livepeer's active set is 100 on Arbitrum One, so
+/// the default leaves room without letting a broken list run on for long.
+pub const DEFAULT_MAX_ORCHESTRATORS: usize = 1_000;
+
+/// How long one JSON-RPC call may take unless configured otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An Ethereum address's 20 bytes, as parsed from a configuration.
+pub type EthAddress = [u8; 20];
 
 /// How long a source's HTTP request may take unless the configuration says otherwise.
 pub const DEFAULT_SOURCE_TIMEOUT_MS: u64 = 5_000;
@@ -104,7 +120,7 @@ fn default_rpc_url() -> String {
 }
 
 fn default_controller() -> String {
-    ARBITRUM_ONE_CONTROLLER.to_string()
+    ARBITRUM_ONE_CONTROLLER_HEX.to_string()
 }
 
 fn default_chain_timeout_ms() -> u64 {
@@ -124,46 +140,80 @@ pub enum ChainConfigError {
     BadRpcUrl { value: String },
     #[error("max_orchestrators must be at least 1")]
     NoOrchestrators,
+    /// The configuration is valid but this build has no on-chain discovery.
+    #[error(
+        "on-chain discovery is not in this build: it was built without the `chain` cargo \
+         feature (on by default); rebuild with `--features chain`"
+    )]
+    NotBuilt,
 }
 
-/// Parses an address written in a configuration; `field` names it in the error.
-pub fn parse_eth_address(field: &'static str, value: &str) -> Result<Address, ChainConfigError> {
-    value
-        .trim()
-        .parse::<Address>()
-        .map_err(|_| ChainConfigError::BadAddress {
-            field,
-            value: value.to_string(),
-        })
+/// Parses an address written in a configuration (`0x` and 40 hex digits, any case; the `0x` may
+/// be left out); `field` names it in the error.
+pub fn parse_eth_address(field: &'static str, value: &str) -> Result<EthAddress, ChainConfigError> {
+    let bad = || ChainConfigError::BadAddress {
+        field,
+        value: value.to_string(),
+    };
+    let trimmed = value.trim();
+    let digits = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .unwrap_or(trimmed);
+    if digits.len() != 40 {
+        return Err(bad());
+    }
+    let mut bytes = [0u8; 20];
+    hex::decode_to_slice(digits, &mut bytes).map_err(|_| bad())?;
+    Ok(bytes)
 }
 
-impl TryFrom<ChainConfig> for ChainSource {
-    type Error = ChainConfigError;
+/// A chain configuration checked, with its addresses parsed: what a [`super::ChainSource`] is
+/// built from, and what a build without the `chain` feature still checks before refusing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedChainConfig {
+    /// The JSON-RPC URL, http or https.
+    pub rpc_url: String,
+    /// The Controller.
+    pub controller: EthAddress,
+    /// The ServiceRegistry override, `ai` resolved.
+    pub service_registry: Option<EthAddress>,
+    /// Bound on each JSON-RPC call.
+    pub timeout: Duration,
+    /// At least one.
+    pub max_orchestrators: usize,
+}
 
-    fn try_from(config: ChainConfig) -> Result<Self, Self::Error> {
-        let rpc_ok = reqwest::Url::parse(&config.rpc_url)
+impl ChainConfig {
+    /// Checks every field and parses the addresses.
+    ///
+    /// # Errors
+    /// The first field that cannot be used.
+    pub fn check(self) -> Result<CheckedChainConfig, ChainConfigError> {
+        let rpc_ok = reqwest::Url::parse(&self.rpc_url)
             .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
         if !rpc_ok {
             return Err(ChainConfigError::BadRpcUrl {
-                value: config.rpc_url,
+                value: self.rpc_url,
             });
         }
-        if config.max_orchestrators == 0 {
+        if self.max_orchestrators == 0 {
             return Err(ChainConfigError::NoOrchestrators);
         }
-        let service_registry = match config.service_registry.as_deref() {
+        let service_registry = match self.service_registry.as_deref() {
             None => None,
-            Some(v) if v.trim().eq_ignore_ascii_case("ai") => {
-                Some(ARBITRUM_ONE_AI_SERVICE_REGISTRY)
-            }
+            Some(v) if v.trim().eq_ignore_ascii_case("ai") => Some(parse_eth_address(
+                "service_registry",
+                ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX,
+            )?),
             Some(v) => Some(parse_eth_address("service_registry", v)?),
         };
-        Ok(ChainSource {
-            controller: parse_eth_address("controller", &config.controller)?,
-            rpc_url: config.rpc_url,
+        Ok(CheckedChainConfig {
+            controller: parse_eth_address("controller", &self.controller)?,
+            rpc_url: self.rpc_url,
             service_registry,
-            timeout: Duration::from_millis(config.timeout_ms),
-            max_orchestrators: config.max_orchestrators,
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_orchestrators: self.max_orchestrators,
         })
     }
 }

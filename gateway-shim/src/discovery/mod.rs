@@ -7,6 +7,10 @@
 //! what a selection needs (latency, live models, capacity, prices, hardware) or why the
 //! candidate was dropped.
 
+#[cfg(feature = "chain")]
+pub mod chain;
+#[cfg(not(feature = "chain"))]
+#[path = "chain_disabled.rs"]
 pub mod chain;
 pub mod config;
 pub mod inventory;

@@ -460,3 +460,35 @@ async fn timeouts_apply_to_stalled_bodies() {
     assert!(matches!(e, SourceError::Request { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[cfg(feature = "chain")]
+#[test]
+fn the_configuration_addresses_are_the_chain_constants() {
+    use super::chain::{ARBITRUM_ONE_AI_SERVICE_REGISTRY, ARBITRUM_ONE_CONTROLLER};
+    use super::config::{
+        ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX, ARBITRUM_ONE_CONTROLLER_HEX, parse_eth_address,
+    };
+    assert_eq!(
+        ARBITRUM_ONE_CONTROLLER.to_string(),
+        ARBITRUM_ONE_CONTROLLER_HEX
+    );
+    assert_eq!(
+        ARBITRUM_ONE_AI_SERVICE_REGISTRY.to_string(),
+        ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX
+    );
+    // The configuration's own parser reads what alloy reads, with or without 0x, any case.
+    for text in [
+        "0xD8E8328501E9645d16Cf49539efC04f734606ee4",
+        "d8e8328501e9645d16cf49539efc04f734606ee4",
+        " 0XD8E8328501E9645D16CF49539EFC04F734606EE4 ",
+    ] {
+        let parsed = parse_eth_address("controller", text).expect(text);
+        assert_eq!(
+            alloy_primitives::Address::from(parsed),
+            ARBITRUM_ONE_CONTROLLER
+        );
+    }
+    for bad in ["0x1234", "0xZZE8328501E9645d16Cf49539efC04f734606ee4", ""] {
+        assert!(parse_eth_address("controller", bad).is_err(), "{bad:?}");
+    }
+}

@@ -141,23 +141,8 @@ pub async fn run(args: DiscoverArgs) -> Result<u8, CliError> {
             .await
             .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", chain.origin())))?;
         // Stderr, so that --json output stays one document.
-        eprintln!(
-            "lvt: on chain at block {}: BondingManager {}, ServiceRegistry {}, {} orchestrator(s) \
-             with a URI, {} skipped, pool walk {}",
-            found.block_number,
-            found.bonding_manager,
-            found.service_registry,
-            found.orchestrators.len(),
-            found.skipped.len(),
-            found.walk_end
-        );
-        for skipped in &found.skipped {
-            eprintln!(
-                "lvt: skipped {}: {} ({})",
-                skipped.eth_address,
-                skipped.reason.as_str(),
-                skipped.detail
-            );
+        for line in found.report_lines() {
+            eprintln!("lvt: {line}");
         }
         lists.push(found.candidates());
     }

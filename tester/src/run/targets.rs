@@ -465,37 +465,40 @@ mod tests {
         );
         assert_eq!(s.timeout, Duration::from_millis(700));
 
-        let chain = |controller: Option<&str>| Targets::Network {
-            discovery: NetworkDiscovery::Chain {
-                rpc_url: "http://127.0.0.1:8545".into(),
-                controller: controller.map(str::to_string),
-                service_registry: Some("ai".into()),
-                timeout_ms: 900,
-            },
-            strategy: Strategy::GoLivepeer,
-            discovery_timeout_ms: 3_000,
-        };
-        let RunTargets::Network(n) = resolve_run(&chain(None), &http(), "noop").await.unwrap()
-        else {
-            panic!("a network target");
-        };
-        let [Source::Chain(c)] = n.sources.as_slice() else {
-            panic!("one chain source: {:?}", n.sources);
-        };
-        assert_eq!(c.rpc_url, "http://127.0.0.1:8545");
-        assert_eq!(
-            c.controller,
-            lvt_gateway::discovery::chain::ARBITRUM_ONE_CONTROLLER
-        );
-        assert_eq!(
-            c.service_registry,
-            Some(lvt_gateway::discovery::chain::ARBITRUM_ONE_AI_SERVICE_REGISTRY)
-        );
-        assert_eq!(c.timeout, Duration::from_millis(900));
-        assert!(matches!(
-            resolve_run(&chain(Some("0x12")), &http(), "noop").await,
-            Err(TargetError::Chain(_))
-        ));
+        #[cfg(feature = "chain")]
+        {
+            let chain = |controller: Option<&str>| Targets::Network {
+                discovery: NetworkDiscovery::Chain {
+                    rpc_url: "http://127.0.0.1:8545".into(),
+                    controller: controller.map(str::to_string),
+                    service_registry: Some("ai".into()),
+                    timeout_ms: 900,
+                },
+                strategy: Strategy::GoLivepeer,
+                discovery_timeout_ms: 3_000,
+            };
+            let RunTargets::Network(n) = resolve_run(&chain(None), &http(), "noop").await.unwrap()
+            else {
+                panic!("a network target");
+            };
+            let [Source::Chain(c)] = n.sources.as_slice() else {
+                panic!("one chain source: {:?}", n.sources);
+            };
+            assert_eq!(c.rpc_url, "http://127.0.0.1:8545");
+            assert_eq!(
+                c.controller,
+                lvt_gateway::discovery::chain::ARBITRUM_ONE_CONTROLLER
+            );
+            assert_eq!(
+                c.service_registry,
+                Some(lvt_gateway::discovery::chain::ARBITRUM_ONE_AI_SERVICE_REGISTRY)
+            );
+            assert_eq!(c.timeout, Duration::from_millis(900));
+            assert!(matches!(
+                resolve_run(&chain(Some("0x12")), &http(), "noop").await,
+                Err(TargetError::Chain(_))
+            ));
+        }
 
         let bad = Targets::Network {
             discovery: NetworkDiscovery::Static {

@@ -141,12 +141,11 @@ impl AgentCollector {
 
 /// The `lvt-collector` binary beside `lvt_binary`, as `lvt demo` finds it. A workspace build
 /// makes it; `cargo nextest run -p lvt-tester` alone does not build another package's binaries,
-/// so it is built here then (cargo's lock is free: tests run after the build).
+/// and a build with other features (`--no-default-features` leaves Kafka out) may have left one
+/// that does not fit, so it is built here with the default features every time: a no-op when
+/// it is up to date (cargo's lock is free: tests run after the build).
 pub fn collector_beside(lvt_binary: &str) -> std::path::PathBuf {
     let beside = std::path::Path::new(lvt_binary).with_file_name("lvt-collector");
-    if beside.is_file() {
-        return beside;
-    }
     let status = std::process::Command::new(env!("CARGO"))
         .args([
             "build",
