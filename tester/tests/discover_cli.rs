@@ -88,6 +88,34 @@ async fn discover_static_json_lists_usable_first_and_drops_with_reasons() {
         .map(|m| m["model_id"].as_str().unwrap())
         .collect();
     assert_eq!(models, ["noop", "streamdiffusion"]);
+
+    // The same list as a --discovery spec, as `lvt probe --network` takes it: the same answer.
+    let spec = format!("static:{closed},{},{}", busy.uri, good.uri);
+    let out = lvt(&[
+        "discover",
+        "--discovery",
+        &spec,
+        "--json",
+        "--timeout",
+        "5s",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let again: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let statuses = |json: &Value| -> Vec<(String, String)> {
+        json["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["uri"].as_str().unwrap().to_owned(),
+                    e["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(statuses(&again), statuses(&json));
 }
 
 #[tokio::test]
@@ -133,6 +161,30 @@ async fn discover_table_and_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--static"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A bad --discovery spec is a usage error listing the forms; so is --controller without an
+    // on-chain source.
+    let out = lvt(&["discover", "--discovery", "gossip:x"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--discovery \"gossip:x\": expected static:URI[,URI...]"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = lvt(&[
+        "discover",
+        "--discovery",
+        "webhook:http://127.0.0.1:1",
+        "--controller",
+        "0x1",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("--controller and --service-registry go with an on-chain source"),
         "{}",
         text(&out.stderr)
     );

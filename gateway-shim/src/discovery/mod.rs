@@ -15,6 +15,7 @@ pub mod chain;
 pub mod config;
 pub mod inventory;
 mod naap;
+pub mod spec;
 mod static_list;
 mod webhook;
 
@@ -37,6 +38,7 @@ pub use inventory::{
     order_entries, selection_order,
 };
 pub use naap::NaapSource;
+pub use spec::{SourceSpec, SpecError, SpecOptions};
 pub use static_list::StaticSource;
 pub use webhook::WebhookSource;
 

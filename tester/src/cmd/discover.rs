@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use lvt_gateway::discovery::{SourceSpec, SpecOptions};
+
 use super::common::{CliError, EXIT_FAILED, EXIT_OK, parse_duration};
 use crate::probe;
 
@@ -15,7 +17,9 @@ discovery latency, live-video-to-video models with warm/idle/in-use capacity, GP
 whether it is usable for --model or why it was dropped (unreachable, timeout, incapable, \
 no_capacity, bad_response). Usable orchestrators come first, in the order a go-livepeer \
 gateway would try them: warm first, then lowest latency.\n\n\
-Sources can be combined; an orchestrator named twice is asked once:\n\
+Sources are given as --discovery SPEC, the same specs as `lvt probe --network` takes \
+(static:URI[,URI...], webhook:URL, naap:URL, chain or chain:RPC_URL), or with one flag per kind \
+below; they can be combined, and an orchestrator named twice is asked once:\n\
   --static URI...   a fixed list (like go-livepeer's -orchAddr)\n\
   --webhook URL     GET answering [{address, score}] (like -orchWebhookUrl)\n\
   --naap URL        a NaaP API: GET URL/v1/discover/orchestrators?caps=live-video-to-video/MODEL\n\
@@ -28,6 +32,11 @@ error (no source, a bad address or URL).";
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
+    /// A discovery source as `lvt probe --network` takes it: static:URI[,URI...], webhook:URL,
+    /// naap:URL, chain or chain:RPC_URL (repeatable; combines with the flags below, which are
+    /// the same sources by kind).
+    #[arg(long, value_name = "SPEC")]
+    pub discovery: Vec<String>,
     /// Orchestrators to ask: host:port, https://host:port or http://host:port (repeatable).
     #[arg(long = "static", value_name = "URI", num_args = 1..)]
     pub static_uris: Vec<String>,
@@ -41,12 +50,12 @@ pub struct DiscoverArgs {
     /// public endpoint, which is rate-limited).
     #[arg(long, value_name = "RPC_URL", num_args = 0..=1, default_missing_value = "")]
     pub chain: Option<String>,
-    /// The Livepeer Controller address for --chain (default: Arbitrum One's).
-    #[arg(long, value_name = "ADDR", requires = "chain")]
+    /// The Livepeer Controller address for an on-chain source (default: Arbitrum One's).
+    #[arg(long, value_name = "ADDR")]
     pub controller: Option<String>,
-    /// Read service URIs from this ServiceRegistry for --chain instead of the Controller's;
-    /// `ai` is the AI service registry on Arbitrum One.
-    #[arg(long, value_name = "ADDR", requires = "chain")]
+    /// Read service URIs from this ServiceRegistry for an on-chain source instead of the
+    /// Controller's; `ai` is the AI service registry on Arbitrum One.
+    #[arg(long, value_name = "ADDR")]
     pub service_registry: Option<String>,
     /// The live video-to-video model an orchestrator must offer to be usable.
     #[arg(long, default_value = "noop")]
@@ -59,92 +68,94 @@ pub struct DiscoverArgs {
     pub json: bool,
 }
 
+/// The sources the flags name, each with the flag that named it (for error messages):
+/// `--discovery SPEC`s first, then the older per-kind flags, which are the same specs.
+fn specs(args: &DiscoverArgs) -> Result<Vec<(&'static str, SourceSpec)>, CliError> {
+    let mut specs = Vec::new();
+    for text in &args.discovery {
+        let spec = text
+            .parse::<SourceSpec>()
+            .map_err(|e| CliError::Usage(format!("--discovery {e}")))?;
+        specs.push(("--discovery", spec));
+    }
+    if !args.static_uris.is_empty() {
+        specs.push(("--static", SourceSpec::Static(args.static_uris.clone())));
+    }
+    if let Some(url) = &args.webhook {
+        specs.push(("--webhook", SourceSpec::Webhook(url.clone())));
+    }
+    if let Some(url) = &args.naap {
+        specs.push(("--naap", SourceSpec::Naap(url.clone())));
+    }
+    if let Some(rpc_url) = &args.chain {
+        let rpc_url = (!rpc_url.is_empty()).then(|| rpc_url.clone());
+        specs.push(("--chain", SourceSpec::Chain(rpc_url)));
+    }
+    if specs.is_empty() {
+        return Err(CliError::Usage(
+            "no discovery source: give --discovery SPEC (static:URI,..., webhook:URL, naap:URL, \
+             chain[:RPC_URL]) or --static URI..., --webhook URL, --naap URL, --chain [RPC_URL]"
+                .into(),
+        ));
+    }
+    let on_chain = specs
+        .iter()
+        .any(|(_, spec)| matches!(spec, SourceSpec::Chain(_)));
+    if !on_chain && (args.controller.is_some() || args.service_registry.is_some()) {
+        return Err(CliError::Usage(
+            "--controller and --service-registry go with an on-chain source (--chain or \
+             --discovery chain[:RPC_URL])"
+                .into(),
+        ));
+    }
+    Ok(specs)
+}
+
 /// `lvt discover`: reads the sources, asks every candidate GetOrchestrator, prints the
 /// inventory, and exits 0 only when some orchestrator is usable.
 pub async fn run(args: DiscoverArgs) -> Result<u8, CliError> {
-    use lvt_gateway::discovery::{
-        self, ChainConfig, ChainSource, DiscoverySource as _, InventoryOptions, NaapSource, Source,
-        StaticSource, WebhookSource,
+    use lvt_gateway::discovery::{self, DiscoverySource as _, InventoryOptions, Source};
+    let options = SpecOptions {
+        model: args.model.clone(),
+        timeout: args.timeout,
+        controller: args.controller.clone(),
+        service_registry: args.service_registry.clone(),
     };
-    let check_url = |flag: &str, url: &str| {
-        reqwest::Url::parse(url)
-            .map(|_| ())
-            .map_err(|e| CliError::Usage(format!("--{flag} {url:?}: {e}")))
-    };
+    // Every value is checked before anything is asked, so that a typo is a usage error.
     let mut sources = Vec::new();
-    if !args.static_uris.is_empty() {
-        let source = StaticSource::from_addresses(args.static_uris.iter().cloned());
-        // Addresses are checked here so that a typo is a usage error, not a failed source.
-        source
-            .resolve()
-            .map_err(|e| CliError::Usage(format!("--static: {e}")))?;
-        sources.push(Source::Static(source));
-    }
-    if let Some(url) = &args.webhook {
-        check_url("webhook", url)?;
-        sources.push(Source::Webhook(WebhookSource {
-            url: url.clone(),
-            timeout: args.timeout,
-        }));
-    }
-    if let Some(base_url) = &args.naap {
-        check_url("naap", base_url)?;
-        sources.push(Source::Naap(NaapSource {
-            base_url: base_url.clone(),
-            model: args.model.clone(),
-            timeout: args.timeout,
-        }));
-    }
-    let chain = match &args.chain {
-        None => None,
-        Some(rpc_url) => {
-            let defaults = ChainConfig::default();
-            let config = ChainConfig {
-                rpc_url: if rpc_url.is_empty() {
-                    defaults.rpc_url.clone()
-                } else {
-                    rpc_url.clone()
-                },
-                controller: args
-                    .controller
-                    .clone()
-                    .unwrap_or(defaults.controller.clone()),
-                service_registry: args.service_registry.clone(),
-                timeout_ms: u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX),
-                ..defaults
-            };
-            Some(
-                ChainSource::try_from(config)
-                    .map_err(|e| CliError::Usage(format!("--chain: {e}")))?,
-            )
-        }
-    };
-    if sources.is_empty() && chain.is_none() {
-        return Err(CliError::Usage(
-            "no discovery source: give --static URI..., --webhook URL, --naap URL or --chain [RPC_URL]"
-                .into(),
-        ));
+    for (flag, spec) in specs(&args)? {
+        let source = spec.into_source(&options).map_err(|e| {
+            CliError::Usage(if flag == "--discovery" {
+                format!("--discovery {e}")
+            } else {
+                format!("{flag}: {}", e.detail())
+            })
+        })?;
+        sources.push(source);
     }
     let http = probe::http_client()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
     let mut lists = Vec::with_capacity(sources.len());
     for source in &sources {
-        let found = source
-            .candidates(&http)
-            .await
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
+        let found = match source {
+            // The on-chain walk says what it found and what it skipped, on stderr so that
+            // --json output stays one document.
+            Source::Chain(chain) => {
+                let found = chain
+                    .discover(&http)
+                    .await
+                    .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", chain.origin())))?;
+                for line in found.report_lines() {
+                    eprintln!("lvt: {line}");
+                }
+                found.candidates()
+            }
+            other => other
+                .candidates(&http)
+                .await
+                .map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?,
+        };
         lists.push(found);
-    }
-    if let Some(chain) = &chain {
-        let found = chain
-            .discover(&http)
-            .await
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", chain.origin())))?;
-        // Stderr, so that --json output stays one document.
-        for line in found.report_lines() {
-            eprintln!("lvt: {line}");
-        }
-        lists.push(found.candidates());
     }
     let candidates = discovery::merge(lists);
     let opts = InventoryOptions {

@@ -25,7 +25,7 @@ ORCHESTRATOR is host:port or https://host:port (TLS; the certificate is not veri
 SHA-256 fingerprint is recorded: trust on first use) or http://host:port (plaintext).\n\n\
 With --network there is no ORCHESTRATOR: the session goes through network selection as a \
 go-livepeer gateway runs a stream. It discovers candidates (--discovery static:URI,URI | \
-webhook:URL | naap:URL | chain:RPC_URL), orders them (--strategy go-livepeer | \
+webhook:URL | naap:URL | chain[:RPC_URL], the same specs as `lvt discover`), orders them (--strategy go-livepeer | \
 score-weighted:SEED), starts on the first that accepts (20 tries within 2 s), swaps when the \
 serving one fails (at most 2 swaps in 3 minutes) and reports every swap with its output freeze \
 and each orchestrator's share. With --collector (or --kafka and --events-topic) it also ships \
@@ -43,8 +43,8 @@ pub struct ProbeArgs {
     /// Run through network selection instead of one orchestrator (needs --discovery).
     #[arg(long, requires = "discovery")]
     pub network: bool,
-    /// Discovery for --network: static:URI[,URI...], webhook:URL, naap:URL or chain:RPC_URL
-    /// (on-chain, Arbitrum One's contracts) (repeatable).
+    /// Discovery for --network: static:URI[,URI...], webhook:URL, naap:URL, chain or
+    /// chain:RPC_URL (on-chain, Arbitrum One's contracts) (repeatable; as `lvt discover`).
     #[arg(long, requires = "network")]
     pub discovery: Vec<String>,
     /// Selection strategy for --network: go-livepeer, or score-weighted:SEED.
@@ -181,45 +181,20 @@ fn network_probe_options(
     ),
     CliError,
 > {
-    use lvt_gateway::discovery::{NaapSource, Source, StaticSource, WebhookSource};
+    use lvt_gateway::discovery::{SourceSpec, SpecOptions};
     use probe::network::StrategyConfig;
-    let timeout = Duration::from_secs(5);
+    let options = SpecOptions {
+        model: args.model.clone(),
+        timeout: Duration::from_secs(5),
+        controller: None,
+        service_registry: None,
+    };
     let mut sources = Vec::new();
     for spec in &args.discovery {
-        let usage = || {
-            CliError::Usage(format!(
-                "--discovery {spec:?}: expected static:URI[,URI...], webhook:URL, naap:URL or chain:RPC_URL"
-            ))
-        };
-        let (kind, value) = spec.split_once(':').ok_or_else(usage)?;
-        let source = match kind {
-            "static" => {
-                let list = StaticSource::from_addresses(value.split(',').map(str::trim));
-                list.resolve()
-                    .map_err(|e| CliError::Usage(format!("--discovery {spec:?}: {e}")))?;
-                Source::Static(list)
-            }
-            "webhook" => Source::Webhook(WebhookSource {
-                url: value.to_string(),
-                timeout,
-            }),
-            "naap" => Source::Naap(NaapSource {
-                base_url: value.to_string(),
-                model: args.model.clone(),
-                timeout,
-            }),
-            "chain" => {
-                let config = lvt_gateway::discovery::ChainConfig {
-                    rpc_url: value.to_string(),
-                    ..Default::default()
-                };
-                Source::Chain(
-                    lvt_gateway::discovery::ChainSource::try_from(config)
-                        .map_err(|e| CliError::Usage(format!("--discovery {spec:?}: {e}")))?,
-                )
-            }
-            _ => return Err(usage()),
-        };
+        let source = spec
+            .parse::<SourceSpec>()
+            .and_then(|spec| spec.into_source(&options))
+            .map_err(|e| CliError::Usage(format!("--discovery {e}")))?;
         sources.push(source);
     }
     if sources.is_empty() {
