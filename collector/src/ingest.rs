@@ -2,8 +2,8 @@
 //!
 //! The checks run in a fixed order, each answered with its own problem type, so that a client
 //! can tell what to fix: body size (413), signature headers (401), key (403), timestamp (409),
-//! nonce (409), signature (401), records (400, with a JSON pointer), then the durable insert
-//! (200). The validation of the body is a pure function ([`validate_records`]); the handler
+//! signature (401), nonce (409; after the signature, so that forgeries remember nothing),
+//! records (400, with a JSON pointer), then the durable insert (200). The validation of the body is a pure function ([`validate_records`]); the handler
 //! only adds the clock and the store. The checks up to the signature are shared with
 //! `POST /v1/events` ([`crate::events`]) through one function, so both endpoints refuse the same
 //! requests in the same order.
@@ -295,8 +295,10 @@ pub fn check_signature_headers(
 }
 
 /// The checks every signed endpoint runs, in their fixed order: body size (413), signature
-/// headers (401), key (403), timestamp (409), JSON (400), nonce (409), signature (401). What the
-/// body must contain is the caller's to check afterwards.
+/// headers (401), key (403), timestamp (409), JSON (400), signature (401), nonce (409). What the
+/// body must contain is the caller's to check afterwards. The signature comes before the nonce
+/// so that only the key's holder can make the collector remember a nonce: key ids are public
+/// (`/v1/agents`), and a forger could otherwise grow the nonce store without limit.
 pub(crate) async fn verify_signed_body(
     state: &AppState,
     request: Request,
@@ -323,6 +325,9 @@ pub(crate) async fn verify_signed_body(
     // text that is not JSON at all is refused here rather than as a bad signature.
     let json = SignedJson::read(body)?;
 
+    let canonical = json.canonical_bytes();
+    sign::verify_canonical_batch(&agent.public_key, &canonical, &signature)
+        .map_err(|error| SignatureError::BadSignature(error.to_string()))?;
     let fresh = timed(
         state,
         "remember_nonce",
@@ -336,9 +341,6 @@ pub(crate) async fn verify_signed_body(
     if !fresh {
         return Err(SignatureError::ReplayedNonce(signature.nonce).into());
     }
-    let canonical = json.canonical_bytes();
-    sign::verify_canonical_batch(&agent.public_key, &canonical, &signature)
-        .map_err(|error| SignatureError::BadSignature(error.to_string()))?;
     Ok(VerifiedBody {
         agent: agent.clone(),
         signature,

@@ -1,5 +1,6 @@
 //! `POST /v1/results` end to end over loopback: every status of the ingest contract in order,
-//! retry idempotency, and valid ingest surviving a flood of bad requests.
+//! retry idempotency, valid ingest surviving a flood of bad requests, and forgeries that
+//! cannot grow the nonce store.
 
 mod common;
 
@@ -262,4 +263,54 @@ async fn a_flood_of_bad_requests_does_not_stop_valid_ingest() {
     let items = common::all_results(&collector.client, &collector.url(""), 1000).await;
     assert_eq!(items.len(), 200);
     collector.stop().await;
+}
+
+/// Key ids are public (`/v1/agents`), so anyone can send a batch naming a real agent's key with
+/// fresh timestamps and new nonces. Such forgeries are refused on their signature before any
+/// nonce is remembered: the nonce store does not grow with them, a forger cannot burn the nonce
+/// a real agent uses next, and valid ingest goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_batches_never_grow_the_nonce_store_nor_burn_a_nonce() {
+    use lvt_collector::server::open_store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("lvt.db");
+    let collector = TestCollector::start_at(&db, common::settings()).await;
+    let url = collector.url("/v1/results");
+    let agent_key_id = lvt_schema::sign::key_id(&agent_key().verifying_key());
+    let ended = now_ms() - 60_000;
+    for counter in 0..300u64 {
+        let records = batch(&format!("forged{counter}"), 1, ended);
+        let (bytes, mut headers) = signed(&stranger_key(), &records, now_ms(), counter);
+        for (name, value) in &mut headers {
+            if name.eq_ignore_ascii_case("lvt-key-id") {
+                value.clone_from(&agent_key_id);
+            }
+        }
+        let (status, body, _) = post(&collector.client, &url, bytes, &headers)
+            .await
+            .expect("answered");
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["type"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("bad-signature"),
+            "{body}"
+        );
+    }
+    // The agent's own batches, one with a nonce a forgery used: both stored.
+    for (prefix, counter) in [("real-a", 7u64), ("real-b", 1_000)] {
+        let records = batch(prefix, 2, ended);
+        let (bytes, headers) = signed(&agent_key(), &records, now_ms(), counter);
+        let (status, body, _) = post(&collector.client, &url, bytes, &headers)
+            .await
+            .expect("answered");
+        assert_eq!(status, 200, "{prefix}: {body}");
+    }
+    collector.stop().await;
+    let spec: lvt_collector::config::StoreSpec =
+        format!("sqlite:{}", db.display()).parse().expect("spec");
+    let store = open_store(&spec).await.expect("open store");
+    let remembered = store.prune_nonces(i64::MAX).await.expect("count nonces");
+    assert_eq!(remembered, 2, "only the two valid batches' nonces are kept");
 }
