@@ -536,6 +536,144 @@ fn check_report(index: usize, report: &SessionReport) -> Result<(), RecordError>
             "session_id must not be empty",
         ));
     }
+    check_bounds(index, report)
+}
+
+/// The longest a session may last, and the largest duration a record may state: a week.
+pub const MAX_SESSION_MS: i64 = 7 * 24 * 3_600_000;
+/// The largest time in ms a metric may state (startup, latency, stalls, freezes): an hour.
+pub const MAX_METRIC_MS: f64 = 3_600_000.0;
+/// The largest frame rate a record may state.
+pub const MAX_FPS: f64 = 1_000.0;
+/// Frames (or segments, keyframes) a session may count per second it lasted, at most.
+pub const MAX_FRAMES_PER_S: u64 = 1_000;
+/// Bytes a session may count per second it lasted, at most (1 Gbit/s).
+pub const MAX_BYTES_PER_S: u64 = 125_000_000;
+
+/// Plausibility bounds (issue 16 section 4): one record must not be able to wreck the SLA sums
+/// (which saturate) or land anywhere in time. Every failure points at the value. The bounds are
+/// far above anything a real session produces and are documented in docs/collector.md.
+fn check_bounds(index: usize, report: &SessionReport) -> Result<(), RecordError> {
+    let at = |field: &str| format!("/{index}/{field}");
+    let started = report.started_at_unix_ms;
+    let ended = report.ended_at_unix_ms;
+    if started <= 0 {
+        return Err(RecordError::invalid(
+            at("started_at_unix_ms"),
+            format!("started_at_unix_ms {started} is not a time after 1970"),
+        ));
+    }
+    if ended < started || ended - started > MAX_SESSION_MS {
+        return Err(RecordError::invalid(
+            at("ended_at_unix_ms"),
+            format!(
+                "ended_at_unix_ms {ended} must be at or after started_at_unix_ms {started} and \
+                 at most {MAX_SESSION_MS} ms later"
+            ),
+        ));
+    }
+    let seconds = u64::try_from((ended - started) / 1000 + 1).unwrap_or(1);
+    let ms = |field: &str, value: f64| -> Result<(), RecordError> {
+        if value.is_finite() && (0.0..=MAX_METRIC_MS).contains(&value) {
+            Ok(())
+        } else {
+            Err(RecordError::invalid(
+                at(field),
+                format!("{value} ms is out of bounds (0 to {MAX_METRIC_MS} ms)"),
+            ))
+        }
+    };
+    let fps = |field: &str, value: f64| -> Result<(), RecordError> {
+        if value.is_finite() && (0.0..=MAX_FPS).contains(&value) {
+            Ok(())
+        } else {
+            Err(RecordError::invalid(
+                at(field),
+                format!("{value} fps is out of bounds (0 to {MAX_FPS})"),
+            ))
+        }
+    };
+    let count = |field: &str, value: u64, per_s: u64| -> Result<(), RecordError> {
+        let limit = per_s.saturating_mul(seconds);
+        if value <= limit {
+            Ok(())
+        } else {
+            Err(RecordError::invalid(
+                at(field),
+                format!("{value} is more than a session of {seconds} s can count ({limit})"),
+            ))
+        }
+    };
+    let m = &report.metrics;
+    for (field, value) in [
+        ("metrics/get_orchestrator_ms", m.get_orchestrator_ms),
+        ("metrics/job_start_ms", m.job_start_ms),
+        ("metrics/startup_ms", m.startup_ms),
+        (
+            "metrics/frame_interval_jitter_ms",
+            m.frame_interval_jitter_ms,
+        ),
+        (
+            "metrics/params_update_latency_ms",
+            m.params_update_latency_ms,
+        ),
+    ] {
+        if let Some(value) = value {
+            ms(field, value)?;
+        }
+    }
+    if let Some(e2e) = &m.e2e_latency_ms {
+        for (name, value) in [
+            ("p50", e2e.p50),
+            ("p90", e2e.p90),
+            ("p95", e2e.p95),
+            ("p99", e2e.p99),
+            ("max", e2e.max),
+            ("mean", e2e.mean),
+            ("min", e2e.min),
+        ] {
+            ms(&format!("metrics/e2e_latency_ms/{name}"), value)?;
+        }
+        count("metrics/e2e_latency_ms/count", e2e.count, MAX_FRAMES_PER_S)?;
+    }
+    ms("metrics/stalls/total_ms", m.stalls.total_ms)?;
+    ms("metrics/stalls/longest_ms", m.stalls.longest_ms)?;
+    for (field, value) in [
+        ("metrics/input_fps", m.input_fps),
+        ("metrics/fps_jitter", m.fps_jitter),
+    ] {
+        if let Some(value) = value {
+            fps(field, value)?;
+        }
+    }
+    if let Some(output) = &m.output_fps {
+        fps("metrics/output_fps/mean", output.mean)?;
+        fps("metrics/output_fps/p5", output.p5)?;
+        fps("metrics/output_fps/p50", output.p50)?;
+    }
+    for (field, value) in [
+        ("metrics/segments_sent", m.segments_sent),
+        ("metrics/segments_received", m.segments_received),
+        ("metrics/frames_sent", m.frames_sent),
+        ("metrics/frames_received", m.frames_received),
+        ("metrics/frames_unmatched", m.frames_unmatched),
+        ("metrics/frames_duplicate", m.frames_duplicate),
+        ("metrics/output_keyframes", m.output_keyframes),
+    ] {
+        count(field, value, MAX_FRAMES_PER_S)?;
+    }
+    for (field, value) in [
+        ("metrics/output_video_bytes", m.output_video_bytes),
+        ("metrics/bytes_sent", m.bytes_sent),
+        ("metrics/bytes_received", m.bytes_received),
+    ] {
+        count(field, value, MAX_BYTES_PER_S)?;
+    }
+    for (i, swap) in m.swaps.iter().enumerate() {
+        if let Some(freeze) = swap.freeze_ms {
+            ms(&format!("metrics/swaps/{i}/freeze_ms"), freeze)?;
+        }
+    }
     Ok(())
 }
 
@@ -742,6 +880,70 @@ mod tests {
         );
         assert_eq!(pointer_of(json!({"a": 1})).1, Some(String::new()));
         assert_eq!(pointer_of(json!([1])).1, Some("/0".into()));
+    }
+
+    #[test]
+    fn implausible_values_are_refused_at_their_pointer() {
+        let with = |path: &[&str], value: Value| {
+            let mut record = minimal("a");
+            let mut slot = &mut record;
+            for key in path {
+                slot = &mut slot[*key];
+            }
+            *slot = value;
+            pointer_of(json!([minimal("x"), record]))
+        };
+        // A startup of 31 years would saturate the SLA sums for good.
+        assert_eq!(
+            with(&["metrics", "startup_ms"], json!(1e15)),
+            (
+                ProblemKind::InvalidRecord,
+                Some("/1/metrics/startup_ms".into())
+            )
+        );
+        assert_eq!(
+            with(&["metrics", "startup_ms"], json!(-5.0)).1,
+            Some("/1/metrics/startup_ms".into())
+        );
+        assert_eq!(
+            with(
+                &["metrics", "output_fps"],
+                json!({"mean": 5000.0, "p5": 1.0, "p50": 1.0, "windows": 1})
+            )
+            .1,
+            Some("/1/metrics/output_fps/mean".into())
+        );
+        assert_eq!(
+            with(&["metrics", "frames_received"], json!(u64::MAX)).1,
+            Some("/1/metrics/frames_received".into())
+        );
+        assert_eq!(
+            with(
+                &["metrics", "stalls"],
+                json!({"count": 1, "total_ms": 1e12, "longest_ms": 1.0})
+            )
+            .1,
+            Some("/1/metrics/stalls/total_ms".into())
+        );
+        assert_eq!(
+            with(&["ended_at_unix_ms"], json!(1)).1,
+            Some("/1/ended_at_unix_ms".into()),
+            "a session cannot end before it starts"
+        );
+        assert_eq!(
+            with(&["started_at_unix_ms"], json!(-1)).1,
+            Some("/1/started_at_unix_ms".into())
+        );
+        // At the bounds: an hour of startup and a thousand frames a second are still accepted.
+        let mut edge = minimal("edge");
+        edge["metrics"]["startup_ms"] = json!(MAX_METRIC_MS);
+        let seconds = (edge["ended_at_unix_ms"].as_i64().unwrap_or(0)
+            - edge["started_at_unix_ms"].as_i64().unwrap_or(0))
+            / 1000
+            + 1;
+        edge["metrics"]["frames_received"] =
+            json!(MAX_FRAMES_PER_S * u64::try_from(seconds).unwrap_or(1));
+        assert!(validate_records(&json!([edge])).is_ok());
     }
 
     #[test]
