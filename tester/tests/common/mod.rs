@@ -141,11 +141,16 @@ impl AgentCollector {
 
 /// The `lvt-collector` binary beside `lvt_binary`, as `lvt demo` finds it. A workspace build
 /// makes it; `cargo nextest run -p lvt-tester` alone does not build another package's binaries,
-/// and a build with other features (`--no-default-features` leaves Kafka out) may have left one
-/// that does not fit, so it is built here with the default features every time: a no-op when
-/// it is up to date (cargo's lock is free: tests run after the build).
+/// so it is built here when missing (cargo's lock is free: tests run after the build). It is not
+/// rebuilt when present: `cargo build -p lvt-collector` resolves features for that package alone
+/// and would rebuild dependencies the workspace build shares (minutes, inside a test). A binary
+/// left by a `--no-default-features` build has no Kafka; the workspace suite rebuilds it, and
+/// ci/test runs its builds without default features last.
 pub fn collector_beside(lvt_binary: &str) -> std::path::PathBuf {
     let beside = std::path::Path::new(lvt_binary).with_file_name("lvt-collector");
+    if beside.is_file() {
+        return beside;
+    }
     let status = std::process::Command::new(env!("CARGO"))
         .args([
             "build",
