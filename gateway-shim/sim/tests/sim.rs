@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
+#[path = "../../../tester/tests/common/noise.rs"]
+mod noise;
+
 const SECRET: [u8; 32] = [7; 32];
 const GATEWAY: [u8; 20] = [0x11; 20];
 const BASE_PTS: u64 = 900_000;
@@ -518,11 +521,16 @@ async fn media_passes_through_with_same_pts_and_injected_latency() {
     let aus = fixture_aus();
     let sent = Mutex::new(HashMap::new());
     let mut publisher = TricklePublisher::new(http_client(), urls.publish_url.clone());
-    publish_clip(&mut publisher, &aus, origin, &sent)
-        .await
-        .unwrap();
-    // Let the last frame come out before ending the stream.
-    wait_for_frames(&mut frames_read, 60).await;
+    // The scheduling noise of this run is measured beside the stream, and the latency's
+    // tolerance is derived from it rather than fixed (a loaded machine delays every timer).
+    let ((), noise_ms) = noise::with_scheduling_noise(async {
+        publish_clip(&mut publisher, &aus, origin, &sent)
+            .await
+            .unwrap();
+        // Let the last frame come out before ending the stream.
+        wait_for_frames(&mut frames_read, 60).await;
+    })
+    .await;
     publisher.close().await;
     let output = timeout(WAIT, output).await.unwrap().unwrap();
     timeout(WAIT, sim.orch.wait_sessions_in_use(0))
@@ -557,9 +565,11 @@ async fn media_passes_through_with_same_pts_and_injected_latency() {
         e2e_ms[0],
         e2e_ms[e2e_ms.len() - 1]
     );
+    let tolerance_ms = 5.0 + 2.0 * noise_ms;
     assert!(
-        (p50 - LATENCY_MS as f64).abs() <= 5.0,
-        "p50 e2e {p50:.1} ms for injected {LATENCY_MS} ms (all: {e2e_ms:?})"
+        (p50 - LATENCY_MS as f64).abs() <= tolerance_ms,
+        "p50 e2e {p50:.1} ms for injected {LATENCY_MS} ms, tolerance {tolerance_ms:.1} ms from \
+         the run's scheduling noise (p99 timer lateness {noise_ms:.1} ms); all: {e2e_ms:?}"
     );
     assert!(
         e2e_ms[0] >= LATENCY_MS as f64 - 1.0,
