@@ -20,6 +20,7 @@ use super::admin::{AgentStatus, ScheduleStatus, StatusBoard};
 use super::config::AgentConfig;
 use super::schedule::{Action, Scheduler};
 use super::state::AgentState;
+use crate::probe::unix_ms;
 use crate::run::executor::{self, RunOptions};
 use crate::run::output::RunReport;
 use crate::run::progress::ProgressMode;
@@ -114,12 +115,6 @@ pub fn find_scenario(dir: &Path, id: &str) -> Result<(Scenario, ScenarioIdentity
         message.push_str(&broken.join("\n"));
     }
     Err(message)
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs the agent until `shutdown` is cancelled, then stops as the module documentation says.

@@ -16,7 +16,8 @@ pub const HELP: &str = "Run as a regional tester agent: run the scenarios of age
 [[schedule]] entries on their cron patterns (UTC, with a per-agent jitter), label every record \
 with the agent's region, and ship each session's signed record to the collector (or Kafka) as \
 the session ends; batches that cannot be delivered go to state_dir/spool and are re-sent every \
-30 s. state_dir/state.json keeps each schedule's last start across restarts (for `missed`).\n\n\
+30 s. state_dir/state.json keeps each schedule's last start across restarts (for `missed`). \
+With admin_listen it serves /healthz, /status (JSON) and /metrics (Prometheus text).\n\n\
 Scenarios are read from [scenarios] git, given as a plain path (a checked-out repository), \
 joined with [scenarios] path; each run reads its scenario as it is then.\n\n\
 SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
