@@ -404,7 +404,9 @@ async fn a_stalled_consumer_says_so_and_rejoins_its_group() {
         .filter(|line| line.starts_with("lvt_collector_kafka_lag{"))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert_eq!(lag, 3, "the three unread messages:\n{text}");
+    // At least the three unread messages: a producer retry under load may have written one
+    // twice (the collector stores it once), so the log can hold more.
+    assert!(lag >= 3, "the three unread messages:\n{text}");
     assert!(
         metric(&text, "lvt_collector_kafka_unassigned_seconds") >= 10,
         "{text}"
