@@ -167,6 +167,12 @@ pub struct ScenarioRef {
     /// True when the file had uncommitted changes against that commit.
     #[serde(default)]
     pub git_dirty: Option<bool>,
+    /// The repository the scenario was pulled from (`lvt agent`), as configured: its URL or path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_repository: Option<String>,
+    /// The scenario file's path inside that repository, for example `scenarios/sla-hourly.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_path: Option<String>,
 }
 
 /// What a session targeted.

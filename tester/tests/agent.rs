@@ -1,7 +1,9 @@
 //! `lvt agent` end to end: the real binary with an agent.toml, a scenario directory, a
 //! simulated orchestrator and a real collector on loopback. The agent runs its schedule every
 //! two seconds, every record reaches the collector labelled with the agent's region, SIGTERM
-//! stops it cleanly, and its state file remembers each schedule's last start.
+//! stops it cleanly, and its state file remembers each schedule's last start. Scenarios come
+//! from a plain folder, or from a real git repository served over git's smart HTTP protocol
+//! (and `file://`), adopted commit by commit only when valid.
 
 mod common;
 
@@ -9,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::git_server::{GitServer, git};
 use common::{AgentCollector, start_sim};
 use lvt_sim::Profile;
 use serde_json::Value;
@@ -55,14 +58,27 @@ fn write_agent(dir: &Path, orch: &str, collector: &str, extra: &str) -> std::pat
         SCENARIO.replace("ORCH", orch),
     )
     .unwrap();
+    let repo = dir.join("repo").display().to_string();
+    write_config(dir, collector, &repo, extra, "")
+}
+
+/// Writes agent.toml under `dir` (key `dir/agent.key`, state in `dir/state`) with scenarios
+/// from `git`, `extra` at the top level and `scenarios_extra` in `[scenarios]`; one schedule
+/// runs `agent-quick` every two seconds.
+fn write_config(
+    dir: &Path,
+    collector: &str,
+    git: &str,
+    extra: &str,
+    scenarios_extra: &str,
+) -> std::path::PathBuf {
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "region = \"eu-west\"\nkey = \"{}\"\ncollector = \"{collector}\"\nstate_dir = \"{}\"\nshutdown_grace_s = 20\n{extra}\n[scenarios]\ngit = \"{}\"\npath = \"scenarios\"\n\n[[schedule]]\nscenario = \"agent-quick\"\ncron = \"*/2 * * * * *\"\n",
+            "region = \"eu-west\"\nkey = \"{}\"\ncollector = \"{collector}\"\nstate_dir = \"{}\"\nshutdown_grace_s = 20\n{extra}\n[scenarios]\ngit = \"{git}\"\npath = \"scenarios\"\n{scenarios_extra}\n[[schedule]]\nscenario = \"agent-quick\"\ncron = \"*/2 * * * * *\"\n",
             dir.join("agent.key").display(),
             dir.join("state").display(),
-            dir.join("repo").display(),
         ),
     )
     .unwrap();
@@ -99,13 +115,7 @@ async fn an_agent_runs_its_schedule_ships_with_its_region_and_stops_on_sigterm()
         "admin_listen = \"127.0.0.1:0\"\n",
     );
     let log = dir.path().join("agent.log");
-    let mut agent = Command::new(LVT)
-        .args(["agent", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = spawn_agent(&config, &log);
 
     // Two scheduled runs, one session each, stored while the agent keeps running.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -135,26 +145,9 @@ async fn an_agent_runs_its_schedule_ships_with_its_region_and_stops_on_sigterm()
     }
 
     // The admin endpoints say what it did: the address it bound is in its log.
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let admin = text
-        .lines()
-        .find_map(|line| line.strip_prefix("lvt: agent admin on "))
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no admin address in the log:\n{text}"))
-        .to_owned();
-    let get_json = |path: &str| {
-        let url = format!("{admin}{path}");
-        async move {
-            reqwest::get(url)
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(get_json("/healthz").await["status"], "ok");
-    let status = get_json("/status").await;
+    let admin = admin_address(&log).await;
+    assert_eq!(get_json(format!("{admin}/healthz")).await["status"], "ok");
+    let status = get_json(format!("{admin}/status")).await;
     assert_eq!(status["region"], "eu-west", "{status}");
     assert!(
         status["runs_started"].as_u64().unwrap_or(0) >= 2,
@@ -196,12 +189,7 @@ async fn an_agent_runs_its_schedule_ships_with_its_region_and_stops_on_sigterm()
     }
 
     // SIGTERM: the agent stops starting runs, lets the running one end, ships, exits 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || agent.wait().unwrap())
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
         .await
         .unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -281,19 +269,21 @@ async fn an_agent_refuses_what_it_cannot_do_with_exit_2() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("agent.toml:6:1"), "{err}");
 
-    // Pulling over git is not built: said so, not ignored.
-    let config = write_agent(dir.path(), "http://127.0.0.1:1", "http://127.0.0.1:2", "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("git = \"{}\"", dir.path().join("repo").display()),
-        "git = \"https://git.example/s.git\"",
+    // A repository that cannot be reached at the first start: no commit to run, said so.
+    let config = write_config(
+        dir.path(),
+        "http://127.0.0.1:2",
+        "http://127.0.0.1:1/scenarios.git",
+        "",
+        "",
     );
-    std::fs::write(&config, text).unwrap();
     let (code, err) = run(&config);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("pulling scenarios over git is not built yet"),
+        err.contains("no usable scenario commit from http://127.0.0.1:1/scenarios.git"),
         "{err}"
     );
+    assert!(err.contains("Connection refused"), "{err}");
 
     // A scheduled scenario that is not there.
     let config = write_agent(dir.path(), "http://127.0.0.1:1", "http://127.0.0.1:2", "");
@@ -304,4 +294,291 @@ async fn an_agent_refuses_what_it_cannot_do_with_exit_2() {
         err.contains("no valid scenario with id \"agent-quick\""),
         "{err}"
     );
+}
+
+/// Polls `check` every 100 ms until it answers `Some`, failing after `timeout_s` with `what`
+/// and the agent's log.
+async fn wait_for<T, F, Fut>(timeout_s: u64, what: &str, log: &Path, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {timeout_s} s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The admin address an agent printed in its log.
+async fn admin_address(log: &Path) -> String {
+    wait_for(20, "an admin address in the log", log, || async {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix("lvt: agent admin on "))
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+    })
+    .await
+}
+
+async fn get_json(url: String) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+fn spawn_agent(config: &Path, log: &Path) -> std::process::Child {
+    Command::new(LVT)
+        .args(["agent", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(agent: std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut agent = agent;
+    agent.wait().unwrap()
+}
+
+/// Commits `text` as `scenarios/agent-quick.toml` in the work tree `upstream` and returns
+/// the commit id.
+fn commit_scenario(upstream: &Path, text: &str, message: &str) -> String {
+    std::fs::write(upstream.join("scenarios/agent-quick.toml"), text).unwrap();
+    git(upstream, &["add", "-A"]);
+    git(upstream, &["commit", "-q", "-m", message]);
+    git(upstream, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(
+        Profile {
+            latency_ms: 20,
+            capacity: 4,
+            ..Profile::default()
+        },
+        true,
+    )
+    .await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    // The scenario repository: a work tree whose commits the server serves as they are made.
+    let root = dir.path().join("served");
+    let upstream = root.join("lvt-scenarios");
+    std::fs::create_dir_all(upstream.join("scenarios")).unwrap();
+    git(&upstream, &["init", "-q", "-b", "main"]);
+    let v1 = SCENARIO.replace("ORCH", &orch.uri);
+    let first = commit_scenario(&upstream, &v1, "first");
+    let server = GitServer::start(&root);
+    let url = format!("{}/lvt-scenarios", server.url);
+    let config = write_config(
+        dir.path(),
+        &collector.url,
+        &url,
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "poll_s = 1\n",
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+
+    // The first commit is adopted; its records say where the scenario came from.
+    let record = wait_for(60, "a record of the first commit", &log, || async {
+        results(&collector.url)
+            .await
+            .into_iter()
+            .map(|item| item["record"].clone())
+            .find(|r| r["scenario"]["git_commit"] == first.as_str())
+    })
+    .await;
+    let scenario = &record["scenario"];
+    assert_eq!(scenario["git_repository"], url.as_str(), "{record}");
+    assert_eq!(
+        scenario["git_path"], "scenarios/agent-quick.toml",
+        "{record}"
+    );
+    assert_eq!(scenario["git_dirty"], false, "{record}");
+    assert_eq!(scenario["version"], "1.0.0", "{record}");
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "GET /lvt-scenarios/info/refs?service=git-upload-pack"),
+        "the agent spoke git's smart HTTP protocol: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "POST /lvt-scenarios/git-upload-pack"),
+        "{requests:?}"
+    );
+
+    // A change without a version bump is refused, located, and the first commit stays.
+    let unbumped = commit_scenario(
+        &upstream,
+        &v1.replace("duration_s = 1", "duration_s = 2"),
+        "longer, same version",
+    );
+    let status = wait_for(30, "the unbumped commit refused", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (status["refused_commit"] == unbumped.as_str()).then_some(status)
+    })
+    .await;
+    assert_eq!(status["scenario_commit"], first.as_str(), "{status}");
+    let reasons = status["refused_reasons"].to_string();
+    assert!(
+        reasons.contains("scenarios/agent-quick.toml:2:11") && reasons.contains("did not go up"),
+        "{status}"
+    );
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("lvt_agent_scenario_commit_refused 1"),
+        "{metrics}"
+    );
+
+    // An invalid file is refused the same way.
+    let invalid = commit_scenario(
+        &upstream,
+        &v1.replace("duration_s = 1", "duration_s = \"one\""),
+        "broken",
+    );
+    wait_for(30, "the invalid commit refused", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (status["refused_commit"] == invalid.as_str()
+            && status["refused_reasons"]
+                .to_string()
+                .contains("scenarios/agent-quick.toml:"))
+        .then_some(())
+    })
+    .await;
+
+    // A bumped version is adopted; new records carry the new commit and version.
+    let bumped = commit_scenario(
+        &upstream,
+        &v1.replace("version = \"1.0.0\"", "version = \"1.1.0\""),
+        "1.1.0",
+    );
+    let record = wait_for(60, "a record of the bumped commit", &log, || async {
+        results(&collector.url)
+            .await
+            .into_iter()
+            .map(|item| item["record"].clone())
+            .find(|r| r["scenario"]["git_commit"] == bumped.as_str())
+    })
+    .await;
+    assert_eq!(record["scenario"]["version"], "1.1.0", "{record}");
+    let status = get_json(format!("{admin}/status")).await;
+    assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
+    assert!(status["refused_commit"].is_null(), "{status}");
+
+    // A history rewrite of the ref is refused (allow_force_push is off).
+    git(&upstream, &["reset", "-q", "--hard", &first]);
+    let rewritten = commit_scenario(
+        &upstream,
+        &v1.replace("version = \"1.0.0\"", "version = \"1.2.0\""),
+        "rewritten",
+    );
+    let status = wait_for(30, "the rewrite refused", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (status["refused_commit"] == rewritten.as_str()).then_some(status)
+    })
+    .await;
+    assert!(
+        status["refused_reasons"]
+            .to_string()
+            .contains("history rewrite"),
+        "{status}"
+    );
+    assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
+
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["adopted_commit"], bumped.as_str(), "{state}");
+
+    // Restarted with the server gone, the agent goes on with the commit it adopted and says
+    // the pull fails.
+    drop(server);
+    let log = dir.path().join("agent-offline.log");
+    let agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+    let status = wait_for(30, "the offline agent's status", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        status["last_pull_error"].is_string().then_some(status)
+    })
+    .await;
+    assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    stop_sim.cancel();
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_pulls_a_file_url_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(Profile::default(), true).await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-2").await;
+    let upstream = dir.path().join("upstream");
+    std::fs::create_dir_all(upstream.join("scenarios")).unwrap();
+    git(&upstream, &["init", "-q", "-b", "main"]);
+    let commit = commit_scenario(&upstream, &SCENARIO.replace("ORCH", &orch.uri), "first");
+    let url = format!("file://{}", upstream.display());
+    let config = write_config(dir.path(), &collector.url, &url, "", "");
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&config, &log);
+    let record = wait_for(60, "a record from the file:// repository", &log, || async {
+        results(&collector.url)
+            .await
+            .into_iter()
+            .map(|item| item["record"].clone())
+            .next()
+    })
+    .await;
+    assert_eq!(
+        record["scenario"]["git_commit"],
+        commit.as_str(),
+        "{record}"
+    );
+    assert_eq!(
+        record["scenario"]["git_repository"],
+        url.as_str(),
+        "{record}"
+    );
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    stop_sim.cancel();
+    collector.stop().await;
 }

@@ -125,6 +125,7 @@ fn identity() -> ScenarioIdentity {
         git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
         git_path: Some("scenarios/smoke.toml".into()),
         git_dirty: Some(true),
+        git_repository: None,
     }
 }
 

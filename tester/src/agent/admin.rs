@@ -47,8 +47,20 @@ pub struct AgentStatus {
     pub sessions: BTreeMap<String, u64>,
     /// Every schedule.
     pub schedules: Vec<ScheduleStatus>,
-    /// The commit of the scenario folder the last run read, when it is a git checkout.
+    /// The scenario commit in use: the adopted one (a repository), or the commit of the folder
+    /// the last run read when that folder is a git checkout.
     pub scenario_commit: Option<String>,
+    /// The scenario repository pulled, when `[scenarios] git` names one.
+    pub scenario_repository: Option<String>,
+    /// When the repository was last pulled, ms since the Unix epoch.
+    pub last_pull_unix_ms: Option<i64>,
+    /// Why the last pull failed (the fetch itself), if it did.
+    pub last_pull_error: Option<String>,
+    /// The newest commit of the ref when it was refused (invalid, a history rewrite, a change
+    /// without a version bump); the commit in use stays.
+    pub refused_commit: Option<String>,
+    /// Why it was refused, one reason each, `file:line:col: ...` where it has a place.
+    pub refused_reasons: Vec<String>,
     /// The last thing that went wrong (a skipped run, a failed shipment), if any.
     pub last_error: Option<String>,
 }
@@ -216,12 +228,46 @@ fn render(status: &AgentStatus, spool: SpoolStatus) -> String {
             );
         }
     }
+    if status.scenario_repository.is_some() {
+        header(
+            &mut out,
+            "lvt_agent_scenario_pull_failed",
+            "gauge",
+            "1 when the last pull of the scenario repository failed (the fetch itself).",
+        );
+        let _ = writeln!(
+            out,
+            "lvt_agent_scenario_pull_failed {}",
+            u8::from(status.last_pull_error.is_some())
+        );
+        header(
+            &mut out,
+            "lvt_agent_scenario_commit_refused",
+            "gauge",
+            "1 when the ref's newest commit was refused (invalid, a history rewrite, a change \
+             without a version bump) and an older one is in use.",
+        );
+        let _ = writeln!(
+            out,
+            "lvt_agent_scenario_commit_refused {}",
+            u8::from(status.refused_commit.is_some())
+        );
+        if let Some(at) = status.last_pull_unix_ms {
+            header(
+                &mut out,
+                "lvt_agent_scenario_last_pull_seconds",
+                "gauge",
+                "When the scenario repository was last pulled, seconds since the Unix epoch.",
+            );
+            let _ = writeln!(out, "lvt_agent_scenario_last_pull_seconds {}", at / 1000);
+        }
+    }
     if let Some(commit) = &status.scenario_commit {
         header(
             &mut out,
             "lvt_agent_scenario_commit_info",
             "gauge",
-            "The commit of the scenario folder the last run read.",
+            "The scenario commit in use.",
         );
         let _ = writeln!(
             out,

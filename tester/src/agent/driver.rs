@@ -3,9 +3,11 @@
 //! keeps `state.json` current, drains the spool in the background, and on shutdown lets the
 //! runs finish for the grace period before ending them as tester-interrupted.
 //!
-//! Scenarios are read from a directory (`[scenarios] git` as a plain path, usually a checked
-//! out repository) at each run's start, so a run uses the file as it is then; the scenario is
-//! validated first and a run of an invalid or missing scenario is skipped and logged.
+//! Scenarios come from one of two places. When `[scenarios] git` names a repository (a URL,
+//! or the path of a git repository), the agent pulls it at start and every `poll_s`
+//! ([`super::pull`]), adopts a new commit only when it is valid as a whole, and each run uses
+//! the commit adopted when it starts. When it names a plain folder, each run reads its scenario
+//! file as it is then; an invalid or missing scenario skips the run, logged.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::admin::{AgentStatus, ScheduleStatus, StatusBoard};
+use super::adopt::Adopted;
 use super::config::AgentConfig;
+use super::pull::{Pulled, Puller};
 use super::schedule::{Action, Scheduler};
 use super::state::AgentState;
 use crate::probe::unix_ms;
@@ -82,6 +86,23 @@ pub struct AgentEnd {
     pub transport: Transport,
 }
 
+/// Where a run reads its scenario: a folder as it is at the run's start, or the commit adopted
+/// then.
+#[derive(Debug, Clone)]
+enum RunSource {
+    Folder(PathBuf),
+    Git(Arc<Adopted>),
+}
+
+impl RunSource {
+    fn find(&self, id: &str) -> Result<(Scenario, ScenarioIdentity), String> {
+        match self {
+            Self::Folder(dir) => find_scenario(dir, id),
+            Self::Git(adopted) => adopted.find(id),
+        }
+    }
+}
+
 /// The scenario directory: `[scenarios] git` (a plain path) joined with `path`.
 pub fn scenario_dir(config: &AgentConfig) -> PathBuf {
     Path::new(config.scenarios.git.get_ref()).join(&config.scenarios.path)
@@ -130,10 +151,14 @@ pub async fn run_agent(
         admin,
     } = setup;
     let dir = scenario_dir(&config);
-    // Every scheduled scenario must exist and be valid at start: a typo in an id is the
-    // operator's to fix now, not an hourly skipped run.
-    for schedule in &config.schedules {
-        find_scenario(&dir, schedule.scenario.get_ref()).map_err(AgentError::Scenario)?;
+    let puller = super::pull::is_git(&config).then(|| Puller::new(&config));
+    if puller.is_none() {
+        // Every scheduled scenario must exist and be valid at start: a typo in an id is the
+        // operator's to fix now, not an hourly skipped run. (A repository's commit is checked
+        // as a whole when it is pulled, below.)
+        for schedule in &config.schedules {
+            find_scenario(&dir, schedule.scenario.get_ref()).map_err(AgentError::Scenario)?;
+        }
     }
     let state_dir = config.state_dir.clone();
     let mut state = AgentState::load(&state_dir)?;
@@ -166,6 +191,51 @@ pub async fn run_agent(
         },
         spool_dir.clone(),
     ));
+    // The repository: go on with the commit adopted before a restart, then pull once; with no
+    // usable commit at all the agent cannot run anything and says why.
+    let mut adopted: Option<Arc<Adopted>> = None;
+    let mut refused_logged: Option<String> = None;
+    if let Some(puller) = &puller {
+        board.lock().scenario_repository = Some(puller.repository().to_owned());
+        if let Some(commit) = state.adopted_commit.clone() {
+            let restoring = puller.clone();
+            match tokio::task::spawn_blocking(move || restoring.restore(&commit)).await {
+                Ok(Ok(restored)) => {
+                    board.lock().scenario_commit = Some(restored.commit.clone());
+                    adopted = Some(Arc::new(restored));
+                }
+                Ok(Err(error)) => {
+                    warn!(message = "The adopted scenario commit cannot be read back.", error = %error);
+                }
+                Err(error) => warn!(message = "Reading the adopted commit failed.", error = %error),
+            }
+        }
+        let pulled = pull_blocking(puller, adopted.clone()).await;
+        apply_pull(
+            pulled,
+            &mut adopted,
+            &mut state,
+            &state_dir,
+            &board,
+            &mut refused_logged,
+        )?;
+        if adopted.is_none() {
+            let status = board.lock().clone();
+            let why = status
+                .last_pull_error
+                .map(|e| vec![e])
+                .unwrap_or(status.refused_reasons);
+            return Err(AgentError::Scenario(format!(
+                "no usable scenario commit from {}:\n{}",
+                puller.repository(),
+                why.join("\n")
+            )));
+        }
+    }
+    let poll = Duration::from_secs(config.scenarios.poll_s.max(1));
+    let mut next_pull = tokio::time::Instant::now() + poll;
+    let (pulled_tx, mut pulled_rx) = tokio::sync::mpsc::channel::<Pulled>(1);
+    let mut pulling = false;
     let admin_stop = CancellationToken::new();
     let admin_task = admin.map(|listener| {
         tokio::spawn(super::admin::serve(
@@ -220,8 +290,12 @@ pub async fn run_agent(
                             s.last_lag_ms = Some(now - due_ms);
                         }
                     }
+                    let source = match &adopted {
+                        Some(adopted) => RunSource::Git(Arc::clone(adopted)),
+                        None => RunSource::Folder(dir.clone()),
+                    };
                     let job = RunJob {
-                        dir: dir.clone(),
+                        source,
                         scenario_id: id,
                         targets: entry.targets.clone(),
                         region: config.region.get_ref().clone(),
@@ -262,6 +336,22 @@ pub async fn run_agent(
                     summary.sessions += sessions;
                     scheduler.handle_run_finished(schedule);
                 }
+            }
+            () = tokio::time::sleep_until(next_pull), if puller.is_some() && !pulling => {
+                if let Some(puller) = &puller {
+                    pulling = true;
+                    let puller = puller.clone();
+                    let current = adopted.clone();
+                    let tx = pulled_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(pull_blocking(&puller, current).await).await;
+                    });
+                }
+            }
+            Some(pulled) = pulled_rx.recv() => {
+                pulling = false;
+                next_pull = tokio::time::Instant::now() + poll;
+                apply_pull(pulled, &mut adopted, &mut state, &state_dir, &board, &mut refused_logged)?;
             }
             () = tokio::time::sleep(wait) => {}
         }
@@ -315,9 +405,75 @@ pub async fn run_agent(
     Ok(AgentEnd { summary, transport })
 }
 
+/// Runs one pull off the async threads (gix blocks on the network).
+async fn pull_blocking(puller: &Puller, current: Option<Arc<Adopted>>) -> Pulled {
+    let puller = puller.clone();
+    tokio::task::spawn_blocking(move || puller.pull(current.as_deref()))
+        .await
+        .unwrap_or_else(|error| Pulled::Failed(format!("the pull stopped: {error}")))
+}
+
+/// Takes in what a pull found: an adopted commit becomes the one new runs use (and is written
+/// to `state.json`); a refusal or a failure keeps the commit in use and is shown on the board
+/// and logged (a refusal once per refused commit).
+fn apply_pull(
+    pulled: Pulled,
+    adopted: &mut Option<Arc<Adopted>>,
+    state: &mut AgentState,
+    state_dir: &Path,
+    board: &StatusBoard,
+    refused_logged: &mut Option<String>,
+) -> Result<(), AgentError> {
+    let now = unix_ms();
+    let mut status = board.lock();
+    status.last_pull_unix_ms = Some(now);
+    match pulled {
+        Pulled::Failed(error) => {
+            warn!(message = "Pulling the scenario repository failed; keeping the commit in use.", error = %error);
+            status.last_pull_error = Some(error);
+        }
+        Pulled::Unchanged => {
+            status.last_pull_error = None;
+            status.refused_commit = None;
+            status.refused_reasons.clear();
+        }
+        Pulled::Refused { commit, reasons } => {
+            status.last_pull_error = None;
+            if refused_logged.as_deref() != Some(commit.as_str()) {
+                warn!(
+                    message = "Scenario commit refused; keeping the commit in use.",
+                    commit = %commit,
+                    in_use = adopted.as_ref().map_or("none", |a| a.commit.as_str()),
+                    reasons = %reasons.join("\n")
+                );
+                *refused_logged = Some(commit.clone());
+            }
+            status.refused_commit = Some(commit);
+            status.refused_reasons = reasons;
+        }
+        Pulled::Adopted(new) => {
+            info!(
+                message = "Scenario commit adopted.",
+                commit = %new.commit,
+                previous = adopted.as_ref().map_or("none", |a| a.commit.as_str()),
+                files = new.files.len()
+            );
+            status.last_pull_error = None;
+            status.refused_commit = None;
+            status.refused_reasons.clear();
+            status.scenario_commit = Some(new.commit.clone());
+            state.adopted_commit = Some(new.commit.clone());
+            *adopted = Some(new);
+            drop(status);
+            state.save(state_dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// One scheduled run.
 struct RunJob {
-    dir: PathBuf,
+    source: RunSource,
     scenario_id: String,
     targets: Option<crate::scenario::Targets>,
     region: String,
@@ -331,7 +487,7 @@ impl RunJob {
     /// that cannot start (the scenario became invalid, its targets cannot be resolved) is
     /// logged and skipped: the agent goes on with its other schedules.
     async fn run(self) -> u64 {
-        let (mut scenario, identity) = match find_scenario(&self.dir, &self.scenario_id) {
+        let (mut scenario, identity) = match self.source.find(&self.scenario_id) {
             Ok(found) => found,
             Err(message) => {
                 warn!(message = "Scheduled run skipped: the scenario is not usable.", scenario = %self.scenario_id, error = %message);

@@ -20,7 +20,9 @@
 //! docs/architecture.md ("Adding a long-running command") says how they fit.
 
 pub mod admin;
+pub mod adopt;
 pub mod config;
 pub mod driver;
+pub mod pull;
 pub mod schedule;
 pub mod state;

@@ -18,15 +18,20 @@ with the agent's region, and ship each session's signed record to the collector 
 the session ends; batches that cannot be delivered go to state_dir/spool and are re-sent every \
 30 s. state_dir/state.json keeps each schedule's last start across restarts (for `missed`). \
 With admin_listen it serves /healthz, /status (JSON) and /metrics (Prometheus text).\n\n\
-Scenarios are read from [scenarios] git, given as a plain path (a checked-out repository), \
-joined with [scenarios] path; each run reads its scenario as it is then.\n\n\
-SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
+Scenarios come from [scenarios] git: a repository (an https, http or file:// URL, or the path \
+of a git repository) is fetched into state_dir at start and every poll_s, and a new commit of \
+[scenarios] ref is adopted only when all its scenario files in [scenarios] path are valid, every \
+scheduled scenario is there, every changed scenario raised its version and the ref moved by a \
+fast-forward (unless allow_force_push); otherwise the commit in use stays and /status says why. \
+Runs finish on the commit they started with. A plain folder (not a repository) is read as it is \
+at each run's start.\n\nSIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
 ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \
 everything and exits 0.\n\n\
-Not built yet, refused at start with a message: pulling scenarios over git (https, http, \
-file:// URLs), [budget], and shipping to a collector and Kafka at once.\n\n\
+Not built yet, refused at start with a message: [budget], and shipping to a collector and \
+Kafka at once.\n\n\
 Exit codes: 0 stopped cleanly; 1 the agent could not go on (state_dir not writable); 2 bad \
-input (the config file, a scheduled scenario missing or invalid, the key).";
+input (the config file, a scheduled scenario missing or invalid, no usable scenario commit, the \
+key).";
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -37,13 +42,6 @@ pub struct AgentArgs {
 
 /// The parts of `agent.toml` that parse but are not built yet, as the message a user sees.
 fn not_built(config: &AgentConfig) -> Option<String> {
-    let git = config.scenarios.git.get_ref();
-    if git.contains("://") {
-        return Some(format!(
-            "[scenarios] git = {git:?}: pulling scenarios over git is not built yet; give the \
-             path of a checked-out repository instead"
-        ));
-    }
     if config.budget.max_concurrent_sessions.is_some()
         || config
             .budget

@@ -24,6 +24,9 @@ pub struct ScenarioIdentity {
     pub git_path: Option<String>,
     /// True when the file differs from that commit (uncommitted changes).
     pub git_dirty: Option<bool>,
+    /// The repository the scenario was pulled from (`lvt agent`); `None` for a local file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_repository: Option<String>,
 }
 
 impl ScenarioIdentity {
@@ -36,6 +39,8 @@ impl ScenarioIdentity {
             sha256: self.sha256.clone(),
             git_commit: self.git_commit.clone(),
             git_dirty: self.git_dirty,
+            git_repository: self.git_repository.clone(),
+            git_path: self.git_path.clone(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn identify(s: &Scenario, path: Option<&Path>) -> ScenarioIdentity {
         git_commit: None,
         git_path: None,
         git_dirty: None,
+        git_repository: None,
     };
     let Some(path) = path else {
         return identity;

@@ -3,6 +3,7 @@
 
 pub mod identity;
 pub mod model;
+pub mod repo;
 pub mod schema;
 pub mod shipped;
 pub mod threshold;

@@ -10,6 +10,7 @@
 //! `targets` (targets and network discovery) and `thresholds` hold the semantic checks.
 
 mod checks;
+pub mod history;
 mod locate;
 mod syntax;
 mod targets;
@@ -126,46 +127,68 @@ impl Report {
 /// with no paths yields an empty report: the caller decides what the default is.
 pub fn validate_paths(paths: &[PathBuf]) -> Report {
     let mut report = Report::default();
-    // The id's location in each loaded file, for the cross-file duplicate check.
+    // The file each id was first loaded from, for the cross-file duplicate check.
     let mut first_by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in expand_paths(paths, &mut report.diagnostics) {
-        report.files.push(file.clone());
         let label = file.display().to_string();
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
+        match std::fs::read_to_string(&file) {
+            Ok(text) => check_file(&mut report, &mut first_by_id, file, &text),
             Err(error) => {
+                report.files.push(file);
                 report.diagnostics.push(file_diagnostic(&label, &error));
-                continue;
             }
-        };
-        match load_str(&label, &text) {
-            Ok(scenario) => {
-                if let Some(first) = first_by_id.get(&scenario.id) {
-                    let locator = Locator::new(&text);
-                    let offset = locator.value_offset(&[Seg::Key("id")]);
-                    report.diagnostics.push(locator.diagnostic(
-                        &label,
-                        offset,
-                        format!(
-                            "scenario id `{}` is already used by {}",
-                            scenario.id,
-                            first.display()
-                        ),
-                        Some("an id no other scenario file uses".to_string()),
-                        Some(
-                            "ids name a scenario's results across versions; give this one its own id"
-                                .to_string(),
-                        ),
-                    ));
-                } else {
-                    first_by_id.insert(scenario.id.clone(), file.clone());
-                }
-                report.scenarios.push((file, scenario));
-            }
-            Err(mut diagnostics) => report.diagnostics.append(&mut diagnostics),
         }
     }
     report
+}
+
+/// Validates scenario files held in memory (`(label, text)`, for example read from a git
+/// commit), as [`validate_paths`] validates files: each one's checks, then ids unique across
+/// all of them. Labels name the files in diagnostics.
+pub fn validate_texts(files: &[(String, String)]) -> Report {
+    let mut report = Report::default();
+    let mut first_by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (label, text) in files {
+        check_file(&mut report, &mut first_by_id, PathBuf::from(label), text);
+    }
+    report
+}
+
+/// Checks one file's text and adds what it finds to `report`.
+fn check_file(
+    report: &mut Report,
+    first_by_id: &mut BTreeMap<String, PathBuf>,
+    file: PathBuf,
+    text: &str,
+) {
+    report.files.push(file.clone());
+    let label = file.display().to_string();
+    match load_str(&label, text) {
+        Ok(scenario) => {
+            if let Some(first) = first_by_id.get(&scenario.id) {
+                let locator = Locator::new(text);
+                let offset = locator.value_offset(&[Seg::Key("id")]);
+                report.diagnostics.push(locator.diagnostic(
+                    &label,
+                    offset,
+                    format!(
+                        "scenario id `{}` is already used by {}",
+                        scenario.id,
+                        first.display()
+                    ),
+                    Some("an id no other scenario file uses".to_string()),
+                    Some(
+                        "ids name a scenario's results across versions; give this one its own id"
+                            .to_string(),
+                    ),
+                ));
+            } else {
+                first_by_id.insert(scenario.id.clone(), file.clone());
+            }
+            report.scenarios.push((file, scenario));
+        }
+        Err(mut diagnostics) => report.diagnostics.append(&mut diagnostics),
+    }
 }
 
 /// The files to validate: files as given, directories expanded to their `*.toml` entries.
