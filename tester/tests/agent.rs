@@ -582,3 +582,103 @@ async fn an_agent_pulls_a_file_url_repository() {
     stop_sim.cancel();
     collector.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_stops_new_runs_until_it_drains_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(
+        Profile {
+            latency_ms: 20,
+            capacity: 4,
+            ..Profile::default()
+        },
+        true,
+    )
+    .await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let address = collector.url.trim_start_matches("http://").to_owned();
+    // A one-byte cap: any spooled batch fills the spool.
+    let config = write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        "admin_listen = \"127.0.0.1:0\"\nspool_max_bytes = 1\nspool_drain_s = 1\n",
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+    wait_for(60, "a first stored record", &log, || async {
+        (!results(&collector.url).await.is_empty()).then_some(())
+    })
+    .await;
+
+    // The collector goes away: the next session's record is spooled, the spool is over its
+    // cap, and scheduled runs stop starting.
+    collector.stop().await;
+    let status = wait_for(60, "runs skipped for a full spool", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (status["runs_skipped"]["spool_full"].as_u64().unwrap_or(0) >= 2).then_some(status)
+    })
+    .await;
+    assert_eq!(status["spool"]["full"], true, "{status}");
+    assert!(
+        status["spool"]["batches"].as_u64().unwrap_or(0) >= 1,
+        "{status}"
+    );
+    let started = status["runs_started"].as_u64().unwrap();
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("lvt_agent_spool_full 1"), "{metrics}");
+    assert!(
+        metrics.contains("lvt_agent_runs_skipped_total{reason=\"spool_full\"}"),
+        "{metrics}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("The spool is full: no new run starts until it drains."),
+        "{text}"
+    );
+
+    // The collector is back on the same address and store: the drain empties the spool and
+    // runs start again.
+    let collector = AgentCollector::start_at(LVT, dir.path(), "agent-eu-1", &address).await;
+    wait_for(60, "the spool drained and runs resumed", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (status["spool"]["batches"] == 0 && status["runs_started"].as_u64().unwrap_or(0) > started)
+            .then_some(())
+    })
+    .await;
+
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(exit.code(), Some(0), "{text}");
+    // Every session the agent finished is stored, once.
+    let sessions: usize = text
+        .lines()
+        .find_map(|line| {
+            let rest = line.split(" run(s) and ").nth(1)?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    let stored = results(&collector.url).await;
+    let mut ids: Vec<&str> = stored
+        .iter()
+        .filter_map(|item| item["record"]["session_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), stored.len(), "no record stored twice");
+    assert_eq!(
+        stored.len(),
+        sessions,
+        "every finished session stored:\n{text}"
+    );
+    stop_sim.cancel();
+    collector.stop().await;
+}

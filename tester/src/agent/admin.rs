@@ -63,13 +63,21 @@ pub struct AgentStatus {
     pub refused_reasons: Vec<String>,
     /// The last thing that went wrong (a skipped run, a failed shipment), if any.
     pub last_error: Option<String>,
+    /// Scheduled runs not started, by reason (`overlap`, `missed`, `spool_full`).
+    pub runs_skipped: BTreeMap<String, u64>,
 }
 
 /// The spool as measured at request time.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-struct SpoolStatus {
-    batches: u64,
-    bytes: u64,
+pub struct SpoolStatus {
+    /// Batches waiting.
+    pub batches: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The cap (`spool_max_bytes`).
+    pub max_bytes: u64,
+    /// At or above the cap: no new run starts until it drains.
+    pub full: bool,
 }
 
 /// The status the driver writes and the admin server reads.
@@ -77,14 +85,16 @@ struct SpoolStatus {
 pub struct StatusBoard {
     status: Mutex<AgentStatus>,
     spool_dir: PathBuf,
+    spool_max_bytes: u64,
 }
 
 impl StatusBoard {
-    /// A board for an agent whose spool is `spool_dir`.
-    pub fn new(status: AgentStatus, spool_dir: PathBuf) -> Self {
+    /// A board for an agent whose spool is `spool_dir`, capped at `spool_max_bytes`.
+    pub fn new(status: AgentStatus, spool_dir: PathBuf, spool_max_bytes: u64) -> Self {
         Self {
             status: Mutex::new(status),
             spool_dir,
+            spool_max_bytes,
         }
     }
 
@@ -96,15 +106,19 @@ impl StatusBoard {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn spool(&self) -> SpoolStatus {
+    /// The spool measured now.
+    pub fn spool(&self) -> SpoolStatus {
         let files = crate::ship::spool_files(&self.spool_dir).unwrap_or_default();
+        let bytes = files
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|meta| meta.len())
+            .sum();
         SpoolStatus {
             batches: u64::try_from(files.len()).unwrap_or(u64::MAX),
-            bytes: files
-                .iter()
-                .filter_map(|path| std::fs::metadata(path).ok())
-                .map(|meta| meta.len())
-                .sum(),
+            bytes,
+            max_bytes: self.spool_max_bytes,
+            full: bytes >= self.spool_max_bytes,
         }
     }
 }
@@ -196,6 +210,32 @@ fn render(status: &AgentStatus, spool: SpoolStatus) -> String {
         "Bytes waiting in the spool.",
     );
     let _ = writeln!(out, "lvt_agent_spool_bytes {}", spool.bytes);
+    header(
+        &mut out,
+        "lvt_agent_spool_max_bytes",
+        "gauge",
+        "The spool's byte cap (spool_max_bytes).",
+    );
+    let _ = writeln!(out, "lvt_agent_spool_max_bytes {}", spool.max_bytes);
+    header(
+        &mut out,
+        "lvt_agent_spool_full",
+        "gauge",
+        "1 when the spool is at or above its cap: no new run starts until it drains.",
+    );
+    let _ = writeln!(out, "lvt_agent_spool_full {}", u8::from(spool.full));
+    header(
+        &mut out,
+        "lvt_agent_runs_skipped_total",
+        "counter",
+        "Scheduled runs not started, by reason (overlap, missed, spool_full).",
+    );
+    for (reason, count) in &status.runs_skipped {
+        let _ = writeln!(
+            out,
+            "lvt_agent_runs_skipped_total{{reason=\"{reason}\"}} {count}"
+        );
+    }
     header(
         &mut out,
         "lvt_agent_schedule_lag_seconds",

@@ -40,6 +40,10 @@ use crate::scenario::Targets;
 pub const DEFAULT_POLL_S: u64 = 300;
 /// The default of `shutdown_grace_s`.
 pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 60;
+/// The default of `spool_max_bytes`: 1 GiB, about a million session records.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
+/// The default of `spool_drain_s`.
+pub const DEFAULT_SPOOL_DRAIN_S: u64 = 30;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +67,13 @@ pub struct AgentConfig {
     /// How long running sessions may go on after SIGTERM before they are ended.
     #[serde(default = "default_shutdown_grace_s")]
     pub shutdown_grace_s: u64,
+    /// The spool's byte cap: at or above it no new run starts (nothing is ever dropped) until
+    /// the spool drains below it.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// How often the spool is offered to the collector again while it holds batches, seconds.
+    #[serde(default = "default_spool_drain_s")]
+    pub spool_drain_s: Spanned<u64>,
     pub scenarios: ScenarioSource,
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,
@@ -72,6 +83,14 @@ pub struct AgentConfig {
 
 fn default_shutdown_grace_s() -> u64 {
     DEFAULT_SHUTDOWN_GRACE_S
+}
+
+fn default_spool_max_bytes() -> u64 {
+    DEFAULT_SPOOL_MAX_BYTES
+}
+
+fn default_spool_drain_s() -> Spanned<u64> {
+    Spanned::new(0..0, DEFAULT_SPOOL_DRAIN_S)
 }
 
 /// `[kafka]`: the brokers and topics results and gateway events go to.
@@ -214,6 +233,12 @@ impl AgentConfig {
                 ));
             }
         }
+        if *config.spool_drain_s.get_ref() == 0 {
+            return Err(at(
+                config.spool_drain_s.span(),
+                "spool_drain_s must be at least 1 second".into(),
+            ));
+        }
         if let Some(kafka) = &config.kafka
             && kafka.brokers.get_ref().trim().is_empty()
         {
@@ -349,6 +374,8 @@ max_concurrent_sessions = 20
         assert_eq!(c.scenarios.path, "scenarios");
         assert_eq!(c.scenarios.poll_s, DEFAULT_POLL_S);
         assert_eq!(c.shutdown_grace_s, DEFAULT_SHUTDOWN_GRACE_S);
+        assert_eq!(c.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+        assert_eq!(*c.spool_drain_s.get_ref(), DEFAULT_SPOOL_DRAIN_S);
         assert_eq!(c.budget.max_concurrent_sessions, Some(20));
         let schedules = c.schedules("agent-1");
         assert_eq!(schedules.len(), 2);
@@ -403,6 +430,19 @@ max_concurrent_sessions = 20
             error(&listen).starts_with("agent.toml:5:16:"),
             "{}",
             error(&listen)
+        );
+    }
+
+    #[test]
+    fn a_zero_drain_interval_is_refused_at_its_value() {
+        let text = GOOD.replace(
+            "admin_listen = \"127.0.0.1:9464\"",
+            "admin_listen = \"127.0.0.1:9464\"\nspool_drain_s = 0",
+        );
+        let message = error(&text);
+        assert!(
+            message.starts_with("agent.toml:6:17: spool_drain_s"),
+            "{message}"
         );
     }
 

@@ -22,7 +22,7 @@ use super::admin::{AgentStatus, ScheduleStatus, StatusBoard};
 use super::adopt::Adopted;
 use super::config::AgentConfig;
 use super::pull::{Pulled, Puller};
-use super::schedule::{Action, Scheduler};
+use super::schedule::{Action, Scheduler, SkipReason};
 use super::state::AgentState;
 use crate::probe::unix_ms;
 use crate::run::executor::{self, RunOptions};
@@ -31,9 +31,6 @@ use crate::run::progress::ProgressMode;
 use crate::run::record::ScenarioIdentity;
 use crate::scenario::{Scenario, identity, validate};
 use crate::ship::{SessionShipper, Shipper, Transport};
-
-/// How often the spool is offered to the collector again while it holds batches.
-pub const SPOOL_DRAIN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The longest the loop sleeps without looking at the schedules again (the wall clock may
 /// jump; a long sleep would then wake late).
@@ -190,6 +187,7 @@ pub async fn run_agent(
             ..AgentStatus::default()
         },
         spool_dir.clone(),
+        config.spool_max_bytes,
     ));
     // The repository: go on with the commit adopted before a restart, then pull once; with no
     // usable commit at all the agent cannot run anything and says why.
@@ -263,11 +261,19 @@ pub async fn run_agent(
     };
     // The drain stops after the shipper, so its last pass sees what the shutdown spooled.
     let drain_stop = CancellationToken::new();
-    let drain_task =
-        drain.map(|drain| tokio::spawn(drain_spool(drain, spool_dir, drain_stop.clone())));
+    let drain_every = Duration::from_secs(*config.spool_drain_s.get_ref());
+    let drain_task = drain.map(|drain| {
+        tokio::spawn(drain_spool(
+            drain,
+            spool_dir,
+            drain_every,
+            drain_stop.clone(),
+        ))
+    });
     let runs_cancel = CancellationToken::new();
     let mut runs: JoinSet<(usize, u64)> = JoinSet::new();
     let mut summary = AgentSummary::default();
+    let mut spool_full_logged = false;
 
     loop {
         while let Some(action) = scheduler.poll(unix_ms()) {
@@ -277,6 +283,30 @@ pub async fn run_agent(
                         continue;
                     };
                     let id = entry.scenario.get_ref().clone();
+                    // A full spool stops new runs (a record is never dropped); they resume
+                    // once the drain brings it under the cap.
+                    let spool = board.spool();
+                    if spool.full {
+                        if !spool_full_logged {
+                            warn!(
+                                message = "The spool is full: no new run starts until it drains.",
+                                bytes = spool.bytes,
+                                max_bytes = spool.max_bytes
+                            );
+                            spool_full_logged = true;
+                        }
+                        *board
+                            .lock()
+                            .runs_skipped
+                            .entry("spool_full".to_owned())
+                            .or_default() += 1;
+                        scheduler.handle_run_finished(schedule);
+                        continue;
+                    }
+                    if spool_full_logged {
+                        info!(message = "The spool is under its cap again: runs resume.");
+                        spool_full_logged = false;
+                    }
                     state.last_starts.insert(id.clone(), due_ms);
                     state.save(&state_dir)?;
                     summary.runs += 1;
@@ -315,6 +345,15 @@ pub async fn run_agent(
                         .get(schedule)
                         .map_or("?", |s| s.scenario.get_ref().as_str());
                     info!(message = "Scheduled run skipped.", scenario, due_unix_ms = due_ms, reason = ?reason);
+                    let reason = match reason {
+                        SkipReason::Overlap => "overlap",
+                        SkipReason::Missed => "missed",
+                    };
+                    *board
+                        .lock()
+                        .runs_skipped
+                        .entry(reason.to_owned())
+                        .or_default() += 1;
                 }
             }
         }
@@ -564,13 +603,18 @@ fn log_run(report: &RunReport) {
     );
 }
 
-/// Offers the spool to the collector every [`SPOOL_DRAIN_INTERVAL`] until `shutdown`, and once
-/// more at shutdown, so that nothing waits for a person to run `lvt ship-spool`.
-async fn drain_spool(drain: Shipper, spool_dir: PathBuf, shutdown: CancellationToken) {
+/// Offers the spool to the collector every `every` (`spool_drain_s`) until `shutdown`, and
+/// once more at shutdown, so that nothing waits for a person to run `lvt ship-spool`.
+async fn drain_spool(
+    drain: Shipper,
+    spool_dir: PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         let stopping = tokio::select! {
             () = shutdown.cancelled() => true,
-            () = tokio::time::sleep(SPOOL_DRAIN_INTERVAL) => false,
+            () = tokio::time::sleep(every) => false,
         };
         if crate::ship::spool_files(&spool_dir).is_ok_and(|files| !files.is_empty()) {
             match drain.ship_spool(&spool_dir).await {

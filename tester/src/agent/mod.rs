@@ -1,9 +1,12 @@
-//! agent: the groundwork of `lvt agent`, the long-running regional tester (issue 13).
+//! agent: `lvt agent`, the long-running regional tester (issue 13).
 //!
-//! Built so far:
 //! - [`driver`]: the loop behind `lvt agent` (cmd/agent.rs): schedules from the config, each run
-//!   reading its scenario from a directory, each session shipped as it ends, the spool drained
-//!   every 30 s, `state.json` kept current, SIGTERM with a grace period;
+//!   on the scenario commit adopted when it starts (or a plain folder read then), each session
+//!   shipped as it ends, the spool drained every `spool_drain_s` and capped at
+//!   `spool_max_bytes`, the repository pulled every `poll_s`, `state.json` kept current,
+//!   SIGTERM with a grace period;
+//! - [`pull`] and [`adopt`]: one fetch of the scenario repository (`scenario::repo`, gix) and
+//!   the pure decision whether its commit is adopted;
 //! - [`config`]: the configuration file (`agent.toml`, unknown keys refused, every error at
 //!   `file:line:col`);
 //! - [`schedule`]: the sans-IO core that decides when each scheduled scenario run starts (cron
@@ -11,13 +14,13 @@
 //!   policies);
 //! - [`state`]: what the agent keeps across a crash, written atomically (the adopted commit,
 //!   each schedule's last start, the day's budget counters, the certificate fingerprints first
-//!   seen).
-//!
+//!   seen);
 //! - [`admin`]: `/healthz`, `/status` and `/metrics` on `admin_listen`.
 //!
-//! Not built yet, and refused by `lvt agent` at start with a message (docs/agent.md): scenarios
-//! pulled over git, the budget's enforcement, shipping to a collector and Kafka at once. Heartbeats, SIGHUP reload and the spool's byte cap are not built either.
-//! docs/architecture.md ("Adding a long-running command") says how they fit.
+//! Not built yet, and refused by `lvt agent` at start with a message (docs/agent.md): the
+//! budget's enforcement, shipping to a collector and Kafka at once. Heartbeats, SIGHUP reload
+//! and draining a Kafka spool are not built either. docs/architecture.md ("Adding a
+//! long-running command") says how they fit.
 
 pub mod admin;
 pub mod adopt;

@@ -71,6 +71,7 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
         .map_err(|e| CliError::Usage(format!("key {}: {e}", config.key.display())))?;
     let agent_id = lvt_schema::sign::key_id(&key.verifying_key());
     let spool = config.state_dir.join("spool");
+    let spool_dir = spool.clone();
     let ship = ShipArgs {
         collector: config.collector.as_ref().map(|url| url.get_ref().clone()),
         kafka: config.kafka.as_ref().map(|k| k.brokers.get_ref().clone()),
@@ -131,9 +132,17 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
         "lvt: agent stopped after {} run(s) and {} session(s)",
         end.summary.runs, end.summary.sessions
     );
-    Ok(report_shipped(
-        &end.transport,
-        &end.summary.shipped,
-        EXIT_OK,
-    ))
+    // Batches that failed went to the spool, which the agent drains (and drains again at its
+    // next start): a clean stop exits 0 whatever the collector did.
+    let _ = report_shipped(&end.transport, &end.summary.shipped, EXIT_OK);
+    let left = crate::ship::spool_files(&spool_dir).map_or(0, |files| files.len());
+    eprintln!(
+        "lvt: the spool holds {left} batch(es){}",
+        if left > 0 {
+            "; the agent sends them when it runs again"
+        } else {
+            ""
+        }
+    );
+    Ok(EXIT_OK)
 }

@@ -51,8 +51,8 @@ pub struct AgentCollector {
 }
 
 impl AgentCollector {
-    pub async fn start(lvt_binary: &str, dir: &std::path::Path, agent_id: &str) -> Self {
-        use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+    /// `lvt keygen --out dir/agent`.
+    async fn keygen(lvt_binary: &str, dir: &std::path::Path) {
         let binary = lvt_binary.to_owned();
         let prefix = dir.join("agent");
         let out = tokio::task::spawn_blocking(move || {
@@ -71,6 +71,24 @@ impl AgentCollector {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    pub async fn start(lvt_binary: &str, dir: &std::path::Path, agent_id: &str) -> Self {
+        Self::start_at(lvt_binary, dir, agent_id, "127.0.0.1:0").await
+    }
+
+    /// As [`Self::start`], listening on `address`; an existing `dir/agent.key` is kept (so a
+    /// collector restarted on the same address and folder knows the same agent and store).
+    pub async fn start_at(
+        lvt_binary: &str,
+        dir: &std::path::Path,
+        agent_id: &str,
+        address: &str,
+    ) -> Self {
+        use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+        if !dir.join("agent.pub").exists() {
+            Self::keygen(lvt_binary, dir).await;
+        }
         let public_line = std::fs::read_to_string(dir.join("agent.pub")).expect("agent.pub");
         let settings_path = dir.join("collector.toml");
         std::fs::write(
@@ -85,9 +103,7 @@ impl AgentCollector {
         let store: StoreSpec = format!("sqlite:{}", dir.join("results.db").display())
             .parse()
             .expect("store spec");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let stop = CancellationToken::new();
         let s = stop.clone();
