@@ -151,8 +151,9 @@ pub async fn handle_batch_get(
     Ok(json_response(body.to_string()))
 }
 
-/// `GET /v1/agents`: configured agents and any agent with stored batches, with their keys, last
-/// batch time and stored result count.
+/// `GET /v1/agents`: configured agents and any agent with stored batches or a heartbeat, with
+/// their keys, last batch time, stored result count, latest heartbeat and status (`ok`,
+/// `degraded`, `stale`, `unknown`; [`crate::fleet`]).
 pub async fn handle_agents_get(State(state): State<Arc<AppState>>) -> Result<Response, Problem> {
     let stats = timed(&state, "agents", state.store.agents()).await?;
     let mut agents: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -182,6 +183,31 @@ pub async fn handle_agents_get(State(state): State<Arc<AppState>>) -> Result<Res
         });
         entry["last_seen_unix_ms"] = json!(stat.last_seen_unix_ms);
         entry["result_count"] = json!(stat.result_count);
+    }
+    let beats = timed(&state, "heartbeats", state.store.heartbeats()).await?;
+    let statuses = crate::fleet::agent_statuses(&beats, (state.clock)());
+    for entry in agents.values_mut() {
+        entry["status"] = json!("unknown");
+        entry["status_reasons"] = json!(["no heartbeat received"]);
+        entry["heartbeat"] = json!(null);
+        entry["heartbeat_received_at_unix_ms"] = json!(null);
+    }
+    for (id, status) in statuses {
+        let entry = agents.entry(id.clone()).or_insert_with(|| {
+            json!({
+                "id": id,
+                "region": null,
+                "key_id": null,
+                "public_key": null,
+                "configured": false,
+                "last_seen_unix_ms": null,
+                "result_count": 0,
+            })
+        });
+        entry["status"] = json!(status.health);
+        entry["status_reasons"] = json!(status.reasons);
+        entry["heartbeat"] = status.heartbeat.unwrap_or(serde_json::Value::Null);
+        entry["heartbeat_received_at_unix_ms"] = json!(status.received_at_unix_ms);
     }
     let list: Vec<_> = agents.into_values().collect();
     Ok(json_response(json!({ "agents": list }).to_string()))
@@ -219,13 +245,29 @@ pub async fn handle_metrics(State(state): State<Arc<AppState>>) -> Response {
     let stored = timed(&state, "count_results", state.store.count_results())
         .await
         .ok();
+    let agents = match timed(&state, "heartbeats", state.store.heartbeats()).await {
+        Ok(beats) => {
+            let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for status in crate::fleet::agent_statuses(&beats, (state.clock)()).values() {
+                *counts.entry(status.health.as_str()).or_default() += 1;
+            }
+            Some(counts)
+        }
+        Err(_) => None,
+    };
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(stored),
+        {
+            let mut text = state.metrics.render(stored);
+            if let Some(counts) = agents {
+                text.push_str(&crate::fleet::render_metrics(&counts));
+            }
+            text
+        },
     )
         .into_response()
 }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod dashboard;
 pub mod events;
+pub mod fleet;
 pub mod ingest;
 pub mod kafka;
 pub mod kafka_health;

@@ -232,12 +232,31 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/v1/agents",
-        summary: "Agents, their keys, last batch and result count",
+        summary: "Agents, their keys, last batch, result count, latest heartbeat and status",
         description: "{agents: [{id, region, key_id, public_key, configured, last_seen_unix_ms, \
-                      result_count}]}",
+                      result_count, status, status_reasons, heartbeat, \
+                      heartbeat_received_at_unix_ms}]}. status: ok; degraded (its spool is \
+                      backing up, its newest scenario commit was refused, or its last pull \
+                      failed); stale (no heartbeat for 3 of its intervals); unknown (no \
+                      heartbeat). heartbeat is the latest one as the agent sent it.",
         params: &[],
         content_type: "application/json",
         errors: &[503],
+    },
+    Operation {
+        method: "post",
+        path: "/v1/agents/heartbeat",
+        summary: "An agent's signed heartbeat",
+        description: "Body: a heartbeat object {sent_at_unix_ms, interval_s, region, lvt_version, \
+                      started_at_unix_ms, scenario_repository, scenario_commit, refused_commit, \
+                      refused_reasons, last_pull_error, schedules: [{scenario, next_unix_ms, \
+                      last_start_unix_ms}], runs_started, runs_running, runs_skipped, sessions, \
+                      spool_batches, spool_bytes, spool_full, last_error}, signed with the \
+                      lvt-signature headers like /v1/results (docs/agent.md). The latest per \
+                      agent is kept. Answers {status, reasons}.",
+        params: &[],
+        content_type: "application/json",
+        errors: &[400, 401, 403, 409, 413, 503],
     },
     Operation {
         method: "get",

@@ -124,6 +124,10 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
         ),
         ("/v1/batches/{id}", get(api::handle_batch_get)),
         ("/v1/agents", get(api::handle_agents_get)),
+        (
+            "/v1/agents/heartbeat",
+            post(crate::fleet::handle_heartbeat_post),
+        ),
         ("/v1/sla/compliance", get(sla_api::handle_compliance_get)),
         (
             "/v1/sla/orchestrators",

@@ -246,3 +246,118 @@ async fn health_cors_and_problems() {
     );
     collector.stop().await;
 }
+
+/// A heartbeat as an agent sends it, sent `age_ms` ago with interval `interval_s`.
+fn heartbeat(age_ms: i64, interval_s: u64) -> Value {
+    json!({
+        "sent_at_unix_ms": now_ms() - age_ms,
+        "interval_s": interval_s,
+        "region": "eu-west",
+        "lvt_version": "lvt 0.1.0",
+        "started_at_unix_ms": now_ms() - 60_000,
+        "scenario_repository": "https://git.example/s.git",
+        "scenario_commit": "a".repeat(40),
+        "schedules": [{"scenario": "smoke", "next_unix_ms": now_ms() + 20_000}],
+        "runs_started": 3,
+        "runs_running": 1,
+        "spool_batches": 0,
+        "spool_bytes": 0,
+        "spool_full": false,
+    })
+}
+
+#[tokio::test]
+async fn heartbeats_are_signed_kept_per_agent_and_give_a_status() {
+    let collector = TestCollector::start().await;
+    let url = collector.url("/v1/agents/heartbeat");
+    let agents = || async {
+        get(&collector, "/v1/agents")
+            .await
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    // Before any heartbeat the configured agent is unknown.
+    let listed = agents().await;
+    assert_eq!(listed["agents"][0]["status"], json!("unknown"), "{listed}");
+
+    let beat = heartbeat(0, 30);
+    let (body, headers) = signed(&agent_key(), &beat, now_ms(), 1);
+    let (status, answer, _) = post(&collector.client, &url, body.clone(), &headers)
+        .await
+        .expect("post");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], json!("ok"), "{answer}");
+    let listed = agents().await;
+    let agent = &listed["agents"][0];
+    assert_eq!(agent["status"], json!("ok"), "{listed}");
+    assert_eq!(agent["heartbeat"]["scenario_commit"], json!("a".repeat(40)));
+    assert_eq!(agent["heartbeat"]["runs_running"], json!(1));
+    assert!(agent["heartbeat_received_at_unix_ms"].is_i64(), "{listed}");
+
+    // Replay protection and the signature are those of result batches.
+    let (status, answer, content_type) = post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    common::assert_problem(status, &answer, content_type.as_deref(), "replayed-nonce");
+    let (body, headers) = signed(&common::stranger_key(), &beat, now_ms(), 2);
+    let (status, answer, content_type) = post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    common::assert_problem(status, &answer, content_type.as_deref(), "unknown-key");
+    assert_eq!(status, 403);
+
+    // A heartbeat of the wrong shape is refused at its pointer.
+    let mut wrong = heartbeat(0, 30);
+    wrong["spool_batches"] = json!("many");
+    let (body, headers) = signed(&agent_key(), &wrong, now_ms(), 3);
+    let (status, answer, content_type) = post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    common::assert_problem(status, &answer, content_type.as_deref(), "invalid-record");
+    assert_eq!(answer["pointer"], json!("/spool_batches"), "{answer}");
+
+    // A backed-up spool makes it degraded, with the reason.
+    let mut backed_up = heartbeat(0, 30);
+    backed_up["spool_batches"] = json!(4);
+    backed_up["spool_bytes"] = json!(8000);
+    let (body, headers) = signed(&agent_key(), &backed_up, now_ms(), 4);
+    let (status, _, _) = post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    assert_eq!(status, 200);
+    let listed = agents().await;
+    let agent = &listed["agents"][0];
+    assert_eq!(agent["status"], json!("degraded"), "{listed}");
+    assert!(
+        agent["status_reasons"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("spool is backing up"),
+        "{listed}"
+    );
+
+    // With a one-second interval, three silent seconds make it stale.
+    let (body, headers) = signed(&agent_key(), &heartbeat(0, 1), now_ms(), 5);
+    let (status, _, _) = post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(3_300)).await;
+    let listed = agents().await;
+    assert_eq!(listed["agents"][0]["status"], json!("stale"), "{listed}");
+    let metrics = get(&collector, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("lvt_collector_agents{status=\"stale\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lvt_collector_agents{status=\"ok\"} 0"),
+        "{metrics}"
+    );
+    collector.stop().await;
+}

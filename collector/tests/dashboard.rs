@@ -46,3 +46,67 @@ async fn dashboard_of_an_empty_collector_says_so() {
     assert!(leaderboard_order(&dom).is_empty());
     collector.stop().await;
 }
+
+/// A heartbeat with interval `interval_s`, as an agent in `region` sends it.
+fn heartbeat(region: &str, interval_s: u64) -> serde_json::Value {
+    serde_json::json!({
+        "sent_at_unix_ms": now_ms(),
+        "interval_s": interval_s,
+        "region": region,
+        "lvt_version": "lvt 0.1.0",
+        "started_at_unix_ms": now_ms() - 60_000,
+        "scenario_commit": "0123456789abcdef0123456789abcdef01234567",
+        "runs_started": 2,
+        "runs_running": 0,
+        "spool_batches": 0,
+        "spool_bytes": 0,
+        "spool_full": false,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_panel_shows_a_stale_and_a_healthy_agent() {
+    let second = lvt_schema::sign::SigningKey::from_bytes(&[8; 32]);
+    let line = lvt_schema::sign::public_key_line(&second.verifying_key());
+    let collector = TestCollector::start_with(common::settings_with(&format!(
+        "[[agents]]\nid = \"agent-2\"\nregion = \"us-east\"\npublic_key = \"{}\"\n",
+        line.trim()
+    )))
+    .await;
+    let url = collector.url("/v1/agents/heartbeat");
+    // agent-2 beats once with a one-second interval and falls silent: stale after 3 s.
+    let (body, headers) = common::signed(&second, &heartbeat("us-east", 1), now_ms(), 1);
+    let (status, _, _) = common::post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(3_300)).await;
+    let (body, headers) =
+        common::signed(&common::agent_key(), &heartbeat("eu-west", 30), now_ms(), 2);
+    let (status, _, _) = common::post(&collector.client, &url, body, &headers)
+        .await
+        .expect("post");
+    assert_eq!(status, 200);
+
+    let page = collector.url("/");
+    let dom = rendered_dom(&page).await;
+    assert!(dom.contains("id=\"fleet-table\""), "{dom}");
+    assert!(
+        dom.contains("data-agent=\"agent-1\" data-status=\"ok\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("data-agent=\"agent-2\" data-status=\"stale\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("no heartbeat for"),
+        "the stale agent says why: {dom}"
+    );
+    // Sorted by region: eu-west's agent first.
+    let first = dom.find("data-agent=\"agent-1\"").expect("agent-1 row");
+    let second_row = dom.find("data-agent=\"agent-2\"").expect("agent-2 row");
+    assert!(first < second_row, "rows by region");
+    keep_screenshot(&page, "dashboard-fleet.png").await;
+    collector.stop().await;
+}

@@ -28,7 +28,7 @@ use lvt_collector::server::{open_store, serve_with, system_clock};
 use lvt_collector::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
     ResultCursor, ResultFilter, ResultsPage, Store, StoreError, StoreFuture, StoredBatch,
-    StoredEvent, StoredResult,
+    StoredEvent, StoredHeartbeat, StoredResult,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -484,6 +484,18 @@ impl Store for FlakyStore {
     }
     fn agents(&self) -> StoreFuture<'_, Vec<AgentStats>> {
         self.inner.agents()
+    }
+    fn put_heartbeat(
+        &self,
+        agent_id: String,
+        received_at_unix_ms: i64,
+        heartbeat_json: String,
+    ) -> StoreFuture<'_, ()> {
+        self.inner
+            .put_heartbeat(agent_id, received_at_unix_ms, heartbeat_json)
+    }
+    fn heartbeats(&self) -> StoreFuture<'_, Vec<StoredHeartbeat>> {
+        self.inner.heartbeats()
     }
     fn count_results(&self) -> StoreFuture<'_, u64> {
         self.inner.count_results()

@@ -26,6 +26,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod events;
+pub mod heartbeat;
 pub mod sign;
 
 /// The version of the [`SessionReport`] layout; see the crate documentation for when it changes.

@@ -329,6 +329,25 @@ async fn admin_address(log: &Path) -> String {
     .await
 }
 
+/// Waits until the collector's `/v1/agents` lists `agent-eu-1` with `status`; returns its entry.
+async fn fleet_status(collector: &str, status: &str, log: &Path) -> Value {
+    wait_for(
+        30,
+        &format!("agent-eu-1 {status} in /v1/agents"),
+        log,
+        || async {
+            let listed = get_json(format!("{collector}/v1/agents")).await;
+            listed["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["id"] == "agent-eu-1" && a["status"] == status)
+                .cloned()
+        },
+    )
+    .await
+}
+
 async fn get_json(url: String) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
@@ -388,7 +407,7 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
         dir.path(),
         &collector.url,
         &url,
-        "admin_listen = \"127.0.0.1:0\"\n",
+        "admin_listen = \"127.0.0.1:0\"\nheartbeat_s = 1\n",
         "poll_s = 1\n",
     );
     let log = dir.path().join("agent.log");
@@ -453,6 +472,17 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
         metrics.contains("lvt_agent_scenario_commit_refused 1"),
         "{metrics}"
     );
+    // The collector's fleet view shows it from the agent's signed heartbeat.
+    let fleet = fleet_status(&collector.url, "degraded", &log).await;
+    assert_eq!(
+        fleet["heartbeat"]["refused_commit"],
+        unbumped.as_str(),
+        "{fleet}"
+    );
+    assert!(
+        fleet["status_reasons"].to_string().contains("was refused"),
+        "{fleet}"
+    );
 
     // An invalid file is refused the same way.
     let invalid = commit_scenario(
@@ -488,6 +518,13 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
     let status = get_json(format!("{admin}/status")).await;
     assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
     assert!(status["refused_commit"].is_null(), "{status}");
+    let fleet = fleet_status(&collector.url, "ok", &log).await;
+    assert_eq!(
+        fleet["heartbeat"]["scenario_commit"],
+        bumped.as_str(),
+        "{fleet}"
+    );
+    assert_eq!(fleet["heartbeat"]["region"], "eu-west", "{fleet}");
 
     // A history rewrite of the ref is refused (allow_force_push is off).
     git(&upstream, &["reset", "-q", "--hard", &first]);
@@ -523,6 +560,14 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
     )
     .unwrap();
     assert_eq!(state["adopted_commit"], bumped.as_str(), "{state}");
+    // Stopped and silent for three heartbeat intervals: stale in the fleet view.
+    let fleet = fleet_status(&collector.url, "stale", &log).await;
+    assert!(
+        fleet["status_reasons"]
+            .to_string()
+            .contains("no heartbeat for"),
+        "{fleet}"
+    );
 
     // Restarted with the server gone, the agent goes on with the commit it adopted and says
     // the pull fails.
@@ -536,6 +581,13 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
     })
     .await;
     assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
+    let fleet = fleet_status(&collector.url, "degraded", &log).await;
+    assert!(
+        fleet["status_reasons"]
+            .to_string()
+            .contains("last scenario pull failed"),
+        "{fleet}"
+    );
     let exit = tokio::task::spawn_blocking(move || sigterm(agent))
         .await
         .unwrap();

@@ -581,6 +581,18 @@ impl Store for FlakyStore {
     fn agents(&self) -> crate::store::StoreFuture<'_, Vec<crate::store::AgentStats>> {
         self.inner.agents()
     }
+    fn put_heartbeat(
+        &self,
+        agent_id: String,
+        received_at_unix_ms: i64,
+        heartbeat_json: String,
+    ) -> crate::store::StoreFuture<'_, ()> {
+        self.inner
+            .put_heartbeat(agent_id, received_at_unix_ms, heartbeat_json)
+    }
+    fn heartbeats(&self) -> crate::store::StoreFuture<'_, Vec<crate::store::StoredHeartbeat>> {
+        self.inner.heartbeats()
+    }
     fn count_results(&self) -> crate::store::StoreFuture<'_, u64> {
         self.inner.count_results()
     }

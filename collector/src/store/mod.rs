@@ -174,6 +174,17 @@ pub struct AgentStats {
     pub result_count: u64,
 }
 
+/// An agent's latest heartbeat as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHeartbeat {
+    /// The agent id (the configured name of the key that signed it).
+    pub agent_id: String,
+    /// When the collector accepted it, ms since the Unix epoch (the collector's clock).
+    pub received_at_unix_ms: i64,
+    /// The heartbeat as the agent sent it (JSON).
+    pub heartbeat_json: String,
+}
+
 /// Which SLA cells [`Store::sla_cells`] returns; it lives in the pure core with the query
 /// parsing that fills it.
 pub use crate::sla::SlaFilter;
@@ -389,6 +400,19 @@ pub trait Store: Send + Sync {
 
     /// Per-agent statistics for every agent that has shipped a batch.
     fn agents(&self) -> StoreFuture<'_, Vec<AgentStats>>;
+
+    /// Keeps `heartbeat_json` (a [`lvt_schema::heartbeat::Heartbeat`]) as the latest heartbeat
+    /// of `agent_id`, received at `received_at_unix_ms`; one received earlier than the one kept
+    /// is ignored.
+    fn put_heartbeat(
+        &self,
+        agent_id: String,
+        received_at_unix_ms: i64,
+        heartbeat_json: String,
+    ) -> StoreFuture<'_, ()>;
+
+    /// The latest heartbeat of every agent that sent one, by agent id.
+    fn heartbeats(&self) -> StoreFuture<'_, Vec<StoredHeartbeat>>;
 
     /// How many results are stored.
     fn count_results(&self) -> StoreFuture<'_, u64>;

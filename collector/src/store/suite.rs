@@ -65,7 +65,38 @@ pub async fn suite(store: &dyn Store) {
     filters_select_results(store).await;
     batches_and_agents_read_back(store).await;
     retention_deletes_old_results(store).await;
+    heartbeats_keep_the_latest_per_agent(store).await;
     events_suite(store).await;
+}
+
+async fn heartbeats_keep_the_latest_per_agent(store: &dyn Store) {
+    assert!(store.heartbeats().await.expect("heartbeats").is_empty());
+    let put = |agent: &str, at: i64, text: &str| {
+        store.put_heartbeat(agent.to_owned(), at, text.to_owned())
+    };
+    put("agent-b", 5_000, "{\"n\":1}").await.expect("put");
+    put("agent-a", 5_000, "{\"n\":1}").await.expect("put");
+    put("agent-a", 6_000, "{\"n\":2}").await.expect("put");
+    // One received earlier than the kept one (a slow request) does not replace it.
+    put("agent-a", 5_500, "{\"n\":0}").await.expect("put");
+    let beats = store.heartbeats().await.expect("heartbeats");
+    let summary: Vec<_> = beats
+        .iter()
+        .map(|b| {
+            (
+                b.agent_id.as_str(),
+                b.received_at_unix_ms,
+                b.heartbeat_json.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("agent-a", 6_000, "{\"n\":2}"),
+            ("agent-b", 5_000, "{\"n\":1}")
+        ]
+    );
 }
 
 async fn inserts_are_idempotent(store: &dyn Store) {

@@ -65,6 +65,10 @@ pub struct AgentStatus {
     pub last_error: Option<String>,
     /// Scheduled runs not started, by reason (`overlap`, `missed`, `spool_full`).
     pub runs_skipped: BTreeMap<String, u64>,
+    /// When the last heartbeat was delivered, ms since the Unix epoch.
+    pub last_heartbeat_unix_ms: Option<i64>,
+    /// Why the last heartbeat was not delivered, if it was not.
+    pub last_heartbeat_error: Option<String>,
 }
 
 /// The spool as measured at request time.

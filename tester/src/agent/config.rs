@@ -44,6 +44,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 60;
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 /// The default of `spool_drain_s`.
 pub const DEFAULT_SPOOL_DRAIN_S: u64 = 30;
+/// The default of `heartbeat_s`.
+pub const DEFAULT_HEARTBEAT_S: u64 = 30;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +76,9 @@ pub struct AgentConfig {
     /// How often the spool is offered to the collector again while it holds batches, seconds.
     #[serde(default = "default_spool_drain_s")]
     pub spool_drain_s: Spanned<u64>,
+    /// How often a signed heartbeat goes to the collector, seconds (needs `collector`).
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: Spanned<u64>,
     pub scenarios: ScenarioSource,
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,
@@ -91,6 +96,10 @@ fn default_spool_max_bytes() -> u64 {
 
 fn default_spool_drain_s() -> Spanned<u64> {
     Spanned::new(0..0, DEFAULT_SPOOL_DRAIN_S)
+}
+
+fn default_heartbeat_s() -> Spanned<u64> {
+    Spanned::new(0..0, DEFAULT_HEARTBEAT_S)
 }
 
 /// `[kafka]`: the brokers and topics results and gateway events go to.
@@ -232,6 +241,12 @@ impl AgentConfig {
                     format!("collector {:?} is not an http(s) URL", url.get_ref()),
                 ));
             }
+        }
+        if *config.heartbeat_s.get_ref() == 0 {
+            return Err(at(
+                config.heartbeat_s.span(),
+                "heartbeat_s must be at least 1 second".into(),
+            ));
         }
         if *config.spool_drain_s.get_ref() == 0 {
             return Err(at(

@@ -48,6 +48,8 @@ pub struct AgentSetup {
     pub drain: Option<Shipper>,
     /// Where the admin endpoints are served (`admin_listen`, bound by the caller); `None`: off.
     pub admin: Option<tokio::net::TcpListener>,
+    /// Where heartbeats go; `None` without a collector URL.
+    pub heartbeat: Option<super::heartbeat::HeartbeatTarget>,
 }
 
 /// Why the agent could not run.
@@ -146,6 +148,7 @@ pub async fn run_agent(
         transport,
         drain,
         admin,
+        heartbeat,
     } = setup;
     let dir = scenario_dir(&config);
     let puller = super::pull::is_git(&config).then(|| Puller::new(&config));
@@ -230,6 +233,15 @@ pub async fn run_agent(
             )));
         }
     }
+    // Heartbeats start once the board says which commit is in use.
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat_task = heartbeat.map(|target| {
+        tokio::spawn(super::heartbeat::run(
+            target,
+            Arc::clone(&board),
+            heartbeat_stop.clone(),
+        ))
+    });
     let poll = Duration::from_secs(config.scenarios.poll_s.max(1));
     let mut next_pull = tokio::time::Instant::now() + poll;
     let (pulled_tx, mut pulled_rx) = tokio::sync::mpsc::channel::<Pulled>(1);
@@ -435,6 +447,10 @@ pub async fn run_agent(
         let _ = task.await;
     }
     state.save(&state_dir)?;
+    heartbeat_stop.cancel();
+    if let Some(task) = heartbeat_task {
+        let _ = task.await;
+    }
     admin_stop.cancel();
     if let Some(task) = admin_task
         && let Ok(Err(error)) = task.await

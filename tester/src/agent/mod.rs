@@ -26,6 +26,7 @@ pub mod admin;
 pub mod adopt;
 pub mod config;
 pub mod driver;
+pub mod heartbeat;
 pub mod pull;
 pub mod schedule;
 pub mod state;

@@ -115,12 +115,21 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
         }
         None => None,
     };
+    let heartbeat = config
+        .collector
+        .as_ref()
+        .map(|url| crate::agent::heartbeat::HeartbeatTarget {
+            collector: url.get_ref().clone(),
+            key: key.clone(),
+            every: std::time::Duration::from_secs(*config.heartbeat_s.get_ref()),
+        });
     let setup = AgentSetup {
         config,
         agent_id,
         transport,
         drain,
         admin,
+        heartbeat,
     };
     let shutdown = crate::shutdown::terminate_token();
     let end = run_agent(setup, shutdown).await.map_err(|e| match e {

@@ -36,6 +36,8 @@ pub(super) fn string(text: &str) -> String {
 ///   on `session_id` makes the duplicate check before each insert cheap.
 /// - `batches` is keyed by `batch_id`, derived from (key id, nonce), so a replayed insert of the
 ///   same batch collapses to one row too.
+/// - `agent_heartbeats` keeps each agent's latest heartbeat: a `ReplacingMergeTree` keyed by
+///   agent whose version is the receive time, read with `FINAL`.
 /// - `nonces` is keyed by (key id, nonce) and pruned by `Store::prune_nonces` rather than by a
 ///   TTL: a TTL would drop rows at insert or merge time on its own schedule,
 ///   and the ingest path must decide exactly when a nonce is forgotten.
@@ -100,6 +102,15 @@ pub(super) fn schema(db: &str) -> Vec<String> {
                 INDEX session_bloom session_id TYPE bloom_filter GRANULARITY 1
             ) ENGINE = ReplacingMergeTree(keep_rank)
             ORDER BY (ended_at_unix_ms, session_id)
+            SETTINGS {DURABLE}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.agent_heartbeats (
+                agent_id            String,
+                received_at_unix_ms Int64,
+                heartbeat_json      String
+            ) ENGINE = ReplacingMergeTree(received_at_unix_ms)
+            ORDER BY agent_id
             SETTINGS {DURABLE}"
         ),
         format!(

@@ -14,7 +14,7 @@ use crate::sla::{CellKey, CellSums};
 use crate::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
     ResultCursor, ResultFilter, ResultRow, ResultsPage, SlaFilter, Store, StoreError, StoreFuture,
-    StoredBatch, StoredEvent, StoredResult,
+    StoredBatch, StoredEvent, StoredHeartbeat, StoredResult,
 };
 
 /// How many session ids one duplicate check names: it keeps the `IN (...)` list well under
@@ -158,6 +158,14 @@ struct PageLine {
     ended_at_unix_ms: i64,
     session_id: String,
     record_json: String,
+}
+
+/// One row of `agent_heartbeats`, as inserted and as read back.
+#[derive(Serialize, Deserialize)]
+struct HeartbeatLine {
+    agent_id: String,
+    received_at_unix_ms: i64,
+    heartbeat_json: String,
 }
 
 #[derive(Deserialize)]
@@ -795,6 +803,45 @@ impl Store for ClickHouseStore {
                     agent_id: row.agent_id,
                     last_seen_unix_ms: Some(row.last_seen_unix_ms),
                     result_count: row.result_count,
+                })
+                .collect())
+        })
+    }
+
+    fn put_heartbeat(
+        &self,
+        agent_id: String,
+        received_at_unix_ms: i64,
+        heartbeat_json: String,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // ReplacingMergeTree(received_at_unix_ms) keyed by agent: reads with FINAL see
+            // the row received last, whatever order the inserts came in.
+            let line = json_lines([HeartbeatLine {
+                agent_id,
+                received_at_unix_ms,
+                heartbeat_json,
+            }])?;
+            self.insert("agent_heartbeats", line).await?;
+            Ok(())
+        })
+    }
+
+    fn heartbeats(&self) -> StoreFuture<'_, Vec<StoredHeartbeat>> {
+        Box::pin(async move {
+            let db = &self.config.database;
+            let rows: Vec<HeartbeatLine> = self
+                .rows(&format!(
+                    "SELECT agent_id, received_at_unix_ms, heartbeat_json
+                     FROM {db}.agent_heartbeats FINAL ORDER BY agent_id"
+                ))
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| StoredHeartbeat {
+                    agent_id: row.agent_id,
+                    received_at_unix_ms: row.received_at_unix_ms,
+                    heartbeat_json: row.heartbeat_json,
                 })
                 .collect())
         })

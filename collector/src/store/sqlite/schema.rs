@@ -120,6 +120,11 @@ CREATE INDEX IF NOT EXISTS events_timestamp ON events (timestamp_ms);
 CREATE INDEX IF NOT EXISTS events_aside_timestamp ON events_aside (timestamp_ms);
 CREATE INDEX IF NOT EXISTS events_batch ON events (batch_id);
 CREATE INDEX IF NOT EXISTS events_aside_batch ON events_aside (batch_id);
+CREATE TABLE IF NOT EXISTS agent_heartbeats (
+    agent_id            TEXT    PRIMARY KEY,
+    received_at_unix_ms INTEGER NOT NULL,
+    heartbeat_json      TEXT    NOT NULL
+);
 ";
 
 pub(super) fn open_connection(config: &SqliteConfig) -> Result<Connection, StoreError> {

@@ -24,7 +24,7 @@ use crate::sla::{CellKey, CellSums};
 use crate::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
     OrchestratorSums, ResultCursor, ResultFilter, ResultsPage, SlaFilter, Store, StoreError,
-    StoreFuture, StoredBatch, StoredEvent, StoredResult,
+    StoreFuture, StoredBatch, StoredEvent, StoredHeartbeat, StoredResult,
 };
 
 /// An SQLite database holding the collector's data.
@@ -281,6 +281,50 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(agents)
+        })
+    }
+
+    fn put_heartbeat(
+        &self,
+        agent_id: String,
+        received_at_unix_ms: i64,
+        heartbeat_json: String,
+    ) -> StoreFuture<'_, ()> {
+        let nonces = Arc::clone(&self.nonces);
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction()?;
+            // The heartbeat's nonce was remembered in memory; this commit saves it too.
+            nonces.save(&transaction)?;
+            transaction.execute(
+                "INSERT INTO agent_heartbeats (agent_id, received_at_unix_ms, heartbeat_json)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent_id) DO UPDATE SET
+                     received_at_unix_ms = excluded.received_at_unix_ms,
+                     heartbeat_json = excluded.heartbeat_json
+                 WHERE excluded.received_at_unix_ms >= agent_heartbeats.received_at_unix_ms",
+                params![agent_id, received_at_unix_ms, heartbeat_json],
+            )?;
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    fn heartbeats(&self) -> StoreFuture<'_, Vec<StoredHeartbeat>> {
+        Self::with(&self.reader, |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT agent_id, received_at_unix_ms, heartbeat_json
+                 FROM agent_heartbeats ORDER BY agent_id",
+            )?;
+            let beats = statement
+                .query_map([], |row| {
+                    Ok(StoredHeartbeat {
+                        agent_id: row.get(0)?,
+                        received_at_unix_ms: row.get(1)?,
+                        heartbeat_json: row.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(beats)
         })
     }
 

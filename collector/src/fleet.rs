@@ -1,0 +1,124 @@
+//! The fleet of regional agents: `POST /v1/agents/heartbeat` takes an agent's signed heartbeat
+//! ([`lvt_schema::heartbeat::Heartbeat`], checked like a result batch: size, signature headers,
+//! key, timestamp, JSON, signature, nonce) and keeps the latest per agent in the store;
+//! [`agent_statuses`] derives each agent's status (`ok`, `degraded`, `stale`, `unknown`) at read
+//! time for `/v1/agents`, `/metrics` and the dashboard.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lvt_schema::heartbeat::{AgentHealth, Heartbeat};
+
+use crate::ingest::{RecordError, refusal_response, timed, verify_signed_body};
+use crate::problem::{Problem, json_pointer};
+use crate::server::AppState;
+use crate::store::StoredHeartbeat;
+
+/// `POST /v1/agents/heartbeat`: 200 `{"status": ...}` with the status the heartbeat gives the
+/// agent now; refusals as for result batches.
+pub async fn handle_heartbeat_post(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Response {
+    match heartbeat(&state, request).await {
+        Ok(response) => response,
+        Err(problem) => refusal_response("Heartbeat refused.", problem),
+    }
+}
+
+async fn heartbeat(state: &AppState, request: Request) -> Result<Response, Problem> {
+    let verified = verify_signed_body(state, request).await?;
+    let agent = verified.agent.id.clone();
+    let now_ms = verified.now_ms;
+    let value = verified.json.into_value();
+    let heartbeat: Heartbeat =
+        serde_path_to_error::deserialize(&value).map_err(|error| RecordError::InvalidRecord {
+            pointer: json_pointer(error.path()),
+            detail: error.inner().to_string(),
+        })?;
+    let text = value.to_string();
+    timed(
+        state,
+        "put_heartbeat",
+        state.store.put_heartbeat(agent.clone(), now_ms, text),
+    )
+    .await?;
+    let (status, reasons) = AgentHealth::classify(Some((&heartbeat, now_ms)), now_ms);
+    tracing::debug!(message = "Heartbeat stored.", agent = %agent, status = status.as_str());
+    let body = serde_json::json!({ "status": status, "reasons": reasons });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
+}
+
+/// One agent's latest heartbeat and what it makes of the agent now.
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    /// The heartbeat as sent, when one was received (`None` for one that no longer parses).
+    pub heartbeat: Option<serde_json::Value>,
+    /// When it was received (the collector's clock).
+    pub received_at_unix_ms: Option<i64>,
+    /// The status.
+    pub health: AgentHealth,
+    /// Why it is not `ok`.
+    pub reasons: Vec<String>,
+}
+
+/// The status of every agent with a stored heartbeat, by agent id, at `now_ms`.
+pub fn agent_statuses(beats: &[StoredHeartbeat], now_ms: i64) -> BTreeMap<String, AgentStatus> {
+    beats
+        .iter()
+        .map(|stored| {
+            let value: Option<serde_json::Value> =
+                serde_json::from_str(&stored.heartbeat_json).ok();
+            let parsed: Option<Heartbeat> = value
+                .as_ref()
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            let (health, reasons) = match &parsed {
+                Some(beat) => {
+                    AgentHealth::classify(Some((beat, stored.received_at_unix_ms)), now_ms)
+                }
+                None => (
+                    AgentHealth::Unknown,
+                    vec!["its stored heartbeat cannot be read".to_owned()],
+                ),
+            };
+            (
+                stored.agent_id.clone(),
+                AgentStatus {
+                    heartbeat: value,
+                    received_at_unix_ms: Some(stored.received_at_unix_ms),
+                    health,
+                    reasons,
+                },
+            )
+        })
+        .collect()
+}
+
+/// `lvt_collector_agents{status}`: how many agents are in each status (every status written, 0
+/// included, so a dashboard's query never reads a missing series as "no stale agents").
+pub fn render_metrics(counts: &BTreeMap<&'static str, u64>) -> String {
+    let mut out = String::from(
+        "# HELP lvt_collector_agents Agents by the status of their latest heartbeat (ok, degraded, stale; unknown: agents with a stored heartbeat that cannot be read).\n# TYPE lvt_collector_agents gauge\n",
+    );
+    for status in [
+        AgentHealth::Ok,
+        AgentHealth::Degraded,
+        AgentHealth::Stale,
+        AgentHealth::Unknown,
+    ] {
+        let name = status.as_str();
+        out.push_str(&format!(
+            "lvt_collector_agents{{status=\"{name}\"}} {}\n",
+            counts.get(name).copied().unwrap_or(0)
+        ));
+    }
+    out
+}
