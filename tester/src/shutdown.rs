@@ -35,3 +35,22 @@ pub fn terminate_token() -> CancellationToken {
     }
     token
 }
+
+/// A message for every SIGHUP the process receives (the agent reloads its configuration on
+/// it). Without Unix signals the channel stays empty.
+pub fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hangups) = signal(SignalKind::hangup()) {
+            while hangups.recv().await.is_some() {
+                // A reload is already waiting: one more would do the same.
+                let _ = tx.try_send(());
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}

@@ -734,3 +734,84 @@ async fn a_full_spool_stops_new_runs_until_it_drains_and_nothing_is_lost() {
     stop_sim.cancel();
     collector.stop().await;
 }
+
+fn signal(agent: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_configuration_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(Profile::default(), true).await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let config = write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        "admin_listen = \"127.0.0.1:0\"\n",
+    );
+    let good = std::fs::read_to_string(&config).unwrap();
+    let log = dir.path().join("agent.log");
+    let mut agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+    wait_for(60, "a first record", &log, || async {
+        (!results(&collector.url).await.is_empty()).then_some(())
+    })
+    .await;
+
+    // A file with a typo is refused at its place; the agent goes on with what it runs.
+    let reloaded = |status: &Value, fragment: &str| {
+        status["last_reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(fragment))
+    };
+    std::fs::write(&config, good.replace("region = ", "regoin = ")).unwrap();
+    signal(&agent, "HUP");
+    wait_for(20, "the typo refused", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        reloaded(&status, "agent.toml:1:1").then_some(())
+    })
+    .await;
+    // What needs a restart is refused too.
+    std::fs::write(&config, good.replace(&collector.url, "http://127.0.0.1:9")).unwrap();
+    signal(&agent, "HUP");
+    wait_for(20, "a new collector refused", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        reloaded(&status, "need a restart").then_some(())
+    })
+    .await;
+    assert!(agent.try_wait().unwrap().is_none(), "the agent still runs");
+
+    // A new region is taken: the next records carry it.
+    std::fs::write(&config, good.replace("\"eu-west\"", "\"us-east\"")).unwrap();
+    signal(&agent, "HUP");
+    let status = wait_for(20, "the reload taken", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (status["region"] == "us-east").then_some(status)
+    })
+    .await;
+    assert!(status["last_reload_error"].is_null(), "{status}");
+    assert!(status["last_reload_unix_ms"].is_i64(), "{status}");
+    wait_for(60, "a record from us-east", &log, || async {
+        results(&collector.url)
+            .await
+            .into_iter()
+            .any(|item| item["record"]["region"] == "us-east")
+            .then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("Reload refused"), "{text}");
+    assert!(text.contains("Configuration reloaded"), "{text}");
+
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    stop_sim.cancel();
+    collector.stop().await;
+}

@@ -69,6 +69,10 @@ pub struct AgentStatus {
     pub last_heartbeat_unix_ms: Option<i64>,
     /// Why the last heartbeat was not delivered, if it was not.
     pub last_heartbeat_error: Option<String>,
+    /// When the configuration was last reloaded (SIGHUP), ms since the Unix epoch.
+    pub last_reload_unix_ms: Option<i64>,
+    /// Why the last reload was refused, if it was (the running configuration stayed).
+    pub last_reload_error: Option<String>,
 }
 
 /// The spool as measured at request time.

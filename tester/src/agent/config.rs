@@ -192,6 +192,67 @@ pub struct ConfigError {
 }
 
 impl AgentConfig {
+    /// The parts that parse but are not built yet, as the message a user sees (`lvt agent`
+    /// refuses them at start and on reload).
+    pub fn not_built(&self) -> Option<String> {
+        if self.budget.max_concurrent_sessions.is_some()
+            || self
+                .budget
+                .max_session_seconds_per_orchestrator_per_day
+                .is_some()
+        {
+            return Some("[budget] is not enforced yet; remove it to run the agent".to_owned());
+        }
+        if self.collector.is_some() && self.kafka.is_some() {
+            return Some(
+                "shipping to a collector and to Kafka at once is not built yet; give one"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+
+    /// Why `new` cannot replace `self` while the agent runs (SIGHUP), if it cannot: the key,
+    /// where results go, the state folder, the admin address, the spool and heartbeat settings
+    /// and the repository's URL and folder are fixed for the process; schedules, the region,
+    /// the ref, `poll_s`, `allow_force_push` and `shutdown_grace_s` can change.
+    pub fn reload_refusal(&self, new: &Self) -> Option<String> {
+        let fixed = |config: &Self| {
+            (
+                config.key.clone(),
+                config.collector.as_ref().map(|c| c.get_ref().clone()),
+                config.kafka.as_ref().map(|k| {
+                    (
+                        k.brokers.get_ref().clone(),
+                        k.topic.clone(),
+                        k.events_topic.clone(),
+                    )
+                }),
+                config.state_dir.clone(),
+                config.admin_listen.as_ref().map(|a| a.get_ref().clone()),
+                (
+                    config.spool_max_bytes,
+                    *config.spool_drain_s.get_ref(),
+                    *config.heartbeat_s.get_ref(),
+                ),
+                (
+                    config.scenarios.git.get_ref().clone(),
+                    config.scenarios.path.clone(),
+                ),
+            )
+        };
+        if fixed(self) != fixed(new) {
+            return Some(
+                "only [[schedule]], region, shutdown_grace_s and [scenarios] ref, poll_s and \
+                 allow_force_push change on reload; key, collector, [kafka], state_dir, \
+                 admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s and [scenarios] git \
+                 and path need a restart"
+                    .to_owned(),
+            );
+        }
+        new.not_built()
+    }
+
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -50,6 +50,10 @@ pub struct AgentSetup {
     pub admin: Option<tokio::net::TcpListener>,
     /// Where heartbeats go; `None` without a collector URL.
     pub heartbeat: Option<super::heartbeat::HeartbeatTarget>,
+    /// The configuration file, read again on each message of `reloads`.
+    pub config_path: Option<PathBuf>,
+    /// One message per reload request (SIGHUP).
+    pub reloads: tokio::sync::mpsc::Receiver<()>,
 }
 
 /// Why the agent could not run.
@@ -149,9 +153,12 @@ pub async fn run_agent(
         drain,
         admin,
         heartbeat,
+        config_path,
+        mut reloads,
     } = setup;
+    let mut config = config;
     let dir = scenario_dir(&config);
-    let puller = super::pull::is_git(&config).then(|| Puller::new(&config));
+    let mut puller = super::pull::is_git(&config).then(|| Puller::new(&config));
     if puller.is_none() {
         // Every scheduled scenario must exist and be valid at start: a typo in an id is the
         // operator's to fix now, not an hourly skipped run. (A repository's commit is checked
@@ -283,7 +290,10 @@ pub async fn run_agent(
         ))
     });
     let runs_cancel = CancellationToken::new();
-    let mut runs: JoinSet<(usize, u64)> = JoinSet::new();
+    // Each run remembers the schedule generation it started under: after a reload its
+    // schedule index may name another schedule.
+    let mut generation: u64 = 0;
+    let mut runs: JoinSet<(u64, usize, u64)> = JoinSet::new();
     let mut summary = AgentSummary::default();
     let mut spool_full_logged = false;
 
@@ -345,7 +355,8 @@ pub async fn run_agent(
                         cancel: runs_cancel.child_token(),
                         board: Arc::clone(&board),
                     };
-                    runs.spawn(async move { (schedule, job.run().await) });
+                    let started_in = generation;
+                    runs.spawn(async move { (started_in, schedule, job.run().await) });
                 }
                 Action::Skipped {
                     schedule,
@@ -383,9 +394,11 @@ pub async fn run_agent(
             () = shutdown.cancelled() => break,
             Some(done) = runs.join_next() => {
                 board.lock().runs_running = u64::try_from(runs.len()).unwrap_or(0);
-                if let Ok((schedule, sessions)) = done {
+                if let Ok((started_in, schedule, sessions)) = done {
                     summary.sessions += sessions;
-                    scheduler.handle_run_finished(schedule);
+                    if started_in == generation {
+                        scheduler.handle_run_finished(schedule);
+                    }
                 }
             }
             () = tokio::time::sleep_until(next_pull), if puller.is_some() && !pulling => {
@@ -404,6 +417,47 @@ pub async fn run_agent(
                 next_pull = tokio::time::Instant::now() + poll;
                 apply_pull(pulled, &mut adopted, &mut state, &state_dir, &board, &mut refused_logged)?;
             }
+            Some(()) = reloads.recv() => {
+                let Some(path) = &config_path else { continue };
+                match reload(path, &config, adopted.as_deref(), &dir) {
+                    Ok(new) => {
+                        let ref_changed = new.scenarios.git_ref != config.scenarios.git_ref
+                            || new.scenarios.allow_force_push != config.scenarios.allow_force_push;
+                        config = new;
+                        generation += 1;
+                        scheduler = Scheduler::new(
+                            config.schedules(&agent_id),
+                            unix_ms(),
+                            &state.last_starts.iter().map(|(id, at)| (id.clone(), *at)).collect(),
+                        );
+                        if puller.is_some() {
+                            puller = Some(Puller::new(&config));
+                            if ref_changed {
+                                next_pull = tokio::time::Instant::now();
+                            }
+                        }
+                        let mut status = board.lock();
+                        status.region = config.region.get_ref().clone();
+                        status.schedules = config
+                            .schedules
+                            .iter()
+                            .map(|s| ScheduleStatus {
+                                scenario: s.scenario.get_ref().clone(),
+                                ..ScheduleStatus::default()
+                            })
+                            .collect();
+                        status.last_reload_unix_ms = Some(unix_ms());
+                        status.last_reload_error = None;
+                        info!(message = "Configuration reloaded.", schedules = config.schedules.len(), region = %config.region.get_ref());
+                    }
+                    Err(error) => {
+                        warn!(message = "Reload refused; the running configuration stays.", error = %error);
+                        let mut status = board.lock();
+                        status.last_reload_error = Some(error.clone());
+                        status.last_error = Some(format!("reload refused: {error}"));
+                    }
+                }
+            }
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -420,7 +474,7 @@ pub async fn run_agent(
     }
     let finished_in_grace = tokio::time::timeout(grace, async {
         while let Some(done) = runs.join_next().await {
-            if let Ok((_, sessions)) = done {
+            if let Ok((_, _, sessions)) = done {
                 summary.sessions += sessions;
             }
         }
@@ -433,7 +487,7 @@ pub async fn run_agent(
         );
         runs_cancel.cancel();
         while let Some(done) = runs.join_next().await {
-            if let Ok((_, sessions)) = done {
+            if let Ok((_, _, sessions)) = done {
                 summary.sessions += sessions;
             }
         }
@@ -458,6 +512,30 @@ pub async fn run_agent(
         return Err(AgentError::Admin(error));
     }
     Ok(AgentEnd { summary, transport })
+}
+
+/// Reads the configuration at `path` again for a reload: the file must be valid, change only
+/// what can change while running ([`AgentConfig::reload_refusal`]), and every scheduled
+/// scenario must be in the scenarios in use (the adopted commit, or the folder `dir`).
+fn reload(
+    path: &Path,
+    current: &AgentConfig,
+    adopted: Option<&Adopted>,
+    dir: &Path,
+) -> Result<AgentConfig, String> {
+    let new = AgentConfig::load(path).map_err(|e| e.to_string())?;
+    if let Some(refusal) = current.reload_refusal(&new) {
+        return Err(format!("{}: {refusal}", path.display()));
+    }
+    for schedule in &new.schedules {
+        let id = schedule.scenario.get_ref();
+        match adopted {
+            Some(adopted) => adopted.find(id).map(drop),
+            None => find_scenario(dir, id).map(drop),
+        }
+        .map_err(|e| format!("{}: [[schedule]] scenario {id:?}: {e}", path.display()))?;
+    }
+    Ok(new)
 }
 
 /// Runs one pull off the async threads (gix blocks on the network).

@@ -17,9 +17,12 @@
 //!   seen);
 //! - [`admin`]: `/healthz`, `/status` and `/metrics` on `admin_listen`.
 //!
-//! Not built yet, and refused by `lvt agent` at start with a message (docs/agent.md): the
-//! budget's enforcement, shipping to a collector and Kafka at once. Heartbeats, SIGHUP reload
-//! and draining a Kafka spool are not built either. docs/architecture.md ("Adding a
+//! - [`heartbeat`]: the signed heartbeat to the collector every `heartbeat_s`.
+//!
+//! SIGHUP reloads the configuration (the driver's `reload`). Not built yet, and refused by
+//! `lvt agent` at start and on reload with a message (docs/agent.md): the budget's
+//! enforcement, shipping to a collector and Kafka at once. Draining a Kafka spool is not built
+//! either. docs/architecture.md ("Adding a
 //! long-running command") says how they fit.
 
 pub mod admin;

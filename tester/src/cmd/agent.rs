@@ -24,7 +24,11 @@ of a git repository) is fetched into state_dir at start and every poll_s, and a 
 scheduled scenario is there, every changed scenario raised its version and the ref moved by a \
 fast-forward (unless allow_force_push); otherwise the commit in use stays and /status says why. \
 Runs finish on the commit they started with. A plain folder (not a repository) is read as it is \
-at each run's start.\n\nSIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
+at each run's start.\n\nSIGHUP reads the config file again: schedules, region, shutdown_grace_s and [scenarios] ref, \
+poll_s and allow_force_push change at once; a bad file, or one changing what needs a restart \
+(key, collector, [kafka], state_dir, admin_listen, spool and heartbeat settings, [scenarios] git \
+and path), is refused and the running configuration stays.\n\n\
+SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
 ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \
 everything and exits 0.\n\n\
 Not built yet, refused at start with a message: [budget], and shipping to a collector and \
@@ -40,28 +44,10 @@ pub struct AgentArgs {
     pub config: PathBuf,
 }
 
-/// The parts of `agent.toml` that parse but are not built yet, as the message a user sees.
-fn not_built(config: &AgentConfig) -> Option<String> {
-    if config.budget.max_concurrent_sessions.is_some()
-        || config
-            .budget
-            .max_session_seconds_per_orchestrator_per_day
-            .is_some()
-    {
-        return Some("[budget] is not enforced yet; remove it to run the agent".to_owned());
-    }
-    if config.collector.is_some() && config.kafka.is_some() {
-        return Some(
-            "shipping to a collector and to Kafka at once is not built yet; give one".to_owned(),
-        );
-    }
-    None
-}
-
 /// `lvt agent --config FILE`.
 pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
     let config = AgentConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
-    if let Some(message) = not_built(&config) {
+    if let Some(message) = config.not_built() {
         return Err(CliError::Usage(format!(
             "{}: {message}",
             args.config.display()
@@ -130,6 +116,8 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
         drain,
         admin,
         heartbeat,
+        config_path: Some(args.config.clone()),
+        reloads: crate::shutdown::hangup_signals(),
     };
     let shutdown = crate::shutdown::terminate_token();
     let end = run_agent(setup, shutdown).await.map_err(|e| match e {
