@@ -815,3 +815,28 @@ async fn sighup_reloads_the_configuration_and_refuses_a_bad_one() {
     stop_sim.cancel();
     collector.stop().await;
 }
+
+/// The systemd unit docs/agent.md ships passes `systemd-analyze verify` (with the unit's
+/// binary path pointed at the built `lvt`, which verify requires to exist).
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/lvt-agent.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/lvt agent --config /etc/lvt/agent.toml"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lvt-agent.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/lvt", LVT)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; ci/setup installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("lvt-agent.service"),
+        "no warning about the unit: {stderr}"
+    );
+}
