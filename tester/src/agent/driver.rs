@@ -30,7 +30,7 @@ use crate::run::output::RunReport;
 use crate::run::progress::ProgressMode;
 use crate::run::record::ScenarioIdentity;
 use crate::scenario::{Scenario, identity, validate};
-use crate::ship::{SessionShipper, Shipper, Transport};
+use crate::ship::{SessionShipper, Transport};
 
 /// The longest the loop sleeps without looking at the schedules again (the wall clock may
 /// jump; a long sleep would then wake late).
@@ -44,8 +44,8 @@ pub struct AgentSetup {
     pub agent_id: String,
     /// Where finished sessions are shipped.
     pub transport: Transport,
-    /// The HTTP shipper that re-sends spooled batches; `None` for Kafka (not built yet).
-    pub drain: Option<Shipper>,
+    /// The transport that re-sends spooled batches (the collector or the brokers).
+    pub drain: Option<Transport>,
     /// Where the admin endpoints are served (`admin_listen`, bound by the caller); `None`: off.
     pub admin: Option<tokio::net::TcpListener>,
     /// Where heartbeats go; `None` without a collector URL.
@@ -700,7 +700,7 @@ fn log_run(report: &RunReport) {
 /// Offers the spool to the collector every `every` (`spool_drain_s`) until `shutdown`, and
 /// once more at shutdown, so that nothing waits for a person to run `lvt ship-spool`.
 async fn drain_spool(
-    drain: Shipper,
+    drain: Transport,
     spool_dir: PathBuf,
     every: Duration,
     shutdown: CancellationToken,

@@ -21,8 +21,7 @@
 //!
 //! SIGHUP reloads the configuration (the driver's `reload`). Not built yet, and refused by
 //! `lvt agent` at start and on reload with a message (docs/agent.md): the budget's
-//! enforcement, shipping to a collector and Kafka at once. Draining a Kafka spool is not built
-//! either. docs/architecture.md ("Adding a
+//! enforcement, shipping to a collector and Kafka at once. docs/architecture.md ("Adding a
 //! long-running command") says how they fit.
 
 pub mod admin;

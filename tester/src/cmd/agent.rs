@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::common::{CliError, EXIT_OK};
-use super::shipping::{ShipArgs, report_shipped, shipper, shipper_from};
+use super::shipping::{ShipArgs, report_shipped, shipper_from};
 use crate::agent::config::AgentConfig;
 use crate::agent::driver::{AgentError, AgentSetup, run_agent};
 
@@ -72,17 +72,9 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
             "no destination for results: give collector = URL or a [kafka] table".to_owned(),
         ));
     };
-    let drain = match &ship.collector {
-        Some(url) => Some(shipper(
-            url,
-            &config.key,
-            crate::ship::ShipOptions {
-                spool_dir: spool,
-                ..Default::default()
-            },
-        )?),
-        None => None,
-    };
+    // A second transport of the same kind re-sends the spool (the first one belongs to the
+    // session shipper).
+    let drain = shipper_from(&ship)?;
     eprintln!(
         "lvt: agent {agent_id} in {} running {} schedule(s); results to {}",
         config.region.get_ref(),

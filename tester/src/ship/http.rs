@@ -21,10 +21,10 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use super::spool::read_spool_file;
+use super::spool::drain_spool;
 use super::{
     Ack, Delivery, SendError, ShipError, ShipOptions, ShipOutcome, SpoolDelivery, SpoolError,
-    encode_batches, send_or_spool, spool_files,
+    encode_batches, send_or_spool,
 };
 
 /// The collector's ingest path, appended to the collector URL.
@@ -189,37 +189,10 @@ impl Shipper {
     /// after the collector acknowledged it. Files that fail stay for a later attempt; after a
     /// failure that is not specific to one batch the remaining files are skipped.
     pub async fn ship_spool(&self, dir: &Path) -> Result<SpoolDelivery, SpoolError> {
-        let mut delivery = SpoolDelivery::default();
-        let files = spool_files(dir)?;
-        let mut give_up = false;
-        for path in files {
-            if give_up {
-                delivery.skipped.push(path);
-                continue;
-            }
-            let batch = match read_spool_file(&path) {
-                Ok(batch) => batch,
-                Err(error) => {
-                    delivery.unreadable.push(error);
-                    continue;
-                }
-            };
-            let count = batch.as_array().map_or(0, Vec::len);
-            match self.send_batch(&batch).await {
-                Ok(sent) => {
-                    delivery.records += count;
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => delivery.delivered.push((path, sent.ack)),
-                        Err(source) => delivery.unreadable.push(SpoolError::Io { path, source }),
-                    }
-                }
-                Err(error) => {
-                    give_up = !error.is_batch_specific();
-                    delivery.failed.push((path, error));
-                }
-            }
-        }
-        Ok(delivery)
+        drain_spool(dir, |batch| async move {
+            self.send_batch(&batch).await.map(|sent| sent.ack)
+        })
+        .await
     }
 
     /// Delivers one batch (a JSON array), retrying by [`RetryPolicy`] with a fresh signature

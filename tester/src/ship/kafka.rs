@@ -21,8 +21,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
+use super::spool::drain_spool;
 use super::{
-    Ack, Delivery, SendError, ShipError, ShipOptions, ShipOutcome, encode_batches, send_or_spool,
+    Ack, Delivery, SendError, ShipError, ShipOptions, ShipOutcome, SpoolDelivery, SpoolError,
+    encode_batches, send_or_spool,
 };
 
 /// The results topic when `--kafka-topic` is not given.
@@ -140,6 +142,17 @@ impl KafkaShipper {
         .await
     }
 
+    /// Produces every spool file in `dir` (oldest first) and removes each one once the broker
+    /// acknowledged it, as [`super::Shipper::ship_spool`] does over HTTP: the agent drains a
+    /// Kafka spool with it. A broker's refusal is never specific to one batch, so the first one
+    /// leaves the rest for later.
+    pub async fn ship_spool(&self, dir: &std::path::Path) -> Result<SpoolDelivery, SpoolError> {
+        drain_spool(dir, |batch| async move {
+            self.produce(&batch).await.map(|()| Ack::default())
+        })
+        .await
+    }
+
     /// Signs `batch` now with a fresh nonce and waits for the broker's acknowledgement.
     async fn produce(&self, batch: &Value) -> Result<(), SendError> {
         let now_ms = std::time::SystemTime::now()
@@ -218,8 +231,20 @@ mod tests {
         let outcome = shipper.ship(&records(3)).await.expect("delivered");
         assert_eq!((outcome.records, outcome.batches), (3, 2));
 
+        let mut sessions = consume_verified(&brokers, 3);
+        sessions.sort();
+        assert_eq!(sessions, vec!["k-0", "k-1", "k-2"]);
+        assert!(
+            std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+            "nothing spooled"
+        );
+    }
+
+    /// The session ids of the first `count` records on the results topic of `brokers`, each
+    /// batch's signature verified with [`key`].
+    fn consume_verified(brokers: &str, count: usize) -> Vec<String> {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+            .set("bootstrap.servers", brokers)
             .set("group.id", "check")
             .set("auto.offset.reset", "earliest")
             .create()
@@ -229,7 +254,7 @@ mod tests {
             .expect("subscribe");
         let mut sessions = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while sessions.len() < 3 && std::time::Instant::now() < deadline {
+        while sessions.len() < count && std::time::Instant::now() < deadline {
             let Some(message) = consumer.poll(Duration::from_millis(200)) else {
                 continue;
             };
@@ -260,16 +285,11 @@ mod tests {
                 sessions.push(record["session_id"].as_str().expect("id").to_owned());
             }
         }
-        sessions.sort();
-        assert_eq!(sessions, vec!["k-0", "k-1", "k-2"]);
-        assert!(
-            std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
-            "nothing spooled"
-        );
+        sessions
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unacknowledged_batches_are_spooled() {
+    async fn unacknowledged_batches_are_spooled_and_the_spool_drains_to_the_brokers_later() {
         // Nothing listens on port 1 of the loopback, so no batch is ever acknowledged.
         let dir = tempfile::tempdir().expect("tempdir");
         let shipper = KafkaShipper::new(
@@ -292,6 +312,32 @@ mod tests {
             })
             .sum();
         assert_eq!(spooled, 3);
+
+        // The brokers are up: draining the spool produces every batch, signed afresh, and
+        // empties it.
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster
+            .create_topic(DEFAULT_KAFKA_TOPIC, 1, 1)
+            .expect("topic");
+        let brokers = cluster.bootstrap_servers();
+        let shipper = KafkaShipper::new(
+            &brokers,
+            DEFAULT_KAFKA_TOPIC,
+            key(),
+            options(dir.path(), Duration::from_secs(10)),
+        )
+        .expect("shipper");
+        let delivery = shipper.ship_spool(dir.path()).await.expect("spool read");
+        assert!(delivery.is_complete(), "{delivery:?}");
+        assert_eq!(delivery.records, 3);
+        assert!(
+            super::super::spool_files(dir.path())
+                .expect("dir")
+                .is_empty()
+        );
+        let mut sessions = consume_verified(&brokers, 3);
+        sessions.sort();
+        assert_eq!(sessions, vec!["k-0", "k-1", "k-2"]);
     }
 
     #[test]

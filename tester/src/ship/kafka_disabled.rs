@@ -56,4 +56,15 @@ impl KafkaShipper {
     pub async fn ship(&self, _records: &[SessionReport]) -> Result<ShipOutcome, ShipError> {
         match *self {}
     }
+
+    /// Never called: no value of this type exists.
+    ///
+    /// # Errors
+    /// Never.
+    pub async fn ship_spool(
+        &self,
+        _dir: &std::path::Path,
+    ) -> Result<super::SpoolDelivery, super::SpoolError> {
+        match *self {}
+    }
 }

@@ -421,6 +421,14 @@ impl Transport {
         }
     }
 
+    /// Sends the spool files of `dir` over this transport, removing each once delivered.
+    pub async fn ship_spool(&self, dir: &Path) -> Result<SpoolDelivery, SpoolError> {
+        match self {
+            Self::Http(shipper) => shipper.ship_spool(dir).await,
+            Self::Kafka(shipper) => shipper.ship_spool(dir).await,
+        }
+    }
+
     /// Where records go, for messages: the collector URL or `kafka://BROKERS/TOPIC`.
     pub fn destination(&self) -> String {
         match self {

@@ -63,6 +63,48 @@ impl SpoolDelivery {
     }
 }
 
+/// Sends every spool file (`batch-*.json`) in `dir` with `send`, oldest first, and removes each
+/// one only after `send` succeeded. Files that fail stay for a later attempt; after a failure
+/// that is not specific to one batch the remaining files are skipped. The HTTP and Kafka
+/// shippers drain through here.
+pub async fn drain_spool<F, Fut>(dir: &Path, mut send: F) -> Result<SpoolDelivery, SpoolError>
+where
+    F: FnMut(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Ack, SendError>>,
+{
+    let mut delivery = SpoolDelivery::default();
+    let files = spool_files(dir)?;
+    let mut give_up = false;
+    for path in files {
+        if give_up {
+            delivery.skipped.push(path);
+            continue;
+        }
+        let batch = match read_spool_file(&path) {
+            Ok(batch) => batch,
+            Err(error) => {
+                delivery.unreadable.push(error);
+                continue;
+            }
+        };
+        let count = batch.as_array().map_or(0, Vec::len);
+        match send(batch).await {
+            Ok(ack) => {
+                delivery.records += count;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => delivery.delivered.push((path, ack)),
+                    Err(source) => delivery.unreadable.push(SpoolError::Io { path, source }),
+                }
+            }
+            Err(error) => {
+                give_up = !error.is_batch_specific();
+                delivery.failed.push((path, error));
+            }
+        }
+    }
+    Ok(delivery)
+}
+
 /// Writes `batch` to a new file `batch-{uuid v7}.json` in `dir` (created if missing) and returns
 /// its path. The file appears whole or not at all: it is written under a temporary name, synced
 /// and renamed.
