@@ -50,6 +50,12 @@ pub struct Heartbeat {
     /// Finished sessions by outcome.
     #[serde(default)]
     pub sessions: BTreeMap<String, u64>,
+    /// Planned sessions not started, by reason (`budget`).
+    #[serde(default)]
+    pub sessions_skipped: BTreeMap<String, u64>,
+    /// Session-seconds the `[budget]` admitted today (UTC) per target.
+    #[serde(default)]
+    pub budget_session_seconds_today: BTreeMap<String, u64>,
     /// Batches waiting in the agent's spool.
     pub spool_batches: u64,
     /// Their bytes.

@@ -840,3 +840,70 @@ fn the_systemd_unit_verifies() {
         "no warning about the unit: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_runs_only_the_sessions_that_fit_the_day_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(Profile::default(), true).await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    // Sessions of 1 s, two session-seconds a day on the orchestrator: two runs fit.
+    let config = write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        "admin_listen = \"127.0.0.1:0\"\n[budget]\nmax_session_seconds_per_orchestrator_per_day = 2\nmax_concurrent_sessions = 4\n",
+    );
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+    let skipped = |status: &Value| status["sessions_skipped"]["budget"].as_u64().unwrap_or(0);
+    let status = wait_for(60, "a session skipped for budget", &log, || async {
+        let status = get_json(format!("{admin}/status")).await;
+        (skipped(&status) >= 1).then_some(status)
+    })
+    .await;
+    let used: u64 = status["budget_session_seconds_today"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    assert_eq!(used, 2, "{status}");
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(results(&collector.url).await.len(), 2, "only what fit ran");
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let counters = state["budget"]["session_seconds"].as_object().unwrap();
+    assert_eq!(
+        counters.values().filter_map(Value::as_u64).sum::<u64>(),
+        2,
+        "{state}"
+    );
+
+    // A restart the same day keeps the counters: nothing more runs.
+    let log = dir.path().join("agent-again.log");
+    let agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+    wait_for(
+        30,
+        "a session skipped for budget after the restart",
+        &log,
+        || async {
+            let status = get_json(format!("{admin}/status")).await;
+            (skipped(&status) >= 1).then_some(())
+        },
+    )
+    .await;
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert_eq!(results(&collector.url).await.len(), 2);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("Session skipped for budget."), "{text}");
+    stop_sim.cancel();
+    collector.stop().await;
+}

@@ -65,6 +65,10 @@ pub struct AgentStatus {
     pub last_error: Option<String>,
     /// Scheduled runs not started, by reason (`overlap`, `missed`, `spool_full`).
     pub runs_skipped: BTreeMap<String, u64>,
+    /// Planned sessions not started, by reason (`budget`).
+    pub sessions_skipped: BTreeMap<String, u64>,
+    /// Session-seconds admitted today per target (the `[budget]` counters).
+    pub budget_session_seconds_today: BTreeMap<String, u64>,
     /// When the last heartbeat was delivered, ms since the Unix epoch.
     pub last_heartbeat_unix_ms: Option<i64>,
     /// Why the last heartbeat was not delivered, if it was not.

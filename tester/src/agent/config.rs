@@ -195,14 +195,6 @@ impl AgentConfig {
     /// The parts that parse but are not built yet, as the message a user sees (`lvt agent`
     /// refuses them at start and on reload).
     pub fn not_built(&self) -> Option<String> {
-        if self.budget.max_concurrent_sessions.is_some()
-            || self
-                .budget
-                .max_session_seconds_per_orchestrator_per_day
-                .is_some()
-        {
-            return Some("[budget] is not enforced yet; remove it to run the agent".to_owned());
-        }
         if self.collector.is_some() && self.kafka.is_some() {
             return Some(
                 "shipping to a collector and to Kafka at once is not built yet; give one"
@@ -239,14 +231,18 @@ impl AgentConfig {
                     config.scenarios.git.get_ref().clone(),
                     config.scenarios.path.clone(),
                 ),
+                (
+                    config.budget.max_concurrent_sessions,
+                    config.budget.max_session_seconds_per_orchestrator_per_day,
+                ),
             )
         };
         if fixed(self) != fixed(new) {
             return Some(
                 "only [[schedule]], region, shutdown_grace_s and [scenarios] ref, poll_s and \
                  allow_force_push change on reload; key, collector, [kafka], state_dir, \
-                 admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s and [scenarios] git \
-                 and path need a restart"
+                 admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s, [budget] and \
+                 [scenarios] git and path need a restart"
                     .to_owned(),
             );
         }

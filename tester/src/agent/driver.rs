@@ -175,6 +175,10 @@ pub async fn run_agent(
         .map(|(id, at)| (id.clone(), *at))
         .collect();
     let mut scheduler = Scheduler::new(config.schedules(&agent_id), unix_ms(), &last_starts);
+    let budget = Arc::new(super::budget::AgentBudget::new(
+        &config.budget,
+        state.budget.clone(),
+    ));
     for (scenario, next) in scheduler.next_starts() {
         info!(message = "Schedule loaded.", scenario, next_unix_ms = next);
     }
@@ -330,6 +334,7 @@ pub async fn run_agent(
                         spool_full_logged = false;
                     }
                     state.last_starts.insert(id.clone(), due_ms);
+                    keep_budget(&mut state, &budget, &board);
                     state.save(&state_dir)?;
                     summary.runs += 1;
                     {
@@ -354,6 +359,7 @@ pub async fn run_agent(
                         finished: finished.clone(),
                         cancel: runs_cancel.child_token(),
                         board: Arc::clone(&board),
+                        budget: Arc::clone(&budget),
                     };
                     let started_in = generation;
                     runs.spawn(async move { (started_in, schedule, job.run().await) });
@@ -394,6 +400,8 @@ pub async fn run_agent(
             () = shutdown.cancelled() => break,
             Some(done) = runs.join_next() => {
                 board.lock().runs_running = u64::try_from(runs.len()).unwrap_or(0);
+                keep_budget(&mut state, &budget, &board);
+                state.save(&state_dir)?;
                 if let Ok((started_in, schedule, sessions)) = done {
                     summary.sessions += sessions;
                     if started_in == generation {
@@ -500,6 +508,7 @@ pub async fn run_agent(
     if let Some(task) = drain_task {
         let _ = task.await;
     }
+    keep_budget(&mut state, &budget, &board);
     state.save(&state_dir)?;
     heartbeat_stop.cancel();
     if let Some(task) = heartbeat_task {
@@ -536,6 +545,18 @@ fn reload(
         .map_err(|e| format!("{}: [[schedule]] scenario {id:?}: {e}", path.display()))?;
     }
     Ok(new)
+}
+
+/// Copies the budget's day counters into the state (for `state.json`) and the board.
+fn keep_budget(state: &mut AgentState, budget: &super::budget::AgentBudget, board: &StatusBoard) {
+    let day = budget.day();
+    board.lock().budget_session_seconds_today =
+        if day.day == super::state::BudgetDay::day_of(unix_ms()) {
+            day.session_seconds.clone()
+        } else {
+            std::collections::BTreeMap::new()
+        };
+    state.budget = day;
 }
 
 /// Runs one pull off the async threads (gix blocks on the network).
@@ -613,6 +634,7 @@ struct RunJob {
     finished: tokio::sync::mpsc::UnboundedSender<lvt_schema::SessionReport>,
     cancel: CancellationToken,
     board: Arc<StatusBoard>,
+    budget: Arc<super::budget::AgentBudget>,
 }
 
 impl RunJob {
@@ -664,11 +686,20 @@ impl RunJob {
             progress: ProgressMode::Off,
             region: Some(self.region),
             finished: Some(self.finished),
+            admission: Some(self.budget.clone()),
             ..RunOptions::default()
         };
         match executor::execute_targets(&scenario, identity, resolved, &opts, self.cancel).await {
             Ok(report) => {
                 log_run(&report);
+                if report.skipped_for_budget > 0 {
+                    *self
+                        .board
+                        .lock()
+                        .sessions_skipped
+                        .entry("budget".to_owned())
+                        .or_default() += report.skipped_for_budget;
+                }
                 u64::try_from(report.sessions.len()).unwrap_or(u64::MAX)
             }
             Err(error) => {
@@ -693,7 +724,8 @@ fn log_run(report: &RunReport) {
         version = %report.scenario.version,
         sessions = report.sessions.len(),
         outcomes = ?outcomes,
-        thresholds_failed = failed_thresholds
+        thresholds_failed = failed_thresholds,
+        skipped_for_budget = report.skipped_for_budget
     );
 }
 

@@ -53,6 +53,8 @@ pub fn heartbeat_of(board: &StatusBoard, interval: Duration) -> Heartbeat {
         runs_running: status.runs_running,
         runs_skipped: status.runs_skipped,
         sessions: status.sessions,
+        sessions_skipped: status.sessions_skipped,
+        budget_session_seconds_today: status.budget_session_seconds_today,
         spool_batches: spool.batches,
         spool_bytes: spool.bytes,
         spool_full: spool.full,

@@ -19,13 +19,16 @@
 //!
 //! - [`heartbeat`]: the signed heartbeat to the collector every `heartbeat_s`.
 //!
+//! - [`budget`]: `[budget]`, enforced where each session starts.
+//!
 //! SIGHUP reloads the configuration (the driver's `reload`). Not built yet, and refused by
-//! `lvt agent` at start and on reload with a message (docs/agent.md): the budget's
-//! enforcement, shipping to a collector and Kafka at once. docs/architecture.md ("Adding a
+//! `lvt agent` at start and on reload with a message (docs/agent.md): shipping to a collector
+//! and Kafka at once. docs/architecture.md ("Adding a
 //! long-running command") says how they fit.
 
 pub mod admin;
 pub mod adopt;
+pub mod budget;
 pub mod config;
 pub mod driver;
 pub mod heartbeat;

@@ -31,8 +31,9 @@ and path), is refused and the running configuration stays.\n\n\
 SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
 ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \
 everything and exits 0.\n\n\
-Not built yet, refused at start with a message: [budget], and shipping to a collector and \
-Kafka at once.\n\n\
+[budget] caps concurrent sessions over all runs and each target's session-seconds per UTC day; \
+sessions that do not fit are skipped (counted in run.json and /status).\n\n\
+Not built yet, refused at start with a message: shipping to a collector and Kafka at once.\n\n\
 Exit codes: 0 stopped cleanly; 1 the agent could not go on (state_dir not writable); 2 bad \
 input (the config file, a scheduled scenario missing or invalid, no usable scenario commit, the \
 key).";

@@ -57,6 +57,20 @@ pub struct RunOptions {
     /// durable (shipped or spooled) before the run ends: a crash in the middle of a long run
     /// loses no finished session. `None` keeps the records for the report only.
     pub finished: Option<tokio::sync::mpsc::UnboundedSender<lvt_schema::SessionReport>>,
+    /// Asked before each session starts (the agent's `[budget]`); `None` admits every session.
+    pub admission: Option<Arc<dyn SessionAdmission>>,
+}
+
+/// Decides whether a planned session may start: the agent's budget. A refused session is not
+/// started and is counted in the report's `skipped_for_budget`; the plan goes on as if it had
+/// ended at once.
+pub trait SessionAdmission: Send + Sync + std::fmt::Debug {
+    /// Admits a session of `session_s` seconds on `target` (a URI, or `network`), returning what
+    /// the session holds until it ends (a concurrency permit), or why it may not start.
+    ///
+    /// # Errors
+    /// The budget has no room for the session.
+    fn admit(&self, target: &str, session_s: u64) -> Result<Box<dyn std::any::Any + Send>, String>;
 }
 
 /// Why a run could not be executed. Sessions failing is not an error: it is in the report.
@@ -134,6 +148,7 @@ pub async fn execute_targets(
         progress: Progress::new(opts.progress),
         aborts,
         scenario_ref: identity.scenario_ref(),
+        skipped_for_budget: 0,
     };
     run.drive(cancel).await;
     let ended_at_unix_ms = unix_ms();
@@ -142,10 +157,11 @@ pub async fn execute_targets(
         plan,
         peak_in_flight,
         stop,
+        skipped_for_budget,
         ..
     } = run;
     sessions.sort_by_key(|s| s.index);
-    Ok(RunReport::build(
+    let mut report = RunReport::build(
         identity,
         scenario,
         started_at_unix_ms,
@@ -155,7 +171,9 @@ pub async fn execute_targets(
         sessions,
         plan.dropped(),
         peak_in_flight,
-    ))
+    );
+    report.skipped_for_budget = skipped_for_budget;
+    Ok(report)
 }
 
 /// The abort-on-fail thresholds, parsed once before the run.
@@ -247,6 +265,8 @@ struct Execution<'a> {
     aborts: Vec<(Threshold, ThresholdExpr)>,
     /// The scenario's identity as every session record carries it.
     scenario_ref: lvt_schema::ScenarioRef,
+    /// Sessions the admission (the agent's budget) refused.
+    skipped_for_budget: u64,
 }
 
 impl Execution<'_> {
@@ -320,6 +340,26 @@ impl Execution<'_> {
     }
 
     fn spawn(&mut self, planned: PlannedSession, now_ms: f64) {
+        let permit = match &self.opts.admission {
+            None => None,
+            Some(admission) => {
+                let session_s = u64::from(self.scenario.session.duration_s);
+                match admission.admit(&self.labels[planned.target], session_s) {
+                    Ok(permit) => Some(permit),
+                    Err(why) => {
+                        info!(
+                            message = "Session skipped for budget.",
+                            index = planned.index,
+                            target = %self.labels[planned.target],
+                            why = %why
+                        );
+                        self.skipped_for_budget += 1;
+                        self.plan.handle_finished(planned.target, now_ms, false);
+                        return;
+                    }
+                }
+            }
+        };
         let state = &mut self.target_state[planned.target];
         let start = state.start_kind(now_ms);
         state.running += 1;
@@ -353,9 +393,11 @@ impl Execution<'_> {
             self.sessions_cancel.child_token(),
         );
         let handle = match self.targets {
-            RunTargets::Direct(_) => self
-                .tasks
-                .spawn(async move { probe::probe_run(&task_opts, clip, &http, cancel).await }),
+            RunTargets::Direct(_) => self.tasks.spawn(async move {
+                // Held until the session ends.
+                let _permit = permit;
+                probe::probe_run(&task_opts, clip, &http, cancel).await
+            }),
             RunTargets::Network(network) => {
                 let mut net = NetworkOptions::new(
                     task_opts,
@@ -374,8 +416,10 @@ impl Execution<'_> {
                 );
                 net.discovery_timeout = network.discovery_timeout;
                 let sink = self.opts.observations.clone();
-                self.tasks
-                    .spawn(async move { run_network(&net, clip, &http, cancel, sink).await })
+                self.tasks.spawn(async move {
+                    let _permit = permit;
+                    run_network(&net, clip, &http, cancel, sink).await
+                })
             }
         };
         info!(

@@ -38,6 +38,10 @@ pub struct RunReport {
     pub dropped_arrivals: u64,
     /// Most sessions in flight at once.
     pub peak_in_flight: u64,
+    /// Planned sessions not started because the agent's `[budget]` had no room for them
+    /// (always 0 outside `lvt agent`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_for_budget: u64,
     /// One summary per group of the scenario's `report.group_by`.
     pub groups: Vec<GroupSummary>,
     /// The summary of all sessions.
@@ -46,6 +50,10 @@ pub struct RunReport {
     pub verdicts: Vec<Verdict>,
     /// The lvt version that ran the scenario.
     pub tester_version: String,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl RunReport {
@@ -81,6 +89,7 @@ impl RunReport {
             sessions,
             dropped_arrivals,
             peak_in_flight,
+            skipped_for_budget: 0,
             groups,
             overall,
             verdicts,
