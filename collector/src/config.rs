@@ -289,7 +289,7 @@ impl Default for Settings {
 pub enum StoreSpec {
     /// `sqlite:PATH`: an SQLite database file.
     Sqlite(SqliteConfig),
-    /// `clickhouse:URL`: a ClickHouse server over HTTP (not built yet).
+    /// `clickhouse:URL`: a ClickHouse server over HTTP (docs/collector.md, "ClickHouse backend").
     ClickHouse(String),
 }
 

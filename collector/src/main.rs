@@ -15,7 +15,7 @@ struct Options {
     /// Address to listen on, for example 127.0.0.1:8080 (port 0 picks a free port).
     #[arg(long)]
     listen: String,
-    /// Where to store results: sqlite:PATH (clickhouse:URL is not built yet).
+    /// Where to store results: sqlite:PATH, or clickhouse:URL (a ClickHouse server over HTTP).
     #[arg(long)]
     store: String,
     /// The settings file (TOML): agents and their keys, timestamp window, body limit, retention,

@@ -439,3 +439,138 @@ async fn a_stalled_consumer_says_so_and_rejoins_its_group() {
     );
     assert!(log.contains("joined it again"), "the log says:\n{log}");
 }
+
+/// Runs `kill -TERM pid`.
+fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_kafka_and_a_collector_ships_results_to_kafka_and_beats_over_http() {
+    let tansu = TestBroker::start();
+    tansu.create_topics(&[TOPIC], 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_path, _) = sign::write_keypair(&dir.path().join("agent")).expect("keygen");
+    let key = sign::read_signing_key(&key_path).expect("key");
+    let settings = Settings::parse(
+        &format!(
+            "[[agents]]\nid = \"agent-k\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\nresults_topic = \"{TOPIC}\"\n",
+            sign::public_key_line(&key.verifying_key()).trim(),
+            tansu.address()
+        ),
+        Path::new("kafka.toml"),
+    )
+    .expect("settings");
+    let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
+        .parse()
+        .expect("store spec");
+    let store = open_store(&spec).await.expect("open store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let collector = tokio::spawn(serve(
+        listener,
+        settings,
+        store,
+        system_clock(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let (orch, stop) = common::start_sim(Profile::default(), true).await;
+
+    // One scenario, run every two seconds; results to Kafka, heartbeats to the collector.
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir_all(&scenarios).expect("scenarios dir");
+    std::fs::write(
+        scenarios.join("k.toml"),
+        format!(
+            "id = \"k\"\nversion = \"1.0.0\"\ndescription = \"k\"\npipeline = \"live-video-to-video\"\nmodel_id = \"noop\"\n\n[[prompts]]\nid = \"p\"\ncomplexity = \"low\"\nparams = {{ prompt = \"x\" }}\n\n[input]\nwidth = 256\nheight = 256\nfps = 15\nsegment_ms = 1000\nbitrate_kbps = 300\n\n[session]\nduration_s = 1\n\n[targets]\nsource = \"explicit\"\nuris = [\"{}\"]\n\n[load]\nexecutor = \"closed\"\nsessions_per_target = 1\nconcurrency = 1\n",
+            orch.uri
+        ),
+    )
+    .expect("scenario");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "region = \"eu-west\"\nkey = \"{}\"\ncollector = \"{base}\"\nstate_dir = \"{}\"\nheartbeat_s = 1\n\n[kafka]\nbrokers = \"{}\"\ntopic = \"{TOPIC}\"\n\n[scenarios]\ngit = \"{}\"\npath = \"scenarios\"\n\n[[schedule]]\nscenario = \"k\"\ncron = \"*/2 * * * * *\"\n",
+            key_path.display(),
+            dir.path().join("state").display(),
+            tansu.address(),
+            dir.path().display(),
+        ),
+    )
+    .expect("agent.toml");
+    let log = dir.path().join("agent.log");
+    let agent = Command::new(LVT)
+        .args(["agent", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("run lvt agent");
+
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page: serde_json::Value = client
+            .get(format!("{base}/v1/results"))
+            .send()
+            .await
+            .expect("results")
+            .json()
+            .await
+            .expect("json");
+        let agents: serde_json::Value = client
+            .get(format!("{base}/v1/agents"))
+            .send()
+            .await
+            .expect("agents")
+            .json()
+            .await
+            .expect("json");
+        let stored = page["results"].as_array().cloned().unwrap_or_default();
+        let agent_k = agents["agents"]
+            .as_array()
+            .and_then(|list| list.iter().find(|a| a["id"] == "agent-k").cloned())
+            .unwrap_or_default();
+        if !stored.is_empty() && agent_k["status"] == "ok" {
+            assert_eq!(stored[0]["agent_id"], "agent-k");
+            assert_eq!(stored[0]["record"]["region"], "eu-west");
+            assert_eq!(agent_k["heartbeat"]["region"], "eu-west", "{agent_k}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no record through Kafka and heartbeat over HTTP within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains(&format!("results to kafka://{}/{TOPIC}", tansu.address())),
+        "{text}"
+    );
+    terminate(agent.id());
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        agent.wait().expect("wait")
+    })
+    .await
+    .expect("wait task");
+    assert_eq!(exit.code(), Some(0));
+    stop.cancel();
+    let _ = shutdown.send(());
+    collector
+        .await
+        .expect("collector task")
+        .expect("collector ran");
+}

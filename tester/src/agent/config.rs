@@ -58,7 +58,8 @@ pub struct AgentConfig {
     /// The collector's base URL for signed results over HTTP.
     #[serde(default)]
     pub collector: Option<Spanned<String>>,
-    /// Kafka instead of, or beside, HTTP.
+    /// Kafka instead of, or beside, HTTP (with both, results go to Kafka and heartbeats to the
+    /// collector).
     #[serde(default)]
     pub kafka: Option<KafkaConfig>,
     /// The agent's durable state and its spool.
@@ -192,18 +193,6 @@ pub struct ConfigError {
 }
 
 impl AgentConfig {
-    /// The parts that parse but are not built yet, as the message a user sees (`lvt agent`
-    /// refuses them at start and on reload).
-    pub fn not_built(&self) -> Option<String> {
-        if self.collector.is_some() && self.kafka.is_some() {
-            return Some(
-                "shipping to a collector and to Kafka at once is not built yet; give one"
-                    .to_owned(),
-            );
-        }
-        None
-    }
-
     /// Why `new` cannot replace `self` while the agent runs (SIGHUP), if it cannot: the key,
     /// where results go, the state folder, the admin address, the spool and heartbeat settings
     /// and the repository's URL and folder are fixed for the process; schedules, the region,
@@ -246,7 +235,7 @@ impl AgentConfig {
                     .to_owned(),
             );
         }
-        new.not_built()
+        None
     }
 
     /// Reads and checks the file at `path`.

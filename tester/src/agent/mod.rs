@@ -21,9 +21,7 @@
 //!
 //! - [`budget`]: `[budget]`, enforced where each session starts.
 //!
-//! SIGHUP reloads the configuration (the driver's `reload`). Not built yet, and refused by
-//! `lvt agent` at start and on reload with a message (docs/agent.md): shipping to a collector
-//! and Kafka at once. docs/architecture.md ("Adding a
+//! SIGHUP reloads the configuration (the driver's `reload`). docs/architecture.md ("Adding a
 //! long-running command") says how they fit.
 
 pub mod admin;

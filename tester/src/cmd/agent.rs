@@ -33,7 +33,7 @@ ends them as interrupted by the tester (never a failure of the orchestrator), sh
 everything and exits 0.\n\n\
 [budget] caps concurrent sessions over all runs and each target's session-seconds per UTC day; \
 sessions that do not fit are skipped (counted in run.json and /status).\n\n\
-Not built yet, refused at start with a message: shipping to a collector and Kafka at once.\n\n\
+With both collector = URL and [kafka], results go to Kafka and heartbeats to the collector.\n\n\
 Exit codes: 0 stopped cleanly; 1 the agent could not go on (state_dir not writable); 2 bad \
 input (the config file, a scheduled scenario missing or invalid, no usable scenario commit, the \
 key).";
@@ -48,19 +48,18 @@ pub struct AgentArgs {
 /// `lvt agent --config FILE`.
 pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
     let config = AgentConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
-    if let Some(message) = config.not_built() {
-        return Err(CliError::Usage(format!(
-            "{}: {message}",
-            args.config.display()
-        )));
-    }
     let key = lvt_schema::sign::read_signing_key(&config.key)
         .map_err(|e| CliError::Usage(format!("key {}: {e}", config.key.display())))?;
     let agent_id = lvt_schema::sign::key_id(&key.verifying_key());
     let spool = config.state_dir.join("spool");
     let spool_dir = spool.clone();
+    // With both a collector and [kafka], results go to Kafka and heartbeats to the collector.
     let ship = ShipArgs {
-        collector: config.collector.as_ref().map(|url| url.get_ref().clone()),
+        collector: config
+            .collector
+            .as_ref()
+            .filter(|_| config.kafka.is_none())
+            .map(|url| url.get_ref().clone()),
         kafka: config.kafka.as_ref().map(|k| k.brokers.get_ref().clone()),
         kafka_topic: config.kafka.as_ref().and_then(|k| k.topic.clone()),
         events_topic: None,
