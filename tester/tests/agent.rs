@@ -8,9 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::agents::{
+    admin_address, commit_scenario, fleet_status, get_json, results, signal, sigterm, spawn_agent,
+    wait_for,
+};
 use common::git_server::{GitServer, git};
 use common::{AgentCollector, start_sim};
 use lvt_sim::Profile;
@@ -83,16 +87,6 @@ fn write_config(
     )
     .unwrap();
     config
-}
-
-async fn results(collector: &str) -> Vec<Value> {
-    let page: Value = reqwest::get(format!("{collector}/v1/results?limit=100"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["results"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,91 +290,6 @@ async fn an_agent_refuses_what_it_cannot_do_with_exit_2() {
     );
 }
 
-/// Polls `check` every 100 ms until it answers `Some`, failing after `timeout_s` with `what`
-/// and the agent's log.
-async fn wait_for<T, F, Fut>(timeout_s: u64, what: &str, log: &Path, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {timeout_s} s:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The admin address an agent printed in its log.
-async fn admin_address(log: &Path) -> String {
-    wait_for(20, "an admin address in the log", log, || async {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        text.lines()
-            .find_map(|line| line.strip_prefix("lvt: agent admin on "))
-            .and_then(|rest| rest.split(' ').next())
-            .map(str::to_owned)
-    })
-    .await
-}
-
-/// Waits until the collector's `/v1/agents` lists `agent-eu-1` with `status`; returns its entry.
-async fn fleet_status(collector: &str, status: &str, log: &Path) -> Value {
-    wait_for(
-        30,
-        &format!("agent-eu-1 {status} in /v1/agents"),
-        log,
-        || async {
-            let listed = get_json(format!("{collector}/v1/agents")).await;
-            listed["agents"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|a| a["id"] == "agent-eu-1" && a["status"] == status)
-                .cloned()
-        },
-    )
-    .await
-}
-
-async fn get_json(url: String) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
-fn spawn_agent(config: &Path, log: &Path) -> std::process::Child {
-    Command::new(LVT)
-        .args(["agent", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-fn sigterm(agent: std::process::Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut agent = agent;
-    agent.wait().unwrap()
-}
-
-/// Commits `text` as `scenarios/agent-quick.toml` in the work tree `upstream` and returns
-/// the commit id.
-fn commit_scenario(upstream: &Path, text: &str, message: &str) -> String {
-    std::fs::write(upstream.join("scenarios/agent-quick.toml"), text).unwrap();
-    git(upstream, &["add", "-A"]);
-    git(upstream, &["commit", "-q", "-m", message]);
-    git(upstream, &["rev-parse", "HEAD"])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,7 +382,7 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
         "{metrics}"
     );
     // The collector's fleet view shows it from the agent's signed heartbeat.
-    let fleet = fleet_status(&collector.url, "degraded", &log).await;
+    let fleet = fleet_status(&collector.url, "agent-eu-1", "degraded", &log).await;
     assert_eq!(
         fleet["heartbeat"]["refused_commit"],
         unbumped.as_str(),
@@ -518,7 +427,7 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
     let status = get_json(format!("{admin}/status")).await;
     assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
     assert!(status["refused_commit"].is_null(), "{status}");
-    let fleet = fleet_status(&collector.url, "ok", &log).await;
+    let fleet = fleet_status(&collector.url, "agent-eu-1", "ok", &log).await;
     assert_eq!(
         fleet["heartbeat"]["scenario_commit"],
         bumped.as_str(),
@@ -561,7 +470,7 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
     .unwrap();
     assert_eq!(state["adopted_commit"], bumped.as_str(), "{state}");
     // Stopped and silent for three heartbeat intervals: stale in the fleet view.
-    let fleet = fleet_status(&collector.url, "stale", &log).await;
+    let fleet = fleet_status(&collector.url, "agent-eu-1", "stale", &log).await;
     assert!(
         fleet["status_reasons"]
             .to_string()
@@ -581,7 +490,7 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
     })
     .await;
     assert_eq!(status["scenario_commit"], bumped.as_str(), "{status}");
-    let fleet = fleet_status(&collector.url, "degraded", &log).await;
+    let fleet = fleet_status(&collector.url, "agent-eu-1", "degraded", &log).await;
     assert!(
         fleet["status_reasons"]
             .to_string()
@@ -733,14 +642,6 @@ async fn a_full_spool_stops_new_runs_until_it_drains_and_nothing_is_lost() {
     );
     stop_sim.cancel();
     collector.stop().await;
-}
-
-fn signal(agent: &std::process::Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &agent.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

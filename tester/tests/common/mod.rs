@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod agents;
 pub mod git_server;
 mod noise;
 #[allow(unused_imports)] // Each test binary uses its own subset.

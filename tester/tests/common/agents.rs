@@ -1,0 +1,120 @@
+//! Helpers of the tests that run `lvt agent` processes: spawning and signalling them, reading
+//! their admin endpoints and the collector's API, committing scenarios.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::git_server::git;
+
+const LVT: &str = env!("CARGO_BIN_EXE_lvt");
+
+pub async fn results(collector: &str) -> Vec<Value> {
+    let page: Value = reqwest::get(format!("{collector}/v1/results?limit=100"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["results"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls `check` every 100 ms until it answers `Some`, failing after `timeout_s` with `what`
+/// and the agent's log.
+pub async fn wait_for<T, F, Fut>(timeout_s: u64, what: &str, log: &Path, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {timeout_s} s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The admin address an agent printed in its log.
+pub async fn admin_address(log: &Path) -> String {
+    wait_for(20, "an admin address in the log", log, || async {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix("lvt: agent admin on "))
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+    })
+    .await
+}
+
+/// Waits until the collector's `/v1/agents` lists `agent` with `status`; returns its entry.
+pub async fn fleet_status(collector: &str, agent: &str, status: &str, log: &Path) -> Value {
+    wait_for(
+        30,
+        &format!("{agent} {status} in /v1/agents"),
+        log,
+        || async {
+            let listed = get_json(format!("{collector}/v1/agents")).await;
+            listed["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["id"] == agent && a["status"] == status)
+                .cloned()
+        },
+    )
+    .await
+}
+
+pub async fn get_json(url: String) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+pub fn spawn_agent(config: &Path, log: &Path) -> std::process::Child {
+    Command::new(LVT)
+        .args(["agent", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+pub fn sigterm(agent: std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut agent = agent;
+    agent.wait().unwrap()
+}
+
+/// Commits `text` as `scenarios/agent-quick.toml` in the work tree `upstream` and returns
+/// the commit id.
+pub fn commit_scenario(upstream: &Path, text: &str, message: &str) -> String {
+    commit_file(upstream, "scenarios/agent-quick.toml", text, message)
+}
+
+/// Commits `text` as `file` (relative to the work tree `upstream`) and returns the commit id.
+pub fn commit_file(upstream: &Path, file: &str, text: &str, message: &str) -> String {
+    std::fs::write(upstream.join(file), text).unwrap();
+    git(upstream, &["add", "-A"]);
+    git(upstream, &["commit", "-q", "-m", message]);
+    git(upstream, &["rev-parse", "HEAD"])
+}
+
+pub fn signal(agent: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
