@@ -44,6 +44,10 @@ pub struct Heartbeat {
     pub runs_started: u64,
     /// Runs going on now.
     pub runs_running: u64,
+    /// Runs the agent found cut off when it started (a crash or `kill -9` of its previous
+    /// process): interrupted by the tester, never failures of an orchestrator.
+    #[serde(default)]
+    pub runs_interrupted: u64,
     /// Scheduled runs not started, by reason (`overlap`, `missed`, `spool_full`).
     #[serde(default)]
     pub runs_skipped: BTreeMap<String, u64>,

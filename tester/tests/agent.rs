@@ -808,3 +808,96 @@ async fn the_budget_runs_only_the_sessions_that_fit_the_day_across_a_restart() {
     stop_sim.cancel();
     collector.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_off_by_kill_9_is_reported_as_interrupted_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orch, stop_sim) = start_sim(Profile::default(), true).await;
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let config = write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        "admin_listen = \"127.0.0.1:0\"\n",
+    );
+    // A 30 s session: the run is surely in flight when the agent is killed.
+    std::fs::write(
+        dir.path().join("repo/scenarios/agent-quick.toml"),
+        SCENARIO
+            .replace("ORCH", &orch.uri)
+            .replace("duration_s = 1", "duration_s = 30"),
+    )
+    .unwrap();
+    let log = dir.path().join("agent.log");
+    let mut agent = spawn_agent(&config, &log);
+    wait_for(30, "a run started", &log, || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Session started.")
+            .then_some(())
+    })
+    .await;
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["runs_in_flight"]
+            .as_object()
+            .map_or(0, |runs| runs.len()),
+        1,
+        "{state}"
+    );
+
+    // Restarted (with a schedule that does not fire now): the cut-off run is reported as
+    // interrupted, and nothing about it is stored as a failure.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("*/2 * * * * *", "0 0 1 1 *");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("agent-again.log");
+    let agent = spawn_agent(&config, &log);
+    let admin = admin_address(&log).await;
+    let status = get_json(format!("{admin}/status")).await;
+    assert_eq!(status["runs_interrupted"], 1, "{status}");
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("lvt_agent_runs_interrupted 1"),
+        "{metrics}"
+    );
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("A run was cut off by a crash or kill -9"),
+        "{text}"
+    );
+    assert!(
+        results(&collector.url)
+            .await
+            .iter()
+            .all(|item| item["record"]["outcome"] != "failed"),
+        "no failure recorded for the cut-off run"
+    );
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        state["runs_in_flight"]
+            .as_object()
+            .is_none_or(|runs| runs.is_empty()),
+        "{state}"
+    );
+    stop_sim.cancel();
+    collector.stop().await;
+}

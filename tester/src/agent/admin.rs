@@ -42,6 +42,8 @@ pub struct AgentStatus {
     pub runs_started: u64,
     /// Runs going on now.
     pub runs_running: u64,
+    /// Runs found cut off at start (by a crash or `kill -9` of the previous process).
+    pub runs_interrupted: u64,
     /// Finished sessions by outcome (`passed`, `failed`, `unscored_busy`,
     /// `unscored_indeterminate`).
     pub sessions: BTreeMap<String, u64>,
@@ -196,6 +198,17 @@ fn render(status: &AgentStatus, spool: SpoolStatus) -> String {
         "Runs going on now.",
     );
     let _ = writeln!(out, "lvt_agent_runs_running {}", status.runs_running);
+    header(
+        &mut out,
+        "lvt_agent_runs_interrupted",
+        "gauge",
+        "Runs found cut off at start (a crash or kill -9 of the previous process).",
+    );
+    let _ = writeln!(
+        out,
+        "lvt_agent_runs_interrupted {}",
+        status.runs_interrupted
+    );
     header(
         &mut out,
         "lvt_agent_sessions_total",

@@ -169,6 +169,19 @@ pub async fn run_agent(
     }
     let state_dir = config.state_dir.clone();
     let mut state = AgentState::load(&state_dir)?;
+    // Runs a crash or `kill -9` cut off: their sessions never ended, so there is no record to
+    // ship; they are reported as interrupted by the tester, never as failures.
+    let interrupted = std::mem::take(&mut state.runs_in_flight);
+    for run in interrupted.values() {
+        warn!(
+            message = "A run was cut off by a crash or kill -9; it counts as interrupted, not failed.",
+            scenario = %run.scenario,
+            started_unix_ms = run.started_at_unix_ms
+        );
+    }
+    if !interrupted.is_empty() {
+        state.save(&state_dir)?;
+    }
     let last_starts: HashMap<String, i64> = state
         .last_starts
         .iter()
@@ -198,6 +211,7 @@ pub async fn run_agent(
                     ..ScheduleStatus::default()
                 })
                 .collect(),
+            runs_interrupted: u64::try_from(interrupted.len()).unwrap_or(u64::MAX),
             ..AgentStatus::default()
         },
         spool_dir.clone(),
@@ -297,7 +311,7 @@ pub async fn run_agent(
     // Each run remembers the schedule generation it started under: after a reload its
     // schedule index may name another schedule.
     let mut generation: u64 = 0;
-    let mut runs: JoinSet<(u64, usize, u64)> = JoinSet::new();
+    let mut runs: JoinSet<(u64, usize, String, u64)> = JoinSet::new();
     let mut summary = AgentSummary::default();
     let mut spool_full_logged = false;
 
@@ -334,6 +348,14 @@ pub async fn run_agent(
                         spool_full_logged = false;
                     }
                     state.last_starts.insert(id.clone(), due_ms);
+                    let run_key = format!("{id}@{due_ms}");
+                    state.runs_in_flight.insert(
+                        run_key.clone(),
+                        super::state::RunInFlight {
+                            scenario: id.clone(),
+                            started_at_unix_ms: unix_ms(),
+                        },
+                    );
                     keep_budget(&mut state, &budget, &board);
                     state.save(&state_dir)?;
                     summary.runs += 1;
@@ -362,7 +384,7 @@ pub async fn run_agent(
                         budget: Arc::clone(&budget),
                     };
                     let started_in = generation;
-                    runs.spawn(async move { (started_in, schedule, job.run().await) });
+                    runs.spawn(async move { (started_in, schedule, run_key, job.run().await) });
                 }
                 Action::Skipped {
                     schedule,
@@ -400,9 +422,12 @@ pub async fn run_agent(
             () = shutdown.cancelled() => break,
             Some(done) = runs.join_next() => {
                 board.lock().runs_running = u64::try_from(runs.len()).unwrap_or(0);
+                if let Ok((_, _, run_key, _)) = &done {
+                    state.runs_in_flight.remove(run_key);
+                }
                 keep_budget(&mut state, &budget, &board);
                 state.save(&state_dir)?;
-                if let Ok((started_in, schedule, sessions)) = done {
+                if let Ok((started_in, schedule, _, sessions)) = done {
                     summary.sessions += sessions;
                     if started_in == generation {
                         scheduler.handle_run_finished(schedule);
@@ -482,7 +507,8 @@ pub async fn run_agent(
     }
     let finished_in_grace = tokio::time::timeout(grace, async {
         while let Some(done) = runs.join_next().await {
-            if let Ok((_, _, sessions)) = done {
+            if let Ok((_, _, run_key, sessions)) = done {
+                state.runs_in_flight.remove(&run_key);
                 summary.sessions += sessions;
             }
         }
@@ -495,7 +521,8 @@ pub async fn run_agent(
         );
         runs_cancel.cancel();
         while let Some(done) = runs.join_next().await {
-            if let Ok((_, _, sessions)) = done {
+            if let Ok((_, _, run_key, sessions)) = done {
+                state.runs_in_flight.remove(&run_key);
                 summary.sessions += sessions;
             }
         }

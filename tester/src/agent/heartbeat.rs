@@ -51,6 +51,7 @@ pub fn heartbeat_of(board: &StatusBoard, interval: Duration) -> Heartbeat {
             .collect(),
         runs_started: status.runs_started,
         runs_running: status.runs_running,
+        runs_interrupted: status.runs_interrupted,
         runs_skipped: status.runs_skipped,
         sessions: status.sessions,
         sessions_skipped: status.sessions_skipped,

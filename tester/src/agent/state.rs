@@ -30,6 +30,20 @@ pub struct AgentState {
     /// SHA-256 certificate fingerprints by orchestrator URI, as first seen.
     #[serde(default)]
     pub fingerprints: BTreeMap<String, String>,
+    /// Runs started and not finished, by run key (`scenario@due_ms`): what is left here at a
+    /// start was cut off by a crash or `kill -9`, and is reported as interrupted.
+    #[serde(default)]
+    pub runs_in_flight: BTreeMap<String, RunInFlight>,
+}
+
+/// A run that started and has not finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInFlight {
+    /// The scenario id.
+    pub scenario: String,
+    /// When it started, ms since the Unix epoch.
+    pub started_at_unix_ms: i64,
 }
 
 /// The budget spent on one UTC day.
