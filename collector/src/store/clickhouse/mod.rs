@@ -13,6 +13,7 @@ mod config;
 mod events;
 mod sql;
 mod store;
+pub mod test_adapter;
 
 pub use config::ClickHouseConfig;
 pub use store::{ClickHouseError, ClickHouseStore, HourlyCount};
