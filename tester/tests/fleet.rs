@@ -19,53 +19,18 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::agents::{admin_address, commit_file, get_json, sigterm, spawn_agent, wait_for};
+use common::agents::{
+    admin_address, agent_keys, all_results, commit_file, fleet_scenario, get_json, sigterm,
+    spawn_agent, wait_for,
+};
 use common::git_server::{GitServer, git};
 use common::start_sim;
 use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
-use lvt_schema::sign;
 use lvt_sim::Profile;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
-
-fn scenario(version: &str, orchestrators: &[String]) -> String {
-    let uris: Vec<String> = orchestrators.iter().map(|u| format!("\"{u}\"")).collect();
-    format!(
-        r#"id = "fleet"
-version = "{version}"
-description = "one short session per orchestrator, from every region"
-pipeline = "live-video-to-video"
-model_id = "noop"
-
-[[prompts]]
-id = "calm-lake"
-complexity = "low"
-params = {{ prompt = "a calm lake at dawn" }}
-
-[input]
-width = 256
-height = 256
-fps = 15
-segment_ms = 1000
-bitrate_kbps = 300
-
-[session]
-duration_s = 1
-
-[targets]
-source = "explicit"
-uris = [{}]
-
-[load]
-executor = "closed"
-sessions_per_target = 1
-concurrency = 2
-"#,
-        uris.join(", ")
-    )
-}
 
 /// A collector on `address` (SQLite in `dir`), until the token is cancelled.
 async fn start_collector(
@@ -90,24 +55,6 @@ async fn start_collector(
         async move { s.cancelled().await },
     ));
     (url, stop, task)
-}
-
-/// Every stored result, all pages.
-async fn all_results(collector: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{collector}/v1/results?limit=1000");
-        if let Some(cursor) = &cursor {
-            url.push_str(&format!("&cursor={cursor}"));
-        }
-        let page = get_json(url).await;
-        items.extend(page["results"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return items,
-        }
-    }
 }
 
 /// The `/v1/agents` entry of every region's agent, when all three satisfy `check`.
@@ -153,7 +100,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     git(&upstream, &["init", "-q", "-b", "main"]);
     std::fs::write(
         upstream.join("scenarios/fleet.toml"),
-        scenario("1.0.0", &orchestrators),
+        fleet_scenario("1.0.0", &orchestrators),
     )
     .unwrap();
     git(&upstream, &["add", "-A"]);
@@ -162,15 +109,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     let repository = format!("{}/lvt-scenarios", server.url);
 
     // One key per agent, all known to the collector.
-    let mut settings = String::new();
-    for region in REGIONS {
-        let (key, _) = sign::write_keypair(&dir.join(format!("agent-{region}"))).unwrap();
-        let public = sign::read_signing_key(&key).unwrap().verifying_key();
-        settings.push_str(&format!(
-            "[[agents]]\nid = \"agent-{region}\"\nregion = \"{region}\"\npublic_key = \"{}\"\n",
-            sign::public_key_line(&public).trim()
-        ));
-    }
+    let settings = agent_keys(dir, &REGIONS);
     std::fs::write(dir.join("collector.toml"), settings).unwrap();
     let (collector, stop_collector, collector_task) = start_collector(dir, "127.0.0.1:0").await;
     let address = collector.trim_start_matches("http://").to_owned();
@@ -223,7 +162,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     let bumped = commit_file(
         &upstream,
         "scenarios/fleet.toml",
-        &scenario("1.1.0", &orchestrators).replace("concurrency = 2", "concurrency = 1"),
+        &fleet_scenario("1.1.0", &orchestrators).replace("concurrency = 2", "concurrency = 1"),
         "fleet 1.1.0: one session at a time",
     );
     wait_for(60, "the bumped commit in every heartbeat", &log, || async {
@@ -259,7 +198,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     let invalid = commit_file(
         &upstream,
         "scenarios/fleet.toml",
-        &scenario("1.2.0", &orchestrators).replace("duration_s = 1", "duration_s = 0"),
+        &fleet_scenario("1.2.0", &orchestrators).replace("duration_s = 1", "duration_s = 0"),
         "broken",
     );
     let refused = wait_for(
@@ -285,7 +224,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     let fixed = commit_file(
         &upstream,
         "scenarios/fleet.toml",
-        &scenario("1.2.0", &orchestrators),
+        &fleet_scenario("1.2.0", &orchestrators),
         "fleet 1.2.0",
     );
     wait_for(

@@ -19,12 +19,14 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::agents::{admin_address, get_json, sigterm, spawn_agent, wait_for};
+use common::agents::{
+    admin_address, agent_keys, all_results, fleet_scenario, get_json, sigterm, spawn_agent,
+    wait_for,
+};
 use common::git_server::{GitServer, git};
 use common::{collector_beside, start_sim};
 use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::store::clickhouse::test_adapter;
-use lvt_schema::sign;
 use lvt_sim::Profile;
 use serde_json::Value;
 
@@ -76,23 +78,6 @@ async fn regions_in_grid(collector: &str) -> std::collections::BTreeSet<String> 
         .collect()
 }
 
-async fn all_results(collector: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{collector}/v1/results?limit=1000");
-        if let Some(cursor) = &cursor {
-            url.push_str(&format!("&cursor={cursor}"));
-        }
-        let page = get_json(url).await;
-        items.extend(page["results"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return items,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_fleet_with_two_collector_replicas_on_one_clickhouse() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,10 +100,7 @@ async fn a_kafka_fleet_with_two_collector_replicas_on_one_clickhouse() {
     git(&upstream, &["init", "-q", "-b", "main"]);
     std::fs::write(
         upstream.join("scenarios/fleet.toml"),
-        format!(
-            "id = \"fleet\"\nversion = \"1.0.0\"\ndescription = \"fleet\"\npipeline = \"live-video-to-video\"\nmodel_id = \"noop\"\n\n[[prompts]]\nid = \"p\"\ncomplexity = \"low\"\nparams = {{ prompt = \"x\" }}\n\n[input]\nwidth = 256\nheight = 256\nfps = 15\nsegment_ms = 1000\nbitrate_kbps = 300\n\n[session]\nduration_s = 1\n\n[targets]\nsource = \"explicit\"\nuris = [\"{}\"]\n\n[load]\nexecutor = \"closed\"\nsessions_per_target = 1\nconcurrency = 1\n",
-            orch.uri
-        ),
+        fleet_scenario("1.0.0", std::slice::from_ref(&orch.uri)),
     )
     .unwrap();
     git(&upstream, &["add", "-A"]);
@@ -126,15 +108,7 @@ async fn a_kafka_fleet_with_two_collector_replicas_on_one_clickhouse() {
     let server = GitServer::start(&root);
     let repository = format!("{}/lvt-scenarios", server.url);
 
-    let mut settings = String::new();
-    for region in REGIONS {
-        let (key, _) = sign::write_keypair(&dir.join(format!("agent-{region}"))).unwrap();
-        let public = sign::read_signing_key(&key).unwrap().verifying_key();
-        settings.push_str(&format!(
-            "[[agents]]\nid = \"agent-{region}\"\nregion = \"{region}\"\npublic_key = \"{}\"\n",
-            sign::public_key_line(&public).trim()
-        ));
-    }
+    let settings = agent_keys(dir, &REGIONS);
     for name in ["replica-a", "replica-b"] {
         std::fs::write(
             dir.join(format!("{name}.toml")),

@@ -28,24 +28,29 @@ async fn lvt(args: Vec<String>) -> Output {
         .expect("lvt task")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
-    let tansu = TestBroker::start();
-    tansu.create_topics(&[TOPIC], 1).await;
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key_path, _) = sign::write_keypair(dir.path()).expect("keygen");
-    let key = sign::read_signing_key(&key_path).expect("key");
+/// An in-process collector whose agent `agent-k` has `public` (and `agent_extra` lines), storing
+/// in SQLite under `dir` and consuming the results topic of `tansu`; stops when the sender is
+/// used or dropped.
+async fn consuming_collector(
+    tansu: &TestBroker,
+    dir: &Path,
+    public: &sign::VerifyingKey,
+    agent_extra: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), lvt_collector::server::RunError>>,
+) {
     let settings = Settings::parse(
         &format!(
-            "[[agents]]\nid = \"agent-k\"\npublic_key = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\nresults_topic = \"{TOPIC}\"\n",
-            sign::public_key_line(&key.verifying_key()).trim(),
+            "[[agents]]\nid = \"agent-k\"\n{agent_extra}public_key = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\nresults_topic = \"{TOPIC}\"\n",
+            sign::public_key_line(public).trim(),
             tansu.address()
         ),
         Path::new("kafka.toml"),
     )
     .expect("settings");
-    let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
+    let spec: StoreSpec = format!("sqlite:{}", dir.join("lvt.db").display())
         .parse()
         .expect("store spec");
     let store = open_store(&spec).await.expect("open store");
@@ -63,6 +68,19 @@ async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
             let _ = stopped.await;
         },
     ));
+    (base, shutdown, collector)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_shipped_through_kafka_is_stored_by_the_collector() {
+    let tansu = TestBroker::start();
+    tansu.create_topics(&[TOPIC], 1).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key_path, _) = sign::write_keypair(dir.path()).expect("keygen");
+    let key = sign::read_signing_key(&key_path).expect("key");
+    let (base, shutdown, collector) =
+        consuming_collector(&tansu, dir.path(), &key.verifying_key(), "").await;
 
     let (orch, stop) = common::start_sim(
         Profile {
@@ -456,33 +474,13 @@ async fn an_agent_with_kafka_and_a_collector_ships_results_to_kafka_and_beats_ov
     let dir = tempfile::tempdir().expect("tempdir");
     let (key_path, _) = sign::write_keypair(&dir.path().join("agent")).expect("keygen");
     let key = sign::read_signing_key(&key_path).expect("key");
-    let settings = Settings::parse(
-        &format!(
-            "[[agents]]\nid = \"agent-k\"\nregion = \"eu-west\"\npublic_key = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\nresults_topic = \"{TOPIC}\"\n",
-            sign::public_key_line(&key.verifying_key()).trim(),
-            tansu.address()
-        ),
-        Path::new("kafka.toml"),
+    let (base, shutdown, collector) = consuming_collector(
+        &tansu,
+        dir.path(),
+        &key.verifying_key(),
+        "region = \"eu-west\"\n",
     )
-    .expect("settings");
-    let spec: StoreSpec = format!("sqlite:{}", dir.path().join("lvt.db").display())
-        .parse()
-        .expect("store spec");
-    let store = open_store(&spec).await.expect("open store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(serve(
-        listener,
-        settings,
-        store,
-        system_clock(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    .await;
     let (orch, stop) = common::start_sim(Profile::default(), true).await;
 
     // One scenario, run every two seconds; results to Kafka, heartbeats to the collector.

@@ -118,3 +118,77 @@ pub fn signal(agent: &std::process::Child, name: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The `fleet` scenario at `version`: one 1 s session per orchestrator of `orchestrators`.
+pub fn fleet_scenario(version: &str, orchestrators: &[String]) -> String {
+    let uris: Vec<String> = orchestrators.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        r#"id = "fleet"
+version = "{version}"
+description = "one short session per orchestrator, from every region"
+pipeline = "live-video-to-video"
+model_id = "noop"
+
+[[prompts]]
+id = "calm-lake"
+complexity = "low"
+params = {{ prompt = "a calm lake at dawn" }}
+
+[input]
+width = 256
+height = 256
+fps = 15
+segment_ms = 1000
+bitrate_kbps = 300
+
+[session]
+duration_s = 1
+
+[targets]
+source = "explicit"
+uris = [{}]
+
+[load]
+executor = "closed"
+sessions_per_target = 1
+concurrency = 2
+"#,
+        uris.join(", ")
+    )
+}
+
+/// Every stored result, all pages.
+pub async fn all_results(collector: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{collector}/v1/results?limit=1000");
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = get_json(url).await;
+        items.extend(page["results"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+/// Writes a key pair `dir/agent-{region}.key` and `.pub` for each region and returns the
+/// collector settings' `[[agents]]` tables naming them (`id = "agent-{region}"`).
+pub fn agent_keys(dir: &Path, regions: &[&str]) -> String {
+    let mut settings = String::new();
+    for region in regions {
+        let (key, _) =
+            lvt_schema::sign::write_keypair(&dir.join(format!("agent-{region}"))).unwrap();
+        let public = lvt_schema::sign::read_signing_key(&key)
+            .unwrap()
+            .verifying_key();
+        settings.push_str(&format!(
+            "[[agents]]\nid = \"agent-{region}\"\nregion = \"{region}\"\npublic_key = \"{}\"\n",
+            lvt_schema::sign::public_key_line(&public).trim()
+        ));
+    }
+    settings
+}
