@@ -182,12 +182,7 @@ pub async fn run_agent(
     if !interrupted.is_empty() {
         state.save(&state_dir)?;
     }
-    let last_starts: HashMap<String, i64> = state
-        .last_starts
-        .iter()
-        .map(|(id, at)| (id.clone(), *at))
-        .collect();
-    let mut scheduler = Scheduler::new(config.schedules(&agent_id), unix_ms(), &last_starts);
+    let mut scheduler = scheduler_for(&config, &agent_id, &state);
     let budget = Arc::new(super::budget::AgentBudget::new(
         &config.budget,
         state.budget.clone(),
@@ -458,11 +453,7 @@ pub async fn run_agent(
                             || new.scenarios.allow_force_push != config.scenarios.allow_force_push;
                         config = new;
                         generation += 1;
-                        scheduler = Scheduler::new(
-                            config.schedules(&agent_id),
-                            unix_ms(),
-                            &state.last_starts.iter().map(|(id, at)| (id.clone(), *at)).collect(),
-                        );
+                        scheduler = scheduler_for(&config, &agent_id, &state);
                         if puller.is_some() {
                             puller = Some(Puller::new(&config));
                             if ref_changed {
@@ -548,6 +539,17 @@ pub async fn run_agent(
         return Err(AgentError::Admin(error));
     }
     Ok(AgentEnd { summary, transport })
+}
+
+/// The scheduler of `config`'s schedules now, continuing from the last starts in `state` (at
+/// start and after a reload).
+fn scheduler_for(config: &AgentConfig, agent_id: &str, state: &AgentState) -> Scheduler {
+    let last_starts: HashMap<String, i64> = state
+        .last_starts
+        .iter()
+        .map(|(id, at)| (id.clone(), *at))
+        .collect();
+    Scheduler::new(config.schedules(agent_id), unix_ms(), &last_starts)
 }
 
 /// Reads the configuration at `path` again for a reload: the file must be valid, change only
