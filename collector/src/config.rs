@@ -156,6 +156,11 @@ pub struct KafkaConfig {
     /// replica and stable across its restarts; absent means dynamic membership.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// Kafka's `session.timeout.ms`, in seconds: how long the group waits for a replica that
+    /// stopped answering, and how long a broker may hang before the replicas' sessions end.
+    /// 6 to 1800 (the brokers' default bounds); absent means 10.
+    #[serde(default)]
+    pub session_timeout_s: Option<u64>,
 }
 
 fn default_kafka_group_id() -> String {
@@ -178,6 +183,13 @@ impl KafkaConfig {
             .is_some_and(|id| id.trim().is_empty())
         {
             return Err("[kafka] instance_id must not be empty when set".to_owned());
+        }
+        if let Some(seconds) = self.session_timeout_s
+            && !(6..=1800).contains(&seconds)
+        {
+            return Err(format!(
+                "[kafka] session_timeout_s is {seconds}; it must be 6 to 1800 seconds"
+            ));
         }
         let topics = [&self.results_topic, &self.events_topic];
         if topics
@@ -595,6 +607,7 @@ mod tests {
                 results_topic: None,
                 events_topic: Some("livepeer-events".to_owned()),
                 instance_id: None,
+                session_timeout_s: None,
             })
         );
         assert_eq!(Settings::default().kafka, None);
@@ -641,6 +654,10 @@ mod tests {
         assert!(
             refused("[kafka]\nbrokers = \"b:1\"\nresults_topic = \"t\"\ninstance_id = \" \"\n")
                 .contains("instance_id")
+        );
+        assert!(
+            refused("[kafka]\nbrokers = \"b:1\"\nresults_topic = \"t\"\nsession_timeout_s = 5\n")
+                .contains("session_timeout_s is 5; it must be 6 to 1800")
         );
         assert!(refused("[kafka]\nbrokers = \" \"\nresults_topic = \"r\"\n").contains("brokers"));
         assert!(

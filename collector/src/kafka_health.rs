@@ -7,8 +7,19 @@
 //! partition is normal when another replica of the group holds them all; that replica then
 //! commits, so the offsets move and nothing is reported. What is reported is the case of
 //! issue 17: a restarted consumer that the broker never hands the partitions back to.
+//!
+//! A second rule covers a partition nobody reads: one this consumer does not hold, with unread
+//! messages, whose committed offset has not moved for [`ORPHAN_TIMEOUTS`] session timeouts. A
+//! live holder commits within seconds of a message arriving, so such a partition is held by a
+//! member that is gone (Tansu 0.6.0 keeps assigning a dead member's share after it expires it);
+//! the consumer is then stalled too, and its rejoin makes the group assign again.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// How many session timeouts a partition this consumer does not hold may keep unread messages
+/// without its committed offset moving before it counts as orphaned.
+pub const ORPHAN_TIMEOUTS: u32 = 3;
 
 /// One partition of a consumed topic, as the group sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +78,10 @@ pub struct KafkaHealth {
     pub error: Option<String>,
     /// How long the consumer has held no partition; `None` while it holds one.
     pub unassigned_for: Option<Duration>,
-    /// Whether the stall rule holds ([`StallTracker`]).
+    /// Partitions this consumer does not hold that nobody has read for [`ORPHAN_TIMEOUTS`]
+    /// session timeouts, as `(topic, partition)`.
+    pub orphaned: Vec<(String, i32)>,
+    /// Whether either stall rule holds ([`StallTracker`]).
     pub stalled: bool,
 }
 
@@ -79,6 +93,7 @@ impl KafkaHealth {
             observation: None,
             error: None,
             unassigned_for: None,
+            orphaned: Vec::new(),
             stalled: false,
         }
     }
@@ -92,6 +107,8 @@ pub struct StallTracker {
     unassigned_since: Option<Instant>,
     /// The group's summed positions at the last change, and when that change was seen.
     progress: Option<(i64, Instant)>,
+    /// Each partition's position at its last change (or while nothing was unread), and when.
+    partition_progress: HashMap<(String, i32), (i64, Instant)>,
     stalled: bool,
 }
 
@@ -113,6 +130,7 @@ impl StallTracker {
             session_timeout,
             unassigned_since: None,
             progress: None,
+            partition_progress: HashMap::new(),
             stalled: false,
         }
     }
@@ -147,10 +165,30 @@ impl StallTracker {
         let still = self.progress.map_or(Duration::ZERO, |(_, since)| {
             now.saturating_duration_since(since)
         });
-        let stalled = unassigned_for
+        let orphan_after = self.session_timeout * ORPHAN_TIMEOUTS;
+        let mut orphaned = Vec::new();
+        for partition in &observation.partitions {
+            let key = (partition.topic.clone(), partition.partition);
+            let position = partition.position();
+            let since = match self.partition_progress.get(&key) {
+                Some(&(last, since)) if last == position && partition.lag() > 0 => since,
+                _ => {
+                    self.partition_progress.insert(key.clone(), (position, now));
+                    now
+                }
+            };
+            if partition.lag() > 0
+                && now.saturating_duration_since(since) >= orphan_after
+                && !observation.assigned.contains(&key)
+            {
+                orphaned.push(key);
+            }
+        }
+        let stalled = (unassigned_for
             .is_some_and(|held_nothing| held_nothing >= self.session_timeout)
             && still >= self.session_timeout
-            && unread > 0;
+            && unread > 0)
+            || !orphaned.is_empty();
         let transition = match (self.stalled, stalled) {
             (false, true) => Some(Transition::Stalled),
             (true, false) => Some(Transition::Recovered),
@@ -162,6 +200,7 @@ impl StallTracker {
                 observation: Some(observation),
                 error: None,
                 unassigned_for,
+                orphaned,
                 stalled,
             },
             transition,
@@ -298,6 +337,61 @@ mod tests {
             // A consumer that holds its partitions but cannot write is shown by
             // lvt_collector_kafka_store_failures_total, not by this rule.
             assert!(!health.stalled);
+        }
+    }
+
+    #[test]
+    fn a_partition_nobody_reads_is_orphaned_after_three_timeouts() {
+        let start = Instant::now();
+        let mut tracker = StallTracker::new(TIMEOUT);
+        // This consumer holds and reads partition 0; partition 1 keeps its commit at 4 while
+        // messages arrive.
+        let at = |second: u64, read: i64, high: i64| {
+            (
+                start + Duration::from_secs(second),
+                seen(
+                    &[0],
+                    vec![partition(0, Some(read), read), partition(1, Some(4), high)],
+                ),
+            )
+        };
+        for (second, read, high) in [(0, 1, 5), (10, 3, 6), (29, 5, 9)] {
+            let (now, observation) = at(second, read, high);
+            let (health, _) = tracker.observe(now, observation);
+            assert!(!health.stalled, "second {second}");
+            assert!(health.orphaned.is_empty());
+        }
+        let (now, observation) = at(30, 6, 9);
+        let (health, transition) = tracker.observe(now, observation);
+        assert!(health.stalled);
+        assert_eq!(health.orphaned, vec![("lvt-results".to_owned(), 1)]);
+        assert_eq!(transition, Some(Transition::Stalled));
+        // Someone commits on partition 1: no longer orphaned.
+        let (health, transition) = tracker.observe(
+            start + Duration::from_secs(35),
+            seen(
+                &[0],
+                vec![partition(0, Some(6), 6), partition(1, Some(7), 9)],
+            ),
+        );
+        assert!(!health.stalled);
+        assert_eq!(transition, Some(Transition::Recovered));
+    }
+
+    #[test]
+    fn a_quiet_partition_or_one_this_consumer_holds_is_never_orphaned() {
+        let start = Instant::now();
+        let mut tracker = StallTracker::new(TIMEOUT);
+        for second in [0, 20, 40, 60] {
+            // Partition 1 has nothing unread; partition 0 is held here (slow, not orphaned).
+            let (health, _) = tracker.observe(
+                start + Duration::from_secs(second),
+                seen(
+                    &[0],
+                    vec![partition(0, Some(1), 9), partition(1, Some(4), 4)],
+                ),
+            );
+            assert!(!health.stalled, "second {second}");
         }
     }
 }

@@ -204,9 +204,12 @@ pub async fn serve_with(
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Clock,
-    kafka_options: ConsumerOptions,
+    mut kafka_options: ConsumerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    if let Some(seconds) = settings.kafka.as_ref().and_then(|k| k.session_timeout_s) {
+        kafka_options.session_timeout = std::time::Duration::from_secs(seconds);
+    }
     let state = Arc::new(AppState::new(settings, store, clock));
     // Before anything is served, so that no flush finishes a stream half replayed.
     match replay_organic(&state).await {

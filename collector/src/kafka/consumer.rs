@@ -493,6 +493,12 @@ async fn monitor(
             (health, transition, rejoin_now)
         };
         match transition {
+            Some(Transition::Stalled) if !health.orphaned.is_empty() => tracing::warn!(
+                message = "Partitions of the consumed topics have unread messages that nobody has committed for several session timeouts; the group may still assign them to a dead member (see docs/collector.md, A stalled consumer).",
+                orphaned = ?health.orphaned,
+                unread = health.observation.as_ref().map_or(0, Observation::unread),
+                session_timeout_s = options.session_timeout.as_secs()
+            ),
             Some(Transition::Stalled) => tracing::warn!(
                 message = "The Kafka consumer holds no partition while its topics have unread messages that nobody commits; the group may have lost track of a dead member (see docs/collector.md, A stalled consumer).",
                 unassigned_s = health.unassigned_for.map_or(0, |held| held.as_secs()),
