@@ -20,10 +20,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::agents::{
-    admin_address, agent_keys, all_results, commit_file, fleet_scenario, get_json, sigterm,
-    spawn_agent, wait_for,
+    admin_address, agent_keys, all_results, commit_file, fleet_scenario, get_json,
+    serve_fleet_repository, sigterm, spawn_agent, wait_for, write_fleet_agent_config,
 };
-use common::git_server::{GitServer, git};
 use common::start_sim;
 use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
 use lvt_sim::Profile;
@@ -94,19 +93,8 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     let orchestrators = vec![first_orch.uri.clone(), second_orch.uri.clone()];
 
     // The scenario repository, served over smart HTTP.
-    let root = dir.join("served");
-    let upstream = root.join("lvt-scenarios");
-    std::fs::create_dir_all(upstream.join("scenarios")).unwrap();
-    git(&upstream, &["init", "-q", "-b", "main"]);
-    std::fs::write(
-        upstream.join("scenarios/fleet.toml"),
-        fleet_scenario("1.0.0", &orchestrators),
-    )
-    .unwrap();
-    git(&upstream, &["add", "-A"]);
-    git(&upstream, &["commit", "-q", "-m", "fleet 1.0.0"]);
-    let server = GitServer::start(&root);
-    let repository = format!("{}/lvt-scenarios", server.url);
+    let repository = serve_fleet_repository(dir, &orchestrators);
+    let upstream = repository.upstream.clone();
 
     // One key per agent, all known to the collector.
     let settings = agent_keys(dir, &REGIONS);
@@ -116,16 +104,13 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
 
     let mut agents = Vec::new();
     for region in REGIONS {
-        let config = dir.join(format!("agent-{region}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "region = \"{region}\"\nkey = \"{}\"\ncollector = \"{collector}\"\nstate_dir = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nheartbeat_s = 1\nspool_drain_s = 1\nshutdown_grace_s = 20\n\n[scenarios]\ngit = \"{repository}\"\npoll_s = 1\n\n[[schedule]]\nscenario = \"fleet\"\ncron = \"*/3 * * * * *\"\n",
-                dir.join(format!("agent-{region}.key")).display(),
-                dir.join(format!("state-{region}")).display(),
-            ),
-        )
-        .unwrap();
+        let config = write_fleet_agent_config(
+            dir,
+            region,
+            &collector,
+            &repository.url,
+            "spool_drain_s = 1\n",
+        );
         let log = dir.join(format!("agent-{region}.log"));
         let child = spawn_agent(&config, &log);
         let admin = admin_address(&log).await;
@@ -342,7 +327,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
     stop_second.cancel();
     stop_collector.cancel();
     collector_task.await.unwrap().unwrap();
-    drop(server);
+    drop(repository);
 }
 
 fn now_ms() -> i64 {

@@ -17,6 +17,8 @@ use rdkafka::client::DefaultClientContext;
 /// A Tansu broker; dropping it closes its stdin, which stops it (and the test then waits for it).
 pub struct TestBroker {
     child: Child,
+    /// True between [`TestBroker::pause`] and [`TestBroker::resume`].
+    paused: bool,
     stdin: Option<ChildStdin>,
     address: String,
 }
@@ -50,6 +52,7 @@ impl TestBroker {
         }
         Self {
             child,
+            paused: false,
             stdin,
             address: line.trim().to_owned(),
         }
@@ -85,8 +88,62 @@ impl TestBroker {
     }
 }
 
+impl TestBroker {
+    /// Freezes the broker process (SIGSTOP): it keeps its sockets and its in-memory topics but
+    /// answers nothing, as a hung or partitioned broker does, until [`TestBroker::resume`].
+    ///
+    /// # Panics
+    /// When the broker process cannot be found or signalled.
+    pub fn pause(&mut self) {
+        self.signal_broker("STOP")
+            .unwrap_or_else(|e| panic!("pausing the broker: {e}"));
+        self.paused = true;
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    ///
+    /// # Panics
+    /// When the broker process cannot be found or signalled.
+    pub fn resume(&mut self) {
+        self.signal_broker("CONT")
+            .unwrap_or_else(|e| panic!("resuming the broker: {e}"));
+        self.paused = false;
+    }
+
+    /// Sends `signal` to the Tansu process, the child of the `ci/tansu` script.
+    fn signal_broker(&self, signal: &str) -> Result<(), String> {
+        let script = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{script}/task/{script}/children"))
+            .map_err(|e| format!("the children of ci/tansu ({script}): {e}"))?;
+        let tansu: Vec<&str> = children
+            .split_whitespace()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|name| name.trim() == "tansu")
+            })
+            .collect();
+        let [pid] = tansu.as_slice() else {
+            return Err(format!(
+                "not one tansu process under ci/tansu: {children:?}"
+            ));
+        };
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), *pid])
+            .status()
+            .map_err(|e| format!("kill -{signal} {pid}: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -{signal} {pid}: {status}"));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for TestBroker {
     fn drop(&mut self) {
+        // A stopped process would hold SIGTERM pending and never exit.
+        if self.paused {
+            let _ = self.signal_broker("CONT");
+        }
         drop(self.stdin.take());
         let _ = self.child.wait();
     }

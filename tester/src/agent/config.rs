@@ -44,6 +44,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 60;
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 /// The default of `spool_drain_s`.
 pub const DEFAULT_SPOOL_DRAIN_S: u64 = 30;
+/// The default of `ship_timeout_s`: the shippers' own request timeout.
+pub const DEFAULT_SHIP_TIMEOUT_S: u64 = 60;
 /// The default of `heartbeat_s`.
 pub const DEFAULT_HEARTBEAT_S: u64 = 30;
 
@@ -80,6 +82,10 @@ pub struct AgentConfig {
     /// How often a signed heartbeat goes to the collector, seconds (needs `collector`).
     #[serde(default = "default_heartbeat_s")]
     pub heartbeat_s: Spanned<u64>,
+    /// How long a batch may wait for the collector's or the brokers' acknowledgement before it
+    /// goes to the spool, seconds (1 to 600).
+    #[serde(default = "default_ship_timeout_s")]
+    pub ship_timeout_s: Spanned<u64>,
     pub scenarios: ScenarioSource,
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,
@@ -97,6 +103,10 @@ fn default_spool_max_bytes() -> u64 {
 
 fn default_spool_drain_s() -> Spanned<u64> {
     Spanned::new(0..0, DEFAULT_SPOOL_DRAIN_S)
+}
+
+fn default_ship_timeout_s() -> Spanned<u64> {
+    Spanned::new(0..0, DEFAULT_SHIP_TIMEOUT_S)
 }
 
 fn default_heartbeat_s() -> Spanned<u64> {
@@ -215,6 +225,7 @@ impl AgentConfig {
                     config.spool_max_bytes,
                     *config.spool_drain_s.get_ref(),
                     *config.heartbeat_s.get_ref(),
+                    *config.ship_timeout_s.get_ref(),
                 ),
                 (
                     config.scenarios.git.get_ref().clone(),
@@ -230,8 +241,8 @@ impl AgentConfig {
             return Some(
                 "only [[schedule]], region, shutdown_grace_s and [scenarios] ref, poll_s and \
                  allow_force_push change on reload; key, collector, [kafka], state_dir, \
-                 admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s, [budget] and \
-                 [scenarios] git and path need a restart"
+                 admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s, ship_timeout_s, \
+                 [budget] and [scenarios] git and path need a restart"
                     .to_owned(),
             );
         }
@@ -292,6 +303,12 @@ impl AgentConfig {
             return Err(at(
                 config.heartbeat_s.span(),
                 "heartbeat_s must be at least 1 second".into(),
+            ));
+        }
+        if !(1..=600).contains(config.ship_timeout_s.get_ref()) {
+            return Err(at(
+                config.ship_timeout_s.span(),
+                "ship_timeout_s must be 1 to 600 seconds".into(),
             ));
         }
         if *config.spool_drain_s.get_ref() == 0 {
@@ -505,6 +522,29 @@ max_concurrent_sessions = 20
             message.starts_with("agent.toml:6:17: spool_drain_s"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_ship_timeout_out_of_range_is_refused_at_its_value() {
+        for bad in ["0", "601"] {
+            let text = GOOD.replace(
+                "admin_listen = \"127.0.0.1:9464\"",
+                &format!("admin_listen = \"127.0.0.1:9464\"\nship_timeout_s = {bad}"),
+            );
+            let message = error(&text);
+            assert!(
+                message.starts_with("agent.toml:6:18: ship_timeout_s must be 1 to 600"),
+                "{message}"
+            );
+        }
+        let fine = GOOD.replace(
+            "admin_listen = \"127.0.0.1:9464\"",
+            "admin_listen = \"127.0.0.1:9464\"\nship_timeout_s = 5",
+        );
+        let config = AgentConfig::parse(&fine, "agent.toml").unwrap();
+        assert_eq!(*config.ship_timeout_s.get_ref(), 5);
+        let default = AgentConfig::parse(GOOD, "agent.toml").unwrap();
+        assert_eq!(*default.ship_timeout_s.get_ref(), DEFAULT_SHIP_TIMEOUT_S);
     }
 
     #[test]

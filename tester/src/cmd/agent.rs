@@ -66,6 +66,9 @@ pub async fn run(args: AgentArgs) -> Result<u8, CliError> {
         key: Some(config.key.clone()),
         spool: spool.clone(),
         region: Some(config.region.get_ref().clone()),
+        request_timeout: Some(std::time::Duration::from_secs(
+            *config.ship_timeout_s.get_ref(),
+        )),
     };
     let Some(transport) = shipper_from(&ship)? else {
         return Err(CliError::Usage(

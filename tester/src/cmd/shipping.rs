@@ -43,6 +43,10 @@ pub struct ShipArgs {
     /// collector cuts SLA scores and the dashboard's grid by it. Without it records name none.
     #[arg(long, value_name = "LABEL", value_parser = region_label)]
     pub region: Option<String>,
+    /// How long one batch may take to be acknowledged before it is spooled (the agent's
+    /// `ship_timeout_s`); the shippers' default when absent.
+    #[arg(skip)]
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// A `--region` label: non-empty, without whitespace or control characters.
@@ -60,10 +64,13 @@ fn region_label(text: &str) -> Result<String, String> {
 pub(super) fn shipper_from(args: &ShipArgs) -> Result<Option<crate::ship::Transport>, CliError> {
     use crate::ship::Transport;
     use crate::ship::kafka::{DEFAULT_KAFKA_TOPIC, KafkaSetupError, KafkaShipper};
-    let options = crate::ship::ShipOptions {
+    let mut options = crate::ship::ShipOptions {
         spool_dir: args.spool.clone(),
         ..Default::default()
     };
+    if let Some(timeout) = args.request_timeout {
+        options.request_timeout = timeout;
+    }
     match (&args.collector, &args.kafka, &args.key) {
         (Some(url), None, Some(key_path)) => {
             shipper(url, key_path, options).map(|s| Some(Transport::Http(Box::new(s))))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::git_server::git;
+use super::git_server::{GitServer, git};
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 
@@ -78,7 +78,7 @@ pub async fn get_json(url: String) -> Value {
 }
 
 pub fn spawn_agent(config: &Path, log: &Path) -> std::process::Child {
-    Command::new(LVT)
+    super::dies_with_test(&mut Command::new(LVT))
         .args(["agent", "--config"])
         .arg(config)
         .stdout(Stdio::null())
@@ -191,4 +191,59 @@ pub fn agent_keys(dir: &Path, regions: &[&str]) -> String {
         ));
     }
     settings
+}
+
+/// A scenario repository `lvt-scenarios` with one commit, `scenarios/fleet.toml` (the `fleet`
+/// scenario 1.0.0 against `orchestrators`), served over smart HTTP from `dir/served`.
+pub struct FleetRepository {
+    pub server: GitServer,
+    /// The working copy to commit into.
+    pub upstream: std::path::PathBuf,
+    /// The URL agents clone.
+    pub url: String,
+}
+
+pub fn serve_fleet_repository(dir: &Path, orchestrators: &[String]) -> FleetRepository {
+    let root = dir.join("served");
+    let upstream = root.join("lvt-scenarios");
+    std::fs::create_dir_all(upstream.join("scenarios")).unwrap();
+    git(&upstream, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        upstream.join("scenarios/fleet.toml"),
+        fleet_scenario("1.0.0", orchestrators),
+    )
+    .unwrap();
+    git(&upstream, &["add", "-A"]);
+    git(&upstream, &["commit", "-q", "-m", "fleet 1.0.0"]);
+    let server = GitServer::start(&root);
+    let url = format!("{}/lvt-scenarios", server.url);
+    FleetRepository {
+        server,
+        upstream,
+        url,
+    }
+}
+
+/// Writes `dir/agent-{region}.toml` for a fleet agent (key `dir/agent-{region}.key`, state
+/// `dir/state-{region}`, heartbeats every second, the `fleet` schedule every 3 s from
+/// `repository`) and returns its path; `extra` goes after the top-level keys (settings, then
+/// any tables such as `[kafka]`).
+pub fn write_fleet_agent_config(
+    dir: &Path,
+    region: &str,
+    collector: &str,
+    repository: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let config = dir.join(format!("agent-{region}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "region = \"{region}\"\nkey = \"{}\"\ncollector = \"{collector}\"\nstate_dir = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nheartbeat_s = 1\nshutdown_grace_s = 20\n{extra}\n[scenarios]\ngit = \"{repository}\"\npoll_s = 1\n\n[[schedule]]\nscenario = \"fleet\"\ncron = \"*/3 * * * * *\"\n",
+            dir.join(format!("agent-{region}.key")).display(),
+            dir.join(format!("state-{region}")).display(),
+        ),
+    )
+    .unwrap();
+    config
 }

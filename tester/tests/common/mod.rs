@@ -131,6 +131,24 @@ impl AgentCollector {
     }
 }
 
+/// Makes the process `command` starts receive SIGKILL when the thread that starts it ends, so a
+/// test that fails (or is killed by nextest's timeout) leaves no agent or collector running to
+/// load the machine for the tests after it. Start such processes from the test's own thread
+/// (the body of the test), which lives as long as the test.
+pub fn dies_with_test(command: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag of the calling (child) process; it
+    // allocates nothing and is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The `lvt-collector` binary beside `lvt_binary`, as `lvt demo` finds it. A workspace build
 /// makes it; `cargo nextest run -p lvt-tester` alone does not build another package's binaries,
 /// so it is built here when missing (cargo's lock is free: tests run after the build). It is not
