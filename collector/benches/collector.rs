@@ -197,6 +197,7 @@ fn report(rng: &mut ChaCha8Rng, index: usize, ended_at_unix_ms: i64) -> SessionR
             address: Some(format!("0x{orchestrator:040x}")),
             uri: format!("https://orch-{orchestrator}.example:8935"),
             cert_sha256: None,
+            cert_trust: None,
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".to_owned(),

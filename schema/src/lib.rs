@@ -197,6 +197,27 @@ pub struct OrchestratorRef {
     /// SHA-256 (lowercase hex) of the TLS certificate the orchestrator presented, recorded on
     /// first use so later sessions can tell whether the endpoint changed.
     pub cert_sha256: Option<String>,
+    /// How `cert_sha256` compares with the fingerprint the tester trusted for this URI before
+    /// (trust on first use, kept by `lvt agent` in its state across runs and restarts). Absent
+    /// when the tester keeps no such memory or saw no certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_trust: Option<CertTrust>,
+}
+
+/// Trust on first use of an orchestrator's TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CertTrust {
+    /// The first certificate seen for this URI; it is trusted from now on.
+    FirstUse,
+    /// The certificate trusted for this URI.
+    Matches,
+    /// A different certificate than the one trusted for this URI: another machine, a re-keyed
+    /// orchestrator, or someone in between. The trusted one is kept.
+    Changed {
+        /// The fingerprint trusted for this URI.
+        known_sha256: String,
+    },
 }
 
 /// A GPU as reported by the orchestrator's hardware information.

@@ -16,6 +16,7 @@ fn full_report() -> SessionReport {
             address: Some("0x00000000000000000000000000000000000000aa".to_owned()),
             uri: "https://o.example:8935".to_owned(),
             cert_sha256: Some("ab".repeat(32)),
+            cert_trust: None,
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".to_owned(),

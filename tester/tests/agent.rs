@@ -901,3 +901,69 @@ async fn a_run_cut_off_by_kill_9_is_reported_as_interrupted_after_the_restart() 
     stop_sim.cancel();
     collector.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_trusted_on_first_use_and_a_changed_one_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    // A TLS orchestrator: its records carry its certificate's fingerprint.
+    let (orch, stop_sim) = start_sim(Profile::default(), false).await;
+    let first = orch.cert_fingerprint.clone().expect("a TLS simulator");
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    let config = write_agent(dir.path(), &orch.uri, &collector.url, "");
+    let log = dir.path().join("agent.log");
+    let agent = spawn_agent(&config, &log);
+    let trust = |item: &Value| item["record"]["orchestrator"]["cert_trust"].clone();
+    wait_for(40, "two records", &log, || async {
+        (results(&collector.url).await.len() >= 2).then_some(())
+    })
+    .await;
+    let mut seen: Vec<Value> = results(&collector.url).await;
+    seen.sort_by_key(|item| item["record"]["started_at_unix_ms"].as_i64());
+    assert_eq!(trust(&seen[0]), serde_json::json!({"status": "first_use"}));
+    assert_eq!(trust(&seen[1]), serde_json::json!({"status": "matches"}));
+    assert_eq!(
+        seen[0]["record"]["orchestrator"]["cert_sha256"],
+        first.as_str()
+    );
+
+    // The orchestrator comes back on the same address with another certificate.
+    stop_sim.cancel();
+    let address = orch.uri.trim_start_matches("https://").to_owned();
+    let listener = wait_for(20, "the simulator's port free again", &log, || async {
+        tokio::net::TcpListener::bind(&address).await.ok()
+    })
+    .await;
+    let (other, stop_other) = common::start_sim_on(Profile::default(), false, listener).await;
+    let second = other.cert_fingerprint.clone().expect("a TLS simulator");
+    assert_ne!(first, second);
+    let changed = wait_for(
+        40,
+        "a record with the changed certificate",
+        &log,
+        || async {
+            results(&collector.url)
+                .await
+                .into_iter()
+                .find(|item| item["record"]["orchestrator"]["cert_sha256"] == second.as_str())
+        },
+    )
+    .await;
+    assert_eq!(
+        trust(&changed),
+        serde_json::json!({"status": "changed", "known_sha256": first}),
+    );
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("another TLS certificate"), "{text}");
+    // state.json keeps the first certificate, across restarts.
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["fingerprints"][&orch.uri], first.as_str(), "{state}");
+    stop_other.cancel();
+    collector.stop().await;
+}

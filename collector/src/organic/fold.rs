@@ -88,6 +88,7 @@ impl Orchestrator {
             address: self.address.clone(),
             uri: self.url.clone().unwrap_or_default(),
             cert_sha256: None,
+            cert_trust: None,
         }
     }
 }

@@ -27,6 +27,7 @@ fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
             address: Some("0xAbC0000000000000000000000000000000000001".into()),
             uri: "https://o1.example:8935".into(),
             cert_sha256: None,
+            cert_trust: None,
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".into(),
@@ -739,6 +740,7 @@ fn network_example() -> SessionReport {
             )),
             uri: format!("https://o{index}.example:8935"),
             cert_sha256: None,
+            cert_trust: None,
         },
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".into(),

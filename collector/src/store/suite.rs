@@ -294,6 +294,7 @@ fn sla_report(
         address: Some(address.to_owned()),
         uri: format!("https://{address}:8935"),
         cert_sha256: None,
+        cert_trust: None,
     });
     report.gpu = Some(Gpu {
         name: "RTX 4090".to_owned(),

@@ -95,6 +95,7 @@ fn session(
         address: Some(profile.address.to_ascii_uppercase().replacen("0X", "0x", 1)),
         uri: format!("https://{}.example:8935", &profile.address[..6]),
         cert_sha256: None,
+        cert_trust: None,
     });
     report.gpu = Some(Gpu {
         name: profile.gpu.to_owned(),

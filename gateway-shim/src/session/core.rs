@@ -606,6 +606,7 @@ impl SessionCore {
             address: None,
             uri: uri.clone(),
             cert_sha256: None,
+            cert_trust: None,
         });
         self.shares.push(Share {
             candidate,

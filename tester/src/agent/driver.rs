@@ -9,9 +9,9 @@
 //! the commit adopted when it starts. When it names a plain folder, each run reads its scenario
 //! file as it is then; an invalid or missing scenario skips the run, logged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -274,14 +274,31 @@ pub async fn run_agent(
             admin_stop.clone(),
         ))
     });
-    // Finished sessions pass the board (counted by outcome) on their way to the shipper.
+    // Finished sessions pass the board (counted by outcome) and the certificate memory (trust
+    // on first use, kept in state.json) on their way to the shipper.
     let (finished, mut counted) =
         tokio::sync::mpsc::unbounded_channel::<lvt_schema::SessionReport>();
+    let trusted = Arc::new(std::sync::Mutex::new(state.fingerprints.clone()));
     let forwarder = {
         let board = Arc::clone(&board);
         let ship = shipper.sender();
+        let trusted = Arc::clone(&trusted);
         tokio::spawn(async move {
-            while let Some(report) = counted.recv().await {
+            while let Some(mut report) = counted.recv().await {
+                if let Some(orchestrator) = report.orchestrator.as_mut() {
+                    let mut known = trusted.lock().unwrap_or_else(PoisonError::into_inner);
+                    super::state::trust_certificate(&mut known, orchestrator);
+                    if let Some(lvt_schema::CertTrust::Changed { known_sha256 }) =
+                        &orchestrator.cert_trust
+                    {
+                        warn!(
+                            message = "An orchestrator presented another TLS certificate than the one trusted for its URI; the record says so.",
+                            uri = %orchestrator.uri,
+                            trusted = %known_sha256,
+                            seen = orchestrator.cert_sha256.as_deref().unwrap_or("")
+                        );
+                    }
+                }
                 let outcome = serde_json::to_value(report.outcome)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
@@ -352,6 +369,7 @@ pub async fn run_agent(
                         },
                     );
                     keep_budget(&mut state, &budget, &board);
+                    keep_trusted(&mut state, &trusted);
                     state.save(&state_dir)?;
                     summary.runs += 1;
                     {
@@ -421,6 +439,7 @@ pub async fn run_agent(
                     state.runs_in_flight.remove(run_key);
                 }
                 keep_budget(&mut state, &budget, &board);
+                    keep_trusted(&mut state, &trusted);
                 state.save(&state_dir)?;
                 if let Ok((started_in, schedule, _, sessions)) = done {
                     summary.sessions += sessions;
@@ -527,6 +546,7 @@ pub async fn run_agent(
         let _ = task.await;
     }
     keep_budget(&mut state, &budget, &board);
+    keep_trusted(&mut state, &trusted);
     state.save(&state_dir)?;
     heartbeat_stop.cancel();
     if let Some(task) = heartbeat_task {
@@ -577,6 +597,14 @@ fn reload(
 }
 
 /// Copies the budget's day counters into the state (for `state.json`) and the board.
+/// Copies the certificates trusted so far into the state to save.
+fn keep_trusted(state: &mut AgentState, trusted: &std::sync::Mutex<BTreeMap<String, String>>) {
+    state.fingerprints = trusted
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+}
+
 fn keep_budget(state: &mut AgentState, budget: &super::budget::AgentBudget, board: &StatusBoard) {
     let day = budget.day();
     board.lock().budget_session_seconds_today =

@@ -217,6 +217,7 @@ fn report_template(opts: &ProbeOptions, mode: TargetMode) -> SessionReport {
             address: None,
             uri: opts.target.to_string(),
             cert_sha256: None,
+            cert_trust: None,
         }),
         prompt: Some(PromptRef {
             id: opts.prompt_id.clone(),

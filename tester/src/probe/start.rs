@@ -91,6 +91,7 @@ async fn attempt(
         address: summary.eth_address.clone(),
         uri: target.to_string(),
         cert_sha256: fingerprint,
+        cert_trust: None,
     });
     found.gpu = summary.gpus.first().map(|g| Gpu {
         name: g.name.clone(),

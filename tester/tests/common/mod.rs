@@ -29,10 +29,21 @@ pub async fn start_sim(
     profile: Profile,
     plaintext: bool,
 ) -> (RunningOrchestrator, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_sim_on(profile, plaintext, listener).await
+}
+
+/// [`start_sim`] on a given listener (for example the port of a simulator just stopped, to
+/// stand in for an orchestrator that came back with another certificate).
+#[allow(dead_code)] // used by some of the test binaries that include this module
+pub async fn start_sim_on(
+    profile: Profile,
+    plaintext: bool,
+    listener: tokio::net::TcpListener,
+) -> (RunningOrchestrator, CancellationToken) {
     let mut cfg = OrchestratorConfig::new("test", profile);
     cfg.plaintext = plaintext;
     cfg.status_interval = Duration::from_secs(1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
     let s = stop.clone();
     let orch = lvt_sim::start(cfg, listener, async move { s.cancelled().await })

@@ -159,6 +159,7 @@ fn random_reports(seed: u64, count: usize) -> Vec<lvt_schema::SessionReport> {
         address: Some(format!("0xAB{index:02}")),
         uri: format!("https://o{index}:8935"),
         cert_sha256: None,
+        cert_trust: None,
     };
     let latency = |p50: f64| LatencySummary {
         count: 10,
