@@ -198,8 +198,8 @@ pub struct OrchestratorRef {
     /// first use so later sessions can tell whether the endpoint changed.
     pub cert_sha256: Option<String>,
     /// How `cert_sha256` compares with the fingerprint the tester trusted for this URI before
-    /// (trust on first use, kept by `lvt agent` in its state across runs and restarts). Absent
-    /// when the tester keeps no such memory or saw no certificate.
+    /// (trust on first use: within one `lvt run`, and across runs and restarts for
+    /// `lvt agent`). Absent when no certificate was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_trust: Option<CertTrust>,
 }

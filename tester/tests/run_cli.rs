@@ -472,3 +472,39 @@ async fn shipped_smoke_runs_by_id_against_a_simulator() {
     assert_eq!(run["targets"], serde_json::json!([orch.uri]));
     assert!(!run["sessions"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_trusts_each_orchestrator_certificate_on_first_use() {
+    // A TLS simulator; two sessions one after the other.
+    let (orch, stop) = start_sim(sim_profile(|_| {}), false).await;
+    let toml = format!(
+        "{}{}\n[load]\nexecutor = \"closed\"\nsessions_per_target = 1\nconcurrency = 1\n",
+        scenario_head("run-tofu", 1),
+        explicit(&orch.uri)
+    );
+    let (dir, path) = write_scenario("tofu.toml", &toml);
+    let out_dir = dir.path().join("out");
+    let out = lvt(run_args(&path, &out_dir, &[])).await;
+    stop.cancel();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run = read_json(&out_dir.join("run.json"));
+    let mut sessions = run["sessions"].as_array().unwrap().clone();
+    sessions.sort_by_key(|s| s["report"]["started_at_unix_ms"].as_i64());
+    let orchestrators: Vec<&Value> = sessions
+        .iter()
+        .map(|s| &s["report"]["orchestrator"])
+        .collect();
+    assert_eq!(orchestrators.len(), 2);
+    let fingerprint = orch.cert_fingerprint.clone().unwrap();
+    for orchestrator in &orchestrators {
+        assert_eq!(orchestrator["cert_sha256"], fingerprint.as_str());
+    }
+    assert_eq!(
+        orchestrators[0]["cert_trust"],
+        serde_json::json!({"status": "first_use"})
+    );
+    assert_eq!(
+        orchestrators[1]["cert_trust"],
+        serde_json::json!({"status": "matches"})
+    );
+}

@@ -274,31 +274,16 @@ pub async fn run_agent(
             admin_stop.clone(),
         ))
     });
-    // Finished sessions pass the board (counted by outcome) and the certificate memory (trust
-    // on first use, kept in state.json) on their way to the shipper.
+    // Finished sessions pass the board (counted by outcome) on their way to the shipper. The
+    // runs share one memory of trusted certificates, kept in state.json.
     let (finished, mut counted) =
         tokio::sync::mpsc::unbounded_channel::<lvt_schema::SessionReport>();
     let trusted = Arc::new(std::sync::Mutex::new(state.fingerprints.clone()));
     let forwarder = {
         let board = Arc::clone(&board);
         let ship = shipper.sender();
-        let trusted = Arc::clone(&trusted);
         tokio::spawn(async move {
-            while let Some(mut report) = counted.recv().await {
-                if let Some(orchestrator) = report.orchestrator.as_mut() {
-                    let mut known = trusted.lock().unwrap_or_else(PoisonError::into_inner);
-                    super::state::trust_certificate(&mut known, orchestrator);
-                    if let Some(lvt_schema::CertTrust::Changed { known_sha256 }) =
-                        &orchestrator.cert_trust
-                    {
-                        warn!(
-                            message = "An orchestrator presented another TLS certificate than the one trusted for its URI; the record says so.",
-                            uri = %orchestrator.uri,
-                            trusted = %known_sha256,
-                            seen = orchestrator.cert_sha256.as_deref().unwrap_or("")
-                        );
-                    }
-                }
+            while let Some(report) = counted.recv().await {
                 let outcome = serde_json::to_value(report.outcome)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
@@ -395,6 +380,7 @@ pub async fn run_agent(
                         cancel: runs_cancel.child_token(),
                         board: Arc::clone(&board),
                         budget: Arc::clone(&budget),
+                        trusted: Arc::clone(&trusted),
                     };
                     let started_in = generation;
                     runs.spawn(async move { (started_in, schedule, run_key, job.run().await) });
@@ -692,6 +678,7 @@ struct RunJob {
     cancel: CancellationToken,
     board: Arc<StatusBoard>,
     budget: Arc<super::budget::AgentBudget>,
+    trusted: crate::run::trust::TrustedCertificates,
 }
 
 impl RunJob {
@@ -744,6 +731,7 @@ impl RunJob {
             region: Some(self.region),
             finished: Some(self.finished),
             admission: Some(self.budget.clone()),
+            trusted_certificates: Some(self.trusted),
             ..RunOptions::default()
         };
         match executor::execute_targets(&scenario, identity, resolved, &opts, self.cancel).await {

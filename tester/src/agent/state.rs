@@ -162,29 +162,6 @@ impl AgentState {
     }
 }
 
-/// Trust on first use for one record's orchestrator: the first certificate seen for a URI is
-/// remembered in `known` (state.json's `fingerprints`) and trusted from then on; the record says
-/// whether its certificate is that first one, the trusted one, or a different one (the trusted
-/// one is kept). A record without a certificate (plaintext, or no answer) is left as it is.
-pub fn trust_certificate(
-    known: &mut BTreeMap<String, String>,
-    orchestrator: &mut lvt_schema::OrchestratorRef,
-) {
-    let Some(seen) = orchestrator.cert_sha256.clone() else {
-        return;
-    };
-    orchestrator.cert_trust = Some(match known.get(&orchestrator.uri) {
-        None => {
-            known.insert(orchestrator.uri.clone(), seen);
-            lvt_schema::CertTrust::FirstUse
-        }
-        Some(trusted) if *trusted == seen => lvt_schema::CertTrust::Matches,
-        Some(trusted) => lvt_schema::CertTrust::Changed {
-            known_sha256: trusted.clone(),
-        },
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,50 +218,5 @@ mod tests {
         b.spend("o", 60, day0 + DAY_MS);
         assert_eq!(b.used("o", day0 + DAY_MS), 60);
         assert_eq!(b.session_seconds.len(), 1);
-    }
-
-    #[test]
-    fn a_changed_certificate_is_told_apart_and_the_first_one_stays_trusted() {
-        let mut known = BTreeMap::new();
-        let mut seen = |uri: &str, cert: Option<&str>| {
-            let mut orchestrator = lvt_schema::OrchestratorRef {
-                address: None,
-                uri: uri.to_owned(),
-                cert_sha256: cert.map(str::to_owned),
-                cert_trust: None,
-            };
-            trust_certificate(&mut known, &mut orchestrator);
-            orchestrator.cert_trust
-        };
-        use lvt_schema::CertTrust;
-        assert_eq!(
-            seen("https://o1:8935", Some("aa")),
-            Some(CertTrust::FirstUse)
-        );
-        assert_eq!(
-            seen("https://o1:8935", Some("aa")),
-            Some(CertTrust::Matches)
-        );
-        assert_eq!(
-            seen("https://o1:8935", Some("bb")),
-            Some(CertTrust::Changed {
-                known_sha256: "aa".to_owned()
-            })
-        );
-        assert_eq!(
-            seen("https://o1:8935", Some("aa")),
-            Some(CertTrust::Matches)
-        );
-        assert_eq!(
-            seen("https://o2:8935", Some("bb")),
-            Some(CertTrust::FirstUse)
-        );
-        assert_eq!(
-            seen("http://o3:8935", None),
-            None,
-            "plaintext: nothing to trust"
-        );
-        assert_eq!(known.len(), 2);
-        assert_eq!(known["https://o1:8935"], "aa");
     }
 }

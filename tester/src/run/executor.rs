@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub finished: Option<tokio::sync::mpsc::UnboundedSender<lvt_schema::SessionReport>>,
     /// Asked before each session starts (the agent's `[budget]`); `None` admits every session.
     pub admission: Option<Arc<dyn SessionAdmission>>,
+    /// The certificates trusted on first use, shared with the caller (the agent keeps them
+    /// across runs); `None`: the run keeps its own for its sessions.
+    pub trusted_certificates: Option<super::trust::TrustedCertificates>,
 }
 
 /// Decides whether a planned session may start: the agent's budget. A refused session is not
@@ -149,6 +152,7 @@ pub async fn execute_targets(
         aborts,
         scenario_ref: identity.scenario_ref(),
         skipped_for_budget: 0,
+        trusted: opts.trusted_certificates.clone().unwrap_or_default(),
     };
     run.drive(cancel).await;
     let ended_at_unix_ms = unix_ms();
@@ -248,6 +252,8 @@ struct Execution<'a> {
     /// The target label of each plan target (a URI, or `network`).
     labels: Vec<String>,
     opts: &'a RunOptions,
+    /// Trust on first use of the orchestrators' certificates ([`super::trust`]).
+    trusted: super::trust::TrustedCertificates,
     clip: Arc<Clip>,
     http: reqwest::Client,
     /// The run's start: plan time 0.
@@ -480,7 +486,8 @@ impl Execution<'_> {
         state.last_end_ms = Some(now);
         let busy = run.report.outcome == Outcome::UnscoredBusy;
         self.plan.handle_finished(target, now, busy);
-        let record = self.record(f, run);
+        let mut record = self.record(f, run);
+        super::trust::judge(&self.trusted, &mut record.report);
         self.progress.handle_finished(&record, now);
         if let Some(finished) = &self.opts.finished {
             // The receiver going away (its shipper task died) only loses the early copy: the

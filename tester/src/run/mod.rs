@@ -9,6 +9,7 @@ pub mod progress;
 pub mod record;
 pub mod summary;
 pub mod targets;
+pub mod trust;
 pub mod verdict;
 
 #[cfg(test)]
