@@ -21,10 +21,9 @@ use std::path::{Path, PathBuf};
 
 use common::agents::{
     admin_address, agent_keys, all_results, commit_file, fleet_scenario, get_json,
-    serve_fleet_repository, sigterm, spawn_agent, wait_for, write_fleet_agent_config,
+    serve_fleet_repository, sigterm, spawn_agent, stored_once, wait_for, write_fleet_agent_config,
 };
 use common::start_sim;
-use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
 use lvt_sim::Profile;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -40,20 +39,7 @@ async fn start_collector(
     CancellationToken,
     tokio::task::JoinHandle<Result<(), lvt_collector::server::RunError>>,
 ) {
-    let settings = Settings::load(&dir.join("collector.toml")).expect("collector settings");
-    let store: StoreSpec = format!("sqlite:{}", dir.join("results.db").display())
-        .parse()
-        .expect("store spec");
-    let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let task = tokio::spawn(lvt_collector::run(
-        listener,
-        CollectorConfig { store, settings },
-        async move { s.cancelled().await },
-    ));
-    (url, stop, task)
+    common::spawn_sqlite_collector(&dir.join("collector.toml"), dir, address).await
 }
 
 /// The `/v1/agents` entry of every region's agent, when all three satisfy `check`.
@@ -314,15 +300,7 @@ async fn a_fleet_of_three_regional_agents_on_one_collector() {
         south_text.contains("the spool holds 0 batch(es)"),
         "{south_text}"
     );
-    let stored = all_results(&collector).await;
-    let mut ids: Vec<&str> = stored
-        .iter()
-        .filter_map(|item| item["record"]["session_id"].as_str())
-        .collect();
-    let total = ids.len();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), total, "no record stored twice");
+    stored_once(&collector).await;
     stop_first.cancel();
     stop_second.cancel();
     stop_collector.cancel();

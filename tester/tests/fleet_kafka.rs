@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::agents::{
     FleetRepository, admin_address, agent_keys, all_results, get_json, serve_fleet_repository,
-    sigterm, spawn_agent, wait_for, write_fleet_agent_config,
+    sigterm, spawn_agent, stored_once, wait_for, write_fleet_agent_config,
 };
 use common::{collector_beside, start_sim};
 use lvt_collector::kafka::test_broker::TestBroker;
@@ -279,24 +279,10 @@ impl Fleet {
         let sessions = self.stop_agents().await;
         wait_for(30, "every session stored", &self.log_b(), || async {
             let lag = metric_sum(self.b(), "lvt_collector_kafka_lag").await;
-            let stored = self.stored_once().await;
+            let stored = stored_once(self.b()).await;
             (lag == Some(0) && u64::try_from(stored).ok() == Some(sessions)).then_some(())
         })
         .await;
-    }
-
-    /// The stored session ids, asserting that none is stored twice.
-    async fn stored_once(&self) -> usize {
-        let stored = all_results(self.b()).await;
-        let mut ids: Vec<&str> = stored
-            .iter()
-            .filter_map(|item| item["record"]["session_id"].as_str())
-            .collect();
-        let total = ids.len();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), total, "no record stored twice");
-        total
     }
 
     fn stop(mut self) {

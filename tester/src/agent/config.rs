@@ -204,7 +204,7 @@ pub struct ConfigError {
 
 impl AgentConfig {
     /// Why `new` cannot replace `self` while the agent runs (SIGHUP), if it cannot: the key,
-    /// where results go, the state folder, the admin address, the spool and heartbeat settings
+    /// where results go, the state folder, the admin address, the spool, heartbeat and ship timeout settings
     /// and the repository's URL and folder are fixed for the process; schedules, the region,
     /// the ref, `poll_s`, `allow_force_push` and `shutdown_grace_s` can change.
     pub fn reload_refusal(&self, new: &Self) -> Option<String> {

@@ -15,8 +15,10 @@ use crate::agent::driver::{AgentError, AgentSetup, run_agent};
 pub const HELP: &str = "Run as a regional tester agent: run the scenarios of agent.toml's \
 [[schedule]] entries on their cron patterns (UTC, with a per-agent jitter), label every record \
 with the agent's region, and ship each session's signed record to the collector (or Kafka) as \
-the session ends; batches that cannot be delivered go to state_dir/spool and are re-sent every \
-30 s. state_dir/state.json keeps each schedule's last start across restarts (for `missed`). \
+the session ends; batches that cannot be delivered, or are not acknowledged within \
+ship_timeout_s (60 s), go to state_dir/spool and are re-sent every spool_drain_s (30 s). \
+state_dir/state.json keeps each schedule's last start across restarts (for `missed`) and the \
+TLS certificate first seen per orchestrator (every record says whether its own matches). \
 With admin_listen it serves /healthz, /status (JSON) and /metrics (Prometheus text).\n\n\
 Scenarios come from [scenarios] git: a repository (an https, http or file:// URL, or the path \
 of a git repository) is fetched into state_dir at start and every poll_s, and a new commit of \
@@ -26,7 +28,8 @@ fast-forward (unless allow_force_push); otherwise the commit in use stays and /s
 Runs finish on the commit they started with. A plain folder (not a repository) is read as it is \
 at each run's start.\n\nSIGHUP reads the config file again: schedules, region, shutdown_grace_s and [scenarios] ref, \
 poll_s and allow_force_push change at once; a bad file, or one changing what needs a restart \
-(key, collector, [kafka], state_dir, admin_listen, spool and heartbeat settings, [scenarios] git \
+(key, collector, [kafka], state_dir, admin_listen, spool, heartbeat and ship_timeout_s settings, \
+[scenarios] git \
 and path), is refused and the running configuration stays.\n\n\
 SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
 ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \

@@ -247,3 +247,17 @@ pub fn write_fleet_agent_config(
     .unwrap();
     config
 }
+
+/// Every stored result's session id, asserting that none is stored twice; gives how many.
+pub async fn stored_once(collector: &str) -> usize {
+    let stored = all_results(collector).await;
+    let mut ids: Vec<&str> = stored
+        .iter()
+        .filter_map(|item| item["record"]["session_id"].as_str())
+        .collect();
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no record stored twice");
+    total
+}

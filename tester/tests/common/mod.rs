@@ -97,7 +97,6 @@ impl AgentCollector {
         agent_id: &str,
         address: &str,
     ) -> Self {
-        use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
         if !dir.join("agent.pub").exists() {
             Self::keygen(lvt_binary, dir).await;
         }
@@ -111,19 +110,7 @@ impl AgentCollector {
             ),
         )
         .expect("write settings");
-        let settings = Settings::load(&settings_path).expect("collector settings");
-        let store: StoreSpec = format!("sqlite:{}", dir.join("results.db").display())
-            .parse()
-            .expect("store spec");
-        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        let task = tokio::spawn(lvt_collector::run(
-            listener,
-            CollectorConfig { store, settings },
-            async move { s.cancelled().await },
-        ));
+        let (url, stop, task) = spawn_sqlite_collector(&settings_path, dir, address).await;
         Self {
             url,
             key_path: dir.join("agent.key"),
@@ -158,6 +145,34 @@ pub fn dies_with_test(command: &mut std::process::Command) -> &mut std::process:
             Ok(())
         })
     }
+}
+
+/// A collector in this process on `address`, with the settings file `settings` and a SQLite
+/// store `dir/results.db`; stopped by cancelling the token, its task gives how it ended.
+pub async fn spawn_sqlite_collector(
+    settings: &std::path::Path,
+    dir: &std::path::Path,
+    address: &str,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), lvt_collector::server::RunError>>,
+) {
+    use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
+    let settings = Settings::load(settings).expect("collector settings");
+    let store: StoreSpec = format!("sqlite:{}", dir.join("results.db").display())
+        .parse()
+        .expect("store spec");
+    let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(lvt_collector::run(
+        listener,
+        CollectorConfig { store, settings },
+        async move { s.cancelled().await },
+    ));
+    (url, stop, task)
 }
 
 /// The `lvt-collector` binary beside `lvt_binary`, as `lvt demo` finds it. A workspace build
