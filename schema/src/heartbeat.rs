@@ -60,6 +60,10 @@ pub struct Heartbeat {
     /// Session-seconds the `[budget]` admitted today (UTC) per target.
     #[serde(default)]
     pub budget_session_seconds_today: BTreeMap<String, u64>,
+    /// What today's (UTC) sessions paid on chain, in wei of ticket expected value (decimal
+    /// digits); absent when the agent pays offchain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_payment_wei_today: Option<String>,
     /// Batches waiting in the agent's spool.
     pub spool_batches: u64,
     /// Their bytes.

@@ -118,6 +118,24 @@ pub struct SessionReport {
     /// `orchestrator`). The SLA attributes each share to the orchestrator that produced it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub served_by: Vec<ServedBy>,
+    /// On chain (a remote signer paid the jobs): what the session's payments were worth.
+    /// Absent offchain, where nothing is paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentSpent>,
+}
+
+/// What a session paid its orchestrators, on chain: every payment the remote signer generated
+/// for it (the job start's and each one of the 5 s payment loop), whether or not the
+/// orchestrator accepted it, since the tickets were handed over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentSpent {
+    /// Probabilistic micropayment tickets sent.
+    pub tickets: u64,
+    /// Their expected value in wei (`face_value × win_prob / (2^256 − 1)` per ticket, summed
+    /// per payment and rounded down), in decimal digits: it may exceed what a JSON number holds
+    /// exactly.
+    #[schemars(regex(pattern = r"^[0-9]+$"))]
+    pub expected_value_wei: String,
 }
 
 impl SessionReport {
@@ -149,6 +167,7 @@ impl SessionReport {
             tester_version: None,
             scenario: None,
             served_by: Vec::new(),
+            payment: None,
         }
     }
 }

@@ -108,6 +108,7 @@ fn full_report() -> SessionReport {
         tester_version: Some("lvt 0.1.0".to_owned()),
         scenario: None,
         served_by: Vec::new(),
+        payment: None,
     }
 }
 
@@ -134,6 +135,7 @@ fn empty_report() -> SessionReport {
         tester_version: None,
         scenario: None,
         served_by: Vec::new(),
+        payment: None,
     }
 }
 

@@ -12,12 +12,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::agents::{
-    admin_address, commit_scenario, fleet_status, get_json, results, signal, sigterm, spawn_agent,
-    wait_for,
+    admin_address, commit_scenario, fleet_status, get_json, get_text, results, signal, sigterm,
+    spawn_agent, wait_for,
 };
 use common::git_server::{GitServer, git};
-use common::{AgentCollector, start_sim};
-use lvt_sim::Profile;
+use common::{AgentCollector, start_sim, start_sim_config};
+use lvt_sim::{OrchestratorConfig, Profile, TicketTerms};
+use lvt_wire::payment::stand_in::StandInSigner;
 use serde_json::Value;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
@@ -168,12 +169,7 @@ async fn an_agent_runs_its_schedule_ships_with_its_region_and_stops_on_sigterm()
         "the next start is within one period: {status}"
     );
     assert_eq!(status["spool"]["batches"], 0, "{status}");
-    let metrics = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{admin}/metrics")).await;
     for expected in [
         "lvt_agent_sessions_total{outcome=\"passed\"}",
         "lvt_agent_schedule_lag_seconds{scenario=\"agent-quick\"}",
@@ -371,12 +367,7 @@ async fn an_agent_pulls_scenarios_over_smart_http_and_adopts_only_valid_commits(
         reasons.contains("scenarios/agent-quick.toml:2:11") && reasons.contains("did not go up"),
         "{status}"
     );
-    let metrics = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{admin}/metrics")).await;
     assert!(
         metrics.contains("lvt_agent_scenario_commit_refused 1"),
         "{metrics}"
@@ -587,12 +578,7 @@ async fn a_full_spool_stops_new_runs_until_it_drains_and_nothing_is_lost() {
         "{status}"
     );
     let started = status["runs_started"].as_u64().unwrap();
-    let metrics = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{admin}/metrics")).await;
     assert!(metrics.contains("lvt_agent_spool_full 1"), "{metrics}");
     assert!(
         metrics.contains("lvt_agent_runs_skipped_total{reason=\"spool_full\"}"),
@@ -742,6 +728,29 @@ fn the_systemd_unit_verifies() {
     );
 }
 
+/// Starts the agent of `config` again (log `dir/agent-again.log`), waits until it skips a
+/// session for budget, stops it with SIGTERM (exit 0) and returns its log.
+async fn restarted_until_skipped_for_budget(config: &Path, dir: &Path) -> String {
+    let log = dir.join("agent-again.log");
+    let agent = spawn_agent(config, &log);
+    let admin = admin_address(&log).await;
+    wait_for(
+        30,
+        "a session skipped for budget after the restart",
+        &log,
+        || async {
+            let status = get_json(format!("{admin}/status")).await;
+            (status["sessions_skipped"]["budget"].as_u64().unwrap_or(0) >= 1).then_some(())
+        },
+    )
+    .await;
+    let exit = tokio::task::spawn_blocking(move || sigterm(agent))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    std::fs::read_to_string(&log).unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_runs_only_the_sessions_that_fit_the_day_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -785,26 +794,98 @@ async fn the_budget_runs_only_the_sessions_that_fit_the_day_across_a_restart() {
     );
 
     // A restart the same day keeps the counters: nothing more runs.
-    let log = dir.path().join("agent-again.log");
+    let text = restarted_until_skipped_for_budget(&config, dir.path()).await;
+    assert_eq!(results(&collector.url).await.len(), 2);
+    assert!(text.contains("Session skipped for budget."), "{text}");
+    stop_sim.cancel();
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_signer_pays_and_the_day_stops_at_the_payment_budget_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tickets of 2e12 wei that win half the time: each is worth 1e12 wei, and a 1 s session
+    // pays once (the job start; the 5 s payment loop never comes round).
+    let mut cfg = OrchestratorConfig::new("paid", Profile::default());
+    cfg.plaintext = true;
+    cfg.status_interval = Duration::from_secs(1);
+    cfg.ticket = TicketTerms::new(2_000_000_000_000, 0.5);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (orch, stop_sim) = start_sim_config(cfg, listener).await;
+    let signer = StandInSigner::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .expect("stand-in signer");
+    let collector = AgentCollector::start(LVT, dir.path(), "agent-eu-1").await;
+    // Two sessions' worth a day.
+    let config = write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        &format!(
+            "admin_listen = \"127.0.0.1:0\"\nremote_signer = \"{}\"\n[budget]\nmax_payment_wei_per_day = 2000000000000\n",
+            signer.url()
+        ),
+    );
+    let log = dir.path().join("agent.log");
     let agent = spawn_agent(&config, &log);
     let admin = admin_address(&log).await;
-    wait_for(
-        30,
-        "a session skipped for budget after the restart",
+    let skipped = |status: &Value| status["sessions_skipped"]["budget"].as_u64().unwrap_or(0);
+    let status = wait_for(
+        60,
+        "a session skipped for the payment budget",
         &log,
         || async {
             let status = get_json(format!("{admin}/status")).await;
-            (skipped(&status) >= 1).then_some(())
+            (skipped(&status) >= 1).then_some(status)
         },
     )
     .await;
+    assert_eq!(
+        status["budget_payment_wei_today"], "2000000000000",
+        "{status}"
+    );
+    let metrics = get_text(format!("{admin}/metrics")).await;
+    assert!(
+        metrics.contains("lvt_agent_budget_payment_wei_today 2000000000000"),
+        "{metrics}"
+    );
     let exit = tokio::task::spawn_blocking(move || sigterm(agent))
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(0));
+    let records = results(&collector.url).await;
+    assert_eq!(records.len(), 2, "only what the day could pay for ran");
+    for stored in &records {
+        // Whatever the outcome of a 1 s session on a loaded machine, its start was paid.
+        let record = &stored["record"];
+        assert_eq!(
+            record["payment"],
+            serde_json::json!({ "tickets": 1, "expected_value_wei": "1000000000000" }),
+            "{record}"
+        );
+    }
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("state").join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["budget"]["payment_wei"], 2_000_000_000_000u64,
+        "{state}"
+    );
+
+    // A restart the same day keeps the day's payments: nothing more runs.
+    let text = restarted_until_skipped_for_budget(&config, dir.path()).await;
     assert_eq!(results(&collector.url).await.len(), 2);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(text.contains("Session skipped for budget."), "{text}");
+    assert!(
+        text.contains("max_payment_wei_per_day = 2000000000000"),
+        "the log says why: {text}"
+    );
+    // One signer payment per session, none for the refused ones.
+    let payments = signer
+        .calls()
+        .iter()
+        .filter(|c| c.path == "/generate-live-payment")
+        .count();
+    assert_eq!(payments, 2);
     stop_sim.cancel();
     collector.stop().await;
 }
@@ -862,12 +943,7 @@ async fn a_run_cut_off_by_kill_9_is_reported_as_interrupted_after_the_restart() 
     let admin = admin_address(&log).await;
     let status = get_json(format!("{admin}/status")).await;
     assert_eq!(status["runs_interrupted"], 1, "{status}");
-    let metrics = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{admin}/metrics")).await;
     assert!(
         metrics.contains("lvt_agent_runs_interrupted 1"),
         "{metrics}"
@@ -903,7 +979,7 @@ async fn a_run_cut_off_by_kill_9_is_reported_as_interrupted_after_the_restart() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificates_are_trusted_on_first_use_and_a_changed_one_is_flagged() {
+async fn certificates_are_trusted_on_first_use_and_a_changed_one_is_flagged_then_refused() {
     let dir = tempfile::tempdir().unwrap();
     // A TLS orchestrator: its records carry its certificate's fingerprint.
     let (orch, stop_sim) = start_sim(Profile::default(), false).await;
@@ -950,6 +1026,50 @@ async fn certificates_are_trusted_on_first_use_and_a_changed_one_is_flagged() {
     .await;
     assert_eq!(
         trust(&changed),
+        serde_json::json!({"status": "changed", "known_sha256": first}),
+    );
+    assert_ne!(
+        changed["record"]["failure"]["class"], "auth",
+        "only flagged, not refused"
+    );
+
+    // With refuse_changed_certificates (a reload takes it) the changed orchestrator is refused
+    // before its job starts: a failed start of class auth naming both fingerprints.
+    write_agent(
+        dir.path(),
+        &orch.uri,
+        &collector.url,
+        "refuse_changed_certificates = true\n",
+    );
+    signal(&agent, "HUP");
+    let refused = wait_for(
+        40,
+        "a session refused for its certificate",
+        &log,
+        || async {
+            results(&collector.url)
+                .await
+                .into_iter()
+                .find(|item| item["record"]["failure"]["class"] == "auth")
+        },
+    )
+    .await;
+    let record = &refused["record"];
+    assert_eq!(record["outcome"], "failed", "{record}");
+    let detail = record["failure"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!(
+            "presented TLS certificate sha256 {second}, not the {first} trusted for it"
+        )),
+        "{detail}"
+    );
+    assert_eq!(
+        record["metrics"]["job_start_ms"],
+        Value::Null,
+        "no job started"
+    );
+    assert_eq!(
+        trust(&refused),
         serde_json::json!({"status": "changed", "known_sha256": first}),
     );
     let exit = tokio::task::spawn_blocking(move || sigterm(agent))

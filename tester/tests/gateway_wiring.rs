@@ -47,6 +47,7 @@ async fn a_remote_signer_pays_the_job_and_its_payment_loop() {
     let report: SessionReport = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(report.failure.map(|f| f.class), Some(FailureClass::Payment));
+    assert_eq!(report.payment, None, "offchain nothing is paid");
     assert_eq!(orch.payments_received(), 0);
 
     // Through the signer the job starts, and a 6 s session makes one periodic payment at 5 s.
@@ -74,6 +75,13 @@ async fn a_remote_signer_pays_the_job_and_its_payment_loop() {
         .filter(|p| **p == "/generate-live-payment")
         .count();
     assert!(payments >= 2, "{paths:?}");
+    // The record counts every ticket the signer made (one per payment here), and what they
+    // were worth: the simulator's default tickets are worth nothing.
+    let spent = report
+        .payment
+        .expect("an on-chain session says what it paid");
+    assert_eq!(usize::try_from(spent.tickets).unwrap(), payments);
+    assert_eq!(spent.expected_value_wei, "0");
 
     // `lvt run` pays every session the same way: the shipped smoke scenario (one 10 s session)
     // passes against the paying orchestrator only with the signer.

@@ -12,6 +12,7 @@
 //! gpu = { name = "NVIDIA GeForce RTX 4090", memory_gb = 24 }
 //! models = ["noop", "streamdiffusion"]
 //! # eth_address = "0x..."     # default: derived from the name and the profile seed
+//! # ticket = { face_value_wei = 2000000000000, win_prob = 0.5 }  # what on-chain tickets are worth
 //! ```
 //!
 //! This module is plain data plus validation; [`super::start_fleet`] turns it into servers.
@@ -67,6 +68,55 @@ pub struct OrchestratorEntry {
     /// Its eth address (`0x` + 40 hex digits). Default: derived from the name and the seed.
     #[serde(default)]
     pub eth_address: Option<String>,
+    /// The ticket parameters it hands out for on-chain payments. Default: a face value of
+    /// 1 wei and the smallest win probability, so a payment is worth nothing.
+    #[serde(default)]
+    pub ticket: Option<TicketEntry>,
+}
+
+/// A `ticket = { ... }` table: what each ticket pays if it wins, and its chance of winning.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketEntry {
+    /// The face value in wei.
+    pub face_value_wei: u64,
+    /// The chance that a ticket wins, above 0 and at most 1.
+    pub win_prob: f64,
+}
+
+/// The ticket parameters a simulated orchestrator hands out, as they go on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketTerms {
+    /// Big-endian face value in wei.
+    pub face_value: Vec<u8>,
+    /// Big-endian win probability, out of `2^256 - 1`.
+    pub win_prob: Vec<u8>,
+}
+
+impl Default for TicketTerms {
+    /// 1 wei at a chance of 1 in `2^256 - 1`: well-formed tickets worth nothing.
+    fn default() -> Self {
+        Self {
+            face_value: vec![0x01],
+            win_prob: vec![0x01],
+        }
+    }
+}
+
+impl TicketTerms {
+    /// Tickets of `face_value_wei` that win with `probability` (0 to 1): each is worth
+    /// `face_value_wei × probability` wei.
+    pub fn new(face_value_wei: u128, probability: f64) -> Self {
+        let bytes = face_value_wei.to_be_bytes();
+        let first = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
+        Self {
+            face_value: bytes[first..].to_vec(),
+            win_prob: lvt_wire::payment::value::win_prob_bytes(probability),
+        }
+    }
 }
 
 /// A profile given by built-in name or inline.
@@ -214,6 +264,7 @@ impl FleetConfig {
             },
             models: default_models(),
             eth_address: None,
+            ticket: None,
         };
         FleetConfig {
             status_interval_s: default_status_interval_s(),
@@ -295,6 +346,14 @@ impl FleetConfig {
                     entry.name
                 )));
             }
+            if let Some(ticket) = &entry.ticket
+                && !(ticket.win_prob > 0.0 && ticket.win_prob <= 1.0)
+            {
+                return Err(invalid(format!(
+                    "orchestrator `{}`: `ticket.win_prob` must be above 0 and at most 1, not {}",
+                    entry.name, ticket.win_prob
+                )));
+            }
             if let Some(addr) = &entry.eth_address {
                 parse_eth_address(addr).map_err(|message| {
                     invalid(format!("orchestrator `{}`: {message}", entry.name))
@@ -346,6 +405,10 @@ impl FleetConfig {
                 cfg.gpu = entry.gpu.clone();
                 cfg.models = entry.models.clone();
                 cfg.eth_address = eth_address;
+                if let Some(ticket) = entry.ticket {
+                    cfg.ticket =
+                        TicketTerms::new(u128::from(ticket.face_value_wei), ticket.win_prob);
+                }
                 cfg.status_interval = Duration::from_secs_f64(self.status_interval_s);
                 cfg.plaintext = self.plaintext;
                 cfg.advertise_host = self.advertise_host.clone();
@@ -379,6 +442,8 @@ pub struct OrchestratorConfig {
     /// Secret of the auth tokens it mints. Default: derived from the profile seed and the name,
     /// so runs repeat; set it to mint tokens elsewhere (tests mint expired ones).
     pub auth_secret: Option<[u8; 32]>,
+    /// The ticket parameters in its `OrchestratorInfo`.
+    pub ticket: TicketTerms,
 }
 
 impl OrchestratorConfig {
@@ -397,6 +462,7 @@ impl OrchestratorConfig {
             idle_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(60),
             auth_secret: None,
+            ticket: TicketTerms::default(),
         }
     }
 }
@@ -493,6 +559,27 @@ eth_address = "0x00000000000000000000000000000000000000aA"
         assert_eq!(b.gpu.compute_capability(), (7, 5));
         assert_eq!(b.eth_address[19], 0xaa);
         assert_eq!(b.models, ["noop"]);
+        assert_eq!(b.ticket, TicketTerms::default(), "tickets worth nothing");
+    }
+
+    #[test]
+    fn ticket_terms_are_what_each_ticket_is_worth() {
+        let text = "[[orchestrator]]\nname = \"a\"\nprofile = \"good\"\nticket = { face_value_wei = 2000000000000, win_prob = 0.5 }\n";
+        let fleet = FleetConfig::from_toml_str(text, "f.toml").unwrap();
+        let ticket = &fleet.orchestrator_configs().unwrap()[0].0.ticket;
+        assert_eq!(ticket, &TicketTerms::new(2_000_000_000_000, 0.5));
+        assert_eq!(
+            lvt_wire::payment::value::expected_value(&ticket.face_value, &ticket.win_prob, 1),
+            Ok(1_000_000_000_000)
+        );
+        for bad in ["0.0", "1.5", "-0.1", "nan"] {
+            let text = text.replace("0.5", bad);
+            let err = FleetConfig::from_toml_str(&text, "f.toml").unwrap_err();
+            assert!(err.to_string().contains("ticket.win_prob"), "{bad}: {err}");
+        }
+        let typo = text.replace("win_prob", "win_probability");
+        let err = FleetConfig::from_toml_str(&typo, "f.toml").unwrap_err();
+        assert!(err.to_string().contains("win_probability"), "{err}");
     }
 
     #[test]

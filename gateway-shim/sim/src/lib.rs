@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use fleet::{
     FleetConfig, FleetError, GpuConfig, OrchestratorConfig, OrchestratorEntry, ProfileRef,
-    derive_eth_address, format_eth_address, parse_eth_address,
+    TicketEntry, TicketTerms, derive_eth_address, format_eth_address, parse_eth_address,
 };
 pub use pipeline::{
     Decision, DropReason, InputFrame, PipelineConfig, PipelineCore, PipelineOutput, PipelineStats,

@@ -520,8 +520,8 @@ fn orchestrator_info(shared: &Shared, with_hardware: bool) -> proto::Orchestrato
         transcoder: shared.uri.clone(),
         ticket_params: Some(proto::TicketParams {
             recipient: cfg.eth_address.to_vec(),
-            face_value: vec![0x01],
-            win_prob: vec![0x01],
+            face_value: cfg.ticket.face_value.clone(),
+            win_prob: cfg.ticket.win_prob.clone(),
             recipient_rand_hash,
             seed: session_id.as_bytes().to_vec(),
             expiration_block: vec![0x01],

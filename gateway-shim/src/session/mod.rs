@@ -202,6 +202,9 @@ pub enum StartFailure {
     Payment { detail: String },
     /// The job start request failed.
     Job(JobRefusal),
+    /// The orchestrator presented another TLS certificate than the one trusted for its URI and
+    /// the tester refuses such orchestrators: it may not be who it was.
+    CertificateChanged { detail: String },
 }
 
 impl StartFailure {
@@ -226,6 +229,7 @@ impl StartFailure {
                 "OrchestratorInfo carries no auth_token, which job start requires".into(),
             ),
             Self::Payment { detail } => (FailureClass::Payment, format!("payment: {detail}")),
+            Self::CertificateChanged { detail } => (FailureClass::Auth, detail.clone()),
             Self::Job(refusal) => {
                 let (class, detail) = match refusal {
                     JobRefusal::Refused { reason, detail, .. } => (

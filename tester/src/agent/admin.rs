@@ -71,6 +71,9 @@ pub struct AgentStatus {
     pub sessions_skipped: BTreeMap<String, u64>,
     /// Session-seconds admitted today per target (the `[budget]` counters).
     pub budget_session_seconds_today: BTreeMap<String, u64>,
+    /// On chain (a `remote_signer`): what today's sessions paid, in wei of ticket expected
+    /// value, as decimal digits (the `[budget]` counter of `max_payment_wei_per_day`).
+    pub budget_payment_wei_today: Option<String>,
     /// When the last heartbeat was delivered, ms since the Unix epoch.
     pub last_heartbeat_unix_ms: Option<i64>,
     /// Why the last heartbeat was not delivered, if it was not.
@@ -249,6 +252,15 @@ fn render(status: &AgentStatus, spool: SpoolStatus) -> String {
         "1 when the spool is at or above its cap: no new run starts until it drains.",
     );
     let _ = writeln!(out, "lvt_agent_spool_full {}", u8::from(spool.full));
+    if let Some(wei) = &status.budget_payment_wei_today {
+        header(
+            &mut out,
+            "lvt_agent_budget_payment_wei_today",
+            "gauge",
+            "What today's (UTC) sessions paid on chain, wei of ticket expected value.",
+        );
+        let _ = writeln!(out, "lvt_agent_budget_payment_wei_today {wei}");
+    }
     header(
         &mut out,
         "lvt_agent_runs_skipped_total",

@@ -21,9 +21,13 @@
 //! overlap = "skip"                            # or "queue"
 //! missed = "run_once"                         # or "skip"
 //!
+//! remote_signer = "http://127.0.0.1:7936"        # optional: pay on chain through it
+//! refuse_changed_certificates = false            # refuse, not only flag, a changed certificate
+//!
 //! [budget]
 //! max_concurrent_sessions = 20
 //! max_session_seconds_per_orchestrator_per_day = 7200
+//! max_payment_wei_per_day = 50000000000000000     # needs remote_signer
 //! ```
 
 use std::collections::HashSet;
@@ -86,6 +90,14 @@ pub struct AgentConfig {
     /// goes to the spool, seconds (1 to 600).
     #[serde(default = "default_ship_timeout_s")]
     pub ship_timeout_s: Spanned<u64>,
+    /// A go-livepeer remote signer that pays every session's jobs on chain; offchain when
+    /// absent (an empty payment, as `lvt run` without `--remote-signer`).
+    #[serde(default)]
+    pub remote_signer: Option<Spanned<String>>,
+    /// Refuse a session whose orchestrator presents another TLS certificate than the one
+    /// trusted for its URI (state.json's `fingerprints`), instead of only flagging the record.
+    #[serde(default)]
+    pub refuse_changed_certificates: bool,
     pub scenarios: ScenarioSource,
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,
@@ -190,6 +202,9 @@ fn default_missed() -> Missed {
 pub struct Budget {
     pub max_concurrent_sessions: Option<u32>,
     pub max_session_seconds_per_orchestrator_per_day: Option<u64>,
+    /// The most the sessions may pay in a UTC day, in wei of ticket expected value (needs
+    /// `remote_signer`).
+    pub max_payment_wei_per_day: Option<Spanned<u64>>,
 }
 
 /// A configuration error at its place in the file.
@@ -206,7 +221,8 @@ impl AgentConfig {
     /// Why `new` cannot replace `self` while the agent runs (SIGHUP), if it cannot: the key,
     /// where results go, the state folder, the admin address, the spool, heartbeat and ship timeout settings
     /// and the repository's URL and folder are fixed for the process; schedules, the region,
-    /// the ref, `poll_s`, `allow_force_push` and `shutdown_grace_s` can change.
+    /// the ref, `poll_s`, `allow_force_push`, `shutdown_grace_s` and
+    /// `refuse_changed_certificates` can change.
     pub fn reload_refusal(&self, new: &Self) -> Option<String> {
         let fixed = |config: &Self| {
             (
@@ -234,15 +250,21 @@ impl AgentConfig {
                 (
                     config.budget.max_concurrent_sessions,
                     config.budget.max_session_seconds_per_orchestrator_per_day,
+                    config
+                        .budget
+                        .max_payment_wei_per_day
+                        .as_ref()
+                        .map(|w| *w.get_ref()),
+                    config.remote_signer.as_ref().map(|s| s.get_ref().clone()),
                 ),
             )
         };
         if fixed(self) != fixed(new) {
             return Some(
-                "only [[schedule]], region, shutdown_grace_s and [scenarios] ref, poll_s and \
-                 allow_force_push change on reload; key, collector, [kafka], state_dir, \
+                "only [[schedule]], region, shutdown_grace_s, refuse_changed_certificates and \
+                 [scenarios] ref, poll_s and allow_force_push change on reload; key, collector, [kafka], state_dir, \
                  admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s, ship_timeout_s, \
-                 [budget] and [scenarios] git and path need a restart"
+                 remote_signer, [budget] and [scenarios] git and path need a restart"
                     .to_owned(),
             );
         }
@@ -298,6 +320,24 @@ impl AgentConfig {
                     format!("collector {:?} is not an http(s) URL", url.get_ref()),
                 ));
             }
+        }
+        if let Some(signer) = &config.remote_signer {
+            let ok = reqwest::Url::parse(signer.get_ref())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(at(
+                    signer.span(),
+                    format!("remote_signer {:?} is not an http(s) URL", signer.get_ref()),
+                ));
+            }
+        }
+        if let Some(limit) = &config.budget.max_payment_wei_per_day
+            && config.remote_signer.is_none()
+        {
+            return Err(at(
+                limit.span(),
+                "max_payment_wei_per_day limits on-chain payments: it needs remote_signer".into(),
+            ));
         }
         if *config.heartbeat_s.get_ref() == 0 {
             return Err(at(
@@ -562,5 +602,45 @@ max_concurrent_sessions = 20
             "{}",
             error(&bad)
         );
+    }
+
+    #[test]
+    fn a_payment_budget_needs_a_remote_signer() {
+        let budget = GOOD.replace(
+            "max_concurrent_sessions = 20",
+            "max_concurrent_sessions = 20\nmax_payment_wei_per_day = 1000",
+        );
+        let message = error(&budget);
+        assert!(
+            message.contains(
+                "max_payment_wei_per_day limits on-chain payments: it needs remote_signer"
+            ),
+            "{message}"
+        );
+        let paid = budget.replace(
+            "admin_listen = \"127.0.0.1:9464\"",
+            "admin_listen = \"127.0.0.1:9464\"\nremote_signer = \"http://127.0.0.1:7936\"",
+        );
+        let config = AgentConfig::parse(&paid, "agent.toml").unwrap();
+        assert_eq!(
+            config.budget.max_payment_wei_per_day.map(|w| *w.get_ref()),
+            Some(1000)
+        );
+        let bad = paid.replace("http://127.0.0.1:7936", "127.0.0.1:7936");
+        assert!(
+            error(&bad).starts_with("agent.toml:6:17: remote_signer \"127.0.0.1:7936\" is not"),
+            "{}",
+            error(&bad)
+        );
+        let negative = paid.replace("= 1000", "= -1");
+        assert!(
+            error(&negative).starts_with("agent.toml:25:27: invalid value: integer `-1`"),
+            "{}",
+            error(&negative)
+        );
+        // The signer and the payment budget are fixed for the process.
+        let before = AgentConfig::parse(&paid, "agent.toml").unwrap();
+        let after = AgentConfig::parse(&paid.replace("= 1000", "= 2000"), "agent.toml").unwrap();
+        assert!(before.reload_refusal(&after).is_some());
     }
 }

@@ -187,6 +187,14 @@ pub async fn run_agent(
         &config.budget,
         state.budget.clone(),
     ));
+    // How the sessions' jobs are paid; fixed for the process (a reload cannot change it).
+    let payment = lvt_wire::payment::PaymentConfig {
+        signer_url: config
+            .remote_signer
+            .as_ref()
+            // Invariant: `AgentConfig::parse` checked that it is an http(s) URL.
+            .and_then(|url| reqwest::Url::parse(url.get_ref()).ok()),
+    };
     for (scenario, next) in scheduler.next_starts() {
         info!(message = "Schedule loaded.", scenario, next_unix_ms = next);
     }
@@ -212,6 +220,7 @@ pub async fn run_agent(
         spool_dir.clone(),
         config.spool_max_bytes,
     ));
+    keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
     // The repository: go on with the commit adopted before a restart, then pull once; with no
     // usable commit at all the agent cannot run anything and says why.
     let mut adopted: Option<Arc<Adopted>> = None;
@@ -282,8 +291,18 @@ pub async fn run_agent(
     let forwarder = {
         let board = Arc::clone(&board);
         let ship = shipper.sender();
+        let budget = Arc::clone(&budget);
         tokio::spawn(async move {
             while let Some(report) = counted.recv().await {
+                // What the session paid counts against the day's payment budget at once, so
+                // that the next session to start sees it.
+                if let Some(wei) = report
+                    .payment
+                    .as_ref()
+                    .and_then(|p| p.expected_value_wei.parse::<u128>().ok())
+                {
+                    budget.paid(wei, unix_ms());
+                }
                 let outcome = serde_json::to_value(report.outcome)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
@@ -353,7 +372,7 @@ pub async fn run_agent(
                             started_at_unix_ms: unix_ms(),
                         },
                     );
-                    keep_budget(&mut state, &budget, &board);
+                    keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
                     keep_trusted(&mut state, &trusted);
                     state.save(&state_dir)?;
                     summary.runs += 1;
@@ -381,6 +400,8 @@ pub async fn run_agent(
                         board: Arc::clone(&board),
                         budget: Arc::clone(&budget),
                         trusted: Arc::clone(&trusted),
+                        payment: payment.clone(),
+                        refuse_changed_certificates: config.refuse_changed_certificates,
                     };
                     let started_in = generation;
                     runs.spawn(async move { (started_in, schedule, run_key, job.run().await) });
@@ -424,7 +445,7 @@ pub async fn run_agent(
                 if let Ok((_, _, run_key, _)) = &done {
                     state.runs_in_flight.remove(run_key);
                 }
-                keep_budget(&mut state, &budget, &board);
+                keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
                     keep_trusted(&mut state, &trusted);
                 state.save(&state_dir)?;
                 if let Ok((started_in, schedule, _, sessions)) = done {
@@ -531,7 +552,7 @@ pub async fn run_agent(
     if let Some(task) = drain_task {
         let _ = task.await;
     }
-    keep_budget(&mut state, &budget, &board);
+    keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
     keep_trusted(&mut state, &trusted);
     state.save(&state_dir)?;
     heartbeat_stop.cancel();
@@ -582,7 +603,6 @@ fn reload(
     Ok(new)
 }
 
-/// Copies the budget's day counters into the state (for `state.json`) and the board.
 /// Copies the certificates trusted so far into the state to save.
 fn keep_trusted(state: &mut AgentState, trusted: &std::sync::Mutex<BTreeMap<String, String>>) {
     state.fingerprints = trusted
@@ -591,14 +611,24 @@ fn keep_trusted(state: &mut AgentState, trusted: &std::sync::Mutex<BTreeMap<Stri
         .clone();
 }
 
-fn keep_budget(state: &mut AgentState, budget: &super::budget::AgentBudget, board: &StatusBoard) {
+/// Copies the budget's day counters into the state (for `state.json`) and the board.
+fn keep_budget(
+    state: &mut AgentState,
+    budget: &super::budget::AgentBudget,
+    board: &StatusBoard,
+    onchain: bool,
+) {
     let day = budget.day();
-    board.lock().budget_session_seconds_today =
-        if day.day == super::state::BudgetDay::day_of(unix_ms()) {
+    let now = unix_ms();
+    {
+        let mut status = board.lock();
+        status.budget_session_seconds_today = if day.day == super::state::BudgetDay::day_of(now) {
             day.session_seconds.clone()
         } else {
             std::collections::BTreeMap::new()
         };
+        status.budget_payment_wei_today = onchain.then(|| day.paid(now).to_string());
+    }
     state.budget = day;
 }
 
@@ -679,6 +709,8 @@ struct RunJob {
     board: Arc<StatusBoard>,
     budget: Arc<super::budget::AgentBudget>,
     trusted: crate::run::trust::TrustedCertificates,
+    payment: lvt_wire::payment::PaymentConfig,
+    refuse_changed_certificates: bool,
 }
 
 impl RunJob {
@@ -732,6 +764,8 @@ impl RunJob {
             finished: Some(self.finished),
             admission: Some(self.budget.clone()),
             trusted_certificates: Some(self.trusted),
+            payment: self.payment,
+            refuse_changed_certificates: self.refuse_changed_certificates,
             ..RunOptions::default()
         };
         match executor::execute_targets(&scenario, identity, resolved, &opts, self.cancel).await {

@@ -56,6 +56,7 @@ pub fn heartbeat_of(board: &StatusBoard, interval: Duration) -> Heartbeat {
         sessions: status.sessions,
         sessions_skipped: status.sessions_skipped,
         budget_session_seconds_today: status.budget_session_seconds_today,
+        budget_payment_wei_today: status.budget_payment_wei_today,
         spool_batches: spool.batches,
         spool_bytes: spool.bytes,
         spool_full: spool.full,

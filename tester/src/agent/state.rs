@@ -54,6 +54,13 @@ pub struct BudgetDay {
     pub day: i64,
     /// Session-seconds run against each orchestrator that day, by URI.
     pub session_seconds: BTreeMap<String, u64>,
+    /// What the day's sessions paid on chain, in wei of ticket expected value.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payment_wei: u128,
+}
+
+fn is_zero(value: &u128) -> bool {
+    *value == 0
 }
 
 impl BudgetDay {
@@ -88,13 +95,34 @@ impl BudgetDay {
         }
     }
 
-    /// Adds `seconds` run on `orchestrator` at `now_ms`; a new UTC day starts from zero.
-    pub fn spend(&mut self, orchestrator: &str, seconds: u64, now_ms: i64) {
+    /// Wei paid on the day of `now_ms` (0 on a new day).
+    pub fn paid(&self, now_ms: i64) -> u128 {
+        if self.day == Self::day_of(now_ms) {
+            self.payment_wei
+        } else {
+            0
+        }
+    }
+
+    /// Adds `wei` paid at `now_ms`; a new UTC day starts from zero.
+    pub fn pay(&mut self, wei: u128, now_ms: i64) {
+        self.turn(now_ms);
+        self.payment_wei = self.payment_wei.saturating_add(wei);
+    }
+
+    /// Starts the day of `now_ms` from zero if it is a new one.
+    fn turn(&mut self, now_ms: i64) {
         let day = Self::day_of(now_ms);
         if self.day != day {
             self.day = day;
             self.session_seconds.clear();
+            self.payment_wei = 0;
         }
+    }
+
+    /// Adds `seconds` run on `orchestrator` at `now_ms`; a new UTC day starts from zero.
+    pub fn spend(&mut self, orchestrator: &str, seconds: u64, now_ms: i64) {
+        self.turn(now_ms);
         let used = self
             .session_seconds
             .entry(orchestrator.to_string())
@@ -178,6 +206,8 @@ mod tests {
         };
         s.last_starts.insert("sla-hourly".into(), 1_796_428_800_000);
         s.budget.spend("https://o1:8935", 30, 1_796_428_800_000);
+        // Wei beyond what a u64 holds survive the JSON round trip.
+        s.budget.pay(u128::from(u64::MAX) * 3, 1_796_428_800_000);
         s.fingerprints.insert("https://o1:8935".into(), "aa".into());
         s.save(dir.path()).unwrap();
         assert_eq!(AgentState::load(dir.path()).unwrap(), s);
@@ -209,6 +239,10 @@ mod tests {
         assert_eq!(b.sessions_that_fit("o", 30, Some(3_600), day0 + 10), 3);
         assert_eq!(b.sessions_that_fit("o", 30, Some(3_000), day0 + 10), 0);
         assert_eq!(b.sessions_that_fit("o", 30, None, day0 + 10), u64::MAX);
+        b.pay(1_000, day0 + 2);
+        b.pay(500, day0 + 3);
+        assert_eq!(b.paid(day0 + 10), 1_500);
+        assert_eq!(b.paid(day0 + DAY_MS), 0, "a new day has paid nothing");
         // The next day starts from zero.
         assert_eq!(b.used("o", day0 + DAY_MS), 0);
         assert_eq!(
@@ -218,5 +252,6 @@ mod tests {
         b.spend("o", 60, day0 + DAY_MS);
         assert_eq!(b.used("o", day0 + DAY_MS), 60);
         assert_eq!(b.session_seconds.len(), 1);
+        assert_eq!(b.payment_wei, 0, "the new day dropped the old payments");
     }
 }

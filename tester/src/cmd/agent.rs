@@ -29,13 +29,15 @@ Runs finish on the commit they started with. A plain folder (not a repository) i
 at each run's start.\n\nSIGHUP reads the config file again: schedules, region, shutdown_grace_s and [scenarios] ref, \
 poll_s and allow_force_push change at once; a bad file, or one changing what needs a restart \
 (key, collector, [kafka], state_dir, admin_listen, spool, heartbeat and ship_timeout_s settings, \
-[scenarios] git \
-and path), is refused and the running configuration stays.\n\n\
+remote_signer, [budget], [scenarios] git and path), is refused and the running configuration stays.\n\n\
 SIGTERM or Ctrl-C stops starting runs, lets running ones finish for shutdown_grace_s, then \
 ends them as interrupted by the tester (never a failure of the orchestrator), ships or spools \
 everything and exits 0.\n\n\
-[budget] caps concurrent sessions over all runs and each target's session-seconds per UTC day; \
-sessions that do not fit are skipped (counted in run.json and /status).\n\n\
+remote_signer = URL pays every session's jobs on chain through a go-livepeer remote signer \
+(default offchain); each record then carries what its tickets were worth.\n\n\
+[budget] caps concurrent sessions over all runs, each target's session-seconds per UTC day and, \
+with a remote signer, the day's payments in wei (max_payment_wei_per_day); sessions that do not \
+fit are skipped (counted in run.json and /status).\n\n\
 With both collector = URL and [kafka], results go to Kafka and heartbeats to the collector.\n\n\
 Exit codes: 0 stopped cleanly; 1 the agent could not go on (state_dir not writable); 2 bad \
 input (the config file, a scheduled scenario missing or invalid, no usable scenario commit, the \

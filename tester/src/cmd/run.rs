@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// /sign-orchestrator-info and /generate-live-payment). Default: offchain.
     #[arg(long, value_name = "URL")]
     pub remote_signer: Option<String>,
+    /// Refuse a session whose orchestrator presents another TLS certificate than the one first
+    /// seen for its URI in this run (a failed start, class auth); without it the record only
+    /// says `cert_trust: changed`.
+    #[arg(long)]
+    pub refuse_changed_certificates: bool,
     #[command(flatten)]
     pub ship: ShipArgs,
 }
@@ -146,6 +151,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
         },
         payment: payment_config(args.remote_signer.as_deref())?,
         region: args.ship.region.clone(),
+        refuse_changed_certificates: args.refuse_changed_certificates,
         ..Default::default()
     };
     let events = if matches!(resolved, targets::RunTargets::Network(_)) {

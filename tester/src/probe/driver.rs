@@ -25,6 +25,7 @@ use lvt_gateway::session::{
 };
 use lvt_schema::SessionReport;
 use lvt_wire::live::OrchestratorUri;
+use lvt_wire::payment::SpendMeter;
 use lvt_wire::trickle::{
     SegmentWriter, SubscribedSegment, TrickleError, TricklePublisher, TrickleSubscriber,
 };
@@ -125,6 +126,8 @@ pub(crate) async fn drive(
         Starter::Gateway => None,
     };
     let mut cancelled = false;
+    // What the session's jobs were paid, over all its orchestrators (on chain only).
+    let spent = Arc::new(SpendMeter::default());
     // One timer for the whole session, moved only when the core's deadline moves: a new timer
     // per loop turn would cost a registration per frame.
     let sleep = tokio::time::sleep_until(clock.at(0));
@@ -149,6 +152,7 @@ pub(crate) async fn drive(
                     let http = edge.http.clone();
                     let clock = clock.clone();
                     let session_id = session_id.clone();
+                    let spent = Arc::clone(&spent);
                     starts.spawn(async move {
                         let Ok(target) = uri.parse::<OrchestratorUri>() else {
                             let failure = StartFailure::Grpc {
@@ -158,7 +162,7 @@ pub(crate) async fn drive(
                             return (candidate, StartInfo::default(), Err(failure));
                         };
                         let (info, result) =
-                            start_job(&opts, &target, &http, &clock, &session_id).await;
+                            start_job(&opts, &target, &http, &clock, &session_id, spent).await;
                         (candidate, info, result)
                     });
                 }
@@ -254,8 +258,12 @@ pub(crate) async fn drive(
                         debug!(message = "Closing the input channels timed out.");
                     }
                     controls.abort_all();
+                    let mut report = finished.report;
+                    if edge.opts.payment.signer_url.is_some() {
+                        report.payment = Some(paid(&spent));
+                    }
                     return ProbeRun {
-                        report: finished.report,
+                        report,
                         interrupted: finished.interrupted,
                     };
                 }
@@ -306,6 +314,15 @@ pub(crate) async fn drive(
 }
 
 /// Runs `cmd` on the share's input channel now, or after the command running on it.
+/// A session's payments as its record carries them.
+fn paid(spent: &SpendMeter) -> lvt_schema::PaymentSpent {
+    let spent = spent.spent();
+    lvt_schema::PaymentSpent {
+        tickets: spent.tickets,
+        expected_value_wei: spent.expected_value_wei.to_string(),
+    }
+}
+
 fn dispatch(
     io: &mut ShareIo,
     share: ShareId,

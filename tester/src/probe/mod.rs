@@ -92,6 +92,9 @@ pub struct ProbeOptions {
     pub region: Option<String>,
     /// How jobs are paid: offchain (the default, an empty payment) or through a remote signer.
     pub payment: PaymentConfig,
+    /// When set, the certificates trusted on first use: an orchestrator presenting another
+    /// certificate than the one trusted for its URI is refused before its job starts.
+    pub refuse_changed_certificates: Option<crate::run::trust::TrustedCertificates>,
 }
 
 impl ProbeOptions {
@@ -112,6 +115,7 @@ impl ProbeOptions {
             scenario: None,
             region: None,
             payment: PaymentConfig::default(),
+            refuse_changed_certificates: None,
         }
     }
 }

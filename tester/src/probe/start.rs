@@ -4,11 +4,13 @@
 //!
 //! [`Output::Start`]: lvt_gateway::session::Output::Start
 
+use std::sync::Arc;
+
 use lvt_gateway::session::{JobRefusal, StartFailure, StartInfo, is_busy_text, stream_id};
 use lvt_schema::{Gpu, OrchestratorRef};
 use lvt_wire::grpc::{self, OrchestratorClient};
 use lvt_wire::live::{self, JobUrls, LiveVideoToVideoRequest, OrchestratorUri};
-use lvt_wire::payment::{self, Payer};
+use lvt_wire::payment::{self, Payer, SpendMeter};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Clock, ProbeOptions};
@@ -32,19 +34,21 @@ impl StartedJob {
 }
 
 /// GetOrchestrator then job start on `target`, paid through the remote signer when one is
-/// configured. What was learnt is returned whether or not the job started.
+/// configured (every payment counted into `spent`). What was learnt is returned whether or not
+/// the job started.
 pub(crate) async fn start_job(
     opts: &ProbeOptions,
     target: &OrchestratorUri,
     http: &reqwest::Client,
     clock: &Clock,
     session_id: &str,
+    spent: Arc<SpendMeter>,
 ) -> (StartInfo, Result<StartedJob, StartFailure>) {
     let mut info = StartInfo {
         orchestrator: None,
         ..StartInfo::default()
     };
-    let result = attempt(opts, target, http, clock, session_id, &mut info).await;
+    let result = attempt(opts, target, http, clock, session_id, spent, &mut info).await;
     (info, result)
 }
 
@@ -54,6 +58,7 @@ async fn attempt(
     http: &reqwest::Client,
     clock: &Clock,
     session_id: &str,
+    spent: Arc<SpendMeter>,
     found: &mut StartInfo,
 ) -> Result<StartedJob, StartFailure> {
     let mut orch_req = grpc::live_request(opts.gateway_address, None);
@@ -93,6 +98,14 @@ async fn attempt(
         cert_sha256: fingerprint,
         cert_trust: None,
     });
+    if let Some(trusted) = &opts.refuse_changed_certificates {
+        let seen = found
+            .orchestrator
+            .as_ref()
+            .and_then(|o| o.cert_sha256.as_deref());
+        crate::run::trust::check_unchanged(trusted, &target.to_string(), seen)
+            .map_err(|detail| StartFailure::CertificateChanged { detail })?;
+    }
     found.gpu = summary.gpus.first().map(|g| Gpu {
         name: g.name.clone(),
         memory_bytes: u64::try_from(g.memory_total_bytes).ok().filter(|b| *b > 0),
@@ -112,7 +125,8 @@ async fn attempt(
         stream_id: stream_id(session_id),
     };
     let mut payer = Payer::new(&opts.payment, http.clone(), info.clone())
-        .with_refresher(payment::grpc_refresher(client, orch_req));
+        .with_refresher(payment::grpc_refresher(client, orch_req))
+        .with_meter(spent);
     let headers = payer
         .job_headers()
         .await

@@ -62,6 +62,9 @@ pub struct RunOptions {
     /// The certificates trusted on first use, shared with the caller (the agent keeps them
     /// across runs); `None`: the run keeps its own for its sessions.
     pub trusted_certificates: Option<super::trust::TrustedCertificates>,
+    /// Refuse a session whose orchestrator presents another certificate than the one trusted
+    /// for its URI (a failed start of class `auth`), instead of only saying so in the record.
+    pub refuse_changed_certificates: bool,
 }
 
 /// Decides whether a planned session may start: the agent's budget. A refused session is not
@@ -392,6 +395,10 @@ impl Execution<'_> {
         opts.timeouts = self.opts.timeouts.clone();
         opts.payment = self.opts.payment.clone();
         opts.region = self.opts.region.clone();
+        opts.refuse_changed_certificates = self
+            .opts
+            .refuse_changed_certificates
+            .then(|| Arc::clone(&self.trusted));
         let (task_opts, clip, http, cancel) = (
             opts.clone(),
             self.clip.clone(),

@@ -77,6 +77,12 @@ pub async fn get_json(url: String) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// The body of `GET url` as text (an agent's `/metrics`).
+#[allow(dead_code)] // used by some of the test binaries that include this module
+pub async fn get_text(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 pub fn spawn_agent(config: &Path, log: &Path) -> std::process::Child {
     super::dies_with_test(&mut Command::new(LVT))
         .args(["agent", "--config"])

@@ -44,6 +44,15 @@ pub async fn start_sim_on(
     let mut cfg = OrchestratorConfig::new("test", profile);
     cfg.plaintext = plaintext;
     cfg.status_interval = Duration::from_secs(1);
+    start_sim_config(cfg, listener).await
+}
+
+/// A simulator as `cfg` says (for example with tickets worth something) on `listener`.
+#[allow(dead_code)] // used by some of the test binaries that include this module
+pub async fn start_sim_config(
+    cfg: OrchestratorConfig,
+    listener: tokio::net::TcpListener,
+) -> (RunningOrchestrator, CancellationToken) {
     let stop = CancellationToken::new();
     let s = stop.clone();
     let orch = lvt_sim::start(cfg, listener, async move { s.cancelled().await })

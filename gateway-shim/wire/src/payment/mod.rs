@@ -21,6 +21,7 @@
 
 pub mod signer;
 pub mod stand_in;
+pub mod value;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use signer::{SignerClient, SignerMaterial};
+pub use value::{PaymentValue, ValueError, payment_value};
 
 use crate::grpc::{OrchestratorClient, proto};
 use crate::live::{PAYMENT_HEADER, SEGMENT_HEADER, payment_header_empty, segment_header};
@@ -181,6 +183,31 @@ pub struct Payer {
     http: reqwest::Client,
     max_refresh_retries: u32,
     refreshes: u32,
+    meter: Option<std::sync::Arc<SpendMeter>>,
+}
+
+/// What a session's payments are worth so far: every payment the signer generated for it
+/// (the job start's and each periodic one), whether or not the orchestrator took it, since the
+/// tickets were handed over. Shared by the payers of a session's jobs.
+#[derive(Debug, Default)]
+pub struct SpendMeter {
+    spent: std::sync::Mutex<PaymentValue>,
+}
+
+impl SpendMeter {
+    /// Adds one payment.
+    pub fn add(&self, value: PaymentValue) {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.tickets = spent.tickets.saturating_add(value.tickets);
+        spent.expected_value_wei = spent
+            .expected_value_wei
+            .saturating_add(value.expected_value_wei);
+    }
+
+    /// The total so far.
+    pub fn spent(&self) -> PaymentValue {
+        *self.spent.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Payer {
@@ -215,7 +242,14 @@ impl Payer {
             http,
             max_refresh_retries: MAX_REFRESH_RETRIES,
             refreshes: 0,
+            meter: None,
         }
+    }
+
+    /// Counts every payment this payer generates into `meter`.
+    pub fn with_meter(mut self, meter: std::sync::Arc<SpendMeter>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Sets how fresh orchestrator info is fetched when the signer answers 480.
@@ -270,6 +304,16 @@ impl Payer {
             match signer.generate_live_payment(&request).await {
                 Ok(answer) => {
                     self.state = Some(answer.state);
+                    // A payment worth an unknown amount cannot be counted against a budget,
+                    // and an orchestrator could not redeem it either: the signer is at fault.
+                    let value =
+                        payment_value(&answer.payment).map_err(|e| PaymentError::SignerAnswer {
+                            endpoint: signer::GENERATE_LIVE_PAYMENT_PATH,
+                            detail: e.to_string(),
+                        })?;
+                    if let Some(meter) = &self.meter {
+                        meter.add(value);
+                    }
                     let segment = match answer.seg_creds {
                         Some(creds) if !creds.is_empty() => creds,
                         // A signer may leave the credentials to the gateway; the auth token
