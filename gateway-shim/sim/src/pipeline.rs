@@ -39,6 +39,10 @@ pub struct PipelineConfig {
     pub latency_us: u64,
     pub jitter_us: u64,
     pub fps: Option<u32>,
+    /// Latency added per denoising step beyond the first ([`Profile::step_latency_ms`]).
+    pub step_latency_us: u64,
+    /// Output rate divisor per step beyond the first ([`Profile::step_fps_cost`]).
+    pub step_fps_cost: f64,
     pub startup_us: u64,
     /// `(start, end)` of the stall window, relative to the session start.
     pub stall_us: Option<(u64, u64)>,
@@ -66,6 +70,8 @@ impl PipelineConfig {
             latency_us: profile.latency_ms.saturating_mul(1000),
             jitter_us: profile.latency_jitter_ms.saturating_mul(1000),
             fps: profile.fps,
+            step_latency_us: profile.step_latency_ms.saturating_mul(1000),
+            step_fps_cost: profile.step_fps_cost,
             startup_us: profile.startup_ms.saturating_mul(1000),
             stall_us: profile.stall_at_s.map(|at| {
                 let start = secs_to_us(at);
@@ -167,7 +173,9 @@ pub struct PipelineCore {
     last_pts: Option<u64>,
     frame_ticks: u64,
     /// Decimation credit in `fps * ticks` units; a frame is kept when it reaches one second.
-    credit: i64,
+    credit: f64,
+    /// Denoising steps of the current params (the length of `t_index_list`, at least 1).
+    steps: u32,
     awaiting_keyframe: bool,
     /// Slow mode: when the simulated model finishes the frames queued so far.
     busy_until_us: u64,
@@ -196,6 +204,7 @@ impl PipelineCore {
     /// job request's initial `params`. Emits `runner_receive_stream_request` and a first status.
     pub fn new(config: PipelineConfig, now_us: u64, start_unix_ms: i64, params: Value) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let steps = denoising_steps(&params);
         let loaded = config.startup_us == 0;
         let state = if loaded {
             PipelineState::Online
@@ -220,7 +229,8 @@ impl PipelineCore {
             rng,
             last_pts: None,
             frame_ticks: DEFAULT_FRAME_TICKS,
-            credit: 0,
+            credit: 0.0,
+            steps,
             awaiting_keyframe: true,
             busy_until_us: now_us,
             last_due_us: now_us,
@@ -343,6 +353,7 @@ impl PipelineCore {
             return false;
         }
         self.snapshot.last_params_hash = Some(params_hash(&message));
+        self.steps = denoising_steps(&message);
         self.snapshot.last_params = Some(message);
         self.snapshot.last_params_update_time_ms = Some(self.unix_ms(now_us));
         // ai-runner applies the update without emitting anything (its `params_update` event is
@@ -526,7 +537,13 @@ impl PipelineCore {
             self.busy_until_us = start + work_us;
             ready_us = self.busy_until_us;
         }
-        let mut due_us = ready_us.saturating_add(self.config.latency_us);
+        let step_us = self
+            .config
+            .step_latency_us
+            .saturating_mul(u64::from(self.steps.saturating_sub(1)));
+        let mut due_us = ready_us
+            .saturating_add(self.config.latency_us)
+            .saturating_add(step_us);
         if self.config.jitter_us > 0 {
             let j = self.config.jitter_us as i64;
             let offset = self.rng.random_range(-j..=j);
@@ -557,13 +574,20 @@ impl PipelineCore {
     /// frame is kept when the credit reaches one second. A keyframe that would be dropped is
     /// kept by borrowing one frame of credit (the next kept frame comes later instead), so the
     /// rate stays exact and output segments can start on IDR frames.
+    ///
+    /// The rate is `fps` (or the input rate) divided by the params' step cost; the credit sums
+    /// whole numbers while there is no cost, so the plain rates stay exact.
     fn keep_for_fps(&mut self, keyframe: bool) -> bool {
-        let Some(fps) = self.config.fps else {
-            return true;
+        let slowdown = 1.0 + self.config.step_fps_cost * f64::from(self.steps.saturating_sub(1));
+        let one_second = TICKS_PER_S as f64;
+        let earned = match self.config.fps {
+            Some(fps) => f64::from(fps) * self.frame_ticks as f64 / slowdown,
+            // Every input frame is one frame-interval of a second: keep 1 in `slowdown`.
+            None if slowdown > 1.0 => one_second / slowdown,
+            None => return true,
         };
-        let one_second = TICKS_PER_S as i64;
-        self.credit += i64::from(fps) * self.frame_ticks as i64;
-        let force = keyframe && (self.credit >= 0 || self.awaiting_keyframe);
+        self.credit += earned;
+        let force = keyframe && (self.credit >= 0.0 || self.awaiting_keyframe);
         let keep = self.credit >= one_second || force;
         if keep {
             self.credit = (self.credit - one_second).max(-one_second);
@@ -572,6 +596,17 @@ impl PipelineCore {
         self.credit = self.credit.min(one_second);
         keep
     }
+}
+
+/// The denoising steps a params document asks for: StreamDiffusion runs one per entry of
+/// `t_index_list`; without one (or with an empty one), one step. Capped at 1000.
+pub fn denoising_steps(params: &Value) -> u32 {
+    params
+        .get("t_index_list")
+        .and_then(Value::as_array)
+        .map_or(1, |list| {
+            u32::try_from(list.len().clamp(1, 1000)).unwrap_or(1)
+        })
 }
 
 /// ai-runner's keepalive control message, `{"keep": "alive"}`.
@@ -690,6 +725,65 @@ mod tests {
             ..profile
         });
         assert_ne!(a.0, c.0);
+    }
+
+    #[test]
+    fn denoising_steps_cost_latency_and_frame_rate_and_an_update_changes_them() {
+        let profile = Profile {
+            latency_ms: 40,
+            step_latency_ms: 15,
+            step_fps_cost: 0.5,
+            ..Profile::default()
+        };
+        let low = json!({"prompt": "anime style"});
+        let high = json!({"prompt": "detailed", "t_index_list": [8, 16, 26]});
+        assert_eq!(denoising_steps(&low), 1);
+        assert_eq!(denoising_steps(&high), 3);
+        assert_eq!(denoising_steps(&json!({"t_index_list": []})), 1);
+        assert_eq!(
+            denoising_steps(&json!({"t_index_list": 4})),
+            1,
+            "not a list"
+        );
+
+        // One step: every frame, 40 ms.
+        let mut core = PipelineCore::new(config(&profile), 0, 0, low.clone());
+        let outs: Vec<_> = run(&mut core, 60, 30)
+            .into_iter()
+            .filter_map(Decision::into_output)
+            .collect();
+        assert_eq!(outs.len(), 60);
+        assert_eq!(outs[0].due_us, 40_000);
+
+        // Three steps: 40 + 2 x 15 ms, and 30 fps / (1 + 2 x 0.5) = 15 fps.
+        let mut core = PipelineCore::new(config(&profile), 0, 0, high.clone());
+        let outs: Vec<_> = run(&mut core, 60, 30)
+            .into_iter()
+            .filter_map(Decision::into_output)
+            .collect();
+        assert_eq!(outs.len(), 30, "half the frames");
+        let arrival = outs[0].payload * 1_000_000 / 30;
+        assert_eq!(outs[0].due_us - arrival, 70_000);
+
+        // A params update to one step makes the next frames cheap again.
+        assert!(core.handle_control(low, 2_000_000));
+        let now = 2_000_000;
+        let Decision::Output(next) = core.handle_input_frame(frame(60, 30), now) else {
+            panic!("a keyframe after the update is kept")
+        };
+        assert_eq!(next.due_us, now + 40_000);
+
+        // A fixed target rate is divided the same way: 12 fps becomes 6.
+        let capped = Profile {
+            fps: Some(12),
+            ..profile
+        };
+        let mut core = PipelineCore::new(config(&capped), 0, 0, high);
+        let kept = run(&mut core, 300, 30)
+            .into_iter()
+            .filter_map(Decision::into_output)
+            .count();
+        assert_eq!(kept, 60, "6 fps over 10 s");
     }
 
     #[test]

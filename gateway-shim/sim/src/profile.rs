@@ -71,6 +71,14 @@ pub struct Profile {
     /// Answer every `POST /payment` with this HTTP error status (for example `402` or `400`)
     /// instead of accepting the payment.
     pub payment_status: Option<u16>,
+    /// What a prompt's complexity costs in latency: milliseconds added for every denoising step
+    /// beyond the first. StreamDiffusion runs one step per entry of the params' `t_index_list`,
+    /// so a richer schedule takes longer per frame; the steps are read from the job's params and
+    /// from every params update.
+    pub step_latency_ms: u64,
+    /// What it costs in frame rate: the output rate (`fps`, or the input rate when `fps` is
+    /// omitted) is divided by `1 + step_fps_cost × (steps − 1)`. 0 (the default) costs nothing.
+    pub step_fps_cost: f64,
 }
 
 impl Default for Profile {
@@ -92,6 +100,8 @@ impl Default for Profile {
             get_orchestrator_delay_ms: 0,
             require_payment: false,
             payment_status: None,
+            step_latency_ms: 0,
+            step_fps_cost: 0.0,
         }
     }
 }
@@ -138,6 +148,8 @@ impl Profile {
                 latency_ms: 40,
                 latency_jitter_ms: 5,
                 fps: None,
+                step_latency_ms: 15,
+                step_fps_cost: 0.05,
                 startup_ms: 500,
                 cold_startup_ms: Some(2_500),
                 capacity: 4,
@@ -148,6 +160,7 @@ impl Profile {
                 latency_ms: 700,
                 latency_jitter_ms: 100,
                 fps: Some(12),
+                step_latency_ms: 100,
                 startup_ms: 3000,
                 cold_startup_ms: Some(6_000),
                 capacity: 2,
@@ -158,6 +171,8 @@ impl Profile {
                 latency_ms: 150,
                 latency_jitter_ms: 20,
                 fps: Some(24),
+                step_latency_ms: 30,
+                step_fps_cost: 0.05,
                 startup_ms: 1000,
                 capacity: 2,
                 stall_at_s: Some(5.0),
@@ -227,6 +242,12 @@ impl Profile {
         {
             return Err(invalid(format!(
                 "`payment_status` must be an HTTP error status (400-599), not {status}"
+            )));
+        }
+        if !(self.step_fps_cost.is_finite() && (0.0..=10.0).contains(&self.step_fps_cost)) {
+            return Err(invalid(format!(
+                "`step_fps_cost` must be a number from 0 to 10, not {}",
+                self.step_fps_cost
             )));
         }
         for (key, value) in [
