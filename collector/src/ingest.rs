@@ -353,6 +353,7 @@ pub(crate) async fn verify_signed_body(
 async fn ingest(state: &AppState, request: Request) -> Result<Response, Problem> {
     let verified = verify_signed_body(state, request).await?;
     let results = verified.json.validate_results()?;
+    TimeBounds::of(&state.settings, verified.now_ms).check(&results)?;
     if results.is_empty() {
         return Ok(inserted_response(0, 0));
     }
@@ -537,6 +538,67 @@ fn check_report(index: usize, report: &SessionReport) -> Result<(), RecordError>
         ));
     }
     check_bounds(index, report)
+}
+
+/// When a stored record may have ended, against the collector's clock: not later than the
+/// signed-timestamp skew allowed (`timestamp_window_s`) after now, since a tester cannot report a
+/// session that has not ended, and not earlier than the retention (`retention_days`) before now,
+/// since the sweep would delete it at once and, until then, it would land in an hour nobody
+/// reads any more. Checked after [`validate_records`] by both ingest paths, HTTP and Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// The collector's clock, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+    /// How far in the future a session may have ended (clock skew), milliseconds.
+    pub skew_ms: i64,
+    /// How long ago a session may have ended, milliseconds.
+    pub retention_ms: i64,
+}
+
+impl TimeBounds {
+    /// The bounds `settings` set at `now_ms`.
+    pub fn of(settings: &crate::config::Settings, now_ms: i64) -> Self {
+        Self {
+            now_ms,
+            skew_ms: i64::try_from(settings.timestamp_window_ms).unwrap_or(i64::MAX),
+            retention_ms: i64::from(settings.retention_days) * 86_400_000,
+        }
+    }
+
+    /// Refuses the first record that ended outside the bounds, at its `ended_at_unix_ms`.
+    ///
+    /// # Errors
+    /// A record ended in the future beyond the skew, or before the retention window.
+    pub fn check(&self, results: &[StoredResult]) -> Result<(), RecordError> {
+        let latest = self.now_ms.saturating_add(self.skew_ms);
+        let earliest = self.now_ms.saturating_sub(self.retention_ms);
+        for (index, result) in results.iter().enumerate() {
+            let ended = result.ended_at_unix_ms;
+            let pointer = format!("/{index}/ended_at_unix_ms");
+            if ended > latest {
+                return Err(RecordError::invalid(
+                    pointer,
+                    format!(
+                        "ended_at_unix_ms {ended} is {} ms after the collector's clock ({}); at \
+                         most {} ms of clock skew are allowed",
+                        ended - self.now_ms,
+                        self.now_ms,
+                        self.skew_ms
+                    ),
+                ));
+            }
+            if ended < earliest {
+                return Err(RecordError::invalid(
+                    pointer,
+                    format!(
+                        "ended_at_unix_ms {ended} is before the retention window (records that \
+                         ended before {earliest} are deleted)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The longest a session may last, and the largest duration a record may state: a week.

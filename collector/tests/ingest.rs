@@ -72,6 +72,16 @@ async fn every_status_of_the_ingest_contract() {
     assert_problem(status, &body, content_type.as_deref(), "invalid-record");
     assert_eq!(body["pointer"], json!("/3/metrics/startup_ms"), "{body}");
 
+    // 400 at the record's end time: a session that ends an hour from now, far beyond the
+    // five minutes of clock skew allowed.
+    let mut ahead = records.clone();
+    ahead[2]["ended_at_unix_ms"] = json!(now_ms() + 3_600_000);
+    let (bytes, headers) = signed(&key, &ahead, now_ms(), 60);
+    let (status, body, content_type) = post(client, &url, bytes, &headers).await.expect("post");
+    assert_eq!(status, 400);
+    assert_problem(status, &body, content_type.as_deref(), "invalid-record");
+    assert_eq!(body["pointer"], json!("/2/ended_at_unix_ms"), "{body}");
+
     // 400: valid JSON, but not an array.
     let object = json!({"not": "an array"});
     let (bytes, headers) = signed(&key, &object, now_ms(), 5);
@@ -140,7 +150,7 @@ async fn every_status_of_the_ingest_contract() {
         .expect("metrics text");
     for line in [
         "lvt_collector_ingest_requests_total{status=\"200\"} 2",
-        "lvt_collector_ingest_requests_total{status=\"400\"} 2",
+        "lvt_collector_ingest_requests_total{status=\"400\"} 3",
         "lvt_collector_ingest_requests_total{status=\"401\"} 2",
         "lvt_collector_ingest_requests_total{status=\"403\"} 1",
         "lvt_collector_ingest_requests_total{status=\"409\"} 2",

@@ -20,6 +20,7 @@ use super::decode::{
 };
 use super::{ConsumerOptions, KafkaError};
 use crate::config::KafkaConfig;
+use crate::ingest::TimeBounds;
 use crate::kafka_health::{KafkaHealth, Observation, PartitionLag, StallTracker, Transition};
 use crate::server::AppState;
 use crate::store::{EventBatch, StoreError, StoredEvent};
@@ -296,7 +297,7 @@ impl KafkaConsumer {
                         &self.state.agents_by_key,
                         header_lookup(&headers),
                         message.payload(),
-                        now_ms,
+                        TimeBounds::of(&self.state.settings, now_ms),
                     )
                     .map(|results| decoded.results.push_back(results))
                 }

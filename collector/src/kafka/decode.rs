@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::Agent;
 use crate::events::validate_events;
-use crate::ingest::validate_records;
+use crate::ingest::{TimeBounds, validate_records};
 use crate::store::{StoredBatch, StoredEvent, StoredResult};
 
 /// Which topic a message came from.
@@ -99,13 +99,15 @@ pub fn header_lookup<'a>(
 }
 
 /// Decodes and verifies one results message: the signature headers, the agent's key, the
-/// signature over the canonical form of the value, then the records, in that order.
+/// signature over the canonical form of the value, then the records and when they ended
+/// (`bounds`, whose clock is the message's arrival), in that order.
 pub fn decode_results(
     agents_by_key: &HashMap<String, Agent>,
     header: impl Fn(&str) -> Option<String>,
     payload: Option<&[u8]>,
-    received_at_unix_ms: i64,
+    bounds: TimeBounds,
 ) -> Result<ResultsMessage, Rejection> {
+    let received_at_unix_ms = bounds.now_ms;
     let payload = payload.ok_or_else(|| Rejection::Malformed("the message has no value".into()))?;
     let signature = BatchSignature::from_headers(header)
         .map_err(|error| Rejection::Malformed(error.to_string()))?;
@@ -119,9 +121,11 @@ pub fn decode_results(
         .map_err(|error| Rejection::Malformed(format!("the value is not JSON: {error}")))?;
     sign::verify_batch(&agent.public_key, &value, &signature)
         .map_err(|error| Rejection::BadSignature(error.to_string()))?;
-    let results = validate_records(&value).map_err(|error| {
-        Rejection::Malformed(format!("{} (at {:?})", error.detail(), error.pointer()))
-    })?;
+    let results = validate_records(&value)
+        .and_then(|results| bounds.check(&results).map(|()| results))
+        .map_err(|error| {
+            Rejection::Malformed(format!("{} (at {:?})", error.detail(), error.pointer()))
+        })?;
     let batch = StoredBatch {
         agent_id: agent.id.clone(),
         key_id: signature.key_id,
@@ -172,6 +176,36 @@ mod tests {
         HashMap::from([(agent.key_id.clone(), agent)])
     }
 
+    /// The default settings' bounds at `now_ms`: 5 minutes of skew, 90 days of retention.
+    fn bounds(now_ms: i64) -> TimeBounds {
+        TimeBounds {
+            now_ms,
+            skew_ms: 300_000,
+            retention_ms: 90 * 86_400_000,
+        }
+    }
+
+    #[test]
+    fn a_record_that_ends_in_the_future_or_before_the_retention_is_rejected() {
+        let records = json!([record("s-1")]);
+        let (value, headers) = signed(1, &records);
+        // The record ended at 1 s after the epoch.
+        let decode = |now_ms| {
+            decode_results(
+                &agents(),
+                header_lookup(&headers),
+                Some(&value),
+                bounds(now_ms),
+            )
+        };
+        assert!(decode(1_000 - 300_000).is_ok(), "within the skew");
+        let future = decode(1_000 - 300_001).expect_err("too far ahead");
+        assert_eq!(future.label(), "malformed");
+        assert!(future.to_string().contains("clock skew"), "{future}");
+        let old = decode(1_000 + 90 * 86_400_000 + 1).expect_err("too old");
+        assert!(old.to_string().contains("retention"), "{old}");
+    }
+
     fn record(session_id: &str) -> Value {
         let report = lvt_schema::SessionReport::new(session_id, "noop", 1_000);
         serde_json::to_value(report).expect("a report serializes")
@@ -194,8 +228,13 @@ mod tests {
         let records = json!([record("s-1"), record("s-2")]);
         let (value, headers) = signed(1, &records);
         // The signature is from 5 s after the epoch: far outside the HTTP window, fine here.
-        let message = decode_results(&agents(), header_lookup(&headers), Some(&value), 9_999)
-            .expect("a valid batch");
+        let message = decode_results(
+            &agents(),
+            header_lookup(&headers),
+            Some(&value),
+            bounds(9_999),
+        )
+        .expect("a valid batch");
         assert_eq!(message.batch.agent_id, "agent-1");
         assert_eq!(message.batch.timestamp_ms, 5_000);
         assert_eq!(message.batch.received_at_unix_ms, 9_999);
@@ -211,7 +250,7 @@ mod tests {
             .into_iter()
             .map(|(name, value)| (name.to_ascii_lowercase(), value))
             .collect();
-        assert!(decode_results(&agents(), header_lookup(&lower), Some(&value), 0).is_ok());
+        assert!(decode_results(&agents(), header_lookup(&lower), Some(&value), bounds(0)).is_ok());
     }
 
     #[test]
@@ -219,7 +258,7 @@ mod tests {
         let records = json!([record("s-1")]);
         let (value, headers) = signed(1, &records);
         let decode = |headers: &[(String, Option<Vec<u8>>)], value: Option<&[u8]>| {
-            decode_results(&agents(), header_lookup(headers), value, 0)
+            decode_results(&agents(), header_lookup(headers), value, bounds(0))
                 .expect_err("rejected")
                 .label()
         };
