@@ -97,6 +97,26 @@ async fn a_remote_signer_pays_the_job_and_its_payment_loop() {
     let out = lvt(run_args(Some(signer.url()))).await;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The run adds up what its sessions paid, in run.json and in its headline.
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("run.json")).expect("run.json"))
+            .expect("run.json is JSON");
+    let tickets: u64 = run["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|s| s["report"]["payment"]["tickets"].as_u64().expect("paid"))
+        .sum();
+    assert!(tickets >= 2, "the start and the 5 s payment: {run}");
+    assert_eq!(
+        run["payment"],
+        serde_json::json!({"tickets": tickets, "expected_value_wei": "0"})
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains(&format!("paid {tickets} ticket(s) worth 0 wei")),
+        "{stdout}"
+    );
     let out = lvt(run_args(None)).await;
     assert_eq!(
         out.status.code(),

@@ -471,3 +471,43 @@ fn report_html_shows_target_urls_as_text_only() {
     assert!(all_text.contains(target));
     assert!(all_text.contains("aborted: threshold failure_rate < 0.05 failed"));
 }
+
+#[test]
+fn a_run_adds_up_what_its_sessions_paid_on_chain() {
+    let offchain = report();
+    assert_eq!(offchain.payment, None, "nothing paid, nothing said");
+    let text = serde_json::to_string(&offchain).unwrap();
+    assert!(
+        !text.contains("\"payment\""),
+        "absent from run.json offchain"
+    );
+
+    let mut sessions = offchain.sessions.clone();
+    let paid = |tickets, wei: &str| {
+        Some(lvt_schema::PaymentSpent {
+            tickets,
+            expected_value_wei: wei.into(),
+        })
+    };
+    // Above what a u64 holds: the sum is exact in u128.
+    sessions[0].report.payment = paid(3, "18446744073709551615");
+    sessions[1].report.payment = paid(2, "1000000000000");
+    // The busy session paid nothing: no job started.
+    let run = RunReport::build(
+        identity(),
+        &scenario(),
+        1_764_000_000_000,
+        1_764_000_042_500,
+        StopReason::Completed,
+        offchain.targets.clone(),
+        sessions,
+        0,
+        1,
+    );
+    assert_eq!(run.payment, paid(5, "18446745073709551615"));
+    let html = lvt_tester::run::html::report_html(&run);
+    assert!(
+        html.contains("5 ticket(s), 18446745073709551615 wei expected value"),
+        "{html}"
+    );
+}

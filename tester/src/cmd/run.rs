@@ -235,6 +235,12 @@ fn run_headline(report: &crate::run::output::RunReport) -> String {
             report.dropped_arrivals
         ));
     }
+    if let Some(paid) = &report.payment {
+        line.push_str(&format!(
+            "; paid {} ticket(s) worth {} wei (expected value)",
+            paid.tickets, paid.expected_value_wei
+        ));
+    }
     line
 }
 

@@ -145,6 +145,15 @@ fn identity_section(out: &mut String, report: &RunReport) {
     rows.push(("sessions", report.sessions.len().to_string()));
     rows.push(("dropped arrivals", report.dropped_arrivals.to_string()));
     rows.push(("peak in flight", report.peak_in_flight.to_string()));
+    if let Some(paid) = &report.payment {
+        rows.push((
+            "paid on chain",
+            format!(
+                "{} ticket(s), {} wei expected value",
+                paid.tickets, paid.expected_value_wei
+            ),
+        ));
+    }
     rows.push(("lvt version", report.tester_version.clone()));
     out.push_str("<h2>Run</h2>\n<table>\n");
     for (k, v) in rows {

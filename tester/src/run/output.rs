@@ -42,6 +42,10 @@ pub struct RunReport {
     /// (always 0 outside `lvt agent`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_for_budget: u64,
+    /// On chain: what all the sessions paid together (the sum of their records' `payment`);
+    /// absent when no session was paid through a remote signer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<lvt_schema::PaymentSpent>,
     /// One summary per group of the scenario's `report.group_by`.
     pub groups: Vec<GroupSummary>,
     /// The summary of all sessions.
@@ -74,6 +78,7 @@ impl RunReport {
         let groups = summarize(&sessions, &scenario.report.group_by);
         let overall = overall(&sessions);
         let verdicts = evaluate_all(scenario, &sessions);
+        let payment = total_payment(&sessions);
         // The load section is plain data (numbers, strings, booleans); serializing it to a
         // JSON value cannot fail, and `Null` would only hide a field, not corrupt the report.
         let load = serde_json::to_value(&scenario.load).unwrap_or(serde_json::Value::Null);
@@ -90,6 +95,7 @@ impl RunReport {
             dropped_arrivals,
             peak_in_flight,
             skipped_for_budget: 0,
+            payment,
             groups,
             overall,
             verdicts,
@@ -106,6 +112,25 @@ impl RunReport {
     pub fn any_threshold_failed(&self) -> bool {
         self.verdicts.iter().any(Verdict::failed)
     }
+}
+
+/// The sum of the sessions' on-chain payments, `None` when none was paid.
+fn total_payment(sessions: &[SessionRecord]) -> Option<lvt_schema::PaymentSpent> {
+    let mut paid = sessions
+        .iter()
+        .filter_map(|s| s.report.payment.as_ref())
+        .peekable();
+    paid.peek()?;
+    let (tickets, wei) = paid.fold((0u64, 0u128), |(tickets, wei), p| {
+        (
+            tickets.saturating_add(p.tickets),
+            wei.saturating_add(p.expected_value_wei.parse::<u128>().unwrap_or(0)),
+        )
+    });
+    Some(lvt_schema::PaymentSpent {
+        tickets,
+        expected_value_wei: wei.to_string(),
+    })
 }
 
 /// The exit code thresholds give a run: 99 when any failed (or had no data), else 0. The CLI
