@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use super::report::swap_failure_class;
 use super::*;
 use crate::sla::{CellKey, CellSums};
+use crate::store::sqlite::required_only::RequiredOnly;
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
-use crate::store::{InsertOutcome, SlaFilter, Store, StoreError, StoredBatch};
+use crate::store::{InsertOutcome, SlaFilter, Store};
 
 const GATEWAY: &str = "0x00000000000000000000000000000000000000gw";
 const T0: i64 = 1_764_000_000_000;
@@ -536,78 +537,14 @@ async fn an_unstorable_session_is_dropped_without_holding_back_the_others() {
     );
 }
 
-/// A store that refuses inserts while `down` is set and otherwise is an SQLite store.
-struct FlakyStore {
-    inner: SqliteStore,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl Store for FlakyStore {
-    fn ping(&self) -> crate::store::StoreFuture<'_, ()> {
-        self.inner.ping()
-    }
-    fn insert_batch(
-        &self,
-        batch: StoredBatch,
-        results: Vec<crate::store::StoredResult>,
-    ) -> crate::store::StoreFuture<'_, InsertOutcome> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Box::pin(async { Err(StoreError::Worker("down for the test".into())) });
-        }
-        self.inner.insert_batch(batch, results)
-    }
-    fn remember_nonce(
-        &self,
-        key_id: String,
-        nonce: String,
-        timestamp_ms: i64,
-    ) -> crate::store::StoreFuture<'_, bool> {
-        self.inner.remember_nonce(key_id, nonce, timestamp_ms)
-    }
-    fn prune_nonces(&self, before_unix_ms: i64) -> crate::store::StoreFuture<'_, u64> {
-        self.inner.prune_nonces(before_unix_ms)
-    }
-    fn results_page(
-        &self,
-        filter: crate::store::ResultFilter,
-        cursor: Option<crate::store::ResultCursor>,
-        limit: usize,
-    ) -> crate::store::StoreFuture<'_, crate::store::ResultsPage> {
-        self.inner.results_page(filter, cursor, limit)
-    }
-    fn batch(&self, batch_id: i64) -> crate::store::StoreFuture<'_, Option<StoredBatch>> {
-        self.inner.batch(batch_id)
-    }
-    fn agents(&self) -> crate::store::StoreFuture<'_, Vec<crate::store::AgentStats>> {
-        self.inner.agents()
-    }
-    fn put_heartbeat(
-        &self,
-        agent_id: String,
-        received_at_unix_ms: i64,
-        heartbeat_json: String,
-    ) -> crate::store::StoreFuture<'_, ()> {
-        self.inner
-            .put_heartbeat(agent_id, received_at_unix_ms, heartbeat_json)
-    }
-    fn heartbeats(&self) -> crate::store::StoreFuture<'_, Vec<crate::store::StoredHeartbeat>> {
-        self.inner.heartbeats()
-    }
-    fn count_results(&self) -> crate::store::StoreFuture<'_, u64> {
-        self.inner.count_results()
-    }
-    fn delete_older_than(&self, unix_ms: i64) -> crate::store::StoreFuture<'_, u64> {
-        self.inner.delete_older_than(unix_ms)
-    }
-}
-
 #[tokio::test]
 async fn sessions_the_store_refuses_are_stored_at_the_next_flush() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = FlakyStore {
-        inner: SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open"),
-        down: true.into(),
-    };
+    // SQLite that refuses inserts while `down` is set.
+    let store = RequiredOnly::new(
+        SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open"),
+    );
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let organic = OrganicLoad::default();
     let texts: Vec<String> = served_stream("s").iter().map(Value::to_string).collect();
     organic.observe(texts.iter().map(String::as_str), T0 + 61_000);

@@ -25,4 +25,6 @@ pub use config::SqliteConfig;
 pub use store::SqliteStore;
 
 #[cfg(test)]
+pub(crate) mod required_only;
+#[cfg(test)]
 mod tests;

@@ -641,69 +641,9 @@ async fn the_sla_generation_changes_with_every_write() {
     assert_ne!(store.sla_generation().await.expect("generation"), second);
 }
 
-/// SQLite with everything but gateway events: the events methods keep the trait's default,
-/// which answers `Unsupported`.
-struct WithoutEvents(SqliteStore);
-
-impl Store for WithoutEvents {
-    fn ping(&self) -> crate::store::StoreFuture<'_, ()> {
-        self.0.ping()
-    }
-    fn insert_batch(
-        &self,
-        batch: StoredBatch,
-        results: Vec<StoredResult>,
-    ) -> crate::store::StoreFuture<'_, crate::store::InsertOutcome> {
-        self.0.insert_batch(batch, results)
-    }
-    fn remember_nonce(
-        &self,
-        key_id: String,
-        nonce: String,
-        timestamp_ms: i64,
-    ) -> crate::store::StoreFuture<'_, bool> {
-        self.0.remember_nonce(key_id, nonce, timestamp_ms)
-    }
-    fn prune_nonces(&self, before_unix_ms: i64) -> crate::store::StoreFuture<'_, u64> {
-        self.0.prune_nonces(before_unix_ms)
-    }
-    fn results_page(
-        &self,
-        filter: crate::store::ResultFilter,
-        cursor: Option<crate::store::ResultCursor>,
-        limit: usize,
-    ) -> crate::store::StoreFuture<'_, crate::store::ResultsPage> {
-        self.0.results_page(filter, cursor, limit)
-    }
-    fn batch(&self, batch_id: i64) -> crate::store::StoreFuture<'_, Option<StoredBatch>> {
-        self.0.batch(batch_id)
-    }
-    fn agents(&self) -> crate::store::StoreFuture<'_, Vec<crate::store::AgentStats>> {
-        self.0.agents()
-    }
-    fn put_heartbeat(
-        &self,
-        agent_id: String,
-        received_at_unix_ms: i64,
-        heartbeat_json: String,
-    ) -> crate::store::StoreFuture<'_, ()> {
-        self.0
-            .put_heartbeat(agent_id, received_at_unix_ms, heartbeat_json)
-    }
-    fn heartbeats(&self) -> crate::store::StoreFuture<'_, Vec<crate::store::StoredHeartbeat>> {
-        self.0.heartbeats()
-    }
-    fn count_results(&self) -> crate::store::StoreFuture<'_, u64> {
-        self.0.count_results()
-    }
-    fn delete_older_than(&self, unix_ms: i64) -> crate::store::StoreFuture<'_, u64> {
-        self.0.delete_older_than(unix_ms)
-    }
-}
-
 #[tokio::test]
 #[should_panic(expected = "answered Unsupported for insert_events")]
 async fn a_backend_without_events_fails_the_suite_instead_of_passing_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    crate::store::suite(&WithoutEvents(open(&dir))).await;
+    crate::store::suite(&super::required_only::RequiredOnly::new(open(&dir))).await;
 }
