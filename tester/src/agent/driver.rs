@@ -195,6 +195,7 @@ pub async fn run_agent(
             // Invariant: `AgentConfig::parse` checked that it is an http(s) URL.
             .and_then(|url| reqwest::Url::parse(url.get_ref()).ok()),
     };
+    let onchain = payment.signer_url.is_some();
     for (scenario, next) in scheduler.next_starts() {
         info!(message = "Schedule loaded.", scenario, next_unix_ms = next);
     }
@@ -220,7 +221,7 @@ pub async fn run_agent(
         spool_dir.clone(),
         config.spool_max_bytes,
     ));
-    keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
+    keep_budget(&mut state, &budget, &board, onchain);
     // The repository: go on with the commit adopted before a restart, then pull once; with no
     // usable commit at all the agent cannot run anything and says why.
     let mut adopted: Option<Arc<Adopted>> = None;
@@ -372,7 +373,7 @@ pub async fn run_agent(
                             started_at_unix_ms: unix_ms(),
                         },
                     );
-                    keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
+                    keep_budget(&mut state, &budget, &board, onchain);
                     keep_trusted(&mut state, &trusted);
                     state.save(&state_dir)?;
                     summary.runs += 1;
@@ -445,7 +446,7 @@ pub async fn run_agent(
                 if let Ok((_, _, run_key, _)) = &done {
                     state.runs_in_flight.remove(run_key);
                 }
-                keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
+                keep_budget(&mut state, &budget, &board, onchain);
                     keep_trusted(&mut state, &trusted);
                 state.save(&state_dir)?;
                 if let Ok((started_in, schedule, _, sessions)) = done {
@@ -552,7 +553,7 @@ pub async fn run_agent(
     if let Some(task) = drain_task {
         let _ = task.await;
     }
-    keep_budget(&mut state, &budget, &board, payment.signer_url.is_some());
+    keep_budget(&mut state, &budget, &board, onchain);
     keep_trusted(&mut state, &trusted);
     state.save(&state_dir)?;
     heartbeat_stop.cancel();

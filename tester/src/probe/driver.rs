@@ -313,7 +313,6 @@ pub(crate) async fn drive(
     }
 }
 
-/// Runs `cmd` on the share's input channel now, or after the command running on it.
 /// A session's payments as its record carries them.
 fn paid(spent: &SpendMeter) -> lvt_schema::PaymentSpent {
     let spent = spent.spent();
@@ -323,6 +322,7 @@ fn paid(spent: &SpendMeter) -> lvt_schema::PaymentSpent {
     }
 }
 
+/// Runs `cmd` on the share's input channel now, or after the command running on it.
 fn dispatch(
     io: &mut ShareIo,
     share: ShareId,

@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use lvt_wire::payment::PaymentValue;
 use serde::{Deserialize, Serialize};
 
 use crate::run::record::{RUN_FORMAT_VERSION, ScenarioIdentity, SessionRecord, StopReason};
@@ -121,15 +122,15 @@ fn total_payment(sessions: &[SessionRecord]) -> Option<lvt_schema::PaymentSpent>
         .filter_map(|s| s.report.payment.as_ref())
         .peekable();
     paid.peek()?;
-    let (tickets, wei) = paid.fold((0u64, 0u128), |(tickets, wei), p| {
-        (
-            tickets.saturating_add(p.tickets),
-            wei.saturating_add(p.expected_value_wei.parse::<u128>().unwrap_or(0)),
-        )
+    let total = paid.fold(PaymentValue::default(), |total, p| {
+        total.saturating_add(PaymentValue {
+            tickets: p.tickets,
+            expected_value_wei: p.expected_value_wei.parse().unwrap_or(0),
+        })
     });
     Some(lvt_schema::PaymentSpent {
-        tickets,
-        expected_value_wei: wei.to_string(),
+        tickets: total.tickets,
+        expected_value_wei: total.expected_value_wei.to_string(),
     })
 }
 

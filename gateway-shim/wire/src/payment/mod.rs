@@ -198,10 +198,7 @@ impl SpendMeter {
     /// Adds one payment.
     pub fn add(&self, value: PaymentValue) {
         let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        spent.tickets = spent.tickets.saturating_add(value.tickets);
-        spent.expected_value_wei = spent
-            .expected_value_wei
-            .saturating_add(value.expected_value_wei);
+        *spent = spent.saturating_add(value);
     }
 
     /// The total so far.

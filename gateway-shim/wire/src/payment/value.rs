@@ -20,6 +20,19 @@ pub struct PaymentValue {
     pub expected_value_wei: u128,
 }
 
+impl PaymentValue {
+    /// Both together, saturating at the largest count and value.
+    #[must_use]
+    pub fn saturating_add(self, other: Self) -> Self {
+        Self {
+            tickets: self.tickets.saturating_add(other.tickets),
+            expected_value_wei: self
+                .expected_value_wei
+                .saturating_add(other.expected_value_wei),
+        }
+    }
+}
+
 /// Why a payment's value cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
