@@ -736,6 +736,19 @@ fn check_bounds(index: usize, report: &SessionReport) -> Result<(), RecordError>
             ms(&format!("metrics/swaps/{i}/freeze_ms"), freeze)?;
         }
     }
+    if let Some(slo) = &report.slo {
+        for (field, value) in [
+            ("slo/startup_ms", slo.startup_ms),
+            ("slo/e2e_latency_ms", slo.e2e_latency_ms),
+        ] {
+            if let Some(value) = value {
+                ms(field, value)?;
+            }
+        }
+        if let Some(value) = slo.output_fps {
+            fps("slo/output_fps", value)?;
+        }
+    }
     Ok(())
 }
 
@@ -966,6 +979,15 @@ mod tests {
         assert_eq!(
             with(&["metrics", "startup_ms"], json!(-5.0)).1,
             Some("/1/metrics/startup_ms".into())
+        );
+        // A declared limit is bounded like the value it limits.
+        assert_eq!(
+            with(&["slo"], json!({"output_fps": 1e9})).1,
+            Some("/1/slo/output_fps".into())
+        );
+        assert_eq!(
+            with(&["slo"], json!({"startup_ms": -1.0})).1,
+            Some("/1/slo/startup_ms".into())
         );
         assert_eq!(
             with(

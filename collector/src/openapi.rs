@@ -115,7 +115,15 @@ const SLA_FILTERS: [Param; 9] = [
     TEST_LOAD,
 ];
 
-const COMPLIANCE_PARAMS: [Param; 10] = [
+const FORMULA: Param = query(
+    "formula",
+    ParamType::OneOf(&["naap-v1", "lvt-v1"]),
+    "The SLA formula scores follow: naap-v1 (NaaP's quality-benchmark-v1, the default) or lvt-v1 \
+     (completion, stalls and the declared SLO count; docs/sla.md).",
+);
+
+/// The SLA filters and the formula: the parameters of the endpoints that score.
+const SCORED_PARAMS: [Param; 10] = [
     SLA_FILTERS[0],
     SLA_FILTERS[1],
     SLA_FILTERS[2],
@@ -125,6 +133,20 @@ const COMPLIANCE_PARAMS: [Param; 10] = [
     SLA_FILTERS[6],
     SLA_FILTERS[7],
     SLA_FILTERS[8],
+    FORMULA,
+];
+
+const COMPLIANCE_PARAMS: [Param; 11] = [
+    SLA_FILTERS[0],
+    SLA_FILTERS[1],
+    SLA_FILTERS[2],
+    SLA_FILTERS[3],
+    SLA_FILTERS[4],
+    SLA_FILTERS[5],
+    SLA_FILTERS[6],
+    SLA_FILTERS[7],
+    SLA_FILTERS[8],
+    FORMULA,
     query(
         "grain",
         ParamType::OneOf(&["hour", "day", "window"]),
@@ -262,10 +284,11 @@ pub const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/v1/sla/compliance",
         summary: "SLA per grain bucket x orchestrator x pipeline x model x GPU x region x complexity",
-        description: "{start, end, grain, test_load, rows: [{bucket_start, bucket_end, \
+        description: "{start, end, grain, test_load, formula, rows: [{bucket_start, bucket_end, \
                       orchestrator, pipeline, model_id, gpu, region, complexity, test_load, \
-                      score, cohort}]}. score is the NaaP quality-benchmark-v1 SLA of the \
-                      bucket's merged sums with Wilson 95% intervals, FPS jitter, stall and busy \
+                      score, cohort}]}. score is the SLA of the bucket's merged sums by the \
+                      requested formula (naap-v1 by default: NaaP's quality-benchmark-v1) with \
+                      Wilson 95% intervals, completion and SLO shares, FPS jitter, stall and busy \
                       rates (docs/sla.md); cohort is the same pipeline and model over the 7 days \
                       before the bucket. Missing data is null, never 0.",
         params: &COMPLIANCE_PARAMS,
@@ -276,10 +299,11 @@ pub const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/v1/sla/orchestrators",
         summary: "Orchestrators ranked by SLA score over a window",
-        description: "{start, end, test_load, orchestrators: [{rank, orchestrator, regions, \
-                      score}]}, best first; orchestrators without a score (only busy sessions) \
-                      last with rank and score null. Default: the last 24 hours of test load.",
-        params: &SLA_FILTERS,
+        description: "{start, end, test_load, formula, orchestrators: [{rank, orchestrator, \
+                      regions, score}]}, best first by the requested formula's score; \
+                      orchestrators without a score (only busy sessions) last with rank and \
+                      score null. Default: the last 24 hours of test load.",
+        params: &SCORED_PARAMS,
         content_type: "application/json",
         errors: &[400, 503],
     },
@@ -287,10 +311,10 @@ pub const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/v1/gpu/metrics",
         summary: "Per GPU name: sessions, mean latencies and FPS, SLA score",
-        description: "{start, end, test_load, gpus: [{gpu, orchestrators, sessions, attempts, \
-                      startup_ms_mean, e2e_p50_ms_mean, output_fps_mean, sla_score, score}]}. \
-                      Default: the last 24 hours of test load.",
-        params: &SLA_FILTERS,
+        description: "{start, end, test_load, formula, gpus: [{gpu, orchestrators, sessions, \
+                      attempts, startup_ms_mean, e2e_p50_ms_mean, output_fps_mean, sla_score, \
+                      score}]}. Default: the last 24 hours of test load.",
+        params: &SCORED_PARAMS,
         content_type: "application/json",
         errors: &[400, 503],
     },

@@ -23,7 +23,7 @@ use crate::problem::{Problem, ProblemKind};
 use crate::server::AppState;
 use crate::sla::aggregate::{CohortCells, aggregate, rank};
 use crate::sla::query::{QueryError, SlaFilter, SlaQuery, format_rfc3339};
-use crate::sla::{CellKey, CellSums, cohort_window_unix_s, score};
+use crate::sla::{CellKey, CellSums, cohort_window_unix_s, score_with};
 
 /// A refused query parameter is an invalid-query problem whose detail names the parameter.
 impl From<QueryError> for Problem {
@@ -197,6 +197,13 @@ fn window_json(query: &SlaQuery) -> Value {
     })
 }
 
+/// [`window_json`] of an endpoint that scores: with the formula its scores follow.
+fn scored_window_json(query: &SlaQuery) -> Value {
+    let mut body = window_json(query);
+    body["formula"] = json!(query.formula.name());
+    body
+}
+
 /// The group key of a compliance row: bucket start, then the cell key without its hour.
 type ComplianceKey = (i64, String, String, String, String, String, String, bool);
 
@@ -249,12 +256,12 @@ async fn compliance_body(state: &AppState, query: &SlaQuery) -> Result<Value, Pr
                 "region": text_or_null(&region),
                 "complexity": text_or_null(&complexity),
                 "test_load": test_load,
-                "score": score(&merged.sums, &cohort),
+                "score": score_with(query.formula, &merged.sums, &cohort),
                 "cohort": cohort,
             })
         })
         .collect();
-    let mut body = window_json(query);
+    let mut body = scored_window_json(query);
     body["grain"] = json!(query.grain.name());
     body["rows"] = json!(rows);
     Ok(body)
@@ -301,11 +308,11 @@ async fn orchestrators_body(state: &AppState, query: &SlaQuery) -> Result<Value,
             (
                 group.orchestrator,
                 group.regions.into_iter().collect(),
-                score(&group.sums, &cohort),
+                score_with(query.formula, &group.sums, &cohort),
             )
         })
         .collect();
-    let mut body = window_json(query);
+    let mut body = scored_window_json(query);
     body["orchestrators"] = json!(rank(rows));
     Ok(body)
 }
@@ -334,7 +341,7 @@ async fn gpu_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> 
         .into_iter()
         .map(|(gpu, merged)| {
             let cohort = cohorts.cohort(query.start_unix_s, &merged.cohorts);
-            let scored = score(&merged.sums, &cohort);
+            let scored = score_with(query.formula, &merged.sums, &cohort);
             json!({
                 "gpu": text_or_null(&gpu),
                 "orchestrators": orchestrators.get(&gpu).map_or(0, BTreeSet::len),
@@ -348,7 +355,7 @@ async fn gpu_body(state: &AppState, query: &SlaQuery) -> Result<Value, Problem> 
             })
         })
         .collect();
-    let mut body = window_json(query);
+    let mut body = scored_window_json(query);
     body["gpus"] = json!(gpus);
     Ok(body)
 }

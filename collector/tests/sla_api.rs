@@ -5,7 +5,7 @@ mod common;
 mod fleet;
 
 use common::{TestCollector, now_ms};
-use lvt_collector::sla::{CellSums, Cohort, score};
+use lvt_collector::sla::{CellSums, Cohort, Formula, score, score_with};
 use serde_json::Value;
 
 async fn get(collector: &TestCollector, path: &str) -> (u16, Value, String) {
@@ -269,5 +269,145 @@ async fn scores_are_benchmarked_against_the_week_before() {
     .await;
     let ptff = body["rows"][0]["score"]["ptff_score"].as_f64();
     assert!(ptff < Some(0.5), "{}", body["rows"][0]);
+    collector.stop().await;
+}
+
+/// `count` passed one-minute sessions of `address`, held to a startup SLO of 8 s, an e2e SLO of
+/// 500 ms and an FPS SLO of 12, each with the given e2e median, FPS and stalled time.
+fn held_to_slo(
+    address: &str,
+    count: usize,
+    e2e_ms: f64,
+    fps: f64,
+    stall_ms: f64,
+) -> Vec<lvt_schema::SessionReport> {
+    use lvt_schema::{
+        FpsSummary, LatencySummary, OrchestratorRef, Outcome, SessionReport, SessionSlo,
+        StallSummary,
+    };
+    let started = now_ms() - 120_000;
+    (0..count)
+        .map(|n| {
+            let mut report =
+                SessionReport::new(format!("{address}-{n}"), "streamdiffusion", started);
+            report.ended_at_unix_ms = started + 60_000;
+            report.orchestrator = Some(OrchestratorRef {
+                address: Some(address.to_owned()),
+                uri: format!("https://{}.example:8935", &address[..6]),
+                cert_sha256: None,
+                cert_trust: None,
+            });
+            report.outcome = Outcome::Passed;
+            report.metrics.startup_ms = Some(900.0);
+            report.metrics.e2e_latency_ms = Some(LatencySummary {
+                count: 1800,
+                p50: e2e_ms,
+                p90: e2e_ms,
+                p95: e2e_ms,
+                p99: e2e_ms,
+                max: e2e_ms,
+                mean: e2e_ms,
+                min: e2e_ms,
+            });
+            report.metrics.output_fps = Some(FpsSummary {
+                mean: fps,
+                p5: fps,
+                p50: fps,
+                windows: 60,
+            });
+            if stall_ms > 0.0 {
+                report.metrics.stalls = StallSummary {
+                    count: 1,
+                    total_ms: stall_ms,
+                    longest_ms: stall_ms,
+                };
+            }
+            report.slo = Some(SessionSlo {
+                startup_ms: Some(8000.0),
+                e2e_latency_ms: Some(500.0),
+                output_fps: Some(12.0),
+            });
+            report
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn lvt_v1_is_served_beside_naap_v1() {
+    let collector = TestCollector::start().await;
+    let good = "0x1111111111111111111111111111111111111111";
+    let slow = "0x2222222222222222222222222222222222222222";
+    let frozen = "0x3333333333333333333333333333333333333333";
+    let mut sessions = held_to_slo(good, 10, 40.0, 30.0, 0.0);
+    sessions.extend(held_to_slo(slow, 10, 710.0, 9.0, 0.0));
+    sessions.extend(held_to_slo(frozen, 10, 40.0, 30.0, 15_000.0));
+    let (inserted, _) = fleet::ship_all(&collector, &sessions, 1).await;
+    assert_eq!(inserted as usize, sessions.len());
+
+    // On a fresh collector NaaP's formula ties all three: latency and FPS are neutral until the
+    // cohort has 48 rows, and it never sees stalls.
+    let (status, naap, _) = get(&collector, "/v1/sla/orchestrators").await;
+    assert_eq!(status, 200, "{naap}");
+    assert_eq!(naap["formula"], "naap-v1");
+    let scores: Vec<f64> = naap["orchestrators"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|row| row["score"]["sla_score"].as_f64().expect("scored"))
+        .collect();
+    assert_eq!(scores.len(), 3);
+    assert!(
+        scores.iter().all(|score| (score - 85.0).abs() < 1e-9),
+        "{scores:?}"
+    );
+
+    // lvt-v1 tells them apart, and says what it scored against.
+    let (status, lvt, _) = get(&collector, "/v1/sla/orchestrators?formula=lvt-v1").await;
+    assert_eq!(status, 200, "{lvt}");
+    assert_eq!(lvt["formula"], "lvt-v1");
+    let ranked = lvt["orchestrators"].as_array().expect("list");
+    let order: Vec<&str> = ranked
+        .iter()
+        .map(|row| row["orchestrator"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(order, [good, frozen, slow]);
+    assert_eq!(ranked[0]["score"]["formula"], "lvt-v1");
+    assert_eq!(ranked[0]["score"]["e2e_basis"], "slo");
+    assert_eq!(ranked[2]["score"]["slo_e2e"]["rate"], 0.0);
+    // A quarter of its time stalled (0 on that half) in one stall a minute (0.5 on the other).
+    assert_eq!(ranked[1]["score"]["stall_score"], 0.25);
+    let own = |address: &str| {
+        CellSums::from_sessions(
+            sessions
+                .iter()
+                .filter(|s| s.orchestrator.as_ref().unwrap().address.as_deref() == Some(address)),
+        )
+    };
+    let empty = Cohort::from_sums(&CellSums::default());
+    for (row, address) in ranked.iter().zip([good, frozen, slow]) {
+        let expected = score_with(Formula::LvtV1, &own(address), &empty);
+        assert!(
+            close(&row["score"]["sla_score"], expected.sla_score),
+            "{row}"
+        );
+    }
+
+    // The other scoring endpoints take the formula too.
+    let (status, compliance, _) =
+        get(&collector, "/v1/sla/compliance?grain=window&formula=lvt-v1").await;
+    assert_eq!(status, 200, "{compliance}");
+    assert_eq!(compliance["formula"], "lvt-v1");
+    assert_eq!(compliance["rows"][0]["score"]["formula"], "lvt-v1");
+    let (_, gpus, _) = get(&collector, "/v1/gpu/metrics?formula=lvt-v1").await;
+    assert_eq!(gpus["gpus"][0]["score"]["formula"], "lvt-v1");
+
+    let (status, problem, _) = get(&collector, "/v1/sla/orchestrators?formula=best").await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.starts_with("formula:")),
+        "{problem}"
+    );
     collector.stop().await;
 }

@@ -122,6 +122,36 @@ pub struct SessionReport {
     /// Absent offchain, where nothing is paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentSpent>,
+    /// The service-level objective the session was held to: the limits its scenario's
+    /// thresholds declare for a session like it (docs/sla.md, "lvt-v1"). The collector's
+    /// `lvt-v1` formula scores latency and FPS against it while the cohort is too thin to be a
+    /// benchmark. Absent for an ad-hoc probe and for a scenario that declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SessionSlo>,
+}
+
+/// Per-session limits derived from a scenario's thresholds (`startup_ms.* <`, `e2e_latency_ms.*
+/// <`, `output_fps.* >`, each taken from the thresholds whose `where` filter the session
+/// matches, the tightest when several do). A session meets a limit when its value is at or
+/// within it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionSlo {
+    /// First output frame within this many ms of the first input frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<f64>,
+    /// The session's median e2e frame latency at most this many ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_latency_ms: Option<f64>,
+    /// The session's mean output FPS at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_fps: Option<f64>,
+}
+
+impl SessionSlo {
+    /// Whether the slo names no limit at all.
+    pub fn is_empty(&self) -> bool {
+        self.startup_ms.is_none() && self.e2e_latency_ms.is_none() && self.output_fps.is_none()
+    }
 }
 
 /// What a session paid its orchestrators, on chain: every payment the remote signer generated
@@ -168,6 +198,7 @@ impl SessionReport {
             scenario: None,
             served_by: Vec::new(),
             payment: None,
+            slo: None,
         }
     }
 }

@@ -109,6 +109,11 @@ fn full_report() -> SessionReport {
         scenario: None,
         served_by: Vec::new(),
         payment: None,
+        slo: Some(SessionSlo {
+            startup_ms: Some(8000.0),
+            e2e_latency_ms: None,
+            output_fps: Some(12.0),
+        }),
     }
 }
 
@@ -136,6 +141,7 @@ fn empty_report() -> SessionReport {
         scenario: None,
         served_by: Vec::new(),
         payment: None,
+        slo: None,
     }
 }
 

@@ -113,5 +113,6 @@ fn share_evidence(session: &SessionReport, share: &ServedBy, index: usize, last:
         stalls: share.stalls.count,
         stall_ms: share.stalls.total_ms,
         length_ms: share.to_unix_ms.saturating_sub(share_start_unix_ms),
+        slo: session.slo,
     }
 }

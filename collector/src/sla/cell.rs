@@ -7,7 +7,7 @@
 //! as integer millionths of their unit so that merging is exact and associative, whatever the
 //! order in which a store adds cells up.
 
-use lvt_schema::{FailureClass, Outcome, SessionReport, TargetMode};
+use lvt_schema::{FailureClass, Outcome, SessionReport, SessionSlo, TargetMode};
 use serde::{Deserialize, Serialize};
 
 use super::histogram::{FpsHistogram, LatencyHistogram};
@@ -185,6 +185,32 @@ pub struct CellSums {
     pub e2e_p50_ms_buckets: LatencyHistogram,
     /// Per-session mean output FPS, for cohort percentiles.
     pub output_fps_buckets: FpsHistogram,
+    /// Started attempts that ran to their planned end (outcome `passed`; a network share the
+    /// gateway swapped away from without a fault counts as run to its end).
+    #[serde(default)]
+    pub completed: u64,
+    /// Started attempts counted for completion: the denominator of `completed`. Kept apart from
+    /// `startup_successes` because cells stored before completion was counted have neither.
+    #[serde(default)]
+    pub completion_trials: u64,
+    /// Started attempts whose session declared a startup SLO ([`SessionSlo::startup_ms`]).
+    #[serde(default)]
+    pub slo_startup_trials: u64,
+    /// Of those, the ones whose startup latency was within it.
+    #[serde(default)]
+    pub slo_startup_met: u64,
+    /// Attempts with an e2e latency median whose session declared an e2e SLO.
+    #[serde(default)]
+    pub slo_e2e_trials: u64,
+    /// Of those, the ones whose e2e latency median was within it.
+    #[serde(default)]
+    pub slo_e2e_met: u64,
+    /// Attempts with a mean output FPS whose session declared an FPS SLO.
+    #[serde(default)]
+    pub slo_fps_trials: u64,
+    /// Of those, the ones whose mean output FPS reached it.
+    #[serde(default)]
+    pub slo_fps_met: u64,
 }
 
 impl CellSums {
@@ -232,13 +258,24 @@ impl CellSums {
         }
         bump(&mut self.startup_attempts);
 
+        let slo = evidence.slo.unwrap_or_default();
         if let Some(value) = evidence.e2e_p50_ms {
             self.e2e_p50_ms.add(value);
             self.e2e_p50_ms_buckets.record(value);
+            judge(
+                &mut self.slo_e2e_trials,
+                &mut self.slo_e2e_met,
+                slo.e2e_latency_ms.map(|limit| value <= limit),
+            );
         }
         if let Some(value) = evidence.output_fps {
             self.output_fps.add(value);
             self.output_fps_buckets.record(value);
+            judge(
+                &mut self.slo_fps_trials,
+                &mut self.slo_fps_met,
+                slo.output_fps.map(|limit| value >= limit),
+            );
         }
         if let Some(value) = evidence.fps_jitter {
             self.fps_jitter.add(value);
@@ -254,9 +291,18 @@ impl CellSums {
             return;
         }
         bump(&mut self.startup_successes);
+        bump(&mut self.completion_trials);
+        if evidence.outcome == Outcome::Passed {
+            bump(&mut self.completed);
+        }
         if let Some(startup_ms) = evidence.startup_ms {
             self.startup_ms.add(startup_ms);
             self.startup_ms_buckets.record(startup_ms);
+            judge(
+                &mut self.slo_startup_trials,
+                &mut self.slo_startup_met,
+                slo.startup_ms.map(|limit| startup_ms <= limit),
+            );
         }
         if (evidence.e2e_p50_ms.is_some() || !evidence.e2e_expected)
             && evidence.output_fps.is_some()
@@ -301,6 +347,28 @@ impl CellSums {
         self.startup_ms_buckets.merge(&other.startup_ms_buckets);
         self.e2e_p50_ms_buckets.merge(&other.e2e_p50_ms_buckets);
         self.output_fps_buckets.merge(&other.output_fps_buckets);
+        self.completed = self.completed.saturating_add(other.completed);
+        self.completion_trials = self
+            .completion_trials
+            .saturating_add(other.completion_trials);
+        self.slo_startup_trials = self
+            .slo_startup_trials
+            .saturating_add(other.slo_startup_trials);
+        self.slo_startup_met = self.slo_startup_met.saturating_add(other.slo_startup_met);
+        self.slo_e2e_trials = self.slo_e2e_trials.saturating_add(other.slo_e2e_trials);
+        self.slo_e2e_met = self.slo_e2e_met.saturating_add(other.slo_e2e_met);
+        self.slo_fps_trials = self.slo_fps_trials.saturating_add(other.slo_fps_trials);
+        self.slo_fps_met = self.slo_fps_met.saturating_add(other.slo_fps_met);
+    }
+}
+
+/// Counts one judgement against a declared limit: `None` when the session declared none.
+fn judge(trials: &mut u64, met: &mut u64, within: Option<bool>) {
+    if let Some(within) = within {
+        bump(trials);
+        if within {
+            bump(met);
+        }
     }
 }
 
@@ -338,6 +406,8 @@ pub(crate) struct Evidence {
     pub stall_ms: f64,
     /// Its wall-clock length, ms.
     pub length_ms: i64,
+    /// The limits its session was held to, if its scenario declared any.
+    pub slo: Option<SessionSlo>,
 }
 
 impl Evidence {
@@ -363,6 +433,7 @@ impl Evidence {
             length_ms: session
                 .ended_at_unix_ms
                 .saturating_sub(session.started_at_unix_ms),
+            slo: session.slo,
         }
     }
 }

@@ -11,8 +11,12 @@
 use super::cell::{CellSums, MetricSum};
 use super::histogram::BucketCounts;
 
-/// The first byte of every encoding this module writes.
+/// The first byte of the first layout: the 12 counters and 6 metric sums, then the histograms.
+/// Still decoded (cells written by older collectors); the counters it lacks read as 0.
 const FORMAT_V1: u8 = 1;
+/// The first byte of every encoding this module writes: the v1 layout with the 8 counters of
+/// completion and the declared SLO ([`slo_counters`]) between the metric sums and the histograms.
+const FORMAT_V2: u8 = 2;
 
 /// Why bytes could not be decoded as cell sums.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,13 +41,16 @@ pub enum CodecError {
 /// Encodes `sums` in the binary format.
 pub fn encode(sums: &CellSums) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    out.push(FORMAT_V1);
+    out.push(FORMAT_V2);
     for count in counters(sums) {
         put(&mut out, count);
     }
     for metric in metrics(sums) {
         put(&mut out, metric.count);
         put(&mut out, metric.sum_millionths);
+    }
+    for count in slo_counters(sums) {
+        put(&mut out, count);
     }
     put_buckets(&mut out, sums.startup_ms_buckets.counts());
     put_buckets(&mut out, sums.e2e_p50_ms_buckets.counts());
@@ -73,7 +80,7 @@ pub fn decode_without_histograms(bytes: &[u8]) -> Result<CellSums, CodecError> {
 
 fn decode_head(reader: &mut Reader<'_>) -> Result<CellSums, CodecError> {
     let format = reader.byte()?;
-    if format != FORMAT_V1 {
+    if format != FORMAT_V1 && format != FORMAT_V2 {
         return Err(CodecError::UnknownFormat(format));
     }
     let mut sums = CellSums::default();
@@ -84,13 +91,27 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<CellSums, CodecError> {
         metric.count = reader.varint()?;
         metric.sum_millionths = reader.varint()?;
     }
+    if format == FORMAT_V2 {
+        for count in slo_counters_mut(&mut sums) {
+            *count = reader.varint()?;
+        }
+    }
     Ok(sums)
 }
 
-/// The plain counters in their encoded order. Adding a field to [`CellSums`] needs a new format
-/// version; the exhaustive destructuring below makes forgetting it a compile error.
+/// The plain counters of the v1 layout in their encoded order. Adding a field to [`CellSums`]
+/// needs a new format version; the exhaustive destructuring below makes forgetting it a compile
+/// error.
 fn counters(sums: &CellSums) -> [u64; 12] {
     let CellSums {
+        completed: _,
+        completion_trials: _,
+        slo_startup_trials: _,
+        slo_startup_met: _,
+        slo_e2e_trials: _,
+        slo_e2e_met: _,
+        slo_fps_trials: _,
+        slo_fps_met: _,
         sessions,
         passed,
         failed,
@@ -143,6 +164,33 @@ fn counters_mut(sums: &mut CellSums) -> [&mut u64; 12] {
         &mut sums.output_viable,
         &mut sums.evidence_complete,
         &mut sums.stalls,
+    ]
+}
+
+/// The counters v2 added, in their encoded order.
+fn slo_counters(sums: &CellSums) -> [u64; 8] {
+    [
+        sums.completed,
+        sums.completion_trials,
+        sums.slo_startup_trials,
+        sums.slo_startup_met,
+        sums.slo_e2e_trials,
+        sums.slo_e2e_met,
+        sums.slo_fps_trials,
+        sums.slo_fps_met,
+    ]
+}
+
+fn slo_counters_mut(sums: &mut CellSums) -> [&mut u64; 8] {
+    [
+        &mut sums.completed,
+        &mut sums.completion_trials,
+        &mut sums.slo_startup_trials,
+        &mut sums.slo_startup_met,
+        &mut sums.slo_e2e_trials,
+        &mut sums.slo_e2e_met,
+        &mut sums.slo_fps_trials,
+        &mut sums.slo_fps_met,
     ]
 }
 
@@ -261,9 +309,59 @@ mod tests {
     }
 
     #[test]
+    fn cells_of_the_v1_layout_still_decode_with_the_new_counters_at_zero() {
+        // A cell an older collector wrote: sessions 3, startup attempts 2, one stall, a startup
+        // latency sum of 1.5 s over one value and one startup bucket.
+        let mut sums = CellSums {
+            sessions: 3,
+            startup_attempts: 2,
+            stalls: 1,
+            completed: 7,
+            slo_fps_met: 5,
+            ..CellSums::default()
+        };
+        sums.startup_ms.add(1500.0);
+        sums.startup_ms_buckets.record(1500.0);
+        let v2 = encode(&sums);
+        assert_eq!(v2[0], FORMAT_V2);
+        assert_eq!(decode(&v2), Ok(sums.clone()));
+        // The v1 bytes are the v2 bytes without the 8 counters after the metric sums (one byte
+        // each at these values).
+        let head_len = 1
+            + counters(&sums)
+                .iter()
+                .map(|c| varint_len(*c))
+                .sum::<usize>()
+            + metrics(&sums)
+                .iter()
+                .map(|m| varint_len(m.count) + varint_len(m.sum_millionths))
+                .sum::<usize>();
+        let mut v1 = vec![FORMAT_V1];
+        v1.extend_from_slice(&v2[1..head_len]);
+        v1.extend_from_slice(&v2[head_len + 8..]);
+        let old = decode(&v1).expect("v1 decodes");
+        assert_eq!(
+            old,
+            CellSums {
+                completed: 0,
+                slo_fps_met: 0,
+                ..sums
+            }
+        );
+    }
+
+    fn varint_len(value: u64) -> usize {
+        let mut out = Vec::new();
+        put(&mut out, value);
+        out.len()
+    }
+
+    #[test]
     fn bad_bytes_are_errors_not_panics() {
         let mut sums = CellSums {
             sessions: 3,
+            completed: 2,
+            slo_e2e_trials: 1,
             ..CellSums::default()
         };
         sums.startup_ms_buckets.record(1500.0);

@@ -24,7 +24,7 @@ pub use attribution::{add_session, contributions};
 pub use cell::{CellKey, CellSums, MetricSum, cohort_window_unix_s, hour_floor_unix_s};
 pub use histogram::{FpsHistogram, LatencyHistogram};
 pub use query::SlaFilter;
-pub use score::{Cohort, Rate, SlaScore, score};
+pub use score::{Basis, Cohort, Formula, Rate, SlaScore, score, score_with};
 pub use wilson::{Z_95, wilson_interval};
 
 #[cfg(test)]

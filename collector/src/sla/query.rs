@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::Formula;
+
 const HOUR_S: i64 = 3600;
 const DAY_S: i64 = 86_400;
 /// The window every endpoint covers when `start` is not given: the 24 hours before `end`.
@@ -72,6 +74,8 @@ pub struct SlaQuery {
     pub end_unix_s: i64,
     /// The time bucketing (only `/v1/sla/compliance` reads it).
     pub grain: Grain,
+    /// The formula scores follow (`formula`, default `naap-v1`).
+    pub formula: Formula,
     /// Cell filters; the time range is filled from the window.
     pub filter: SlaFilter,
 }
@@ -163,6 +167,16 @@ impl SlaQuery {
                 ));
             }
         };
+        let formula = match text("formula") {
+            None => Formula::default(),
+            Some(name) => Formula::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = Formula::ALL.iter().map(|f| f.name()).collect();
+                invalid(
+                    "formula",
+                    format!("{name:?} is not one of {}", names.join(", ")),
+                )
+            })?,
+        };
         let test_load = match text("test_load").map(String::as_str) {
             None => default_test_load,
             Some("true") => Some(true),
@@ -191,6 +205,7 @@ impl SlaQuery {
             start_unix_s,
             end_unix_s,
             grain,
+            formula,
             filter: SlaFilter {
                 start_unix_s: Some(start_unix_s),
                 end_unix_s: Some(end_unix_s),
@@ -308,6 +323,18 @@ mod tests {
         assert_eq!(name_of(&[("test_load", "yes")]), "test_load");
         assert_eq!(name_of(&[("complexity", "extreme")]), "complexity");
         assert_eq!(name_of(&[("start", "0"), ("end", "99999999")]), "end");
+        assert_eq!(name_of(&[("formula", "lvt-v2")]), "formula");
+        let detail = parse(&[("formula", "lvt-v2")])
+            .expect_err("invalid")
+            .to_string();
+        assert!(detail.contains("naap-v1, lvt-v1"), "{detail}");
+    }
+
+    #[test]
+    fn the_formula_defaults_to_naap_v1() {
+        assert_eq!(parse(&[]).expect("valid").formula, Formula::NaapV1);
+        let query = parse(&[("formula", "lvt-v1")]).expect("valid");
+        assert_eq!(query.formula, Formula::LvtV1);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The NaaP "quality-benchmark-v1" SLA formula over a cell's sums and its cohort, plus the
-//! figures lvt publishes beyond it (Wilson intervals, FPS jitter, stall rate, busy rate).
+//! The SLA formulas over a cell's sums and its cohort, plus the figures lvt publishes beyond them
+//! (Wilson intervals, completion, SLO shares, FPS jitter, stall rate, busy rate).
+//!
+//! `naap-v1` is NaaP's "quality-benchmark-v1", kept exactly for comparability:
 //!
 //! ```text
 //! reliability = 0.4*startup_success_rate + 0.2*no_swap_rate + 0.4*output_viability_rate
@@ -8,7 +10,19 @@
 //! sla_score   = 100 * health_signal_coverage * (0.7*reliability + 0.3*quality)
 //! ```
 //!
-//! docs/sla.md maps every input to the tester's evidence and works two examples through.
+//! `lvt-v1` is lvt's own: it counts sessions that die before their planned end, stalls, and
+//! while the cohort is too thin to be a benchmark it scores latency and FPS against the
+//! scenario's declared SLO instead of a neutral 0.5:
+//!
+//! ```text
+//! reliability = 0.3*startup_success + 0.3*completion + 0.1*no_swap + 0.3*output_viability
+//! latency     = 0.6*ptff_score + 0.4*e2e_score      (cohort, else SLO share, else 0.5)
+//! stall_score = 0.5*(1 - min(1, stall_time_fraction/0.05)) + 0.5*(1 - min(1, stalls_per_minute/2))
+//! quality     = 0.45*latency + 0.3*fps_score + 0.25*stall_score
+//! sla_score   = 100 * health_signal_coverage * (0.6*reliability + 0.4*quality)
+//! ```
+//!
+//! docs/sla.md maps every input to the tester's evidence and works examples through.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +55,73 @@ pub const MIN_COHORT_ROWS: u64 = 48;
 pub const LATENCY_FULL_WEIGHT_SAMPLES: f64 = 10.0;
 /// Samples at which the FPS score is no longer damped toward neutral.
 pub const FPS_FULL_WEIGHT_SAMPLES: f64 = 30.0;
+
+/// lvt-v1: weight of the startup success rate in reliability.
+pub const LVT_W_STARTUP_SUCCESS: f64 = 0.3;
+/// lvt-v1: weight of the completion rate (started attempts that ran to their planned end).
+pub const LVT_W_COMPLETION: f64 = 0.3;
+/// lvt-v1: weight of the no-swap rate in reliability.
+pub const LVT_W_NO_SWAP: f64 = 0.1;
+/// lvt-v1: weight of the output viability rate in reliability.
+pub const LVT_W_OUTPUT_VIABILITY: f64 = 0.3;
+/// lvt-v1: weight of latency in quality.
+pub const LVT_W_LATENCY: f64 = 0.45;
+/// lvt-v1: weight of the FPS score in quality.
+pub const LVT_W_FPS: f64 = 0.3;
+/// lvt-v1: weight of the stall score in quality.
+pub const LVT_W_STALL: f64 = 0.25;
+/// lvt-v1: weight of reliability in the SLA score.
+pub const LVT_W_RELIABILITY: f64 = 0.6;
+/// lvt-v1: weight of quality in the SLA score.
+pub const LVT_W_QUALITY: f64 = 0.4;
+/// lvt-v1: the share of started time spent stalled at which the stall-time half scores 0.
+pub const STALL_TIME_FRACTION_ZERO: f64 = 0.05;
+/// lvt-v1: the stalls per minute at which the stall-rate half scores 0.
+pub const STALLS_PER_MINUTE_ZERO: f64 = 2.0;
+
+/// The formula an SLA score follows (`?formula=` on the SLA endpoints).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Formula {
+    /// NaaP's "quality-benchmark-v1", exactly: the default, for comparability.
+    #[default]
+    #[serde(rename = "naap-v1")]
+    NaapV1,
+    /// lvt's own: completion, stalls and the declared SLO count (docs/sla.md).
+    #[serde(rename = "lvt-v1")]
+    LvtV1,
+}
+
+impl Formula {
+    /// Every formula.
+    pub const ALL: [Formula; 2] = [Formula::NaapV1, Formula::LvtV1];
+
+    /// The name used in `?formula=` and in answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Formula::NaapV1 => "naap-v1",
+            Formula::LvtV1 => "lvt-v1",
+        }
+    }
+
+    /// The formula named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Formula> {
+        Formula::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// What a latency or FPS component was scored against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The cohort's percentiles (both formulas, once the cohort has enough rows).
+    Cohort,
+    /// The share of sessions within the scenario's declared SLO (lvt-v1, thin cohort).
+    Slo,
+    /// Nothing to score against: the neutral 0.5.
+    Neutral,
+}
 
 /// The benchmark a cell is scored against: the same pipeline and model over the seven days before
 /// the scored hour (all orchestrators, GPUs, regions and complexities), read from merged sums.
@@ -115,27 +196,43 @@ impl Rate {
     }
 }
 
-/// The SLA of one cell (or of merged cells): the NaaP components and lvt's extra figures.
+/// The SLA of one cell (or of merged cells): the components of one formula and lvt's extra
+/// figures.
 ///
 /// Formula components are `None` only when the cell has no attempt (for example only busy
 /// sessions); otherwise a component without data takes the neutral 0.5 the formula prescribes.
 /// Measured figures (means, rates) are `None` whenever they have no data, never 0.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SlaScore {
-    /// `100 * health_signal_coverage * (0.7 * reliability + 0.3 * quality)`, 0 to 100.
+    /// The formula `sla_score` and its components follow.
+    pub formula: Formula,
+    /// `100 * health_signal_coverage * (0.7 * reliability + 0.3 * quality)` (naap-v1; lvt-v1
+    /// weighs 0.6 and 0.4), 0 to 100.
     pub sla_score: Option<f64>,
-    /// `0.4 * startup success + 0.2 * no swap + 0.4 * output viability`.
+    /// naap-v1: `0.4 * startup success + 0.2 * no swap + 0.4 * output viability`; lvt-v1:
+    /// `0.3 * startup success + 0.3 * completion + 0.1 * no swap + 0.3 * output viability`.
     pub reliability: Option<f64>,
     /// `0.6 * ptff_score + 0.4 * e2e_score`.
     pub latency: Option<f64>,
-    /// `0.6 * latency + 0.4 * fps_score`.
+    /// naap-v1: `0.6 * latency + 0.4 * fps_score`; lvt-v1: `0.45 * latency + 0.3 * fps_score +
+    /// 0.25 * stall_score`.
     pub quality: Option<f64>,
-    /// Startup (time to first frame) score against the cohort, damped.
+    /// Startup (time to first frame) score, damped: against the cohort, or (lvt-v1, thin
+    /// cohort) the share of sessions within the declared startup SLO.
     pub ptff_score: Option<f64>,
-    /// E2E latency score against the cohort, damped.
+    /// What `ptff_score` was scored against.
+    pub ptff_basis: Option<Basis>,
+    /// E2E latency score, damped, against the cohort or (lvt-v1) the declared SLO.
     pub e2e_score: Option<f64>,
-    /// FPS score against the cohort, damped.
+    /// What `e2e_score` was scored against.
+    pub e2e_basis: Option<Basis>,
+    /// FPS score, damped, against the cohort or (lvt-v1) the declared SLO.
     pub fps_score: Option<f64>,
+    /// What `fps_score` was scored against.
+    pub fps_basis: Option<Basis>,
+    /// lvt-v1 only: `0.5 * (1 - min(1, stall_time_fraction / 0.05)) + 0.5 * (1 - min(1,
+    /// stalls_per_minute / 2))`, 0.5 without started time.
+    pub stall_score: Option<f64>,
     /// Share of attempts with complete health evidence.
     pub health_signal_coverage: Option<f64>,
     /// Started attempts over attempts.
@@ -146,6 +243,15 @@ pub struct SlaScore {
     pub output_viability: Option<Rate>,
     /// Passed sessions over passed and failed sessions, as the tester scored them.
     pub pass: Option<Rate>,
+    /// Started attempts that ran to their planned end over started attempts (cells stored
+    /// before completion was counted add nothing to either side).
+    pub completion: Option<Rate>,
+    /// Started attempts within their declared startup SLO over those that declared one.
+    pub slo_startup: Option<Rate>,
+    /// Attempts within their declared e2e SLO over those that declared one and measured e2e.
+    pub slo_e2e: Option<Rate>,
+    /// Attempts at or above their declared FPS SLO over those that declared one and measured FPS.
+    pub slo_fps: Option<Rate>,
     /// Mean startup latency of started attempts, ms: the cell's input to `ptff_score`.
     pub startup_ms_mean: Option<f64>,
     /// Mean of the per-session e2e latency medians, ms: the cell's input to `e2e_score`.
@@ -168,10 +274,19 @@ pub struct SlaScore {
 
 /// Scores a cell's sums against its cohort with the NaaP "quality-benchmark-v1" formula.
 pub fn score(cell: &CellSums, cohort: &Cohort) -> SlaScore {
+    score_with(Formula::NaapV1, cell, cohort)
+}
+
+/// Scores a cell's sums against its cohort with `formula`.
+pub fn score_with(formula: Formula, cell: &CellSums, cohort: &Cohort) -> SlaScore {
     let startup_success = Rate::of(cell.startup_successes, cell.startup_attempts);
     let no_swap = Rate::of(cell.no_swap, cell.startup_successes);
     let output_viability = Rate::of(cell.output_viable, cell.startup_attempts);
     let pass = Rate::of(cell.passed, cell.passed.saturating_add(cell.failed));
+    let completion = Rate::of(cell.completed, cell.completion_trials);
+    let slo_startup = Rate::of(cell.slo_startup_met, cell.slo_startup_trials);
+    let slo_e2e = Rate::of(cell.slo_e2e_met, cell.slo_e2e_trials);
+    let slo_fps = Rate::of(cell.slo_fps_met, cell.slo_fps_trials);
 
     let startup_ms_mean = cell.startup_ms.mean();
     let e2e_p50_ms_mean = cell.e2e_p50_ms.mean();
@@ -184,18 +299,27 @@ pub fn score(cell: &CellSums, cohort: &Cohort) -> SlaScore {
     let busy_rate = (cell.sessions > 0).then(|| cell.unscored_busy as f64 / cell.sessions as f64);
 
     let mut result = SlaScore {
+        formula,
         sla_score: None,
         reliability: None,
         latency: None,
         quality: None,
         ptff_score: None,
+        ptff_basis: None,
         e2e_score: None,
+        e2e_basis: None,
         fps_score: None,
+        fps_basis: None,
+        stall_score: None,
         health_signal_coverage: None,
         startup_success,
         no_swap,
         output_viability,
         pass,
+        completion,
+        slo_startup,
+        slo_e2e,
+        slo_fps,
         startup_ms_mean,
         e2e_p50_ms_mean,
         output_fps_mean,
@@ -211,12 +335,9 @@ pub fn score(cell: &CellSums, cohort: &Cohort) -> SlaScore {
         return result;
     }
 
-    let rate_or_neutral = |rate: Option<Rate>| rate.map_or(NEUTRAL, |rate| rate.rate);
-    let reliability = W_STARTUP_SUCCESS * rate_or_neutral(startup_success)
-        + W_NO_SWAP * rate_or_neutral(no_swap)
-        + W_OUTPUT_VIABILITY * rate_or_neutral(output_viability);
-
-    let ptff_score = metric_score(
+    // lvt-v1 falls back on the declared SLO where naap-v1 falls back on neutral.
+    let slo = |rate: Option<Rate>| (formula == Formula::LvtV1).then_some(rate).flatten();
+    let (ptff_score, ptff_basis) = metric_score(
         startup_ms_mean,
         cell.startup_ms.count,
         benchmark(
@@ -224,37 +345,77 @@ pub fn score(cell: &CellSums, cohort: &Cohort) -> SlaScore {
             cohort.startup_p50_ms,
             cohort.startup_p90_ms,
         ),
+        slo(slo_startup),
         LATENCY_FULL_WEIGHT_SAMPLES,
         lower_is_better,
     );
-    let e2e_score = metric_score(
+    let (e2e_score, e2e_basis) = metric_score(
         e2e_p50_ms_mean,
         cell.e2e_p50_ms.count,
         benchmark(cohort.e2e_rows, cohort.e2e_p50_ms, cohort.e2e_p90_ms),
+        slo(slo_e2e),
         LATENCY_FULL_WEIGHT_SAMPLES,
         lower_is_better,
     );
-    let fps_score = metric_score(
+    let (fps_score, fps_basis) = metric_score(
         output_fps_mean,
         cell.output_fps.count,
         benchmark(cohort.fps_rows, cohort.fps_p10, cohort.fps_p50),
+        slo(slo_fps),
         FPS_FULL_WEIGHT_SAMPLES,
         higher_is_better,
     );
+    let rate_or_neutral = |rate: Option<Rate>| rate.map_or(NEUTRAL, |rate| rate.rate);
     let latency = W_PTFF * ptff_score + W_E2E * e2e_score;
-    let quality = W_LATENCY * latency + W_FPS * fps_score;
     let coverage = cell.evidence_complete as f64 / cell.startup_attempts as f64;
-    let sla_score = 100.0 * coverage * (W_RELIABILITY * reliability + W_QUALITY * quality);
+    let (reliability, quality, sla_score) = match formula {
+        Formula::NaapV1 => {
+            let reliability = W_STARTUP_SUCCESS * rate_or_neutral(startup_success)
+                + W_NO_SWAP * rate_or_neutral(no_swap)
+                + W_OUTPUT_VIABILITY * rate_or_neutral(output_viability);
+            let quality = W_LATENCY * latency + W_FPS * fps_score;
+            let sla_score = 100.0 * coverage * (W_RELIABILITY * reliability + W_QUALITY * quality);
+            (reliability, quality, sla_score)
+        }
+        Formula::LvtV1 => {
+            let reliability = LVT_W_STARTUP_SUCCESS * rate_or_neutral(startup_success)
+                + LVT_W_COMPLETION * rate_or_neutral(completion)
+                + LVT_W_NO_SWAP * rate_or_neutral(no_swap)
+                + LVT_W_OUTPUT_VIABILITY * rate_or_neutral(output_viability);
+            let stall_score = stall_score(stall_time_fraction, stalls_per_minute);
+            result.stall_score = Some(stall_score);
+            let quality =
+                LVT_W_LATENCY * latency + LVT_W_FPS * fps_score + LVT_W_STALL * stall_score;
+            let sla_score =
+                100.0 * coverage * (LVT_W_RELIABILITY * reliability + LVT_W_QUALITY * quality);
+            (reliability, quality, sla_score)
+        }
+    };
 
     result.sla_score = Some(sla_score);
     result.reliability = Some(reliability);
     result.latency = Some(latency);
     result.quality = Some(quality);
     result.ptff_score = Some(ptff_score);
+    result.ptff_basis = Some(ptff_basis);
     result.e2e_score = Some(e2e_score);
+    result.e2e_basis = Some(e2e_basis);
     result.fps_score = Some(fps_score);
+    result.fps_basis = Some(fps_basis);
     result.health_signal_coverage = Some(coverage);
     result
+}
+
+/// lvt-v1's stall score: half for the share of started time spent stalled (0 at 5 %), half for
+/// how often output stalled (0 at 2 stalls a minute); neutral without started time.
+pub fn stall_score(stall_time_fraction: Option<f64>, stalls_per_minute: Option<f64>) -> f64 {
+    match (stall_time_fraction, stalls_per_minute) {
+        (Some(fraction), Some(per_minute)) => {
+            0.5 * (1.0 - (fraction / STALL_TIME_FRACTION_ZERO).min(1.0))
+                + 0.5 * (1.0 - (per_minute / STALLS_PER_MINUTE_ZERO).min(1.0))
+        }
+        _ => NEUTRAL,
+    }
 }
 
 /// The two cohort percentiles a metric is scored between, when the cohort has enough rows for
@@ -266,20 +427,25 @@ fn benchmark(rows: u64, first: Option<f64>, second: Option<f64>) -> Option<(f64,
     Some((first?, second?))
 }
 
-/// A metric's damped score: neutral without a value or a benchmark, else the raw score damped
-/// toward neutral by the cell's sample count `n`.
+/// A metric's damped score and its basis: with a value and a cohort benchmark, the raw score
+/// against the benchmark damped toward neutral by the cell's sample count `n`; else, when the
+/// formula falls back on the declared SLO and sessions were judged against it, the share within
+/// it damped by the judged count; else neutral.
 fn metric_score(
     value: Option<f64>,
     n: u64,
     benchmark: Option<(f64, f64)>,
+    slo: Option<Rate>,
     full_weight_samples: f64,
     raw: fn(f64, f64, f64) -> f64,
-) -> f64 {
-    match (value, benchmark) {
-        (Some(value), Some((first, second))) => {
-            damp(raw(value, first, second), n, full_weight_samples)
-        }
-        _ => NEUTRAL,
+) -> (f64, Basis) {
+    match (value, benchmark, slo) {
+        (Some(value), Some((first, second)), _) => (
+            damp(raw(value, first, second), n, full_weight_samples),
+            Basis::Cohort,
+        ),
+        (_, None, Some(slo)) => (damp(slo.rate, slo.trials, full_weight_samples), Basis::Slo),
+        _ => (NEUTRAL, Basis::Neutral),
     }
 }
 

@@ -478,18 +478,27 @@ fn no_data_is_none_never_zero() {
     assert_eq!(
         empty,
         SlaScore {
+            formula: Formula::NaapV1,
             sla_score: None,
             reliability: None,
             latency: None,
             quality: None,
             ptff_score: None,
+            ptff_basis: None,
             e2e_score: None,
+            e2e_basis: None,
             fps_score: None,
+            fps_basis: None,
+            stall_score: None,
             health_signal_coverage: None,
             startup_success: None,
             no_swap: None,
             output_viability: None,
             pass: None,
+            completion: None,
+            slo_startup: None,
+            slo_e2e: None,
+            slo_fps: None,
             startup_ms_mean: None,
             e2e_p50_ms_mean: None,
             output_fps_mean: None,
@@ -944,4 +953,207 @@ fn binary_sums_round_trip_exactly_on_random_cells() {
             json.len()
         );
     }
+}
+
+/// The limits sla-hourly-like scenarios declare: first output within 8 s, median e2e within
+/// 500 ms, at least 12 fps.
+fn declared_slo() -> lvt_schema::SessionSlo {
+    lvt_schema::SessionSlo {
+        startup_ms: Some(8000.0),
+        e2e_latency_ms: Some(500.0),
+        output_fps: Some(12.0),
+    }
+}
+
+/// `count` passed sessions of `length_s` seconds with the given measurements and the declared SLO.
+fn held_to_slo(count: i64, length_s: i64, e2e_p50_ms: f64, output_fps: f64) -> Vec<SessionReport> {
+    (0..count)
+        .map(|minute| {
+            let mut report = passed(minute, 1000.0, Some(e2e_p50_ms), output_fps, 0.02);
+            report.ended_at_unix_ms = report.started_at_unix_ms + length_s * 1000;
+            report.slo = Some(declared_slo());
+            report
+        })
+        .collect()
+}
+
+/// A fresh collector's cohort: no rows at all.
+fn empty_cohort() -> Cohort {
+    Cohort::from_sums(&CellSums::default())
+}
+
+#[test]
+fn the_declared_slo_is_counted_per_session_and_merges() {
+    let mut sessions = held_to_slo(3, 60, 400.0, 14.0);
+    // One slow to start, one over the e2e limit, one under the frame rate; one without an SLO.
+    sessions[0].metrics.startup_ms = Some(9000.0);
+    sessions[1].metrics.e2e_latency_ms = Some(latency(500.5));
+    sessions[2].metrics.output_fps = Some(fps(11.9));
+    sessions.push(passed(30, 100_000.0, Some(5000.0), 1.0, 0.0));
+    let cell = CellSums::from_sessions(&sessions);
+    assert_eq!((cell.slo_startup_met, cell.slo_startup_trials), (2, 3));
+    assert_eq!((cell.slo_e2e_met, cell.slo_e2e_trials), (2, 3));
+    assert_eq!((cell.slo_fps_met, cell.slo_fps_trials), (2, 3));
+    assert_eq!((cell.completed, cell.completion_trials), (4, 4));
+    let mut merged = CellSums::from_sessions(&sessions[..2]);
+    merged.merge(&CellSums::from_sessions(&sessions[2..]));
+    assert_eq!(merged, cell);
+    let round_trip = codec::decode(&codec::encode(&cell)).expect("decodes");
+    assert_eq!(round_trip, cell);
+}
+
+#[test]
+fn lvt_v1_counts_sessions_that_die_before_their_planned_end() {
+    // `good` runs every session to its end; `flaky` serves as well while it lives but loses every
+    // session 12 s in, as the demo fleet's flaky orchestrator does.
+    let good = CellSums::from_sessions(&held_to_slo(6, 60, 40.0, 30.0));
+    let flaky_sessions: Vec<SessionReport> = held_to_slo(6, 60, 40.0, 30.0)
+        .into_iter()
+        .map(|mut report| {
+            report.outcome = Outcome::Failed;
+            report.failure = Some(Failure {
+                class: FailureClass::RunnerError,
+                detail: "runner exited".into(),
+            });
+            report.ended_at_unix_ms = report.started_at_unix_ms + 12_000;
+            report
+        })
+        .collect();
+    let flaky = CellSums::from_sessions(&flaky_sessions);
+    assert_eq!((flaky.completed, flaky.completion_trials), (0, 6));
+
+    let cohort = empty_cohort();
+    let naap = (score(&good, &cohort), score(&flaky, &cohort));
+    // naap-v1 sees the break only through the no-swap rate (0.2 of reliability).
+    assert_close(naap.0.reliability, 1.0);
+    assert_close(naap.1.reliability, 0.8);
+    assert_eq!(naap.1.stall_score, None, "naap-v1 has no stall component");
+
+    let lvt = (
+        score_with(Formula::LvtV1, &good, &cohort),
+        score_with(Formula::LvtV1, &flaky, &cohort),
+    );
+    assert_eq!(lvt.1.formula, Formula::LvtV1);
+    assert_close(lvt.0.reliability, 1.0);
+    assert_close(lvt.1.reliability, 0.3 + 0.3);
+    assert_eq!(lvt.1.completion.map(|rate| rate.rate), Some(0.0));
+    let gap = |pair: &(SlaScore, SlaScore)| pair.0.sla_score.unwrap() - pair.1.sla_score.unwrap();
+    assert_close(Some(gap(&naap)), 100.0 * 0.7 * 0.2);
+    assert_close(Some(gap(&lvt)), 100.0 * 0.6 * 0.4);
+}
+
+#[test]
+fn lvt_v1_scores_stalls_that_naap_v1_never_sees() {
+    // Eight-second sessions, one of which freezes 2 s in every session.
+    let good = CellSums::from_sessions(&held_to_slo(10, 8, 40.0, 30.0));
+    let frozen_sessions: Vec<SessionReport> = held_to_slo(10, 8, 40.0, 30.0)
+        .into_iter()
+        .map(|mut report| {
+            stalls(&mut report, 1, 2000.0);
+            report
+        })
+        .collect();
+    let frozen = CellSums::from_sessions(&frozen_sessions);
+    let cohort = empty_cohort();
+    assert_eq!(
+        score(&good, &cohort).sla_score,
+        score(&frozen, &cohort).sla_score,
+        "naap-v1 scores a stalling orchestrator as a smooth one"
+    );
+    let good = score_with(Formula::LvtV1, &good, &cohort);
+    let frozen = score_with(Formula::LvtV1, &frozen, &cohort);
+    assert_close(good.stall_score, 1.0);
+    // 25 % of the time stalled and 7.5 stalls a minute: both halves at 0.
+    assert_close(frozen.stall_time_fraction, 0.25);
+    assert_close(frozen.stalls_per_minute, 7.5);
+    assert_close(frozen.stall_score, 0.0);
+    assert_close(
+        Some(good.sla_score.unwrap() - frozen.sla_score.unwrap()),
+        100.0 * 0.4 * 0.25,
+    );
+    // Half the tolerated stalled time and one stall a minute score half on each side.
+    assert_close(Some(score::stall_score(Some(0.025), Some(1.0))), 0.5);
+    assert_close(Some(score::stall_score(None, None)), 0.5);
+}
+
+#[test]
+fn lvt_v1_scores_latency_and_fps_against_the_declared_slo_while_the_cohort_is_thin() {
+    // The demo's `good` (40 ms, 30 fps) and `slow` (710 ms, 9 fps) on a fresh collector.
+    let good = CellSums::from_sessions(&held_to_slo(10, 60, 40.0, 30.0));
+    let slow = CellSums::from_sessions(&held_to_slo(10, 60, 710.0, 9.0));
+    let cohort = empty_cohort();
+    let naap = (score(&good, &cohort), score(&slow, &cohort));
+    assert_eq!(naap.0.sla_score, naap.1.sla_score, "naap-v1 ties them");
+    assert_close(naap.0.sla_score, 85.0);
+    assert_eq!(naap.0.e2e_basis, Some(Basis::Neutral));
+
+    let good = score_with(Formula::LvtV1, &good, &cohort);
+    let slow = score_with(Formula::LvtV1, &slow, &cohort);
+    assert_eq!(
+        (good.ptff_basis, good.e2e_basis, good.fps_basis),
+        (Some(Basis::Slo), Some(Basis::Slo), Some(Basis::Slo))
+    );
+    // Ten sessions give latency full weight; FPS takes 30 samples to (damped toward 0.5).
+    assert_close(good.latency, 1.0);
+    assert_close(good.fps_score, 0.5 + 10.0 / 30.0 * 0.5);
+    assert_close(
+        good.sla_score,
+        100.0 * (0.6 + 0.4 * (0.45 + 0.3 * (0.5 + 10.0 / 60.0) + 0.25)),
+    );
+    // slow starts within its 8 s but misses the e2e and FPS limits in every session.
+    assert_close(slow.ptff_score, 1.0);
+    assert_close(slow.e2e_score, 0.0);
+    assert_close(slow.fps_score, 0.5 + 10.0 / 30.0 * (0.0 - 0.5));
+    let quality = 0.45 * 0.6 + 0.3 * (0.5 - 10.0 / 60.0) + 0.25;
+    assert_close(slow.quality, quality);
+    assert_close(slow.sla_score, 100.0 * (0.6 + 0.4 * quality));
+
+    // Once the cohort is a benchmark, both formulas score against it, SLO or not.
+    let grown = Cohort {
+        rows: 500,
+        startup_rows: 500,
+        e2e_rows: 500,
+        fps_rows: 500,
+        startup_p50_ms: Some(1000.0),
+        startup_p90_ms: Some(3000.0),
+        e2e_p50_ms: Some(100.0),
+        e2e_p90_ms: Some(900.0),
+        fps_p10: Some(8.0),
+        fps_p50: Some(20.0),
+    };
+    let slow_sums = CellSums::from_sessions(&held_to_slo(10, 60, 710.0, 9.0));
+    let against_cohort = score_with(Formula::LvtV1, &slow_sums, &grown);
+    assert_eq!(against_cohort.e2e_basis, Some(Basis::Cohort));
+    assert_eq!(
+        against_cohort.e2e_score,
+        score(&slow_sums, &grown).e2e_score
+    );
+    // Without a declared SLO, lvt-v1 falls back on neutral as naap-v1 does.
+    let undeclared: Vec<SessionReport> = held_to_slo(10, 60, 710.0, 9.0)
+        .into_iter()
+        .map(|mut report| {
+            report.slo = None;
+            report
+        })
+        .collect();
+    let neutral = score_with(
+        Formula::LvtV1,
+        &CellSums::from_sessions(&undeclared),
+        &cohort,
+    );
+    assert_eq!(neutral.e2e_basis, Some(Basis::Neutral));
+    assert_close(neutral.latency, 0.5);
+}
+
+#[test]
+fn formulas_are_named_as_the_api_spells_them() {
+    for formula in Formula::ALL {
+        assert_eq!(Formula::from_name(formula.name()), Some(formula));
+        assert_eq!(
+            serde_json::to_value(formula).unwrap(),
+            serde_json::json!(formula.name())
+        );
+    }
+    assert_eq!(Formula::from_name("NAAP-V1"), None);
+    assert_eq!(Formula::default(), Formula::NaapV1);
 }
