@@ -59,6 +59,13 @@ concurrency = 2
 
 [[thresholds]]
 expr = "failure_rate < 0.5"
+
+[[thresholds]]
+expr = "startup_ms.p95 < 9000"
+
+[[thresholds]]
+expr = "e2e_latency_ms.p50 < 400"
+where = { complexity = "high" }
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,6 +145,14 @@ async fn run_ships_signed_records_that_the_collector_serves_back() {
         assert_eq!(r["record"]["scenario"]["id"], "ship-e2e");
         assert_eq!(r["record"]["scenario"]["version"], "1.0.0");
         assert_eq!(r["record"]["scenario"]["sha256"], run["scenario"]["sha256"]);
+        // And the limits its thresholds declare for it, which the collector's lvt-v1 formula
+        // scores against.
+        let slo = &r["record"]["slo"];
+        assert_eq!(slo["startup_ms"], 9000.0, "{slo}");
+        match r["record"]["prompt"]["complexity"].as_str() {
+            Some("high") => assert_eq!(slo["e2e_latency_ms"], 400.0, "{slo}"),
+            _ => assert!(slo.get("e2e_latency_ms").is_none(), "{slo}"),
+        }
     }
     let agents: Value = http
         .get(format!("{collector_url}/v1/agents"))

@@ -95,6 +95,9 @@ pub struct ProbeOptions {
     /// When set, the certificates trusted on first use: an orchestrator presenting another
     /// certificate than the one trusted for its URI is refused before its job starts.
     pub refuse_changed_certificates: Option<crate::run::trust::TrustedCertificates>,
+    /// The limits the scenario's thresholds declare for this session, copied into the record
+    /// (`slo`); `None` for `lvt probe`.
+    pub slo: Option<lvt_schema::SessionSlo>,
 }
 
 impl ProbeOptions {
@@ -116,6 +119,7 @@ impl ProbeOptions {
             region: None,
             payment: PaymentConfig::default(),
             refuse_changed_certificates: None,
+            slo: None,
         }
     }
 }
@@ -231,6 +235,7 @@ fn report_template(opts: &ProbeOptions, mode: TargetMode) -> SessionReport {
         tester_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         scenario: opts.scenario.clone(),
         region: opts.region.clone(),
+        slo: opts.slo,
         ..SessionReport::new(
             uuid::Uuid::now_v7().to_string(),
             opts.model_id.clone(),

@@ -6,7 +6,7 @@
 //! numbers mean by `summary` and `verdict`. This file only owns the clock, the tasks and the
 //! bookkeeping between them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +26,11 @@ use crate::run::output::RunReport;
 use crate::run::plan::{Plan, PlannedSession};
 use crate::run::progress::{Progress, ProgressMode};
 use crate::run::record::{ScenarioIdentity, SessionRecord, StartKind, StopReason};
-use crate::run::summary::{label_from_name, labels};
+use crate::run::summary::{complexity_name, label_from_name, labels};
 use crate::run::targets::RunTargets;
-use crate::run::verdict::{VerdictStatus, evaluate};
+use crate::run::verdict::{VerdictStatus, declared_slo, evaluate};
 use crate::scenario::threshold::ThresholdExpr;
-use crate::scenario::{Scenario, Threshold};
+use crate::scenario::{Label, Scenario, Threshold};
 
 /// A target that ran nothing for this long is cold again (its model may have been unloaded).
 pub const COLD_AFTER_IDLE_MS: f64 = 60_000.0;
@@ -399,6 +399,16 @@ impl Execution<'_> {
             .opts
             .refuse_changed_certificates
             .then(|| Arc::clone(&self.trusted));
+        let labels = BTreeMap::from([
+            (Label::Target, self.labels[planned.target].clone()),
+            (
+                Label::Complexity,
+                complexity_name(prompt.complexity).to_owned(),
+            ),
+            (Label::Prompt, prompt.id.clone()),
+            (Label::Start, start.as_str().to_owned()),
+        ]);
+        opts.slo = declared_slo(&self.scenario.thresholds, &labels);
         let (task_opts, clip, http, cancel) = (
             opts.clone(),
             self.clip.clone(),

@@ -13,7 +13,7 @@ use crate::run::record::{SessionRecord, StartKind};
 use crate::run::summary::{
     Distribution, EXACT_VALUES_MAX, labels, overall, summarize, summary_table,
 };
-use crate::run::verdict::{VerdictStatus, evaluate, verdict_table};
+use crate::run::verdict::{VerdictStatus, declared_slo, evaluate, verdict_table};
 use crate::scenario::threshold::{Metric, Op, Rate, Stat, Subject, ThresholdExpr};
 use crate::scenario::{Label, Threshold};
 
@@ -663,5 +663,55 @@ fn xml_escaping_covers_all_five_entities_and_drops_invalid_characters() {
     assert_eq!(
         escape_attr("line 1\nline 2\r\t"),
         "line 1&#10;line 2&#13;&#9;"
+    );
+}
+
+#[test]
+fn thresholds_declare_each_session_its_slo() {
+    let thresholds = [
+        threshold("startup_ms.p95 < 8000", &[]),
+        threshold("startup_ms.p50 <= 3000", &[("complexity", "low")]),
+        threshold("e2e_latency_ms.p50 < 500", &[]),
+        threshold(
+            "e2e_latency_ms.p95 < 100",
+            &[("target", "https://other:8935")],
+        ),
+        threshold("output_fps.p50 >= 12", &[]),
+        threshold(
+            "output_fps.mean > 20",
+            &[("complexity", "low"), ("start", "warm")],
+        ),
+        // Neither an upper bound on latency nor a lower bound on FPS: no limit.
+        threshold("output_fps.max <= 60", &[]),
+        threshold("startup_ms.min > 10", &[]),
+        threshold("failure_rate < 0.05", &[]),
+        threshold("stalls.max <= 1", &[]),
+    ];
+    let labels = |complexity: &str, start: &str| {
+        BTreeMap::from([
+            (Label::Target, "https://o:8935".to_owned()),
+            (Label::Complexity, complexity.to_owned()),
+            (Label::Prompt, "p".to_owned()),
+            (Label::Start, start.to_owned()),
+        ])
+    };
+    let high = declared_slo(&thresholds, &labels("high", "cold")).expect("declared");
+    assert_eq!(
+        high,
+        lvt_schema::SessionSlo {
+            startup_ms: Some(8000.0),
+            e2e_latency_ms: Some(500.0),
+            output_fps: Some(12.0),
+        }
+    );
+    // The tightest of the thresholds a session matches.
+    let low_warm = declared_slo(&thresholds, &labels("low", "warm")).expect("declared");
+    assert_eq!(low_warm.startup_ms, Some(3000.0));
+    assert_eq!(low_warm.output_fps, Some(20.0));
+    assert_eq!(low_warm.e2e_latency_ms, Some(500.0));
+    assert_eq!(
+        declared_slo(&thresholds[8..], &labels("high", "cold")),
+        None,
+        "rates and counters declare no limit"
     );
 }

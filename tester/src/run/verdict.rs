@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::record::SessionRecord;
 use crate::run::summary::{Distribution, label_from_name, labels};
-use crate::scenario::threshold::{Metric, Stat, Subject, ThresholdExpr};
-use crate::scenario::{Scenario, Threshold};
+use crate::scenario::threshold::{Metric, Op, Stat, Subject, ThresholdExpr};
+use crate::scenario::{Label, Scenario, Threshold};
 
 /// How a threshold fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +90,51 @@ pub(crate) fn fmt_observed(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
+}
+
+/// The per-session limits `thresholds` declare for a session with `labels` (the record's `slo`,
+/// which the collector's `lvt-v1` formula scores latency and FPS against while its cohort is
+/// thin): `startup_ms.* <` or `<=` gives the startup limit, `e2e_latency_ms.* <` or `<=` the e2e
+/// limit and `output_fps.* >` or `>=` the FPS limit, whatever the statistic, from the thresholds
+/// whose `where` filter the labels match; the tightest wins when several do. `None` when no
+/// threshold declares any of them.
+pub fn declared_slo(
+    thresholds: &[Threshold],
+    labels: &BTreeMap<Label, String>,
+) -> Option<lvt_schema::SessionSlo> {
+    let mut slo = lvt_schema::SessionSlo::default();
+    for t in thresholds {
+        let Ok(expr) = ThresholdExpr::parse(&t.expr) else {
+            continue;
+        };
+        let Subject::Metric { metric, .. } = expr.subject else {
+            continue;
+        };
+        let applies = t.r#where.iter().all(|(name, want)| {
+            label_from_name(name)
+                .and_then(|label| labels.get(&label))
+                .is_some_and(|have| have == want)
+        });
+        if !applies {
+            continue;
+        }
+        let limit = expr.limit;
+        let at_most = matches!(expr.op, Op::Lt | Op::Le);
+        let at_least = matches!(expr.op, Op::Gt | Op::Ge);
+        match metric {
+            Metric::StartupMs if at_most => {
+                slo.startup_ms = Some(slo.startup_ms.map_or(limit, |l| l.min(limit)));
+            }
+            Metric::E2eLatencyMs if at_most => {
+                slo.e2e_latency_ms = Some(slo.e2e_latency_ms.map_or(limit, |l| l.min(limit)));
+            }
+            Metric::OutputFps if at_least => {
+                slo.output_fps = Some(slo.output_fps.map_or(limit, |l| l.max(limit)));
+            }
+            _ => {}
+        }
+    }
+    (!slo.is_empty()).then_some(slo)
 }
 
 /// Evaluates one threshold, already parsed as `expr`, over `sessions` (the threshold's `where`
