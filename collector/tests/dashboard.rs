@@ -24,6 +24,42 @@ async fn dashboard_lists_orchestrators_in_score_order() {
         .map(|profile| profile.address.to_owned())
         .collect();
     assert_eq!(leaderboard_order(&dom), expected);
+    // Ranked by lvt-v1, with NaaP's formula beside it: a score for every orchestrator but the
+    // busy-only one, equal to what the API answers for naap-v1.
+    assert!(dom.contains("ranked by lvt-v1"), "{dom}");
+    for header in ["lvt-v1", "naap-v1", "completion"] {
+        assert!(
+            dom.contains(&format!("<th class=\"num\">{header}</th>")),
+            "{header}"
+        );
+    }
+    let naap: serde_json::Value = collector
+        .client
+        .get(collector.url("/v1/sla/orchestrators?formula=naap-v1"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let shown: Vec<&str> = dom
+        .split("<td class=\"num naap\">")
+        .skip(1)
+        .filter_map(|rest| rest.split('<').next())
+        .collect();
+    let expected_naap: Vec<String> = expected
+        .iter()
+        .map(|address| {
+            naap["orchestrators"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .find(|row| row["orchestrator"] == address.as_str())
+                .and_then(|row| row["score"]["sla_score"].as_f64())
+                .map_or_else(|| "-".to_owned(), |score| format!("{score:.1}"))
+        })
+        .collect();
+    assert_eq!(shown, expected_naap);
     // The per-orchestrator view drew its charts and the grid has a column per region.
     assert!(dom.contains("<polyline"), "no chart was drawn");
     assert!(dom.contains("id=\"grid-table\""));

@@ -167,10 +167,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         "lvt demo: shipped {} signed record(s) to the collector at {} (inserted {})",
         shipped.records, collector.url, shipped.inserted
     );
-    let sla = collector
-        .sla_orchestrators()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the SLA table back: {e}"))?;
+    let read_back = |formula: &'static str| {
+        let collector = &collector;
+        async move {
+            collector
+                .sla_orchestrators(formula)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the {formula} SLA table back: {e}"))
+        }
+    };
+    let lvt_sla = read_back("lvt-v1").await?;
+    let naap_sla = read_back("naap-v1").await?;
     let mut by_address = BTreeMap::new();
     for o in &sims {
         by_address.insert(o.eth_address.to_lowercase(), o.name.clone());
@@ -184,12 +191,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     );
     print!(
         "{}",
-        report::table(SLA_HEADER, &sla_rows(&sla, &by_address))
+        report::table(SLA_HEADER, &sla_rows(&lvt_sla, &naap_sla, &by_address))
     );
     println!(
-        "\nSLA: NaaP quality-benchmark-v1 on the collector's sums (docs/sla.md); latency and FPS \
-         score 0.5 until a cohort has 48 benchmark rows, so on a fresh collector the SLA ranks \
-         reliability."
+        "\nSLA (docs/sla.md), ranked by lvt-v1: completion (ran to the planned end), stalls, and \
+         while the cohort has fewer than 48 benchmark rows latency and FPS against the \
+         scenario's declared SLO. naap-v1 is NaaP's quality-benchmark-v1, kept for comparison: \
+         it scores latency and FPS 0.5 on a fresh collector and never sees stalls."
     );
     if let Some(network) = &network {
         println!(
@@ -298,23 +306,36 @@ pub fn network_figures(r: &SessionReport, names: &BTreeMap<String, (String, Stri
 pub const SLA_HEADER: &[&str] = &[
     "rank",
     "orchestrator",
-    "sla score",
+    "lvt-v1",
+    "naap-v1",
     "reliability",
+    "completion",
+    "stall score",
     "startup success [95% CI]",
     "sessions",
     "busy rate",
 ];
 
-/// The collector's `/v1/sla/orchestrators` answer as table rows; no data prints `-`.
-pub fn sla_rows(answer: &serde_json::Value, names: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+/// The collector's `/v1/sla/orchestrators` answers as table rows, in the order (and with the
+/// rank) of the `lvt-v1` answer, with the `naap-v1` score of the same orchestrator beside it;
+/// no data prints `-`.
+pub fn sla_rows(
+    lvt: &serde_json::Value,
+    naap: &serde_json::Value,
+    names: &BTreeMap<String, String>,
+) -> Vec<Vec<String>> {
     let num = |v: &serde_json::Value, digits: usize| {
         v.as_f64()
             .map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
     };
-    answer["orchestrators"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows = |answer: &serde_json::Value| -> Vec<serde_json::Value> {
+        answer["orchestrators"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let naap_rows = rows(naap);
+    rows(lvt)
         .iter()
         .map(|o| {
             let id = o["orchestrator"].as_str().unwrap_or("-");
@@ -323,16 +344,23 @@ pub fn sla_rows(answer: &serde_json::Value, names: &BTreeMap<String, String>) ->
                 .cloned()
                 .unwrap_or_else(|| id.to_string());
             let score = &o["score"];
-            let startup = &score["startup_success"];
-            let startup_cell = if startup.is_object() {
-                format!(
-                    "{} [{}, {}]",
-                    num(&startup["rate"], 2),
-                    num(&startup["ci95_low"], 2),
-                    num(&startup["ci95_high"], 2)
-                )
-            } else {
-                "-".to_string()
+            let naap_score = naap_rows
+                .iter()
+                .find(|row| row["orchestrator"] == o["orchestrator"])
+                .map_or(serde_json::Value::Null, |row| {
+                    row["score"]["sla_score"].clone()
+                });
+            let rate_cell = |rate: &serde_json::Value| {
+                if rate.is_object() {
+                    format!(
+                        "{} [{}, {}]",
+                        num(&rate["rate"], 2),
+                        num(&rate["ci95_low"], 2),
+                        num(&rate["ci95_high"], 2)
+                    )
+                } else {
+                    "-".to_string()
+                }
             };
             vec![
                 o["rank"]
@@ -340,8 +368,11 @@ pub fn sla_rows(answer: &serde_json::Value, names: &BTreeMap<String, String>) ->
                     .map_or_else(|| "-".to_string(), |r| r.to_string()),
                 name,
                 num(&score["sla_score"], 1),
+                num(&naap_score, 1),
                 num(&score["reliability"], 3),
-                startup_cell,
+                num(&score["completion"]["rate"], 2),
+                num(&score["stall_score"], 2),
+                rate_cell(&score["startup_success"]),
                 score["sessions"]
                     .as_u64()
                     .map_or_else(|| "-".to_string(), |n| n.to_string()),
@@ -474,12 +505,15 @@ mod collector {
             Ok(self.shipper.ship(records).await?)
         }
 
-        pub async fn sla_orchestrators(&self) -> anyhow::Result<serde_json::Value> {
-            let answer = reqwest::get(format!("{}/v1/sla/orchestrators", self.url))
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+        pub async fn sla_orchestrators(&self, formula: &str) -> anyhow::Result<serde_json::Value> {
+            let answer = reqwest::get(format!(
+                "{}/v1/sla/orchestrators?formula={formula}",
+                self.url
+            ))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
             Ok(answer)
         }
 

@@ -174,7 +174,7 @@ async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
     );
     let sla: Vec<Vec<String>> = stdout
         .lines()
-        .skip_while(|l| !l.starts_with("rank  orchestrator  sla score"))
+        .skip_while(|l| !l.starts_with("rank  orchestrator  lvt-v1  naap-v1"))
         .skip(2)
         .take_while(|l| !l.trim().is_empty())
         .map(|l| l.split_whitespace().map(str::to_string).collect())
@@ -188,9 +188,30 @@ async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
     assert_eq!(sla.len(), 4, "{stdout}");
     let busy = sla_of("busy");
     assert_eq!((busy[0].as_str(), busy[2].as_str()), ("-", "-"), "{stdout}");
-    let score = |name: &str| sla_of(name)[2].parse::<f64>().expect("a score");
-    assert!(score("flaky") < score("good"), "{stdout}");
-    assert!(score("flaky") < score("slow"), "{stdout}");
+    assert_eq!(busy[3].as_str(), "-", "{stdout}");
+    let score = |name: &str, column: usize| {
+        sla_of(name)[column]
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("a score for {name}: {stdout}"))
+    };
+    let (lvt, naap) = (2, 3);
+    assert!(score("flaky", naap) < score("good", naap), "{stdout}");
+    assert!(score("flaky", lvt) < score("good", lvt), "{stdout}");
+    assert!(score("flaky", lvt) < score("slow", lvt), "{stdout}");
+    // lvt-v1 sees what NaaP's formula hides on a fresh collector: slow's sessions all miss the
+    // scenario's e2e limit, and flaky's never run to their end.
+    assert!(score("slow", lvt) < score("good", lvt), "{stdout}");
+    assert_eq!(
+        sla_of("flaky")[5],
+        "0.00",
+        "flaky completes nothing: {stdout}"
+    );
+    assert_eq!(sla_of("good")[5], "1.00", "{stdout}");
+    let gap = |column: usize| score("good", column) - score("flaky", column);
+    assert!(
+        gap(lvt) > gap(naap),
+        "lvt-v1 weighs the crashes more: {stdout}"
+    );
     // One session went through network selection over the same fleet; busy is never selected
     // (it advertises no idle runner), and whoever served it is named.
     let network = stdout
