@@ -1157,3 +1157,117 @@ fn formulas_are_named_as_the_api_spells_them() {
     assert_eq!(Formula::from_name("NAAP-V1"), None);
     assert_eq!(Formula::default(), Formula::NaapV1);
 }
+
+/// Example 3 of docs/sla.md: lvt-v1 on a fresh collector, every session held to the declared SLO.
+fn example_three_sessions() -> Vec<SessionReport> {
+    let with_slo = |mut report: SessionReport| {
+        report.slo = Some(declared_slo());
+        report
+    };
+    let mut lagging = passed(20, 1800.0, Some(620.0), 11.0, 0.08);
+    stalls(&mut lagging, 1, 3000.0);
+    let mut crashed = passed(30, 1500.0, Some(400.0), 14.0, 0.04);
+    crashed.outcome = Outcome::Failed;
+    crashed.failure = Some(Failure {
+        class: FailureClass::RunnerError,
+        detail: "runner exited".into(),
+    });
+    crashed.ended_at_unix_ms = crashed.started_at_unix_ms + 20_000;
+    vec![
+        with_slo(passed(0, 1200.0, Some(350.0), 15.0, 0.03)),
+        with_slo(passed(10, 1200.0, Some(350.0), 15.0, 0.03)),
+        with_slo(lagging),
+        with_slo(crashed),
+    ]
+}
+
+/// The results block the document shows for an lvt-v1 example.
+fn render_lvt(score: &SlaScore, naap: &SlaScore) -> String {
+    let basis = |basis: Option<Basis>| {
+        basis.map_or_else(
+            || "null".to_owned(),
+            |basis| {
+                serde_json::to_value(basis)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            },
+        )
+    };
+    let lines = [
+        ("formula", score.formula.name().to_owned()),
+        ("startup_success", rate(score.startup_success)),
+        ("completion", rate(score.completion)),
+        ("no_swap", rate(score.no_swap)),
+        ("output_viability", rate(score.output_viability)),
+        ("reliability", number(score.reliability, 4)),
+        ("slo_startup", rate(score.slo_startup)),
+        (
+            "ptff_score",
+            format!(
+                "{} ({})",
+                number(score.ptff_score, 4),
+                basis(score.ptff_basis)
+            ),
+        ),
+        ("slo_e2e", rate(score.slo_e2e)),
+        (
+            "e2e_score",
+            format!(
+                "{} ({})",
+                number(score.e2e_score, 4),
+                basis(score.e2e_basis)
+            ),
+        ),
+        ("latency", number(score.latency, 4)),
+        ("slo_fps", rate(score.slo_fps)),
+        (
+            "fps_score",
+            format!(
+                "{} ({})",
+                number(score.fps_score, 4),
+                basis(score.fps_basis)
+            ),
+        ),
+        ("stalls_per_minute", number(score.stalls_per_minute, 4)),
+        ("stall_time_fraction", number(score.stall_time_fraction, 4)),
+        ("stall_score", number(score.stall_score, 4)),
+        ("quality", number(score.quality, 4)),
+        (
+            "health_signal_coverage",
+            number(score.health_signal_coverage, 4),
+        ),
+        ("sla_score", number(score.sla_score, 2)),
+        ("naap-v1 sla_score", number(naap.sla_score, 2)),
+    ];
+    lines
+        .iter()
+        .map(|(name, value)| format!("{name:<23}{value}\n"))
+        .collect()
+}
+
+#[test]
+fn worked_example_three_matches_hand_computation_and_doc() {
+    let cell = CellSums::from_sessions(&example_three_sessions());
+    let cohort = empty_cohort();
+    let lvt = score_with(Formula::LvtV1, &cell, &cohort);
+    let naap = score(&cell, &cohort);
+    assert_close(lvt.reliability, 0.3 + 0.3 * 0.75 + 0.1 * 0.75 + 0.3);
+    assert_close(lvt.ptff_score, 0.5 + 0.4 * 0.5);
+    assert_close(lvt.e2e_score, 0.5 + 0.4 * 0.25);
+    assert_close(lvt.fps_score, 0.5 + 4.0 / 30.0 * 0.25);
+    assert_close(lvt.latency, 0.6 * 0.7 + 0.4 * 0.6);
+    let stall_score = 0.5 * (1.0 - 0.3 / 2.0) + 0.5 * (1.0 - 0.015 / 0.05);
+    assert_close(lvt.stall_score, stall_score);
+    let quality = 0.45 * 0.66 + 0.3 * (0.5 + 4.0 / 30.0 * 0.25) + 0.25 * stall_score;
+    assert_close(lvt.quality, quality);
+    assert_close(lvt.sla_score, 100.0 * (0.6 * 0.9 + 0.4 * quality));
+    assert_close(naap.sla_score, 100.0 * (0.7 * 0.95 + 0.3 * 0.5));
+
+    let block = render_lvt(&lvt, &naap);
+    assert!(
+        SLA_DOC.contains(&block),
+        "docs/sla.md must show example 3 as:\n{block}"
+    );
+}
