@@ -4,10 +4,12 @@
 //! or the chain, and the inventory of which are usable), [`gateway`] (the sans-IO selection and
 //! swap cores, the observations a session reports and the go-livepeer analytics events made
 //! from them), [`session`] (the sans-IO `SessionCore` that every transport drives) and
-//! [`measure`] (the recorder that computes every metric of docs/metrics.md). The bytes on the
+//! [`measure`] (the recorder that computes every metric of docs/metrics.md) and [`identity`]
+//! (claimed orchestrator addresses checked against the on-chain ServiceRegistry). The bytes on the
 //! wire are `lvt-wire`'s; the simulated orchestrator is `lvt-sim`, which the session tests use.
 
 pub mod discovery;
 pub mod gateway;
+pub mod identity;
 pub mod measure;
 pub mod session;

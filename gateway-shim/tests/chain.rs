@@ -515,3 +515,73 @@ async fn chain_discovery_names_a_refusing_rpc_url() {
     );
     assert!(e.to_string().contains(&url), "{e}");
 }
+
+#[tokio::test]
+async fn claimed_addresses_are_verified_against_the_service_registry() {
+    use lvt_gateway::identity::AddressVerifier;
+    use lvt_schema::AddressCheck;
+
+    let (contracts, node) = tokio::join!(compile(), start_node());
+    let livepeer = Livepeer::deploy(&node, &contracts).await;
+    let honest = start_sim("honest").await;
+    let registry = livepeer.service_registry;
+    livepeer
+        .set_uri(registry, eth(&honest), &honest.orch.uri)
+        .await;
+    let verifier = AddressVerifier::new(livepeer.source(), reqwest::Client::new());
+    let claimed = honest.orch.eth_address.clone();
+
+    // The address registered the URI the tester connected to.
+    assert_eq!(
+        verifier.check(&claimed, &honest.orch.uri).await,
+        AddressCheck::Verified
+    );
+    // An impostor elsewhere claiming the same address is caught, with what is registered.
+    assert_eq!(
+        verifier
+            .check(&claimed, "https://impostor.example:8935")
+            .await,
+        AddressCheck::Mismatch {
+            registered_uri: Some(honest.orch.uri.clone())
+        }
+    );
+    // An address that registered nothing, and a claim that is not an address.
+    let nobody = format!("{}", Address::repeat_byte(0x5a));
+    assert_eq!(
+        verifier.check(&nobody, &honest.orch.uri).await,
+        AddressCheck::Mismatch {
+            registered_uri: None
+        }
+    );
+    assert_eq!(
+        verifier.check("me, honestly", &honest.orch.uri).await,
+        AddressCheck::Mismatch {
+            registered_uri: None
+        }
+    );
+    // The answer is kept for the verifier's lifetime: a registration changed since is not read
+    // again (a run judges by what it saw first).
+    livepeer
+        .set_uri(registry, eth(&honest), "https://moved.example:8935")
+        .await;
+    assert_eq!(
+        verifier.check(&claimed, &honest.orch.uri).await,
+        AddressCheck::Verified
+    );
+    let fresh = AddressVerifier::new(livepeer.source(), reqwest::Client::new());
+    assert!(matches!(
+        fresh.check(&claimed, &honest.orch.uri).await,
+        AddressCheck::Mismatch { .. }
+    ));
+
+    // A chain that cannot be read leaves the claim unverified, never verified.
+    let mut down = livepeer.source();
+    down.rpc_url = closed_port_url();
+    let unreadable = AddressVerifier::new(down, reqwest::Client::new());
+    match unreadable.check(&claimed, &honest.orch.uri).await {
+        AddressCheck::Unverified { reason } => {
+            assert!(reason.contains("could not be read"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

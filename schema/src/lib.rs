@@ -252,6 +252,40 @@ pub struct OrchestratorRef {
     /// `lvt agent`). Absent when no certificate was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_trust: Option<CertTrust>,
+    /// Whether `address` is the orchestrator's: checked against the on-chain ServiceRegistry,
+    /// which must map the address to `uri` (docs/result-record.md, "Identity"). Absent when no
+    /// address was claimed; a record from a tester that did not check counts as unverified. The
+    /// collector keys test-load SLA cells by the address only when it is verified, else by `uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_check: Option<AddressCheck>,
+}
+
+/// How an orchestrator's claimed address was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AddressCheck {
+    /// The ServiceRegistry maps the address to the URI the tester connected to.
+    Verified,
+    /// Not checked: no chain to check against, or the chain could not be read. The address is
+    /// the orchestrator's claim (GetOrchestrator's `address`) and nothing more.
+    Unverified {
+        /// Why it was not checked.
+        reason: String,
+    },
+    /// The ServiceRegistry maps the address to another URI, or to none: the claim is false
+    /// (or the orchestrator moved without updating its registration).
+    Mismatch {
+        /// The URI registered for the address; absent when it registered none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registered_uri: Option<String>,
+    },
+}
+
+impl AddressCheck {
+    /// Whether the address was verified.
+    pub fn is_verified(check: Option<&AddressCheck>) -> bool {
+        matches!(check, Some(AddressCheck::Verified))
+    }
 }
 
 /// Trust on first use of an orchestrator's TLS certificate.

@@ -17,6 +17,7 @@ fn full_report() -> SessionReport {
             uri: "https://o.example:8935".to_owned(),
             cert_sha256: Some("ab".repeat(32)),
             cert_trust: None,
+            address_check: None,
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".to_owned(),

@@ -89,6 +89,7 @@ impl Orchestrator {
             uri: self.url.clone().unwrap_or_default(),
             cert_sha256: None,
             cert_trust: None,
+            address_check: None,
         }
     }
 }

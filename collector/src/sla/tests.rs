@@ -28,6 +28,7 @@ fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
             uri: "https://o1.example:8935".into(),
             cert_sha256: None,
             cert_trust: None,
+            address_check: None,
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".into(),
@@ -750,6 +751,7 @@ fn network_example() -> SessionReport {
             uri: format!("https://o{index}.example:8935"),
             cert_sha256: None,
             cert_trust: None,
+            address_check: None,
         },
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".into(),

@@ -216,6 +216,40 @@ impl ChainSource {
         })
     }
 
+    /// The service URI `address` registered in the ServiceRegistry (this source's override, or
+    /// the Controller's), read at the latest block; `None` when it registered none (an empty
+    /// string). What an orchestrator claiming `address` must be reachable at
+    /// ([`crate::identity`]).
+    ///
+    /// # Errors
+    /// The RPC node cannot be read, or a contract call fails.
+    pub async fn registered_uri(
+        &self,
+        http: &reqwest::Client,
+        address: super::config::EthAddress,
+    ) -> Result<Option<String>, ChainError> {
+        let rpc = Rpc {
+            http,
+            url: &self.rpc_url,
+            timeout: self.timeout,
+        };
+        let at = BlockTag(rpc.block_number().await?);
+        let service_registry = match self.service_registry {
+            Some(registry) => registry,
+            None => self.resolve(&rpc, at, "ServiceRegistry").await?,
+        };
+        let address = Address::from(address);
+        let uri = rpc
+            .call(
+                at,
+                service_registry,
+                format!("ServiceRegistry.getServiceURI({address})"),
+                IServiceRegistry::getServiceURICall { addr: address },
+            )
+            .await?;
+        Ok((!uri.trim().is_empty()).then_some(uri))
+    }
+
     /// `Controller.getContract(keccak256(name))`, which must not be the zero address.
     async fn resolve(
         &self,

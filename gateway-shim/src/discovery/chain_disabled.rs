@@ -53,6 +53,18 @@ impl ChainSource {
     pub async fn discover(&self, _http: &reqwest::Client) -> Result<ChainDiscovery, ChainError> {
         match *self {}
     }
+
+    /// Never called: no value of this type exists.
+    ///
+    /// # Errors
+    /// Never.
+    pub async fn registered_uri(
+        &self,
+        _http: &reqwest::Client,
+        _address: super::config::EthAddress,
+    ) -> Result<Option<String>, ChainError> {
+        match *self {}
+    }
 }
 
 impl ChainDiscovery {

@@ -607,6 +607,7 @@ impl SessionCore {
             uri: uri.clone(),
             cert_sha256: None,
             cert_trust: None,
+            address_check: None,
         });
         self.shares.push(Share {
             candidate,

@@ -64,6 +64,7 @@ fn template() -> SessionReport {
             uri: "https://o0.test:8935".into(),
             cert_sha256: None,
             cert_trust: None,
+            address_check: None,
         }),
         ..SessionReport::new(
             "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
@@ -178,6 +179,7 @@ impl Net {
                             uri: format!("https://o{candidate}.test:8935"),
                             cert_sha256: None,
                             cert_trust: None,
+                            address_check: None,
                         }),
                         get_orchestrator_ms: Some(2.0),
                         job_start_ms: Some(3.0),

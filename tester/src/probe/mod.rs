@@ -226,6 +226,7 @@ fn report_template(opts: &ProbeOptions, mode: TargetMode) -> SessionReport {
             uri: opts.target.to_string(),
             cert_sha256: None,
             cert_trust: None,
+            address_check: None,
         }),
         prompt: Some(PromptRef {
             id: opts.prompt_id.clone(),

@@ -97,6 +97,7 @@ async fn attempt(
         uri: target.to_string(),
         cert_sha256: fingerprint,
         cert_trust: None,
+        address_check: None,
     });
     if let Some(trusted) = &opts.refuse_changed_certificates {
         let seen = found

@@ -107,6 +107,7 @@ mod tests {
                 uri: uri.to_owned(),
                 cert_sha256: cert.map(str::to_owned),
                 cert_trust: None,
+                address_check: None,
             };
             trust_certificate(&mut known, &mut orchestrator);
             orchestrator.cert_trust
@@ -150,6 +151,7 @@ mod tests {
             uri: uri.to_owned(),
             cert_sha256: Some(cert.to_owned()),
             cert_trust: None,
+            address_check: None,
         });
         serde_json::from_value(serde_json::json!({
             "orchestrator": report.orchestrator,
