@@ -198,7 +198,7 @@ fn report(rng: &mut ChaCha8Rng, index: usize, ended_at_unix_ms: i64) -> SessionR
             uri: format!("https://orch-{orchestrator}.example:8935"),
             cert_sha256: None,
             cert_trust: None,
-            address_check: None,
+            address_check: Some(lvt_schema::AddressCheck::Verified),
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".to_owned(),

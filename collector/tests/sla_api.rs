@@ -296,7 +296,7 @@ fn held_to_slo(
                 uri: format!("https://{}.example:8935", &address[..6]),
                 cert_sha256: None,
                 cert_trust: None,
-                address_check: None,
+                address_check: Some(lvt_schema::AddressCheck::Verified),
             });
             report.outcome = Outcome::Passed;
             report.metrics.startup_ms = Some(900.0);

@@ -16,8 +16,8 @@ use lvt_schema::{AddressCheck, OrchestratorRef, SessionReport};
 use lvt_wire::live::OrchestratorUri;
 use tokio::sync::Mutex;
 
-use crate::discovery::ChainSource;
 use crate::discovery::config::parse_eth_address;
+use crate::discovery::{ChainSource, Source};
 
 /// The reason recorded when nothing checks addresses.
 pub const NO_CHAIN: &str =
@@ -41,6 +41,16 @@ impl AddressVerifier {
             http,
             registered: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A verifier reading the ServiceRegistry of the first on-chain source among `sources`
+    /// (network selection checks claims through the chain it discovers from); `None` without
+    /// one.
+    pub fn of_sources(sources: &[Source], http: &reqwest::Client) -> Option<AddressVerifier> {
+        sources.iter().find_map(|source| match source {
+            Source::Chain(chain) => Some(AddressVerifier::new(chain.clone(), http.clone())),
+            _ => None,
+        })
     }
 
     /// How `claimed` (an address from GetOrchestrator) compares with what the ServiceRegistry

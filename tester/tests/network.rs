@@ -345,7 +345,9 @@ async fn score_weighted_selection_follows_the_collectors_sla_scores() {
     use axum::routing::get;
     // The first candidate answers discovery first and would win go-livepeer's order; the
     // collector scores it 0 and the second 100, so score-weighted selection starts on the
-    // second whatever the seed.
+    // second whatever the seed. Without a chain to verify their addresses, both are looked up
+    // by URI, as the collector keys them: the 100 the collector holds for the first one's
+    // claimed address (as if verified elsewhere) is not borrowed by the claim.
     let (low, s1) = start_sim(profile(|_| {}), true).await;
     // A different seed gives the simulator a different ETH address.
     let (high, s2) = start_sim(
@@ -360,9 +362,11 @@ async fn score_weighted_selection_follows_the_collectors_sla_scores() {
     let ranking = serde_json::json!({
         "start": "x", "end": "y", "test_load": true,
         "orchestrators": [
-            {"rank": 1, "orchestrator": high.eth_address.to_ascii_lowercase(), "regions": [],
+            {"rank": 1, "orchestrator": low.eth_address.to_ascii_lowercase(), "regions": [],
              "score": {"sla_score": 100.0}},
-            {"rank": 2, "orchestrator": low.eth_address.to_ascii_lowercase(), "regions": [],
+            {"rank": 2, "orchestrator": high.uri, "regions": [],
+             "score": {"sla_score": 100.0}},
+            {"rank": 3, "orchestrator": low.uri, "regions": [],
              "score": {"sla_score": 0.0}},
             {"rank": null, "orchestrator": "0xbusy", "regions": [],
              "score": {"sla_score": null}}
@@ -385,10 +389,10 @@ async fn score_weighted_selection_follows_the_collectors_sla_scores() {
             .unwrap();
     assert_eq!(
         scores.len(),
-        2,
+        3,
         "unscored orchestrators are left out: {scores:?}"
     );
-    for seed in [1, 2] {
+    for seed in [1, 2, 3, 4] {
         let sla_url = Some(collector.clone());
         let (r, _) = run(&[&low, &high], Duration::from_secs(2), |o| {
             o.strategy = StrategyConfig::ScoreWeighted { seed, sla_url };

@@ -146,6 +146,13 @@ async fn closed_run_against_a_good_simulator_passes() {
         assert_eq!(s["target"], orch.uri.as_str());
         assert_eq!(s["report"]["outcome"], "passed", "{s}");
         assert_eq!(s["scheduled_at_ms"], 0.0);
+        // The simulator claims an address; with no chain to check it, it stays a claim.
+        let orchestrator = &s["report"]["orchestrator"];
+        assert_eq!(
+            orchestrator["address"],
+            orch.eth_address.to_ascii_lowercase().as_str()
+        );
+        assert_eq!(orchestrator["address_check"]["status"], "unverified", "{s}");
         let complexity = if s["prompt_id"] == "calm-lake" {
             "low"
         } else {
@@ -516,4 +523,48 @@ async fn a_run_trusts_each_orchestrator_certificate_on_first_use() {
         orchestrators[1]["cert_trust"],
         serde_json::json!({"status": "matches"})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_stay_unverified_when_the_chain_cannot_be_read() {
+    let (orch, stop) = start_sim(sim_profile(|_| {}), true).await;
+    let toml = format!(
+        "{}\n{}\n[load]\nexecutor = \"closed\"\nsessions_per_target = 1\nconcurrency = 2\n",
+        scenario_head("run-verify", 1),
+        explicit(&orch.uri)
+    );
+    let (dir, path) = write_scenario("verify.toml", &toml);
+    // A bad RPC URL is a usage error before anything runs.
+    let out = lvt(run_args(
+        &path,
+        &dir.path().join("bad"),
+        &["--verify-addresses", "ftp://node.example"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--verify-addresses"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let out_dir = dir.path().join("out");
+    let out = lvt(run_args(&path, &out_dir, &["--verify-addresses", &closed])).await;
+    stop.cancel();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run = read_json(&out_dir.join("run.json"));
+    for s in run["sessions"].as_array().unwrap() {
+        let check = &s["report"]["orchestrator"]["address_check"];
+        assert_eq!(check["status"], "unverified", "{s}");
+        assert!(
+            check["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("could not be read")),
+            "{check}"
+        );
+    }
 }

@@ -52,7 +52,7 @@ fn for_each_contribution(session: &SessionReport, mut add: impl FnMut(CellKey, &
             } else {
                 hour_floor_unix_s(share.from_unix_ms)
             },
-            orchestrator: orchestrator_key(&share.orchestrator),
+            orchestrator: orchestrator_key(&share.orchestrator, session.is_test_load),
             gpu: share
                 .gpu
                 .as_ref()

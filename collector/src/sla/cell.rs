@@ -21,8 +21,9 @@ pub struct CellKey {
     /// Start of the hour the session started in, seconds since the Unix epoch (a multiple of
     /// 3600).
     pub hour_unix_s: i64,
-    /// The orchestrator's Ethereum address in lowercase when known, else its service URI, else
-    /// `""` (a network session that could name no orchestrator).
+    /// The orchestrator's Ethereum address in lowercase when it is verified (test load: checked
+    /// against the ServiceRegistry) or reported by a gateway (organic load), else its service
+    /// URI, else `""` (a network session that could name no orchestrator).
     pub orchestrator: String,
     /// The pipeline, for example `live-video-to-video`.
     pub pipeline: String,
@@ -44,7 +45,7 @@ impl CellKey {
         let orchestrator = session
             .orchestrator
             .as_ref()
-            .map(orchestrator_key)
+            .map(|orchestrator| orchestrator_key(orchestrator, session.is_test_load))
             .unwrap_or_default();
         let complexity = session
             .prompt
@@ -444,13 +445,24 @@ pub(crate) fn is_excused(class: Option<FailureClass>) -> bool {
     matches!(class, Some(FailureClass::Capacity | FailureClass::Internal))
 }
 
-/// The key an orchestrator has in a cell: its Ethereum address in lowercase when known, else its
-/// service URI.
-pub(crate) fn orchestrator_key(orchestrator: &lvt_schema::OrchestratorRef) -> String {
+/// The key an orchestrator has in a cell: its Ethereum address in lowercase when it is the
+/// orchestrator's, else its service URI.
+///
+/// A tester's record (test load) names an address as the orchestrator's own only when the
+/// tester verified it against the ServiceRegistry (`address_check` = verified): any
+/// orchestrator can claim any address in GetOrchestrator, and a claimed address would let it
+/// take another's score and charge its failures to it. Organic records come from a gateway's
+/// own events, whose orchestrator addresses are the gateway's to vouch for, as NaaP keys them.
+pub(crate) fn orchestrator_key(
+    orchestrator: &lvt_schema::OrchestratorRef,
+    test_load: bool,
+) -> String {
+    let vouched =
+        !test_load || lvt_schema::AddressCheck::is_verified(orchestrator.address_check.as_ref());
     match &orchestrator.address {
         // Addresses are hex and may arrive checksummed (mixed case); one orchestrator must land
         // in one cell whatever case its discovery source used.
-        Some(address) if !address.is_empty() => address.to_ascii_lowercase(),
+        Some(address) if vouched && !address.is_empty() => address.to_ascii_lowercase(),
         _ => orchestrator.uri.clone(),
     }
 }

@@ -28,7 +28,7 @@ fn session(outcome: Outcome, minute: i64, length_s: i64) -> SessionReport {
             uri: "https://o1.example:8935".into(),
             cert_sha256: None,
             cert_trust: None,
-            address_check: None,
+            address_check: Some(lvt_schema::AddressCheck::Verified),
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".into(),
@@ -751,7 +751,7 @@ fn network_example() -> SessionReport {
             uri: format!("https://o{index}.example:8935"),
             cert_sha256: None,
             cert_trust: None,
-            address_check: None,
+            address_check: Some(lvt_schema::AddressCheck::Verified),
         },
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".into(),
@@ -1272,4 +1272,72 @@ fn worked_example_three_matches_hand_computation_and_doc() {
         SLA_DOC.contains(&block),
         "docs/sla.md must show example 3 as:\n{block}"
     );
+}
+
+#[test]
+fn only_a_verified_address_keys_a_test_load_cell() {
+    use lvt_schema::AddressCheck;
+    let honest = passed(0, 900.0, Some(300.0), 24.0, 0.0);
+    let address = "0xabc0000000000000000000000000000000000001";
+    assert_eq!(CellKey::of(&honest).orchestrator, address);
+    // An impostor claiming the same address from its own URI, as each check can leave it.
+    let impostor = |check: Option<AddressCheck>| {
+        let mut report = honest.clone();
+        let orchestrator = report.orchestrator.as_mut().expect("set");
+        orchestrator.uri = "https://impostor.example:8935".into();
+        orchestrator.address_check = check;
+        report.outcome = Outcome::Failed;
+        report.failure = Some(Failure {
+            class: FailureClass::RunnerError,
+            detail: "crashed".into(),
+        });
+        report
+    };
+    for check in [
+        None,
+        Some(AddressCheck::Unverified {
+            reason: "no chain".into(),
+        }),
+        Some(AddressCheck::Mismatch {
+            registered_uri: Some("https://o1.example:8935".into()),
+        }),
+    ] {
+        let report = impostor(check.clone());
+        assert_eq!(
+            CellKey::of(&report).orchestrator,
+            "https://impostor.example:8935",
+            "{check:?}"
+        );
+        // Its failures land in its own cell, not in the honest orchestrator's.
+        let mut cells = std::collections::BTreeMap::new();
+        add_session(&mut cells, &honest);
+        add_session(&mut cells, &report);
+        let honest_cell = &cells[&CellKey::of(&honest)];
+        assert_eq!((honest_cell.passed, honest_cell.failed), (1, 0));
+    }
+    // A network share is keyed the same way.
+    let mut network = honest.clone();
+    network.mode = TargetMode::Network;
+    network.served_by = vec![lvt_schema::ServedBy {
+        orchestrator: impostor(None).orchestrator.expect("set"),
+        gpu: None,
+        from_unix_ms: network.started_at_unix_ms,
+        to_unix_ms: network.ended_at_unix_ms,
+        startup_ms: Some(900.0),
+        frames_received: 10,
+        e2e_latency_ms: None,
+        output_fps: Some(fps(24.0)),
+        stalls: StallSummary::default(),
+        ended_by: None,
+        failure: None,
+    }];
+    let keys: Vec<String> = contributions(&network)
+        .into_iter()
+        .map(|(key, _)| key.orchestrator)
+        .collect();
+    assert_eq!(keys, ["https://impostor.example:8935"]);
+    // Organic records carry the gateway's own view, keyed by address as NaaP keys them.
+    let mut organic = impostor(None);
+    organic.is_test_load = false;
+    assert_eq!(CellKey::of(&organic).orchestrator, address);
 }

@@ -295,7 +295,7 @@ fn sla_report(
         uri: format!("https://{address}:8935"),
         cert_sha256: None,
         cert_trust: None,
-        address_check: None,
+        address_check: Some(lvt_schema::AddressCheck::Verified),
     });
     report.gpu = Some(Gpu {
         name: "RTX 4090".to_owned(),

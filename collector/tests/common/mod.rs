@@ -55,7 +55,7 @@ pub fn report(session_id: &str, ended_at_unix_ms: i64) -> SessionReport {
             uri: "https://orch.example:8935".to_owned(),
             cert_sha256: None,
             cert_trust: None,
-            address_check: None,
+            address_check: Some(lvt_schema::AddressCheck::Verified),
         }),
         gpu: Some(Gpu {
             name: "NVIDIA GeForce RTX 4090".to_owned(),

@@ -96,7 +96,7 @@ fn session(
         uri: format!("https://{}.example:8935", &profile.address[..6]),
         cert_sha256: None,
         cert_trust: None,
-        address_check: None,
+        address_check: Some(lvt_schema::AddressCheck::Verified),
     });
     report.gpu = Some(Gpu {
         name: profile.gpu.to_owned(),

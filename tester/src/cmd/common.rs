@@ -87,3 +87,52 @@ mod tests {
         assert!(parse_duration("5 days").is_err());
     }
 }
+
+/// The flags that check orchestrators' claimed addresses on chain (`lvt run`, `lvt probe`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct VerifyArgs {
+    /// Check each orchestrator's claimed address against the on-chain ServiceRegistry through
+    /// this Ethereum JSON-RPC URL (without a URL: Arbitrum One's public endpoint): an address
+    /// counts as the orchestrator's only when it registered the URI connected to
+    /// (docs/result-record.md, "Identity"). Without it, claims are recorded unverified, and
+    /// network runs with an on-chain source check through that source.
+    #[arg(long, value_name = "RPC_URL", num_args = 0..=1, default_missing_value = "")]
+    pub verify_addresses: Option<String>,
+    /// The Livepeer Controller for --verify-addresses (default: Arbitrum One's).
+    #[arg(long, value_name = "ADDR", requires = "verify_addresses")]
+    pub verify_controller: Option<String>,
+    /// The ServiceRegistry for --verify-addresses instead of the Controller's; `ai` is the AI
+    /// service registry on Arbitrum One, where AI orchestrators register.
+    #[arg(long, value_name = "ADDR", requires = "verify_addresses")]
+    pub verify_service_registry: Option<String>,
+}
+
+/// The address verifier the flags ask for, if any; a bad value is a usage error.
+pub fn address_verifier(
+    args: &VerifyArgs,
+    http: &reqwest::Client,
+) -> Result<Option<std::sync::Arc<lvt_gateway::identity::AddressVerifier>>, CliError> {
+    use lvt_gateway::discovery::{ChainConfig, ChainSource};
+    let Some(rpc_url) = &args.verify_addresses else {
+        return Ok(None);
+    };
+    let defaults = ChainConfig::default();
+    let config = ChainConfig {
+        rpc_url: if rpc_url.is_empty() {
+            defaults.rpc_url.clone()
+        } else {
+            rpc_url.clone()
+        },
+        controller: args
+            .verify_controller
+            .clone()
+            .unwrap_or(defaults.controller.clone()),
+        service_registry: args.verify_service_registry.clone(),
+        ..defaults
+    };
+    let chain = ChainSource::try_from(config)
+        .map_err(|e| CliError::Usage(format!("--verify-addresses: {e}")))?;
+    Ok(Some(std::sync::Arc::new(
+        lvt_gateway::identity::AddressVerifier::new(chain, http.clone()),
+    )))
+}

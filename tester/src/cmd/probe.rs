@@ -8,7 +8,9 @@ use clap::Args;
 use lvt_schema::{Complexity, Outcome};
 use lvt_wire::live::OrchestratorUri;
 
-use super::common::{CliError, EXIT_FAILED, EXIT_OK, parse_duration, payment_config};
+use super::common::{
+    CliError, EXIT_FAILED, EXIT_OK, VerifyArgs, address_verifier, parse_duration, payment_config,
+};
 use super::shipping::{GatewayEvents, ShipArgs, ship_and_adjust, shipper_from};
 use crate::encode::{ClipConfig, encode_clip};
 use crate::probe::{self, ProbeOptions, Timeouts};
@@ -85,6 +87,8 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub verify: VerifyArgs,
+    #[command(flatten)]
     pub ship: ShipArgs,
 }
 
@@ -144,9 +148,17 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CliError> {
     );
     let http = probe::http_client()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
+    opts.address_verifier = address_verifier(&args.verify, &http)?;
     let cancel = ctrl_c_token();
     let report = match network {
         Some((sources, strategy)) => {
+            // Through network selection with an on-chain source and no --verify-addresses,
+            // claims are checked through that source.
+            if opts.address_verifier.is_none() {
+                opts.address_verifier =
+                    lvt_gateway::identity::AddressVerifier::of_sources(&sources, &http)
+                        .map(Arc::new);
+            }
             let events = GatewayEvents::start(&args.ship)?;
             let net = probe::network::NetworkOptions::new(opts, sources, strategy);
             let run = probe::network::run_network(&net, clip, &http, cancel, events.sink()).await;

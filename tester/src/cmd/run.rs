@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use lvt_wire::live::OrchestratorUri;
 
-use super::common::{CliError, payment_config};
+use super::common::{CliError, VerifyArgs, address_verifier, payment_config};
 use super::shipping::{GatewayEvents, ShipArgs, report_shipped, shipper_from};
 use crate::probe;
 use crate::shutdown::ctrl_c_token;
@@ -50,6 +50,8 @@ pub struct RunArgs {
     /// says `cert_trust: changed`.
     #[arg(long)]
     pub refuse_changed_certificates: bool,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
     #[command(flatten)]
     pub ship: ShipArgs,
 }
@@ -130,6 +132,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
 
     let http = probe::http_client()
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
+    let address_verifier = address_verifier(&args.verify, &http)?;
     let resolved = targets::resolve_run(&scenario.targets, &http, &scenario.model_id)
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot resolve the targets: {e}")))?;
@@ -152,6 +155,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
         payment: payment_config(args.remote_signer.as_deref())?,
         region: args.ship.region.clone(),
         refuse_changed_certificates: args.refuse_changed_certificates,
+        address_verifier,
         ..Default::default()
     };
     let events = if matches!(resolved, targets::RunTargets::Network(_)) {

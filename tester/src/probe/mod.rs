@@ -98,6 +98,9 @@ pub struct ProbeOptions {
     /// The limits the scenario's thresholds declare for this session, copied into the record
     /// (`slo`); `None` for `lvt probe`.
     pub slo: Option<lvt_schema::SessionSlo>,
+    /// Checks the addresses orchestrators claim against the on-chain ServiceRegistry (shared by
+    /// a run's sessions, so each address is read once); `None` records every claim unverified.
+    pub address_verifier: Option<Arc<lvt_gateway::identity::AddressVerifier>>,
 }
 
 impl ProbeOptions {
@@ -120,6 +123,7 @@ impl ProbeOptions {
             payment: PaymentConfig::default(),
             refuse_changed_certificates: None,
             slo: None,
+            address_verifier: None,
         }
     }
 }
@@ -205,7 +209,15 @@ async fn direct(
         sink: None,
     };
     let template = report_template(opts, TargetMode::Direct);
-    drive(Mode::Direct, plan, candidates, template, edge, cancel).await
+    let mut run = drive(Mode::Direct, plan, candidates, template, edge, cancel).await;
+    check_identities(&mut run.report, opts).await;
+    run
+}
+
+/// Sets how every orchestrator the record names was identified: its claimed address checked
+/// against the ServiceRegistry when the options carry a verifier, else unverified.
+async fn check_identities(report: &mut SessionReport, opts: &ProbeOptions) {
+    lvt_gateway::identity::check_report(report, opts.address_verifier.as_deref()).await;
 }
 
 /// The record of a session the tester could not run at all (its task died): unscored, with an

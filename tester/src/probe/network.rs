@@ -138,7 +138,7 @@ pub async fn run_network(
         starter: Starter::Gateway,
         sink,
     };
-    drive(
+    let mut run = drive(
         mode,
         session_plan(s, &clip),
         candidates,
@@ -146,7 +146,9 @@ pub async fn run_network(
         edge,
         cancel,
     )
-    .await
+    .await;
+    super::check_identities(&mut run.report, s).await;
+    run
 }
 
 /// Reads every source and asks every candidate, reporting `discovery_results` and each usable
@@ -201,11 +203,17 @@ async fn discover(
         match sla_scores(http, url, &opts.session.model_id).await {
             Ok(scores) => {
                 for (c, e) in candidates.iter_mut().zip(inventory.usable()) {
-                    let address = e
-                        .info
-                        .as_ref()
-                        .and_then(|i| i.eth_address.as_deref())
-                        .map(str::to_ascii_lowercase);
+                    // The collector keys a test-load score by address only when the address
+                    // was verified, so a score is looked up by address only when this one is:
+                    // a claimed address would let an orchestrator borrow another's score.
+                    let claimed = e.info.as_ref().and_then(|i| i.eth_address.as_deref());
+                    let verified = match (claimed, opts.session.address_verifier.as_deref()) {
+                        (Some(claimed), Some(verifier)) => lvt_schema::AddressCheck::is_verified(
+                            Some(&verifier.check(claimed, &c.uri).await),
+                        ),
+                        _ => false,
+                    };
+                    let address = claimed.filter(|_| verified).map(str::to_ascii_lowercase);
                     let known = address
                         .and_then(|a| scores.get(&a))
                         .or_else(|| scores.get(&c.uri.to_ascii_lowercase()));

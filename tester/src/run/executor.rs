@@ -65,6 +65,10 @@ pub struct RunOptions {
     /// Refuse a session whose orchestrator presents another certificate than the one trusted
     /// for its URI (a failed start of class `auth`), instead of only saying so in the record.
     pub refuse_changed_certificates: bool,
+    /// Checks the addresses orchestrators claim against the on-chain ServiceRegistry, once per
+    /// address for the run. `None`: a network run whose targets include an on-chain source
+    /// checks through that source; otherwise claims are recorded unverified.
+    pub address_verifier: Option<Arc<lvt_gateway::identity::AddressVerifier>>,
 }
 
 /// Decides whether a planned session may start: the agent's budget. A refused session is not
@@ -134,8 +138,13 @@ pub async fn execute_targets(
     let aborts = abort_checks(&scenario.thresholds)?;
     let clip = encode_input(scenario).await?;
     let http = probe::http_client()?;
+    let address_verifier = opts
+        .address_verifier
+        .clone()
+        .or_else(|| chain_verifier(&targets, &http));
     let started_at_unix_ms = unix_ms();
     let mut run = Execution {
+        address_verifier,
         scenario,
         targets: &targets,
         labels: labels.clone(),
@@ -184,6 +193,17 @@ pub async fn execute_targets(
 }
 
 /// The abort-on-fail thresholds, parsed once before the run.
+/// A verifier reading the ServiceRegistry of the first on-chain source of network targets.
+fn chain_verifier(
+    targets: &RunTargets,
+    http: &reqwest::Client,
+) -> Option<Arc<lvt_gateway::identity::AddressVerifier>> {
+    let RunTargets::Network(network) = targets else {
+        return None;
+    };
+    lvt_gateway::identity::AddressVerifier::of_sources(&network.sources, http).map(Arc::new)
+}
+
 fn abort_checks(thresholds: &[Threshold]) -> Result<Vec<(Threshold, ThresholdExpr)>, RunError> {
     thresholds
         .iter()
@@ -276,6 +296,9 @@ struct Execution<'a> {
     scenario_ref: lvt_schema::ScenarioRef,
     /// Sessions the admission (the agent's budget) refused.
     skipped_for_budget: u64,
+    /// The run's address verifier ([`RunOptions::address_verifier`], or the network targets'
+    /// on-chain source).
+    address_verifier: Option<Arc<lvt_gateway::identity::AddressVerifier>>,
 }
 
 impl Execution<'_> {
@@ -409,6 +432,7 @@ impl Execution<'_> {
             (Label::Start, start.as_str().to_owned()),
         ]);
         opts.slo = declared_slo(&self.scenario.thresholds, &labels);
+        opts.address_verifier = self.address_verifier.clone();
         let (task_opts, clip, http, cancel) = (
             opts.clone(),
             self.clip.clone(),

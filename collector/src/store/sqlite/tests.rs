@@ -160,7 +160,7 @@ fn random_reports(seed: u64, count: usize) -> Vec<lvt_schema::SessionReport> {
         uri: format!("https://o{index}:8935"),
         cert_sha256: None,
         cert_trust: None,
-        address_check: None,
+        address_check: Some(lvt_schema::AddressCheck::Verified),
     };
     let latency = |p50: f64| LatencySummary {
         count: 10,
