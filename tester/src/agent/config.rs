@@ -23,6 +23,7 @@
 //!
 //! remote_signer = "http://127.0.0.1:7936"        # optional: pay on chain through it
 //! refuse_changed_certificates = false            # refuse, not only flag, a changed certificate
+//! verify_addresses = { rpc_url = "https://arb1.arbitrum.io/rpc", service_registry = "ai" }
 //!
 //! [budget]
 //! max_concurrent_sessions = 20
@@ -98,11 +99,52 @@ pub struct AgentConfig {
     /// trusted for its URI (state.json's `fingerprints`), instead of only flagging the record.
     #[serde(default)]
     pub refuse_changed_certificates: bool,
+    /// Check each orchestrator's claimed address against the on-chain ServiceRegistry
+    /// (docs/result-record.md, "Identity"); without it claims are recorded unverified, except in
+    /// network runs with an on-chain source.
+    #[serde(default)]
+    pub verify_addresses: Option<Spanned<VerifyAddresses>>,
     pub scenarios: ScenarioSource,
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,
     #[serde(default)]
     pub budget: Budget,
+}
+
+/// `verify_addresses`: the chain whose ServiceRegistry vouches for orchestrators' addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyAddresses {
+    /// An Ethereum JSON-RPC URL (http or https), for example an Arbitrum One node.
+    pub rpc_url: String,
+    /// The Livepeer Controller; default the one on Arbitrum One.
+    #[serde(default)]
+    pub controller: Option<String>,
+    /// A ServiceRegistry instead of the Controller's: an address, or `ai` for the AI service
+    /// registry on Arbitrum One.
+    #[serde(default)]
+    pub service_registry: Option<String>,
+}
+
+impl VerifyAddresses {
+    /// The on-chain source it names.
+    ///
+    /// # Errors
+    /// A field that cannot be used, or a build without the `chain` feature.
+    pub fn chain_source(
+        &self,
+    ) -> Result<lvt_gateway::discovery::ChainSource, lvt_gateway::discovery::ChainConfigError> {
+        let defaults = lvt_gateway::discovery::ChainConfig::default();
+        lvt_gateway::discovery::ChainSource::try_from(lvt_gateway::discovery::ChainConfig {
+            rpc_url: self.rpc_url.clone(),
+            controller: self
+                .controller
+                .clone()
+                .unwrap_or(defaults.controller.clone()),
+            service_registry: self.service_registry.clone(),
+            ..defaults
+        })
+    }
 }
 
 fn default_shutdown_grace_s() -> u64 {
@@ -221,8 +263,8 @@ impl AgentConfig {
     /// Why `new` cannot replace `self` while the agent runs (SIGHUP), if it cannot: the key,
     /// where results go, the state folder, the admin address, the spool, heartbeat and ship timeout settings
     /// and the repository's URL and folder are fixed for the process; schedules, the region,
-    /// the ref, `poll_s`, `allow_force_push`, `shutdown_grace_s` and
-    /// `refuse_changed_certificates` can change.
+    /// the ref, `poll_s`, `allow_force_push`, `shutdown_grace_s`,
+    /// `refuse_changed_certificates` and `verify_addresses` can change.
     pub fn reload_refusal(&self, new: &Self) -> Option<String> {
         let fixed = |config: &Self| {
             (
@@ -261,8 +303,9 @@ impl AgentConfig {
         };
         if fixed(self) != fixed(new) {
             return Some(
-                "only [[schedule]], region, shutdown_grace_s, refuse_changed_certificates and \
-                 [scenarios] ref, poll_s and allow_force_push change on reload; key, collector, [kafka], state_dir, \
+                "only [[schedule]], region, shutdown_grace_s, refuse_changed_certificates, \
+                 verify_addresses and [scenarios] ref, poll_s and allow_force_push change on \
+                 reload; key, collector, [kafka], state_dir, \
                  admin_listen, spool_max_bytes, spool_drain_s, heartbeat_s, ship_timeout_s, \
                  remote_signer, [budget] and [scenarios] git and path need a restart"
                     .to_owned(),
@@ -330,6 +373,11 @@ impl AgentConfig {
                     format!("remote_signer {:?} is not an http(s) URL", signer.get_ref()),
                 ));
             }
+        }
+        if let Some(verify) = &config.verify_addresses
+            && let Err(error) = verify.get_ref().chain_source()
+        {
+            return Err(at(verify.span(), format!("verify_addresses: {error}")));
         }
         if let Some(limit) = &config.budget.max_payment_wei_per_day
             && config.remote_signer.is_none()
@@ -602,6 +650,40 @@ max_concurrent_sessions = 20
             "{}",
             error(&bad)
         );
+    }
+
+    #[test]
+    fn verify_addresses_names_a_usable_chain_and_reloads() {
+        let with = |table: &str| {
+            GOOD.replace(
+                "admin_listen = \"127.0.0.1:9464\"",
+                &format!("admin_listen = \"127.0.0.1:9464\"\nverify_addresses = {table}"),
+            )
+        };
+        let good = with(r#"{ rpc_url = "http://127.0.0.1:8545", service_registry = "ai" }"#);
+        let config = AgentConfig::parse(&good, "agent.toml").unwrap();
+        let verify = config.verify_addresses.as_ref().expect("set");
+        assert_eq!(verify.get_ref().rpc_url, "http://127.0.0.1:8545");
+        assert!(verify.get_ref().chain_source().is_ok());
+        // Refused at its place: a URL that is not http(s), an address that is not one, a key
+        // nobody reads.
+        let bad = with(r#"{ rpc_url = "ws://127.0.0.1:8545" }"#);
+        assert!(
+            error(&bad).starts_with("agent.toml:6:20: verify_addresses:"),
+            "{}",
+            error(&bad)
+        );
+        let bad = with(r#"{ rpc_url = "http://127.0.0.1:8545", controller = "0x12" }"#);
+        assert!(error(&bad).contains("controller"), "{}", error(&bad));
+        let bad = with(r#"{ rpc_url = "http://127.0.0.1:8545", registry = "ai" }"#);
+        assert!(
+            error(&bad).contains("unknown field `registry`"),
+            "{}",
+            error(&bad)
+        );
+        // It changes on reload, as refuse_changed_certificates does.
+        let before = AgentConfig::parse(GOOD, "agent.toml").unwrap();
+        assert_eq!(before.reload_refusal(&config), None);
     }
 
     #[test]

@@ -403,6 +403,11 @@ pub async fn run_agent(
                         trusted: Arc::clone(&trusted),
                         payment: payment.clone(),
                         refuse_changed_certificates: config.refuse_changed_certificates,
+                        // Invariant: `AgentConfig::parse` built it once already.
+                        verify_addresses: config
+                            .verify_addresses
+                            .as_ref()
+                            .and_then(|verify| verify.get_ref().chain_source().ok()),
                     };
                     let started_in = generation;
                     runs.spawn(async move { (started_in, schedule, run_key, job.run().await) });
@@ -712,6 +717,8 @@ struct RunJob {
     trusted: crate::run::trust::TrustedCertificates,
     payment: lvt_wire::payment::PaymentConfig,
     refuse_changed_certificates: bool,
+    /// The chain whose ServiceRegistry checks claimed addresses; each run reads it afresh.
+    verify_addresses: Option<lvt_gateway::discovery::ChainSource>,
 }
 
 impl RunJob {
@@ -767,6 +774,14 @@ impl RunJob {
             trusted_certificates: Some(self.trusted),
             payment: self.payment,
             refuse_changed_certificates: self.refuse_changed_certificates,
+            // One verifier per run: a run judges each address by one answer, and the next run
+            // sees a registration that changed.
+            address_verifier: self.verify_addresses.map(|chain| {
+                Arc::new(lvt_gateway::identity::AddressVerifier::new(
+                    chain,
+                    http.clone(),
+                ))
+            }),
             ..RunOptions::default()
         };
         match executor::execute_targets(&scenario, identity, resolved, &opts, self.cancel).await {
