@@ -11,21 +11,12 @@
 mod chain_support;
 mod common;
 
-use std::process::{Command, Output};
 use std::str::FromStr;
 
 use alloy_primitives::Address;
-use common::{AgentCollector, start_sim_config};
+use common::{AgentCollector, LVT, lvt_output, start_sim_config};
 use lvt_sim::{OrchestratorConfig, Profile};
 use serde_json::Value;
-
-const LVT: &str = env!("CARGO_BIN_EXE_lvt");
-
-async fn lvt(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || Command::new(LVT).args(&args).output().unwrap())
-        .await
-        .unwrap()
-}
 
 const SCENARIO: &str = r#"id = "identity-e2e"
 version = "1.0.0"
@@ -89,7 +80,7 @@ async fn a_claimed_address_keys_nothing_and_a_verified_one_keys_its_cell() {
     let scenario = dir.path().join("identity.toml");
     std::fs::write(&scenario, SCENARIO).unwrap();
     let out_dir = dir.path().join("out");
-    let out = lvt(vec![
+    let out = lvt_output(vec![
         "run".into(),
         scenario.display().to_string(),
         "--target".into(),

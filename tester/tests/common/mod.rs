@@ -23,6 +23,24 @@ pub fn clip() -> Arc<Clip> {
         .clone()
 }
 
+/// The `lvt` binary under test.
+#[allow(dead_code)] // used by some of the test binaries that include this module
+pub const LVT: &str = env!("CARGO_BIN_EXE_lvt");
+
+/// Runs `lvt ARGS` to completion off the async workers (the simulators and collectors a test
+/// starts keep answering meanwhile).
+#[allow(dead_code)] // used by some of the test binaries that include this module
+pub async fn lvt_output(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(LVT)
+            .args(&args)
+            .output()
+            .expect("lvt runs")
+    })
+    .await
+    .expect("the lvt task ends")
+}
+
 /// Starts one simulated orchestrator with `profile` on 127.0.0.1 (TLS unless `plaintext`,
 /// status events every second); it stops when the returned token is cancelled.
 pub async fn start_sim(
