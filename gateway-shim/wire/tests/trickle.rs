@@ -1,13 +1,19 @@
 //! Trickle client against trickle server over real sockets on 127.0.0.1, served by our
 //! HTTP/1.1 driver. One harness starts the server with a tap that records the bytes each side
-//! sent, so tests can check the wire as well as the API.
+//! sent, so tests can check the wire as well as the API. The `conformance_*` tests at the end
+//! check both sides against exchanges recorded from go-livepeer's trickle server.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
 use bytes::Bytes;
 use lvt_wire::http1::serve_connection;
 use lvt_wire::trickle::{
@@ -730,4 +736,432 @@ fn client_futures_can_be_spawned(
         axum::Router::new(),
         std::future::pending(),
     ));
+}
+
+// ---- conformance: exchanges recorded from go-livepeer ------------------------------------------
+//
+// Exchanges written down from go-livepeer's trickle server (`trickle/trickle_server.go`:
+// `handleGet`, `handlePost`, `closeSeq`, `handleDelete`, the 470 answer and its
+// `Lp-Trickle-Latest`/`Lp-Trickle-Seq` headers, `Lp-Trickle-Closed` on a deleted channel), as
+// data, checked two ways: against lvt's server (each request sent over a socket must get the
+// recorded status, headers and body), and against lvt's client (a replay server answers lvt's
+// subscriber and publisher with the recorded answers; the client must send the recorded requests
+// and draw the conclusion a go-livepeer client draws: jump to the live edge, end on a closed
+// channel, give up on an unknown one). Checking the client against recorded answers rather than
+// against lvt's own server means a misreading shared by both sides cannot pass. Only what
+// go-livepeer's code pins is recorded: a header it sets is listed with its value; one that its
+// versions set differently is not listed.
+
+/// The channel every exchange uses, created with this MIME type.
+const CHANNEL: &str = "ch";
+const MIME: &str = "video/MP2T";
+
+/// One recorded request and go-livepeer's answer to it.
+#[derive(Clone, Copy, Debug)]
+struct Exchange {
+    method: &'static str,
+    /// Below `/ai/trickle/`.
+    path: &'static str,
+    body: &'static str,
+    status: u16,
+    /// Headers the answer carries, with their values.
+    headers: &'static [(&'static str, &'static str)],
+    /// The answer's body; `None` where go-livepeer's body is not pinned.
+    answer: Option<&'static str>,
+}
+
+const fn post(path: &'static str, body: &'static str) -> Exchange {
+    Exchange {
+        method: "POST",
+        path,
+        body,
+        status: 200,
+        headers: &[],
+        answer: None,
+    }
+}
+
+/// A segment is published and read back: the reader gets its bytes, its sequence number, the
+/// channel's MIME type and, since the write head has moved past it, the live edge.
+const PUBLISH_AND_READ: &[Exchange] = &[
+    post("ch/0", "seg0"),
+    Exchange {
+        method: "GET",
+        path: "ch/0",
+        body: "",
+        status: 200,
+        headers: &[
+            ("lp-trickle-seq", "0"),
+            ("lp-trickle-latest", "1"),
+            ("content-type", MIME),
+        ],
+        answer: Some("seg0"),
+    },
+];
+
+/// Seven segments through a five-segment ring: the oldest is gone (470 with the live edge and
+/// the asked index), a kept one is served, and one too far ahead is 470 as well.
+const EVICTED: &[Exchange] = &[
+    post("ch/0", "s0"),
+    post("ch/1", "s1"),
+    post("ch/2", "s2"),
+    post("ch/3", "s3"),
+    post("ch/4", "s4"),
+    post("ch/5", "s5"),
+    post("ch/6", "s6"),
+    Exchange {
+        method: "GET",
+        path: "ch/0",
+        body: "",
+        status: 470,
+        headers: &[("lp-trickle-latest", "7"), ("lp-trickle-seq", "0")],
+        answer: Some("Entry not found"),
+    },
+    Exchange {
+        method: "GET",
+        path: "ch/6",
+        body: "",
+        status: 200,
+        headers: &[("lp-trickle-seq", "6"), ("lp-trickle-latest", "7")],
+        answer: Some("s6"),
+    },
+    Exchange {
+        method: "GET",
+        path: "ch/9",
+        body: "",
+        status: 470,
+        headers: &[("lp-trickle-latest", "7"), ("lp-trickle-seq", "9")],
+        answer: Some("Entry not found"),
+    },
+];
+
+/// Requests go-livepeer refuses: an unknown channel (404 on GET and POST, 400 on DELETE), an
+/// index that is not a number, a segment that does not exist.
+const REFUSED: &[Exchange] = &[
+    Exchange {
+        method: "GET",
+        path: "nope/0",
+        body: "",
+        status: 404,
+        headers: &[],
+        answer: Some("Stream not found\n"),
+    },
+    Exchange {
+        method: "POST",
+        path: "nope/0",
+        body: "x",
+        status: 404,
+        headers: &[],
+        answer: Some("Stream not found\n"),
+    },
+    Exchange {
+        method: "DELETE",
+        path: "nope",
+        body: "",
+        status: 400,
+        headers: &[],
+        answer: Some("Invalid stream\n"),
+    },
+    Exchange {
+        method: "GET",
+        path: "ch/x",
+        body: "",
+        status: 400,
+        headers: &[],
+        answer: Some("Invalid idx\n"),
+    },
+    Exchange {
+        method: "POST",
+        path: "ch/x",
+        body: "x",
+        status: 400,
+        headers: &[],
+        answer: Some("Invalid idx\n"),
+    },
+    Exchange {
+        method: "DELETE",
+        path: "ch/x",
+        body: "",
+        status: 400,
+        headers: &[],
+        answer: Some("Invalid idx\n"),
+    },
+    Exchange {
+        method: "DELETE",
+        path: "ch/3",
+        body: "",
+        status: 400,
+        headers: &[],
+        answer: Some("Nonexistent segment\n"),
+    },
+];
+
+/// A channel deleted while a reader waits at the head: the reader's answer is a 200 without a
+/// body, `Lp-Trickle-Closed: terminated`; the channel is then unknown.
+const CLOSED_WHILE_WAITING: &[Exchange] = &[
+    Exchange {
+        method: "GET",
+        path: "ch/0",
+        body: "",
+        status: 200,
+        headers: &[("lp-trickle-closed", "terminated"), ("lp-trickle-seq", "0")],
+        answer: Some(""),
+    },
+    Exchange {
+        method: "DELETE",
+        path: "ch",
+        body: "",
+        status: 200,
+        headers: &[],
+        answer: None,
+    },
+    Exchange {
+        method: "GET",
+        path: "ch/0",
+        body: "",
+        status: 404,
+        headers: &[],
+        answer: Some("Stream not found\n"),
+    },
+];
+
+// ---- conformance against lvt's server -------------------------------------------------------
+
+impl Harness {
+    fn recorded(&self, exchange: &Exchange) -> reqwest::RequestBuilder {
+        let url = format!("http://{}/ai/trickle/{}", self.addr, exchange.path);
+        let method = reqwest::Method::from_bytes(exchange.method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, url);
+        if exchange.method == "POST" {
+            request = request
+                .header("content-type", MIME)
+                .body(exchange.body.to_owned());
+        }
+        request
+    }
+
+    async fn check_recorded(&self, exchange: &Exchange) {
+        let response = self.recorded(exchange).send().await.unwrap();
+        check_answer(exchange, response).await;
+    }
+}
+
+async fn check_answer(exchange: &Exchange, response: reqwest::Response) {
+    let what = format!("{} /ai/trickle/{}", exchange.method, exchange.path);
+    assert_eq!(response.status().as_u16(), exchange.status, "{what}");
+    for (name, value) in exchange.headers {
+        let got = response.headers().get(*name).and_then(|v| v.to_str().ok());
+        assert_eq!(got, Some(*value), "{what}: header {name}");
+    }
+    let body = response.text().await.unwrap();
+    if let Some(answer) = exchange.answer {
+        assert_eq!(body, answer, "{what}: body");
+    }
+}
+
+#[tokio::test]
+async fn conformance_lvts_server_answers_as_recorded() {
+    for exchanges in [PUBLISH_AND_READ, EVICTED, REFUSED] {
+        let h = Harness::start(TrickleConfig::default()).await;
+        h.server.create_channel(CHANNEL, MIME);
+        for exchange in exchanges {
+            h.check_recorded(exchange).await;
+        }
+    }
+    // The closed channel: the first GET waits at the head until the DELETE ends it.
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel(CHANNEL, MIME);
+    let (waiting, delete, after) = (
+        &CLOSED_WHILE_WAITING[0],
+        &CLOSED_WHILE_WAITING[1],
+        &CLOSED_WHILE_WAITING[2],
+    );
+    let pending = tokio::spawn(h.recorded(waiting).send());
+    h.wait_for_request("GET /ai/trickle/ch/0 ", 1).await;
+    h.check_recorded(delete).await;
+    check_answer(waiting, pending.await.unwrap().unwrap()).await;
+    h.check_recorded(after).await;
+}
+
+// ---- conformance against lvt's client -------------------------------------------------------
+
+/// The recorded answers to one `METHOD /path`, in order.
+type RecordedAnswers = (String, VecDeque<Exchange>);
+
+/// Answers each request with the next recorded answer for its method and path, and logs the
+/// requests; a request nobody recorded is answered 404, as for an unknown channel.
+#[derive(Clone, Default)]
+struct Replay {
+    answers: Arc<Mutex<Vec<RecordedAnswers>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Replay {
+    fn answering(exchanges: &[Exchange]) -> Replay {
+        let replay = Replay::default();
+        for exchange in exchanges {
+            let key = format!("{} /ai/trickle/{}", exchange.method, exchange.path);
+            let mut answers = replay.answers.lock().unwrap();
+            match answers.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, queue)) => queue.push_back(*exchange),
+                None => answers.push((key, VecDeque::from([*exchange]))),
+            }
+        }
+        replay
+    }
+
+    async fn start(self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(answer).with_state(self);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/ai/trickle/{CHANNEL}")
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn answer(State(replay): State<Replay>, request: Request) -> Response {
+    let key = format!("{} {}", request.method(), request.uri().path());
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    replay.log.lock().unwrap().push(match content_type {
+        Some(content_type) if !body.is_empty() => {
+            format!("{key} ({content_type}) {}", String::from_utf8_lossy(&body))
+        }
+        _ => key.clone(),
+    });
+    let recorded = replay
+        .answers
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, queue)| queue.pop_front());
+    let Some(exchange) = recorded else {
+        return Response::builder()
+            .status(404)
+            .body(Body::from("Stream not found\n"))
+            .unwrap();
+    };
+    let mut response = Response::builder().status(exchange.status);
+    for (name, value) in exchange.headers {
+        response = response.header(*name, *value);
+    }
+    response
+        .body(Body::from(exchange.answer.unwrap_or("")))
+        .unwrap()
+}
+
+fn exchange(method: &'static str, path: &'static str, from: &[Exchange]) -> Exchange {
+    *from
+        .iter()
+        .find(|e| e.method == method && e.path == path)
+        .expect("recorded")
+}
+
+#[tokio::test]
+async fn conformance_lvts_subscriber_reads_the_recorded_answers_as_go_livepeer_means_them() {
+    // A segment answered 200 is read whole, with its sequence number.
+    let replay = Replay::answering(&[exchange("GET", "ch/0", PUBLISH_AND_READ)]);
+    let url = replay.clone().start().await;
+    let mut subscriber = TrickleSubscriber::new(reqwest::Client::new(), url).starting_at(0);
+    let mut segment = subscriber.next_segment().await.unwrap().expect("a segment");
+    assert_eq!(segment.seq, 0);
+    assert_eq!(
+        segment.read_all().await.unwrap(),
+        Bytes::from_static(b"seg0")
+    );
+    assert_eq!(replay.requests()[0], "GET /ai/trickle/ch/0");
+
+    // 470 with the live edge: the subscriber jumps to it, counting the gap.
+    let replay = Replay::answering(&[
+        exchange("GET", "ch/0", EVICTED),
+        Exchange {
+            path: "ch/7",
+            headers: &[("lp-trickle-seq", "7")],
+            answer: Some("live"),
+            ..exchange("GET", "ch/6", EVICTED)
+        },
+    ]);
+    let url = replay.clone().start().await;
+    let mut subscriber = TrickleSubscriber::new(reqwest::Client::new(), url).starting_at(0);
+    let mut segment = subscriber.next_segment().await.unwrap().expect("a segment");
+    assert_eq!(segment.seq, 7);
+    assert_eq!(
+        segment.read_all().await.unwrap(),
+        Bytes::from_static(b"live")
+    );
+    assert_eq!(subscriber.stats().gaps, 7);
+    assert_eq!(
+        replay.requests()[..2],
+        ["GET /ai/trickle/ch/0", "GET /ai/trickle/ch/7"]
+    );
+
+    // A closed channel ends the subscription; an unknown one too, without retrying forever.
+    for recorded in [CLOSED_WHILE_WAITING[0], exchange("GET", "nope/0", REFUSED)] {
+        let replay = Replay::answering(&[Exchange {
+            path: "ch/0",
+            ..recorded
+        }]);
+        let url = replay.clone().start().await;
+        let mut subscriber = TrickleSubscriber::new(reqwest::Client::new(), url).starting_at(0);
+        let next = tokio::time::timeout(Duration::from_secs(10), subscriber.next_segment())
+            .await
+            .expect("the subscriber decides in time");
+        let ended = match next {
+            Ok(None) => "ended".to_owned(),
+            Ok(Some(segment)) => format!("segment {}", segment.seq),
+            Err(error) => format!("error {error}"),
+        };
+        assert_eq!(ended, "ended", "{} {}", recorded.status, recorded.path);
+    }
+}
+
+#[tokio::test]
+async fn conformance_lvts_publisher_sends_the_recorded_requests() {
+    let replay = Replay::answering(&[
+        post("ch/0", "seg0"),
+        post("ch/1", "seg1"),
+        Exchange {
+            method: "DELETE",
+            path: "ch",
+            ..post("ch", "")
+        },
+    ]);
+    let url = replay.clone().start().await;
+    let mut publisher = TricklePublisher::new(reqwest::Client::new(), url);
+    publisher
+        .publish(Bytes::from_static(b"seg0"))
+        .await
+        .unwrap();
+    publisher
+        .publish(Bytes::from_static(b"seg1"))
+        .await
+        .unwrap();
+    publisher.close().await;
+    let requests = replay.requests();
+    // The publisher may preconnect the next segment (an empty POST held open); the segments
+    // themselves and the channel's deletion come as go-livepeer's server expects them.
+    let with_bodies: Vec<&String> = requests
+        .iter()
+        .filter(|r| !r.starts_with("POST") || r.contains(") "))
+        .collect();
+    assert_eq!(
+        with_bodies,
+        [
+            "POST /ai/trickle/ch/0 (video/MP2T) seg0",
+            "POST /ai/trickle/ch/1 (video/MP2T) seg1",
+            "DELETE /ai/trickle/ch",
+        ],
+        "{requests:?}"
+    );
 }
