@@ -736,6 +736,14 @@ fn check_bounds(index: usize, report: &SessionReport) -> Result<(), RecordError>
             ms(&format!("metrics/swaps/{i}/freeze_ms"), freeze)?;
         }
     }
+    if let Some(latency) = report
+        .metrics
+        .content_check
+        .as_ref()
+        .and_then(|check| check.latency_p50_ms)
+    {
+        ms("metrics/content_check/latency_p50_ms", latency)?;
+    }
     if let Some(slo) = &report.slo {
         for (field, value) in [
             ("slo/startup_ms", slo.startup_ms),

@@ -450,6 +450,34 @@ pub struct SessionMetrics {
     /// Orchestrator swaps during the session; always empty in direct mode.
     #[serde(default)]
     pub swaps: Vec<Swap>,
+    /// What the pictures of sampled output keyframes say about which input frame they answer,
+    /// against what their timestamps say (docs/metrics.md, "Content check"). Absent when no
+    /// output keyframe was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_check: Option<ContentCheck>,
+    /// The output's timestamps disagree with its pictures: most checked keyframes carry a PTS
+    /// that names another input frame than the one they show (or one never sent). An
+    /// orchestrator that shifts its output timestamps would otherwise look faster than it is;
+    /// `e2e_latency_ms` then comes from the pictures (the checked keyframes) instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pts_untrusted: bool,
+}
+
+/// The content check of a session's output: sampled output keyframes decoded and the input
+/// frame number drawn in the picture read back.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContentCheck {
+    /// Output keyframes decoded.
+    pub samples: u32,
+    /// Of those, pictures whose frame number could not be read (restyled beyond the code, or
+    /// not a picture of the input at all).
+    pub unreadable: u32,
+    /// Of the readable ones, those whose PTS names another input frame than the picture shows
+    /// (beyond a frame and a half), or none that was sent.
+    pub disagreements: u32,
+    /// Median latency by content: arrival of the keyframe minus the send time of the input
+    /// frame its picture shows, ms.
+    pub latency_p50_ms: Option<f64>,
 }
 
 /// A latency distribution in milliseconds.

@@ -89,6 +89,13 @@ fn full_report() -> SessionReport {
                 cause: "no output segment for 30 s".to_owned(),
                 freeze_ms: Some(4_000.0),
             }],
+            content_check: Some(ContentCheck {
+                samples: 6,
+                unreadable: 1,
+                disagreements: 5,
+                latency_p50_ms: Some(412.5),
+            }),
+            pts_untrusted: true,
         },
         runner: RunnerReport {
             status_events: 6,

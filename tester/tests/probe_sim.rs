@@ -14,8 +14,17 @@ use lvt_tester::probe::{self, ProbeOptions};
 use tokio_util::sync::CancellationToken;
 
 async fn run_probe(orch: &RunningOrchestrator, duration: Duration) -> SessionReport {
+    run_probe_with(orch, duration, |_| {}).await
+}
+
+async fn run_probe_with(
+    orch: &RunningOrchestrator,
+    duration: Duration,
+    f: impl FnOnce(&mut ProbeOptions),
+) -> SessionReport {
     let mut opts = ProbeOptions::new(orch.uri.parse().unwrap());
     opts.duration = duration;
+    f(&mut opts);
     opts.params_update_offsets = vec![duration / 2];
     opts.params = serde_json::json!({"prompt": "watercolor painting style"});
     let http = probe::http_client().unwrap();
@@ -52,6 +61,49 @@ async fn injected_latency_is_measured_within_the_runs_scheduling_noise() {
     assert_eq!(r.metrics.output_width, Some(512));
     assert_eq!(r.metrics.output_height, Some(512));
     assert_eq!(r.metrics.frames_unmatched, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shifted_timestamps_are_caught_by_the_pictures_with_the_true_latency() {
+    // The simulator stamps every output 100 ms (3 frames) ahead of the frame its picture shows;
+    // PTS matching alone measures 100 ms. Every output keyframe is decoded for the check.
+    let (orch, stop) = start_sim(
+        profile(|p| {
+            p.latency_ms = 200;
+            p.pts_shift_ms = 100;
+        }),
+        true,
+    )
+    .await;
+    let (r, noise_ms) = with_scheduling_noise(run_probe_with(&orch, Duration::from_secs(5), |o| {
+        o.content_check_every = 1;
+    }))
+    .await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let check = r.metrics.content_check.expect("keyframes checked");
+    assert!(check.samples >= 3, "{check:?}");
+    assert_eq!(check.unreadable, 0, "the clip's code reads back: {check:?}");
+    assert_eq!(check.disagreements, check.samples, "{check:?}");
+    assert!(r.metrics.pts_untrusted);
+    let e2e = r.metrics.e2e_latency_ms.expect("latency by content");
+    let tolerance_ms = 5.0 + 2.0 * noise_ms;
+    assert!(
+        (e2e.p50 - 200.0).abs() < tolerance_ms,
+        "e2e p50 {} ms by content, injected 200 ms, tolerance {tolerance_ms:.1} ms",
+        e2e.p50
+    );
+
+    // The same simulator stamping honestly: the pictures agree with the timestamps.
+    let (honest, stop) = start_sim(profile(|p| p.latency_ms = 200), true).await;
+    let r = run_probe_with(&honest, Duration::from_secs(5), |o| {
+        o.content_check_every = 1
+    })
+    .await;
+    stop.cancel();
+    let check = r.metrics.content_check.expect("keyframes checked");
+    assert_eq!((check.unreadable, check.disagreements), (0, 0), "{check:?}");
+    assert!(!r.metrics.pts_untrusted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,8 @@ pub struct PipelineConfig {
     pub step_latency_us: u64,
     /// Output rate divisor per step beyond the first ([`Profile::step_fps_cost`]).
     pub step_fps_cost: f64,
+    /// Added to every output PTS, 90 kHz ([`Profile::pts_shift_ms`]).
+    pub pts_shift: u64,
     pub startup_us: u64,
     /// `(start, end)` of the stall window, relative to the session start.
     pub stall_us: Option<(u64, u64)>,
@@ -72,6 +74,7 @@ impl PipelineConfig {
             fps: profile.fps,
             step_latency_us: profile.step_latency_ms.saturating_mul(1000),
             step_fps_cost: profile.step_fps_cost,
+            pts_shift: profile.pts_shift_ms.saturating_mul(90),
             startup_us: profile.startup_ms.saturating_mul(1000),
             stall_us: profile.stall_at_s.map(|at| {
                 let start = secs_to_us(at);
@@ -311,7 +314,7 @@ impl PipelineCore {
                 self.stats.frames_scheduled += 1;
                 Decision::Output(ScheduledOutput {
                     due_us,
-                    pts: frame.pts,
+                    pts: frame.pts.wrapping_add(self.config.pts_shift) % PTS_MODULO,
                     keyframe: frame.keyframe,
                     payload: frame.payload,
                 })

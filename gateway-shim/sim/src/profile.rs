@@ -79,6 +79,10 @@ pub struct Profile {
     /// What it costs in frame rate: the output rate (`fps`, or the input rate when `fps` is
     /// omitted) is divided by `1 + step_fps_cost × (steps − 1)`. 0 (the default) costs nothing.
     pub step_fps_cost: f64,
+    /// A dishonest orchestrator: every output frame's PTS is moved this many milliseconds
+    /// forward, so that an output matched to its input by PTS looks that much faster. The
+    /// picture is the input's, unchanged. 0 (the default) stamps honestly.
+    pub pts_shift_ms: u64,
 }
 
 impl Default for Profile {
@@ -102,6 +106,7 @@ impl Default for Profile {
             payment_status: None,
             step_latency_ms: 0,
             step_fps_cost: 0.0,
+            pts_shift_ms: 0,
         }
     }
 }
@@ -248,6 +253,12 @@ impl Profile {
             return Err(invalid(format!(
                 "`step_fps_cost` must be a number from 0 to 10, not {}",
                 self.step_fps_cost
+            )));
+        }
+        if self.pts_shift_ms > 60_000 {
+            return Err(invalid(format!(
+                "`pts_shift_ms` must be at most 60000, not {}",
+                self.pts_shift_ms
             )));
         }
         for (key, value) in [

@@ -13,6 +13,7 @@
 //!
 //! docs/metrics.md is the catalog that defines each metric and names the code computing it.
 
+mod content;
 mod events;
 mod stats;
 #[cfg(test)]
@@ -165,6 +166,7 @@ pub struct SessionRecorder {
     resolution: Option<(u32, u32)>,
     media_errors: MediaErrors,
     runner: RunnerTracker,
+    content: content::ContentTracker,
 }
 
 impl SessionRecorder {
@@ -206,6 +208,7 @@ impl SessionRecorder {
             resolution: None,
             media_errors: MediaErrors::default(),
             runner,
+            content: content::ContentTracker::default(),
         }
     }
 
@@ -219,6 +222,27 @@ impl SessionRecorder {
         );
         self.last_sent_at_us = Some(self.last_sent_at_us.map_or(at_us, |last| last.max(at_us)));
         self.pending.insert(pts, at_us);
+    }
+
+    /// The input frame `pts` sent at `at_us` (reported to [`Self::handle_input_frame_sent`])
+    /// carries frame number `code` in its picture: what the content check reads back.
+    pub fn handle_input_frame_code(&mut self, pts: u64, at_us: u64, code: u32) {
+        self.content.handle_sent(pts, at_us, code);
+    }
+
+    /// A decoded output keyframe with timestamp `pts`, arrived at `at_us`, shows frame number
+    /// `code` (`None`: unreadable). Timestamps and pictures may disagree by `tolerance_us`
+    /// (a frame and a half) before the sample counts against the timestamps.
+    pub fn handle_content_sample(
+        &mut self,
+        pts: u64,
+        at_us: u64,
+        code: Option<u32>,
+        tolerance_us: u64,
+    ) {
+        let pts_sent_at_us = self.pending.by_pts.get(&pts).map(|frame| frame.sent_at_us);
+        self.content
+            .handle_sample(pts, at_us, code, pts_sent_at_us, tolerance_us);
     }
 
     /// An input segment of `bytes` bytes was published, completing at `at_us` (the time is
@@ -373,11 +397,19 @@ impl SessionRecorder {
     /// `swaps`) are left `None` or empty for the caller to fill.
     pub fn finish(&self, end_us: u64) -> (SessionMetrics, RunnerReport) {
         let (fps, fps_jitter) = self.output_fps(end_us);
+        // Timestamps the pictures contradict measure nothing: the latency comes from the
+        // pictures then.
+        let pts_untrusted = self.content.pts_untrusted();
+        let e2e_latency_ms = if pts_untrusted {
+            self.content.summary()
+        } else {
+            self.latency_summary()
+        };
         let metrics = SessionMetrics {
             get_orchestrator_ms: None,
             job_start_ms: None,
             startup_ms: self.startup_ms(),
-            e2e_latency_ms: self.latency_summary(),
+            e2e_latency_ms,
             output_fps: fps,
             input_fps: self.input_fps(),
             fps_jitter,
@@ -401,6 +433,8 @@ impl SessionRecorder {
             params_update_latency_ms: None,
             media_errors: self.media_errors,
             swaps: Vec::new(),
+            content_check: self.content.check(),
+            pts_untrusted,
         };
         (metrics, self.runner.report())
     }

@@ -98,6 +98,8 @@ struct Share {
     next_keepalive_us: u64,
     first_ingest_sent: bool,
     first_output_seen: bool,
+    /// Output keyframes seen, for sampling the content check.
+    keyframes_seen: u32,
 }
 
 impl Share {
@@ -269,7 +271,11 @@ impl SessionCore {
                     self.first_input_us.get_or_insert(at_us);
                     self.last_input_us = Some(at_us);
                     self.last_input_pts = Some(pts);
-                    self.each_recorder(share, |r| r.handle_input_frame_sent(pts, at_us));
+                    let code = self.plan.clip.code_of(pts);
+                    self.each_recorder(share, |r| {
+                        r.handle_input_frame_sent(pts, at_us);
+                        r.handle_input_frame_code(pts, at_us, code);
+                    });
                 }
             }
             Input::SegmentWritten { share, bytes } => {
@@ -292,6 +298,17 @@ impl SessionCore {
                 self.if_current(share, |m| match end {
                     ChannelEnd::Ended => m.handle_events_end(now_ms),
                     ChannelEnd::Error | ChannelEnd::CopyError => m.handle_events_error(now_ms),
+                });
+            }
+            Input::ContentSample {
+                share,
+                pts,
+                at_us,
+                code,
+            } => {
+                let tolerance_us = self.plan.clip.content_tolerance_us();
+                self.each_recorder(share, |r| {
+                    r.handle_content_sample(pts, at_us, code, tolerance_us);
                 });
             }
             Input::ControlGone { share } => {
@@ -633,6 +650,7 @@ impl SessionCore {
             next_keepalive_us: now.saturating_add(self.plan.keepalive_interval_us),
             first_ingest_sent: false,
             first_output_seen: false,
+            keyframes_seen: 0,
         });
         self.current = Some(share);
         info!(message = "Orchestrator serving.", uri, share);
@@ -868,6 +886,20 @@ impl SessionCore {
                 s.have_resolution = true;
             }
             s.last_output_pts = Some(s.last_output_pts.map_or(pts, |p| p.max(pts)));
+            let check_content = frame.keyframe && {
+                let every = self.plan.content_check_every;
+                let due = every > 0 && s.keyframes_seen.is_multiple_of(every);
+                s.keyframes_seen = s.keyframes_seen.wrapping_add(1);
+                due
+            };
+            if check_content {
+                self.outputs.push_back(Output::CheckContent {
+                    share,
+                    pts,
+                    at_us: frame.first_byte_us,
+                    picture: frame.data.clone(),
+                });
+            }
             let size = frame.data.len();
             self.each_recorder(share, |r| {
                 if let Some(sps) = &sps {

@@ -98,12 +98,31 @@ pub struct ClipTiming {
     pub segment_us: u64,
     pub fps: u32,
     pub frames_per_segment: u32,
+    /// Segments in the clip, which loops: frame numbers drawn in the pictures repeat every
+    /// `segments x frames_per_segment` frames.
+    pub segments: u32,
 }
 
 impl ClipTiming {
     /// The offset of frame `index` from the start of its segment.
     pub fn frame_offset_us(&self, index: u32) -> u64 {
         u64::from(index) * 1_000_000 / u64::from(self.fps.max(1))
+    }
+
+    /// The frame number drawn in the picture of the input frame stamped `pts`, for a clip
+    /// replayed from PTS 0 (frame k is stamped `floor(k x 90000 / fps)`, as the driver's
+    /// replayer stamps it), so the picture shows `k` modulo the clip's length.
+    pub fn code_of(&self, pts: u64) -> u32 {
+        let fps = u128::from(self.fps.max(1));
+        let k = (u128::from(pts) * fps).div_ceil(90_000);
+        let frames = u128::from(self.frames_per_segment.max(1)) * u128::from(self.segments.max(1));
+        // The remainder is below the clip's frame count, a u32 product.
+        (k % frames) as u32
+    }
+
+    /// A frame and a half: how far a picture and its timestamp may disagree.
+    pub fn content_tolerance_us(&self) -> u64 {
+        1_500_000 / u64::from(self.fps.max(1))
     }
 }
 
@@ -144,6 +163,9 @@ pub struct SessionPlan {
     pub params_update_offsets_us: Vec<u64>,
     /// Interval of `{"keep":"alive"}` control messages.
     pub keepalive_interval_us: u64,
+    /// Check the content of every Nth output keyframe of each share ([`Output::CheckContent`]);
+    /// 0 checks none.
+    pub content_check_every: u32,
 }
 
 /// What a finished start attempt learnt about the orchestrator, whether or not it started the
@@ -336,6 +358,14 @@ pub enum Input {
     EventsEnd { share: ShareId, end: ChannelEnd },
     /// A control message got 404: the channel is gone.
     ControlGone { share: ShareId },
+    /// The picture of an output keyframe ([`Output::CheckContent`]) shows frame number `code`
+    /// (`None`: unreadable).
+    ContentSample {
+        share: ShareId,
+        pts: u64,
+        at_us: u64,
+        code: Option<u32>,
+    },
     /// Replaying the params to `share` failed [`CONTROL_REPLAY_TRIES`] times.
     ControlReplayFailed { share: ShareId },
 }
@@ -379,6 +409,15 @@ pub enum Output {
     LeaveShare { share: ShareId },
     /// Stop `share`'s readers, control channel and payments.
     StopShare { share: ShareId },
+    /// Decode `picture` (one output keyframe, Annex B with its parameter sets, of `share`,
+    /// stamped `pts`, arrived at `at_us`), read the frame number drawn in it and report
+    /// [`Input::ContentSample`]. Decoding is the driver's: the core holds no codec.
+    CheckContent {
+        share: ShareId,
+        pts: u64,
+        at_us: u64,
+        picture: Bytes,
+    },
     /// An observation for the analytics events.
     Observe(Observation),
     /// The session is over; nothing else follows.

@@ -35,8 +35,8 @@ enum Orch {
 struct SimShare {
     pipeline: PipelineCore,
     muxer: TsMuxer,
-    /// Scheduled outputs `(due_us, pts, keyframe)`, in due order.
-    pending: VecDeque<(u64, u64, bool)>,
+    /// Scheduled outputs `(due_us, pts, keyframe, frame number shown)`, in due order.
+    pending: VecDeque<(u64, u64, bool, u64)>,
     /// The input segment being written, if it was opened.
     segment: Option<u64>,
     crashed: bool,
@@ -55,6 +55,8 @@ struct Net {
     control: Vec<(ShareId, String)>,
     finished: Option<Finished>,
     start_ms: u64,
+    /// The plan's clip, for reading the frame number back from a checked picture.
+    plan_clip: ClipTiming,
 }
 
 fn template() -> SessionReport {
@@ -80,12 +82,14 @@ fn plan(duration_s: u64) -> SessionPlan {
             segment_us: SEGMENT_US,
             fps: FPS,
             frames_per_segment: FPS,
+            segments: 4,
         },
         duration_us: duration_s * 1_000_000,
         timeouts: SessionTimeouts::default(),
         params: json!({"prompt": "watercolor"}),
         params_update_offsets_us: vec![duration_s * 500_000],
         keepalive_interval_us: 10_000_000,
+        content_check_every: 1,
     }
 }
 
@@ -96,10 +100,20 @@ fn profile(f: impl FnOnce(&mut Profile)) -> Profile {
 }
 
 /// An Annex B access unit: an IDR slice for keyframes, a non-IDR slice otherwise.
-fn access_unit(keyframe: bool) -> Vec<u8> {
+/// An access unit whose "picture" is the input frame number `shown`, as 8 bytes after the NAL
+/// header: what the harness's stand-in for a decoder reads back ([`picture_number`]).
+fn access_unit(keyframe: bool, shown: u64) -> Vec<u8> {
     let mut au = vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }];
+    au.extend_from_slice(&shown.to_be_bytes());
     au.resize(200, 0x5a);
     au
+}
+
+/// The frame number an [`access_unit`] shows, as the clip's pictures show it (modulo the clip).
+fn picture_number(picture: &[u8], clip: &ClipTiming) -> Option<u32> {
+    let bytes: [u8; 8] = picture.get(5..13)?.try_into().ok()?;
+    let frames = u64::from(clip.frames_per_segment) * u64::from(clip.segments);
+    u32::try_from(u64::from_be_bytes(bytes) % frames).ok()
 }
 
 impl Net {
@@ -127,8 +141,10 @@ impl Net {
             template.mode = TargetMode::Network;
             template.orchestrator = None;
         }
+        let plan_clip = plan.clip;
         let core = SessionCore::new(mode, plan, candidates, template, 0, ORIGIN_UNIX_MS);
         Self {
+            plan_clip,
             core,
             now_us: 0,
             orchs,
@@ -253,12 +269,13 @@ impl Net {
                         InputFrame {
                             pts,
                             keyframe,
-                            payload: (),
+                            payload: k,
                         },
                         now,
                     );
                     if let Some(out) = decision.into_output() {
-                        s.pending.push_back((out.due_us, out.pts, out.keyframe));
+                        s.pending
+                            .push_back((out.due_us, out.pts, out.keyframe, out.payload));
                     }
                     self.input(Input::FrameSent {
                         share,
@@ -296,6 +313,20 @@ impl Net {
                     s.pending.clear();
                 }
                 Output::Observe(o) => self.observations.push(o),
+                Output::CheckContent {
+                    share,
+                    pts,
+                    at_us,
+                    picture,
+                } => {
+                    let code = picture_number(&picture, &self.plan_clip);
+                    self.input(Input::ContentSample {
+                        share,
+                        pts,
+                        at_us,
+                        code,
+                    });
+                }
                 Output::Finished(f) => {
                     self.finished = Some(*f);
                     return u64::MAX;
@@ -311,7 +342,7 @@ impl Net {
     fn next_event_us(&self) -> u64 {
         let mut next = self.later.front().map_or(u64::MAX, |(t, _)| *t);
         for s in self.shares.iter().flatten().filter(|s| !s.stopped) {
-            if let Some((due, _, _)) = s.pending.front() {
+            if let Some((due, _, _, _)) = s.pending.front() {
                 next = next.min(*due);
             }
             if let Some(t) = s.pipeline.poll_timeout() {
@@ -361,10 +392,10 @@ impl Net {
                     }
                 }
             }
-            while s.pending.front().is_some_and(|(due, _, _)| *due <= now) {
-                let (due, pts, keyframe) = s.pending.pop_front().expect("checked");
+            while s.pending.front().is_some_and(|(due, _, _, _)| *due <= now) {
+                let (due, pts, keyframe, shown) = s.pending.pop_front().expect("checked");
                 let mut ts = Vec::new();
-                let au = access_unit(keyframe);
+                let au = access_unit(keyframe, shown);
                 s.muxer.mux_frame(
                     &MuxFrame {
                         pts,
@@ -425,6 +456,59 @@ fn a_direct_session_measures_the_injected_latency_exactly() {
         (10_000..10_200).contains(&ended_ms),
         "ended at {ended_ms} ms"
     );
+}
+
+#[test]
+fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
+    // Honest: every checked keyframe's picture is the frame its PTS names.
+    let honest = Net::direct(Orch::Serves(profile(|p| p.latency_ms = 200)), plan(10))
+        .run()
+        .0
+        .report;
+    let check = honest.metrics.content_check.expect("keyframes checked");
+    assert_eq!(
+        (check.samples, check.unreadable, check.disagreements),
+        (10, 0, 0)
+    );
+    assert_eq!(check.latency_p50_ms, Some(200.0));
+    assert!(!honest.metrics.pts_untrusted);
+
+    // Stamped 100 ms ahead of the frame shown: PTS matching alone would say 100 ms.
+    let shifted = Net::direct(
+        Orch::Serves(profile(|p| {
+            p.latency_ms = 200;
+            p.pts_shift_ms = 100;
+        })),
+        plan(10),
+    )
+    .run()
+    .0
+    .report;
+    let check = shifted.metrics.content_check.expect("keyframes checked");
+    assert_eq!(check.samples, 10);
+    assert_eq!(check.disagreements, 10, "{check:?}");
+    assert!(shifted.metrics.pts_untrusted);
+    let e2e = shifted.metrics.e2e_latency_ms.expect("latency by content");
+    assert_eq!(e2e.count, 10);
+    assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
+
+    // A shift that is not a whole number of frames names no frame that was sent.
+    let unaligned = Net::direct(
+        Orch::Serves(profile(|p| {
+            p.latency_ms = 200;
+            p.pts_shift_ms = 50;
+        })),
+        plan(10),
+    )
+    .run()
+    .0
+    .report;
+    assert!(unaligned.metrics.pts_untrusted);
+    let e2e = unaligned
+        .metrics
+        .e2e_latency_ms
+        .expect("latency by content");
+    assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
 }
 
 #[test]
@@ -790,7 +874,7 @@ fn random_inputs_never_panic_and_a_cancel_always_finishes() {
                         pts: rng.random_range(0..1u64 << 33),
                         dts: None,
                         keyframe: rng.random_bool(0.5),
-                        data: &access_unit(true),
+                        data: &access_unit(true, 0),
                     },
                     &mut out,
                 );

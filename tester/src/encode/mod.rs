@@ -314,5 +314,31 @@ fn check_structure(
     Ok(())
 }
 
+/// Decodes one H.264 access unit that stands alone (an IDR with its SPS and PPS in front, as
+/// every keyframe of lvt's clip and of its replays carries them) and reads the frame number its
+/// picture carries ([`pattern::read_code`]): the content check's reading of an output keyframe.
+/// `None` when it does not decode or the code cannot be read (too small, or not lvt's picture).
+/// Blocking: a few milliseconds of CPU for 512x512, so drivers run it off their event loop.
+pub fn read_frame_number(access_unit: &[u8]) -> Option<u32> {
+    ffmpeg::init().ok()?;
+    let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::H264)?;
+    let mut decoder = ffmpeg::codec::context::Context::new_with_codec(codec)
+        .decoder()
+        .video()
+        .ok()?;
+    decoder
+        .send_packet(&ffmpeg::Packet::copy(access_unit))
+        .ok()?;
+    decoder.send_eof().ok()?;
+    let mut decoded = ffmpeg::frame::Video::empty();
+    decoder.receive_frame(&mut decoded).ok()?;
+    pattern::read_code(
+        decoded.data(0),
+        decoded.stride(0),
+        decoded.width() as usize,
+        decoded.height() as usize,
+    )
+}
+
 #[cfg(test)]
 mod tests;

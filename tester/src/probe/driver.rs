@@ -120,6 +120,8 @@ pub(crate) async fn drive(
     let mut ops: FuturesUnordered<BoxFuture<Applied>> = FuturesUnordered::new();
     let mut finishing: FuturesUnordered<BoxFuture<(ShareId, Result<(), PublishError>)>> =
         FuturesUnordered::new();
+    // Output keyframes being decoded for the content check, off the event loop.
+    let mut decodes: JoinSet<Input> = JoinSet::new();
     let mut replayer = Replayer::new(edge.clip.clone(), 0);
     let mut given = match edge.starter {
         Starter::Given(urls) => Some(urls),
@@ -240,6 +242,19 @@ pub(crate) async fn drive(
                         io.payments = None;
                     }
                 }
+                Output::CheckContent {
+                    share,
+                    pts,
+                    at_us,
+                    picture,
+                } => {
+                    decodes.spawn_blocking(move || Input::ContentSample {
+                        share,
+                        pts,
+                        at_us,
+                        code: crate::encode::read_frame_number(&picture),
+                    });
+                }
                 Output::Observe(observation) => observe(edge.sink.as_ref(), observation),
                 Output::Finished(finished) => {
                     starts.abort_all();
@@ -298,6 +313,7 @@ pub(crate) async fn drive(
                 core.handle_input(Input::SegmentDone { share, result }, clock.now_us());
             }
             Some(input) = rx.recv() => core.handle_input(input, clock.now_us()),
+            Some(Ok(input)) = decodes.join_next() => core.handle_input(input, clock.now_us()),
             Some(done) = starts.join_next() => {
                 let Ok((candidate, info, result)) = done else { continue };
                 let result = result.map(|job| {

@@ -101,7 +101,14 @@ pub struct ProbeOptions {
     /// Checks the addresses orchestrators claim against the on-chain ServiceRegistry (shared by
     /// a run's sessions, so each address is read once); `None` records every claim unverified.
     pub address_verifier: Option<Arc<lvt_gateway::identity::AddressVerifier>>,
+    /// Decode every Nth output keyframe and read the frame number in its picture (the content
+    /// check, docs/metrics.md); 0 checks none. Default [`CONTENT_CHECK_EVERY`].
+    pub content_check_every: u32,
 }
+
+/// The default content check: one output keyframe in five (one picture every 5 s with 1 s
+/// segments), which bounds the decoding cost while a 30 s session still gets six samples.
+pub const CONTENT_CHECK_EVERY: u32 = 5;
 
 impl ProbeOptions {
     /// Options with the defaults of `lvt probe`: noop model, 30 s, params update halfway.
@@ -124,6 +131,7 @@ impl ProbeOptions {
             refuse_changed_certificates: None,
             slo: None,
             address_verifier: None,
+            content_check_every: CONTENT_CHECK_EVERY,
         }
     }
 }
@@ -264,6 +272,7 @@ fn session_plan(opts: &ProbeOptions, clip: &Clip) -> SessionPlan {
             segment_us: u64::from(clip.config.segment_ms) * 1000,
             fps: clip.config.fps,
             frames_per_segment: clip.frames_per_segment(),
+            segments: clip.config.segments,
         },
         duration_us: us(opts.duration),
         timeouts: SessionTimeouts {
@@ -275,6 +284,7 @@ fn session_plan(opts: &ProbeOptions, clip: &Clip) -> SessionPlan {
         params: opts.params.clone(),
         params_update_offsets_us: opts.params_update_offsets.iter().copied().map(us).collect(),
         keepalive_interval_us: us(opts.keepalive_interval),
+        content_check_every: opts.content_check_every,
     }
 }
 
