@@ -14,9 +14,9 @@ use std::collections::VecDeque;
 
 use lvt_schema::{ContentCheck, LatencySummary};
 
-/// Recent sent frames kept for content matching: a little over 30 s at 30 fps, longer than any
-/// latency a session survives.
-const MAX_SENT: usize = 1024;
+/// Recent sent frames kept for content matching: about 8.5 s at 30 fps, twice the default
+/// clip's loop (frame numbers repeat after it, so older sends could not be told apart anyway).
+const MAX_SENT: usize = 256;
 
 /// One sent input frame: its PTS, its send time and the frame number its picture carries.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn honest_timestamps_agree_with_the_pictures() {
         let mut tracker = ContentTracker::default();
-        sent(&mut tracker, 300);
+        sent(&mut tracker, 200);
         // Frame 30 shown 200 ms after it was sent, with its own PTS.
         let at = 30 * 33_333 + 200_000;
         tracker.handle_sample(30 * 3000, at, Some(30), Some(30 * 33_333), TOLERANCE_US);
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn shifted_timestamps_are_caught_and_the_latency_comes_from_the_pictures() {
         let mut tracker = ContentTracker::default();
-        sent(&mut tracker, 300);
+        sent(&mut tracker, 200);
         // Frames shown 200 ms late, stamped 3 frames (100 ms) ahead: PTS-matching would say
         // 100 ms.
         for k in [30, 60, 90] {
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!((summary.count, summary.p50), (3, 200.0));
         // A PTS that names nothing sent disagrees too.
         let mut unmatched = ContentTracker::default();
-        sent(&mut unmatched, 300);
+        sent(&mut unmatched, 200);
         unmatched.handle_sample(1, 30 * 33_333 + 200_000, Some(30), None, TOLERANCE_US);
         assert!(unmatched.pts_untrusted());
     }

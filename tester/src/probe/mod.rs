@@ -106,9 +106,10 @@ pub struct ProbeOptions {
     pub content_check_every: u32,
 }
 
-/// The default content check: one output keyframe in five (one picture every 5 s with 1 s
-/// segments), which bounds the decoding cost while a 30 s session still gets six samples.
-pub const CONTENT_CHECK_EVERY: u32 = 5;
+/// The default content check: one output keyframe in ten (one picture every 10 s with 1 s
+/// segments, three in a 30 s session). Each check decodes one 512x512 IDR, about 1.4 ms of CPU
+/// in a release build, so this costs about 140 us per stream-second (docs/benchmarks.md).
+pub const CONTENT_CHECK_EVERY: u32 = 10;
 
 impl ProbeOptions {
     /// Options with the defaults of `lvt probe`: noop model, 30 s, params update halfway.
