@@ -460,11 +460,15 @@ fn a_direct_session_measures_the_injected_latency_exactly() {
 
 #[test]
 fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
+    let session = |pts_shift_ms: u64| {
+        let orch = Orch::Serves(profile(|p| {
+            p.latency_ms = 200;
+            p.pts_shift_ms = pts_shift_ms;
+        }));
+        Net::direct(orch, plan(10)).run().0.report
+    };
     // Honest: every checked keyframe's picture is the frame its PTS names.
-    let honest = Net::direct(Orch::Serves(profile(|p| p.latency_ms = 200)), plan(10))
-        .run()
-        .0
-        .report;
+    let honest = session(0);
     let check = honest.metrics.content_check.expect("keyframes checked");
     assert_eq!(
         (check.samples, check.unreadable, check.disagreements),
@@ -474,16 +478,7 @@ fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
     assert!(!honest.metrics.pts_untrusted);
 
     // Stamped 100 ms ahead of the frame shown: PTS matching alone would say 100 ms.
-    let shifted = Net::direct(
-        Orch::Serves(profile(|p| {
-            p.latency_ms = 200;
-            p.pts_shift_ms = 100;
-        })),
-        plan(10),
-    )
-    .run()
-    .0
-    .report;
+    let shifted = session(100);
     let check = shifted.metrics.content_check.expect("keyframes checked");
     assert_eq!(check.samples, 10);
     assert_eq!(check.disagreements, 10, "{check:?}");
@@ -493,16 +488,7 @@ fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
     assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
 
     // A shift that is not a whole number of frames names no frame that was sent.
-    let unaligned = Net::direct(
-        Orch::Serves(profile(|p| {
-            p.latency_ms = 200;
-            p.pts_shift_ms = 50;
-        })),
-        plan(10),
-    )
-    .run()
-    .0
-    .report;
+    let unaligned = session(50);
     assert!(unaligned.metrics.pts_untrusted);
     let e2e = unaligned
         .metrics
