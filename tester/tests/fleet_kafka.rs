@@ -411,10 +411,10 @@ async fn a_replica_killed_and_left_down_hands_its_partition_to_the_other() {
     let killed = std::time::Instant::now();
     // Tansu 0.6.0 rebalances after expiring A but leaves A's share assigned to it; B's orphan
     // rule (docs/collector.md, "A stalled consumer") sees that partition unread for three
-    // session timeouts, rejoins, and takes it. About 55 s here on an idle machine; the bound
-    // leaves room for a loaded one (a whole-suite run once took over 70 s) within nextest's
-    // 120 s.
-    wait_for(85, "B holding both partitions", &fleet.log_b(), || async {
+    // session timeouts, rejoins, and takes it. About 55 s here on an idle machine, over 85 s
+    // once beside the rest of the suite; the bound leaves room for a loaded machine within the
+    // four minutes .config/nextest.toml gives this test.
+    wait_for(180, "B holding both partitions", &fleet.log_b(), || async {
         let held = metric_sum(fleet.b(), "lvt_collector_kafka_assigned_partitions").await;
         (held == Some(2)).then_some(())
     })
