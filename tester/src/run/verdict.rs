@@ -110,12 +110,8 @@ pub fn declared_slo(
         let Subject::Metric { metric, .. } = expr.subject else {
             continue;
         };
-        let applies = t.r#where.iter().all(|(name, want)| {
-            label_from_name(name)
-                .and_then(|label| labels.get(&label))
-                .is_some_and(|have| have == want)
-        });
-        if !applies {
+        // A threshold naming an unknown label matches no session (validation refuses it).
+        if !where_filter(t).is_ok_and(|filter| filter_matches(&filter, labels)) {
             continue;
         }
         let limit = expr.limit;
@@ -137,6 +133,28 @@ pub fn declared_slo(
     (!slo.is_empty()).then_some(slo)
 }
 
+/// A threshold's `where` filter as labels and wanted values; an unknown label is an error
+/// that names it.
+fn where_filter(t: &Threshold) -> Result<Vec<(Label, &str)>, String> {
+    t.r#where
+        .iter()
+        .map(|(k, v)| {
+            label_from_name(k).map(|l| (l, v.as_str())).ok_or_else(|| {
+                format!(
+                    "unknown label `{k}` in where (expected target, complexity, prompt or start)"
+                )
+            })
+        })
+        .collect()
+}
+
+/// Whether a session with `labels` matches every label of `filter`.
+fn filter_matches(filter: &[(Label, &str)], labels: &BTreeMap<Label, String>) -> bool {
+    filter
+        .iter()
+        .all(|(label, want)| labels.get(label).is_some_and(|have| have == want))
+}
+
 /// Evaluates one threshold, already parsed as `expr`, over `sessions` (the threshold's `where`
 /// filter applied first).
 pub fn evaluate(t: &Threshold, expr: &ThresholdExpr, sessions: &[SessionRecord]) -> Verdict {
@@ -150,27 +168,17 @@ pub fn evaluate(t: &Threshold, expr: &ThresholdExpr, sessions: &[SessionRecord])
     };
     // Validation rejects unknown labels before a run; a threshold that still names one can
     // match nothing, which is a failure to verify, said plainly.
-    let mut filter = Vec::with_capacity(t.r#where.len());
-    for (k, v) in &t.r#where {
-        match label_from_name(k) {
-            Some(l) => filter.push((l, v.as_str())),
-            None => {
-                verdict.status = VerdictStatus::Fail;
-                verdict.message = format!(
-                    "unknown label `{k}` in where (expected target, complexity, prompt or start)"
-                );
-                return verdict;
-            }
+    let filter = match where_filter(t) {
+        Ok(filter) => filter,
+        Err(message) => {
+            verdict.status = VerdictStatus::Fail;
+            verdict.message = message;
+            return verdict;
         }
-    }
+    };
     let matched: Vec<&SessionRecord> = sessions
         .iter()
-        .filter(|s| {
-            let l = labels(s);
-            filter
-                .iter()
-                .all(|(label, want)| l.get(label).is_some_and(|have| have == want))
-        })
+        .filter(|s| filter_matches(&filter, &labels(s)))
         .collect();
     let limit = format!("limit {} {}", expr.op.as_str(), expr.limit);
     match expr.subject {
