@@ -12,5 +12,6 @@
 //! path uses it.
 
 pub mod ffprobe;
+pub mod flat;
 pub mod h264;
 pub mod ts;

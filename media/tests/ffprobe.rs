@@ -65,3 +65,54 @@ fn ffprobe_accepts_muxed_clip() {
         frames.iter().map(|f| f.data.len()).collect::<Vec<_>>()
     );
 }
+
+/// The loading overlay picture of the simulator ([`lvt_media::flat::FlatPicture`]) decodes in
+/// FFmpeg to exactly what it claims, mid gray in every plane, for the IDR and for every repeat,
+/// also at a size that needs cropping.
+#[test]
+fn ffmpeg_decodes_the_flat_overlay_picture_to_mid_gray() {
+    use lvt_media::flat::FlatPicture;
+    use lvt_media::ts::{MuxConfig, MuxFrame, TsMuxer};
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    for (w, h) in [(512u32, 512u32), (200, 120)] {
+        let flat = FlatPicture::new(w, h).unwrap();
+        let mut muxer = TsMuxer::new(MuxConfig::default());
+        let mut ts = Vec::new();
+        let frames = 20u32;
+        for i in 0..frames {
+            let data = if i == 0 { flat.idr(1) } else { flat.repeat(i) };
+            muxer.mux_frame(
+                &MuxFrame {
+                    pts: 90_000 + u64::from(i) * 3_000,
+                    dts: None,
+                    keyframe: i == 0,
+                    data: &data,
+                },
+                &mut ts,
+            );
+        }
+        let mut child = Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "mpegts", "-i", "pipe:0"])
+            .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg is required (apt-get install ffmpeg)");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&ts));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{w}x{h}: {stderr}");
+        assert_eq!(stderr.trim(), "", "{w}x{h}: ffmpeg reported problems");
+        let picture = (w * h * 3 / 2) as usize;
+        assert_eq!(out.stdout.len(), picture * frames as usize, "{w}x{h}: frames decoded");
+        assert!(
+            out.stdout.iter().all(|&b| b == 128),
+            "{w}x{h}: every sample mid gray"
+        );
+    }
+}
