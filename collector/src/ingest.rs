@@ -736,6 +736,15 @@ fn check_bounds(index: usize, report: &SessionReport) -> Result<(), RecordError>
             ms(&format!("metrics/swaps/{i}/freeze_ms"), freeze)?;
         }
     }
+    if let Some(overlay) = &m.loading_overlay {
+        count(
+            "metrics/loading_overlay/frames",
+            overlay.frames,
+            MAX_FRAMES_PER_S,
+        )?;
+        ms("metrics/loading_overlay/first_ms", overlay.first_ms)?;
+        ms("metrics/loading_overlay/last_ms", overlay.last_ms)?;
+    }
     if let Some(latency) = report
         .metrics
         .content_check
@@ -1016,6 +1025,22 @@ mod tests {
             )
             .1,
             Some("/1/metrics/stalls/total_ms".into())
+        );
+        assert_eq!(
+            with(
+                &["metrics", "loading_overlay"],
+                json!({"frames": u64::MAX, "first_ms": 0.0, "last_ms": 1.0})
+            )
+            .1,
+            Some("/1/metrics/loading_overlay/frames".into())
+        );
+        assert_eq!(
+            with(
+                &["metrics", "loading_overlay"],
+                json!({"frames": 3, "first_ms": 0.0, "last_ms": 1e13})
+            )
+            .1,
+            Some("/1/metrics/loading_overlay/last_ms".into())
         );
         assert_eq!(
             with(&["ended_at_unix_ms"], json!(1)).1,

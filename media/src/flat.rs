@@ -30,7 +30,7 @@ impl FlatPicture {
     /// A picture `width` x `height` pixels; `None` unless both are even and within 2..=4096
     /// (4:2:0 cropping works in pairs of pixels, and H.264 levels stop well below 4096).
     pub fn new(width: u32, height: u32) -> Option<Self> {
-        let valid = |v: u32| (2..=4096).contains(&v) && v % 2 == 0;
+        let valid = |v: u32| (2..=4096).contains(&v) && v.is_multiple_of(2);
         if !valid(width) || !valid(height) {
             return None;
         }
@@ -250,9 +250,7 @@ mod tests {
         for (w, h) in [(512, 512), (1280, 720), (1920, 1080), (2, 2), (650, 362)] {
             let flat = FlatPicture::new(w, h).unwrap();
             let au = flat.idr(0);
-            let types: Vec<u8> = h264::nal_units(&au)
-                .filter_map(h264::nal_type)
-                .collect();
+            let types: Vec<u8> = h264::nal_units(&au).filter_map(h264::nal_type).collect();
             assert_eq!(types, [NAL_SPS, NAL_PPS, NAL_IDR], "{w}x{h}");
             let sps = h264::find_sps(&au).expect("our SPS parses");
             assert_eq!((sps.width, sps.height, sps.profile_idc), (w, h, 66));

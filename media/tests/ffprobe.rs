@@ -109,7 +109,11 @@ fn ffmpeg_decodes_the_flat_overlay_picture_to_mid_gray() {
         assert!(out.status.success(), "{w}x{h}: {stderr}");
         assert_eq!(stderr.trim(), "", "{w}x{h}: ffmpeg reported problems");
         let picture = (w * h * 3 / 2) as usize;
-        assert_eq!(out.stdout.len(), picture * frames as usize, "{w}x{h}: frames decoded");
+        assert_eq!(
+            out.stdout.len(),
+            picture * frames as usize,
+            "{w}x{h}: frames decoded"
+        );
         assert!(
             out.stdout.iter().all(|&b| b == 128),
             "{w}x{h}: every sample mid gray"

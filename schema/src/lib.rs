@@ -461,6 +461,23 @@ pub struct SessionMetrics {
     /// `e2e_latency_ms` then comes from the pictures (the checked keyframes) instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pts_untrusted: bool,
+    /// Loading overlay frames (docs/metrics.md, "Loading overlay"): output the runner sent in
+    /// place of processed frames while its pipeline (re)loaded, told apart by their pictures.
+    /// They are counted here and nowhere else: `startup_ms` is the first *processed* frame, and
+    /// latency, FPS and stalls are of processed frames. Absent when none was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loading_overlay: Option<LoadingOverlay>,
+}
+
+/// The loading overlay frames of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LoadingOverlay {
+    /// Overlay frames received.
+    pub frames: u64,
+    /// First input frame sent to the first overlay frame's arrival, ms.
+    pub first_ms: f64,
+    /// First input frame sent to the last overlay frame's arrival, ms.
+    pub last_ms: f64,
 }
 
 /// The content check of a session's output: sampled output keyframes decoded and the input

@@ -96,6 +96,11 @@ fn full_report() -> SessionReport {
                 latency_p50_ms: Some(412.5),
             }),
             pts_untrusted: true,
+            loading_overlay: Some(LoadingOverlay {
+                frames: 15,
+                first_ms: 40.0,
+                last_ms: 510.5,
+            }),
         },
         runner: RunnerReport {
             status_events: 6,

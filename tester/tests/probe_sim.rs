@@ -106,6 +106,79 @@ async fn shifted_timestamps_are_caught_by_the_pictures_with_the_true_latency() {
     assert!(!r.metrics.pts_untrusted);
 }
 
+/// A simulator that answers with ai-runner's loading overlay while its pipeline loads (1.5 s at
+/// start) and again for 1 s after the params update that makes it reload. Over real sockets,
+/// with FFmpeg decoding the overlay watch's frames: the overlay is counted apart, `startup_ms`
+/// is the first processed frame (the first keyframe after the load, 2 s in, plus 100 ms), the
+/// latency is the processed frames' and the reload is a stall of the processed output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loading_overlay_frames_are_told_from_processed_output_by_their_pictures() {
+    let (orch, stop) = start_sim(
+        profile(|p| {
+            p.latency_ms = 100;
+            p.startup_ms = 1_500;
+            p.reload_ms = 1_000;
+        }),
+        true,
+    )
+    .await;
+    let (r, noise_ms) = with_scheduling_noise(run_probe(&orch, Duration::from_secs(8))).await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let m = &r.metrics;
+    let tolerance_ms = 10.0 + 3.0 * noise_ms;
+    let startup = m.startup_ms.expect("startup measured");
+    assert!(
+        (startup - 2_100.0).abs() < tolerance_ms,
+        "startup {startup} ms, expected 2100 (first keyframe after the load + 100 ms)"
+    );
+    let overlay = m.loading_overlay.expect("overlay frames seen");
+    // 45 input frames in the first 1.5 s and 30 in the reload's second, give or take the
+    // frames at the edges on a loaded machine.
+    assert!(
+        (70..=80).contains(&overlay.frames),
+        "{} overlay frames",
+        overlay.frames
+    );
+    assert!(overlay.first_ms < 50.0 + tolerance_ms, "{overlay:?}");
+    assert!(
+        overlay.last_ms > 4_000.0,
+        "the reload's overlay at 4 s: {overlay:?}"
+    );
+    let e2e = m.e2e_latency_ms.expect("latency");
+    assert!(
+        (e2e.p50 - 100.0).abs() < 5.0 + 2.0 * noise_ms,
+        "e2e p50 {} ms",
+        e2e.p50
+    );
+    assert!(
+        e2e.min > 90.0,
+        "no overlay frame (sent at once) in the latency: {e2e:?}"
+    );
+    assert_eq!(m.stalls.count, 1, "the reload: {:?}", m.stalls);
+    assert_eq!((m.output_width, m.output_height), (Some(512), Some(512)));
+
+    // The same simulator with the overlay off drops input while loading instead: the same
+    // startup, and nothing counted as overlay.
+    let (plain, stop) = start_sim(
+        profile(|p| {
+            p.latency_ms = 100;
+            p.startup_ms = 1_500;
+            p.loading_overlay = false;
+        }),
+        true,
+    )
+    .await;
+    let r = run_probe(&plain, Duration::from_secs(4)).await;
+    stop.cancel();
+    let startup = r.metrics.startup_ms.expect("startup measured");
+    assert!(
+        (startup - 2_100.0).abs() < tolerance_ms,
+        "startup {startup}"
+    );
+    assert_eq!(r.metrics.loading_overlay, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_fps_is_measured_within_2_percent_over_tls() {
     let (orch, stop) = start_sim(profile(|p| p.fps = Some(12)), false).await;

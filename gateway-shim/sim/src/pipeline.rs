@@ -46,6 +46,10 @@ pub struct PipelineConfig {
     /// Added to every output PTS, 90 kHz ([`Profile::pts_shift_ms`]).
     pub pts_shift: u64,
     pub startup_us: u64,
+    /// Answer input with loading overlay frames while loading ([`Profile::loading_overlay`]).
+    pub loading_overlay: bool,
+    /// Reload time of a params update ([`Profile::reload_ms`]).
+    pub reload_us: u64,
     /// `(start, end)` of the stall window, relative to the session start.
     pub stall_us: Option<(u64, u64)>,
     /// Crash time relative to the session start.
@@ -76,6 +80,8 @@ impl PipelineConfig {
             step_fps_cost: profile.step_fps_cost,
             pts_shift: profile.pts_shift_ms.saturating_mul(90),
             startup_us: profile.startup_ms.saturating_mul(1000),
+            loading_overlay: profile.loading_overlay,
+            reload_us: profile.reload_ms.saturating_mul(1000),
             stall_us: profile.stall_at_s.map(|at| {
                 let start = secs_to_us(at);
                 (start, start.saturating_add(secs_to_us(profile.stall_s)))
@@ -106,13 +112,16 @@ pub struct ScheduledOutput<F> {
     pub due_us: u64,
     pub pts: u64,
     pub keyframe: bool,
+    /// A loading overlay frame: the driver sends the overlay picture instead of the payload
+    /// (an IDR when `keyframe`, which starts each run of them, else a repeat of it).
+    pub overlay: bool,
     pub payload: F,
 }
 
 /// Why an input frame produced no output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The model was still loading.
+    /// The model was still loading (and the overlay is off).
     Loading,
     /// Removed to reach the profile's output frame rate.
     Decimated,
@@ -159,6 +168,8 @@ pub struct PipelineStats {
     pub frames_scheduled: u64,
     pub frames_written: u64,
     pub dropped_loading: u64,
+    /// Loading overlay frames scheduled in place of input frames.
+    pub overlay_frames: u64,
     pub dropped_decimated: u64,
     pub dropped_awaiting_keyframe: u64,
     pub dropped_stalled: u64,
@@ -180,6 +191,12 @@ pub struct PipelineCore {
     /// Denoising steps of the current params (the length of `t_index_list`, at least 1).
     steps: u32,
     awaiting_keyframe: bool,
+    /// The params allow the loading overlay (`show_reloading_frame`, default true).
+    overlay_allowed: bool,
+    /// A run of overlay frames is going out: the next one repeats the run's IDR.
+    overlay_run: bool,
+    /// End of the reload in progress, on the core's clock.
+    reload_until_us: Option<u64>,
     /// Slow mode: when the simulated model finishes the frames queued so far.
     busy_until_us: u64,
     last_due_us: u64,
@@ -208,6 +225,7 @@ impl PipelineCore {
     pub fn new(config: PipelineConfig, now_us: u64, start_unix_ms: i64, params: Value) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let steps = denoising_steps(&params);
+        let overlay_allowed = overlay_allowed(&params);
         let loaded = config.startup_us == 0;
         let state = if loaded {
             PipelineState::Online
@@ -235,6 +253,9 @@ impl PipelineCore {
             credit: 0.0,
             steps,
             awaiting_keyframe: true,
+            overlay_allowed,
+            overlay_run: false,
+            reload_until_us: None,
             busy_until_us: now_us,
             last_due_us: now_us,
             crashed: false,
@@ -308,6 +329,10 @@ impl PipelineCore {
         self.snapshot.last_input_time_ms = Some(self.unix_ms(now_us));
         self.observe_pts(frame.pts);
 
+        if self.is_loading(now_us) && !self.crashed {
+            return self.overlay_or_drop(frame, now_us);
+        }
+        self.overlay_run = false;
         let decision = self.decide(&frame, now_us);
         match decision {
             Ok(due_us) => {
@@ -316,6 +341,7 @@ impl PipelineCore {
                     due_us,
                     pts: frame.pts.wrapping_add(self.config.pts_shift) % PTS_MODULO,
                     keyframe: frame.keyframe,
+                    overlay: false,
                     payload: frame.payload,
                 })
             }
@@ -332,6 +358,46 @@ impl PipelineCore {
                 Decision::Dropped(reason)
             }
         }
+    }
+
+    /// Whether the pipeline is loading at `now_us`: the initial load, or a reload.
+    fn is_loading(&self, now_us: u64) -> bool {
+        now_us.saturating_sub(self.start_us) < self.config.startup_us
+            || self.reload_until_us.is_some_and(|until| now_us < until)
+    }
+
+    /// An input frame that arrived while loading: ai-runner's input loop answers it at once
+    /// with an overlay frame of the same PTS (the model's frame rate does not apply), unless the
+    /// overlay is off. The real output restarts at a keyframe afterwards.
+    fn overlay_or_drop<F>(&mut self, frame: InputFrame<F>, now_us: u64) -> Decision<F> {
+        self.awaiting_keyframe = true;
+        let crash_due = self
+            .config
+            .crash_after_us
+            .is_some_and(|crash| now_us.saturating_sub(self.start_us) >= crash);
+        if !(self.config.loading_overlay && self.overlay_allowed) || crash_due {
+            self.stats.dropped_loading += 1;
+            return Decision::Dropped(DropReason::Loading);
+        }
+        let due_us = now_us.max(self.last_due_us);
+        if let Some((start, end)) = self.config.stall_us
+            && (start..end).contains(&due_us.saturating_sub(self.start_us))
+        {
+            self.overlay_run = false;
+            self.stats.dropped_stalled += 1;
+            return Decision::Dropped(DropReason::Stalled);
+        }
+        self.last_due_us = due_us;
+        let keyframe = !std::mem::replace(&mut self.overlay_run, true);
+        self.stats.frames_scheduled += 1;
+        self.stats.overlay_frames += 1;
+        Decision::Output(ScheduledOutput {
+            due_us,
+            pts: frame.pts.wrapping_add(self.config.pts_shift) % PTS_MODULO,
+            keyframe,
+            overlay: true,
+            payload: frame.payload,
+        })
     }
 
     /// The driver wrote a scheduled frame to the output channel at `now_us`.
@@ -357,6 +423,8 @@ impl PipelineCore {
         }
         self.snapshot.last_params_hash = Some(params_hash(&message));
         self.steps = denoising_steps(&message);
+        self.overlay_allowed = overlay_allowed(&message);
+        let reloads = self.config.reload_us > 0;
         self.snapshot.last_params = Some(message);
         self.snapshot.last_params_update_time_ms = Some(self.unix_ms(now_us));
         // ai-runner applies the update without emitting anything (its `params_update` event is
@@ -364,6 +432,12 @@ impl PipelineCore {
         // the simulator still reports a status right away so that a tester can see the new
         // hash without waiting a whole status interval.
         self.push_status(now_us);
+        if reloads {
+            // ai-runner marks the pipeline not ready for the reload's length: status says
+            // LOADING and input comes back as overlay frames.
+            self.reload_until_us = Some(now_us.saturating_add(self.config.reload_us));
+            self.set_state(PipelineState::Loading, now_us);
+        }
         true
     }
 
@@ -375,6 +449,9 @@ impl PipelineCore {
         let mut next = self.next_status_us;
         if !self.loaded {
             next = next.min(self.start_us.saturating_add(self.config.startup_us));
+        }
+        if let Some(until) = self.reload_until_us {
+            next = next.min(until);
         }
         if let Some((start, end)) = self.config.stall_us {
             if !self.stall_started {
@@ -425,6 +502,15 @@ impl PipelineCore {
         if !self.loaded && rel >= self.config.startup_us {
             self.loaded = true;
             if self.state == PipelineState::Loading {
+                self.set_state(PipelineState::Online, at_us);
+            }
+            return;
+        }
+        if let Some(until) = self.reload_until_us
+            && at_us >= until
+        {
+            self.reload_until_us = None;
+            if self.loaded && self.state == PipelineState::Loading {
                 self.set_state(PipelineState::Online, at_us);
             }
             return;
@@ -514,10 +600,6 @@ impl PipelineCore {
     fn decide<F>(&mut self, frame: &InputFrame<F>, now_us: u64) -> Result<u64, DropReason> {
         if self.crashed {
             return Err(DropReason::Ended);
-        }
-        let rel = now_us.saturating_sub(self.start_us);
-        if rel < self.config.startup_us {
-            return Err(DropReason::Loading);
         }
         if !self.keep_for_fps(frame.keyframe) {
             return Err(DropReason::Decimated);
@@ -612,6 +694,12 @@ pub fn denoising_steps(params: &Value) -> u32 {
         })
 }
 
+/// Whether params allow the loading overlay: ai-runner's `show_reloading_frame`, true unless
+/// set to `false`.
+fn overlay_allowed(params: &Value) -> bool {
+    params.get("show_reloading_frame").and_then(Value::as_bool) != Some(false)
+}
+
 /// ai-runner's keepalive control message, `{"keep": "alive"}`.
 pub fn is_keepalive(message: &Value) -> bool {
     message
@@ -650,6 +738,19 @@ mod tests {
 
     fn drain_events(core: &mut PipelineCore) -> Vec<PipelineOutput> {
         std::iter::from_fn(|| core.poll_output()).collect()
+    }
+
+    /// The states the status events published so far report, in order.
+    fn status_states(core: &mut PipelineCore) -> Vec<String> {
+        drain_events(core)
+            .into_iter()
+            .filter_map(|o| match o {
+                PipelineOutput::Event(e) if e.kind() == "status" => {
+                    Some(e.event["state"].as_str().unwrap_or_default().to_string())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -850,6 +951,7 @@ mod tests {
         let profile = Profile {
             startup_ms: 500,
             latency_ms: 10,
+            loading_overlay: false,
             ..Profile::default()
         };
         let mut core = PipelineCore::new(config(&profile), 0, 0, json!({}));
@@ -871,16 +973,126 @@ mod tests {
             }
         }
         assert_eq!(core.state(), PipelineState::Online);
-        let states: Vec<String> = drain_events(&mut core)
-            .into_iter()
-            .filter_map(|o| match o {
-                PipelineOutput::Event(e) if e.kind() == "status" => {
-                    Some(e.event["state"].as_str().unwrap_or_default().to_string())
-                }
+        let states = status_states(&mut core);
+        assert_eq!(states, ["LOADING", "ONLINE"]);
+    }
+
+    /// While the model loads, every input frame comes back at once as an overlay frame with its
+    /// PTS (the first of the run an IDR, the rest repeats), at the input rate whatever the
+    /// profile's FPS; the real output starts at the first keyframe after the load.
+    #[test]
+    fn loading_answers_input_with_overlay_frames_then_real_output_at_a_keyframe() {
+        let profile = Profile {
+            startup_ms: 500,
+            latency_ms: 10,
+            fps: Some(12),
+            ..Profile::default()
+        };
+        let mut core = PipelineCore::new(config(&profile), 0, 0, json!({}));
+        let out = run(&mut core, 90, 30);
+        let mut overlays = 0;
+        for (i, d) in out.iter().enumerate() {
+            let i = i as u64;
+            let arrival = i * 1_000_000 / 30;
+            if arrival < 500_000 {
+                let Decision::Output(o) = d else {
+                    panic!("frame {i}: {d:?}")
+                };
+                assert!(o.overlay, "frame {i}");
+                assert_eq!(o.keyframe, i == 0, "frame {i}: the run starts with an IDR");
+                assert_eq!(
+                    (o.due_us, o.pts, o.payload),
+                    (arrival, 90_000 + i * 3_000, i)
+                );
+                overlays += 1;
+            } else if i < 30 {
+                assert!(matches!(d, Decision::Dropped(_)), "frame {i}: {d:?}");
+            } else if let Decision::Output(o) = d {
+                assert!(!o.overlay, "frame {i}");
+            }
+        }
+        assert!(matches!(&out[30], Decision::Output(o) if o.keyframe));
+        assert_eq!(overlays, 15);
+        assert_eq!(core.stats().overlay_frames, 15);
+        assert_eq!(core.stats().dropped_loading, 0);
+    }
+
+    /// The job's params can turn the overlay off as they can on ai-runner.
+    #[test]
+    fn params_without_the_reloading_frame_get_no_overlay() {
+        let profile = Profile {
+            startup_ms: 500,
+            ..Profile::default()
+        };
+        let params = json!({"show_reloading_frame": false});
+        let mut core = PipelineCore::new(config(&profile), 0, 0, params);
+        let out = run(&mut core, 15, 30);
+        assert!(
+            out.iter()
+                .all(|d| d == &Decision::Dropped(DropReason::Loading))
+        );
+        assert_eq!(core.stats().overlay_frames, 0);
+    }
+
+    /// With `reload_ms`, a params update reloads: status says LOADING, input comes back as a
+    /// new overlay run (starting with an IDR), then ONLINE and real output from the next
+    /// keyframe. A keepalive is no update; without `reload_ms` updates apply in place.
+    #[test]
+    fn an_update_reloads_with_overlay_frames_when_the_profile_says_so() {
+        let mut in_place = PipelineCore::new(config(&Profile::default()), 0, 0, json!({}));
+        in_place.handle_control(json!({"model_id": "b"}), 0);
+        assert_eq!(in_place.state(), PipelineState::Online);
+        let profile = Profile {
+            reload_ms: 400,
+            ..Profile::default()
+        };
+        let mut core = PipelineCore::new(config(&profile), 0, 0, json!({"model_id": "a"}));
+        let mut decisions = Vec::new();
+        for i in 0..120u64 {
+            let now = i * 1_000_000 / 30;
+            core.handle_timeout(now);
+            if i == 20 {
+                core.handle_control(json!({"keep": "alive"}), now);
+                assert_eq!(
+                    core.state(),
+                    PipelineState::Online,
+                    "a keepalive changes nothing"
+                );
+            }
+            if i == 40 {
+                core.handle_control(json!({"model_id": "b"}), now);
+                assert_eq!(core.state(), PipelineState::Loading);
+            }
+            decisions.push(core.handle_input_frame(frame(i, 30), now));
+        }
+        let overlay: Vec<u64> = decisions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match d {
+                Decision::Output(o) if o.overlay => Some(i as u64),
                 _ => None,
             })
             .collect();
-        assert_eq!(states, ["LOADING", "ONLINE"]);
+        // 400 ms from frame 40's arrival: frames 40..=51.
+        assert_eq!(overlay, (40..52).collect::<Vec<_>>());
+        let Decision::Output(first) = &decisions[40] else {
+            unreachable!()
+        };
+        assert!(first.keyframe, "a new run starts with an IDR");
+        for (i, d) in decisions.iter().enumerate().take(60).skip(52) {
+            assert_eq!(
+                d,
+                &Decision::Dropped(DropReason::AwaitingKeyframe),
+                "frame {i}"
+            );
+        }
+        assert!(matches!(&decisions[60], Decision::Output(o) if !o.overlay && o.keyframe));
+        assert_eq!(core.state(), PipelineState::Online);
+        let states = status_states(&mut core);
+        assert!(
+            states.windows(2).any(|w| w == ["LOADING", "ONLINE"]),
+            "{states:?}"
+        );
     }
 
     #[test]

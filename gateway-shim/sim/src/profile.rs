@@ -32,8 +32,8 @@ pub struct Profile {
     /// when possible so output segments start on an IDR frame). Omit it to pass every frame.
     pub fps: Option<u32>,
     /// Model load time in milliseconds before the first output of a warm start (the model is
-    /// already in memory). Input arriving while loading is consumed but produces nothing, and
-    /// status events say `LOADING`.
+    /// already in memory). While it loads, status events say `LOADING` and each input frame
+    /// comes back as a loading overlay frame (`loading_overlay`), or produces nothing.
     pub startup_ms: u64,
     /// Model load time in milliseconds of a cold start: the very first session, and the first
     /// after the orchestrator ran no session for at least `cold_after_idle_s`. Omit it to load
@@ -83,6 +83,16 @@ pub struct Profile {
     /// forward, so that an output matched to its input by PTS looks that much faster. The
     /// picture is the input's, unchanged. 0 (the default) stamps honestly.
     pub pts_shift_ms: u64,
+    /// While the pipeline loads (at start and on a reload), answer each input frame at once
+    /// with a loading overlay frame of the same PTS, as ai-runner does by default
+    /// (`show_reloading_frame`): a flat mid-gray picture, ai-runner's overlay when it has no
+    /// earlier output. The job's params can turn it off (`"show_reloading_frame": false`) as
+    /// they can on ai-runner. `false`: input while loading produces nothing.
+    pub loading_overlay: bool,
+    /// Reload time in milliseconds of every params update: a pipeline that cannot apply
+    /// updates in place (ai-runner reloads for those, for example a model change on
+    /// StreamDiffusion). 0 (the default): updates apply in place.
+    pub reload_ms: u64,
 }
 
 impl Default for Profile {
@@ -107,6 +117,8 @@ impl Default for Profile {
             step_latency_ms: 0,
             step_fps_cost: 0.0,
             pts_shift_ms: 0,
+            loading_overlay: true,
+            reload_ms: 0,
         }
     }
 }

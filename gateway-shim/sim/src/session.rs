@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lvt_media::flat::FlatPicture;
 use lvt_media::ts::{Frame, MuxConfig, MuxFrame, STREAM_TYPE_H264, TsDemuxer, TsMuxer};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -151,6 +152,7 @@ pub(crate) async fn run_session(ctx: SessionContext) {
     let mut pending: VecDeque<ScheduledOutput<Frame>> = VecDeque::new();
     let mut control_open = true;
     let mut crashed = false;
+    let mut overlay = OverlayPictures::default();
 
     loop {
         while let Some(out) = core.poll_output() {
@@ -211,11 +213,20 @@ pub(crate) async fn run_session(ctx: SessionContext) {
                         continue;
                     };
                     let keyframe = frame.keyframe;
+                    if keyframe {
+                        overlay.observe_input(&frame.data);
+                    }
                     let decision = core.handle_input_frame(
                         InputFrame { pts, keyframe, payload: frame },
                         received_us,
                     );
-                    if let Decision::Output(out) = decision {
+                    if let Decision::Output(mut out) = decision {
+                        if out.overlay {
+                            match overlay.picture(out.keyframe) {
+                                Some(data) => out.payload.data = data.into(),
+                                None => continue,
+                            }
+                        }
                         pending.push_back(out);
                     }
                 }
@@ -327,6 +338,48 @@ async fn read_control(mut sub: LocalSubscriber, origin: Instant, tx: mpsc::Sende
             }
             // ai-runner logs a bad control message and carries on; so does the simulator.
             Err(error) => warn!(message = "Control message is not JSON; ignored.", %error),
+        }
+    }
+}
+
+/// The loading overlay's pictures, sized like the input (read from its SPS).
+#[derive(Default)]
+struct OverlayPictures {
+    flat: Option<FlatPicture>,
+    /// Frames of the current run after its IDR.
+    repeats: u32,
+    /// IDR pictures written, for `idr_pic_id`.
+    idrs: u32,
+}
+
+impl OverlayPictures {
+    /// An input keyframe: follows the input's picture size.
+    fn observe_input(&mut self, access_unit: &[u8]) {
+        let Some(sps) = lvt_media::h264::find_sps(access_unit) else {
+            return;
+        };
+        let same = self
+            .flat
+            .as_ref()
+            .is_some_and(|f| (f.width(), f.height()) == (sps.width, sps.height));
+        if !same {
+            self.flat = FlatPicture::new(sps.width, sps.height);
+        }
+    }
+
+    /// The next overlay frame: the run's IDR when `starts_run`, else a repeat of it. `None`
+    /// before any input picture size is known (or for a size H.264 cannot carry); the frame
+    /// is then not sent.
+    fn picture(&mut self, starts_run: bool) -> Option<Vec<u8>> {
+        let flat = self.flat.as_ref()?;
+        if starts_run {
+            self.repeats = 0;
+            self.idrs = self.idrs.wrapping_add(1);
+            // Two IDR pictures in a row must differ in idr_pic_id; libx264 starts from 0.
+            Some(flat.idr(self.idrs))
+        } else {
+            self.repeats = self.repeats.wrapping_add(1);
+            Some(flat.repeat(self.repeats))
         }
     }
 }

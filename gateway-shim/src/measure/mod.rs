@@ -23,7 +23,8 @@ use std::collections::{HashMap, VecDeque};
 
 use hdrhistogram::Histogram;
 use lvt_schema::{
-    FpsSummary, LatencySummary, MediaErrors, RunnerReport, SessionMetrics, StallSummary,
+    FpsSummary, LatencySummary, LoadingOverlay, MediaErrors, RunnerReport, SessionMetrics,
+    StallSummary,
 };
 
 use self::events::RunnerTracker;
@@ -167,6 +168,9 @@ pub struct SessionRecorder {
     media_errors: MediaErrors,
     runner: RunnerTracker,
     content: content::ContentTracker,
+    overlay_frames: u64,
+    /// Arrivals of the first and the latest loading overlay frame.
+    overlay_span_us: Option<(u64, u64)>,
 }
 
 impl SessionRecorder {
@@ -209,6 +213,8 @@ impl SessionRecorder {
             media_errors: MediaErrors::default(),
             runner,
             content: content::ContentTracker::default(),
+            overlay_frames: 0,
+            overlay_span_us: None,
         }
     }
 
@@ -271,6 +277,16 @@ impl SessionRecorder {
 
         self.record_latency(pts, at_us);
         self.record_arrival(at_us);
+    }
+
+    /// An output frame arrived at `at_us` that is a loading overlay, not processed output
+    /// (told by its picture): it is counted apart and for nothing else.
+    pub fn handle_overlay_frame(&mut self, at_us: u64) {
+        self.overlay_frames = self.overlay_frames.saturating_add(1);
+        self.overlay_span_us = Some(match self.overlay_span_us {
+            Some((first, last)) => (first.min(at_us), last.max(at_us)),
+            None => (at_us, at_us),
+        });
     }
 
     fn record_latency(&mut self, pts: u64, at_us: u64) {
@@ -384,6 +400,11 @@ impl SessionRecorder {
         self.runner.last_state()
     }
 
+    /// Loading overlay frames received so far ([`Self::handle_overlay_frame`]).
+    pub fn overlay_frames(&self) -> u64 {
+        self.overlay_frames
+    }
+
     /// Number of output video frames received so far.
     pub fn frames_received(&self) -> u64 {
         self.frames_received
@@ -435,8 +456,19 @@ impl SessionRecorder {
             swaps: Vec::new(),
             content_check: self.content.check(),
             pts_untrusted,
+            loading_overlay: self.loading_overlay(),
         };
         (metrics, self.runner.report())
+    }
+
+    fn loading_overlay(&self) -> Option<LoadingOverlay> {
+        let (first_us, last_us) = self.overlay_span_us?;
+        let sent_us = self.first_sent_at_us.unwrap_or(first_us);
+        Some(LoadingOverlay {
+            frames: self.overlay_frames,
+            first_ms: us_to_ms(first_us.saturating_sub(sent_us)),
+            last_ms: us_to_ms(last_us.saturating_sub(sent_us)),
+        })
     }
 
     fn startup_ms(&self) -> Option<f64> {

@@ -8,11 +8,12 @@ use lvt_schema::{Failure, FailureClass, Gpu, MediaErrors, OrchestratorRef, Sessi
 use serde_json::Value;
 use tracing::{info, warn};
 
+use super::overlay::{HeldFrame, OverlayWatch, Verdict};
 use super::report::{self, ShareRecord};
 use super::{
     CONTROL_REPLAY_TRIES, ChannelEnd, DRAIN_IDLE_US, FLUSH_LIMIT_US, Finished, Input, Mode,
-    NO_ORCHESTRATORS_AVAILABLE, Output, PublishError, SessionPlan, ShareId, StartFailure,
-    StartInfo, updated_params,
+    NO_ORCHESTRATORS_AVAILABLE, OVERLAY_WATCH_AFTER_UPDATE_US, Output, PictureLook, PublishError,
+    SessionPlan, ShareId, StartFailure, StartInfo, updated_params,
 };
 use crate::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
 use crate::gateway::select::{
@@ -100,6 +101,8 @@ struct Share {
     first_output_seen: bool,
     /// Output keyframes seen, for sampling the content check.
     keyframes_seen: u32,
+    /// Output frames held until their pictures tell overlay from processed output.
+    watch: OverlayWatch,
 }
 
 impl Share {
@@ -318,6 +321,7 @@ impl SessionCore {
                 let now_ms = self.rel_ms(self.now_us);
                 self.if_current(share, |m| m.handle_control_not_found(now_ms));
             }
+            Input::FrameLook { share, pts, look } => self.handle_frame_look(share, pts, look),
             Input::ControlReplayFailed { share } => {
                 if let Some(s) = self.shares.get_mut(share) {
                     s.control_dead = true;
@@ -651,7 +655,11 @@ impl SessionCore {
             first_ingest_sent: false,
             first_output_seen: false,
             keyframes_seen: 0,
+            watch: OverlayWatch::default(),
         });
+        if self.plan.watch_overlay {
+            self.shares[share].watch.open_start();
+        }
         self.current = Some(share);
         info!(message = "Orchestrator serving.", uri, share);
         self.outputs.push_back(Output::OpenShare {
@@ -886,32 +894,98 @@ impl SessionCore {
                 s.have_resolution = true;
             }
             s.last_output_pts = Some(s.last_output_pts.map_or(pts, |p| p.max(pts)));
-            let check_content = frame.keyframe && {
-                let every = self.plan.content_check_every;
-                let due = every > 0 && s.keyframes_seen.is_multiple_of(every);
-                s.keyframes_seen = s.keyframes_seen.wrapping_add(1);
-                due
+            let held = HeldFrame {
+                pts,
+                at_us: frame.first_byte_us,
+                keyframe: frame.keyframe,
+                picture: frame.data,
+                sps,
             };
-            if check_content {
-                self.outputs.push_back(Output::CheckContent {
-                    share,
-                    pts,
-                    at_us: frame.first_byte_us,
-                    picture: frame.data.clone(),
-                });
-            }
-            let size = frame.data.len();
-            self.each_recorder(share, |r| {
-                if let Some(sps) = &sps {
-                    r.handle_resolution(sps.width, sps.height);
-                }
-                r.handle_output_frame(pts, frame.first_byte_us, frame.keyframe, size);
-            });
-            let at_ms = self.rel_ms(frame.first_byte_us);
+            // go-livepeer cannot tell an overlay from output: its swap decisions see both.
+            let at_ms = self.rel_ms(held.at_us);
             if reporting && let Some(m) = self.monitor() {
                 m.handle_output_frame(at_ms);
             }
+            if self.shares[share].watch.expired(held.at_us) {
+                self.close_watch(share);
+            }
+            let s = &mut self.shares[share];
+            if s.watch.is_open() {
+                self.outputs.push_back(Output::ClassifyFrame {
+                    share,
+                    pts,
+                    picture: held.picture.clone(),
+                });
+                s.watch.hold(held);
+            } else {
+                self.count_output(share, held);
+            }
         }
+    }
+
+    /// An output frame counts: the content check samples it and the recorders measure it.
+    fn count_output(&mut self, share: ShareId, frame: HeldFrame) {
+        let s = &mut self.shares[share];
+        let check_content = frame.keyframe && {
+            let every = self.plan.content_check_every;
+            let due = every > 0 && s.keyframes_seen.is_multiple_of(every);
+            s.keyframes_seen = s.keyframes_seen.wrapping_add(1);
+            due
+        };
+        let size = frame.picture.len();
+        if check_content {
+            self.outputs.push_back(Output::CheckContent {
+                share,
+                pts: frame.pts,
+                at_us: frame.at_us,
+                picture: frame.picture,
+            });
+        }
+        self.each_recorder(share, |r| {
+            if let Some(sps) = &frame.sps {
+                r.handle_resolution(sps.width, sps.height);
+            }
+            r.handle_output_frame(frame.pts, frame.at_us, frame.keyframe, size);
+        });
+    }
+
+    /// The driver's look at a held frame: it counts as overlay or as output.
+    fn handle_frame_look(&mut self, share: ShareId, pts: u64, look: Option<PictureLook>) {
+        let code = self.plan.clip.code_of(pts);
+        let Some(s) = self.shares.get_mut(share) else {
+            return;
+        };
+        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, code) else {
+            return;
+        };
+        match verdict {
+            Verdict::Overlay => {
+                // The output's size is the processed pictures': read it from the next keyframe.
+                if frame.sps.is_some() {
+                    s.have_resolution = false;
+                }
+                let at_us = frame.at_us;
+                self.each_recorder(share, |r| r.handle_overlay_frame(at_us));
+            }
+            Verdict::Processed | Verdict::Unknown => self.count_output(share, frame),
+        }
+        if closes {
+            self.close_watch(share);
+        }
+    }
+
+    /// Ends `share`'s watch: the frames still held count as output.
+    fn close_watch(&mut self, share: ShareId) {
+        let Some(s) = self.shares.get_mut(share) else {
+            return;
+        };
+        if !s.watch.is_open() {
+            return;
+        }
+        for frame in s.watch.close() {
+            self.count_output(share, frame);
+        }
+        self.outputs.push_back(Output::ClassifyEnd { share });
     }
 
     fn handle_output_end(&mut self, share: ShareId, end: ChannelEnd) {
@@ -1063,10 +1137,16 @@ impl SessionCore {
         let duration = |us: u64| std::time::Duration::from_micros(us);
         match (self.first_input_us, self.recorder.last_output_at_us()) {
             (Some(first_in), None) if now.saturating_sub(first_in) > t.first_output_us => {
+                let overlay = self.recorder.overlay_frames();
+                let loading = if overlay > 0 {
+                    format!(" ({overlay} loading overlay frames: the pipeline was still loading)")
+                } else {
+                    String::new()
+                };
                 return Some(Failure {
                     class: FailureClass::OutputTimeout,
                     detail: format!(
-                        "no output frame within {:?} of the first input",
+                        "no output frame within {:?} of the first input{loading}",
                         duration(t.first_output_us)
                     ),
                 });
@@ -1205,6 +1285,10 @@ impl SessionCore {
                         message: Bytes::from(text),
                         tries: 1,
                     });
+                    if self.plan.watch_overlay {
+                        let until = now.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US);
+                        self.shares[current].watch.open_update(until);
+                    }
                 }
                 _ if keepalive_due <= now => {
                     // Keepalives missed while the driver was late are not made up.
@@ -1279,6 +1363,10 @@ impl SessionCore {
         let now = self.now_us;
         if let End::Failed(f) = &end {
             warn!(message = "Session failed.", class = ?f.class, detail = %f.detail);
+        }
+        // Frames still waiting for their pictures arrived as output: they count as such.
+        for share in 0..self.shares.len() {
+            self.close_watch(share);
         }
         // Output is expected until the last input frame was sent: a gap between the last
         // output and that moment is a trailing stall. A session cut short ends where it was

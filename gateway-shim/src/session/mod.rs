@@ -28,6 +28,7 @@
 
 pub mod classify;
 mod core;
+mod overlay;
 pub mod report;
 #[cfg(test)]
 mod tests;
@@ -166,6 +167,30 @@ pub struct SessionPlan {
     /// Check the content of every Nth output keyframe of each share ([`Output::CheckContent`]);
     /// 0 checks none.
     pub content_check_every: u32,
+    /// Tell loading overlay frames from processed output ([`Output::ClassifyFrame`]) while a
+    /// runner may be loading: from each share's first output frame to its first processed one,
+    /// and for [`OVERLAY_WATCH_AFTER_UPDATE_US`] after each params update.
+    pub watch_overlay: bool,
+}
+
+/// How long after a params update output frames are classified when no loading overlay shows:
+/// ai-runner starts a reload as soon as it has taken the update (it polls its params queue
+/// every 100 ms) and shows the overlay from then until the reload is over.
+pub const OVERLAY_WATCH_AFTER_UPDATE_US: u64 = 5_000_000;
+
+/// Most output frames classified in one watch: two minutes at 30 fps. A runner showing its
+/// overlay longer has failed anyway (the startup timeout ends it), and a decoder that cannot
+/// tell must not decode a whole session.
+pub const MAX_OVERLAY_WATCH_FRAMES: u32 = 3_600;
+
+/// What the driver saw in a decoded output picture ([`Input::FrameLook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PictureLook {
+    /// No colour anywhere: both chroma planes flat at their midpoint. ai-runner's loading
+    /// overlay is grayscale (a dimmed gray copy of its last output, or mid gray).
+    pub colourless: bool,
+    /// The frame number drawn in the picture, if readable.
+    pub code: Option<u32>,
 }
 
 /// What a finished start attempt learnt about the orchestrator, whether or not it started the
@@ -368,6 +393,13 @@ pub enum Input {
     },
     /// Replaying the params to `share` failed [`CONTROL_REPLAY_TRIES`] times.
     ControlReplayFailed { share: ShareId },
+    /// The output frame `pts` of `share` ([`Output::ClassifyFrame`]) looks like this (`None`:
+    /// it could not be decoded, for example a frame before the decoder's first keyframe).
+    FrameLook {
+        share: ShareId,
+        pts: u64,
+        look: Option<PictureLook>,
+    },
 }
 
 /// What the driver must do.
@@ -418,6 +450,16 @@ pub enum Output {
         at_us: u64,
         picture: Bytes,
     },
+    /// Decode `picture`, the next output frame of `share` (frames come in stream order, P-frames
+    /// included, so the decoder keeps its state per share), and report [`Input::FrameLook`]
+    /// for it, in the same order. The frame does not count until the answer comes.
+    ClassifyFrame {
+        share: ShareId,
+        pts: u64,
+        picture: Bytes,
+    },
+    /// No more [`Output::ClassifyFrame`] for `share` until a new one: its decoder can go.
+    ClassifyEnd { share: ShareId },
     /// An observation for the analytics events.
     Observe(Observation),
     /// The session is over; nothing else follows.

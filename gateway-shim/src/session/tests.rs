@@ -57,6 +57,8 @@ struct Net {
     start_ms: u64,
     /// The plan's clip, for reading the frame number back from a checked picture.
     plan_clip: ClipTiming,
+    /// Output frames the core asked to classify.
+    classified: u32,
 }
 
 fn template() -> SessionReport {
@@ -90,6 +92,7 @@ fn plan(duration_s: u64) -> SessionPlan {
         params_update_offsets_us: vec![duration_s * 500_000],
         keepalive_interval_us: 10_000_000,
         content_check_every: 1,
+        watch_overlay: true,
     }
 }
 
@@ -107,6 +110,23 @@ fn access_unit(keyframe: bool, shown: u64) -> Vec<u8> {
     au.extend_from_slice(&shown.to_be_bytes());
     au.resize(200, 0x5a);
     au
+}
+
+/// What a loading overlay frame "shows" in an [`access_unit`]: no input frame.
+const OVERLAY_SHOWN: u64 = u64::MAX;
+
+/// What a decoder would see in an [`access_unit`]: the overlay is gray with no number, the
+/// rest carry colour and their frame number.
+fn picture_look(picture: &[u8], clip: &ClipTiming) -> PictureLook {
+    let overlay = picture.get(5..13) == Some(&OVERLAY_SHOWN.to_be_bytes()[..]);
+    PictureLook {
+        colourless: overlay,
+        code: if overlay {
+            None
+        } else {
+            picture_number(picture, clip)
+        },
+    }
 }
 
 /// The frame number an [`access_unit`] shows, as the clip's pictures show it (modulo the clip).
@@ -145,6 +165,7 @@ impl Net {
         let core = SessionCore::new(mode, plan, candidates, template, 0, ORIGIN_UNIX_MS);
         Self {
             plan_clip,
+            classified: 0,
             core,
             now_us: 0,
             orchs,
@@ -274,8 +295,13 @@ impl Net {
                         now,
                     );
                     if let Some(out) = decision.into_output() {
+                        let shown = if out.overlay {
+                            OVERLAY_SHOWN
+                        } else {
+                            out.payload
+                        };
                         s.pending
-                            .push_back((out.due_us, out.pts, out.keyframe, out.payload));
+                            .push_back((out.due_us, out.pts, out.keyframe, shown));
                     }
                     self.input(Input::FrameSent {
                         share,
@@ -327,6 +353,16 @@ impl Net {
                         code,
                     });
                 }
+                Output::ClassifyFrame {
+                    share,
+                    pts,
+                    picture,
+                } => {
+                    self.classified += 1;
+                    let look = Some(picture_look(&picture, &self.plan_clip));
+                    self.input(Input::FrameLook { share, pts, look });
+                }
+                Output::ClassifyEnd { .. } => {}
                 Output::Finished(f) => {
                     self.finished = Some(*f);
                     return u64::MAX;
@@ -497,6 +533,96 @@ fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
     assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
 }
 
+/// A runner answering with loading overlay frames for its first 500 ms: startup is the first
+/// *processed* frame (the keyframe at 1 s, 40 ms late), the overlay is counted apart and in
+/// nothing else, and only the frames up to the first processed one are decoded. Without the
+/// watch (what lvt did before), the first overlay frame would pass for output at 0 ms.
+#[test]
+fn loading_overlay_frames_are_not_output_and_startup_is_the_first_processed_frame() {
+    let orch = || {
+        Orch::Serves(profile(|p| {
+            p.startup_ms = 500;
+            p.latency_ms = 40;
+        }))
+    };
+    // No params update: its watch would decode frames too.
+    let no_update = || {
+        let mut p = plan(6);
+        p.params_update_offsets_us.clear();
+        p
+    };
+    let (f, net) = Net::direct(orch(), no_update()).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let m = &r.metrics;
+    assert_eq!(m.startup_ms, Some(1_040.0));
+    let overlay = m.loading_overlay.expect("overlay seen");
+    // Input frames arriving in the first 500 ms: 0, 33.3, ..., 466.7 ms.
+    assert_eq!(overlay.frames, 15);
+    assert_eq!((overlay.first_ms, overlay.last_ms), (0.0, 466.666));
+    let e2e = m.e2e_latency_ms.expect("latency");
+    assert_eq!(
+        (e2e.min, e2e.max),
+        (40.0, 40.0),
+        "no overlay frame in the latency"
+    );
+    assert_eq!(m.frames_received, 150, "5 s of processed frames");
+    assert_eq!(
+        m.stalls.count, 0,
+        "the overlay-to-output gap precedes the first output"
+    );
+    assert_eq!(
+        net.classified, 16,
+        "the overlay and the first processed frame"
+    );
+
+    // Without the watch the overlay passes for output.
+    let mut blind = no_update();
+    blind.watch_overlay = false;
+    let (f, net) = Net::direct(orch(), blind).run();
+    let m = f.report.metrics;
+    assert_eq!(m.startup_ms, Some(0.0));
+    assert_eq!(m.loading_overlay, None);
+    assert_eq!(net.classified, 0);
+}
+
+/// A params update that makes the runner reload: its overlay frames are counted apart, the
+/// processed output's gap is a stall, and classification ends with the reload.
+#[test]
+fn a_reload_after_an_update_shows_as_overlay_and_a_stall_of_processed_output() {
+    let orch = Orch::Serves(profile(|p| {
+        p.reload_ms = 2_000;
+        p.latency_ms = 40;
+    }));
+    // One update at 5 s of a 10 s session.
+    let (f, net) = Net::direct(orch, plan(10)).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let m = &r.metrics;
+    assert_eq!(m.startup_ms, Some(40.0));
+    let overlay = m.loading_overlay.expect("the reload's overlay");
+    // The frames arriving in the 2 s of the reload; the frame written at the update's instant
+    // reached the runner before it.
+    assert_eq!(overlay.frames, 59);
+    assert!(
+        (5_000.0..5_100.0).contains(&overlay.first_ms),
+        "first overlay {}",
+        overlay.first_ms
+    );
+    assert_eq!(m.stalls.count, 1, "{:?}", m.stalls);
+    // From the last processed frame before the update to the keyframe after the reload (7 s).
+    assert!(
+        (2_000.0..=2_100.0).contains(&m.stalls.longest_ms),
+        "{:?}",
+        m.stalls
+    );
+    let e2e = m.e2e_latency_ms.expect("latency");
+    assert_eq!(e2e.max, 40.0);
+    // The start (one frame), the two processed frames in flight when the update landed, the
+    // overlay and the first processed frame after it.
+    assert_eq!(net.classified, 1 + 2 + 59 + 1);
+}
+
 #[test]
 fn a_stall_is_one_stall_of_its_length() {
     let orch = Orch::Serves(profile(|p| {
@@ -533,7 +659,10 @@ fn a_crash_loses_the_input_channel() {
 #[test]
 fn no_output_is_an_output_timeout_exactly_at_its_deadline() {
     // A model that never finishes loading: events come, frames never do.
-    let orch = Orch::Serves(profile(|p| p.startup_ms = 3_600_000));
+    let orch = Orch::Serves(profile(|p| {
+        p.startup_ms = 3_600_000;
+        p.loading_overlay = false;
+    }));
     let (f, _) = Net::direct(orch, plan(30)).run();
     let r = f.report;
     assert_eq!(r.outcome, Outcome::Failed);
@@ -545,6 +674,27 @@ fn no_output_is_an_output_timeout_exactly_at_its_deadline() {
     );
     // The first frame went out 5 ms in (the start), so the timeout fired at 20.005 s.
     assert_eq!(r.ended_at_unix_ms - ORIGIN_UNIX_MS, 20_005);
+
+    // The same model showing its loading overlay the whole time: overlay frames are no output
+    // either, and the failure says what came instead. Classifying stops after its bound.
+    let orch = Orch::Serves(profile(|p| p.startup_ms = 3_600_000));
+    let (f, net) = Net::direct(orch, plan(30)).run();
+    let r = f.report;
+    let failure = r.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::OutputTimeout);
+    assert_eq!(
+        failure.detail,
+        "no output frame within 20s of the first input (601 loading overlay frames: the \
+         pipeline was still loading)"
+    );
+    assert_eq!(r.ended_at_unix_ms - ORIGIN_UNIX_MS, 20_005);
+    // One every 33.3 ms from 5 ms to 20.005 s, both ends included.
+    let overlay = r.metrics.loading_overlay.expect("overlay counted");
+    assert_eq!(overlay.frames, 601);
+    assert_eq!((overlay.first_ms, overlay.last_ms), (0.0, 20_000.0));
+    assert_eq!(r.metrics.frames_received, 0);
+    assert_eq!(r.metrics.startup_ms, None);
+    assert_eq!(net.classified, 601);
 }
 
 #[test]

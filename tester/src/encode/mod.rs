@@ -340,5 +340,79 @@ pub fn read_frame_number(access_unit: &[u8]) -> Option<u32> {
     )
 }
 
+/// Least distance from mid gray (128) of every block of the frame number for
+/// [`PictureReader`] to take it as read: a flat or dimmed gray picture has no number, it does
+/// not read as frame 0.
+const CLEAR_CODE_MARGIN: u8 = 40;
+
+/// Decodes one output stream frame by frame (P-frames included, so it keeps the decoder's
+/// state) and says what each picture looks like: the loading overlay check
+/// ([`lvt_gateway::session::Output::ClassifyFrame`]). Blocking: drivers run it off their
+/// event loop, one reader per stream.
+pub struct PictureReader {
+    decoder: ffmpeg::decoder::Video,
+    decoded: ffmpeg::frame::Video,
+    spare: ffmpeg::frame::Video,
+}
+
+impl PictureReader {
+    /// A reader, or `None` when FFmpeg has no H.264 decoder.
+    pub fn new() -> Option<Self> {
+        ffmpeg::init().ok()?;
+        let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::H264)?;
+        let mut context = ffmpeg::codec::context::Context::new_with_codec(codec);
+        // One picture out for each access unit in, at once: no frame threads, no reordering
+        // delay (live output has no B-frames).
+        context.set_threading(ffmpeg::threading::Config {
+            kind: ffmpeg::threading::Type::None,
+            count: 1,
+            ..Default::default()
+        });
+        context.set_flags(ffmpeg::codec::Flags::LOW_DELAY);
+        let decoder = context.decoder().video().ok()?;
+        Some(Self {
+            decoder,
+            decoded: ffmpeg::frame::Video::empty(),
+            spare: ffmpeg::frame::Video::empty(),
+        })
+    }
+
+    /// The next access unit of the stream; `None` when it gives no picture (a P-frame before
+    /// the first keyframe, damage) or one not in 4:2:0.
+    pub fn look(&mut self, access_unit: &[u8]) -> Option<lvt_gateway::session::PictureLook> {
+        self.decoder
+            .send_packet(&ffmpeg::Packet::copy(access_unit))
+            .ok()?;
+        // Only the latest picture counts; with no delay there is exactly one. A call that finds
+        // none empties the frame it is given, so each call gets the spare one.
+        let mut got = false;
+        while self.decoder.receive_frame(&mut self.spare).is_ok() {
+            std::mem::swap(&mut self.decoded, &mut self.spare);
+            got = true;
+        }
+        if !got || self.decoded.format() != ffmpeg::format::Pixel::YUV420P {
+            return None;
+        }
+        let (width, height) = (
+            self.decoded.width() as usize,
+            self.decoded.height() as usize,
+        );
+        let colourless = pattern::colourless(
+            (self.decoded.data(1), self.decoded.stride(1)),
+            (self.decoded.data(2), self.decoded.stride(2)),
+            width / 2,
+            height / 2,
+        );
+        let code = pattern::read_code_clear(
+            self.decoded.data(0),
+            self.decoded.stride(0),
+            width,
+            height,
+            CLEAR_CODE_MARGIN,
+        );
+        Some(lvt_gateway::session::PictureLook { colourless, code })
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -157,6 +157,18 @@ fn draw_code(plane: &mut Plane<'_>, index: u32, scale: usize) {
 /// Each block is sampled at its centre; returns `None` if the picture is too small to hold
 /// the code.
 pub fn read_code(luma: &[u8], stride: usize, width: usize, height: usize) -> Option<u32> {
+    read_code_clear(luma, stride, width, height, 0)
+}
+
+/// [`read_code`] that also refuses a code any of whose blocks lies within `margin` of mid gray
+/// (128): a flat gray picture then has no number instead of reading as 0.
+pub fn read_code_clear(
+    luma: &[u8],
+    stride: usize,
+    width: usize,
+    height: usize,
+    margin: u8,
+) -> Option<u32> {
     let scale = (width.min(height) / 64).max(1);
     let block = code_block_size(scale);
     if block * CODE_BITS > width || block > height {
@@ -167,9 +179,36 @@ pub fn read_code(luma: &[u8], stride: usize, width: usize, height: usize) -> Opt
     for bit in 0..CODE_BITS {
         let x = bit * block + block / 2;
         let sample = *luma.get(y * stride + x)?;
+        if margin > 0 && sample.abs_diff(128) <= margin {
+            return None;
+        }
         value = value << 1 | u32::from(sample > 128);
     }
     Some(value)
+}
+
+/// Chroma farther than this from its midpoint is colour.
+const COLOUR_DISTANCE: u8 = 6;
+
+/// Whether a 4:2:0 picture has no colour: at most one chroma sample in a hundred (of every
+/// fourth in each direction) farther than [`COLOUR_DISTANCE`] from 128 in either plane.
+/// ai-runner's loading overlay is grayscale; lvt's clip has chroma ramps over the whole
+/// picture, 96 to 160, and a restyled one keeps colour too.
+pub fn colourless(u: (&[u8], usize), v: (&[u8], usize), width: usize, height: usize) -> bool {
+    let mut samples = 0usize;
+    let mut coloured = 0usize;
+    for (data, stride) in [u, v] {
+        for y in (0..height).step_by(4) {
+            let Some(row) = data.get(y * stride..y * stride + width) else {
+                return false;
+            };
+            for &c in row.iter().step_by(4) {
+                samples += 1;
+                coloured += usize::from(c.abs_diff(128) > COLOUR_DISTANCE);
+            }
+        }
+    }
+    samples > 0 && coloured * 100 <= samples
 }
 
 #[cfg(test)]
@@ -225,6 +264,42 @@ mod tests {
         // A leading zero's top row 0x0e too, its centre column 2 lit, column 0 dark.
         assert_eq!(y[top_row * 512 + 8 + 2 * 8 + 4], Y_WHITE);
         assert_eq!(y[top_row * 512 + 8 + 4], Y_BLACK);
+    }
+
+    #[test]
+    fn a_gray_picture_has_no_clear_code_and_no_colour() {
+        let gray = vec![128u8; 512 * 512];
+        assert_eq!(
+            read_code(&gray, 512, 512, 512),
+            Some(0),
+            "plain reading: all dark"
+        );
+        assert_eq!(read_code_clear(&gray, 512, 512, 512, 40), None);
+        // Dimmed like ai-runner's overlay (x 0.647): white blocks at 152 are not clear either.
+        let mut dimmed = render(512, 512, 1234);
+        dimmed
+            .iter_mut()
+            .for_each(|p| *p = (f32::from(*p) * 0.647) as u8);
+        assert_eq!(read_code_clear(&dimmed, 512, 512, 512, 40), None);
+        let clip = render(512, 512, 1234);
+        assert_eq!(read_code_clear(&clip, 512, 512, 512, 40), Some(1234));
+
+        let flat = vec![128u8; 256 * 256];
+        assert!(colourless((&flat, 256), (&flat, 256), 256, 256));
+        let mut u = vec![0; 256 * 256];
+        draw_chroma(
+            &mut Plane {
+                data: &mut u,
+                stride: 256,
+                width: 512,
+                height: 512,
+            },
+            7,
+            Chroma::U,
+        );
+        assert!(!colourless((&u, 256), (&flat, 256), 256, 256));
+        // A short stride is no picture, not a panic.
+        assert!(!colourless((&flat[..100], 256), (&flat, 256), 256, 256));
     }
 
     #[test]

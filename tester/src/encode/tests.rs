@@ -280,3 +280,49 @@ fn decoded_frames_carry_their_frame_number() {
     receive(&mut decoder, &mut numbers);
     assert_eq!(numbers, (0..40).collect::<Vec<u32>>());
 }
+
+/// The loading overlay check's reader: the clip's pictures, decoded one at a time in stream
+/// order, show colour and their frame number at once (no decoder delay); the simulator's
+/// overlay (flat gray, an IDR then repeats) shows neither, and a gray picture is not frame 0;
+/// the clip resumes after it at its next IDR; a fresh reader answers nothing before a keyframe.
+#[test]
+fn the_picture_reader_tells_the_overlay_from_the_clip_frame_by_frame() {
+    use lvt_gateway::session::PictureLook;
+    use lvt_media::flat::FlatPicture;
+
+    let clip = default_clip();
+    let mut reader = PictureReader::new().expect("h264 decoder");
+    for (i, f) in clip.frames[..40].iter().enumerate() {
+        let look = reader.look(&f.data);
+        assert_eq!(
+            look,
+            Some(PictureLook {
+                colourless: false,
+                code: Some(i as u32),
+            }),
+            "clip frame {i}"
+        );
+    }
+    let flat = FlatPicture::new(512, 512).unwrap();
+    for i in 0..10 {
+        let au = if i == 0 { flat.idr(1) } else { flat.repeat(i) };
+        assert_eq!(
+            reader.look(&au),
+            Some(PictureLook {
+                colourless: true,
+                code: None,
+            }),
+            "overlay frame {i}"
+        );
+    }
+    // Back to the clip at its next IDR (frame 60, the third segment's first).
+    for (i, f) in clip.frames.iter().enumerate().skip(60).take(5) {
+        let look = reader.look(&f.data).expect("decodes after the IDR");
+        assert!(!look.colourless, "clip frame {i}");
+        assert_eq!(look.code, Some(i as u32));
+    }
+
+    let mut fresh = PictureReader::new().unwrap();
+    assert_eq!(fresh.look(&clip.frames[5].data), None, "a P-frame first");
+    assert!(fresh.look(&clip.frames[30].data).is_some(), "then an IDR");
+}

@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::debug;
 
+use super::pictures::Pictures;
 use super::start::{StartedJob, start_job};
 use super::{Clock, ProbeOptions, ProbeRun, unix_ms};
 use crate::encode::{Clip, ReplaySegment, Replayer};
@@ -122,6 +123,8 @@ pub(crate) async fn drive(
         FuturesUnordered::new();
     // Output keyframes being decoded for the content check, off the event loop.
     let mut decodes: JoinSet<Input> = JoinSet::new();
+    // Output frames being decoded for the loading overlay watch, in order per share.
+    let mut pictures = Pictures::default();
     let mut replayer = Replayer::new(edge.clip.clone(), 0);
     let mut given = match edge.starter {
         Starter::Given(urls) => Some(urls),
@@ -255,6 +258,12 @@ pub(crate) async fn drive(
                         code: crate::encode::read_frame_number(&picture),
                     });
                 }
+                Output::ClassifyFrame {
+                    share,
+                    pts,
+                    picture,
+                } => pictures.classify(share, pts, picture),
+                Output::ClassifyEnd { share } => pictures.end(share),
                 Output::Observe(observation) => observe(edge.sink.as_ref(), observation),
                 Output::Finished(finished) => {
                     starts.abort_all();
@@ -314,6 +323,11 @@ pub(crate) async fn drive(
             }
             Some(input) = rx.recv() => core.handle_input(input, clock.now_us()),
             Some(Ok(input)) = decodes.join_next() => core.handle_input(input, clock.now_us()),
+            looks = pictures.next() => {
+                for input in looks {
+                    core.handle_input(input, clock.now_us());
+                }
+            }
             Some(done) = starts.join_next() => {
                 let Ok((candidate, info, result)) = done else { continue };
                 let result = result.map(|job| {

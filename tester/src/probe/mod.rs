@@ -13,6 +13,7 @@
 
 mod driver;
 pub mod network;
+mod pictures;
 mod start;
 
 use std::sync::Arc;
@@ -104,6 +105,9 @@ pub struct ProbeOptions {
     /// Decode every Nth output keyframe and read the frame number in its picture (the content
     /// check, docs/metrics.md); 0 checks none. Default [`CONTENT_CHECK_EVERY`].
     pub content_check_every: u32,
+    /// Tell loading overlay frames from processed output by their pictures while a runner may
+    /// be loading (docs/metrics.md, "Loading overlay"). Default true.
+    pub watch_overlay: bool,
 }
 
 /// The default content check: one output keyframe in ten (one picture every 10 s with 1 s
@@ -133,6 +137,7 @@ impl ProbeOptions {
             slo: None,
             address_verifier: None,
             content_check_every: CONTENT_CHECK_EVERY,
+            watch_overlay: true,
         }
     }
 }
@@ -286,6 +291,7 @@ fn session_plan(opts: &ProbeOptions, clip: &Clip) -> SessionPlan {
         params_update_offsets_us: opts.params_update_offsets.iter().copied().map(us).collect(),
         keepalive_interval_us: us(opts.keepalive_interval),
         content_check_every: opts.content_check_every,
+        watch_overlay: opts.watch_overlay,
     }
 }
 

@@ -1,0 +1,250 @@
+//! The loading overlay watch of one share: which output frames wait for their picture to be
+//! classified before they count.
+//!
+//! While ai-runner's pipeline (re)loads, it answers each input frame with a loading overlay of
+//! the same PTS (`show_reloading_frame`, on by default): a grayscale, dimmed copy of its last
+//! output (mid gray when there is none) with a spinner. Counted as output, those frames would
+//! make startup, latency and FPS look better than the AI is. Nothing on the wire marks them, so
+//! the pictures decide: while a share may be loading (from its first output frame to its first
+//! processed one, and for a while after each params update), the core holds each output frame,
+//! asks the driver to decode it ([`super::Output::ClassifyFrame`]) and counts it when the answer
+//! comes, as overlay or as output. Outside a watch no frame is decoded for this.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use lvt_media::h264::Sps;
+
+use super::{MAX_OVERLAY_WATCH_FRAMES, PictureLook};
+
+/// An output frame waiting for its classification.
+pub(super) struct HeldFrame {
+    pub pts: u64,
+    pub at_us: u64,
+    pub keyframe: bool,
+    pub picture: Bytes,
+    pub sps: Option<Sps>,
+}
+
+/// Why a watch is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// From the share's start until its first processed frame.
+    Start,
+    /// After a params update: until `until_us` if no overlay shows, else until the first
+    /// processed frame after the overlay.
+    Update { until_us: u64 },
+}
+
+/// What an answer says about the frame it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Overlay,
+    Processed,
+    /// Not decodable: counted as output, the watch goes on.
+    Unknown,
+}
+
+/// One share's watch; see the module documentation.
+#[derive(Default)]
+pub(super) struct OverlayWatch {
+    open: Option<Watch>,
+    held: VecDeque<HeldFrame>,
+    /// Frames sent for classification in this watch.
+    asked: u32,
+    seen_overlay: bool,
+}
+
+impl OverlayWatch {
+    /// Opens the start watch.
+    pub fn open_start(&mut self) {
+        self.open = Some(Watch::Start);
+        self.asked = 0;
+        self.seen_overlay = false;
+    }
+
+    /// Opens (or extends) a watch after a params update, unless the start watch is open.
+    pub fn open_update(&mut self, until_us: u64) {
+        match self.open {
+            Some(Watch::Start) => {}
+            Some(Watch::Update { .. }) => self.open = Some(Watch::Update { until_us }),
+            None => {
+                self.open = Some(Watch::Update { until_us });
+                self.asked = 0;
+                self.seen_overlay = false;
+            }
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Whether a frame arriving at `at_us` finds the watch over: an update watch that saw no
+    /// overlay in its time, or a watch that asked [`MAX_OVERLAY_WATCH_FRAMES`].
+    pub fn expired(&self, at_us: u64) -> bool {
+        match self.open {
+            None => false,
+            Some(Watch::Update { until_us }) if !self.seen_overlay && at_us > until_us => true,
+            Some(_) => self.asked >= MAX_OVERLAY_WATCH_FRAMES,
+        }
+    }
+
+    /// Holds a frame until its answer.
+    pub fn hold(&mut self, frame: HeldFrame) {
+        self.asked = self.asked.saturating_add(1);
+        self.held.push_back(frame);
+    }
+
+    /// The answer for the oldest held frame, which must carry `pts` (answers come in order; one
+    /// for a frame no longer held, released when its watch closed, is ignored). `code_of_pts`
+    /// is the frame number the input frame named by `pts` carries. Returns the frame, what it
+    /// is, and whether the watch closes with it.
+    pub fn answer(
+        &mut self,
+        pts: u64,
+        look: Option<PictureLook>,
+        code_of_pts: u32,
+    ) -> Option<(HeldFrame, Verdict, bool)> {
+        if self.held.front()?.pts != pts {
+            return None;
+        }
+        let frame = self.held.pop_front()?;
+        let verdict = match look {
+            None => Verdict::Unknown,
+            // Grayscale and not the picture its timestamp names: ai-runner's overlay shows no
+            // colour and either no input picture or a stale one. A processed frame carries
+            // colour, or (a grayscale style) still the input's frame number.
+            Some(look) if look.colourless && look.code != Some(code_of_pts) => Verdict::Overlay,
+            Some(_) => Verdict::Processed,
+        };
+        if verdict == Verdict::Overlay {
+            self.seen_overlay = true;
+        }
+        let closes = verdict == Verdict::Processed
+            && match self.open {
+                Some(Watch::Start) => true,
+                Some(Watch::Update { .. }) => self.seen_overlay,
+                None => false,
+            };
+        Some((frame, verdict, closes))
+    }
+
+    /// Closes the watch; returns the frames still held, in order, to count as output.
+    pub fn close(&mut self) -> VecDeque<HeldFrame> {
+        self.open = None;
+        std::mem::take(&mut self.held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pts: u64) -> HeldFrame {
+        HeldFrame {
+            pts,
+            at_us: pts,
+            keyframe: false,
+            picture: Bytes::new(),
+            sps: None,
+        }
+    }
+
+    const GRAY: Option<PictureLook> = Some(PictureLook {
+        colourless: true,
+        code: None,
+    });
+
+    fn colour(code: u32) -> Option<PictureLook> {
+        Some(PictureLook {
+            colourless: false,
+            code: Some(code),
+        })
+    }
+
+    #[test]
+    fn the_start_watch_closes_at_the_first_processed_frame() {
+        let mut w = OverlayWatch::default();
+        w.open_start();
+        for pts in 1..=3 {
+            w.hold(frame(pts));
+        }
+        let (_, v, closes) = w.answer(1, GRAY, 1).unwrap();
+        assert_eq!((v, closes), (Verdict::Overlay, false));
+        let (_, v, closes) = w.answer(2, None, 2).unwrap();
+        assert_eq!((v, closes), (Verdict::Unknown, false));
+        let (_, v, closes) = w.answer(3, colour(3), 3).unwrap();
+        assert_eq!((v, closes), (Verdict::Processed, true));
+        assert!(w.close().is_empty());
+        assert!(!w.is_open());
+    }
+
+    /// ai-runner's overlay over its last output is gray but shows a stale frame number; a
+    /// grayscale style of the input still shows the frame its timestamp names.
+    #[test]
+    fn gray_pictures_are_overlay_only_without_the_frame_their_timestamp_names() {
+        let mut w = OverlayWatch::default();
+        w.open_start();
+        w.hold(frame(10));
+        w.hold(frame(11));
+        let stale = Some(PictureLook {
+            colourless: true,
+            code: Some(4),
+        });
+        assert_eq!(w.answer(10, stale, 10).unwrap().1, Verdict::Overlay);
+        let styled = Some(PictureLook {
+            colourless: true,
+            code: Some(11),
+        });
+        assert_eq!(w.answer(11, styled, 11).unwrap().1, Verdict::Processed);
+    }
+
+    #[test]
+    fn an_update_watch_ends_after_its_time_without_overlay_or_after_the_overlay() {
+        let mut w = OverlayWatch::default();
+        w.open_update(1_000);
+        w.hold(frame(1));
+        let (_, v, closes) = w.answer(1, colour(1), 1).unwrap();
+        assert_eq!(
+            (v, closes),
+            (Verdict::Processed, false),
+            "a reload may follow"
+        );
+        assert!(!w.expired(1_000));
+        assert!(w.expired(1_001));
+
+        let mut w = OverlayWatch::default();
+        w.open_update(1_000);
+        w.hold(frame(1));
+        w.hold(frame(2));
+        assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
+        assert!(!w.expired(5_000), "an overlay keeps it open past its time");
+        let (_, v, closes) = w.answer(2, colour(2), 2).unwrap();
+        assert_eq!((v, closes), (Verdict::Processed, true));
+    }
+
+    #[test]
+    fn answers_out_of_order_or_for_released_frames_are_ignored() {
+        let mut w = OverlayWatch::default();
+        w.open_start();
+        w.hold(frame(1));
+        w.hold(frame(2));
+        assert!(w.answer(2, GRAY, 2).is_none());
+        let released = w.close();
+        assert_eq!(released.iter().map(|f| f.pts).collect::<Vec<_>>(), [1, 2]);
+        assert!(w.answer(1, GRAY, 1).is_none());
+    }
+
+    #[test]
+    fn a_watch_asks_a_bounded_number_of_frames() {
+        let mut w = OverlayWatch::default();
+        w.open_start();
+        for pts in 0..u64::from(MAX_OVERLAY_WATCH_FRAMES) {
+            assert!(!w.expired(pts));
+            w.hold(frame(pts));
+            w.answer(pts, GRAY, 0).unwrap();
+        }
+        assert!(w.expired(0));
+    }
+}

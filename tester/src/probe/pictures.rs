@@ -1,0 +1,106 @@
+//! The driver's side of the loading overlay watch: each share's output frames decoded in order,
+//! off the event loop, one batch at a time per share.
+//!
+//! A share's [`PictureReader`] keeps decoder state across frames (P-frames need the frames
+//! before them), so its frames must be decoded in order by one decoder. Holding a thread per
+//! share would tie up the blocking pool while sessions wait; instead the frames queue here and
+//! one blocking job per share decodes whatever has queued, then hands the reader back. When a
+//! watch ends, the reader is dropped: frames skipped between two watches would leave it with
+//! stale references, so the next watch starts a fresh decoder (which outputs nothing before
+//! its first keyframe).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use lvt_gateway::session::{Input, ShareId};
+use tokio::task::JoinSet;
+
+use crate::encode::PictureReader;
+
+/// What a decoding job gives back: its share, the watch it decoded for, the reader, the
+/// answers.
+type Done = (ShareId, u64, Option<PictureReader>, Vec<Input>);
+
+#[derive(Default)]
+struct Slot {
+    /// The reader while no job runs (created by the first job).
+    reader: Option<PictureReader>,
+    busy: bool,
+    queue: Vec<(u64, Bytes)>,
+    /// Counts the watches: a job of an earlier one hands back a reader that is dropped.
+    watch: u64,
+}
+
+/// Decoding jobs of a session's shares.
+#[derive(Default)]
+pub(crate) struct Pictures {
+    slots: HashMap<ShareId, Slot>,
+    running: JoinSet<Done>,
+}
+
+impl Pictures {
+    /// Queues output frame `pts` of `share` for decoding.
+    pub(crate) fn classify(&mut self, share: ShareId, pts: u64, picture: Bytes) {
+        self.slots
+            .entry(share)
+            .or_default()
+            .queue
+            .push((pts, picture));
+        self.kick(share);
+    }
+
+    /// The watch of `share` ended: frames queued are not needed, its decoder goes.
+    pub(crate) fn end(&mut self, share: ShareId) {
+        if let Some(slot) = self.slots.get_mut(&share) {
+            slot.queue.clear();
+            slot.reader = None;
+            slot.watch += 1;
+        }
+    }
+
+    /// The next finished job's answers (pending forever while none runs).
+    pub(crate) async fn next(&mut self) -> Vec<Input> {
+        loop {
+            let Some(done) = self.running.join_next().await else {
+                return std::future::pending().await;
+            };
+            // A job that panicked answered nothing; the core counts its frames at the end.
+            let Ok((share, watch, reader, inputs)) = done else {
+                continue;
+            };
+            if let Some(slot) = self.slots.get_mut(&share) {
+                slot.busy = false;
+                if slot.watch == watch {
+                    slot.reader = reader;
+                }
+                self.kick(share);
+            }
+            return inputs;
+        }
+    }
+
+    fn kick(&mut self, share: ShareId) {
+        let Some(slot) = self.slots.get_mut(&share) else {
+            return;
+        };
+        if slot.busy || slot.queue.is_empty() {
+            return;
+        }
+        slot.busy = true;
+        let frames = std::mem::take(&mut slot.queue);
+        let reader = slot.reader.take();
+        let watch = slot.watch;
+        self.running.spawn_blocking(move || {
+            let mut reader = reader.or_else(PictureReader::new);
+            let inputs = frames
+                .into_iter()
+                .map(|(pts, picture)| Input::FrameLook {
+                    share,
+                    pts,
+                    look: reader.as_mut().and_then(|r| r.look(&picture)),
+                })
+                .collect();
+            (share, watch, reader, inputs)
+        });
+    }
+}
