@@ -137,8 +137,11 @@ async fn loading_overlay_frames_are_told_from_processed_output_by_their_pictures
     // frames at the edges on a loaded machine.
     assert!(
         (70..=80).contains(&overlay.frames),
-        "{} overlay frames",
-        overlay.frames
+        "{} overlay frames: {overlay:?}, startup {startup}, received {} in {} segments, e2e {:?}",
+        overlay.frames,
+        m.frames_received,
+        m.segments_received,
+        m.e2e_latency_ms
     );
     assert!(overlay.first_ms < 50.0 + tolerance_ms, "{overlay:?}");
     assert!(

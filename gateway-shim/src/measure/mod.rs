@@ -400,6 +400,16 @@ impl SessionRecorder {
         self.runner.last_state()
     }
 
+    /// When the input frame `pts` was sent, if it was and is still remembered.
+    pub fn sent_at_us(&self, pts: u64) -> Option<u64> {
+        self.pending.by_pts.get(&pts).map(|frame| frame.sent_at_us)
+    }
+
+    /// The median latency of the output frames matched so far, us.
+    pub fn latency_p50_us(&self) -> Option<u64> {
+        (!self.latency_us.is_empty()).then(|| self.latency_us.value_at_quantile(0.5))
+    }
+
     /// Loading overlay frames received so far ([`Self::handle_overlay_frame`]).
     pub fn overlay_frames(&self) -> u64 {
         self.overlay_frames

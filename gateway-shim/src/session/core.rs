@@ -12,8 +12,9 @@ use super::overlay::{HeldFrame, OverlayWatch, Verdict};
 use super::report::{self, ShareRecord};
 use super::{
     CONTROL_REPLAY_TRIES, ChannelEnd, DRAIN_IDLE_US, FLUSH_LIMIT_US, Finished, Input, Mode,
-    NO_ORCHESTRATORS_AVAILABLE, OVERLAY_WATCH_AFTER_UPDATE_US, Output, PictureLook, PublishError,
-    SessionPlan, ShareId, StartFailure, StartInfo, updated_params,
+    NO_ORCHESTRATORS_AVAILABLE, OVERLAY_WATCH_AFTER_UPDATE_US, OVERLAY_WATCH_BEFORE_UPDATE_US,
+    Output, PictureLook, PublishError, SessionPlan, ShareId, StartFailure, StartInfo,
+    updated_params,
 };
 use crate::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
 use crate::gateway::select::{
@@ -894,33 +895,83 @@ impl SessionCore {
                 s.have_resolution = true;
             }
             s.last_output_pts = Some(s.last_output_pts.map_or(pts, |p| p.max(pts)));
-            let held = HeldFrame {
+            let mut held = HeldFrame {
                 pts,
                 at_us: frame.first_byte_us,
                 keyframe: frame.keyframe,
                 picture: frame.data,
                 sps,
+                look: false,
             };
             // go-livepeer cannot tell an overlay from output: its swap decisions see both.
             let at_ms = self.rel_ms(held.at_us);
             if reporting && let Some(m) = self.monitor() {
                 m.handle_output_frame(at_ms);
             }
-            if self.shares[share].watch.expired(held.at_us) {
-                self.close_watch(share);
+            self.watch_for_update(share, held.at_us);
+            if !self.shares[share].watch.is_open() {
+                self.count_output(share, held);
+                continue;
             }
-            let s = &mut self.shares[share];
-            if s.watch.is_open() {
-                self.outputs.push_back(Output::ClassifyFrame {
-                    share,
-                    pts,
-                    picture: held.picture.clone(),
-                });
-                s.watch.hold(held);
+            held.look = self.shares[share].watch.looks_at_everything()
+                || self.arrived_early(share, pts, held.at_us);
+            self.outputs.push_back(Output::ClassifyFrame {
+                share,
+                pts,
+                keyframe: held.keyframe,
+                picture: held.picture.clone(),
+                look: held.look,
+            });
+            let watch = &mut self.shares[share].watch;
+            if held.look || watch.is_holding() {
+                watch.hold(held);
             } else {
                 self.count_output(share, held);
             }
         }
+    }
+
+    /// Ends an expired watch of `share` and opens one ahead of a params update that is due
+    /// soon, on the share that will receive it.
+    fn watch_for_update(&mut self, share: ShareId, at_us: u64) {
+        if self.shares[share].watch.expired(at_us) {
+            self.close_watch(share);
+        }
+        if !self.plan.watch_overlay
+            || self.current != Some(share)
+            || self.shares[share].watch.is_open()
+        {
+            return;
+        }
+        let due = self.publisher.as_ref().and_then(|p| {
+            self.plan
+                .params_update_offsets_us
+                .get(self.next_update)
+                .map(|offset| p.start_us.saturating_add(*offset))
+        });
+        if let Some(due) = due
+            && at_us.saturating_add(OVERLAY_WATCH_BEFORE_UPDATE_US) >= due
+        {
+            let until = due.max(at_us).saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US);
+            self.shares[share].watch.open_update(until);
+        }
+    }
+
+    /// Whether output frame `pts` arrived suspiciously early after its input: more than half
+    /// a frame interval before the median latency of `share`'s output so far. A loading
+    /// overlay skips inference; processed frames gather around the median. Without a median
+    /// (or a send time) every frame is suspect.
+    fn arrived_early(&self, share: ShareId, pts: u64, at_us: u64) -> bool {
+        let recorder = self.shares[share]
+            .recorder
+            .as_ref()
+            .unwrap_or(&self.recorder);
+        let (Some(sent_us), Some(p50_us)) = (recorder.sent_at_us(pts), recorder.latency_p50_us())
+        else {
+            return true;
+        };
+        let half_frame_us = 500_000 / u64::from(self.plan.clip.fps.max(1));
+        at_us.saturating_sub(sent_us).saturating_add(half_frame_us) < p50_us
     }
 
     /// An output frame counts: the content check samples it and the recorders measure it.
@@ -971,6 +1022,10 @@ impl SessionCore {
         }
         if closes {
             self.close_watch(share);
+        } else {
+            for frame in self.shares[share].watch.release_unasked() {
+                self.count_output(share, frame);
+            }
         }
     }
 

@@ -169,14 +169,23 @@ pub struct SessionPlan {
     pub content_check_every: u32,
     /// Tell loading overlay frames from processed output ([`Output::ClassifyFrame`]) while a
     /// runner may be loading: from each share's first output frame to its first processed one,
-    /// and for [`OVERLAY_WATCH_AFTER_UPDATE_US`] after each params update.
+    /// and from [`OVERLAY_WATCH_BEFORE_UPDATE_US`] before each params update to
+    /// [`OVERLAY_WATCH_AFTER_UPDATE_US`] after it.
     pub watch_overlay: bool,
 }
 
+/// How long before a params update the driver starts keeping the output frames (not decoding
+/// them): a frame after the update can only be decoded from the keyframe before it, and live
+/// output has a keyframe every second or two.
+pub const OVERLAY_WATCH_BEFORE_UPDATE_US: u64 = 2_000_000;
+
 /// How long after a params update output frames are classified when no loading overlay shows:
 /// ai-runner starts a reload as soon as it has taken the update (it polls its params queue
-/// every 100 ms) and shows the overlay from then until the reload is over.
-pub const OVERLAY_WATCH_AFTER_UPDATE_US: u64 = 5_000_000;
+/// every 100 ms, and `update_params` hands the reload back as a task) and shows the overlay
+/// from then until the reload is over, so its first overlay frame comes well within this.
+/// Only frames that arrive suspiciously early are decoded meanwhile (session::overlay), so an
+/// update without a reload normally costs no decoding at all.
+pub const OVERLAY_WATCH_AFTER_UPDATE_US: u64 = 2_000_000;
 
 /// Most output frames classified in one watch: two minutes at 30 fps. A runner showing its
 /// overlay longer has failed anyway (the startup timeout ends it), and a decoder that cannot
@@ -450,13 +459,17 @@ pub enum Output {
         at_us: u64,
         picture: Bytes,
     },
-    /// Decode `picture`, the next output frame of `share` (frames come in stream order, P-frames
-    /// included, so the decoder keeps its state per share), and report [`Input::FrameLook`]
-    /// for it, in the same order. The frame does not count until the answer comes.
+    /// `picture` is the next output frame of `share` (frames come in stream order, P-frames
+    /// included, so a decoder keeps its state per share). With `look`, decode it (and the
+    /// frames before it since a keyframe that were kept) and report [`Input::FrameLook`] for
+    /// it, in the same order as asked; the frame does not count until the answer comes.
+    /// Without, keep it in case a later frame is asked about (from its keyframe on).
     ClassifyFrame {
         share: ShareId,
         pts: u64,
+        keyframe: bool,
         picture: Bytes,
+        look: bool,
     },
     /// No more [`Output::ClassifyFrame`] for `share` until a new one: its decoder can go.
     ClassifyEnd { share: ShareId },

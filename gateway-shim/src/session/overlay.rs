@@ -5,10 +5,15 @@
 //! the same PTS (`show_reloading_frame`, on by default): a grayscale, dimmed copy of its last
 //! output (mid gray when there is none) with a spinner. Counted as output, those frames would
 //! make startup, latency and FPS look better than the AI is. Nothing on the wire marks them, so
-//! the pictures decide: while a share may be loading (from its first output frame to its first
-//! processed one, and for a while after each params update), the core holds each output frame,
-//! asks the driver to decode it ([`super::Output::ClassifyFrame`]) and counts it when the answer
-//! comes, as overlay or as output. Outside a watch no frame is decoded for this.
+//! the pictures decide: while a share may be loading, the core hands each output frame to the
+//! driver ([`super::Output::ClassifyFrame`]), holds the ones it asks to look at and counts each
+//! when the answer comes, as overlay or as output. From a share's first output frame to its
+//! first processed one every frame is looked at. Around a params update (from a little before
+//! it, so that the driver has the frames since a keyframe, to a while after it) only frames
+//! that come suspiciously early are: an overlay skips inference, so it arrives sooner after its
+//! input than processed frames do; once one was an overlay, every frame is looked at until a
+//! processed one. The driver decodes only up to frames it is asked about. Outside a watch no
+//! frame is handed over.
 
 use std::collections::VecDeque;
 
@@ -24,6 +29,8 @@ pub(super) struct HeldFrame {
     pub keyframe: bool,
     pub picture: Bytes,
     pub sps: Option<Sps>,
+    /// Whether the driver was asked to look at it (else it only waits for the ones before it).
+    pub look: bool,
 }
 
 /// Why a watch is open.
@@ -80,6 +87,16 @@ impl OverlayWatch {
         self.open.is_some()
     }
 
+    /// Whether the start watch is open (every frame is looked at).
+    pub fn looks_at_everything(&self) -> bool {
+        self.open == Some(Watch::Start) || (self.open.is_some() && self.seen_overlay)
+    }
+
+    /// Whether frames wait for an answer (later frames must wait behind them).
+    pub fn is_holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// Whether a frame arriving at `at_us` finds the watch over: an update watch that saw no
     /// overlay in its time, or a watch that asked [`MAX_OVERLAY_WATCH_FRAMES`].
     pub fn expired(&self, at_us: u64) -> bool {
@@ -90,10 +107,20 @@ impl OverlayWatch {
         }
     }
 
-    /// Holds a frame until its answer.
+    /// Holds a frame until its answer, or (not looked at) until the frames before it are
+    /// answered.
     pub fn hold(&mut self, frame: HeldFrame) {
-        self.asked = self.asked.saturating_add(1);
+        self.asked = self.asked.saturating_add(u32::from(frame.look));
         self.held.push_back(frame);
+    }
+
+    /// The frames at the front that wait for no answer of their own.
+    pub fn release_unasked(&mut self) -> Vec<HeldFrame> {
+        let mut out = Vec::new();
+        while self.held.front().is_some_and(|f| !f.look) {
+            out.extend(self.held.pop_front());
+        }
+        out
     }
 
     /// The answer for the oldest held frame, which must carry `pts` (answers come in order; one
@@ -106,7 +133,8 @@ impl OverlayWatch {
         look: Option<PictureLook>,
         code_of_pts: u32,
     ) -> Option<(HeldFrame, Verdict, bool)> {
-        if self.held.front()?.pts != pts {
+        let front = self.held.front()?;
+        if front.pts != pts || !front.look {
             return None;
         }
         let frame = self.held.pop_front()?;
@@ -148,6 +176,7 @@ mod tests {
             keyframe: false,
             picture: Bytes::new(),
             sps: None,
+            look: true,
         }
     }
 
@@ -234,6 +263,35 @@ mod tests {
         let released = w.close();
         assert_eq!(released.iter().map(|f| f.pts).collect::<Vec<_>>(), [1, 2]);
         assert!(w.answer(1, GRAY, 1).is_none());
+    }
+
+    /// Frames not looked at wait behind the ones that are, and leave with them in order.
+    #[test]
+    fn unasked_frames_wait_behind_asked_ones() {
+        let mut w = OverlayWatch::default();
+        w.open_update(10_000);
+        assert!(!w.looks_at_everything());
+        w.hold(frame(1));
+        w.hold(HeldFrame {
+            look: false,
+            ..frame(2)
+        });
+        assert!(
+            w.release_unasked().is_empty(),
+            "frame 1 is not answered yet"
+        );
+        assert!(
+            w.answer(2, GRAY, 2).is_none(),
+            "no answer is asked for frame 2"
+        );
+        assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
+        assert!(
+            w.looks_at_everything(),
+            "after an overlay, until a processed frame"
+        );
+        let released: Vec<u64> = w.release_unasked().iter().map(|f| f.pts).collect();
+        assert_eq!(released, [2]);
+        assert!(!w.is_holding());
     }
 
     #[test]

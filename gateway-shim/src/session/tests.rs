@@ -59,6 +59,8 @@ struct Net {
     plan_clip: ClipTiming,
     /// Output frames the core asked to classify.
     classified: u32,
+    /// Output frames the core handed over only to be kept.
+    kept: u32,
 }
 
 fn template() -> SessionReport {
@@ -166,6 +168,7 @@ impl Net {
         Self {
             plan_clip,
             classified: 0,
+            kept: 0,
             core,
             now_us: 0,
             orchs,
@@ -357,11 +360,14 @@ impl Net {
                     share,
                     pts,
                     picture,
+                    look: true,
+                    ..
                 } => {
                     self.classified += 1;
                     let look = Some(picture_look(&picture, &self.plan_clip));
                     self.input(Input::FrameLook { share, pts, look });
                 }
+                Output::ClassifyFrame { look: false, .. } => self.kept += 1,
                 Output::ClassifyEnd { .. } => {}
                 Output::Finished(f) => {
                     self.finished = Some(*f);
@@ -618,9 +624,21 @@ fn a_reload_after_an_update_shows_as_overlay_and_a_stall_of_processed_output() {
     );
     let e2e = m.e2e_latency_ms.expect("latency");
     assert_eq!(e2e.max, 40.0);
-    // The start (one frame), the two processed frames in flight when the update landed, the
-    // overlay and the first processed frame after it.
-    assert_eq!(net.classified, 1 + 2 + 59 + 1);
+    // Decoded: the start (one frame), the overlay (early: it skips the 40 ms) and the first
+    // processed frame after it; the frames around the update arriving on time only kept.
+    assert_eq!(net.classified, 1 + 59 + 1);
+    assert!(
+        net.kept >= 60,
+        "{} kept from 2 s before the update",
+        net.kept
+    );
+
+    // The same update without a reload: nothing arrives early, nothing is decoded.
+    let orch = Orch::Serves(profile(|p| p.latency_ms = 40));
+    let (f, net) = Net::direct(orch, plan(10)).run();
+    assert_eq!(f.report.metrics.loading_overlay, None);
+    assert_eq!(net.classified, 1, "the start's first frame only");
+    assert!(net.kept >= 120, "{} kept 2 s before to 2 s after", net.kept);
 }
 
 #[test]

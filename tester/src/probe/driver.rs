@@ -191,7 +191,13 @@ pub(crate) async fn drive(
                     streams.push(Box::pin(
                         reader
                             .clone()
-                            .output(TrickleSubscriber::new(http.clone(), &urls.subscribe_url)),
+                            // -2, the segment being written (as the Python SDK starts): a
+                            // runner that answers at once (its loading overlay) may have begun
+                            // segment 0 before this GET arrives, and -1 would skip it.
+                            .output(
+                                TrickleSubscriber::new(http.clone(), &urls.subscribe_url)
+                                    .starting_at(-2),
+                            ),
                     ));
                     streams.push(Box::pin(
                         reader
@@ -261,8 +267,10 @@ pub(crate) async fn drive(
                 Output::ClassifyFrame {
                     share,
                     pts,
+                    keyframe,
                     picture,
-                } => pictures.classify(share, pts, picture),
+                    look,
+                } => pictures.classify(share, pts, keyframe, picture, look),
                 Output::ClassifyEnd { share } => pictures.end(share),
                 Output::Observe(observation) => observe(edge.sink.as_ref(), observation),
                 Output::Finished(finished) => {

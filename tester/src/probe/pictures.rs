@@ -1,13 +1,16 @@
 //! The driver's side of the loading overlay watch: each share's output frames decoded in order,
-//! off the event loop, one batch at a time per share.
+//! off the event loop, one batch at a time per share, and only as far as a frame the core asks
+//! about.
 //!
 //! A share's [`PictureReader`] keeps decoder state across frames (P-frames need the frames
-//! before them), so its frames must be decoded in order by one decoder. Holding a thread per
-//! share would tie up the blocking pool while sessions wait; instead the frames queue here and
-//! one blocking job per share decodes whatever has queued, then hands the reader back. When a
-//! watch ends, the reader is dropped: frames skipped between two watches would leave it with
-//! stale references, so the next watch starts a fresh decoder (which outputs nothing before
-//! its first keyframe).
+//! before them), so its frames must be decoded in order by one decoder. Frames the core only
+//! hands over are kept, from their keyframe on (a keyframe with nothing asked before it drops
+//! the ones before it), and decoded when a later frame is asked about; frames never asked about
+//! cost a reference, not a decode. Holding a thread per share would tie up the blocking pool
+//! while sessions wait; instead one blocking job per share decodes whatever has queued, then
+//! hands the reader back. When a watch ends the reader is dropped: frames skipped between two
+//! watches would leave it with stale references, so the next watch starts a fresh decoder
+//! (which outputs nothing before its first keyframe).
 
 use std::collections::HashMap;
 
@@ -26,7 +29,8 @@ struct Slot {
     /// The reader while no job runs (created by the first job).
     reader: Option<PictureReader>,
     busy: bool,
-    queue: Vec<(u64, Bytes)>,
+    /// Frames not decoded yet `(pts, picture, asked)`, in stream order.
+    queue: Vec<(u64, Bytes, bool)>,
     /// Counts the watches: a job of an earlier one hands back a reader that is dropped.
     watch: u64,
 }
@@ -39,14 +43,25 @@ pub(crate) struct Pictures {
 }
 
 impl Pictures {
-    /// Queues output frame `pts` of `share` for decoding.
-    pub(crate) fn classify(&mut self, share: ShareId, pts: u64, picture: Bytes) {
-        self.slots
-            .entry(share)
-            .or_default()
-            .queue
-            .push((pts, picture));
-        self.kick(share);
+    /// Output frame `pts` of `share`: decoded and answered when `look`, else kept for the
+    /// frames after it.
+    pub(crate) fn classify(
+        &mut self,
+        share: ShareId,
+        pts: u64,
+        keyframe: bool,
+        picture: Bytes,
+        look: bool,
+    ) {
+        let slot = self.slots.entry(share).or_default();
+        if keyframe && !slot.queue.iter().any(|(_, _, asked)| *asked) {
+            // Nothing before a keyframe is needed to decode what follows it.
+            slot.queue.clear();
+        }
+        slot.queue.push((pts, picture, look));
+        if look {
+            self.kick(share);
+        }
     }
 
     /// The watch of `share` ended: frames queued are not needed, its decoder goes.
@@ -83,21 +98,24 @@ impl Pictures {
         let Some(slot) = self.slots.get_mut(&share) else {
             return;
         };
-        if slot.busy || slot.queue.is_empty() {
+        let Some(last_asked) = slot.queue.iter().rposition(|(_, _, asked)| *asked) else {
+            return;
+        };
+        if slot.busy {
             return;
         }
         slot.busy = true;
-        let frames = std::mem::take(&mut slot.queue);
+        // Up to the last frame asked about; the rest stays kept.
+        let frames: Vec<_> = slot.queue.drain(..=last_asked).collect();
         let reader = slot.reader.take();
         let watch = slot.watch;
         self.running.spawn_blocking(move || {
             let mut reader = reader.or_else(PictureReader::new);
             let inputs = frames
                 .into_iter()
-                .map(|(pts, picture)| Input::FrameLook {
-                    share,
-                    pts,
-                    look: reader.as_mut().and_then(|r| r.look(&picture)),
+                .filter_map(|(pts, picture, asked)| {
+                    let look = reader.as_mut().and_then(|r| r.look(&picture));
+                    asked.then_some(Input::FrameLook { share, pts, look })
                 })
                 .collect();
             (share, watch, reader, inputs)
