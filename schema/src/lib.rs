@@ -456,7 +456,8 @@ pub struct SessionMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_check: Option<ContentCheck>,
     /// The output's timestamps disagree with its pictures: most checked keyframes carry a PTS
-    /// that names another input frame than the one they show (or one never sent). An
+    /// that names another input frame than the one they show (or one never sent), or most
+    /// output frames carry a PTS that no input frame sent before their arrival had. An
     /// orchestrator that shifts its output timestamps would otherwise look faster than it is;
     /// `e2e_latency_ms` then comes from the pictures (the checked keyframes) instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -47,6 +47,10 @@ const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
 /// histogram's memory fixed (about 180 KB) whatever the input.
 const LATENCY_HIGHEST_US: u64 = 3_600_000_000;
 
+/// Output frames needed before their PTS matching is judged ([`SessionRecorder::finish`]'s
+/// `pts_untrusted`): a third of a second at 30 fps.
+pub const PLAUSIBLE_MIN_FRAMES: u64 = 10;
+
 /// Tuning of a [`SessionRecorder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeasureConfig {
@@ -428,9 +432,10 @@ impl SessionRecorder {
     /// `swaps`) are left `None` or empty for the caller to fill.
     pub fn finish(&self, end_us: u64) -> (SessionMetrics, RunnerReport) {
         let (fps, fps_jitter) = self.output_fps(end_us);
-        // Timestamps the pictures contradict measure nothing: the latency comes from the
-        // pictures then.
-        let pts_untrusted = self.content.pts_untrusted();
+        // Timestamps the pictures contradict, or that mostly name no input frame sent before
+        // their output arrived, measure nothing: the latency comes from the pictures then (and
+        // is not stated without any).
+        let pts_untrusted = self.content.pts_untrusted() || self.pts_implausible();
         let e2e_latency_ms = if pts_untrusted {
             self.content.summary()
         } else {
@@ -479,6 +484,15 @@ impl SessionRecorder {
             first_ms: us_to_ms(first_us.saturating_sub(sent_us)),
             last_ms: us_to_ms(last_us.saturating_sub(sent_us)),
         })
+    }
+
+    /// The plausibility check that needs no decoding: of at least [`PLAUSIBLE_MIN_FRAMES`]
+    /// output frames, more than half carry a PTS that no input frame sent before their arrival
+    /// had (a PTS never sent, or one sent only later: output ahead of its input). An honest
+    /// runner keeps the input's PTS, so nearly all match.
+    fn pts_implausible(&self) -> bool {
+        self.frames_received >= PLAUSIBLE_MIN_FRAMES
+            && self.frames_unmatched.saturating_mul(2) > self.frames_received
     }
 
     fn startup_ms(&self) -> Option<f64> {

@@ -488,6 +488,59 @@ fn an_output_before_its_input_is_unmatched() {
     );
 }
 
+/// Output whose timestamps mostly name no input frame sent before it arrived (stamped ahead of
+/// its input, or invented) cannot be matched honestly: the session is flagged and no PTS
+/// latency is stated from the few frames that happened to match. An honest stream with a few
+/// stray frames is not flagged, nor is a stream too short to judge.
+#[test]
+fn timestamps_that_mostly_match_nothing_sent_are_untrusted_without_decoding() {
+    let fps = 30;
+    let shifted = |shift_frames: u64, count: u64| {
+        let mut inputs = inputs_at(fps, count + shift_frames, 0);
+        // 100 ms of latency, each output stamped `shift_frames` ahead of its picture: the PTS
+        // names an input that is sent only after the output arrived.
+        for i in 0..count {
+            let Input::Output { at_us, .. } = output_for(fps, i, 0, 100_000) else {
+                unreachable!()
+            };
+            inputs.push(Input::Output {
+                pts: (i + shift_frames) * PTS_HZ / fps,
+                at_us,
+                keyframe: false,
+                size_bytes: 1,
+            });
+        }
+        record(&by_time(inputs), 10 * SECOND_US)
+    };
+    let honest = shifted(0, 60);
+    assert_eq!(honest.pointer("/metrics/pts_untrusted"), None);
+    assert!(honest.pointer("/metrics/e2e_latency_ms/p50").is_some());
+
+    // Stamped 10 frames (333 ms) ahead with 100 ms of latency: every output is ahead of its
+    // input.
+    let ahead = shifted(10, 60);
+    assert_eq!(ahead.pointer("/metrics/pts_untrusted"), Some(&json!(true)));
+    assert_eq!(ahead.pointer("/metrics/frames_unmatched"), Some(&json!(60)));
+    assert_eq!(ahead["metrics"]["e2e_latency_ms"], Value::Null);
+
+    // Too few frames to judge.
+    let short = shifted(10, 9);
+    assert_eq!(short.pointer("/metrics/pts_untrusted"), None);
+
+    // A few strays among matched frames.
+    let mut inputs = inputs_at(fps, 60, 0);
+    inputs.extend((0..60).map(|i| output_for(fps, i, 0, 100_000)));
+    inputs.extend((0..5).map(|i| Input::Output {
+        pts: 1_000_000 + i,
+        at_us: 3 * SECOND_US + i,
+        keyframe: false,
+        size_bytes: 1,
+    }));
+    let strays = record(&by_time(inputs), 10 * SECOND_US);
+    assert_eq!(strays.pointer("/metrics/frames_unmatched"), Some(&json!(5)));
+    assert_eq!(strays.pointer("/metrics/pts_untrusted"), None);
+}
+
 #[test]
 fn a_resent_pts_answers_the_newer_send() {
     let inputs = vec![

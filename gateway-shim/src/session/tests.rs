@@ -641,6 +641,24 @@ fn a_reload_after_an_update_shows_as_overlay_and_a_stall_of_processed_output() {
     assert!(net.kept >= 120, "{} kept 2 s before to 2 s after", net.kept);
 }
 
+/// Timestamps moved further ahead than the latency name inputs not sent yet when the output
+/// arrives: without decoding a picture the session is flagged and states no PTS latency.
+#[test]
+fn timestamps_ahead_of_their_inputs_are_untrusted_without_the_content_check() {
+    let orch = Orch::Serves(profile(|p| {
+        p.latency_ms = 100;
+        p.pts_shift_ms = 300;
+    }));
+    let mut blind = plan(6);
+    blind.content_check_every = 0;
+    let r = Net::direct(orch, blind).run().0.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    assert!(r.metrics.pts_untrusted);
+    assert_eq!(r.metrics.content_check, None);
+    assert_eq!(r.metrics.e2e_latency_ms, None);
+    assert_eq!(r.metrics.frames_unmatched, r.metrics.frames_received);
+}
+
 #[test]
 fn a_stall_is_one_stall_of_its_length() {
     let orch = Orch::Serves(profile(|p| {
