@@ -953,21 +953,27 @@ impl SessionCore {
             && at_us.saturating_add(OVERLAY_WATCH_BEFORE_UPDATE_US) >= due
         {
             let until = due.max(at_us).saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US);
-            self.shares[share].watch.open_update(until);
+            let median = self.share_recorder(share).latency_p50_us();
+            self.shares[share].watch.open_update(until, median);
         }
     }
 
+    /// The recorder of `share`'s own figures: its own in network mode, the session's in a
+    /// direct session.
+    fn share_recorder(&self, share: ShareId) -> &SessionRecorder {
+        self.shares[share]
+            .recorder
+            .as_ref()
+            .unwrap_or(&self.recorder)
+    }
+
     /// Whether output frame `pts` arrived suspiciously early after its input: more than half
-    /// a frame interval before the median latency of `share`'s output so far. A loading
+    /// a frame interval before `share`'s median latency when its watch opened. A loading
     /// overlay skips inference; processed frames gather around the median. Without a median
     /// (or a send time) every frame is suspect.
     fn arrived_early(&self, share: ShareId, pts: u64, at_us: u64) -> bool {
-        let recorder = self.shares[share]
-            .recorder
-            .as_ref()
-            .unwrap_or(&self.recorder);
-        let (Some(sent_us), Some(p50_us)) = (recorder.sent_at_us(pts), recorder.latency_p50_us())
-        else {
+        let sent_us = self.share_recorder(share).sent_at_us(pts);
+        let (Some(sent_us), Some(p50_us)) = (sent_us, self.shares[share].watch.median_us()) else {
             return true;
         };
         let half_frame_us = 500_000 / u64::from(self.plan.clip.fps.max(1));
@@ -1342,7 +1348,8 @@ impl SessionCore {
                     });
                     if self.plan.watch_overlay {
                         let until = now.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US);
-                        self.shares[current].watch.open_update(until);
+                        let median = self.share_recorder(current).latency_p50_us();
+                        self.shares[current].watch.open_update(until, median);
                     }
                 }
                 _ if keepalive_due <= now => {

@@ -60,6 +60,9 @@ pub(super) struct OverlayWatch {
     /// Frames sent for classification in this watch.
     asked: u32,
     seen_overlay: bool,
+    /// The share's median latency when an update watch opened: frames arriving well before it
+    /// are looked at.
+    median_us: Option<u64>,
 }
 
 impl OverlayWatch {
@@ -70,8 +73,9 @@ impl OverlayWatch {
         self.seen_overlay = false;
     }
 
-    /// Opens (or extends) a watch after a params update, unless the start watch is open.
-    pub fn open_update(&mut self, until_us: u64) {
+    /// Opens (or extends) a watch around a params update, unless the start watch is open.
+    /// `median_us` is the share's median latency now (kept from the opening when extended).
+    pub fn open_update(&mut self, until_us: u64, median_us: Option<u64>) {
         match self.open {
             Some(Watch::Start) => {}
             Some(Watch::Update { .. }) => self.open = Some(Watch::Update { until_us }),
@@ -79,8 +83,14 @@ impl OverlayWatch {
                 self.open = Some(Watch::Update { until_us });
                 self.asked = 0;
                 self.seen_overlay = false;
+                self.median_us = median_us;
             }
         }
+    }
+
+    /// The median latency an update watch compares arrivals with.
+    pub fn median_us(&self) -> Option<u64> {
+        self.median_us
     }
 
     pub fn is_open(&self) -> bool {
@@ -232,7 +242,7 @@ mod tests {
     #[test]
     fn an_update_watch_ends_after_its_time_without_overlay_or_after_the_overlay() {
         let mut w = OverlayWatch::default();
-        w.open_update(1_000);
+        w.open_update(1_000, None);
         w.hold(frame(1));
         let (_, v, closes) = w.answer(1, colour(1), 1).unwrap();
         assert_eq!(
@@ -244,7 +254,7 @@ mod tests {
         assert!(w.expired(1_001));
 
         let mut w = OverlayWatch::default();
-        w.open_update(1_000);
+        w.open_update(1_000, None);
         w.hold(frame(1));
         w.hold(frame(2));
         assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
@@ -269,7 +279,7 @@ mod tests {
     #[test]
     fn unasked_frames_wait_behind_asked_ones() {
         let mut w = OverlayWatch::default();
-        w.open_update(10_000);
+        w.open_update(10_000, None);
         assert!(!w.looks_at_everything());
         w.hold(frame(1));
         w.hold(HeldFrame {

@@ -79,7 +79,8 @@ impl Pictures {
             let Some(done) = self.running.join_next().await else {
                 return std::future::pending().await;
             };
-            // A job that panicked answered nothing; the core counts its frames at the end.
+            // Jobs catch their own panics; a cancelled one (the runtime shutting down) has no
+            // session left to answer.
             let Ok((share, watch, reader, inputs)) = done else {
                 continue;
             };
@@ -110,15 +111,38 @@ impl Pictures {
         let reader = slot.reader.take();
         let watch = slot.watch;
         self.running.spawn_blocking(move || {
-            let mut reader = reader.or_else(PictureReader::new);
-            let inputs = frames
-                .into_iter()
-                .filter_map(|(pts, picture, asked)| {
-                    let look = reader.as_mut().and_then(|r| r.look(&picture));
-                    asked.then_some(Input::FrameLook { share, pts, look })
-                })
+            let asked: Vec<u64> = frames
+                .iter()
+                .filter(|(_, _, asked)| *asked)
+                .map(|(pts, _, _)| *pts)
                 .collect();
-            (share, watch, reader, inputs)
+            // A decoder that panics must not leave the core waiting for answers: every frame
+            // asked about is answered (undecodable), and the reader is dropped.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let mut reader = reader.or_else(PictureReader::new);
+                let inputs: Vec<Input> = frames
+                    .into_iter()
+                    .filter_map(|(pts, picture, asked)| {
+                        let look = reader.as_mut().and_then(|r| r.look(&picture));
+                        asked.then_some(Input::FrameLook { share, pts, look })
+                    })
+                    .collect();
+                (reader, inputs)
+            }));
+            match decoded {
+                Ok((reader, inputs)) => (share, watch, reader, inputs),
+                Err(_) => {
+                    let inputs = asked
+                        .into_iter()
+                        .map(|pts| Input::FrameLook {
+                            share,
+                            pts,
+                            look: None,
+                        })
+                        .collect();
+                    (share, watch, None, inputs)
+                }
+            }
         });
     }
 }
