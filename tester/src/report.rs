@@ -100,6 +100,21 @@ pub fn session_table(r: &SessionReport) -> String {
             _ => "-".into(),
         },
     ));
+    if let Some(o) = &m.loading_overlay {
+        rows.push((
+            "loading overlay",
+            format!(
+                "{} frames, {:.0} to {:.0} ms (not counted as output)",
+                o.frames, o.first_ms, o.last_ms
+            ),
+        ));
+    }
+    if m.pts_untrusted {
+        rows.push((
+            "output timestamps",
+            "untrusted: e2e comes from the pictures".into(),
+        ));
+    }
     let ru = &r.runner;
     rows.push((
         "runner state",
@@ -254,4 +269,33 @@ pub fn rank(reports: &mut [(String, SessionReport)]) {
             .then(ka.1.total_cmp(&kb.1))
             .then(ka.2.total_cmp(&kb.2))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvt_schema::LoadingOverlay;
+
+    #[test]
+    fn the_table_says_what_was_not_output_and_untrusted_timestamps() {
+        let mut r = SessionReport::new("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "noop", 0);
+        let plain = session_table(&r);
+        assert!(!plain.contains("loading overlay"), "{plain}");
+        assert!(!plain.contains("output timestamps"), "{plain}");
+        r.metrics.loading_overlay = Some(LoadingOverlay {
+            frames: 15,
+            first_ms: 0.4,
+            last_ms: 466.7,
+        });
+        r.metrics.pts_untrusted = true;
+        let table = session_table(&r);
+        assert!(
+            table.contains("15 frames, 0 to 467 ms (not counted as output)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("untrusted: e2e comes from the pictures"),
+            "{table}"
+        );
+    }
 }
