@@ -304,6 +304,24 @@ fn unix_ms() -> i64 {
     .unwrap()
 }
 
+/// `text` without the ANSI colour sequences (`ESC [ ... m`) the collector's log has.
+fn without_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for inner in chars.by_ref() {
+                if inner == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 /// The sum of a metric's samples (all labels) in a replica's `/metrics`.
 async fn metric_sum(replica: &str, name: &str) -> Option<u64> {
     let text = reqwest::get(format!("{replica}/metrics"))
@@ -409,6 +427,16 @@ async fn a_replica_killed_and_left_down_hands_its_partition_to_the_other() {
     .await;
     fleet.kill_replica_a();
     let killed = std::time::Instant::now();
+    // The agents key their messages by their signing keys, which are new in every run, so all
+    // three may land in one partition, and A's may get nothing: nothing would then be lost and
+    // nothing would make B take it. One message that is not a result batch, written to each
+    // partition, gives A's partition something unread whichever one A held.
+    for partition in 0..2 {
+        fleet
+            .tansu
+            .produce_to(TOPIC, partition, b"not a result batch")
+            .await;
+    }
     // Tansu 0.6.0 rebalances after expiring A but leaves A's share assigned to it; B's orphan
     // rule (docs/collector.md, "A stalled consumer") sees that partition unread for three
     // session timeouts, rejoins, and takes it. About 55 s here on an idle machine, over 85 s
@@ -423,6 +451,24 @@ async fn a_replica_killed_and_left_down_hands_its_partition_to_the_other() {
         "fleet-kafka: B holds both partitions {:.1} s after the kill",
         killed.elapsed().as_secs_f64()
     );
+    // B read both partitions: it skipped the message written to each.
+    wait_for(
+        30,
+        "B skipping the message on each partition",
+        &fleet.log_b(),
+        || async {
+            let log = without_ansi(&std::fs::read_to_string(fleet.log_b()).unwrap_or_default());
+            (0..2)
+                .all(|partition| {
+                    log.lines().any(|line| {
+                        line.contains("Kafka message skipped.")
+                            && line.contains(&format!("partition={partition} "))
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
     fleet.stop_agents_and_find_every_session().await;
     fleet.stop();
 }

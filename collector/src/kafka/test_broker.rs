@@ -13,6 +13,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// A Tansu broker; dropping it closes its stdin, which stops it (and the test then waits for it).
 pub struct TestBroker {
@@ -85,6 +86,28 @@ impl TestBroker {
                 panic!("topic {topic} not created: {code}");
             }
         }
+    }
+}
+
+impl TestBroker {
+    /// Writes one message with `payload` (no key, no headers) to `partition` of `topic` and
+    /// waits for the broker's acknowledgement.
+    ///
+    /// # Panics
+    /// When the broker does not acknowledge it within 10 s.
+    pub async fn produce_to(&self, topic: &str, partition: i32, payload: &[u8]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("message.timeout.ms", "10000")
+            .create()
+            .unwrap_or_else(|e| panic!("producer for {}: {e}", self.address));
+        let record = FutureRecord::<(), [u8]>::to(topic)
+            .partition(partition)
+            .payload(payload);
+        producer
+            .send(record, std::time::Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("producing to {topic}/{partition}: {e}"));
     }
 }
 
