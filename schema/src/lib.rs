@@ -485,16 +485,22 @@ pub struct LoadingOverlay {
 /// frame number drawn in the picture read back.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContentCheck {
-    /// Output keyframes decoded.
+    /// Output frames sampled: the first output frame whose PTS names a frame past a step of the
+    /// clip's luminance marker, at every Nth step.
     pub samples: u32,
-    /// Of those, pictures whose frame number could not be read (restyled beyond the code, or
-    /// not a picture of the input at all).
+    /// Of those, samples that gave no evidence: the frame number could not be read and no
+    /// frame showed the marker's step (restyled beyond both, or not a picture of the input).
     pub unreadable: u32,
     /// Of the readable ones, those whose PTS names another input frame than the picture shows
     /// (beyond a frame and a half), or none that was sent.
     pub disagreements: u32,
-    /// Median latency by content: arrival of the keyframe minus the send time of the input
-    /// frame its picture shows, ms.
+    /// Of the readable ones, those decided by the luminance marker because the frame number
+    /// could not be read.
+    #[serde(default)]
+    pub by_luminance: u32,
+    /// Median latency by content: arrival of the sampled frame minus the send time of the
+    /// input frame its picture shows (by the marker: arrival of the first frame showing the
+    /// step minus the send time of the step's input frame), ms.
     pub latency_p50_ms: Option<f64>,
 }
 

@@ -93,6 +93,7 @@ fn full_report() -> SessionReport {
                 samples: 6,
                 unreadable: 1,
                 disagreements: 5,
+                by_luminance: 2,
                 latency_p50_ms: Some(412.5),
             }),
             pts_untrusted: true,

@@ -4,11 +4,19 @@
 //! e2e latency matches output to input by equal PTS, which the orchestrator writes. One that
 //! shifts its output PTS forward by D would be measured D faster than it is, and nothing in the
 //! timestamps betrays it. Every input picture carries its frame number as a block code
-//! (lvt's clip, `encode::pattern`); the driver decodes sampled output keyframes and reads the
+//! (lvt's clip, `encode::pattern`); the driver decodes sampled output frames and reads the
 //! code back. This tracker keeps the recent sent frames with their codes and, for each sample,
 //! finds the input frame the picture shows (the latest sent with that code before the sample
-//! arrived), compares it with the frame its PTS names, and keeps the latency by content. Pure:
-//! no decoding and no clock here.
+//! arrived), compares it with the frame its PTS names, and keeps the latency by content.
+//!
+//! When the number cannot be read (restyling that keeps no digit), the luminance step marker
+//! decides ([`ContentTracker::handle_step`]): the session core samples the first output frame
+//! whose PTS names a frame past a step of the marker and, if its picture still shows the state
+//! before the step, the frames after it until one shows the new state. That arrival minus the
+//! send time of the input frame at the step is the latency by content: never shorter than the
+//! truth (the picture cannot show the step before it was sent) and at most one output frame
+//! interval longer (a runner that drops frames may skip the step frame itself). Pure: no
+//! decoding and no clock here.
 
 use std::collections::VecDeque;
 
@@ -18,12 +26,14 @@ use lvt_schema::{ContentCheck, LatencySummary};
 /// clip's loop (frame numbers repeat after it, so older sends could not be told apart anyway).
 const MAX_SENT: usize = 256;
 
-/// One sent input frame: its PTS, its send time and the frame number its picture carries.
+/// One sent input frame: its PTS, its send time, the frame number its picture carries and its
+/// luminance marker's state.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     pts: u64,
     at_us: u64,
     code: u32,
+    bright: bool,
 }
 
 /// The content samples of one session (or one share).
@@ -33,20 +43,75 @@ pub(crate) struct ContentTracker {
     samples: u32,
     unreadable: u32,
     disagreements: u32,
+    /// Samples decided by the luminance marker.
+    by_luminance: u32,
     /// Latency by content of each readable sample, us.
     latencies_us: Vec<u64>,
 }
 
 impl ContentTracker {
-    /// Input frame `pts` carrying frame number `code` went out at `at_us`.
-    pub(crate) fn handle_sent(&mut self, pts: u64, at_us: u64, code: u32) {
+    /// Input frame `pts` carrying frame number `code` and luminance marker state `bright` went
+    /// out at `at_us`.
+    pub(crate) fn handle_sent(&mut self, pts: u64, at_us: u64, code: u32, bright: bool) {
         if self.sent.len() >= MAX_SENT {
             self.sent.pop_front();
         }
-        self.sent.push_back(Sent { pts, at_us, code });
+        self.sent.push_back(Sent {
+            pts,
+            at_us,
+            code,
+            bright,
+        });
     }
 
-    /// A decoded output keyframe with timestamp `pts`, arrived at `at_us`, whose picture shows
+    /// A check by the luminance marker: output frame `pts`, arrived at `at_us`, is the first
+    /// whose PTS names a frame past a step into state `bright`; `found_at_us` is the arrival of
+    /// the first frame from it on whose picture shows that state (`None`: none did, or no
+    /// picture could be read). `pts_sent_at_us` is the send time of the input frame its PTS
+    /// names. The timestamps agree when the picture showed the step within `tolerance_us` of
+    /// the sampled frame.
+    pub(crate) fn handle_step(
+        &mut self,
+        at_us: u64,
+        bright: bool,
+        found_at_us: Option<u64>,
+        pts_sent_at_us: Option<u64>,
+        tolerance_us: u64,
+    ) {
+        self.samples = self.samples.saturating_add(1);
+        let step_at_us = found_at_us.and_then(|found| self.step_sent_before(bright, found));
+        let (Some(found_at_us), Some(step_at_us)) = (found_at_us, step_at_us) else {
+            self.unreadable = self.unreadable.saturating_add(1);
+            return;
+        };
+        self.by_luminance = self.by_luminance.saturating_add(1);
+        self.latencies_us.push(found_at_us - step_at_us);
+        // The sampled frame's PTS names a frame sent at or after the step; the picture agrees
+        // when it (or a frame right after it) already showed the step.
+        let agrees = pts_sent_at_us.is_some_and(|sent| sent >= step_at_us && sent <= at_us)
+            && found_at_us.saturating_sub(at_us) <= tolerance_us;
+        if !agrees {
+            self.disagreements = self.disagreements.saturating_add(1);
+        }
+    }
+
+    /// The send time of the latest input frame sent by `before_us` where the marker stepped
+    /// into state `bright` (the frame before it had the other state).
+    fn step_sent_before(&self, bright: bool, before_us: u64) -> Option<u64> {
+        let mut sent = self.sent.iter().rev().skip_while(|s| s.at_us > before_us);
+        // The latest frame in the state, then back to the first of its run.
+        let mut run_start = sent.find(|s| s.bright == bright)?;
+        for earlier in sent {
+            if earlier.bright != bright {
+                return Some(run_start.at_us);
+            }
+            run_start = earlier;
+        }
+        // The run reaches back past what is kept: where it started is not known.
+        None
+    }
+
+    /// A decoded output frame with timestamp `pts`, arrived at `at_us`, whose picture shows
     /// frame number `code` (`None`: unreadable). `pts_sent_at_us` is the send time of the input
     /// frame with that PTS, if one was sent; `tolerance_us` how far the two may disagree (a
     /// frame and a half).
@@ -88,6 +153,7 @@ impl ContentTracker {
             samples: self.samples,
             unreadable: self.unreadable,
             disagreements: self.disagreements,
+            by_luminance: self.by_luminance,
             latency_p50_ms: self.summary().map(|summary| summary.p50),
         })
     }
@@ -128,10 +194,16 @@ impl ContentTracker {
 mod tests {
     use super::*;
 
-    /// 30 fps: frame k sent at k x 33,333 us with PTS k x 3000 and code k mod 120.
+    /// 30 fps: frame k sent at k x 33,333 us with PTS k x 3000 and code k mod 120; the marker
+    /// is bright for codes 0-29 and 60-89.
     fn sent(tracker: &mut ContentTracker, frames: u64) {
         for k in 0..frames {
-            tracker.handle_sent(k * 3000, k * 33_333, (k % 120) as u32);
+            tracker.handle_sent(
+                k * 3000,
+                k * 33_333,
+                (k % 120) as u32,
+                (k % 120) / 30 % 2 == 0,
+            );
         }
     }
 
@@ -175,6 +247,60 @@ mod tests {
         sent(&mut unmatched, 200);
         unmatched.handle_sample(1, 30 * 33_333 + 200_000, Some(30), None, TOLERANCE_US);
         assert!(unmatched.pts_untrusted());
+    }
+
+    #[test]
+    fn the_luminance_step_agrees_with_honest_timestamps() {
+        let mut tracker = ContentTracker::default();
+        sent(&mut tracker, 200);
+        // The marker steps to dark at frame 30; the output stamped 30 shows it, 200 ms late.
+        let at = 30 * 33_333 + 200_000;
+        tracker.handle_step(at, false, Some(at), Some(30 * 33_333), TOLERANCE_US);
+        assert!(!tracker.pts_untrusted());
+        let check = tracker.check().expect("a sample");
+        assert_eq!(
+            (check.samples, check.by_luminance, check.disagreements),
+            (1, 1, 0)
+        );
+        assert_eq!(check.latency_p50_ms, Some(200.0));
+        // A runner that drops frames: the first output past the next step to dark (frame 90) is
+        // stamped 92 and shows 92. The latency by content is frame 90's, 2 frames longer, and
+        // the stamps agree.
+        let at = 92 * 33_333 + 200_000;
+        tracker.handle_step(at, false, Some(at), Some(92 * 33_333), TOLERANCE_US);
+        assert!(!tracker.pts_untrusted());
+        assert_eq!(tracker.summary().map(|s| s.max), Some(266.666));
+    }
+
+    #[test]
+    fn the_luminance_step_catches_timestamps_ahead_of_the_pictures() {
+        let mut tracker = ContentTracker::default();
+        sent(&mut tracker, 200);
+        // Shown 200 ms late, stamped 3 frames ahead: the output stamped 30 (past the step to
+        // dark) shows frame 27, still bright; the one showing 30 comes 100 ms later.
+        for k in [30u64, 90, 150] {
+            let at = (k - 3) * 33_333 + 200_000;
+            let found = k * 33_333 + 200_000;
+            tracker.handle_step(at, false, Some(found), Some(k * 33_333), TOLERANCE_US);
+        }
+        assert!(tracker.pts_untrusted());
+        let check = tracker.check().expect("samples");
+        assert_eq!((check.by_luminance, check.disagreements), (3, 3));
+        assert_eq!(check.latency_p50_ms, Some(200.0));
+        // No frame showed the step, or the step is older than what is kept: no evidence.
+        let mut blind = ContentTracker::default();
+        sent(&mut blind, 200);
+        blind.handle_step(1_000_000, false, None, Some(30 * 33_333), TOLERANCE_US);
+        let mut short = ContentTracker::default();
+        for k in 0..20u64 {
+            short.handle_sent(k * 3000, k * 33_333, k as u32, true);
+        }
+        short.handle_step(900_000, true, Some(900_000), Some(0), TOLERANCE_US);
+        for tracker in [blind, short] {
+            assert!(!tracker.pts_untrusted());
+            let check = tracker.check().expect("a sample");
+            assert_eq!((check.unreadable, check.by_luminance), (1, 0));
+        }
     }
 
     #[test]

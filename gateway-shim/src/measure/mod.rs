@@ -235,12 +235,30 @@ impl SessionRecorder {
     }
 
     /// The input frame `pts` sent at `at_us` (reported to [`Self::handle_input_frame_sent`])
-    /// carries frame number `code` in its picture: what the content check reads back.
-    pub fn handle_input_frame_code(&mut self, pts: u64, at_us: u64, code: u32) {
-        self.content.handle_sent(pts, at_us, code);
+    /// carries frame number `code` and luminance marker state `bright` in its picture: what
+    /// the content check reads back.
+    pub fn handle_input_frame_code(&mut self, pts: u64, at_us: u64, code: u32, bright: bool) {
+        self.content.handle_sent(pts, at_us, code, bright);
     }
 
-    /// A decoded output keyframe with timestamp `pts`, arrived at `at_us`, shows frame number
+    /// The content check by the luminance marker (the frame number was unreadable): output
+    /// frame `pts`, arrived at `at_us`, is the first whose PTS names a frame past a step of the
+    /// marker into state `bright`, and the first frame from it on that showed that state
+    /// arrived at `found_at_us` (`None`: none did).
+    pub fn handle_step_sample(
+        &mut self,
+        pts: u64,
+        at_us: u64,
+        bright: bool,
+        found_at_us: Option<u64>,
+        tolerance_us: u64,
+    ) {
+        let pts_sent_at_us = self.sent_at_us(pts);
+        self.content
+            .handle_step(at_us, bright, found_at_us, pts_sent_at_us, tolerance_us);
+    }
+
+    /// A decoded output frame with timestamp `pts`, arrived at `at_us`, shows frame number
     /// `code` (`None`: unreadable). Timestamps and pictures may disagree by `tolerance_us`
     /// (a frame and a half) before the sample counts against the timestamps.
     pub fn handle_content_sample(
@@ -250,7 +268,7 @@ impl SessionRecorder {
         code: Option<u32>,
         tolerance_us: u64,
     ) {
-        let pts_sent_at_us = self.pending.by_pts.get(&pts).map(|frame| frame.sent_at_us);
+        let pts_sent_at_us = self.sent_at_us(pts);
         self.content
             .handle_sample(pts, at_us, code, pts_sent_at_us, tolerance_us);
     }

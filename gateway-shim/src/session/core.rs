@@ -10,11 +10,12 @@ use tracing::{info, warn};
 
 use super::overlay::{HeldFrame, OverlayWatch, Verdict};
 use super::report::{self, ShareRecord};
+use super::steps::{StepProbe, StepSample};
 use super::{
     CONTROL_REPLAY_TRIES, ChannelEnd, DRAIN_IDLE_US, FLUSH_LIMIT_US, Finished, Input, Mode,
     NO_ORCHESTRATORS_AVAILABLE, OVERLAY_WATCH_AFTER_UPDATE_US, OVERLAY_WATCH_BEFORE_UPDATE_US,
     Output, PictureLook, PublishError, SessionPlan, ShareId, StartFailure, StartInfo,
-    updated_params,
+    beacon_bright, updated_params,
 };
 use crate::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
 use crate::gateway::select::{
@@ -100,8 +101,11 @@ struct Share {
     next_keepalive_us: u64,
     first_ingest_sent: bool,
     first_output_seen: bool,
-    /// Output keyframes seen, for sampling the content check.
-    keyframes_seen: u32,
+    /// The content check at the luminance steps of its output.
+    steps: StepProbe,
+    /// Its output frames are being handed to the driver ([`Output::ClassifyFrame`]) and the
+    /// hand-over has not been ended ([`Output::ClassifyEnd`]).
+    handing_over: bool,
     /// Output frames held until their pictures tell overlay from processed output.
     watch: OverlayWatch,
 }
@@ -276,9 +280,10 @@ impl SessionCore {
                     self.last_input_us = Some(at_us);
                     self.last_input_pts = Some(pts);
                     let code = self.plan.clip.code_of(pts);
+                    let bright = beacon_bright(code, self.plan.clip.frames_per_segment);
                     self.each_recorder(share, |r| {
                         r.handle_input_frame_sent(pts, at_us);
-                        r.handle_input_frame_code(pts, at_us, code);
+                        r.handle_input_frame_code(pts, at_us, code, bright);
                     });
                 }
             }
@@ -302,17 +307,6 @@ impl SessionCore {
                 self.if_current(share, |m| match end {
                     ChannelEnd::Ended => m.handle_events_end(now_ms),
                     ChannelEnd::Error | ChannelEnd::CopyError => m.handle_events_error(now_ms),
-                });
-            }
-            Input::ContentSample {
-                share,
-                pts,
-                at_us,
-                code,
-            } => {
-                let tolerance_us = self.plan.clip.content_tolerance_us();
-                self.each_recorder(share, |r| {
-                    r.handle_content_sample(pts, at_us, code, tolerance_us);
                 });
             }
             Input::ControlGone { share } => {
@@ -655,7 +649,8 @@ impl SessionCore {
             next_keepalive_us: now.saturating_add(self.plan.keepalive_interval_us),
             first_ingest_sent: false,
             first_output_seen: false,
-            keyframes_seen: 0,
+            steps: StepProbe::default(),
+            handing_over: false,
             watch: OverlayWatch::default(),
         });
         if self.plan.watch_overlay {
@@ -908,11 +903,26 @@ impl SessionCore {
             if reporting && let Some(m) = self.monitor() {
                 m.handle_output_frame(at_ms);
             }
+            let step_look = self.step_check(share, pts, held.at_us);
             self.watch_for_update(share, held.at_us);
             if !self.shares[share].watch.is_open() {
+                let s = &mut self.shares[share];
+                if step_look || s.steps.wants_frames(self.plan.content_check_every) {
+                    s.handing_over = true;
+                    self.outputs.push_back(Output::ClassifyFrame {
+                        share,
+                        pts,
+                        keyframe: held.keyframe,
+                        picture: held.picture.clone(),
+                        look: step_look,
+                    });
+                } else {
+                    self.end_hand_over_if_idle(share);
+                }
                 self.count_output(share, held);
                 continue;
             }
+            self.shares[share].handing_over = true;
             held.look = self.shares[share].watch.looks_at_everything()
                 || self.arrived_early(share, pts, held.at_us);
             self.outputs.push_back(Output::ClassifyFrame {
@@ -920,7 +930,7 @@ impl SessionCore {
                 pts,
                 keyframe: held.keyframe,
                 picture: held.picture.clone(),
-                look: held.look,
+                look: held.look || step_look,
             });
             let watch = &mut self.shares[share].watch;
             if held.look || watch.is_holding() {
@@ -980,24 +990,44 @@ impl SessionCore {
         at_us.saturating_sub(sent_us).saturating_add(half_frame_us) < p50_us
     }
 
-    /// An output frame counts: the content check samples it and the recorders measure it.
-    fn count_output(&mut self, share: ShareId, frame: HeldFrame) {
-        let s = &mut self.shares[share];
-        let check_content = frame.keyframe && {
-            let every = self.plan.content_check_every;
-            let due = every > 0 && s.keyframes_seen.is_multiple_of(every);
-            s.keyframes_seen = s.keyframes_seen.wrapping_add(1);
-            due
-        };
-        let size = frame.picture.len();
-        if check_content {
-            self.outputs.push_back(Output::CheckContent {
-                share,
-                pts: frame.pts,
-                at_us: frame.at_us,
-                picture: frame.picture,
-            });
+    /// Output frame `pts` of `share` arrived at `at_us`: whether the content check wants the
+    /// driver to look at it ([`StepProbe`]). A check that gave up is recorded.
+    fn step_check(&mut self, share: ShareId, pts: u64, at_us: u64) -> bool {
+        let every = self.plan.content_check_every;
+        if every == 0 {
+            return false;
         }
+        let bright = self.plan.clip.bright_of(pts);
+        // Past one run of the marker its state repeats: looking further proves nothing.
+        let max_frames = self.plan.clip.frames_per_segment.max(1);
+        let (look, given_up) = self.shares[share]
+            .steps
+            .handle_frame(pts, at_us, bright, every, max_frames);
+        if let Some(sample) = given_up {
+            self.record_step_sample(share, sample);
+        }
+        look
+    }
+
+    /// A finished content check of `share` goes to its recorders.
+    fn record_step_sample(&mut self, share: ShareId, sample: StepSample) {
+        let tolerance_us = self.plan.clip.content_tolerance_us();
+        self.each_recorder(share, |r| match sample {
+            StepSample::Code { pts, at_us, code } => {
+                r.handle_content_sample(pts, at_us, Some(code), tolerance_us);
+            }
+            StepSample::Luminance {
+                pts,
+                at_us,
+                bright,
+                found_at_us,
+            } => r.handle_step_sample(pts, at_us, bright, found_at_us, tolerance_us),
+        });
+    }
+
+    /// An output frame counts: the recorders measure it.
+    fn count_output(&mut self, share: ShareId, frame: HeldFrame) {
+        let size = frame.picture.len();
         self.each_recorder(share, |r| {
             if let Some(sps) = &frame.sps {
                 r.handle_resolution(sps.width, sps.height);
@@ -1006,12 +1036,18 @@ impl SessionCore {
         });
     }
 
-    /// The driver's look at a held frame: it counts as overlay or as output.
+    /// The driver's look at a frame: the content check reads it, and a held frame counts as
+    /// overlay or as output.
     fn handle_frame_look(&mut self, share: ShareId, pts: u64, look: Option<PictureLook>) {
         let code = self.plan.clip.code_of(pts);
         let Some(s) = self.shares.get_mut(share) else {
             return;
         };
+        if let Some(sample) = s.steps.handle_look(pts, look) {
+            self.record_step_sample(share, sample);
+            self.end_hand_over_if_idle(share);
+        }
+        let s = &mut self.shares[share];
         let Some((frame, verdict, closes)) = s.watch.answer(pts, look, code) else {
             return;
         };
@@ -1046,7 +1082,20 @@ impl SessionCore {
         for frame in s.watch.close() {
             self.count_output(share, frame);
         }
-        self.outputs.push_back(Output::ClassifyEnd { share });
+        self.end_hand_over_if_idle(share);
+    }
+
+    /// Ends the hand-over of `share`'s frames when neither the overlay watch nor the content
+    /// check wants them: the driver drops the frames it kept and its decoder.
+    fn end_hand_over_if_idle(&mut self, share: ShareId) {
+        let s = &mut self.shares[share];
+        if s.handing_over
+            && !s.watch.is_open()
+            && !s.steps.wants_frames(self.plan.content_check_every)
+        {
+            s.handing_over = false;
+            self.outputs.push_back(Output::ClassifyEnd { share });
+        }
     }
 
     fn handle_output_end(&mut self, share: ShareId, end: ChannelEnd) {

@@ -30,6 +30,7 @@ pub mod classify;
 mod core;
 mod overlay;
 pub mod report;
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -121,10 +122,26 @@ impl ClipTiming {
         (k % frames) as u32
     }
 
+    /// Whether the luminance step marker of the input frame stamped `pts` is bright
+    /// ([`beacon_bright`] of the frame number its picture shows).
+    pub fn bright_of(&self, pts: u64) -> bool {
+        beacon_bright(self.code_of(pts), self.frames_per_segment)
+    }
+
     /// A frame and a half: how far a picture and its timestamp may disagree.
     pub fn content_tolerance_us(&self) -> u64 {
         1_500_000 / u64::from(self.fps.max(1))
     }
+}
+
+/// Whether frame `frame` of lvt's clip has its luminance step marker bright: the marker is
+/// bright through the first `run` frames of the clip, dark through the next `run`, and so on,
+/// so it steps at every segment start (`run` is the clip's frames per segment, and each
+/// segment starts with a keyframe). A big flat square flipping between black and white
+/// survives restyling that leaves no digit readable; the clip draws it
+/// (`encode::pattern` in the tester) and the content check reads it back.
+pub fn beacon_bright(frame: u32, run: u32) -> bool {
+    run == 0 || (frame / run).is_multiple_of(2)
 }
 
 /// How long each part of a direct session may stay silent before it is classified as failed.
@@ -164,8 +181,11 @@ pub struct SessionPlan {
     pub params_update_offsets_us: Vec<u64>,
     /// Interval of `{"keep":"alive"}` control messages.
     pub keepalive_interval_us: u64,
-    /// Check the content of every Nth output keyframe of each share ([`Output::CheckContent`]);
-    /// 0 checks none.
+    /// Check the content at every Nth luminance step of each share's output (the first output
+    /// frame whose timestamp names a frame past a step of the marker, and, when its frame
+    /// number cannot be read, the frames after it until the marker shows the step); 0 checks
+    /// none. From two steps before a check to its end, output frames are handed to the driver
+    /// ([`Output::ClassifyFrame`]) so that it can decode from a keyframe.
     pub content_check_every: u32,
     /// Tell loading overlay frames from processed output ([`Output::ClassifyFrame`]) while a
     /// runner may be loading: from each share's first output frame to its first processed one,
@@ -200,6 +220,8 @@ pub struct PictureLook {
     pub colourless: bool,
     /// The frame number drawn in the picture, if readable.
     pub code: Option<u32>,
+    /// The luminance step marker ([`beacon_bright`]): bright, dark, or not clearly either.
+    pub beacon: Option<bool>,
 }
 
 /// What a finished start attempt learnt about the orchestrator, whether or not it started the
@@ -392,14 +414,6 @@ pub enum Input {
     EventsEnd { share: ShareId, end: ChannelEnd },
     /// A control message got 404: the channel is gone.
     ControlGone { share: ShareId },
-    /// The picture of an output keyframe ([`Output::CheckContent`]) shows frame number `code`
-    /// (`None`: unreadable).
-    ContentSample {
-        share: ShareId,
-        pts: u64,
-        at_us: u64,
-        code: Option<u32>,
-    },
     /// Replaying the params to `share` failed [`CONTROL_REPLAY_TRIES`] times.
     ControlReplayFailed { share: ShareId },
     /// The output frame `pts` of `share` ([`Output::ClassifyFrame`]) looks like this (`None`:
@@ -450,19 +464,11 @@ pub enum Output {
     LeaveShare { share: ShareId },
     /// Stop `share`'s readers, control channel and payments.
     StopShare { share: ShareId },
-    /// Decode `picture` (one output keyframe, Annex B with its parameter sets, of `share`,
-    /// stamped `pts`, arrived at `at_us`), read the frame number drawn in it and report
-    /// [`Input::ContentSample`]. Decoding is the driver's: the core holds no codec.
-    CheckContent {
-        share: ShareId,
-        pts: u64,
-        at_us: u64,
-        picture: Bytes,
-    },
     /// `picture` is the next output frame of `share` (frames come in stream order, P-frames
     /// included, so a decoder keeps its state per share). With `look`, decode it (and the
     /// frames before it since a keyframe that were kept) and report [`Input::FrameLook`] for
-    /// it, in the same order as asked; the frame does not count until the answer comes.
+    /// it, in the same order as asked (the loading overlay watch holds the frame until its
+    /// answer comes; the content check reads the frame number and the luminance marker).
     /// Without, keep it in case a later frame is asked about (from its keyframe on).
     ClassifyFrame {
         share: ShareId,

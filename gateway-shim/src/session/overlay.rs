@@ -193,12 +193,14 @@ mod tests {
     const GRAY: Option<PictureLook> = Some(PictureLook {
         colourless: true,
         code: None,
+        beacon: None,
     });
 
     fn colour(code: u32) -> Option<PictureLook> {
         Some(PictureLook {
             colourless: false,
             code: Some(code),
+            beacon: None,
         })
     }
 
@@ -230,11 +232,13 @@ mod tests {
         let stale = Some(PictureLook {
             colourless: true,
             code: Some(4),
+            beacon: None,
         });
         assert_eq!(w.answer(10, stale, 10).unwrap().1, Verdict::Overlay);
         let styled = Some(PictureLook {
             colourless: true,
             code: Some(11),
+            beacon: None,
         });
         assert_eq!(w.answer(11, styled, 11).unwrap().1, Verdict::Processed);
     }

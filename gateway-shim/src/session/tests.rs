@@ -61,6 +61,11 @@ struct Net {
     classified: u32,
     /// Output frames the core handed over only to be kept.
     kept: u32,
+    /// Hand-overs the core ended.
+    hand_overs_ended: u32,
+    /// The orchestrator restyles beyond the digits: its pictures keep the luminance marker and
+    /// no readable frame number.
+    restyled: bool,
 }
 
 fn template() -> SessionReport {
@@ -98,6 +103,12 @@ fn plan(duration_s: u64) -> SessionPlan {
     }
 }
 
+/// `plan` without the content check, whose looks the overlay tests would count too.
+fn overlay_only(mut plan: SessionPlan) -> SessionPlan {
+    plan.content_check_every = 0;
+    plan
+}
+
 fn profile(f: impl FnOnce(&mut Profile)) -> Profile {
     let mut p = Profile::default();
     f(&mut p);
@@ -117,17 +128,15 @@ fn access_unit(keyframe: bool, shown: u64) -> Vec<u8> {
 /// What a loading overlay frame "shows" in an [`access_unit`]: no input frame.
 const OVERLAY_SHOWN: u64 = u64::MAX;
 
-/// What a decoder would see in an [`access_unit`]: the overlay is gray with no number, the
-/// rest carry colour and their frame number.
-fn picture_look(picture: &[u8], clip: &ClipTiming) -> PictureLook {
+/// What a decoder would see in an [`access_unit`]: the overlay is gray with no number and no
+/// marker, the rest carry colour, their frame number (unless `restyled`) and the marker.
+fn picture_look(picture: &[u8], clip: &ClipTiming, restyled: bool) -> PictureLook {
     let overlay = picture.get(5..13) == Some(&OVERLAY_SHOWN.to_be_bytes()[..]);
+    let shown = (!overlay).then(|| picture_number(picture, clip)).flatten();
     PictureLook {
         colourless: overlay,
-        code: if overlay {
-            None
-        } else {
-            picture_number(picture, clip)
-        },
+        code: shown.filter(|_| !restyled),
+        beacon: shown.map(|frame| super::beacon_bright(frame, clip.frames_per_segment)),
     }
 }
 
@@ -169,6 +178,8 @@ impl Net {
             plan_clip,
             classified: 0,
             kept: 0,
+            hand_overs_ended: 0,
+            restyled: false,
             core,
             now_us: 0,
             orchs,
@@ -342,20 +353,6 @@ impl Net {
                     s.pending.clear();
                 }
                 Output::Observe(o) => self.observations.push(o),
-                Output::CheckContent {
-                    share,
-                    pts,
-                    at_us,
-                    picture,
-                } => {
-                    let code = picture_number(&picture, &self.plan_clip);
-                    self.input(Input::ContentSample {
-                        share,
-                        pts,
-                        at_us,
-                        code,
-                    });
-                }
                 Output::ClassifyFrame {
                     share,
                     pts,
@@ -364,11 +361,11 @@ impl Net {
                     ..
                 } => {
                     self.classified += 1;
-                    let look = Some(picture_look(&picture, &self.plan_clip));
+                    let look = Some(picture_look(&picture, &self.plan_clip, self.restyled));
                     self.input(Input::FrameLook { share, pts, look });
                 }
                 Output::ClassifyFrame { look: false, .. } => self.kept += 1,
-                Output::ClassifyEnd { .. } => {}
+                Output::ClassifyEnd { .. } => self.hand_overs_ended += 1,
                 Output::Finished(f) => {
                     self.finished = Some(*f);
                     return u64::MAX;
@@ -509,24 +506,30 @@ fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
         }));
         Net::direct(orch, plan(10)).run().0.report
     };
-    // Honest: every checked keyframe's picture is the frame its PTS names.
+    // Honest: every checked picture (the first frame past each second's step of the marker)
+    // is the frame its PTS names, read by its number.
     let honest = session(0);
-    let check = honest.metrics.content_check.expect("keyframes checked");
+    let check = honest.metrics.content_check.expect("steps checked");
     assert_eq!(
-        (check.samples, check.unreadable, check.disagreements),
-        (10, 0, 0)
+        (
+            check.samples,
+            check.unreadable,
+            check.disagreements,
+            check.by_luminance
+        ),
+        (9, 0, 0, 0)
     );
     assert_eq!(check.latency_p50_ms, Some(200.0));
     assert!(!honest.metrics.pts_untrusted);
 
     // Stamped 100 ms ahead of the frame shown: PTS matching alone would say 100 ms.
     let shifted = session(100);
-    let check = shifted.metrics.content_check.expect("keyframes checked");
-    assert_eq!(check.samples, 10);
-    assert_eq!(check.disagreements, 10, "{check:?}");
+    let check = shifted.metrics.content_check.expect("steps checked");
+    assert_eq!(check.samples, 9);
+    assert_eq!(check.disagreements, 9, "{check:?}");
     assert!(shifted.metrics.pts_untrusted);
     let e2e = shifted.metrics.e2e_latency_ms.expect("latency by content");
-    assert_eq!(e2e.count, 10);
+    assert_eq!(e2e.count, 9);
     assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
 
     // A shift that is not a whole number of frames names no frame that was sent.
@@ -537,6 +540,78 @@ fn the_content_check_catches_shifted_timestamps_and_keeps_the_true_latency() {
         .e2e_latency_ms
         .expect("latency by content");
     assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
+}
+
+/// Restyled beyond the digits, the pictures keep the luminance marker: the check samples the
+/// first output frame past each step by its PTS, and with shifted timestamps it looks at the
+/// frames after it until one shows the step. Its arrival gives the true latency.
+#[test]
+fn the_luminance_step_catches_shifted_timestamps_when_no_digit_survives() {
+    let session = |pts_shift_ms: u64, fps: u32| {
+        let orch = Orch::Serves(profile(|p| {
+            p.latency_ms = 200;
+            p.pts_shift_ms = pts_shift_ms;
+            p.fps = Some(fps);
+        }));
+        let mut net = Net::direct(orch, plan(10));
+        net.restyled = true;
+        net.run().0.report
+    };
+    // Honest: each sampled picture already shows the step.
+    let honest = session(0, 30);
+    let check = honest.metrics.content_check.expect("steps checked");
+    assert_eq!(
+        (
+            check.samples,
+            check.unreadable,
+            check.by_luminance,
+            check.disagreements
+        ),
+        (9, 0, 9, 0),
+        "a step each second after the first"
+    );
+    assert_eq!(check.latency_p50_ms, Some(200.0));
+    assert!(!honest.metrics.pts_untrusted);
+
+    // Stamped 100 ms ahead: the frame stamped at a step still shows the frame 3 before it.
+    let shifted = session(100, 30);
+    let check = shifted.metrics.content_check.expect("steps checked");
+    assert_eq!(
+        (check.by_luminance, check.disagreements),
+        (9, 9),
+        "{check:?}"
+    );
+    assert!(shifted.metrics.pts_untrusted);
+    let e2e = shifted.metrics.e2e_latency_ms.expect("latency by content");
+    assert!((e2e.p50 - 200.0).abs() < 0.01, "p50 {}", e2e.p50);
+
+    // A runner at 12 fps skips frames: the step frame itself may never come out. The honest
+    // one agrees; the latency by content is at most one output interval (83 ms) long.
+    let decimated = session(0, 12);
+    let check = decimated.metrics.content_check.expect("steps checked");
+    assert_eq!(check.disagreements, 0, "{check:?}");
+    assert!(!decimated.metrics.pts_untrusted);
+    let p50 = check.latency_p50_ms.expect("latency by content");
+    assert!((200.0..=200.0 + 1000.0 / 12.0).contains(&p50), "p50 {p50}");
+}
+
+/// The content check costs little between checks: frames are handed over from two steps
+/// before each check to its end, and the driver's decoder goes after each.
+#[test]
+fn the_content_check_hands_over_frames_only_around_its_checks() {
+    let orch = Orch::Serves(profile(|p| p.latency_ms = 100));
+    let mut sparse = plan(30);
+    sparse.content_check_every = 10;
+    sparse.watch_overlay = false;
+    let (f, net) = Net::direct(orch, sparse).run();
+    let check = f.report.metrics.content_check.expect("steps checked");
+    assert_eq!((check.samples, check.disagreements), (3, 0), "{check:?}");
+    // The steps at 1, 11 and 21 s are checked, each at its keyframe.
+    assert_eq!(net.classified, 3);
+    assert_eq!(net.hand_overs_ended, 3);
+    // The first second, 2 s before each later check, and the last second (before a check at
+    // 31 s the session does not reach): 6 s of the 30 s at 30 fps.
+    assert_eq!(net.kept, 6 * 30, "frames handed over only to be kept");
 }
 
 /// A runner answering with loading overlay frames for its first 500 ms: startup is the first
@@ -553,7 +628,7 @@ fn loading_overlay_frames_are_not_output_and_startup_is_the_first_processed_fram
     };
     // No params update: its watch would decode frames too.
     let no_update = || {
-        let mut p = plan(6);
+        let mut p = overlay_only(plan(6));
         p.params_update_offsets_us.clear();
         p
     };
@@ -601,7 +676,7 @@ fn a_reload_after_an_update_shows_as_overlay_and_a_stall_of_processed_output() {
         p.latency_ms = 40;
     }));
     // One update at 5 s of a 10 s session.
-    let (f, net) = Net::direct(orch, plan(10)).run();
+    let (f, net) = Net::direct(orch, overlay_only(plan(10))).run();
     let r = f.report;
     assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
     let m = &r.metrics;
@@ -635,7 +710,7 @@ fn a_reload_after_an_update_shows_as_overlay_and_a_stall_of_processed_output() {
 
     // The same update without a reload: nothing arrives early, nothing is decoded.
     let orch = Orch::Serves(profile(|p| p.latency_ms = 40));
-    let (f, net) = Net::direct(orch, plan(10)).run();
+    let (f, net) = Net::direct(orch, overlay_only(plan(10))).run();
     assert_eq!(f.report.metrics.loading_overlay, None);
     assert_eq!(net.classified, 1, "the start's first frame only");
     assert!(net.kept >= 120, "{} kept 2 s before to 2 s after", net.kept);

@@ -200,7 +200,7 @@ pub fn encode_clip(config: &ClipConfig) -> Result<Clip, EncodeError> {
     let mut packet = ffmpeg::Packet::empty();
     let mut frames = Vec::with_capacity(total as usize);
     for index in 0..total {
-        render(&mut frame, index);
+        render(&mut frame, index, per_segment);
         frame.set_pts(Some(i64::from(index)));
         let segment_start = index % per_segment == 0;
         frame.set_kind(if segment_start {
@@ -221,8 +221,9 @@ pub fn encode_clip(config: &ClipConfig) -> Result<Clip, EncodeError> {
     })
 }
 
-/// Draws pattern frame `index` into an ffmpeg frame, plane by plane.
-fn render(frame: &mut ffmpeg::frame::Video, index: u32) {
+/// Draws pattern frame `index` of a clip of `run` frames per segment into an ffmpeg frame,
+/// plane by plane.
+fn render(frame: &mut ffmpeg::frame::Video, index: u32, run: u32) {
     use pattern::{Chroma, Plane};
 
     let width = frame.width() as usize;
@@ -236,7 +237,7 @@ fn render(frame: &mut ffmpeg::frame::Video, index: u32) {
             height,
         };
         match chroma {
-            None => pattern::draw_luma(&mut plane, index),
+            None => pattern::draw_luma(&mut plane, index, run),
             Some(c) => pattern::draw_chroma(&mut plane, index, c),
         }
     }
@@ -314,32 +315,6 @@ fn check_structure(
     Ok(())
 }
 
-/// Decodes one H.264 access unit that stands alone (an IDR with its SPS and PPS in front, as
-/// every keyframe of lvt's clip and of its replays carries them) and reads the frame number its
-/// picture carries ([`pattern::read_code`]): the content check's reading of an output keyframe.
-/// `None` when it does not decode or the code cannot be read (too small, or not lvt's picture).
-/// Blocking: a few milliseconds of CPU for 512x512, so drivers run it off their event loop.
-pub fn read_frame_number(access_unit: &[u8]) -> Option<u32> {
-    ffmpeg::init().ok()?;
-    let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::H264)?;
-    let mut decoder = ffmpeg::codec::context::Context::new_with_codec(codec)
-        .decoder()
-        .video()
-        .ok()?;
-    decoder
-        .send_packet(&ffmpeg::Packet::copy(access_unit))
-        .ok()?;
-    decoder.send_eof().ok()?;
-    let mut decoded = ffmpeg::frame::Video::empty();
-    decoder.receive_frame(&mut decoded).ok()?;
-    pattern::read_code(
-        decoded.data(0),
-        decoded.stride(0),
-        decoded.width() as usize,
-        decoded.height() as usize,
-    )
-}
-
 /// Least distance from mid gray (128) of every block of the frame number for
 /// [`PictureReader`] to take it as read: a flat or dimmed gray picture has no number, it does
 /// not read as frame 0.
@@ -410,7 +385,13 @@ impl PictureReader {
             height,
             CLEAR_CODE_MARGIN,
         );
-        Some(lvt_gateway::session::PictureLook { colourless, code })
+        let beacon =
+            pattern::read_beacon(self.decoded.data(0), self.decoded.stride(0), width, height);
+        Some(lvt_gateway::session::PictureLook {
+            colourless,
+            code,
+            beacon,
+        })
     }
 }
 

@@ -4,7 +4,10 @@
 //! moving across, drifting chroma), so an encoder cannot skip frames and a frozen output is
 //! visible. The frame number is drawn twice: as large digits for humans and as a strip of
 //! black/white blocks (one per bit, most significant first) that software can read back from
-//! a decoded frame even after moderate filtering.
+//! a decoded frame even after moderate filtering. A big square in the top-right corner, the
+//! luminance step marker, is white through the clip's even segments and black through its odd
+//! ones ([`lvt_gateway::session::beacon_bright`]): a step at known frames that survives
+//! restyling where digits do not.
 
 /// 5x7 bitmaps of the digits 0-9; bit 4 of each row is the leftmost pixel.
 const DIGITS: [[u8; 7]; 10] = [
@@ -46,8 +49,9 @@ pub enum Chroma {
     V,
 }
 
-/// Draws the luma plane of frame `index`.
-pub fn draw_luma(plane: &mut Plane<'_>, index: u32) {
+/// Draws the luma plane of frame `index` of a clip with `run` frames per segment (the
+/// luminance marker steps every `run` frames).
+pub fn draw_luma(plane: &mut Plane<'_>, index: u32, run: u32) {
     let (w, h) = (plane.width, plane.height);
     let n = index as usize;
 
@@ -70,6 +74,55 @@ pub fn draw_luma(plane: &mut Plane<'_>, index: u32) {
     let scale = (w.min(h) / 64).max(1);
     draw_number(plane, index, scale);
     draw_code(plane, index, scale);
+    let (x, y, side) = beacon_square(w, h);
+    let bright = lvt_gateway::session::beacon_bright(index, run);
+    fill(
+        plane,
+        x,
+        y,
+        side,
+        side,
+        if bright { Y_WHITE } else { Y_BLACK },
+    );
+}
+
+/// Where the luminance marker lies: a square of a quarter of the shorter side, in the top-right
+/// corner (clear of the digits top left, the moving box at mid height and the code at the
+/// bottom), as `(x, y, side)`.
+fn beacon_square(width: usize, height: usize) -> (usize, usize, usize) {
+    let side = width.min(height) / 4;
+    (width - side, 0, side)
+}
+
+/// Farther than this from mid gray (128), on average, the marker reads as white or black.
+const BEACON_MARGIN: u8 = 48;
+
+/// Reads the luminance marker back from a luma plane: `Some(true)` when the square is bright
+/// on average, `Some(false)` when dark, `None` when neither clearly (a gray overlay, a picture
+/// too small, or not lvt's). The mean over the square's inner half, sampled every fourth pixel
+/// each way, so that restyled edges and texture do not decide.
+pub fn read_beacon(luma: &[u8], stride: usize, width: usize, height: usize) -> Option<bool> {
+    let (x, y, side) = beacon_square(width, height);
+    if side < 8 {
+        return None;
+    }
+    let inset = side / 4;
+    let (mut sum, mut count) = (0u64, 0u64);
+    for row in (y + inset..y + side - inset).step_by(4) {
+        let line = luma.get(row * stride + x + inset..row * stride + x + side - inset)?;
+        for &sample in line.iter().step_by(4) {
+            sum += u64::from(sample);
+            count += 1;
+        }
+    }
+    let mean = sum / count.max(1);
+    if mean >= 128 + u64::from(BEACON_MARGIN) {
+        Some(true)
+    } else if mean + u64::from(BEACON_MARGIN) <= 128 {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Draws one chroma plane (half the luma size) of frame `index`: U drifts horizontally, V
@@ -225,6 +278,7 @@ mod tests {
                 height,
             },
             index,
+            30,
         );
         let mut u = vec![0; width * height / 4];
         draw_chroma(
@@ -251,6 +305,35 @@ mod tests {
             let changed = a.iter().zip(&b).filter(|(x, y)| x != y).count();
             assert!(changed > w * h / 2, "{changed} of {} pixels changed", w * h);
         }
+    }
+
+    #[test]
+    fn the_luminance_marker_steps_every_run_and_reads_back() {
+        for (w, h) in [(512, 512), (64, 64), (320, 180)] {
+            let states: Vec<_> = [0, 29, 30, 59, 60, 1234]
+                .into_iter()
+                .map(|index| read_beacon(&render(w, h, index), w, w, h))
+                .collect();
+            // 1234 / 30 = 41, odd: dark.
+            assert_eq!(
+                states,
+                [true, true, false, false, true, false].map(Some),
+                "{w}x{h}"
+            );
+            // The marker leaves the number readable.
+            assert_eq!(read_code(&render(w, h, 31), w, w, h), Some(31));
+        }
+        // Gray (the overlay), and restyled: darker and noisy, still clearly bright or dark.
+        assert_eq!(read_beacon(&vec![128; 512 * 512], 512, 512, 512), None);
+        for (index, bright) in [(0, true), (30, false)] {
+            let mut styled = render(512, 512, index);
+            for (i, p) in styled.iter_mut().enumerate() {
+                let noise = (i * 7919 % 61) as i32 - 30;
+                *p = (i32::from(*p) * 4 / 5 + 20 + noise).clamp(0, 255) as u8;
+            }
+            assert_eq!(read_beacon(&styled, 512, 512, 512), Some(bright));
+        }
+        assert_eq!(read_beacon(&[0; 16], 4, 4, 4), None, "too small");
     }
 
     #[test]

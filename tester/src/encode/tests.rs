@@ -299,6 +299,7 @@ fn the_picture_reader_tells_the_overlay_from_the_clip_frame_by_frame() {
             Some(PictureLook {
                 colourless: false,
                 code: Some(i as u32),
+                beacon: Some(i < 30),
             }),
             "clip frame {i}"
         );
@@ -311,6 +312,7 @@ fn the_picture_reader_tells_the_overlay_from_the_clip_frame_by_frame() {
             Some(PictureLook {
                 colourless: true,
                 code: None,
+                beacon: None,
             }),
             "overlay frame {i}"
         );

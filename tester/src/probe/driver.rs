@@ -121,9 +121,8 @@ pub(crate) async fn drive(
     let mut ops: FuturesUnordered<BoxFuture<Applied>> = FuturesUnordered::new();
     let mut finishing: FuturesUnordered<BoxFuture<(ShareId, Result<(), PublishError>)>> =
         FuturesUnordered::new();
-    // Output keyframes being decoded for the content check, off the event loop.
-    let mut decodes: JoinSet<Input> = JoinSet::new();
-    // Output frames being decoded for the loading overlay watch, in order per share.
+    // Output frames being decoded for the content check and the loading overlay watch, in
+    // order per share.
     let mut pictures = Pictures::default();
     let mut replayer = Replayer::new(edge.clip.clone(), 0);
     let mut given = match edge.starter {
@@ -251,19 +250,6 @@ pub(crate) async fn drive(
                         io.payments = None;
                     }
                 }
-                Output::CheckContent {
-                    share,
-                    pts,
-                    at_us,
-                    picture,
-                } => {
-                    decodes.spawn_blocking(move || Input::ContentSample {
-                        share,
-                        pts,
-                        at_us,
-                        code: crate::encode::read_frame_number(&picture),
-                    });
-                }
                 Output::ClassifyFrame {
                     share,
                     pts,
@@ -330,7 +316,6 @@ pub(crate) async fn drive(
                 core.handle_input(Input::SegmentDone { share, result }, clock.now_us());
             }
             Some(input) = rx.recv() => core.handle_input(input, clock.now_us()),
-            Some(Ok(input)) = decodes.join_next() => core.handle_input(input, clock.now_us()),
             looks = pictures.next() => {
                 for input in looks {
                     core.handle_input(input, clock.now_us());

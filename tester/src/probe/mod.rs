@@ -102,17 +102,21 @@ pub struct ProbeOptions {
     /// Checks the addresses orchestrators claim against the on-chain ServiceRegistry (shared by
     /// a run's sessions, so each address is read once); `None` records every claim unverified.
     pub address_verifier: Option<Arc<lvt_gateway::identity::AddressVerifier>>,
-    /// Decode every Nth output keyframe and read the frame number in its picture (the content
-    /// check, docs/metrics.md); 0 checks none. Default [`CONTENT_CHECK_EVERY`].
+    /// At every Nth step of the clip's luminance marker, decode the first output frame past it
+    /// and read the frame number in its picture, or the marker when the number is unreadable
+    /// (the content check, docs/metrics.md); 0 checks none. Default [`CONTENT_CHECK_EVERY`].
     pub content_check_every: u32,
     /// Tell loading overlay frames from processed output by their pictures while a runner may
     /// be loading (docs/metrics.md, "Loading overlay"). Default true.
     pub watch_overlay: bool,
 }
 
-/// The default content check: one output keyframe in ten (one picture every 10 s with 1 s
-/// segments, three in a 30 s session). Each check decodes one 512x512 IDR, about 1.4 ms of CPU
-/// in a release build, so this costs about 140 us per stream-second (docs/benchmarks.md).
+/// The default content check: one step of the marker in ten (it steps at every segment start:
+/// one check every 10 s with 1 s segments, two or three in a 30 s session). When the output
+/// keeps the input's keyframes (as `lvt sim` does) each check decodes one 512x512 IDR, about
+/// 1.4 ms of CPU in a release build, so this costs about 140 us per stream-second
+/// (docs/benchmarks.md); an output with its own keyframes is decoded from the keyframe before
+/// the sampled frame.
 pub const CONTENT_CHECK_EVERY: u32 = 10;
 
 impl ProbeOptions {

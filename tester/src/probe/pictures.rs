@@ -1,6 +1,6 @@
-//! The driver's side of the loading overlay watch: each share's output frames decoded in order,
-//! off the event loop, one batch at a time per share, and only as far as a frame the core asks
-//! about.
+//! The driver's side of the loading overlay watch and of the content check: each share's output
+//! frames decoded in order, off the event loop, one batch at a time per share, and only as far
+//! as a frame the core asks about.
 //!
 //! A share's [`PictureReader`] keeps decoder state across frames (P-frames need the frames
 //! before them), so its frames must be decoded in order by one decoder. Frames the core only
@@ -8,9 +8,10 @@
 //! the ones before it), and decoded when a later frame is asked about; frames never asked about
 //! cost a reference, not a decode. Holding a thread per share would tie up the blocking pool
 //! while sessions wait; instead one blocking job per share decodes whatever has queued, then
-//! hands the reader back. When a watch ends the reader is dropped: frames skipped between two
-//! watches would leave it with stale references, so the next watch starts a fresh decoder
-//! (which outputs nothing before its first keyframe).
+//! hands the reader back. When the core ends a hand-over (`Output::ClassifyEnd`: a watch or a
+//! check is over) the reader is dropped, which also frees its picture buffers between checks:
+//! frames skipped until the next hand-over would leave it with stale references, so that one
+//! starts a fresh decoder (which outputs nothing before its first keyframe).
 
 use std::collections::HashMap;
 

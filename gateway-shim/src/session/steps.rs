@@ -1,0 +1,276 @@
+//! The content check of one share, at the luminance steps of the input clip.
+//!
+//! lvt's clip carries two content markers: its frame number (digits and a block code) and a
+//! big square that flips between black and white at every segment start
+//! ([`super::beacon_bright`]). The timestamps of the output name input frames; at every Nth
+//! output frame whose timestamp names a frame past a step (the first frame of a new marker
+//! state by its PTS), the check asks the driver to look at the picture. When the frame number
+//! is readable it decides (the exact check, [`crate::measure`]'s content tracker). When it is
+//! not (restyled beyond the digits), the marker does: if the picture already shows the new
+//! state, the timestamps agree; if it still shows the old one, the timestamps run ahead of the
+//! pictures, and the following frames are looked at until one shows the new state. Its arrival
+//! minus the send time of the input step frame is the latency by content, which no timestamp
+//! can shorten. Pure: the answers come from the driver.
+
+use std::collections::VecDeque;
+
+use super::PictureLook;
+
+/// One open check: the sampled frame and the frames asked about since.
+#[derive(Debug)]
+struct Search {
+    /// The sampled frame: its PTS and arrival.
+    pts: u64,
+    at_us: u64,
+    /// The marker state its PTS names (the state after the step).
+    bright: bool,
+    /// Frames asked about and not yet answered, `(pts, arrival)`, in order.
+    pending: VecDeque<(u64, u64)>,
+    /// Frames asked about in this check.
+    asked: u32,
+    /// Whether the sampled frame's own answer came (it decides between the two markers).
+    sampled_answered: bool,
+}
+
+/// What a finished check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StepSample {
+    /// The sampled frame's number is readable: the exact check.
+    Code { pts: u64, at_us: u64, code: u32 },
+    /// By the marker: the sampled frame, and the arrival of the first frame from it on that
+    /// shows the state its PTS names (`None`: none did within the frames looked at).
+    Luminance {
+        pts: u64,
+        at_us: u64,
+        bright: bool,
+        found_at_us: Option<u64>,
+    },
+}
+
+/// One share's step checks; see the module documentation.
+#[derive(Debug, Default)]
+pub(super) struct StepProbe {
+    /// The marker state the previous output frame's PTS named.
+    last_bright: Option<bool>,
+    /// Steps seen by PTS.
+    steps: u32,
+    search: Option<Search>,
+}
+
+impl StepProbe {
+    /// Output frame `pts`, arrived at `at_us`, whose PTS names marker state `bright`. Returns
+    /// whether the driver must look at it, and a check that ended without an answer (it looked
+    /// at `max_frames` frames and none showed the step).
+    pub fn handle_frame(
+        &mut self,
+        pts: u64,
+        at_us: u64,
+        bright: bool,
+        every: u32,
+        max_frames: u32,
+    ) -> (bool, Option<StepSample>) {
+        let step = self.last_bright.is_some_and(|last| last != bright);
+        self.last_bright = Some(bright);
+        let mut given_up = None;
+        if let Some(search) = &mut self.search {
+            if search.asked < max_frames {
+                search.asked += 1;
+                search.pending.push_back((pts, at_us));
+                return (true, None);
+            }
+            given_up = Some(StepSample::Luminance {
+                pts: search.pts,
+                at_us: search.at_us,
+                bright: search.bright,
+                found_at_us: None,
+            });
+            self.search = None;
+        }
+        if !step || every == 0 {
+            return (false, given_up);
+        }
+        let due = self.steps.is_multiple_of(every);
+        self.steps = self.steps.wrapping_add(1);
+        if !due {
+            return (false, given_up);
+        }
+        self.search = Some(Search {
+            pts,
+            at_us,
+            bright,
+            pending: VecDeque::from([(pts, at_us)]),
+            asked: 1,
+            sampled_answered: false,
+        });
+        (true, given_up)
+    }
+
+    /// The driver's look at output frame `pts` (asked by this probe or by the overlay watch;
+    /// answers come in the order asked). Returns the check it finishes, if any.
+    pub fn handle_look(&mut self, pts: u64, look: Option<PictureLook>) -> Option<StepSample> {
+        let search = self.search.as_mut()?;
+        let &(front, at_us) = search.pending.front()?;
+        if front != pts {
+            return None;
+        }
+        search.pending.pop_front();
+        let first = !search.sampled_answered;
+        search.sampled_answered = true;
+        if first && let Some(code) = look.and_then(|l| l.code) {
+            let sample = StepSample::Code {
+                pts: search.pts,
+                at_us: search.at_us,
+                code,
+            };
+            self.search = None;
+            return Some(sample);
+        }
+        if look.and_then(|l| l.beacon) == Some(search.bright) {
+            let sample = StepSample::Luminance {
+                pts: search.pts,
+                at_us: search.at_us,
+                bright: search.bright,
+                found_at_us: Some(at_us),
+            };
+            self.search = None;
+            return Some(sample);
+        }
+        None
+    }
+
+    /// Whether a check waits for answers (the driver must keep decoding this share's frames).
+    #[cfg(test)]
+    pub fn is_searching(&self) -> bool {
+        self.search.is_some()
+    }
+
+    /// Whether the driver should be handed this share's frames: a check is open, or one of the
+    /// next two steps is due (so that the sampled frame's keyframe is among them even when the
+    /// output's keyframes are up to two segments apart). With `every` at 10 that is a fifth
+    /// of the time; between checks the driver holds no frame and no decoder.
+    pub fn wants_frames(&self, every: u32) -> bool {
+        every > 0
+            && (self.search.is_some()
+                || self.steps.is_multiple_of(every)
+                || self.steps.wrapping_add(1).is_multiple_of(every))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(code: Option<u32>, beacon: Option<bool>) -> Option<PictureLook> {
+        Some(PictureLook {
+            colourless: false,
+            code,
+            beacon,
+        })
+    }
+
+    #[test]
+    fn every_nth_step_by_pts_is_sampled() {
+        let mut probe = StepProbe::default();
+        // States by PTS: 3 frames bright, 3 dark, 3 bright, 3 dark.
+        let mut sampled = Vec::new();
+        for k in 0..12u64 {
+            let bright = (k / 3) % 2 == 0;
+            let (look, _) = probe.handle_frame(k, k * 10, bright, 2, 5);
+            if look {
+                sampled.push(k);
+                // The frame number is readable: the check ends at once.
+                assert!(matches!(
+                    probe.handle_look(k, look_code(k)),
+                    Some(StepSample::Code { pts, .. }) if pts == k
+                ));
+            }
+        }
+        // Steps at frames 3, 6 and 9; every second one from the first.
+        assert_eq!(sampled, vec![3, 9]);
+    }
+
+    fn look_code(k: u64) -> Option<PictureLook> {
+        look(Some(k as u32), None)
+    }
+
+    #[test]
+    fn an_unreadable_number_falls_back_to_the_marker_and_searches_for_the_step() {
+        let mut probe = StepProbe::default();
+        assert_eq!(probe.handle_frame(0, 0, false, 1, 10), (false, None));
+        // Frame 1 names the bright state, but the picture still shows dark: look on.
+        assert_eq!(probe.handle_frame(1, 100, true, 1, 10), (true, None));
+        assert_eq!(probe.handle_look(1, look(None, Some(false))), None);
+        assert_eq!(probe.handle_frame(2, 133, true, 1, 10), (true, None));
+        // An undecodable frame is no answer either.
+        assert_eq!(probe.handle_look(2, None), None);
+        assert_eq!(probe.handle_frame(3, 166, true, 1, 10), (true, None));
+        // A later frame's number is not the sampled frame's: the marker still decides.
+        assert_eq!(
+            probe.handle_look(3, look(Some(77), Some(true))),
+            Some(StepSample::Luminance {
+                pts: 1,
+                at_us: 100,
+                bright: true,
+                found_at_us: Some(166)
+            })
+        );
+        assert!(!probe.is_searching());
+        // An answer for a frame nobody here asked about changes nothing.
+        assert_eq!(probe.handle_look(9, look(None, Some(true))), None);
+    }
+
+    #[test]
+    fn frames_are_wanted_from_two_steps_before_a_check_to_its_end() {
+        let mut probe = StepProbe::default();
+        let mut wanted = Vec::new();
+        for k in 0..40u64 {
+            let bright = (k / 3) % 2 == 0;
+            let (look, _) = probe.handle_frame(k, k * 10, bright, 4, 5);
+            if look {
+                // The sampled picture still shows the old state; the next one the new.
+                let shown = look_beacon(k, bright);
+                probe.handle_look(k, shown);
+            }
+            wanted.push(probe.wants_frames(4));
+        }
+        // Steps at 3, 6, ..., 39; checks at every fourth from the first (frames 3, 15, 27, 39),
+        // each over with the answer for the frame after it. Wanted from the first frame (the
+        // first step is due) until the check at 3 is over, then from two steps before each
+        // check until it is over.
+        let expected: Vec<bool> = (0..40u64)
+            .map(|k| k <= 3 || (9..=15).contains(&k) || (21..=27).contains(&k) || k >= 33)
+            .collect();
+        assert_eq!(wanted, expected);
+        assert!(!probe.wants_frames(0));
+    }
+
+    /// The sampled frame `k` of a step shows the state before it; later frames the new one.
+    fn look_beacon(k: u64, bright: bool) -> Option<PictureLook> {
+        look(
+            None,
+            Some(if k.is_multiple_of(3) { !bright } else { bright }),
+        )
+    }
+
+    #[test]
+    fn a_search_gives_up_after_its_frames() {
+        let mut probe = StepProbe::default();
+        probe.handle_frame(0, 0, false, 1, 2);
+        assert_eq!(probe.handle_frame(1, 10, true, 1, 2), (true, None));
+        assert_eq!(probe.handle_frame(2, 20, true, 1, 2), (true, None));
+        // Two frames asked: the third ends the check without a step seen.
+        assert_eq!(
+            probe.handle_frame(3, 30, true, 1, 2),
+            (
+                false,
+                Some(StepSample::Luminance {
+                    pts: 1,
+                    at_us: 10,
+                    bright: true,
+                    found_at_us: None
+                })
+            )
+        );
+        assert!(!probe.is_searching());
+    }
+}
