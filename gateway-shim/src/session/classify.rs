@@ -11,8 +11,10 @@ use lvt_schema::{Failure, FailureClass, Outcome};
 pub struct Evidence {
     /// The first fatal condition that stopped the session early, if any.
     pub fatal: Option<Failure>,
-    /// Video frames demuxed from the output channel.
+    /// Processed video frames demuxed from the output channel.
     pub frames_received: u64,
+    /// Loading overlay frames: media, but no AI output.
+    pub overlay_frames: u64,
     /// Bytes read from the output channel.
     pub bytes_received: u64,
     /// Event documents that were not valid JSON or not the events envelope.
@@ -34,6 +36,7 @@ pub fn classify(ev: &Evidence) -> (Outcome, Option<Failure>) {
         // that is the orchestrator speaking the protocol wrong, not being slow.
         if fatal.class == FailureClass::OutputTimeout
             && ev.frames_received == 0
+            && ev.overlay_frames == 0
             && ev.bytes_received > 0
         {
             return failed(
@@ -47,7 +50,7 @@ pub fn classify(ev: &Evidence) -> (Outcome, Option<Failure>) {
         return (Outcome::Failed, Some(fatal.clone()));
     }
     if ev.frames_received == 0 {
-        if ev.bytes_received > 0 {
+        if ev.bytes_received > 0 && ev.overlay_frames == 0 {
             return failed(
                 FailureClass::ProtocolError,
                 format!(
@@ -60,6 +63,16 @@ pub fn classify(ev: &Evidence) -> (Outcome, Option<Failure>) {
             return failed(
                 FailureClass::RunnerError,
                 format!("no output; the runner reported: {err}"),
+            );
+        }
+        if ev.overlay_frames > 0 {
+            return failed(
+                FailureClass::OutputTimeout,
+                format!(
+                    "the session ended without a processed output frame: {} loading overlay \
+                     frames only (the pipeline was still loading)",
+                    ev.overlay_frames
+                ),
             );
         }
         return failed(
@@ -98,6 +111,33 @@ mod tests {
         let (o, f) = classify(&ev);
         assert_eq!(o, outcome, "{ev:?}");
         assert_eq!(f.map(|f| f.class), class, "{ev:?}");
+    }
+
+    /// Loading overlay frames are media (no protocol error) but no AI output: a session that
+    /// only ever saw them does not pass.
+    #[test]
+    fn a_session_with_only_overlay_frames_fails_for_want_of_output() {
+        let loading = Evidence {
+            overlay_frames: 200,
+            bytes_received: 80_000,
+            ..Default::default()
+        };
+        let (outcome, failure) = classify(&loading);
+        assert_eq!(outcome, Outcome::Failed);
+        let failure = failure.expect("a failure");
+        assert_eq!(failure.class, FailureClass::OutputTimeout);
+        assert!(
+            failure.detail.contains("200 loading overlay frames"),
+            "{failure:?}"
+        );
+        check(
+            Evidence {
+                fatal: fatal(FailureClass::OutputTimeout),
+                ..loading
+            },
+            Outcome::Failed,
+            Some(FailureClass::OutputTimeout),
+        );
     }
 
     #[test]

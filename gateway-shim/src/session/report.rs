@@ -133,13 +133,13 @@ fn conclude(
 ) -> SessionReport {
     let evidence = Evidence {
         fatal,
-        // Overlay frames are media too: a runner that only ever loaded did not send garbage.
-        frames_received: metrics.frames_received.saturating_add(
-            metrics
-                .loading_overlay
-                .as_ref()
-                .map_or(0, |overlay| overlay.frames),
-        ),
+        frames_received: metrics.frames_received,
+        // Overlay frames are media too: a runner that only ever loaded did not send garbage,
+        // and produced no output either.
+        overlay_frames: metrics
+            .loading_overlay
+            .as_ref()
+            .map_or(0, |overlay| overlay.frames),
         bytes_received: metrics.bytes_received,
         events_malformed: u64::from(runner.events_malformed),
         runner_reported_error: runner.errors.first().cloned().or_else(|| {

@@ -614,6 +614,25 @@ fn the_content_check_hands_over_frames_only_around_its_checks() {
     assert_eq!(net.kept, 6 * 30, "frames handed over only to be kept");
 }
 
+/// A runner still loading when the session ends sent only overlay frames: no AI output, so
+/// the session fails (before, the overlay frames made it pass).
+#[test]
+fn a_runner_that_only_loaded_fails_for_want_of_output() {
+    let orch = Orch::Serves(profile(|p| {
+        p.startup_ms = 60_000;
+        p.latency_ms = 40;
+    }));
+    let mut short = plan(4);
+    short.params_update_offsets_us.clear();
+    let r = Net::direct(orch, short).run().0.report;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let failure = r.failure.expect("a failure");
+    assert_eq!(failure.class, FailureClass::OutputTimeout, "{failure:?}");
+    assert!(failure.detail.contains("loading overlay"), "{failure:?}");
+    assert_eq!(r.metrics.frames_received, 0);
+    assert!(r.metrics.loading_overlay.expect("overlay").frames >= 100);
+}
+
 /// A runner answering with loading overlay frames for its first 500 ms: startup is the first
 /// *processed* frame (the keyframe at 1 s, 40 ms late), the overlay is counted apart and in
 /// nothing else, and only the frames up to the first processed one are decoded. Without the
