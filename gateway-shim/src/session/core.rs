@@ -103,9 +103,9 @@ struct Share {
     first_output_seen: bool,
     /// The content check at the luminance steps of its output.
     steps: StepProbe,
-    /// Its output frames are being handed to the driver ([`Output::ClassifyFrame`]) and the
-    /// hand-over has not been ended ([`Output::ClassifyEnd`]).
-    handing_over: bool,
+    /// The driver was asked to look at a frame and its decoder has not been let go since
+    /// ([`Output::ClassifyEnd`]).
+    decoding: bool,
     /// Output frames held until their pictures tell overlay from processed output.
     watch: OverlayWatch,
 }
@@ -650,7 +650,7 @@ impl SessionCore {
             first_ingest_sent: false,
             first_output_seen: false,
             steps: StepProbe::default(),
-            handing_over: false,
+            decoding: false,
             watch: OverlayWatch::default(),
         });
         if self.plan.watch_overlay {
@@ -908,7 +908,7 @@ impl SessionCore {
             if !self.shares[share].watch.is_open() {
                 let s = &mut self.shares[share];
                 if step_look || s.steps.wants_frames(self.plan.content_check_every) {
-                    s.handing_over = true;
+                    s.decoding |= step_look;
                     self.outputs.push_back(Output::ClassifyFrame {
                         share,
                         pts,
@@ -916,13 +916,10 @@ impl SessionCore {
                         picture: held.picture.clone(),
                         look: step_look,
                     });
-                } else {
-                    self.end_hand_over_if_idle(share);
                 }
                 self.count_output(share, held);
                 continue;
             }
-            self.shares[share].handing_over = true;
             held.look = self.shares[share].watch.looks_at_everything()
                 || self.arrived_early(share, pts, held.at_us);
             self.outputs.push_back(Output::ClassifyFrame {
@@ -932,6 +929,7 @@ impl SessionCore {
                 picture: held.picture.clone(),
                 look: held.look || step_look,
             });
+            self.shares[share].decoding |= held.look || step_look;
             let watch = &mut self.shares[share].watch;
             if held.look || watch.is_holding() {
                 watch.hold(held);
@@ -1085,15 +1083,14 @@ impl SessionCore {
         self.end_hand_over_if_idle(share);
     }
 
-    /// Ends the hand-over of `share`'s frames when neither the overlay watch nor the content
-    /// check wants them: the driver drops the frames it kept and its decoder.
+    /// Lets the driver's decoder of `share` go when no answer is awaited (no overlay watch, no
+    /// open content check): a decoder holds megabytes of pictures, and between checks the
+    /// driver keeps only the frames handed over since their keyframe. Frames handed over
+    /// afterwards start a fresh decoder at their next keyframe.
     fn end_hand_over_if_idle(&mut self, share: ShareId) {
         let s = &mut self.shares[share];
-        if s.handing_over
-            && !s.watch.is_open()
-            && !s.steps.wants_frames(self.plan.content_check_every)
-        {
-            s.handing_over = false;
+        if s.decoding && !s.watch.is_open() && !s.steps.is_searching() {
+            s.decoding = false;
             self.outputs.push_back(Output::ClassifyEnd { share });
         }
     }

@@ -477,7 +477,8 @@ pub enum Output {
         picture: Bytes,
         look: bool,
     },
-    /// No more [`Output::ClassifyFrame`] for `share` until a new one: its decoder can go.
+    /// No answer is awaited for `share`: its decoder and the frames kept so far can go. Frames
+    /// handed over afterwards are kept anew (a fresh decoder starts at their next keyframe).
     ClassifyEnd { share: ShareId },
     /// An observation for the analytics events.
     Observe(Observation),

@@ -139,7 +139,6 @@ impl StepProbe {
     }
 
     /// Whether a check waits for answers (the driver must keep decoding this share's frames).
-    #[cfg(test)]
     pub fn is_searching(&self) -> bool {
         self.search.is_some()
     }
@@ -147,7 +146,7 @@ impl StepProbe {
     /// Whether the driver should be handed this share's frames: a check is open, or one of the
     /// next two steps is due (so that the sampled frame's keyframe is among them even when the
     /// output's keyframes are up to two segments apart). With `every` at 10 that is a fifth
-    /// of the time; between checks the driver holds no frame and no decoder.
+    /// of the time; otherwise the driver holds no frame.
     pub fn wants_frames(&self, every: u32) -> bool {
         every > 0
             && (self.search.is_some()
