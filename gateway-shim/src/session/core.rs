@@ -103,9 +103,9 @@ struct Share {
     first_output_seen: bool,
     /// The content check at the luminance steps of its output.
     steps: StepProbe,
-    /// The driver was asked to look at a frame and its decoder has not been let go since
-    /// ([`Output::ClassifyEnd`]).
-    decoding: bool,
+    /// Frames were handed to the driver ([`Output::ClassifyFrame`]) since it was last told to
+    /// let them and its decoder go ([`Output::ClassifyEnd`]).
+    handed_over: bool,
     /// Output frames held until their pictures tell overlay from processed output.
     watch: OverlayWatch,
 }
@@ -650,7 +650,7 @@ impl SessionCore {
             first_ingest_sent: false,
             first_output_seen: false,
             steps: StepProbe::default(),
-            decoding: false,
+            handed_over: false,
             watch: OverlayWatch::default(),
         });
         if self.plan.watch_overlay {
@@ -908,7 +908,7 @@ impl SessionCore {
             if !self.shares[share].watch.is_open() {
                 let s = &mut self.shares[share];
                 if step_look || s.steps.wants_frames(self.plan.content_check_every) {
-                    s.decoding |= step_look;
+                    s.handed_over = true;
                     self.outputs.push_back(Output::ClassifyFrame {
                         share,
                         pts,
@@ -929,7 +929,7 @@ impl SessionCore {
                 picture: held.picture.clone(),
                 look: held.look || step_look,
             });
-            self.shares[share].decoding |= held.look || step_look;
+            self.shares[share].handed_over = true;
             let watch = &mut self.shares[share].watch;
             if held.look || watch.is_holding() {
                 watch.hold(held);
@@ -1003,6 +1003,7 @@ impl SessionCore {
             .handle_frame(pts, at_us, bright, every, max_frames);
         if let Some(sample) = given_up {
             self.record_step_sample(share, sample);
+            self.end_hand_over_if_idle(share);
         }
         look
     }
@@ -1083,14 +1084,13 @@ impl SessionCore {
         self.end_hand_over_if_idle(share);
     }
 
-    /// Lets the driver's decoder of `share` go when no answer is awaited (no overlay watch, no
-    /// open content check): a decoder holds megabytes of pictures, and between checks the
-    /// driver keeps only the frames handed over since their keyframe. Frames handed over
-    /// afterwards start a fresh decoder at their next keyframe.
+    /// Lets the driver's decoder of `share` and the frames it kept go when no answer is awaited
+    /// (no overlay watch, no open content check): a decoder holds megabytes of pictures. Frames
+    /// handed over afterwards are kept anew and start a fresh decoder at their next keyframe.
     fn end_hand_over_if_idle(&mut self, share: ShareId) {
         let s = &mut self.shares[share];
-        if s.decoding && !s.watch.is_open() && !s.steps.is_searching() {
-            s.decoding = false;
+        if s.handed_over && !s.watch.is_open() && !s.steps.is_searching() {
+            s.handed_over = false;
             self.outputs.push_back(Output::ClassifyEnd { share });
         }
     }
