@@ -110,6 +110,41 @@ async fn shifted_timestamps_are_caught_by_the_pictures_with_the_true_latency() {
     assert!(!r.metrics.pts_untrusted);
 }
 
+/// The luminance marker alone, end to end: the same shifted simulator, with the frame numbers
+/// ignored as if restyled away. FFmpeg decodes the sampled frames and the frames after them
+/// until the marker shows the step; the shift is caught and the latency by content is the
+/// injected one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_luminance_marker_alone_catches_shifted_timestamps_over_real_sockets() {
+    let (orch, stop) = start_sim(
+        profile(|p| {
+            p.latency_ms = 200;
+            p.pts_shift_ms = 100;
+        }),
+        true,
+    )
+    .await;
+    let (r, noise_ms) = with_scheduling_noise(run_probe_with(&orch, Duration::from_secs(5), |o| {
+        o.content_check_every = 1;
+        o.read_frame_numbers = false;
+    }))
+    .await;
+    stop.cancel();
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let check = r.metrics.content_check.expect("steps checked");
+    assert!(check.samples >= 3, "{check:?}");
+    assert_eq!(check.by_luminance, check.samples, "{check:?}");
+    assert_eq!(check.disagreements, check.samples, "{check:?}");
+    assert!(r.metrics.pts_untrusted);
+    let e2e = r.metrics.e2e_latency_ms.expect("latency by content");
+    let tolerance_ms = 5.0 + 2.0 * noise_ms;
+    assert!(
+        (e2e.p50 - 200.0).abs() < tolerance_ms,
+        "e2e p50 {} ms by the marker, injected 200 ms, tolerance {tolerance_ms:.1} ms",
+        e2e.p50
+    );
+}
+
 /// A simulator that answers with ai-runner's loading overlay while its pipeline loads (1.5 s at
 /// start) and again for 1 s after the params update that makes it reload. Over real sockets,
 /// with FFmpeg decoding the overlay watch's frames: the overlay is counted apart, `startup_ms`

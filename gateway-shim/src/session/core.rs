@@ -1042,7 +1042,7 @@ impl SessionCore {
         let Some(s) = self.shares.get_mut(share) else {
             return;
         };
-        if let Some(sample) = s.steps.handle_look(pts, look) {
+        if let Some(sample) = s.steps.handle_look(pts, look, self.plan.read_frame_numbers) {
             self.record_step_sample(share, sample);
             self.end_hand_over_if_idle(share);
         }

@@ -187,6 +187,10 @@ pub struct SessionPlan {
     /// none. From two steps before a check to its end, output frames are handed to the driver
     /// ([`Output::ClassifyFrame`]) so that it can decode from a keyframe.
     pub content_check_every: u32,
+    /// Let a readable frame number decide a content check (the default); `false` judges by the
+    /// luminance marker alone, as if every picture were restyled beyond its digits (to test
+    /// the marker end to end, or to compare the two).
+    pub read_frame_numbers: bool,
     /// Tell loading overlay frames from processed output ([`Output::ClassifyFrame`]) while a
     /// runner may be loading: from each share's first output frame to its first processed one,
     /// and from [`OVERLAY_WATCH_BEFORE_UPDATE_US`] before each params update to

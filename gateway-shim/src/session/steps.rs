@@ -106,8 +106,14 @@ impl StepProbe {
     }
 
     /// The driver's look at output frame `pts` (asked by this probe or by the overlay watch;
-    /// answers come in the order asked). Returns the check it finishes, if any.
-    pub fn handle_look(&mut self, pts: u64, look: Option<PictureLook>) -> Option<StepSample> {
+    /// answers come in the order asked); with `read_numbers` a readable frame number of the
+    /// sampled frame decides. Returns the check it finishes, if any.
+    pub fn handle_look(
+        &mut self,
+        pts: u64,
+        look: Option<PictureLook>,
+        read_numbers: bool,
+    ) -> Option<StepSample> {
         let search = self.search.as_mut()?;
         let &(front, at_us) = search.pending.front()?;
         if front != pts {
@@ -116,7 +122,10 @@ impl StepProbe {
         search.pending.pop_front();
         let first = !search.sampled_answered;
         search.sampled_answered = true;
-        if first && let Some(code) = look.and_then(|l| l.code) {
+        if first
+            && read_numbers
+            && let Some(code) = look.and_then(|l| l.code)
+        {
             let sample = StepSample::Code {
                 pts: search.pts,
                 at_us: search.at_us,
@@ -179,7 +188,7 @@ mod tests {
                 sampled.push(k);
                 // The frame number is readable: the check ends at once.
                 assert!(matches!(
-                    probe.handle_look(k, look_code(k)),
+                    probe.handle_look(k, look_code(k), true),
                     Some(StepSample::Code { pts, .. }) if pts == k
                 ));
             }
@@ -198,14 +207,14 @@ mod tests {
         assert_eq!(probe.handle_frame(0, 0, false, 1, 10), (false, None));
         // Frame 1 names the bright state, but the picture still shows dark: look on.
         assert_eq!(probe.handle_frame(1, 100, true, 1, 10), (true, None));
-        assert_eq!(probe.handle_look(1, look(None, Some(false))), None);
+        assert_eq!(probe.handle_look(1, look(None, Some(false)), true), None);
         assert_eq!(probe.handle_frame(2, 133, true, 1, 10), (true, None));
         // An undecodable frame is no answer either.
-        assert_eq!(probe.handle_look(2, None), None);
+        assert_eq!(probe.handle_look(2, None, true), None);
         assert_eq!(probe.handle_frame(3, 166, true, 1, 10), (true, None));
         // A later frame's number is not the sampled frame's: the marker still decides.
         assert_eq!(
-            probe.handle_look(3, look(Some(77), Some(true))),
+            probe.handle_look(3, look(Some(77), Some(true)), true),
             Some(StepSample::Luminance {
                 pts: 1,
                 at_us: 100,
@@ -215,7 +224,19 @@ mod tests {
         );
         assert!(!probe.is_searching());
         // An answer for a frame nobody here asked about changes nothing.
-        assert_eq!(probe.handle_look(9, look(None, Some(true))), None);
+        assert_eq!(probe.handle_look(9, look(None, Some(true)), true), None);
+
+        // Told not to read numbers, a readable one does not decide.
+        let mut blind = StepProbe::default();
+        blind.handle_frame(0, 0, false, 1, 10);
+        assert_eq!(blind.handle_frame(1, 100, true, 1, 10), (true, None));
+        assert!(matches!(
+            blind.handle_look(1, look(Some(1), Some(true)), false),
+            Some(StepSample::Luminance {
+                found_at_us: Some(100),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -228,7 +249,7 @@ mod tests {
             if look {
                 // The sampled picture still shows the old state; the next one the new.
                 let shown = look_beacon(k, bright);
-                probe.handle_look(k, shown);
+                probe.handle_look(k, shown, true);
             }
             wanted.push(probe.wants_frames(4));
         }

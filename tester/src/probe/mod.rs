@@ -106,6 +106,9 @@ pub struct ProbeOptions {
     /// and read the frame number in its picture, or the marker when the number is unreadable
     /// (the content check, docs/metrics.md); 0 checks none. Default [`CONTENT_CHECK_EVERY`].
     pub content_check_every: u32,
+    /// Let a readable frame number decide a content check; `false` judges by the luminance
+    /// marker alone (docs/metrics.md, "Content check"). Default true.
+    pub read_frame_numbers: bool,
     /// Tell loading overlay frames from processed output by their pictures while a runner may
     /// be loading (docs/metrics.md, "Loading overlay"). Default true.
     pub watch_overlay: bool,
@@ -141,6 +144,7 @@ impl ProbeOptions {
             slo: None,
             address_verifier: None,
             content_check_every: CONTENT_CHECK_EVERY,
+            read_frame_numbers: true,
             watch_overlay: true,
         }
     }
@@ -295,6 +299,7 @@ fn session_plan(opts: &ProbeOptions, clip: &Clip) -> SessionPlan {
         params_update_offsets_us: opts.params_update_offsets.iter().copied().map(us).collect(),
         keepalive_interval_us: us(opts.keepalive_interval),
         content_check_every: opts.content_check_every,
+        read_frame_numbers: opts.read_frame_numbers,
         watch_overlay: opts.watch_overlay,
     }
 }
