@@ -10,7 +10,8 @@
 //! state, the timestamps agree; if it still shows the old one, the timestamps run ahead of the
 //! pictures, and the following frames are looked at until one shows the new state. Its arrival
 //! minus the send time of the input step frame is the latency by content, which no timestamp
-//! can shorten. Pure: the answers come from the driver.
+//! can shorten. A picture that shows neither state (the loading overlay, an undecodable frame)
+//! ends the check without evidence. Pure: the answers come from the driver.
 
 use std::collections::VecDeque;
 
@@ -134,17 +135,22 @@ impl StepProbe {
             self.search = None;
             return Some(sample);
         }
-        if look.and_then(|l| l.beacon) == Some(search.bright) {
-            let sample = StepSample::Luminance {
-                pts: search.pts,
-                at_us: search.at_us,
-                bright: search.bright,
-                found_at_us: Some(at_us),
-            };
-            self.search = None;
-            return Some(sample);
-        }
-        None
+        // Only a chain of pictures in the old state, then one in the new, is evidence. A
+        // picture showing neither (the gray loading overlay, an undecodable frame) ends the
+        // check without any: a runner that was loading would otherwise look late.
+        let found_at_us = match look.and_then(|l| l.beacon) {
+            Some(shown) if shown == search.bright => Some(at_us),
+            Some(_) => return None,
+            None => None,
+        };
+        let sample = StepSample::Luminance {
+            pts: search.pts,
+            at_us: search.at_us,
+            bright: search.bright,
+            found_at_us,
+        };
+        self.search = None;
+        Some(sample)
     }
 
     /// Whether a check waits for answers (the driver must keep decoding this share's frames).
@@ -209,8 +215,7 @@ mod tests {
         assert_eq!(probe.handle_frame(1, 100, true, 1, 10), (true, None));
         assert_eq!(probe.handle_look(1, look(None, Some(false)), true), None);
         assert_eq!(probe.handle_frame(2, 133, true, 1, 10), (true, None));
-        // An undecodable frame is no answer either.
-        assert_eq!(probe.handle_look(2, None, true), None);
+        assert_eq!(probe.handle_look(2, look(None, Some(false)), true), None);
         assert_eq!(probe.handle_frame(3, 166, true, 1, 10), (true, None));
         // A later frame's number is not the sampled frame's: the marker still decides.
         assert_eq!(
@@ -225,6 +230,26 @@ mod tests {
         assert!(!probe.is_searching());
         // An answer for a frame nobody here asked about changes nothing.
         assert_eq!(probe.handle_look(9, look(None, Some(true)), true), None);
+
+        // A picture showing neither state (the loading overlay, or undecodable) in the chain
+        // ends the check without evidence, whatever comes after.
+        for neither in [None, look(None, None)] {
+            let mut loading = StepProbe::default();
+            loading.handle_frame(0, 0, false, 1, 10);
+            loading.handle_frame(1, 100, true, 1, 10);
+            loading.handle_frame(2, 133, true, 1, 10);
+            assert_eq!(loading.handle_look(1, look(None, Some(false)), true), None);
+            assert_eq!(
+                loading.handle_look(2, neither, true),
+                Some(StepSample::Luminance {
+                    pts: 1,
+                    at_us: 100,
+                    bright: true,
+                    found_at_us: None
+                })
+            );
+            assert!(!loading.is_searching());
+        }
 
         // Told not to read numbers, a readable one does not decide.
         let mut blind = StepProbe::default();

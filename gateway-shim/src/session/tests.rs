@@ -596,6 +596,31 @@ fn the_luminance_step_catches_shifted_timestamps_when_no_digit_survives() {
     assert!((200.0..=200.0 + 1000.0 / 12.0).contains(&p50), "p50 {p50}");
 }
 
+/// A restyled runner that loads for 2.5 s shows its gray overlay at the first steps: those
+/// checks give no evidence (the overlay shows neither state of the marker), and the runner is
+/// not flagged. (The simulator resumes output at a keyframe, which is a step, so a check here
+/// never runs from the overlay into processed output of the same run; `session::steps` tests
+/// that a picture showing neither state ends a check.)
+#[test]
+fn the_luminance_check_takes_no_evidence_from_the_loading_overlay() {
+    let orch = Orch::Serves(profile(|p| {
+        p.startup_ms = 2_500;
+        p.latency_ms = 100;
+    }));
+    let mut no_update = plan(8);
+    no_update.params_update_offsets_us.clear();
+    let mut net = Net::direct(orch, no_update);
+    net.restyled = true;
+    let r = net.run().0.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let check = r.metrics.content_check.expect("steps checked");
+    assert_eq!(check.disagreements, 0, "{check:?}");
+    assert!(check.unreadable >= 2, "the steps at 1 and 2 s: {check:?}");
+    assert!(check.by_luminance >= 4, "{check:?}");
+    assert_eq!(check.latency_p50_ms, Some(100.0));
+    assert!(!r.metrics.pts_untrusted);
+}
+
 /// The content check costs little between checks: frames are handed over from two steps
 /// before each check to its end, and the driver's decoder goes after each.
 #[test]
