@@ -44,7 +44,8 @@ const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
 
 /// The largest latency the histogram tells apart, one hour in microseconds; larger values are
 /// recorded as this (the exact maximum is kept beside the histogram). Fixed bounds keep the
-/// histogram's memory fixed (about 180 KB) whatever the input.
+/// histogram's memory fixed whatever the input: 23,552 counters of 4 bytes (about 94 KB; a
+/// counter saturates at 4.3 billion frames, some 4 years of a 30 fps session).
 const LATENCY_HIGHEST_US: u64 = 3_600_000_000;
 
 /// Output frames needed before their PTS matching is judged ([`SessionRecorder::finish`]'s
@@ -156,7 +157,7 @@ pub struct SessionRecorder {
     bytes_received: u64,
     first_output_at_us: Option<u64>,
     last_output_at_us: Option<u64>,
-    latency_us: Histogram<u64>,
+    latency_us: Histogram<u32>,
     latency_sum_us: u128,
     latency_min_us: u64,
     latency_max_us: u64,
