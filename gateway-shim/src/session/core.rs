@@ -1084,14 +1084,18 @@ impl SessionCore {
         self.end_hand_over_if_idle(share);
     }
 
-    /// Lets the driver's decoder of `share` and the frames it kept go when no answer is awaited
-    /// (no overlay watch, no open content check): a decoder holds megabytes of pictures. Frames
-    /// handed over afterwards are kept anew and start a fresh decoder at their next keyframe.
+    /// Lets the driver's decoder of `share` go when no answer is awaited (no overlay watch, no
+    /// open content check): a decoder holds megabytes of pictures. While the content check still
+    /// wants frames, the ones kept since their keyframe stay, so that a later check decodes from
+    /// it with a fresh decoder; otherwise they go too.
     fn end_hand_over_if_idle(&mut self, share: ShareId) {
+        let every = self.plan.content_check_every;
         let s = &mut self.shares[share];
         if s.handed_over && !s.watch.is_open() && !s.steps.is_searching() {
-            s.handed_over = false;
-            self.outputs.push_back(Output::ClassifyEnd { share });
+            let keep_frames = s.steps.wants_frames(every);
+            s.handed_over = keep_frames;
+            self.outputs
+                .push_back(Output::ClassifyEnd { share, keep_frames });
         }
     }
 

@@ -481,9 +481,10 @@ pub enum Output {
         picture: Bytes,
         look: bool,
     },
-    /// No answer is awaited for `share`: its decoder and the frames kept so far can go. Frames
-    /// handed over afterwards are kept anew (a fresh decoder starts at their next keyframe).
-    ClassifyEnd { share: ShareId },
+    /// No answer is awaited for `share`: its decoder can go. With `keep_frames` the frames kept
+    /// since their keyframe stay (a later question decodes them again with a fresh decoder);
+    /// without, they go too, and frames handed over afterwards are kept anew.
+    ClassifyEnd { share: ShareId, keep_frames: bool },
     /// An observation for the analytics events.
     Observe(Observation),
     /// The session is over; nothing else follows.

@@ -61,8 +61,10 @@ struct Net {
     classified: u32,
     /// Output frames the core handed over only to be kept.
     kept: u32,
-    /// Hand-overs the core ended.
+    /// Hand-overs the core ended (decoder and kept frames let go).
     hand_overs_ended: u32,
+    /// Decoders let go while frames stay kept.
+    decoders_released: u32,
     /// The orchestrator restyles beyond the digits: its pictures keep the luminance marker and
     /// no readable frame number.
     restyled: bool,
@@ -180,6 +182,7 @@ impl Net {
             classified: 0,
             kept: 0,
             hand_overs_ended: 0,
+            decoders_released: 0,
             restyled: false,
             core,
             now_us: 0,
@@ -366,7 +369,12 @@ impl Net {
                     self.input(Input::FrameLook { share, pts, look });
                 }
                 Output::ClassifyFrame { look: false, .. } => self.kept += 1,
-                Output::ClassifyEnd { .. } => self.hand_overs_ended += 1,
+                Output::ClassifyEnd {
+                    keep_frames: false, ..
+                } => self.hand_overs_ended += 1,
+                Output::ClassifyEnd {
+                    keep_frames: true, ..
+                } => self.decoders_released += 1,
                 Output::Finished(f) => {
                     self.finished = Some(*f);
                     return u64::MAX;

@@ -257,7 +257,7 @@ pub(crate) async fn drive(
                     picture,
                     look,
                 } => pictures.classify(share, pts, keyframe, picture, look),
-                Output::ClassifyEnd { share } => pictures.end(share),
+                Output::ClassifyEnd { share, keep_frames } => pictures.end(share, keep_frames),
                 Output::Observe(observation) => observe(edge.sink.as_ref(), observation),
                 Output::Finished(finished) => {
                     starts.abort_all();

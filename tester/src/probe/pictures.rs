@@ -3,15 +3,16 @@
 //! as a frame the core asks about.
 //!
 //! A share's [`PictureReader`] keeps decoder state across frames (P-frames need the frames
-//! before them), so its frames must be decoded in order by one decoder. Frames the core only
-//! hands over are kept, from their keyframe on (a keyframe with nothing asked before it drops
-//! the ones before it), and decoded when a later frame is asked about; frames never asked about
-//! cost a reference, not a decode. Holding a thread per share would tie up the blocking pool
-//! while sessions wait; instead one blocking job per share decodes whatever has queued, then
-//! hands the reader back. When the core ends a hand-over (`Output::ClassifyEnd`: a watch or a
-//! check is over) the reader is dropped, which also frees its picture buffers between checks:
-//! frames skipped until the next hand-over would leave it with stale references, so that one
-//! starts a fresh decoder (which outputs nothing before its first keyframe).
+//! before them), so its frames must be decoded in order by one decoder. Frames the core hands
+//! over are kept from their keyframe on (a keyframe with nothing waiting for an answer drops
+//! the ones before it), decoded or not, and decoded when a later frame is asked about; frames
+//! never asked about cost a reference, not a decode. Holding a thread per share would tie up
+//! the blocking pool while sessions wait; instead one blocking job per share decodes whatever
+//! has queued, then hands the reader back. An H.264 decoder holds megabytes of pictures, so the
+//! core lets it go whenever no answer is awaited (`Output::ClassifyEnd`): with `keep_frames`
+//! the frames since the keyframe stay, and the next job decodes them again from the keyframe
+//! with a fresh reader; without, they go too (a fresh reader outputs nothing before the next
+//! keyframe handed over).
 
 use std::collections::HashMap;
 
@@ -21,19 +22,28 @@ use tokio::task::JoinSet;
 
 use crate::encode::PictureReader;
 
-/// What a decoding job gives back: its share, the watch it decoded for, the reader, the
+/// What a decoding job gives back: its share, the release epoch it started in, the reader, the
 /// answers.
 type Done = (ShareId, u64, Option<PictureReader>, Vec<Input>);
 
 #[derive(Default)]
 struct Slot {
-    /// The reader while no job runs (created by the first job).
+    /// The reader while no job runs and the decoder is kept.
     reader: Option<PictureReader>,
     busy: bool,
-    /// Frames not decoded yet `(pts, picture, asked)`, in stream order.
-    queue: Vec<(u64, Bytes, bool)>,
-    /// Counts the watches: a job of an earlier one hands back a reader that is dropped.
-    watch: u64,
+    /// Frames kept `(pts, picture, asked)`, in stream order, from the last keyframe on when
+    /// one came; `asked` until the frame's answer is on its way.
+    frames: Vec<(u64, Bytes, bool)>,
+    /// The first frame the reader has not decoded (0 without a reader).
+    next: usize,
+    /// Counts the releases: a job started before one hands back a reader that is dropped.
+    epoch: u64,
+}
+
+impl Slot {
+    fn waiting(&self) -> bool {
+        self.frames.iter().any(|(_, _, asked)| *asked)
+    }
 }
 
 /// Decoding jobs of a session's shares.
@@ -55,22 +65,28 @@ impl Pictures {
         look: bool,
     ) {
         let slot = self.slots.entry(share).or_default();
-        if keyframe && !slot.queue.iter().any(|(_, _, asked)| *asked) {
-            // Nothing before a keyframe is needed to decode what follows it.
-            slot.queue.clear();
+        if keyframe && !slot.waiting() {
+            // Nothing before a keyframe is needed to decode what follows it; a reader goes on
+            // from it (an IDR resets its references).
+            slot.next = slot.next.saturating_sub(slot.frames.len());
+            slot.frames.clear();
         }
-        slot.queue.push((pts, picture, look));
+        slot.frames.push((pts, picture, look));
         if look {
             self.kick(share);
         }
     }
 
-    /// The watch of `share` ended: frames queued are not needed, its decoder goes.
-    pub(crate) fn end(&mut self, share: ShareId) {
+    /// No answer is awaited for `share`: its decoder goes; with `keep_frames` the frames since
+    /// the keyframe stay for a later question, else they go too.
+    pub(crate) fn end(&mut self, share: ShareId, keep_frames: bool) {
         if let Some(slot) = self.slots.get_mut(&share) {
-            slot.queue.clear();
+            if !keep_frames {
+                slot.frames.clear();
+            }
             slot.reader = None;
-            slot.watch += 1;
+            slot.next = 0;
+            slot.epoch += 1;
         }
     }
 
@@ -82,12 +98,12 @@ impl Pictures {
             };
             // Jobs catch their own panics; a cancelled one (the runtime shutting down) has no
             // session left to answer.
-            let Ok((share, watch, reader, inputs)) = done else {
+            let Ok((share, epoch, reader, inputs)) = done else {
                 continue;
             };
             if let Some(slot) = self.slots.get_mut(&share) {
                 slot.busy = false;
-                if slot.watch == watch {
+                if slot.epoch == epoch {
                     slot.reader = reader;
                 }
                 self.kick(share);
@@ -100,17 +116,22 @@ impl Pictures {
         let Some(slot) = self.slots.get_mut(&share) else {
             return;
         };
-        let Some(last_asked) = slot.queue.iter().rposition(|(_, _, asked)| *asked) else {
-            return;
-        };
         if slot.busy {
             return;
         }
+        let Some(last_asked) = slot.frames.iter().rposition(|(_, _, asked)| *asked) else {
+            return;
+        };
         slot.busy = true;
-        // Up to the last frame asked about; the rest stays kept.
-        let frames: Vec<_> = slot.queue.drain(..=last_asked).collect();
+        // Up to the last frame asked about, from where the reader stands (from the first frame
+        // kept for a fresh one); the frames stay kept, their questions go with the job.
+        let frames: Vec<(u64, Bytes, bool)> = slot.frames[slot.next..=last_asked]
+            .iter_mut()
+            .map(|(pts, picture, asked)| (*pts, picture.clone(), std::mem::take(asked)))
+            .collect();
+        slot.next = last_asked + 1;
         let reader = slot.reader.take();
-        let watch = slot.watch;
+        let epoch = slot.epoch;
         self.running.spawn_blocking(move || {
             let asked: Vec<u64> = frames
                 .iter()
@@ -131,7 +152,7 @@ impl Pictures {
                 (reader, inputs)
             }));
             match decoded {
-                Ok((reader, inputs)) => (share, watch, reader, inputs),
+                Ok((reader, inputs)) => (share, epoch, reader, inputs),
                 Err(_) => {
                     let inputs = asked
                         .into_iter()
@@ -141,9 +162,76 @@ impl Pictures {
                             look: None,
                         })
                         .collect();
-                    (share, watch, None, inputs)
+                    (share, epoch, None, inputs)
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{ClipConfig, encode_clip};
+
+    /// The code each answered frame shows, in answer order (`None`: undecodable).
+    async fn answers(pictures: &mut Pictures, count: usize) -> Vec<(u64, Option<u32>)> {
+        let mut out = Vec::new();
+        while out.len() < count {
+            for input in pictures.next().await {
+                if let Input::FrameLook { pts, look, .. } = input {
+                    out.push((pts, look.and_then(|l| l.code)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The decoder goes after each answer; with the frames kept, a later question about a
+    /// P-frame decodes again from the keyframe with a fresh decoder; without, it cannot.
+    #[tokio::test]
+    async fn a_released_decoder_decodes_again_from_the_kept_keyframe() {
+        let clip = encode_clip(&ClipConfig {
+            segments: 2,
+            ..ClipConfig::default()
+        })
+        .expect("clip encodes");
+        let frame = |i: usize| {
+            (
+                i as u64,
+                clip.frames[i].keyframe,
+                clip.frames[i].data.clone(),
+            )
+        };
+        let mut pictures = Pictures::default();
+        // The keyframe asked (as the start watch does), then let go with the frames kept.
+        let (pts, key, data) = frame(0);
+        pictures.classify(0, pts, key, data, true);
+        assert_eq!(answers(&mut pictures, 1).await, vec![(0, Some(0))]);
+        pictures.end(0, true);
+        for i in 1..20 {
+            let (pts, key, data) = frame(i);
+            pictures.classify(0, pts, key, data, false);
+        }
+        let (pts, key, data) = frame(20);
+        pictures.classify(0, pts, key, data, true);
+        assert_eq!(answers(&mut pictures, 1).await, vec![(20, Some(20))]);
+
+        // Let go without keeping: a P-frame asked next has nothing to decode from.
+        pictures.end(0, false);
+        let (pts, key, data) = frame(21);
+        pictures.classify(0, pts, key, data, true);
+        assert_eq!(answers(&mut pictures, 1).await, vec![(21, None)]);
+        // The next keyframe (frame 30) starts the kept frames again.
+        for i in 22..30 {
+            let (pts, key, data) = frame(i);
+            pictures.classify(0, pts, key, data, false);
+        }
+        for i in 30..35 {
+            let (pts, key, data) = frame(i);
+            pictures.classify(0, pts, key, data, i == 34);
+        }
+        assert_eq!(answers(&mut pictures, 1).await, vec![(34, Some(34))]);
+        assert_eq!(pictures.slots[&0].frames.len(), 5, "kept from the keyframe");
     }
 }
