@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
-use lvt_collector::ingest::{SignedJson, validate_records};
-use lvt_collector::server::{open_store, routes, serve, system_clock};
+use lvt_collector::http::routes;
+use lvt_collector::server::serve;
 use lvt_collector::sla::{CellKey, CellSums};
 use lvt_collector::store::sqlite::{SqliteConfig, bulk, record_codec};
 use lvt_collector::store::{SlaFilter, Store, StoredBatch};
+use lvt_collector::verify::{SignedJson, validate_records};
 use lvt_schema::sign::{self, SigningKey};
 use lvt_schema::{
     Complexity, Failure, FailureClass, FpsSummary, Gpu, OrchestratorRef, Outcome, PromptRef,
@@ -511,7 +513,7 @@ fn ingest_breakdown(batches: &[PreparedBatch]) -> Result<()> {
     let mut value_validate_s = 0.0;
     let mut records = 0usize;
     let invalid =
-        |error: lvt_collector::ingest::RecordError| anyhow::anyhow!("invalid record: {error}");
+        |error: lvt_collector::verify::RecordError| anyhow::anyhow!("invalid record: {error}");
     for batch in batches {
         let signature = sign::BatchSignature::from_headers(|name| {
             batch

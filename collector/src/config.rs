@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use lvt_schema::sign::{self, VerifyingKey};
+use lvt_schema::sign;
 use serde::Deserialize;
 
 use crate::store::sqlite::SqliteConfig;
+use crate::verify::TimeBounds;
 
 /// The settings file (`--config FILE`), TOML.
 ///
@@ -252,18 +253,9 @@ impl Default for SettingsFile {
     }
 }
 
-/// An agent with its key resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Agent {
-    /// The agent's configured id.
-    pub id: String,
-    /// The agent's configured region.
-    pub region: Option<String>,
-    /// The agent's public key.
-    pub public_key: VerifyingKey,
-    /// The key id the agent's signatures state ([`sign::key_id`]).
-    pub key_id: String,
-}
+/// An agent with its key resolved: the signature checks' own type, named here too because the
+/// settings file is where agents come from.
+pub use crate::verify::Agent;
 
 /// The resolved settings the server runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +372,16 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// When a stored record may have ended, at `now_ms`: no later than the signed-timestamp skew
+    /// allowed after now, no earlier than the retention before it.
+    pub fn time_bounds(&self, now_ms: i64) -> TimeBounds {
+        TimeBounds {
+            now_ms,
+            skew_ms: i64::try_from(self.timestamp_window_ms).unwrap_or(i64::MAX),
+            retention_ms: i64::from(self.retention_days) * 86_400_000,
+        }
+    }
+
     /// Reads and resolves a settings file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

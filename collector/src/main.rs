@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{CollectorConfig, Settings, StoreSpec};
-use lvt_collector::server::{open_store, serve, system_clock};
+use lvt_collector::server::serve;
 
 /// Receives signed result records from lvt agents, stores them and serves them.
 #[derive(Debug, Parser)]
@@ -66,7 +67,7 @@ async fn run(options: Options, config: CollectorConfig) -> ExitCode {
     let store = match open_store(&config.store).await {
         Ok(store) => store,
         Err(error) => {
-            eprintln!("lvt-collector: {error}");
+            eprintln!("lvt-collector: opening the store: {error}");
             return ExitCode::FAILURE;
         }
     };

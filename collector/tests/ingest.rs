@@ -281,7 +281,7 @@ async fn a_flood_of_bad_requests_does_not_stop_valid_ingest() {
 /// a real agent uses next, and valid ingest goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_batches_never_grow_the_nonce_store_nor_burn_a_nonce() {
-    use lvt_collector::server::open_store;
+    use lvt_collector::app::open_store;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("lvt.db");
     let collector = TestCollector::start_at(&db, common::settings()).await;

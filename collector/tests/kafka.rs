@@ -21,10 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{agent_key, all_results, batch, now_ms, signed, stranger_key};
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::kafka::ConsumerOptions;
 use lvt_collector::kafka::test_broker::TestBroker;
-use lvt_collector::server::{open_store, serve_with, system_clock};
+use lvt_collector::server::serve_with;
 use lvt_collector::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
     ResultCursor, ResultFilter, ResultsPage, Store, StoreError, StoreFuture, StoredBatch,

@@ -228,7 +228,7 @@ struct FedCollector {
     _dir: tempfile::TempDir,
     store: std::sync::Arc<dyn lvt_collector::store::Store>,
     clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
-    state: lvt_collector::server::AppState,
+    state: lvt_collector::app::AppState,
     t0: i64,
 }
 
@@ -242,19 +242,19 @@ impl FedCollector {
             format!("sqlite:{}", dir.path().join("lvt.db").display())
                 .parse()
                 .expect("store spec");
-        let store = lvt_collector::server::open_store(&spec)
+        let store = lvt_collector::app::open_store(&spec)
             .await
             .expect("open store");
         let t0 = now_ms() - 600_000;
         let clock = Arc::new(AtomicI64::new(t0 + 30_000));
         let read = Arc::clone(&clock);
-        let state = lvt_collector::server::AppState::new(
+        let state = lvt_collector::app::AppState::new(
             settings,
             Arc::clone(&store),
             Arc::new(move || read.load(Ordering::SeqCst)),
         );
         let texts = unclosed_stream(t0);
-        lvt_collector::events::feed_organic_load(
+        lvt_collector::app::ingest::feed_organic_load(
             &state,
             texts.iter().map(String::as_str),
             t0 + 30_000,
@@ -278,7 +278,7 @@ impl FedCollector {
             self.t0 + 30_000 + silence_ms,
             std::sync::atomic::Ordering::SeqCst,
         );
-        lvt_collector::server::sweep(&self.state).await;
+        lvt_collector::app::sweep(&self.state).await;
         let organic = lvt_collector::store::SlaFilter {
             test_load: Some(false),
             ..lvt_collector::store::SlaFilter::default()

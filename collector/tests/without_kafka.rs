@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
-use lvt_collector::server::{open_store, serve, system_clock};
+use lvt_collector::server::serve;
 
 #[tokio::test]
 async fn a_kafka_table_without_kafka_feature_stops_the_start_with_the_reason() {

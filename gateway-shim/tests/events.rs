@@ -16,8 +16,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
-use lvt_collector::server::{open_store, serve, system_clock};
+use lvt_collector::server::serve;
 use lvt_gateway::gateway::events::{EmitterConfig, spawn_emitter};
 use lvt_gateway::gateway::observe::{
     DiscoveredCandidate, Observation, OrchestratorInfo, StreamContext,

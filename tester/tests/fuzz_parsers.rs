@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use lvt_collector::config::Settings;
-use lvt_collector::ingest::{check_signature_headers, validate_records};
+use lvt_collector::verify::{check_signature_headers, validate_records};
 use lvt_gateway::measure::{MeasureConfig, SessionRecorder};
 use lvt_schema::events::EventEnvelope;
 use lvt_tester::agent::config::AgentConfig;

@@ -12,9 +12,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::kafka::test_broker::TestBroker;
-use lvt_collector::server::{open_store, serve, system_clock};
+use lvt_collector::server::serve;
 use lvt_schema::SessionReport;
 use lvt_schema::sign;
 use lvt_sim::Profile;

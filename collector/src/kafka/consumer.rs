@@ -20,9 +20,9 @@ use super::decode::{
 };
 use super::{ConsumerOptions, KafkaError};
 use crate::config::KafkaConfig;
-use crate::ingest::TimeBounds;
+
+use crate::app::AppState;
 use crate::kafka_health::{KafkaHealth, Observation, PartitionLag, StallTracker, Transition};
-use crate::server::AppState;
 use crate::store::{EventBatch, StoreError, StoredEvent};
 
 /// One consumed message, detached from the client so that it outlives the next `recv`.
@@ -297,7 +297,7 @@ impl KafkaConsumer {
                         &self.state.agents_by_key,
                         header_lookup(&headers),
                         message.payload(),
-                        TimeBounds::of(&self.state.settings, now_ms),
+                        self.state.settings.time_bounds(now_ms),
                     )
                     .map(|results| decoded.results.push_back(results))
                 }
@@ -371,7 +371,7 @@ impl KafkaConsumer {
                 .metrics
                 .handle_store_latency("insert_events", started.elapsed());
             let outcome = outcome?;
-            crate::events::feed_organic_load(
+            crate::app::ingest::feed_organic_load(
                 &self.state,
                 usable.iter().map(String::as_str),
                 (self.state.clock)(),

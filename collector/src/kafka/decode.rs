@@ -12,7 +12,7 @@
 //!
 //! An events message is what go-livepeer publishes: one envelope object per message, unsigned.
 //! An array of envelopes is accepted too. Envelopes go through the same validation as
-//! `POST /v1/events` ([`crate::events::validate_events`]).
+//! `POST /v1/events` ([`crate::verify::validate_events`]).
 
 use std::collections::HashMap;
 
@@ -21,8 +21,8 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Agent;
-use crate::events::validate_events;
-use crate::ingest::{TimeBounds, validate_records};
+use crate::verify::{TimeBounds, validate_events, validate_records};
+
 use crate::store::{StoredBatch, StoredEvent, StoredResult};
 
 /// Which topic a message came from.

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::{ConsumerOptions, KafkaError};
+use crate::app::AppState;
 use crate::config::KafkaConfig;
-use crate::server::AppState;
 
 /// Stands for the Kafka consumer; it cannot be made.
 pub enum KafkaConsumer {}

@@ -144,7 +144,7 @@ pub(super) fn organic_batch(
         let checked = serde_json::to_value(std::slice::from_ref(report))
             .map_err(|error| error.to_string())
             .and_then(|value| {
-                crate::ingest::validate_records(&value).map_err(|error| error.to_string())
+                crate::verify::validate_records(&value).map_err(|error| error.to_string())
             });
         match checked {
             Ok(mut one) => results.append(&mut one),

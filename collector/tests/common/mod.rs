@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
-use lvt_collector::server::{open_store, serve, system_clock};
+use lvt_collector::server::serve;
 use lvt_schema::sign::{self, SigningKey};
 use lvt_schema::{
     Complexity, Gpu, OrchestratorRef, Outcome, PromptRef, SessionMetrics, SessionReport,

@@ -8,6 +8,11 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::app::ingest::IngestError;
+use crate::sla::query::QueryError;
+use crate::store::StoreError;
+use crate::verify::{RecordError, SignatureError};
+
 /// The media type of a problem document.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -169,25 +174,56 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Converts a `serde_path_to_error` path into an RFC 6901 JSON pointer (`/3/metrics/startup_ms`).
-///
-/// Map keys are escaped (`~` as `~0`, `/` as `~1`); enum variant and unknown segments do not
-/// name a location in the JSON text and are left out.
-pub fn json_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut pointer = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => {
-                pointer.push('/');
-                pointer.push_str(&index.to_string());
+/// A refused body is a 400 problem of the same kind, pointing where the error points.
+impl From<RecordError> for Problem {
+    fn from(error: RecordError) -> Problem {
+        match error {
+            RecordError::MalformedJson { pointer, detail } => {
+                Problem::at(ProblemKind::MalformedJson, pointer, detail)
             }
-            Segment::Map { key } => {
-                pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            RecordError::InvalidRecord { pointer, detail } => {
+                Problem::at(ProblemKind::InvalidRecord, pointer, detail)
             }
-            Segment::Enum { .. } | Segment::Unknown => {}
         }
     }
-    pointer
+}
+
+/// Each signature refusal is the problem of the same name, with the error's text as detail.
+impl From<SignatureError> for Problem {
+    fn from(error: SignatureError) -> Problem {
+        let kind = match &error {
+            SignatureError::MissingSignature(_) => ProblemKind::MissingSignature,
+            SignatureError::MalformedSignature(_) => ProblemKind::MalformedSignature,
+            SignatureError::UnknownKey(_) => ProblemKind::UnknownKey,
+            SignatureError::StaleTimestamp(_) => ProblemKind::StaleTimestamp,
+            SignatureError::ReplayedNonce(_) => ProblemKind::ReplayedNonce,
+            SignatureError::BadSignature(_) => ProblemKind::BadSignature,
+        };
+        Problem::new(kind, error.to_string())
+    }
+}
+
+/// A store that fails is a 503: the request may succeed later, unchanged.
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Problem {
+        Problem::new(ProblemKind::StoreUnavailable, error.to_string())
+    }
+}
+
+/// An ingest refusal is the problem of the check that refused it.
+impl From<IngestError> for Problem {
+    fn from(error: IngestError) -> Problem {
+        match error {
+            IngestError::Signature(error) => error.into(),
+            IngestError::Record(error) => error.into(),
+            IngestError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// A refused query parameter is an invalid-query problem whose detail names the parameter.
+impl From<QueryError> for Problem {
+    fn from(error: QueryError) -> Problem {
+        Problem::new(ProblemKind::InvalidQuery, error.to_string())
+    }
 }

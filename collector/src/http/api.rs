@@ -17,9 +17,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
-use crate::ingest::timed;
-use crate::problem::{Problem, ProblemKind};
-use crate::server::AppState;
+use super::problem::{Problem, ProblemKind};
+use crate::app::AppState;
+use crate::app::timed;
 use crate::store::{ResultCursor, ResultFilter};
 
 /// Results per page when `limit` is not given.
@@ -153,7 +153,7 @@ pub async fn handle_batch_get(
 
 /// `GET /v1/agents`: configured agents and any agent with stored batches or a heartbeat, with
 /// their keys, last batch time, stored result count, latest heartbeat and status (`ok`,
-/// `degraded`, `stale`, `unknown`; [`crate::fleet`]).
+/// `degraded`, `stale`, `unknown`; [`crate::app::fleet`]).
 pub async fn handle_agents_get(State(state): State<Arc<AppState>>) -> Result<Response, Problem> {
     let stats = timed(&state, "agents", state.store.agents()).await?;
     let mut agents: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -185,7 +185,7 @@ pub async fn handle_agents_get(State(state): State<Arc<AppState>>) -> Result<Res
         entry["result_count"] = json!(stat.result_count);
     }
     let beats = timed(&state, "heartbeats", state.store.heartbeats()).await?;
-    let statuses = crate::fleet::agent_statuses(&beats, (state.clock)());
+    let statuses = crate::app::fleet::agent_statuses(&beats, (state.clock)());
     for entry in agents.values_mut() {
         entry["status"] = json!("unknown");
         entry["status_reasons"] = json!(["no heartbeat received"]);
@@ -248,7 +248,7 @@ pub async fn handle_metrics(State(state): State<Arc<AppState>>) -> Response {
     let agents = match timed(&state, "heartbeats", state.store.heartbeats()).await {
         Ok(beats) => {
             let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-            for status in crate::fleet::agent_statuses(&beats, (state.clock)()).values() {
+            for status in crate::app::fleet::agent_statuses(&beats, (state.clock)()).values() {
                 *counts.entry(status.health.as_str()).or_default() += 1;
             }
             Some(counts)
@@ -264,7 +264,7 @@ pub async fn handle_metrics(State(state): State<Arc<AppState>>) -> Response {
         {
             let mut text = state.metrics.render(stored);
             if let Some(counts) = agents {
-                text.push_str(&crate::fleet::render_metrics(&counts));
+                text.push_str(&crate::app::fleet::render_metrics(&counts));
             }
             text
         },

@@ -1,61 +1,12 @@
-//! The fleet of regional agents: `POST /v1/agents/heartbeat` takes an agent's signed heartbeat
-//! ([`lvt_schema::heartbeat::Heartbeat`], checked like a result batch: size, signature headers,
-//! key, timestamp, JSON, signature, nonce) and keeps the latest per agent in the store;
-//! [`agent_statuses`] derives each agent's status (`ok`, `degraded`, `stale`, `unknown`) at read
-//! time for `/v1/agents`, `/metrics` and the dashboard.
+//! The fleet of regional agents as the collector sees it: each agent's status (`ok`, `degraded`,
+//! `stale`, `unknown`) derived at read time from its latest stored heartbeat, for `/v1/agents`,
+//! `/metrics` and the dashboard.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use lvt_schema::heartbeat::{AgentHealth, Heartbeat};
 
-use crate::ingest::{RecordError, refusal_response, timed, verify_signed_body};
-use crate::problem::{Problem, json_pointer};
-use crate::server::AppState;
 use crate::store::StoredHeartbeat;
-
-/// `POST /v1/agents/heartbeat`: 200 `{"status": ...}` with the status the heartbeat gives the
-/// agent now; refusals as for result batches.
-pub async fn handle_heartbeat_post(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-) -> Response {
-    match heartbeat(&state, request).await {
-        Ok(response) => response,
-        Err(problem) => refusal_response("Heartbeat refused.", problem),
-    }
-}
-
-async fn heartbeat(state: &AppState, request: Request) -> Result<Response, Problem> {
-    let verified = verify_signed_body(state, request).await?;
-    let agent = verified.agent.id.clone();
-    let now_ms = verified.now_ms;
-    let value = verified.json.into_value();
-    let heartbeat: Heartbeat =
-        serde_path_to_error::deserialize(&value).map_err(|error| RecordError::InvalidRecord {
-            pointer: json_pointer(error.path()),
-            detail: error.inner().to_string(),
-        })?;
-    let text = value.to_string();
-    timed(
-        state,
-        "put_heartbeat",
-        state.store.put_heartbeat(agent.clone(), now_ms, text),
-    )
-    .await?;
-    let (status, reasons) = AgentHealth::classify(Some((&heartbeat, now_ms)), now_ms);
-    tracing::debug!(message = "Heartbeat stored.", agent = %agent, status = status.as_str());
-    let body = serde_json::json!({ "status": status, "reasons": reasons });
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response())
-}
 
 /// One agent's latest heartbeat and what it makes of the agent now.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.0 description of every route, built from a typed table in code.
 //!
-//! The router is built from [`crate::server::routes`], and a test checks that every path routed
+//! The router is built from [`super::routes`], and a test checks that every path routed
 //! there is described here, so the document cannot silently fall behind the server. A typed table
 //! rather than a derive macro keeps the description next to what it describes without adding a
 //! code generator to the build.
@@ -412,7 +412,7 @@ fn operation_json(operation: &Operation) -> Value {
             json!({
                 "description": "An RFC 7807 problem naming what is wrong.",
                 "content": {
-                    crate::problem::PROBLEM_CONTENT_TYPE: {
+                    super::problem::PROBLEM_CONTENT_TYPE: {
                         "schema": {"$ref": "#/components/schemas/Problem"}
                     }
                 },
