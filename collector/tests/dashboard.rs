@@ -3,12 +3,11 @@
 //! DOM checked for the ranking. The screenshot is kept under target/test-artifacts/. The same
 //! check against a collector filled by a real `lvt run` is in tester/tests/collector_e2e.rs.
 
-mod chromium;
 mod common;
 mod fleet;
 
-use chromium::{keep_screenshot, leaderboard_order, rendered_dom};
 use common::{TestCollector, now_ms};
+use lvt_testkit::chromium::{keep_screenshot, leaderboard_order, rendered_dom};
 
 // Multi-threaded so that the collector keeps answering while the test awaits Chromium.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

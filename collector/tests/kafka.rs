@@ -24,13 +24,13 @@ use common::{agent_key, all_results, batch, now_ms, signed, stranger_key};
 use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::kafka::ConsumerOptions;
-use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::serve_with;
 use lvt_collector::store::{
     AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
     ResultCursor, ResultFilter, ResultsPage, Store, StoreError, StoreFuture, StoredBatch,
     StoredEvent, StoredHeartbeat, StoredResult,
 };
+use lvt_testkit::kafka::TestBroker;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};

@@ -461,3 +461,63 @@ async fn a_restart_rebuilds_open_streams_from_stored_events() {
         second.stop().await;
     }
 }
+
+/// A finished stream the fold turns into one session once the store takes it.
+fn served_stream(stream: &str, t0: i64) -> Vec<String> {
+    [
+        trace(stream, "gateway_receive_stream_request", t0, None),
+        trace(
+            stream,
+            "gateway_send_first_ingest_segment",
+            t0 + 100,
+            Some(ORCH_A),
+        ),
+        trace(
+            stream,
+            "gateway_receive_first_processed_segment",
+            t0 + 900,
+            Some(ORCH_A),
+        ),
+        status(stream, t0 + 10_000, 20.0, ORCH_A),
+        status(stream, t0 + 20_000, 22.0, ORCH_A),
+        trace(
+            stream,
+            "gateway_ingest_stream_closed",
+            t0 + 60_000,
+            Some(ORCH_A),
+        ),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect()
+}
+
+#[tokio::test]
+async fn sessions_the_store_refuses_are_stored_at_the_next_flush() {
+    use lvt_collector::store::Store as _;
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // SQLite that refuses inserts while `down` is set.
+    let store = lvt_testkit::required_only::RequiredOnly::new(
+        lvt_collector::store::sqlite::SqliteStore::open(
+            &lvt_collector::store::sqlite::SqliteConfig::new(dir.path().join("lvt.db")),
+        )
+        .expect("open"),
+    );
+    store.down.store(true, Ordering::SeqCst);
+    let organic = lvt_collector::organic::OrganicLoad::default();
+    let t0 = 1_732_700_000_000;
+    let texts = served_stream("s", t0);
+    organic.observe(texts.iter().map(String::as_str), t0 + 61_000);
+    organic
+        .flush(&store, t0 + 61_000)
+        .await
+        .expect_err("the store is down");
+    assert_eq!(store.count_results().await.expect("count"), 0);
+
+    store.down.store(false, Ordering::SeqCst);
+    let outcome = organic.flush(&store, t0 + 70_000).await.expect("flush");
+    assert_eq!(outcome.inserted, 1);
+    assert_eq!(store.count_results().await.expect("count"), 1);
+}

@@ -15,32 +15,15 @@ use lvt_gateway::discovery::{
     ChainConfig, ChainError, ChainSource, DiscoverySource as _, DropReason, InventoryOptions,
     Status, inventory,
 };
-use lvt_sim::{OrchestratorConfig, Profile, RunningOrchestrator};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use lvt_sim::{OrchestratorConfig, Profile};
+use lvt_testkit::sim::LoopbackSim;
 
-#[path = "support/chain.rs"]
-mod support;
+use lvt_testkit::chain::{BondingManagerAdmin, ControllerAdmin, Livepeer, compile, start_node};
 
-use support::{BondingManagerAdmin, ControllerAdmin, Livepeer, compile, start_node};
-
-struct Sim {
-    orch: RunningOrchestrator,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-async fn start_sim(name: &str) -> Sim {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn start_sim(name: &str) -> LoopbackSim {
     let mut cfg = OrchestratorConfig::new(name, Profile::default());
     cfg.plaintext = true;
-    let stop = CancellationToken::new();
-    let orch = lvt_sim::start(cfg, listener, stop.clone().cancelled_owned())
-        .await
-        .unwrap();
-    Sim {
-        orch,
-        _stop: stop.drop_guard(),
-    }
+    LoopbackSim::start(cfg).await
 }
 
 /// A port that was just free: nothing listens there.
@@ -49,7 +32,7 @@ fn closed_port_url() -> String {
     format!("http://{}", l.local_addr().unwrap())
 }
 
-fn eth(sim: &Sim) -> Address {
+fn eth(sim: &LoopbackSim) -> Address {
     Address::from_str(&sim.orch.eth_address).expect("the simulator's address")
 }
 

@@ -8,27 +8,13 @@ use std::time::Duration;
 use lvt_gateway::discovery::{
     Candidate, DropReason, InventoryOptions, StaticSource, Status, inventory,
 };
-use lvt_sim::{OrchestratorConfig, Profile, RunningOrchestrator};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use lvt_sim::{OrchestratorConfig, Profile};
+use lvt_testkit::sim::LoopbackSim;
 
-struct Sim {
-    orch: RunningOrchestrator,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-async fn start(name: &str, profile: Profile, plaintext: bool) -> Sim {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn start(name: &str, profile: Profile, plaintext: bool) -> LoopbackSim {
     let mut cfg = OrchestratorConfig::new(name, profile);
     cfg.plaintext = plaintext;
-    let stop = CancellationToken::new();
-    let orch = lvt_sim::start(cfg, listener, stop.clone().cancelled_owned())
-        .await
-        .unwrap();
-    Sim {
-        orch,
-        _stop: stop.drop_guard(),
-    }
+    LoopbackSim::start(cfg).await
 }
 
 fn candidates(uris: &[String]) -> Vec<Candidate> {

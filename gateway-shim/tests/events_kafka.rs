@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
-use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::serve;
 use lvt_gateway::gateway::events::{EmitterConfig, spawn_emitter};
 use lvt_gateway::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
+use lvt_testkit::kafka::TestBroker;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

@@ -4,8 +4,6 @@
 //! back. Nothing here is mocked: the real `lvt` binary, the real collector on loopback with an
 //! SQLite file, a simulated orchestrator.
 
-#[path = "../../collector/tests/chromium/mod.rs"]
-mod chromium;
 mod common;
 
 use std::process::{Command, Output};
@@ -331,11 +329,15 @@ async fn dashboard_ranks_the_fleet_of_a_real_run() {
     );
 
     let url = format!("{}/", collector.url);
-    let dom = chromium::rendered_dom(&url).await;
-    assert_eq!(chromium::leaderboard_order(&dom), ranked, "{dom}");
+    let dom = lvt_testkit::chromium::rendered_dom(&url).await;
+    assert_eq!(
+        lvt_testkit::chromium::leaderboard_order(&dom),
+        ranked,
+        "{dom}"
+    );
     // The run's --region is the grid's one column.
     assert!(dom.contains("<th class=\"num\">eu-west</th>"), "{dom}");
-    chromium::keep_screenshot(&url, "dashboard-real-run.png").await;
+    lvt_testkit::chromium::keep_screenshot(&url, "dashboard-real-run.png").await;
 
     collector.stop().await;
     stop_fleet.cancel();

@@ -29,9 +29,9 @@ use common::agents::{
     sigterm, spawn_agent, stored_once, wait_for, write_fleet_agent_config,
 };
 use common::{collector_beside, start_sim};
-use lvt_collector::kafka::test_broker::TestBroker;
-use lvt_collector::store::clickhouse::test_adapter;
 use lvt_sim::Profile;
+use lvt_testkit::clickhouse as test_adapter;
+use lvt_testkit::kafka::TestBroker;
 use serde_json::Value;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");

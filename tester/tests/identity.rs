@@ -7,8 +7,6 @@
 
 #![cfg(feature = "chain")]
 
-#[path = "../../gateway-shim/tests/support/chain.rs"]
-mod chain_support;
 mod common;
 
 use std::str::FromStr;
@@ -52,8 +50,11 @@ concurrency = 1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_address_keys_nothing_and_a_verified_one_keys_its_cell() {
     let dir = tempfile::tempdir().unwrap();
-    let (contracts, node) = tokio::join!(chain_support::compile(), chain_support::start_node());
-    let livepeer = chain_support::Livepeer::deploy(&node, &contracts).await;
+    let (contracts, node) = tokio::join!(
+        lvt_testkit::chain::compile(),
+        lvt_testkit::chain::start_node()
+    );
+    let livepeer = lvt_testkit::chain::Livepeer::deploy(&node, &contracts).await;
 
     let sim = |name: &str, eth_address: Option<[u8; 20]>| {
         let mut cfg = OrchestratorConfig::new(name, Profile::default());

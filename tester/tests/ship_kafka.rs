@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
-use lvt_collector::kafka::test_broker::TestBroker;
 use lvt_collector::server::serve;
 use lvt_schema::SessionReport;
 use lvt_schema::sign;
 use lvt_sim::Profile;
+use lvt_testkit::kafka::TestBroker;
 
 const LVT: &str = env!("CARGO_BIN_EXE_lvt");
 const TOPIC: &str = "lvt-results";

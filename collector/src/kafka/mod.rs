@@ -20,8 +20,6 @@ mod consumer;
 pub mod decode;
 #[cfg(not(feature = "kafka"))]
 mod disabled;
-#[cfg(feature = "kafka")]
-pub mod test_broker;
 
 #[cfg(feature = "kafka")]
 pub use consumer::KafkaConsumer;

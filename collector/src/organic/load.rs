@@ -5,7 +5,6 @@ use std::sync::Mutex;
 
 use lvt_schema::SessionReport;
 use lvt_schema::events::EventEnvelope;
-use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::store::{InsertOutcome, Store, StoreError, StoredBatch};
@@ -182,15 +181,4 @@ pub(super) fn organic_batch(
         received_at_unix_ms: now_unix_ms,
     };
     Some((batch, results))
-}
-
-/// The JSON of one envelope, for tests and fixtures: `data` with `type` = `family`.
-pub fn envelope_json(id: &str, family: &str, gateway: &str, at_unix_ms: i64, data: Value) -> Value {
-    serde_json::json!({
-        "id": id,
-        "type": family,
-        "timestamp": at_unix_ms.to_string(),
-        "gateway": gateway,
-        "data": data,
-    })
 }

@@ -22,7 +22,7 @@ mod load;
 mod report;
 
 pub use fold::{FoldStats, OrganicFold};
-pub use load::{OrganicLoad, envelope_json};
+pub use load::OrganicLoad;
 
 /// How long a stream may go without any event before it is finished anyway, in milliseconds.
 /// A running stream sends a status event every 10 s and the gateway stops a job that sent none

@@ -7,9 +7,19 @@ use serde_json::{Value, json};
 use super::report::swap_failure_class;
 use super::*;
 use crate::sla::{CellKey, CellSums};
-use crate::store::sqlite::required_only::RequiredOnly;
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
 use crate::store::{InsertOutcome, SlaFilter, Store};
+
+/// The JSON of one envelope: `data` with `type` = `family`.
+fn envelope_json(id: &str, family: &str, gateway: &str, at_unix_ms: i64, data: Value) -> Value {
+    json!({
+        "id": id,
+        "type": family,
+        "timestamp": at_unix_ms.to_string(),
+        "gateway": gateway,
+        "data": data,
+    })
+}
 
 const GATEWAY: &str = "0x00000000000000000000000000000000000000gw";
 const T0: i64 = 1_764_000_000_000;
@@ -535,29 +545,6 @@ async fn an_unstorable_session_is_dropped_without_holding_back_the_others() {
         organic.flush(&store, T0 + 62_000).await.expect("flush"),
         InsertOutcome::default()
     );
-}
-
-#[tokio::test]
-async fn sessions_the_store_refuses_are_stored_at_the_next_flush() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // SQLite that refuses inserts while `down` is set.
-    let store = RequiredOnly::new(
-        SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open"),
-    );
-    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    let organic = OrganicLoad::default();
-    let texts: Vec<String> = served_stream("s").iter().map(Value::to_string).collect();
-    organic.observe(texts.iter().map(String::as_str), T0 + 61_000);
-    organic
-        .flush(&store, T0 + 61_000)
-        .await
-        .expect_err("the store is down");
-    assert_eq!(store.count_results().await.expect("count"), 0);
-
-    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
-    let outcome = organic.flush(&store, T0 + 70_000).await.expect("flush");
-    assert_eq!(outcome.inserted, 1);
-    assert_eq!(store.count_results().await.expect("count"), 1);
 }
 
 #[test]

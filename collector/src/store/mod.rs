@@ -3,7 +3,8 @@
 //! back.
 //!
 //! Every backend has the same layout (`<backend>/{mod.rs, config.rs, store.rs, tests.rs}`) and
-//! runs the same behavioural [`suite`], so a new backend is correct when the suite passes.
+//! runs the same behavioural suites (`lvt_testkit::store_suite`, run by
+//! `collector/tests/store_suites.rs`), so a new backend is correct when they pass.
 //! The trait returns boxed futures rather than using `async fn` so that it stays object safe
 //! (`Arc<dyn Store>`) and a backend over HTTP (ClickHouse) can implement it as naturally as one
 //! over a blocking library (SQLite, through `spawn_blocking`).
@@ -16,9 +17,6 @@ use crate::sla::{CellKey, CellSums};
 
 pub mod clickhouse;
 pub mod sqlite;
-mod suite;
-
-pub use suite::{events_suite, sla_suite, suite};
 
 /// The future every [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

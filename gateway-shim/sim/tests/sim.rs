@@ -24,9 +24,6 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
-#[path = "../../../tester/tests/common/noise.rs"]
-mod noise;
-
 const SECRET: [u8; 32] = [7; 32];
 const GATEWAY: [u8; 20] = [0x11; 20];
 const BASE_PTS: u64 = 900_000;
@@ -523,7 +520,7 @@ async fn media_passes_through_with_same_pts_and_injected_latency() {
     let mut publisher = TricklePublisher::new(http_client(), urls.publish_url.clone());
     // The scheduling noise of this run is measured beside the stream, and the latency's
     // tolerance is derived from it rather than fixed (a loaded machine delays every timer).
-    let ((), noise_ms) = noise::with_scheduling_noise(async {
+    let ((), noise_ms) = lvt_testkit::noise::with_scheduling_noise(async {
         publish_clip(&mut publisher, &aus, origin, &sent)
             .await
             .unwrap();

@@ -1,18 +1,18 @@
 //! Helpers shared by the tester's integration tests: the input clip, encoded once per test
-//! binary, and a simulated orchestrator on loopback.
+//! binary, and a collector on loopback; the simulated orchestrator on loopback and the other
+//! harnesses shared across crates are `lvt-testkit`'s.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod agents;
 pub mod git_server;
-mod noise;
 #[allow(unused_imports)] // Each test binary uses its own subset.
-pub use noise::with_scheduling_noise;
+pub use lvt_testkit::noise::with_scheduling_noise;
+#[allow(unused_imports)] // Each test binary uses its own subset.
+pub use lvt_testkit::sim::{start_sim, start_sim_config, start_sim_on};
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use lvt_sim::{OrchestratorConfig, Profile, RunningOrchestrator};
 use lvt_tester::encode::{Clip, ClipConfig, encode_clip};
 use tokio_util::sync::CancellationToken;
 
@@ -39,44 +39,6 @@ pub async fn lvt_output(args: Vec<String>) -> std::process::Output {
     })
     .await
     .expect("the lvt task ends")
-}
-
-/// Starts one simulated orchestrator with `profile` on 127.0.0.1 (TLS unless `plaintext`,
-/// status events every second); it stops when the returned token is cancelled.
-pub async fn start_sim(
-    profile: Profile,
-    plaintext: bool,
-) -> (RunningOrchestrator, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start_sim_on(profile, plaintext, listener).await
-}
-
-/// [`start_sim`] on a given listener (for example the port of a simulator just stopped, to
-/// stand in for an orchestrator that came back with another certificate).
-#[allow(dead_code)] // used by some of the test binaries that include this module
-pub async fn start_sim_on(
-    profile: Profile,
-    plaintext: bool,
-    listener: tokio::net::TcpListener,
-) -> (RunningOrchestrator, CancellationToken) {
-    let mut cfg = OrchestratorConfig::new("test", profile);
-    cfg.plaintext = plaintext;
-    cfg.status_interval = Duration::from_secs(1);
-    start_sim_config(cfg, listener).await
-}
-
-/// A simulator as `cfg` says (for example with tickets worth something) on `listener`.
-#[allow(dead_code)] // used by some of the test binaries that include this module
-pub async fn start_sim_config(
-    cfg: OrchestratorConfig,
-    listener: tokio::net::TcpListener,
-) -> (RunningOrchestrator, CancellationToken) {
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    let orch = lvt_sim::start(cfg, listener, async move { s.cancelled().await })
-        .await
-        .expect("start simulator");
-    (orch, stop)
 }
 
 /// A real collector on loopback (SQLite in `dir`) that knows one agent, whose key pair was made

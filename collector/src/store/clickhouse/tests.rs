@@ -1,8 +1,8 @@
-//! The ClickHouse backend against the shared behavioural suite, plus what only it has: the
-//! hourly rollup and ClickHouse's error answers.
+//! What only the ClickHouse backend has: the hourly rollup and ClickHouse's error answers (the
+//! shared behavioural suites run in `collector/tests/store_suites.rs`).
 //!
 //! The tests run against the ClickHouse engine from PyPI's chdb behind `ci/clickhouse-adapter`
-//! ([`super::test_adapter`]). Each test works in its own database, so they run in parallel on
+//! (`lvt_testkit::clickhouse`). Each test works in its own database, so they run in parallel on
 //! one adapter.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,7 @@ use crate::store::{ResultFilter, SlaFilter, Store, StoredBatch, StoredResult};
 static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
 
 fn adapter_url() -> String {
-    super::test_adapter::url()
+    lvt_testkit::clickhouse::url()
 }
 
 /// The configuration of a database no other test uses.
@@ -61,18 +61,6 @@ fn result(session_id: &str, started_at_unix_ms: i64, outcome: &str) -> StoredRes
         sla_cells: None,
         record_json: format!("{{\"session_id\":\"{session_id}\",\"note\":\"it's \\\\ fine\"}}"),
     }
-}
-
-#[tokio::test]
-async fn clickhouse_passes_the_store_suite() {
-    let store = fresh_store().await;
-    crate::store::suite(&store).await;
-}
-
-#[tokio::test]
-async fn clickhouse_passes_the_sla_suite() {
-    let store = fresh_store().await;
-    crate::store::sla_suite(&store).await;
 }
 
 #[tokio::test]

@@ -25,6 +25,4 @@ pub use config::SqliteConfig;
 pub use store::SqliteStore;
 
 #[cfg(test)]
-pub(crate) mod required_only;
-#[cfg(test)]
 mod tests;

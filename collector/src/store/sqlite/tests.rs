@@ -1,5 +1,5 @@
-//! The SQLite backend against the shared behavioural suite, plus what only SQLite has: a file
-//! that survives reopening.
+//! What only the SQLite backend has (a file that survives reopening, bulk loads); the shared
+//! behavioural suites run in `collector/tests/store_suites.rs`.
 
 use super::{SqliteConfig, SqliteStore};
 use crate::sla::{CellKey, CellSums};
@@ -7,26 +7,6 @@ use crate::store::{SlaFilter, Store, StoredBatch, StoredResult};
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&SqliteConfig::new(dir.path().join("lvt.db"))).expect("open store")
-}
-
-#[tokio::test]
-async fn sqlite_passes_the_store_suite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
-    crate::store::suite(&store).await;
-    // The suite's event section really ran: SQLite stores events.
-    let page = store
-        .events_page(crate::store::EventFilter::default(), None, 10)
-        .await
-        .expect("page");
-    assert_eq!(page.rows.len(), 3);
-}
-
-#[tokio::test]
-async fn sqlite_passes_the_sla_suite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
-    crate::store::sla_suite(&store).await;
 }
 
 #[tokio::test]
@@ -640,11 +620,4 @@ async fn the_sla_generation_changes_with_every_write() {
     )
     .expect("load");
     assert_ne!(store.sla_generation().await.expect("generation"), second);
-}
-
-#[tokio::test]
-#[should_panic(expected = "answered Unsupported for insert_events")]
-async fn a_backend_without_events_fails_the_suite_instead_of_passing_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    crate::store::suite(&super::required_only::RequiredOnly::new(open(&dir))).await;
 }

@@ -2,9 +2,6 @@
 //! --exit-on-stdin-eof` on a free loopback port (`ci/setup` builds it once), and topic creation
 //! through rdkafka's AdminClient. The collector's, the gateway's and the tester's Kafka tests all
 //! start their broker here, so there is one harness to keep right.
-//!
-//! This is test support, public so that the other crates' tests can use it; nothing in the
-//! collector's service path calls it.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;

@@ -1,10 +1,8 @@
 //! A real Ethereum node for tests: ganache started by `ci/ethereum` on 127.0.0.1, and the
 //! stand-in Livepeer contracts of contracts/ compiled by solcjs and deployed through plain
-//! JSON-RPC from ganache's unlocked account. Shared by gateway-shim/tests/chain.rs and the
-//! tester's end-to-end identity test (included with `#[path]`). If the node tools are missing,
-//! the tests fail and say to run ci/setup.
-
-#![allow(dead_code)]
+//! JSON-RPC from ganache's unlocked account. Used by gateway-shim/tests/chain.rs and the
+//! tester's end-to-end identity test. If the node tools are missing, the tests fail and say to
+//! run ci/setup.
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -1,18 +1,18 @@
-//! Test support: SQLite behind only the [`Store`] methods every backend must implement, so that
+//! SQLite behind only the [`Store`] methods every backend must implement, so that
 //! the events methods and the SLA rollup keep the trait's defaults (answering
 //! `StoreError::Unsupported`), with a switch that makes result inserts fail as a store that is
 //! down does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::SqliteStore;
-use crate::store::{
+use lvt_collector::store::sqlite::SqliteStore;
+use lvt_collector::store::{
     AgentStats, InsertOutcome, ResultCursor, ResultFilter, ResultsPage, Store, StoreError,
     StoreFuture, StoredBatch, StoredHeartbeat, StoredResult,
 };
 
 /// SQLite with the required methods only; inserts fail while `down` is set.
-pub(crate) struct RequiredOnly {
+pub struct RequiredOnly {
     inner: SqliteStore,
     /// While set, `insert_batch` fails with a worker error and stores nothing.
     pub down: AtomicBool,
@@ -20,7 +20,7 @@ pub(crate) struct RequiredOnly {
 
 impl RequiredOnly {
     /// `inner` behind the required methods, up.
-    pub(crate) fn new(inner: SqliteStore) -> Self {
+    pub fn new(inner: SqliteStore) -> Self {
         Self {
             inner,
             down: AtomicBool::new(false),

@@ -1,8 +1,8 @@
 //! The ClickHouse engine for tests: PyPI's chdb behind `ci/clickhouse-adapter`, started once
 //! per test process through `ci/clickhouse` on a free loopback port. The adapter exits when the
 //! process does (it watches its stdin, which only this process holds) and deletes its data.
-//! Public so that the tester's fleet test runs collector replicas against it, as
-//! [`crate::kafka::test_broker`] is for Tansu.
+//! The collector's ClickHouse store tests and the tester's fleet test (collector replicas on one
+//! ClickHouse) use it.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::Path;

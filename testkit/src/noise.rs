@@ -1,5 +1,5 @@
-//! The scheduling noise of a test run, from which timing tolerances are derived. Its own file so
-//! that other crates' tests include it (`#[path]`): the simulator's tests use it too.
+//! The scheduling noise of a test run, from which timing tolerances are derived (the tester's
+//! and the simulator's timing tests).
 
 use std::time::Duration;
 

@@ -1,10 +1,9 @@
 //! Headless Chromium for the dashboard's end-to-end tests: rendering the page and reading the
-//! leaderboard out of the rendered DOM. Shared by `collector/tests/dashboard.rs` and the tester's
-//! `tester/tests/collector_e2e.rs` (which includes this file by path).
+//! leaderboard out of the rendered DOM. Used by `collector/tests/dashboard.rs` and the tester's
+//! `tester/tests/collector_e2e.rs`.
 //!
 //! Chromium is a test dependency like any other (ci/setup installs it): when it is missing the
 //! test fails, it never skips.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Stdio;

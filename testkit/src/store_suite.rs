@@ -1,18 +1,20 @@
-//! The behavioural suite every [`Store`] backend must pass.
+//! The behavioural suites every collector [`Store`] backend must pass: [`suite`] (results,
+//! batches, nonces, heartbeats, then [`events_suite`]), [`sla_suite`] (the hourly SLA cells and
+//! their rollups) and [`events_suite`] (go-livepeer envelopes).
 //!
-//! It is library code (not `#[cfg(test)]`) so that each backend's tests, in this crate or
-//! behind a feature later, call the same function. It panics on the first behaviour that
-//! differs, like any test assertion, and expects an empty store.
+//! Each backend's tests (`collector/tests/store_suites.rs`) call the same functions, so a new
+//! backend is correct when they pass. They panic on the first behaviour that differs, like any
+//! test assertion, and expect an empty store.
 
 use lvt_schema::{
     Complexity, FpsSummary, Gpu, LatencySummary, OrchestratorRef, Outcome, PromptRef, SessionReport,
 };
 
-use super::{
+use lvt_collector::sla::{CellKey, CellSums};
+use lvt_collector::store::{
     EventBatch, EventFilter, ResultCursor, ResultFilter, SlaFilter, Store, StoreError, StoredBatch,
     StoredEvent, StoredResult,
 };
-use crate::sla::{CellKey, CellSums};
 
 fn batch(
     agent_id: &str,
