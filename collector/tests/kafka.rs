@@ -17,7 +17,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{agent_key, all_results, batch, now_ms, signed, stranger_key};
@@ -25,12 +25,9 @@ use lvt_collector::app::{open_store, system_clock};
 use lvt_collector::config::{Settings, StoreSpec};
 use lvt_collector::kafka::ConsumerOptions;
 use lvt_collector::server::serve_with;
-use lvt_collector::store::{
-    AgentStats, EventBatch, EventFilter, EventInsertOutcome, EventsPage, InsertOutcome,
-    ResultCursor, ResultFilter, ResultsPage, Store, StoreError, StoreFuture, StoredBatch,
-    StoredEvent, StoredHeartbeat, StoredResult,
-};
+use lvt_collector::store::Store;
 use lvt_testkit::kafka::TestBroker;
+use lvt_testkit::store_double::StoreDouble;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -433,97 +430,6 @@ async fn a_consumer_killed_mid_stream_stores_every_record_exactly_once() {
     assert_eq!(results.len() as u64, total, "nothing stored twice");
 }
 
-/// SQLite behind a switch that makes every write fail, as a store that is down would.
-struct FlakyStore {
-    inner: Arc<dyn Store>,
-    down: AtomicBool,
-}
-
-impl FlakyStore {
-    fn refuse(&self) -> Option<StoreError> {
-        self.down
-            .load(Ordering::SeqCst)
-            .then_some(StoreError::Worker("the test store is down".to_owned()))
-    }
-}
-
-impl Store for FlakyStore {
-    fn ping(&self) -> StoreFuture<'_, ()> {
-        self.inner.ping()
-    }
-    fn insert_batch(
-        &self,
-        batch: StoredBatch,
-        results: Vec<StoredResult>,
-    ) -> StoreFuture<'_, InsertOutcome> {
-        match self.refuse() {
-            Some(error) => Box::pin(async move { Err(error) }),
-            None => self.inner.insert_batch(batch, results),
-        }
-    }
-    fn remember_nonce(
-        &self,
-        key_id: String,
-        nonce: String,
-        timestamp_ms: i64,
-    ) -> StoreFuture<'_, bool> {
-        self.inner.remember_nonce(key_id, nonce, timestamp_ms)
-    }
-    fn prune_nonces(&self, before_unix_ms: i64) -> StoreFuture<'_, u64> {
-        self.inner.prune_nonces(before_unix_ms)
-    }
-    fn results_page(
-        &self,
-        filter: ResultFilter,
-        cursor: Option<ResultCursor>,
-        limit: usize,
-    ) -> StoreFuture<'_, ResultsPage> {
-        self.inner.results_page(filter, cursor, limit)
-    }
-    fn batch(&self, batch_id: i64) -> StoreFuture<'_, Option<StoredBatch>> {
-        self.inner.batch(batch_id)
-    }
-    fn agents(&self) -> StoreFuture<'_, Vec<AgentStats>> {
-        self.inner.agents()
-    }
-    fn put_heartbeat(
-        &self,
-        agent_id: String,
-        received_at_unix_ms: i64,
-        heartbeat_json: String,
-    ) -> StoreFuture<'_, ()> {
-        self.inner
-            .put_heartbeat(agent_id, received_at_unix_ms, heartbeat_json)
-    }
-    fn heartbeats(&self) -> StoreFuture<'_, Vec<StoredHeartbeat>> {
-        self.inner.heartbeats()
-    }
-    fn count_results(&self) -> StoreFuture<'_, u64> {
-        self.inner.count_results()
-    }
-    fn delete_older_than(&self, unix_ms: i64) -> StoreFuture<'_, u64> {
-        self.inner.delete_older_than(unix_ms)
-    }
-    fn insert_events(
-        &self,
-        batch: EventBatch,
-        events: Vec<StoredEvent>,
-    ) -> StoreFuture<'_, EventInsertOutcome> {
-        match self.refuse() {
-            Some(error) => Box::pin(async move { Err(error) }),
-            None => self.inner.insert_events(batch, events),
-        }
-    }
-    fn events_page(
-        &self,
-        filter: EventFilter,
-        after_seq: Option<i64>,
-        limit: usize,
-    ) -> StoreFuture<'_, EventsPage> {
-        self.inner.events_page(filter, after_seq, limit)
-    }
-}
-
 /// The offsets the group has committed on `topic`, by partition; `None` for none committed.
 fn committed(brokers: &str, group: &str, topic: &str) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -584,10 +490,8 @@ async fn while_the_store_is_down_nothing_is_committed_and_then_everything_arrive
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(FlakyStore {
-        inner: sqlite_store(dir.path()).await,
-        down: AtomicBool::new(true),
-    });
+    let store = Arc::new(StoreDouble::with_events(sqlite_store(dir.path()).await));
+    store.down.store(true, Ordering::SeqCst);
     let collector = InProcess::start(store.clone(), tansu.address(), "g-outage").await;
     wait_for_metrics(
         &collector.client,

@@ -499,12 +499,12 @@ async fn sessions_the_store_refuses_are_stored_at_the_next_flush() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     // SQLite that refuses inserts while `down` is set.
-    let store = lvt_testkit::required_only::RequiredOnly::new(
+    let store = lvt_testkit::store_double::StoreDouble::required_only(std::sync::Arc::new(
         lvt_collector::store::sqlite::SqliteStore::open(
             &lvt_collector::store::sqlite::SqliteConfig::new(dir.path().join("lvt.db")),
         )
         .expect("open"),
-    );
+    ));
     store.down.store(true, Ordering::SeqCst);
     let organic = lvt_collector::organic::OrganicLoad::default();
     let t0 = 1_732_700_000_000;

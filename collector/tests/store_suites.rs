@@ -3,12 +3,13 @@
 //! behaves exactly as the others do; and the suites themselves, which must fail a backend that
 //! leaves out what they check.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lvt_collector::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use lvt_collector::store::sqlite::{SqliteConfig, SqliteStore};
 use lvt_collector::store::{EventFilter, Store as _};
-use lvt_testkit::required_only::RequiredOnly;
+use lvt_testkit::store_double::StoreDouble;
 use lvt_testkit::store_suite::{sla_suite, suite};
 
 fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
@@ -58,5 +59,5 @@ async fn clickhouse_passes_the_sla_suite() {
 #[should_panic(expected = "answered Unsupported for insert_events")]
 async fn a_backend_without_events_fails_the_suite_instead_of_passing_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    suite(&RequiredOnly::new(sqlite(&dir))).await;
+    suite(&StoreDouble::required_only(Arc::new(sqlite(&dir)))).await;
 }

@@ -4,8 +4,8 @@
 //! - [`kafka`] (feature `kafka`): a real Kafka-protocol broker, Tansu, on loopback;
 //! - [`clickhouse`]: the ClickHouse engine (PyPI's chdb behind `ci/clickhouse-adapter`);
 //! - [`store_suite`] (feature `store`): the behavioural suites every collector store backend
-//!   must pass, and [`required_only`], SQLite behind only the required `Store` methods (a
-//!   backend without events, or one that is down);
+//!   must pass, and [`store_double`], a store behind a switch that makes it fail as one that
+//!   is down, and optionally behind only the required `Store` methods;
 //! - [`chain`] (feature `chain`): ganache with the stand-in Livepeer contracts;
 //! - [`chromium`]: headless Chromium rendering a page;
 //! - [`sim`] (feature `sim`): simulated orchestrators on loopback;
@@ -21,9 +21,9 @@ pub mod clickhouse;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod noise;
-#[cfg(feature = "store")]
-pub mod required_only;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "store")]
+pub mod store_double;
 #[cfg(feature = "store")]
 pub mod store_suite;
