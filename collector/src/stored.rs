@@ -3,6 +3,8 @@
 //! Plain data with no behaviour, at the bottom of the crate so that the checks below the store
 //! and the store itself share them.
 
+use lvt_schema::sign::BatchSignature;
+
 use crate::sla::{CellKey, CellSums};
 
 /// The signature and provenance of one accepted batch, stored once and referenced by its
@@ -26,6 +28,29 @@ pub struct StoredBatch {
     pub session_ids: Vec<String>,
     /// When the collector accepted the batch, milliseconds since the Unix epoch.
     pub received_at_unix_ms: i64,
+}
+
+impl StoredBatch {
+    /// The batch `agent_id` signed with `signature`, holding `results`, accepted at
+    /// `received_at_unix_ms`.
+    pub fn signed(
+        agent_id: &str,
+        signature: BatchSignature,
+        canonical_sha256: String,
+        results: &[StoredResult],
+        received_at_unix_ms: i64,
+    ) -> Self {
+        Self {
+            agent_id: agent_id.to_owned(),
+            key_id: signature.key_id,
+            timestamp_ms: signature.timestamp_ms,
+            nonce: signature.nonce,
+            signature: signature.signature,
+            canonical_sha256,
+            session_ids: results.iter().map(|r| r.session_id.clone()).collect(),
+            received_at_unix_ms,
+        }
+    }
 }
 
 /// One result record as stored: its exact canonical JSON plus the columns it is filtered by.
@@ -80,6 +105,26 @@ pub struct EventBatch {
     pub canonical_sha256: String,
     /// When the collector accepted the batch, milliseconds since the Unix epoch.
     pub received_at_unix_ms: i64,
+}
+
+impl EventBatch {
+    /// The event batch `agent_id` signed with `signature`, accepted at `received_at_unix_ms`.
+    pub fn signed(
+        agent_id: &str,
+        signature: BatchSignature,
+        canonical_sha256: String,
+        received_at_unix_ms: i64,
+    ) -> Self {
+        Self {
+            agent_id: agent_id.to_owned(),
+            key_id: signature.key_id,
+            timestamp_ms: signature.timestamp_ms,
+            nonce: signature.nonce,
+            signature: signature.signature,
+            canonical_sha256,
+            received_at_unix_ms,
+        }
+    }
 }
 
 /// One go-livepeer event envelope as stored.

@@ -129,16 +129,7 @@ pub async fn store_results(
         now_ms,
         ..
     } = verified;
-    let batch = StoredBatch {
-        agent_id: agent.id.clone(),
-        key_id: signature.key_id,
-        timestamp_ms: signature.timestamp_ms,
-        nonce: signature.nonce,
-        signature: signature.signature,
-        canonical_sha256,
-        session_ids: results.iter().map(|r| r.session_id.clone()).collect(),
-        received_at_unix_ms: now_ms,
-    };
+    let batch = StoredBatch::signed(&agent.id, signature, canonical_sha256, &results, now_ms);
     let outcome = timed(
         state,
         "insert_batch",
@@ -189,15 +180,7 @@ pub async fn store_events(
     if events.is_empty() {
         return Ok(EventsStored::default());
     }
-    let batch = EventBatch {
-        agent_id: agent.id.clone(),
-        key_id: signature.key_id,
-        timestamp_ms: signature.timestamp_ms,
-        nonce: signature.nonce,
-        signature: signature.signature,
-        canonical_sha256,
-        received_at_unix_ms: now_ms,
-    };
+    let batch = EventBatch::signed(&agent.id, signature, canonical_sha256, now_ms);
     // Kept for the organic-load fold, which only sees what the store took durably; only the
     // stream-scoped families say anything about a stream, so only those are copied.
     let usable: Vec<String> = events

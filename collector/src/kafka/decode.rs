@@ -126,16 +126,14 @@ pub fn decode_results(
         .map_err(|error| {
             Rejection::Malformed(format!("{} (at {:?})", error.detail(), error.pointer()))
         })?;
-    let batch = StoredBatch {
-        agent_id: agent.id.clone(),
-        key_id: signature.key_id,
-        timestamp_ms: signature.timestamp_ms,
-        nonce: signature.nonce,
-        signature: signature.signature,
-        canonical_sha256: hex::encode(Sha256::digest(sign::canonical_bytes(&value))),
-        session_ids: results.iter().map(|r| r.session_id.clone()).collect(),
+    let canonical_sha256 = hex::encode(Sha256::digest(sign::canonical_bytes(&value)));
+    let batch = StoredBatch::signed(
+        &agent.id,
+        signature,
+        canonical_sha256,
+        &results,
         received_at_unix_ms,
-    };
+    );
     Ok(ResultsMessage { batch, results })
 }
 
