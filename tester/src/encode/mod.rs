@@ -11,7 +11,7 @@
 pub mod pattern;
 mod replay;
 
-pub use replay::{ReplayFrame, ReplaySegment, Replayer};
+pub use replay::{PlannedFrame, PlannedSegment, ReplayFrame, ReplaySegment, Replayer};
 
 use bytes::Bytes;
 use ffmpeg_next as ffmpeg;

@@ -4,6 +4,11 @@
 //! [`TsMuxer`], so continuity counters and timestamps run on across segments and loops exactly
 //! as if the stream were encoded live. The only per-segment work is copying the access units
 //! into one buffer.
+//!
+//! A live publisher that writes a segment frame by frame over its duration need not hold the
+//! whole muxed segment: [`Replayer::plan_segment`] gives the segment's frames with their
+//! timestamps, and [`PlannedSegment::mux_frame`] muxes each one when it is written, with the
+//! publisher's own muxer, so only the frame being written is in memory.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -38,6 +43,61 @@ pub struct ReplaySegment {
     pub data: Bytes,
     /// The frames in `data`, in order.
     pub frames: Vec<ReplayFrame>,
+}
+
+/// One segment's frames with their timestamps, muxed one at a time when written
+/// ([`PlannedSegment::mux_frame`]).
+#[derive(Debug, Clone)]
+pub struct PlannedSegment {
+    /// Segment number since the replayer started, from 0.
+    pub seq: u64,
+    /// The clip the frames come from.
+    clip: Arc<Clip>,
+    /// Each frame's PTS as written into the stream (90 kHz, modulo 2^33), whether it is the
+    /// segment's IDR, and when it is due relative to the segment start.
+    pub frames: Vec<PlannedFrame>,
+}
+
+/// One frame of a [`PlannedSegment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedFrame {
+    /// PTS as written into the stream (90 kHz, modulo 2^33).
+    pub pts: u64,
+    /// True for the IDR that starts the segment.
+    pub keyframe: bool,
+    /// When this frame is due, relative to the segment start, when sending in real time.
+    pub offset_us: u64,
+}
+
+impl PlannedSegment {
+    /// Muxes frame `index` with `muxer` and returns its bytes (PAT and PMT in front of the IDR);
+    /// `None` past the last frame. Frames must be muxed in order, segment after segment, for the
+    /// continuity counters to run on.
+    pub fn mux_frame(&self, index: usize, muxer: &mut TsMuxer) -> Option<Bytes> {
+        let mut data = Vec::new();
+        self.mux_frame_into(index, muxer, &mut data)?;
+        Some(Bytes::from(data))
+    }
+
+    /// [`PlannedSegment::mux_frame`] appending to `out`; returns the frame's range there.
+    fn mux_frame_into(
+        &self,
+        index: usize,
+        muxer: &mut TsMuxer,
+        out: &mut Vec<u8>,
+    ) -> Option<Range<usize>> {
+        let planned = self.frames.get(index)?;
+        let frame = self.clip.segment_frames(self.seq).get(index)?;
+        Some(muxer.mux_frame(
+            &MuxFrame {
+                pts: planned.pts,
+                dts: None,
+                keyframe: frame.keyframe,
+                data: &frame.data,
+            },
+            out,
+        ))
+    }
 }
 
 /// Endless segment source over a shared clip; see the module documentation.
@@ -82,11 +142,32 @@ impl Replayer {
         self.start_pts.wrapping_add(offset as u64)
     }
 
-    /// Muxes the next segment of the loop.
+    /// The next segment of the loop, not muxed: its frames and their timestamps.
+    pub fn plan_segment(&mut self) -> PlannedSegment {
+        let fps = u64::from(self.clip.config.fps.max(1));
+        let count = self.clip.segment_frames(self.seq).len();
+        let mut frames = Vec::with_capacity(count);
+        for (i, frame) in self.clip.segment_frames(self.seq).iter().enumerate() {
+            frames.push(PlannedFrame {
+                pts: self.pts_of(self.frames_sent + i as u64) & PTS_MASK,
+                keyframe: frame.keyframe,
+                offset_us: i as u64 * 1_000_000 / fps,
+            });
+        }
+        self.frames_sent += count as u64;
+        let segment = PlannedSegment {
+            seq: self.seq,
+            clip: Arc::clone(&self.clip),
+            frames,
+        };
+        self.seq += 1;
+        segment
+    }
+
+    /// Muxes the next segment of the loop whole.
     pub fn next_segment(&mut self) -> ReplaySegment {
-        let clip = Arc::clone(&self.clip);
-        let frames = clip.segment_frames(self.seq);
-        let fps = u64::from(clip.config.fps.max(1));
+        let plan = self.plan_segment();
+        let frames = plan.clip.segment_frames(plan.seq);
 
         // Every PES adds a 14-byte header and up to one packet of stuffing, and each packet
         // costs 4 header bytes per 184 of payload; reserve that once so muxing never
@@ -94,32 +175,22 @@ impl Replayer {
         let payload: usize = frames.iter().map(|f| f.data.len()).sum();
         let capacity = payload + payload / 40 + (frames.len() + 2) * 2 * PACKET_SIZE;
         let mut data = Vec::with_capacity(capacity);
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            let pts = self.pts_of(self.frames_sent) & PTS_MASK;
-            let range = self.muxer.mux_frame(
-                &MuxFrame {
-                    pts,
-                    dts: None,
-                    keyframe: frame.keyframe,
-                    data: &frame.data,
-                },
-                &mut data,
-            );
+        let mut out = Vec::with_capacity(plan.frames.len());
+        for (i, planned) in plan.frames.iter().enumerate() {
+            let Some(range) = plan.mux_frame_into(i, &mut self.muxer, &mut data) else {
+                break;
+            };
             out.push(ReplayFrame {
-                pts,
-                keyframe: frame.keyframe,
+                pts: planned.pts,
+                keyframe: planned.keyframe,
                 range,
-                offset_us: i as u64 * 1_000_000 / fps,
+                offset_us: planned.offset_us,
             });
-            self.frames_sent += 1;
         }
-        let segment = ReplaySegment {
-            seq: self.seq,
+        ReplaySegment {
+            seq: plan.seq,
             data: Bytes::from(data),
             frames: out,
-        };
-        self.seq += 1;
-        segment
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use lvt_media::h264;
-use lvt_media::ts::{PACKET_SIZE, STREAM_TYPE_H264, TsDemuxer};
+use lvt_media::ts::{MuxConfig, PACKET_SIZE, STREAM_TYPE_H264, TsDemuxer, TsMuxer};
 
 use super::*;
 
@@ -110,6 +110,36 @@ fn small_odd_rate_clip_encodes() {
     assert_eq!(clip.frames.len(), 24);
     let sps = h264::find_sps(&clip.frames[12].data).expect("SPS");
     assert_eq!((sps.width, sps.height), (64, 48));
+}
+
+#[test]
+fn frames_muxed_one_at_a_time_are_the_whole_segments_bytes() {
+    // A publisher that muxes each frame as it writes it (the probe's driver) must send exactly
+    // the bytes of the whole-segment mux: same PTS, same continuity counters, across the loop.
+    let clip = default_clip();
+    let mut whole = Replayer::new(Arc::clone(&clip), 1_234);
+    let mut planned = Replayer::new(Arc::clone(&clip), 1_234);
+    let mut muxer = TsMuxer::new(MuxConfig::default());
+    for _ in 0..u64::from(clip.segment_count()) * 2 + 1 {
+        let segment = whole.next_segment();
+        let plan = planned.plan_segment();
+        assert_eq!(plan.seq, segment.seq);
+        assert_eq!(plan.frames.len(), segment.frames.len());
+        let mut bytes = Vec::new();
+        for (i, (frame, planned)) in segment.frames.iter().zip(&plan.frames).enumerate() {
+            assert_eq!(
+                (planned.pts, planned.keyframe, planned.offset_us),
+                (frame.pts, frame.keyframe, frame.offset_us)
+            );
+            let data = plan
+                .mux_frame(i, &mut muxer)
+                .expect("a frame of the segment");
+            assert_eq!(data, segment.data.slice(frame.range.clone()), "frame {i}");
+            bytes.extend_from_slice(&data);
+        }
+        assert_eq!(bytes, segment.data);
+        assert!(plan.mux_frame(plan.frames.len(), &mut muxer).is_none());
+    }
 }
 
 #[test]

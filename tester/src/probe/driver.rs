@@ -23,6 +23,7 @@ use lvt_gateway::session::{
     ChannelEnd, Input, Mode, Output, PublishError, READ_RETRY_PAUSE, SessionCore, SessionPlan,
     ShareId, StartFailure, StartInfo,
 };
+use lvt_media::ts::{MuxConfig, TsMuxer};
 use lvt_schema::SessionReport;
 use lvt_wire::live::OrchestratorUri;
 use lvt_wire::payment::SpendMeter;
@@ -37,7 +38,7 @@ use tracing::debug;
 use super::pictures::Pictures;
 use super::start::{StartedJob, start_job};
 use super::{Clock, ProbeOptions, ProbeRun, unix_ms};
-use crate::encode::{Clip, ReplaySegment, Replayer};
+use crate::encode::{Clip, PlannedSegment, Replayer};
 
 /// How the driver gets a job for a start attempt.
 pub(crate) enum Starter {
@@ -58,17 +59,28 @@ pub(crate) struct Edge<'a> {
 
 /// A publishing command for a share's input channel.
 enum PublishCmd {
-    Begin(ReplaySegment),
+    Begin(PlannedSegment),
     Frame(u32),
     End,
     /// End the input channel (DELETE), which is how a gateway ends a job.
     Close,
 }
 
-/// A share's input channel: its publisher and the segment being written.
+/// A share's input channel: its publisher, its muxer and the segment being written.
 struct ShareInput {
     publisher: TricklePublisher,
-    open: Option<(ReplaySegment, SegmentWriter)>,
+    /// Muxes each frame when it is written, so that only that frame's bytes are held rather
+    /// than the whole segment's; its continuity counters run on across the share's segments.
+    muxer: TsMuxer,
+    open: Option<OpenSegment>,
+}
+
+/// The segment a share is writing.
+struct OpenSegment {
+    plan: PlannedSegment,
+    writer: SegmentWriter,
+    /// Bytes written so far.
+    bytes: u64,
 }
 
 /// What one publishing command did: the inputs for the core, a segment to finish, and the
@@ -215,6 +227,7 @@ pub(crate) async fn drive(
                     shares[share] = Some(ShareIo {
                         input: Some(ShareInput {
                             publisher: TricklePublisher::new(http.clone(), &urls.publish_url),
+                            muxer: TsMuxer::new(MuxConfig::default()),
                             open: None,
                         }),
                         queue: VecDeque::new(),
@@ -224,7 +237,7 @@ pub(crate) async fn drive(
                     });
                 }
                 Output::BeginSegment { share, seq } => {
-                    let segment = replayer.next_segment();
+                    let segment = replayer.plan_segment();
                     debug_assert_eq!(segment.seq, seq, "the core and the clip count alike");
                     if let Some(share) = share {
                         publish(&mut shares, share, PublishCmd::Begin(segment));
@@ -408,7 +421,13 @@ async fn apply(share: ShareId, mut input: ShareInput, cmd: PublishCmd, clock: Cl
     let mut finish = None;
     match cmd {
         PublishCmd::Begin(segment) => match input.publisher.begin_segment().await {
-            Ok(writer) => input.open = Some((segment, writer)),
+            Ok(writer) => {
+                input.open = Some(OpenSegment {
+                    plan: segment,
+                    writer,
+                    bytes: 0,
+                });
+            }
             Err(e) => {
                 input.open = None;
                 inputs.push(Input::SegmentDone {
@@ -418,16 +437,17 @@ async fn apply(share: ShareId, mut input: ShareInput, cmd: PublishCmd, clock: Cl
             }
         },
         PublishCmd::Frame(index) => {
-            if let Some((segment, writer)) = input.open.as_mut()
-                && let Some(frame) = segment.frames.get(index as usize)
+            if let Some(open) = input.open.as_mut()
+                && let Some(frame) = open.plan.frames.get(index as usize)
+                && let Some(data) = open.plan.mux_frame(index as usize, &mut input.muxer)
             {
                 inputs.push(Input::FrameSent {
                     share,
                     pts: frame.pts,
                     at_us: clock.now_us(),
                 });
-                let data = segment.data.slice(frame.range.clone());
-                if let Err(e) = writer.write(data).await {
+                open.bytes += data.len() as u64;
+                if let Err(e) = open.writer.write(data).await {
                     debug!(message = "Input segment write failed.", error = %e);
                     input.open = None;
                     inputs.push(Input::SegmentDone {
@@ -438,12 +458,12 @@ async fn apply(share: ShareId, mut input: ShareInput, cmd: PublishCmd, clock: Cl
             }
         }
         PublishCmd::End => {
-            if let Some((segment, writer)) = input.open.take() {
+            if let Some(open) = input.open.take() {
                 inputs.push(Input::SegmentWritten {
                     share,
-                    bytes: segment.data.len() as u64,
+                    bytes: open.bytes,
                 });
-                finish = Some(writer);
+                finish = Some(open.writer);
             }
         }
         PublishCmd::Close => {
