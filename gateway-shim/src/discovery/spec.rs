@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::config::{ChainConfig, ChainConfigError};
+use super::config::{ChainConfig, ChainConfigError, is_http_url};
 use super::{ChainSource, NaapSource, Source, SourceError, StaticSource, WebhookSource};
 
 /// The kinds, as the error of a bad spec lists them.
@@ -141,8 +141,7 @@ pub struct SpecOptions {
 }
 
 fn http_url(spec: &SourceSpec, url: &str) -> Result<String, SpecError> {
-    let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-    if ok {
+    if is_http_url(url) {
         Ok(url.to_owned())
     } else {
         Err(SpecError::Url {
