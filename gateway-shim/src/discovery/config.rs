@@ -1,10 +1,12 @@
 //! The pieces of a discovery source's description that more than one place needs: a static
 //! list's entry, the on-chain source's configuration and its checks, the defaults, and the URL
-//! rule every source's URL follows. Unknown keys are rejected so that a typo does not silently
-//! select a default.
+//! rule every source's URL follows. The description itself, in both its forms, is
+//! [`super::SourceSpec`]. Unknown keys are rejected so that a typo does not silently select a
+//! default.
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Livepeer's Controller on Arbitrum One, as written in configurations (EIP-55 checksummed).
@@ -29,18 +31,28 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// An Ethereum address's 20 bytes, as parsed from a configuration.
 pub type EthAddress = [u8; 20];
 
-/// How long a source's HTTP request may take unless the configuration says otherwise.
-pub const DEFAULT_SOURCE_TIMEOUT_MS: u64 = 5_000;
+/// How long a webhook's or a NaaP API's request may take unless the configuration says
+/// otherwise, in milliseconds.
+pub const DEFAULT_SOURCE_TIMEOUT_MS: u32 = 5_000;
 
-/// One orchestrator of a static list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One orchestrator of a static list: in a scenario's `orchestrators = [{ address, score }]`,
+/// or one URI of a `static:URI,...` spec (which has no score).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "DiscoveredOrchestrator")]
+#[schemars(description = "One entry of a discovery answer.")]
 pub struct StaticEntry {
-    /// `host:port` (TLS), `https://host:port` or `http://host:port`.
+    /// The orchestrator's service URI (go-livepeer calls it `address`).
     pub address: String,
-    /// Your own score for it, 0-1, higher is better; optional.
-    #[serde(default)]
+    /// Higher is better; absent counts as 0.
+    // A written list without a score means 0, as scenarios have always read it; only a
+    // `static:URI` spec, which cannot say a score, leaves it out.
+    #[serde(default = "zero_score")]
+    #[schemars(with = "f64")]
     pub score: Option<f64>,
+}
+
+fn zero_score() -> Option<f64> {
+    Some(0.0)
 }
 
 /// The Livepeer transcoder pool on chain: Controller, BondingManager pool walk, ServiceRegistry

@@ -71,6 +71,17 @@ async fn static_list_parses_dedups_and_keeps_order() {
     );
 }
 
+#[test]
+fn static_entries_reject_unknown_keys_and_default_the_score_to_zero() {
+    #[derive(serde::Deserialize)]
+    struct List {
+        orchestrators: Vec<StaticEntry>,
+    }
+    let list: List = toml::from_str("[[orchestrators]]\naddress = \"a:1\"").unwrap();
+    assert_eq!(list.orchestrators[0].score, Some(0.0));
+    assert!(toml::from_str::<List>("[[orchestrators]]\naddress = \"a:1\"\nscor = 1").is_err());
+}
+
 #[tokio::test]
 async fn webhook_tolerates_unknown_fields_and_missing_scores() {
     let body = r#"[
