@@ -1,11 +1,13 @@
-//! How a user describes each discovery source in a configuration file. Unknown keys are
-//! rejected so that a typo does not silently select a default.
+//! The pieces of a discovery source's description that more than one place needs: a static
+//! list's entry, the on-chain source's configuration and its checks, the defaults, and the URL
+//! rule every source's URL follows. The description itself, in both its forms, is
+//! [`super::SourceSpec`]. Unknown keys are rejected so that a typo does not silently select a
+//! default.
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use super::{NaapSource, StaticSource, WebhookSource};
 
 /// Livepeer's Controller on Arbitrum One, as written in configurations (EIP-55 checksummed).
 pub const ARBITRUM_ONE_CONTROLLER_HEX: &str = "0xD8E8328501E9645d16Cf49539efC04f734606ee4";
@@ -29,55 +31,28 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// An Ethereum address's 20 bytes, as parsed from a configuration.
 pub type EthAddress = [u8; 20];
 
-/// How long a source's HTTP request may take unless the configuration says otherwise.
-pub const DEFAULT_SOURCE_TIMEOUT_MS: u64 = 5_000;
+/// How long a webhook's or a NaaP API's request may take unless the configuration says
+/// otherwise, in milliseconds.
+pub const DEFAULT_SOURCE_TIMEOUT_MS: u32 = 5_000;
 
-fn default_timeout_ms() -> u64 {
-    DEFAULT_SOURCE_TIMEOUT_MS
-}
-
-/// A fixed list of orchestrators, like go-livepeer's `-orchAddr`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticConfig {
-    /// The orchestrators, in the order to list them.
-    pub orchestrators: Vec<StaticEntry>,
-}
-
-/// One orchestrator of a static list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One orchestrator of a static list: in a scenario's `orchestrators = [{ address, score }]`,
+/// or one URI of a `static:URI,...` spec (which has no score).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "DiscoveredOrchestrator")]
+#[schemars(description = "One entry of a discovery answer.")]
 pub struct StaticEntry {
-    /// `host:port` (TLS), `https://host:port` or `http://host:port`.
+    /// The orchestrator's service URI (go-livepeer calls it `address`).
     pub address: String,
-    /// Your own score for it, 0-1, higher is better; optional.
-    #[serde(default)]
+    /// Higher is better; absent counts as 0.
+    // A written list without a score means 0, as scenarios have always read it; only a
+    // `static:URI` spec, which cannot say a score, leaves it out.
+    #[serde(default = "zero_score")]
+    #[schemars(with = "f64")]
     pub score: Option<f64>,
 }
 
-/// A webhook answering `GET` with a JSON array of `{address, score}`, like go-livepeer's
-/// `-orchWebhookUrl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// The webhook's URL.
-    pub url: String,
-    /// How long the request may take, in milliseconds (default 5000).
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-/// A NaaP discovery API (`GET {base_url}/v1/discover/orchestrators?caps=...`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NaapConfig {
-    /// The API's base URL, for example `https://naap-api.example.com`.
-    pub base_url: String,
-    /// The live video-to-video model to ask for (`caps=live-video-to-video/MODEL`).
-    pub model: String,
-    /// How long the request may take, in milliseconds (default 5000).
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
+fn zero_score() -> Option<f64> {
+    Some(0.0)
 }
 
 /// The Livepeer transcoder pool on chain: Controller, BondingManager pool walk, ServiceRegistry
@@ -168,6 +143,23 @@ pub fn parse_eth_address(field: &'static str, value: &str) -> Result<EthAddress,
     Ok(bytes)
 }
 
+/// Parses a ServiceRegistry override: an address, or `ai` (any case) for the AI service
+/// registry on Arbitrum One.
+pub fn parse_service_registry(value: &str) -> Result<EthAddress, ChainConfigError> {
+    let value = if value.trim().eq_ignore_ascii_case("ai") {
+        ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX
+    } else {
+        value
+    };
+    parse_eth_address("service_registry", value)
+}
+
+/// Whether `url` is an absolute http or https URL, the rule for every URL a discovery source
+/// requests: the URL parser's verdict, so that a URL that passes is one the request can use.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
 /// A chain configuration checked, with its addresses parsed: what a [`super::ChainSource`] is
 /// built from, and what a build without the `chain` feature still checks before refusing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,9 +182,7 @@ impl ChainConfig {
     /// # Errors
     /// The first field that cannot be used.
     pub fn check(self) -> Result<CheckedChainConfig, ChainConfigError> {
-        let rpc_ok = reqwest::Url::parse(&self.rpc_url)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !rpc_ok {
+        if !is_http_url(&self.rpc_url) {
             return Err(ChainConfigError::BadRpcUrl {
                 value: self.rpc_url,
             });
@@ -200,14 +190,11 @@ impl ChainConfig {
         if self.max_orchestrators == 0 {
             return Err(ChainConfigError::NoOrchestrators);
         }
-        let service_registry = match self.service_registry.as_deref() {
-            None => None,
-            Some(v) if v.trim().eq_ignore_ascii_case("ai") => Some(parse_eth_address(
-                "service_registry",
-                ARBITRUM_ONE_AI_SERVICE_REGISTRY_HEX,
-            )?),
-            Some(v) => Some(parse_eth_address("service_registry", v)?),
-        };
+        let service_registry = self
+            .service_registry
+            .as_deref()
+            .map(parse_service_registry)
+            .transpose()?;
         Ok(CheckedChainConfig {
             controller: parse_eth_address("controller", &self.controller)?,
             rpc_url: self.rpc_url,
@@ -215,32 +202,5 @@ impl ChainConfig {
             timeout: Duration::from_millis(self.timeout_ms),
             max_orchestrators: self.max_orchestrators,
         })
-    }
-}
-
-impl From<StaticConfig> for StaticSource {
-    fn from(config: StaticConfig) -> Self {
-        StaticSource {
-            orchestrators: config.orchestrators,
-        }
-    }
-}
-
-impl From<WebhookConfig> for WebhookSource {
-    fn from(config: WebhookConfig) -> Self {
-        WebhookSource {
-            url: config.url,
-            timeout: Duration::from_millis(config.timeout_ms),
-        }
-    }
-}
-
-impl From<NaapConfig> for NaapSource {
-    fn from(config: NaapConfig) -> Self {
-        NaapSource {
-            base_url: config.base_url,
-            model: config.model,
-            timeout: Duration::from_millis(config.timeout_ms),
-        }
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! It owns the discovery sources (a static list, a go-livepeer style webhook, a NaaP discovery
 //! API, and the on-chain transcoder pool read through an Ethereum JSON-RPC node), all behind
-//! one trait, [`DiscoverySource`], each in its own file with its config in [`config`]; and the
-//! inventory ([`inventory`]), which asks every candidate `GetOrchestrator` in parallel and keeps
-//! what a selection needs (latency, live models, capacity, prices, hardware) or why the
-//! candidate was dropped.
+//! one trait, [`DiscoverySource`], each in its own file, all described by one type,
+//! [`SourceSpec`] (`kind:value` on a command line, a table in a scenario), with the shared
+//! pieces of those descriptions in [`config`]; and the inventory ([`inventory`]), which asks
+//! every candidate `GetOrchestrator` in parallel and keeps what a selection needs (latency, live
+//! models, capacity, prices, hardware) or why the candidate was dropped.
 
 #[cfg(feature = "chain")]
 pub mod chain;
@@ -30,15 +31,13 @@ use serde::Serialize;
 use lvt_wire::live::{OrchestratorUri, UriError};
 
 pub use chain::{ChainDiscovery, ChainError, ChainSource};
-pub use config::{
-    ChainConfig, ChainConfigError, NaapConfig, StaticConfig, StaticEntry, WebhookConfig,
-};
+pub use config::{ChainConfig, ChainConfigError, StaticEntry};
 pub use inventory::{
     DropReason, Inventory, InventoryEntry, InventoryOptions, Status, classify, inventory,
     order_entries, selection_order,
 };
 pub use naap::NaapSource;
-pub use spec::{SourceSpec, SpecError, SpecOptions};
+pub use spec::{CheckError, SourceSpec, SpecError, SpecOptions};
 pub use static_list::StaticSource;
 pub use webhook::WebhookSource;
 

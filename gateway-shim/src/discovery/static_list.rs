@@ -4,6 +4,9 @@ use std::future::Future;
 
 use super::{Candidate, DiscoverySource, SourceError, StaticEntry, parse_address};
 
+/// How errors name a static list.
+pub(super) const ORIGIN: &str = "static list";
+
 /// A fixed list of orchestrators.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StaticSource {
@@ -31,7 +34,7 @@ impl StaticSource {
             .iter()
             .map(|entry| {
                 Ok(Candidate {
-                    uri: parse_address("static list", &entry.address)?,
+                    uri: parse_address(ORIGIN, &entry.address)?,
                     score: entry.score,
                     source: "static",
                 })

@@ -30,12 +30,15 @@ fn uris(candidates: &[Candidate]) -> Vec<String> {
 }
 
 fn webhook(url: String, timeout_ms: u64) -> WebhookSource {
-    WebhookSource::from(WebhookConfig { url, timeout_ms })
+    WebhookSource {
+        url,
+        timeout: Duration::from_millis(timeout_ms),
+    }
 }
 
 #[tokio::test]
 async fn static_list_parses_dedups_and_keeps_order() {
-    let source = StaticSource::from(StaticConfig {
+    let source = StaticSource {
         orchestrators: vec![
             StaticEntry {
                 address: "b.example:8935".into(),
@@ -50,7 +53,7 @@ async fn static_list_parses_dedups_and_keeps_order() {
                 score: Some(0.7),
             },
         ],
-    });
+    };
     let got = source.candidates(&http()).await.unwrap();
     assert_eq!(
         uris(&got),
@@ -69,14 +72,14 @@ async fn static_list_parses_dedups_and_keeps_order() {
 }
 
 #[test]
-fn configs_reject_unknown_keys_and_default_timeouts() {
-    let c: WebhookConfig = toml::from_str(r#"url = "http://h/x""#).unwrap();
-    assert_eq!(c.timeout_ms, config::DEFAULT_SOURCE_TIMEOUT_MS);
-    assert!(toml::from_str::<WebhookConfig>("url = \"http://h\"\ntimeout = 3").is_err());
-    assert!(toml::from_str::<NaapConfig>("base_url = \"http://h\"\nmodel = \"m\"\nx = 1").is_err());
-    assert!(
-        toml::from_str::<StaticConfig>("[[orchestrators]]\naddress = \"a:1\"\nscor = 1").is_err()
-    );
+fn static_entries_reject_unknown_keys_and_default_the_score_to_zero() {
+    #[derive(serde::Deserialize)]
+    struct List {
+        orchestrators: Vec<StaticEntry>,
+    }
+    let list: List = toml::from_str("[[orchestrators]]\naddress = \"a:1\"").unwrap();
+    assert_eq!(list.orchestrators[0].score, Some(0.0));
+    assert!(toml::from_str::<List>("[[orchestrators]]\naddress = \"a:1\"\nscor = 1").is_err());
 }
 
 #[tokio::test]
@@ -183,11 +186,11 @@ async fn naap_asks_for_the_model_and_keeps_matching_rows() {
         }),
     );
     let base = serve(router).await;
-    let source = NaapSource::from(NaapConfig {
+    let source = NaapSource {
         base_url: format!("{base}/"),
         model: "streamdiffusion".into(),
-        timeout_ms: 2_000,
-    });
+        timeout: Duration::from_secs(2),
+    };
     let got = source.candidates(&http()).await.unwrap();
     // b does not list the model; c lists no capabilities at all and is trusted to match.
     assert_eq!(
@@ -214,11 +217,11 @@ fn naap_accepts_the_wrapped_shape_and_rejects_others() {
 #[tokio::test]
 async fn naap_errors_name_the_request_url() {
     let base = serve(Router::new()).await;
-    let source = NaapSource::from(NaapConfig {
+    let source = NaapSource {
         base_url: base.clone(),
         model: "noop".into(),
-        timeout_ms: 2_000,
-    });
+        timeout: Duration::from_secs(2),
+    };
     let e = source.candidates(&http()).await.unwrap_err();
     assert!(matches!(e, SourceError::Status { status: 404, .. }), "{e}");
     assert!(

@@ -79,17 +79,20 @@ fn specs(args: &DiscoverArgs) -> Result<Vec<(&'static str, SourceSpec)>, CliErro
         specs.push(("--discovery", spec));
     }
     if !args.static_uris.is_empty() {
-        specs.push(("--static", SourceSpec::Static(args.static_uris.clone())));
+        specs.push((
+            "--static",
+            SourceSpec::static_list(args.static_uris.iter().cloned()),
+        ));
     }
     if let Some(url) = &args.webhook {
-        specs.push(("--webhook", SourceSpec::Webhook(url.clone())));
+        specs.push(("--webhook", SourceSpec::webhook(url.clone())));
     }
     if let Some(url) = &args.naap {
-        specs.push(("--naap", SourceSpec::Naap(url.clone())));
+        specs.push(("--naap", SourceSpec::naap(url.clone())));
     }
     if let Some(rpc_url) = &args.chain {
         let rpc_url = (!rpc_url.is_empty()).then(|| rpc_url.clone());
-        specs.push(("--chain", SourceSpec::Chain(rpc_url)));
+        specs.push(("--chain", SourceSpec::chain(rpc_url)));
     }
     if specs.is_empty() {
         return Err(CliError::Usage(
@@ -100,7 +103,7 @@ fn specs(args: &DiscoverArgs) -> Result<Vec<(&'static str, SourceSpec)>, CliErro
     }
     let on_chain = specs
         .iter()
-        .any(|(_, spec)| matches!(spec, SourceSpec::Chain(_)));
+        .any(|(_, spec)| matches!(spec, SourceSpec::Chain { .. }));
     if !on_chain && (args.controller.is_some() || args.service_registry.is_some()) {
         return Err(CliError::Usage(
             "--controller and --service-registry go with an on-chain source (--chain or \
@@ -117,7 +120,7 @@ pub async fn run(args: DiscoverArgs) -> Result<u8, CliError> {
     use lvt_gateway::discovery::{self, DiscoverySource as _, InventoryOptions, Source};
     let options = SpecOptions {
         model: args.model.clone(),
-        timeout: args.timeout,
+        timeout: Some(args.timeout),
         controller: args.controller.clone(),
         service_registry: args.service_registry.clone(),
     };

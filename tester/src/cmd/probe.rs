@@ -197,7 +197,7 @@ fn network_probe_options(
     use probe::network::StrategyConfig;
     let options = SpecOptions {
         model: args.model.clone(),
-        timeout: Duration::from_secs(5),
+        timeout: Some(Duration::from_secs(5)),
         controller: None,
         service_registry: None,
     };

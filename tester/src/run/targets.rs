@@ -10,14 +10,14 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 use lvt_gateway::discovery::{
-    Candidate, ChainConfig, ChainSource, DiscoverySource as _, NaapSource, Source, SourceError,
-    StaticEntry, StaticSource, WebhookSource,
+    Candidate, CheckError, DiscoverySource as _, Source, SourceError, SourceSpec, SpecError,
+    SpecOptions, StaticSource, WebhookSource,
 };
 use lvt_wire::live::{OrchestratorUri, UriError};
 use thiserror::Error;
 
 use crate::probe::network::StrategyConfig;
-use crate::scenario::{NetworkDiscovery, Strategy, Targets};
+use crate::scenario::{Strategy, Targets};
 
 /// Why the targets could not be resolved. Every variant names where the bad data came from.
 #[derive(Debug, Error)]
@@ -45,10 +45,10 @@ pub enum TargetError {
     /// Nothing left to test.
     #[error("{origin}: no targets to test{why}")]
     Empty { origin: String, why: String },
-    /// A chain discovery source whose settings do not make a source (validation catches these
-    /// in files; this covers targets built in code).
-    #[error("targets (network, chain discovery): {0}")]
-    Chain(String),
+    /// A discovery source whose settings do not make a source (validation catches these in
+    /// files; this covers targets built in code), or on-chain discovery in a build without it.
+    #[error("targets (network, {kind} discovery): {detail}")]
+    Discovery { kind: &'static str, detail: String },
 }
 
 /// Resolves `targets` to the orchestrators to test, in test order.
@@ -78,13 +78,7 @@ pub async fn resolve(
         } => {
             let origin = "targets (static list)";
             let source = StaticSource {
-                orchestrators: orchestrators
-                    .iter()
-                    .map(|o| StaticEntry {
-                        address: o.address.clone(),
-                        score: Some(o.score),
-                    })
-                    .collect(),
+                orchestrators: orchestrators.clone(),
             };
             let found = source.resolve().map_err(|e| source_error(origin, "", e))?;
             rank(origin, found, *max_targets, *min_score)
@@ -154,58 +148,16 @@ pub async fn resolve_run(
     else {
         return resolve(targets, http).await.map(RunTargets::Direct);
     };
-    let source = match discovery {
-        NetworkDiscovery::Static { orchestrators } => {
-            let origin = "targets (network, static discovery)";
-            let source = StaticSource {
-                orchestrators: orchestrators
-                    .iter()
-                    .map(|o| StaticEntry {
-                        address: o.address.clone(),
-                        score: Some(o.score),
-                    })
-                    .collect(),
-            };
-            let found = source.resolve().map_err(|e| source_error(origin, "", e))?;
-            if found.is_empty() {
-                return Err(TargetError::Empty {
-                    origin: origin.into(),
-                    why: ": it lists no orchestrators".into(),
-                });
-            }
-            Source::Static(source)
-        }
-        NetworkDiscovery::Webhook { url, timeout_ms } => Source::Webhook(WebhookSource {
-            url: url.clone(),
-            timeout: Duration::from_millis(u64::from(*timeout_ms)),
-        }),
-        NetworkDiscovery::Naap {
-            base_url,
-            timeout_ms,
-        } => Source::Naap(NaapSource {
-            base_url: base_url.clone(),
-            model: model_id.to_string(),
-            timeout: Duration::from_millis(u64::from(*timeout_ms)),
-        }),
-        NetworkDiscovery::Chain {
-            rpc_url,
-            controller,
-            service_registry,
-            timeout_ms,
-        } => {
-            let defaults = ChainConfig::default();
-            let config = ChainConfig {
-                rpc_url: rpc_url.clone(),
-                controller: controller.clone().unwrap_or(defaults.controller),
-                service_registry: service_registry.clone(),
-                timeout_ms: u64::from(*timeout_ms),
-                ..defaults
-            };
-            Source::Chain(
-                ChainSource::try_from(config).map_err(|e| TargetError::Chain(e.to_string()))?,
-            )
-        }
+    let options = SpecOptions {
+        model: model_id.to_string(),
+        timeout: None,
+        controller: None,
+        service_registry: None,
     };
+    let source = discovery
+        .clone()
+        .into_source(&options)
+        .map_err(|e| spec_error(discovery, e))?;
     Ok(RunTargets::Network(NetworkTarget {
         sources: vec![source],
         strategy: match strategy {
@@ -217,6 +169,35 @@ pub async fn resolve_run(
         },
         discovery_timeout: Duration::from_millis(u64::from(*discovery_timeout_ms)),
     }))
+}
+
+/// Maps the error of a network target's discovery source to this module's, keeping the
+/// messages a bad static list has always had.
+fn spec_error(discovery: &SourceSpec, e: SpecError) -> TargetError {
+    let origin = || format!("targets (network, {} discovery)", discovery.kind());
+    match e {
+        SpecError::Address { source, .. } => match *source {
+            SourceError::BadAddress {
+                address, source, ..
+            } => TargetError::BadAddress {
+                origin: origin(),
+                address,
+                source,
+            },
+            other => source_error(&origin(), "", other),
+        },
+        SpecError::Check {
+            error: CheckError::NoOrchestrators,
+            ..
+        } => TargetError::Empty {
+            origin: origin(),
+            why: ": it lists no orchestrators".into(),
+        },
+        other => TargetError::Discovery {
+            kind: discovery.kind(),
+            detail: other.detail(),
+        },
+    }
 }
 
 /// Maps a discovery source's error to this module's, which callers and messages know.
@@ -299,19 +280,19 @@ fn rank(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::DiscoveredOrchestrator;
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::get;
+    use lvt_gateway::discovery::StaticEntry;
 
     fn http() -> reqwest::Client {
         reqwest::Client::builder().build().expect("a plain client")
     }
 
-    fn o(address: &str, score: f64) -> DiscoveredOrchestrator {
-        DiscoveredOrchestrator {
+    fn o(address: &str, score: f64) -> StaticEntry {
+        StaticEntry {
             address: address.into(),
-            score,
+            score: Some(score),
         }
     }
 
@@ -409,7 +390,7 @@ mod tests {
     #[tokio::test]
     async fn network_targets_become_sources_and_a_strategy() {
         let t = Targets::Network {
-            discovery: NetworkDiscovery::Static {
+            discovery: SourceSpec::Static {
                 orchestrators: vec![o("a.example:1", 0.9), o("http://127.0.0.1:9", 0.1)],
             },
             strategy: Strategy::ScoreWeighted {
@@ -443,7 +424,7 @@ mod tests {
         );
 
         let naap = Targets::Network {
-            discovery: NetworkDiscovery::Naap {
+            discovery: SourceSpec::Naap {
                 base_url: "http://naap.example".into(),
                 timeout_ms: 700,
             },
@@ -468,8 +449,8 @@ mod tests {
         #[cfg(feature = "chain")]
         {
             let chain = |controller: Option<&str>| Targets::Network {
-                discovery: NetworkDiscovery::Chain {
-                    rpc_url: "http://127.0.0.1:8545".into(),
+                discovery: SourceSpec::Chain {
+                    rpc_url: Some("http://127.0.0.1:8545".into()),
                     controller: controller.map(str::to_string),
                     service_registry: Some("ai".into()),
                     timeout_ms: 900,
@@ -496,12 +477,12 @@ mod tests {
             assert_eq!(c.timeout, Duration::from_millis(900));
             assert!(matches!(
                 resolve_run(&chain(Some("0x12")), &http(), "noop").await,
-                Err(TargetError::Chain(_))
+                Err(TargetError::Discovery { kind: "chain", .. })
             ));
         }
 
         let bad = Targets::Network {
-            discovery: NetworkDiscovery::Static {
+            discovery: SourceSpec::Static {
                 orchestrators: vec![o("ftp://x:1", 1.0)],
             },
             strategy: Strategy::GoLivepeer,

@@ -1,10 +1,12 @@
 //! The scenario file format: the Rust types are the single source of truth, serde reads them
 //! from TOML (unknown keys are errors) and schemars generates `scenarios/schema.json` from them.
 //! Doc comments on fields are written for scenario authors: they become the schema's
-//! descriptions.
+//! descriptions. A `network` target's `discovery` table is `lvt_gateway`'s `SourceSpec`, the
+//! one description of a discovery source, which `--discovery SPEC` also parses.
 
 use std::collections::BTreeMap;
 
+use lvt_gateway::discovery::{SourceSpec, StaticEntry};
 use lvt_schema::Complexity;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -173,7 +175,7 @@ pub enum Targets {
     /// A static discovery list, in the shape go-livepeer's webhook discovery returns.
     Static {
         /// The candidate orchestrators.
-        orchestrators: Vec<DiscoveredOrchestrator>,
+        orchestrators: Vec<StaticEntry>,
         /// Test at most this many, highest score first.
         #[serde(default)]
         max_targets: Option<u32>,
@@ -202,7 +204,7 @@ pub enum Targets {
     /// (docs/gateway.md).
     Network {
         /// Where the candidates come from.
-        discovery: NetworkDiscovery,
+        discovery: SourceSpec,
         /// How candidates are ordered at start and after each swap.
         #[serde(default)]
         strategy: Strategy,
@@ -211,56 +213,6 @@ pub enum Targets {
         #[serde(default = "default_discovery_timeout_ms")]
         discovery_timeout_ms: u32,
     },
-}
-
-/// The discovery source of a `network` target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
-pub enum NetworkDiscovery {
-    /// A fixed list, like go-livepeer's `-orchAddr`; scores (0-1) feed score-weighted selection.
-    Static {
-        /// The candidate orchestrators.
-        orchestrators: Vec<DiscoveredOrchestrator>,
-    },
-    /// A webhook answering `GET url` with a JSON array of `{address, score}`, as go-livepeer's
-    /// `-orchWebhookUrl`.
-    Webhook {
-        /// The webhook's URL (http or https).
-        url: String,
-        /// How long to wait for the webhook, in milliseconds.
-        #[serde(default = "default_webhook_timeout_ms")]
-        timeout_ms: u32,
-    },
-    /// A NaaP discovery API: `GET {base_url}/v1/discover/orchestrators?caps=live-video-to-video/MODEL`
-    /// with the scenario's model.
-    Naap {
-        /// The API's base URL (http or https).
-        base_url: String,
-        /// How long to wait for the API, in milliseconds.
-        #[serde(default = "default_webhook_timeout_ms")]
-        timeout_ms: u32,
-    },
-    /// The Livepeer orchestrator pool on chain, read with `eth_call` through an Ethereum
-    /// JSON-RPC node: Controller, BondingManager pool walk, ServiceRegistry URIs
-    /// (docs/discovery.md).
-    Chain {
-        /// The JSON-RPC URL (http or https), for example an Arbitrum One node.
-        rpc_url: String,
-        /// The Livepeer Controller's address; default the one on Arbitrum One.
-        #[serde(default)]
-        controller: Option<String>,
-        /// A ServiceRegistry to read URIs from instead of the Controller's: an address, or
-        /// `ai` for the AI service registry on Arbitrum One.
-        #[serde(default)]
-        service_registry: Option<String>,
-        /// How long each JSON-RPC call may take, in milliseconds.
-        #[serde(default = "default_chain_timeout_ms")]
-        timeout_ms: u32,
-    },
-}
-
-fn default_chain_timeout_ms() -> u32 {
-    10_000
 }
 
 /// How a gateway orders the candidates it tries: `"go-livepeer"` or
@@ -290,18 +242,7 @@ fn default_discovery_timeout_ms() -> u32 {
 }
 
 fn default_webhook_timeout_ms() -> u32 {
-    5_000
-}
-
-/// One entry of a discovery answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DiscoveredOrchestrator {
-    /// The orchestrator's service URI (go-livepeer calls it `address`).
-    pub address: String,
-    /// Higher is better; absent counts as 0.
-    #[serde(default)]
-    pub score: f64,
+    lvt_gateway::discovery::config::DEFAULT_SOURCE_TIMEOUT_MS
 }
 
 /// How sessions are scheduled.

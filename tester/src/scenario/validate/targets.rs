@@ -1,11 +1,12 @@
 //! Checks of a scenario's `[targets]`: explicit URIs, discovery sources, network selection
 //! and its filters.
 
+use lvt_gateway::discovery::spec::{self, CheckError, SourceSpec};
 use lvt_wire::live::OrchestratorUri;
 
 use super::checks::Checker;
 use super::locate::Seg::{self, Index as I, Key as K};
-use crate::scenario::{NetworkDiscovery, Targets};
+use crate::scenario::Targets;
 
 impl Checker<'_, '_> {
     pub(super) fn check_targets(&mut self, targets: &Targets) {
@@ -37,18 +38,11 @@ impl Checker<'_, '_> {
                         "or use `source = \"explicit\"` with a list of uris",
                     );
                 }
-                for (i, o) in orchestrators.iter().enumerate() {
-                    let path = [K("targets"), K("orchestrators"), I(i), K("address")];
-                    self.check_uri(&path, &o.address);
-                    if !o.score.is_finite() {
-                        self.error(
-                            &[K("targets"), K("orchestrators"), I(i), K("score")],
-                            "score is not a finite number".to_string(),
-                            "a finite number",
-                            "scores order the candidates; write a plain number such as 0.5",
-                        );
-                    }
-                }
+                self.check_entries(
+                    &[K("targets"), K("orchestrators")],
+                    spec::check_entries(orchestrators),
+                    "scores order the candidates; write a plain number such as 0.5",
+                );
                 self.check_min_score(*min_score);
                 *max_targets
             }
@@ -58,14 +52,16 @@ impl Checker<'_, '_> {
                 min_score,
                 timeout_ms,
             } => {
-                self.check_http_url(&[K("targets"), K("url")], "webhook url", url);
+                if let Err(e) = spec::check_url("webhook", "url", url) {
+                    self.url_error(&[K("targets"), K("url")], &e);
+                }
                 self.check_min_score(*min_score);
                 self.range(
                     &[K("targets"), K("timeout_ms")],
                     "targets.timeout_ms",
                     (*timeout_ms).into(),
-                    1,
-                    600_000,
+                    (*spec::TIMEOUT_MS_RANGE.start()).into(),
+                    (*spec::TIMEOUT_MS_RANGE.end()).into(),
                     "the timeout is in milliseconds",
                 );
                 *max_targets
@@ -97,117 +93,74 @@ impl Checker<'_, '_> {
         }
     }
 
-    pub(super) fn check_network_discovery(&mut self, discovery: &NetworkDiscovery) {
-        match discovery {
-            NetworkDiscovery::Static { orchestrators } => {
-                if orchestrators.is_empty() {
-                    self.error(
-                        &[K("targets"), K("discovery"), K("orchestrators")],
-                        "no orchestrators in the static discovery list".to_string(),
-                        "at least one `{ address = \"host:port\", score = 1.0 }`",
-                        "a network target selects among these candidates",
-                    );
-                }
-                for (i, o) in orchestrators.iter().enumerate() {
-                    let path = [
-                        K("targets"),
-                        K("discovery"),
-                        K("orchestrators"),
-                        I(i),
-                        K("address"),
-                    ];
-                    self.check_uri(&path, &o.address);
-                    if !o.score.is_finite() {
-                        self.error(
-                            &[
-                                K("targets"),
-                                K("discovery"),
-                                K("orchestrators"),
-                                I(i),
-                                K("score"),
-                            ],
-                            "score is not a finite number".to_string(),
-                            "a finite number",
-                            "scores weigh score-weighted selection; write a plain number such as 0.5",
-                        );
-                    }
-                }
-            }
-            NetworkDiscovery::Webhook { url, timeout_ms } => {
-                self.check_http_url(
-                    &[K("targets"), K("discovery"), K("url")],
-                    "webhook url",
-                    url,
-                );
-                self.discovery_timeout(*timeout_ms);
-            }
-            NetworkDiscovery::Naap {
-                base_url,
-                timeout_ms,
-            } => {
-                self.check_http_url(
-                    &[K("targets"), K("discovery"), K("base_url")],
-                    "NaaP base_url",
-                    base_url,
-                );
-                self.discovery_timeout(*timeout_ms);
-            }
-            NetworkDiscovery::Chain {
-                rpc_url,
-                controller,
-                service_registry,
-                timeout_ms,
-            } => {
-                self.check_http_url(
-                    &[K("targets"), K("discovery"), K("rpc_url")],
-                    "chain rpc_url",
-                    rpc_url,
-                );
-                let addresses = [
-                    ("controller", controller.as_deref()),
-                    (
-                        "service_registry",
-                        service_registry.as_deref().filter(|v| *v != "ai"),
-                    ),
-                ];
-                for (field, value) in addresses {
-                    if let Some(value) = value
-                        && let Err(e) =
-                            lvt_gateway::discovery::config::parse_eth_address(field, value)
-                    {
-                        self.error(
-                            &[K("targets"), K("discovery"), K(field)],
-                            e.to_string(),
-                            "a 0x-prefixed 20-byte hex address",
-                            "write the contract address as 0x followed by 40 hex digits",
-                        );
-                    }
-                }
-                self.discovery_timeout(*timeout_ms);
+    /// Checks a network target's discovery source with [`SourceSpec::check`], pointing each
+    /// error at its field.
+    pub(super) fn check_network_discovery(&mut self, discovery: &SourceSpec) {
+        let Err(errors) = discovery.check() else {
+            return;
+        };
+        let mut entry_errors = Vec::new();
+        for e in errors {
+            let path = [K("targets"), K("discovery"), K(e.field())];
+            match &e {
+                CheckError::NoOrchestrators => self.error(
+                    &path,
+                    e.to_string(),
+                    "at least one `{ address = \"host:port\", score = 1.0 }`",
+                    "a network target selects among these candidates",
+                ),
+                CheckError::Address { .. } | CheckError::Score { .. } => entry_errors.push(e),
+                CheckError::Url { .. } => self.url_error(&path, &e),
+                CheckError::Contract { .. } => self.error(
+                    &path,
+                    e.to_string(),
+                    "a 0x-prefixed 20-byte hex address",
+                    "write the contract address as 0x followed by 40 hex digits",
+                ),
+                CheckError::Timeout { value } => self.range(
+                    &path,
+                    "targets.discovery.timeout_ms",
+                    (*value).into(),
+                    (*spec::TIMEOUT_MS_RANGE.start()).into(),
+                    (*spec::TIMEOUT_MS_RANGE.end()).into(),
+                    "the timeout is in milliseconds",
+                ),
             }
         }
+        self.check_entries(
+            &[K("targets"), K("discovery"), K("orchestrators")],
+            entry_errors,
+            "scores weigh score-weighted selection; write a plain number such as 0.5",
+        );
     }
 
-    pub(super) fn discovery_timeout(&mut self, timeout_ms: u32) {
-        self.range(
-            &[K("targets"), K("discovery"), K("timeout_ms")],
-            "targets.discovery.timeout_ms",
-            timeout_ms.into(),
-            1,
-            600_000,
-            "the timeout is in milliseconds",
-        );
+    /// Points each error of a static list's entries at its entry under `list`; `score_hint`
+    /// says what the scores are for there.
+    fn check_entries(&mut self, list: &[Seg<'_>], errors: Vec<CheckError>, score_hint: &str) {
+        for e in errors {
+            let Some(index) = e.entry() else { continue };
+            let mut path = list.to_vec();
+            path.extend([I(index), K(e.field())]);
+            match e {
+                CheckError::Address { .. } => self.uri_error(&path, e.to_string()),
+                _ => self.error(&path, e.to_string(), "a finite number", score_hint),
+            }
+        }
     }
 
     pub(super) fn check_uri(&mut self, path: &[Seg<'_>], uri: &str) {
         if let Err(error) = uri.parse::<OrchestratorUri>() {
-            self.error(
-                path,
-                format!("invalid orchestrator address: {error}"),
-                "`host:port`, `https://host:port` or `http://host:port`",
-                "an address without a scheme means https, as in go-livepeer",
-            );
+            self.uri_error(path, format!("invalid orchestrator address: {error}"));
         }
+    }
+
+    fn uri_error(&mut self, path: &[Seg<'_>], message: String) {
+        self.error(
+            path,
+            message,
+            "`host:port`, `https://host:port` or `http://host:port`",
+            "an address without a scheme means https, as in go-livepeer",
+        );
     }
 
     /// Sessions are labelled with the target's normalized URI (`https://host:port`), and
@@ -225,18 +178,13 @@ impl Checker<'_, '_> {
         }
     }
 
-    pub(super) fn check_http_url(&mut self, path: &[Seg<'_>], name: &str, url: &str) {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|host| host.trim().is_empty()) {
-            self.error(
-                path,
-                format!("{name} `{url}` is not an http(s) URL"),
-                "a URL starting with http:// or https:// and naming a host",
-                "write the full URL, for example \"http://127.0.0.1:9000/orchestrators\"",
-            );
-        }
+    fn url_error(&mut self, path: &[Seg<'_>], error: &CheckError) {
+        self.error(
+            path,
+            error.to_string(),
+            "a URL starting with http:// or https:// and naming a host",
+            "write the full URL, for example \"http://127.0.0.1:9000/orchestrators\"",
+        );
     }
 
     pub(super) fn check_min_score(&mut self, min_score: Option<f64>) {
