@@ -15,19 +15,20 @@
 
 mod content;
 mod events;
+mod latency;
 mod stats;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
 
-use hdrhistogram::Histogram;
 use lvt_schema::{
     FpsSummary, LatencySummary, LoadingOverlay, MediaErrors, RunnerReport, SessionMetrics,
     StallSummary,
 };
 
 use self::events::RunnerTracker;
+use self::latency::LatencyHistogram;
 use self::stats::{RunningStats, nearest_rank};
 
 /// How many sent input frames are remembered for PTS matching. At 30 fps this covers about nine
@@ -38,15 +39,6 @@ pub const MAX_PENDING_FRAMES: usize = 16_384;
 /// The most FPS windows counted: about twelve days of one-second windows. It only guards memory
 /// against a nonsensical clock; later frames still count for everything but FPS.
 const MAX_FPS_WINDOWS: usize = 1 << 20;
-
-/// Significant digits of the latency histogram: 0.1 % relative precision.
-const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
-
-/// The largest latency the histogram tells apart, one hour in microseconds; larger values are
-/// recorded as this (the exact maximum is kept beside the histogram). Fixed bounds keep the
-/// histogram's memory fixed whatever the input: 23,552 counters of 4 bytes (about 94 KB; a
-/// counter saturates at 4.3 billion frames, some 4 years of a 30 fps session).
-const LATENCY_HIGHEST_US: u64 = 3_600_000_000;
 
 /// Output frames needed before their PTS matching is judged ([`SessionRecorder::finish`]'s
 /// `pts_untrusted`): a third of a second at 30 fps.
@@ -157,7 +149,9 @@ pub struct SessionRecorder {
     bytes_received: u64,
     first_output_at_us: Option<u64>,
     last_output_at_us: Option<u64>,
-    latency_us: Histogram<u32>,
+    /// The latencies, in an HDR histogram's buckets (1 us to 1 h, 0.1 %) kept sparse: a few
+    /// KB for the buckets a session uses instead of 94 KB for all of them.
+    latency_us: LatencyHistogram,
     latency_sum_us: u128,
     latency_min_us: u64,
     latency_max_us: u64,
@@ -181,11 +175,6 @@ pub struct SessionRecorder {
 impl SessionRecorder {
     /// Creates a recorder for one session.
     pub fn new(config: MeasureConfig) -> Self {
-        let latency_us =
-            Histogram::new_with_bounds(1, LATENCY_HIGHEST_US, LATENCY_SIGNIFICANT_DIGITS)
-                // Invariant: the bounds and precision are constants hdrhistogram accepts
-                // (lowest >= 1, highest >= 2 * lowest, 3 significant digits within 0..=5).
-                .expect("constant histogram bounds are valid");
         let runner = RunnerTracker::new(config.max_events_kept);
         Self {
             config,
@@ -204,7 +193,7 @@ impl SessionRecorder {
             bytes_received: 0,
             first_output_at_us: None,
             last_output_at_us: None,
-            latency_us,
+            latency_us: LatencyHistogram::default(),
             latency_sum_us: 0,
             latency_min_us: u64::MAX,
             latency_max_us: 0,
@@ -320,9 +309,8 @@ impl SessionRecorder {
             Some(frame) if at_us >= frame.sent_at_us => {
                 frame.arrived = true;
                 let latency_us = at_us - frame.sent_at_us;
-                // Saturating: a latency beyond the bound lands in the top bucket rather than
-                // growing the histogram (auto-resize would not apply to saturating records).
-                self.latency_us.saturating_record(latency_us);
+                // A latency beyond the bound lands in the top bucket.
+                self.latency_us.record(latency_us);
                 self.latency_sum_us += u128::from(latency_us);
                 self.latency_min_us = self.latency_min_us.min(latency_us);
                 self.latency_max_us = self.latency_max_us.max(latency_us);
