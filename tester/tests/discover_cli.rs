@@ -118,6 +118,30 @@ async fn discover_static_json_lists_usable_first_and_drops_with_reasons() {
     assert_eq!(statuses(&again), statuses(&json));
 }
 
+/// The on-chain source's usage errors and a node that refuses (a build without the `chain`
+/// feature says so instead: tests/without_chain.rs).
+#[cfg(feature = "chain")]
+#[tokio::test]
+async fn discover_chain_usage_errors_and_an_unreachable_node() {
+    // A bad Controller address is a usage error, found before any RPC call.
+    let out = lvt(&["discover", "--chain", "--controller", "0x1234"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--chain: controller \"0x1234\" is not an Ethereum address"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An RPC node that refuses is a failed source, named with its URL.
+    let rpc = closed_port_uri();
+    let out = lvt(&["discover", "--chain", &rpc]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("Ethereum RPC {rpc} is unreachable")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn discover_table_and_exit_codes() {
     let (good, _stop) = start_sim(Profile::default(), true).await;
@@ -137,23 +161,6 @@ async fn discover_table_and_exit_codes() {
         "{stdout}"
     );
 
-    // A bad Controller address is a usage error, found before any RPC call.
-    let out = lvt(&["discover", "--chain", "--controller", "0x1234"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--chain: controller \"0x1234\" is not an Ethereum address"),
-        "{}",
-        text(&out.stderr)
-    );
-    // An RPC node that refuses is a failed source, named with its URL.
-    let rpc = closed_port_uri();
-    let out = lvt(&["discover", "--chain", &rpc]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains(&format!("Ethereum RPC {rpc} is unreachable")),
-        "{}",
-        text(&out.stderr)
-    );
     let out = lvt(&["discover"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no discovery source"));

@@ -525,6 +525,7 @@ async fn a_run_trusts_each_orchestrator_certificate_on_first_use() {
     );
 }
 
+#[cfg(feature = "chain")] // without it, --verify-addresses is refused, naming the feature
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn addresses_stay_unverified_when_the_chain_cannot_be_read() {
     let (orch, stop) = start_sim(sim_profile(|_| {}), true).await;

@@ -652,6 +652,7 @@ max_concurrent_sessions = 20
         );
     }
 
+    #[cfg(feature = "chain")] // without it, verify_addresses is refused at its place
     #[test]
     fn verify_addresses_names_a_usable_chain_and_reloads() {
         let with = |table: &str| {
