@@ -145,16 +145,18 @@ impl Replayer {
     /// The next segment of the loop, not muxed: its frames and their timestamps.
     pub fn plan_segment(&mut self) -> PlannedSegment {
         let fps = u64::from(self.clip.config.fps.max(1));
-        let count = self.clip.segment_frames(self.seq).len();
-        let mut frames = Vec::with_capacity(count);
-        for (i, frame) in self.clip.segment_frames(self.seq).iter().enumerate() {
-            frames.push(PlannedFrame {
+        let frames: Vec<PlannedFrame> = self
+            .clip
+            .segment_frames(self.seq)
+            .iter()
+            .enumerate()
+            .map(|(i, frame)| PlannedFrame {
                 pts: self.pts_of(self.frames_sent + i as u64) & PTS_MASK,
                 keyframe: frame.keyframe,
                 offset_us: i as u64 * 1_000_000 / fps,
-            });
-        }
-        self.frames_sent += count as u64;
+            })
+            .collect();
+        self.frames_sent += frames.len() as u64;
         let segment = PlannedSegment {
             seq: self.seq,
             clip: Arc::clone(&self.clip),
