@@ -18,6 +18,7 @@
 
 pub mod events;
 pub mod fleet;
+pub mod gateway;
 pub mod pipeline;
 pub mod profile;
 mod server;

@@ -1,0 +1,624 @@
+//! `lvt sim gateway`: go-livepeer's gateway as users see it, on one machine.
+//!
+//! The routes, status codes, headers and bodies of go-livepeer's live video-to-video gateway
+//! (`server/ai_mediaserver.go`, `media/whip_server.go`, `media/whep_server.go`):
+//!
+//! - `POST /live/video-to-video/{stream}/whip`: `Content-Type: application/sdp` or 415; `201`
+//!   with the SDP answer (ICE gathered, no trickle), `Location` (the request URL, with
+//!   go-livepeer's double slash, and a resource id), a weak `ETag`, a `Link` ice-server header
+//!   and `Livepeer-Playback-URL` (`{whep base}{stream}-{request id}-out/whep`). `HEAD` 405,
+//!   `OPTIONS` 204. No video within 5 s closes the peer connection; the gateway asks for a
+//!   keyframe (PLI) every 2 s.
+//! - `POST /live/video-to-video/{stream}-{request id}-out/whep` (or `{stream}-out/whep`): 415
+//!   without SDP, 404 `Malformed stream ID` / `Stream not found`, 429 `Too many viewers for this
+//!   stream` past the viewer limit (default 5), else `201` with the answer and no `Location`.
+//!   Output starts at a keyframe; when the stream ends the viewer's connection is closed.
+//!   `HEAD` 405, `OPTIONS` 204, `PATCH` 501.
+//! - `GET /live/video-to-video/{streamId}/status`: 404 `Stream not found` until the stream id is
+//!   known, then the runner's last status event with `gateway_status` (`whep_url`,
+//!   `ingest_metrics`).
+//! - `POST /live/video-to-video/{stream}/update`: 404 `Stream not found`, else 200 (the params
+//!   are kept and show in the status).
+//!
+//! Where go-livepeer relays the ingest to an orchestrator over trickle, this gateway runs a
+//! built-in runner: every received access unit comes back on the output after
+//! [`GatewayConfig::latency`], once the runner is ONLINE ([`GatewayConfig::startup`] after the
+//! first video). Relaying to orchestrators through lvt's selection core is not built yet.
+//!
+//! Faults: a slow SDP answer, ICE that never connects (the answer names a port nobody reads),
+//! an auth refusal after the 201 (the ingest peer connection is closed at once, as go-livepeer
+//! does when its auth webhook refuses a WHIP stream), a viewer limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use lvt_webrtc::{Peer, PeerEvent, PeerHandle, PeerOptions};
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use crate::events::{PipelineState, StatusSnapshot, status_event};
+
+/// go-livepeer's `LIVE_AI_WHEP_MAX_SESSIONS` default.
+pub const DEFAULT_VIEWER_LIMIT: usize = 5;
+/// go-livepeer's `LIVE_AI_VIDEO_GATHER_TIMEOUT` default: no video track by then closes the
+/// ingest.
+const VIDEO_GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// go-livepeer's ingest asks for a keyframe this often (`keyframeInterval`).
+const PLI_EVERY: Duration = Duration::from_secs(2);
+/// The ICE server go-livepeer advertises in `Link` (its `WebrtcConfig`).
+const ICE_LINK: &str = "<stun:stun.l.google.com:19302>; rel=\"ice-server\"";
+
+/// How the simulated gateway behaves.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The built-in runner's processing time: each access unit comes back this much later.
+    pub latency: Duration,
+    /// From the first video until the runner is ONLINE (LOADING before: no output).
+    pub startup: Duration,
+    /// Held before the SDP answers of WHIP and WHEP (a slow gateway).
+    pub answer_delay: Duration,
+    /// Answer, then never read the peer's socket: ICE cannot connect.
+    pub ice_never: bool,
+    /// Close every ingest peer connection right after its 201 (an auth refusal on WHIP).
+    pub refuse_auth: bool,
+    /// Viewers per stream (`None`: unlimited, go-livepeer's `unlimited`).
+    pub viewer_limit: Option<usize>,
+    /// The address the peers' UDP sockets bind to (the host candidate).
+    pub media_ip: IpAddr,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            latency: Duration::from_millis(100),
+            startup: Duration::from_millis(500),
+            answer_delay: Duration::ZERO,
+            ice_never: false,
+            refuse_auth: false,
+            viewer_limit: Some(DEFAULT_VIEWER_LIMIT),
+            media_ip: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
+/// One output access unit.
+#[derive(Debug, Clone)]
+struct Frame {
+    pts: u64,
+    data: Bytes,
+    keyframe: bool,
+}
+
+/// One live stream: a WHIP ingest and its output.
+struct Stream {
+    name: String,
+    request_id: String,
+    stream_id: String,
+    pipeline: String,
+    whep_url: String,
+    started_ms: i64,
+    /// The output while the ingest runs; taken (and so closed for every viewer) when it ends.
+    output: Mutex<Option<broadcast::Sender<Frame>>>,
+    viewers: AtomicUsize,
+    status: Mutex<StreamStatus>,
+    frames_in: AtomicU64,
+}
+
+#[derive(Default)]
+struct StreamStatus {
+    state: Option<PipelineState>,
+    state_ms: Option<i64>,
+    last_input_ms: Option<i64>,
+    last_output_ms: Option<i64>,
+    params: Option<Value>,
+    params_ms: Option<i64>,
+    ingest: Option<Value>,
+}
+
+/// The gateway's state.
+pub struct Gateway {
+    config: GatewayConfig,
+    /// Streams by name (one ingest per name: a new one replaces the old).
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+}
+
+/// A gateway serving on a listener.
+pub struct RunningGateway {
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    /// `http://{addr}`.
+    pub url: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningGateway {
+    /// Waits for the server to stop (after the shutdown future resolves).
+    pub async fn join(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Serves a gateway on `listener` until `shutdown` resolves.
+pub async fn start_gateway(
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<RunningGateway> {
+    let addr = listener.local_addr()?;
+    let gateway = Arc::new(Gateway {
+        config,
+        streams: Mutex::new(HashMap::new()),
+    });
+    let app = router(gateway);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    Ok(RunningGateway {
+        addr,
+        url: format!("http://{addr}"),
+        task,
+    })
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    // One parameter name at each position: the router cannot tell `{stream}` from `{path}`.
+    Router::new()
+        .route("/live/video-to-video/{name}/whip", any(whip))
+        .route("/live/video-to-video/{name}/whep", any(whep))
+        .route("/live/video-to-video/{name}/update", any(update))
+        .route("/live/video-to-video/{name}/status", any(status))
+        .with_state(gateway)
+}
+
+/// go's `http.Error`: the message and a newline as plain text.
+fn go_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+fn code(status: StatusCode) -> Response {
+    status.into_response()
+}
+
+fn is_sdp(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/sdp")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+fn sdp_created(answer: String, extra: Vec<(header::HeaderName, String)>) -> Response {
+    let mut response = Response::new(Body::from(answer));
+    *response.status_mut() = StatusCode::CREATED;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    for (name, value) in extra {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
+async fn whip(
+    State(gateway): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match method {
+        Method::POST => {}
+        Method::HEAD => return code(StatusCode::METHOD_NOT_ALLOWED),
+        Method::OPTIONS => return code(StatusCode::NO_CONTENT),
+        _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    }
+    if !is_sdp(&headers) {
+        return go_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type, expected application/sdp",
+        );
+    }
+    if let Some(raw) = query.get("params").filter(|p| !p.is_empty())
+        && serde_json::from_str::<serde_json::Map<String, Value>>(raw).is_err()
+    {
+        return go_error(StatusCode::BAD_REQUEST, "Invalid pipeline params");
+    }
+    let config = &gateway.config;
+    let offer = String::from_utf8_lossy(&body);
+    let (peer, answer) = match Peer::answer(config.media_ip, &offer).await {
+        Ok(made) => made,
+        Err(e) => {
+            return go_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("SetRemoteDescription failed: {e}"),
+            );
+        }
+    };
+    tokio::time::sleep(config.answer_delay).await;
+
+    let request_id = random_hex(4);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let whep_url = format!("http://{host}/live/video-to-video/{name}-{request_id}-out/whep");
+    let (output, _) = broadcast::channel(64);
+    let stream = Arc::new(Stream {
+        name: name.clone(),
+        request_id: request_id.clone(),
+        stream_id: query.get("streamId").cloned().unwrap_or_default(),
+        pipeline: query.get("pipeline").cloned().unwrap_or_default(),
+        whep_url: whep_url.clone(),
+        started_ms: now_ms(),
+        output: Mutex::new(Some(output)),
+        viewers: AtomicUsize::new(0),
+        status: Mutex::new(StreamStatus {
+            params: query
+                .get("params")
+                .and_then(|p| serde_json::from_str(p).ok()),
+            ..Default::default()
+        }),
+        frames_in: AtomicU64::new(0),
+    });
+    gateway
+        .streams
+        .lock()
+        .expect("streams lock")
+        .insert(name.clone(), stream.clone());
+
+    if config.ice_never {
+        // The answer names the peer's socket; dropping the peer closes it unread.
+        drop(peer);
+    } else {
+        let handle = peer.spawn(PeerOptions {
+            pli_every: Some(PLI_EVERY),
+            stats_every: Some(Duration::from_secs(1)),
+        });
+        tokio::spawn(ingest(gateway.clone(), stream, handle));
+    }
+
+    // go-livepeer's getRequestURL joins host and path with a slash, and the path starts with
+    // one: the resource URL has a double slash.
+    let location = format!("http://{host}/{}/{}", uri.path(), random_hex(8));
+    sdp_created(
+        answer,
+        vec![
+            (header::LOCATION, location),
+            (header::ETAG, format!("W/\"{}\"", random_hex(8))),
+            (header::LINK, ICE_LINK.to_owned()),
+            (
+                header::HeaderName::from_static("livepeer-playback-url"),
+                whep_url,
+            ),
+            (
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "Location, ETag, Link, Livepeer-Playback-URL".to_owned(),
+            ),
+        ],
+    )
+}
+
+/// The ingest of one stream: its received access units come back on the output after the
+/// runner's latency, once it is ONLINE.
+async fn ingest(gateway: Arc<Gateway>, stream: Arc<Stream>, mut peer: PeerHandle) {
+    let config = &gateway.config;
+    let mut queue: VecDeque<(Instant, Frame)> = VecDeque::new();
+    let gather_deadline = Instant::now() + VIDEO_GATHER_TIMEOUT;
+    let mut online_at: Option<Instant> = None;
+    loop {
+        let next_due = queue.front().map(|(due, _)| *due);
+        tokio::select! {
+            event = peer.events.recv() => match event {
+                Some(PeerEvent::Video { rtp_time, at, data, .. }) => {
+                    stream.frames_in.fetch_add(1, Ordering::Relaxed);
+                    let ms = now_ms();
+                    let mut status = stream.status.lock().expect("status lock");
+                    status.last_input_ms = Some(ms);
+                    if online_at.is_none() {
+                        online_at = Some(at + config.startup);
+                        status.state = Some(PipelineState::Loading);
+                        status.state_ms = Some(ms);
+                    }
+                    drop(status);
+                    let keyframe = lvt_media::h264::contains_idr(&data);
+                    queue.push_back((at + config.latency, Frame { pts: rtp_time, data, keyframe }));
+                }
+                Some(PeerEvent::Ingress(stats)) => {
+                    let kind = if stats.video { "video" } else { "audio" };
+                    let mut status = stream.status.lock().expect("status lock");
+                    let ingest = status.ingest.get_or_insert_with(|| json!({ "stats": { "track_stats": {} } }));
+                    ingest["stats"]["track_stats"][kind] = json!({
+                        "type": kind,
+                        "packets_received": stats.packets,
+                        "bytes_received": stats.bytes,
+                        "jitter": stats.jitter,
+                        "packets_lost_fraction": stats.loss,
+                    });
+                }
+                Some(PeerEvent::Connected(_)) if config.refuse_auth => {
+                    // The auth webhook said no while the SDP exchange went on: go-livepeer
+                    // closes the peer connection it has just answered.
+                    peer.close();
+                }
+                Some(PeerEvent::Closed(_)) | None => break,
+                Some(_) => {}
+            },
+            _ = sleep_until_opt(next_due) => {
+                let now = Instant::now();
+                while queue.front().is_some_and(|(due, _)| *due <= now) {
+                    let (_, frame) = queue.pop_front().expect("front exists");
+                    if online_at.is_some_and(|at| at <= now) {
+                        let mut status = stream.status.lock().expect("status lock");
+                        if status.state != Some(PipelineState::Online) {
+                            status.state = Some(PipelineState::Online);
+                            status.state_ms = Some(now_ms());
+                        }
+                        status.last_output_ms = Some(now_ms());
+                        drop(status);
+                        if let Some(output) = &*stream.output.lock().expect("output lock") {
+                            let _ = output.send(frame);
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(gather_deadline.into()), if online_at.is_none() => {
+                // No video track within the gather timeout: go-livepeer closes ("missing video").
+                peer.close();
+            }
+        }
+    }
+    stream.output.lock().expect("output lock").take();
+    let mut streams = gateway.streams.lock().expect("streams lock");
+    if streams
+        .get(&stream.name)
+        .is_some_and(|s| s.request_id == stream.request_id)
+    {
+        streams.remove(&stream.name);
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `{stream}-{request id}-out` or `{stream}-out`, split on `-` as go-livepeer does.
+fn parse_playback(path: &str) -> Option<(&str, &str)> {
+    let parts: Vec<&str> = path.split('-').collect();
+    match parts.as_slice() {
+        [stream, request, "out"] => Some((stream, request)),
+        [stream, "out"] => Some((stream, "")),
+        _ => None,
+    }
+}
+
+/// Releases a viewer's place when dropped.
+struct ViewerSlot(Arc<Stream>);
+
+impl Drop for ViewerSlot {
+    fn drop(&mut self) {
+        self.0.viewers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn whep(
+    State(gateway): State<Arc<Gateway>>,
+    Path(path): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match method {
+        Method::POST => {}
+        Method::HEAD => return code(StatusCode::METHOD_NOT_ALLOWED),
+        Method::OPTIONS => return code(StatusCode::NO_CONTENT),
+        Method::PATCH => return code(StatusCode::NOT_IMPLEMENTED),
+        _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    }
+    let Some((name, request_id)) = parse_playback(&path) else {
+        return go_error(StatusCode::NOT_FOUND, "Malformed stream ID");
+    };
+    let stream = gateway
+        .streams
+        .lock()
+        .expect("streams lock")
+        .get(name)
+        .cloned();
+    let Some(stream) = stream.filter(|s| request_id.is_empty() || s.request_id == request_id)
+    else {
+        return go_error(StatusCode::NOT_FOUND, "Stream not found");
+    };
+    if !is_sdp(&headers) {
+        return go_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type, expected application/sdp",
+        );
+    }
+    let config = &gateway.config;
+    let taken = stream.viewers.fetch_add(1, Ordering::AcqRel);
+    let slot = ViewerSlot(stream.clone());
+    if config.viewer_limit.is_some_and(|limit| taken >= limit) {
+        return go_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many viewers for this stream",
+        );
+    }
+    let offer = String::from_utf8_lossy(&body);
+    let (peer, answer) = match Peer::answer(config.media_ip, &offer).await {
+        Ok(made) => made,
+        Err(_) => return go_error(StatusCode::BAD_REQUEST, "SetRemoteDescription failed"),
+    };
+    tokio::time::sleep(config.answer_delay).await;
+    if config.ice_never {
+        drop(peer);
+    } else {
+        let frames = stream
+            .output
+            .lock()
+            .expect("output lock")
+            .as_ref()
+            .map(|output| output.subscribe());
+        let Some(frames) = frames else {
+            return go_error(StatusCode::NOT_FOUND, "Stream not found");
+        };
+        let handle = peer.spawn(PeerOptions::default());
+        tokio::spawn(play(handle, frames, slot));
+    }
+    sdp_created(answer, Vec::new())
+}
+
+/// One viewer: the stream's output from its next keyframe on, until either side ends.
+async fn play(mut peer: PeerHandle, mut frames: broadcast::Receiver<Frame>, _slot: ViewerSlot) {
+    let mut connected = false;
+    let mut started = false;
+    loop {
+        tokio::select! {
+            event = peer.events.recv() => match event {
+                Some(PeerEvent::Connected(_)) => connected = true,
+                Some(PeerEvent::Closed(_)) | None => return,
+                Some(_) => {}
+            },
+            frame = frames.recv() => match frame {
+                Ok(frame) => {
+                    if !connected {
+                        continue;
+                    }
+                    if !started && !frame.keyframe {
+                        continue; // drop until the next keyframe, as go-livepeer does
+                    }
+                    started = true;
+                    peer.send_video(frame.pts, frame.data);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => started = false,
+                Err(broadcast::error::RecvError::Closed) => {
+                    peer.close();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn update(
+    State(gateway): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    method: Method,
+    body: Bytes,
+) -> Response {
+    match method {
+        Method::POST => {}
+        Method::OPTIONS => return code(StatusCode::NO_CONTENT),
+        _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+    }
+    let stream = gateway
+        .streams
+        .lock()
+        .expect("streams lock")
+        .get(&name)
+        .cloned();
+    let Some(stream) = stream else {
+        return go_error(StatusCode::NOT_FOUND, "Stream not found");
+    };
+    let mut status = stream.status.lock().expect("status lock");
+    status.params = serde_json::from_slice(&body).ok();
+    status.params_ms = Some(now_ms());
+    StatusCode::OK.into_response()
+}
+
+async fn status(
+    State(gateway): State<Arc<Gateway>>,
+    Path(stream_id): Path<String>,
+    method: Method,
+) -> Response {
+    if method == Method::OPTIONS {
+        return code(StatusCode::NO_CONTENT);
+    }
+    let stream = gateway
+        .streams
+        .lock()
+        .expect("streams lock")
+        .values()
+        .find(|s| !s.stream_id.is_empty() && s.stream_id == stream_id)
+        .cloned();
+    let Some(stream) = stream else {
+        return go_error(StatusCode::NOT_FOUND, "Stream not found");
+    };
+    let status = stream.status.lock().expect("status lock");
+    let snapshot = StatusSnapshot {
+        pipeline: stream.pipeline.clone(),
+        start_time_ms: stream.started_ms,
+        state: status.state,
+        last_state_update_time_ms: status.state_ms,
+        last_input_time_ms: status.last_input_ms,
+        last_output_time_ms: status.last_output_ms,
+        last_params_update_time_ms: status.params_ms,
+        last_params: status.params.clone(),
+        ..Default::default()
+    };
+    let mut doc = status_event(&snapshot, now_ms(), 0.0).event;
+    doc["gateway_status"] = json!({
+        "whep_url": stream.whep_url,
+        "ingest_metrics": status.ingest.clone(),
+        "frames_received": stream.frames_in.load(Ordering::Relaxed),
+    });
+    let mut body = serde_json::to_vec(&doc).unwrap_or_default();
+    body.push(b'\n'); // go's json.Encoder ends each value with a newline
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playback_paths_split_like_go_livepeer() {
+        assert_eq!(parse_playback("abc-1234-out"), Some(("abc", "1234")));
+        assert_eq!(parse_playback("abc-out"), Some(("abc", "")));
+        assert_eq!(parse_playback("abc"), None);
+        assert_eq!(parse_playback("a-b-c-out"), None);
+        assert_eq!(parse_playback("abc-1234-in"), None);
+    }
+}

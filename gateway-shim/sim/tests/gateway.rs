@@ -1,0 +1,329 @@
+//! `lvt sim gateway` over real HTTP and real WebRTC on loopback: go-livepeer's status codes,
+//! headers and bodies, and media through WHIP in and WHEP out with the runner's latency.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use lvt_sim::gateway::{GatewayConfig, RunningGateway, start_gateway};
+use lvt_webrtc::{
+    CloseReason, ExchangeError, Peer, PeerEvent, PeerHandle, PeerOptions, Role, exchange,
+};
+use tokio::net::TcpListener;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn gateway(config: GatewayConfig) -> RunningGateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_gateway(config, listener, std::future::pending())
+        .await
+        .unwrap()
+}
+
+/// A synthetic access unit: one NAL of type 5 (IDR) or 1, with a payload free of start codes.
+fn access_unit(index: u32, keyframe: bool) -> Bytes {
+    let mut au = vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }];
+    au.extend(index.to_be_bytes().iter().map(|b| b | 0x10));
+    au.extend(std::iter::repeat_n(0x5a, 3000));
+    Bytes::from(au)
+}
+
+async fn wait_connected(peer: &mut PeerHandle) -> Instant {
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            event = peer.events.recv() => match event {
+                Some(PeerEvent::Connected(at)) => return at,
+                Some(PeerEvent::Closed(reason)) => panic!("closed before connecting: {reason:?}"),
+                None => panic!("peer gone"),
+                Some(_) => {}
+            },
+            _ = &mut deadline => panic!("not connected within 10 s"),
+        }
+    }
+}
+
+/// Publishes over WHIP to `stream` and returns the peer and the answer.
+async fn publish(
+    client: &reqwest::Client,
+    gw: &RunningGateway,
+    query: &str,
+) -> (PeerHandle, lvt_webrtc::Answer) {
+    let (pending, offer) = Peer::offer(LOCAL, Role::Publish).await.unwrap();
+    let url = format!("{}/live/video-to-video/s1/whip?{query}", gw.url);
+    let answer = exchange(client, &url, &offer, &HeaderMap::new())
+        .await
+        .unwrap();
+    let peer = pending.accept(&answer.sdp).unwrap();
+    (peer.spawn(PeerOptions::default()), answer)
+}
+
+async fn play(client: &reqwest::Client, url: &str) -> Result<PeerHandle, ExchangeError> {
+    let (pending, offer) = Peer::offer(LOCAL, Role::Play).await.unwrap();
+    let answer = exchange(client, url, &offer, &HeaderMap::new()).await?;
+    let peer = pending.accept(&answer.sdp).unwrap();
+    Ok(peer.spawn(PeerOptions::default()))
+}
+
+async fn text(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn routes_refuse_like_go_livepeer() {
+    let gw = gateway(GatewayConfig::default()).await;
+    let client = reqwest::Client::new();
+    let base = format!("{}/live/video-to-video", gw.url);
+
+    let no_sdp = client
+        .post(format!("{base}/s1/whip"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        text(no_sdp).await,
+        (
+            415,
+            "Unsupported Media Type, expected application/sdp\n".into()
+        )
+    );
+    let head = client.head(format!("{base}/s1/whip")).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 405);
+    let options = client
+        .request(reqwest::Method::OPTIONS, format!("{base}/s1/whip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status().as_u16(), 204);
+
+    let malformed = client
+        .post(format!("{base}/s1/whep"))
+        .header("content-type", "application/sdp")
+        .body("v=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(malformed).await, (404, "Malformed stream ID\n".into()));
+    let unknown = client
+        .post(format!("{base}/nope-out/whep"))
+        .header("content-type", "application/sdp")
+        .body("v=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(unknown).await, (404, "Stream not found\n".into()));
+    let patch = client
+        .patch(format!("{base}/nope-out/whep"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status().as_u16(), 501);
+
+    let status = client
+        .get(format!("{base}/id1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(status).await, (404, "Stream not found\n".into()));
+    let update = client
+        .post(format!("{base}/s1/update"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text(update).await, (404, "Stream not found\n".into()));
+
+    let bad_params = client
+        .post(format!("{base}/s1/whip?params=notjson"))
+        .header("content-type", "application/sdp")
+        .body("v=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        text(bad_params).await,
+        (400, "Invalid pipeline params\n".into())
+    );
+}
+
+#[tokio::test]
+async fn media_goes_through_with_the_runner_latency() {
+    let latency = Duration::from_millis(120);
+    let gw = gateway(GatewayConfig {
+        latency,
+        startup: Duration::from_millis(300),
+        viewer_limit: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let (mut publisher, answer) = publish(&client, &gw, "pipeline=noop&streamId=id1").await;
+
+    // go-livepeer's headers on the 201.
+    let location = answer.location.clone().unwrap();
+    assert!(
+        location.starts_with(&format!("{}//live/video-to-video/s1/whip/", gw.url)),
+        "{location}"
+    );
+    assert!(answer.etag.as_deref().unwrap().starts_with("W/\""));
+    let playback = answer.playback_url.clone().unwrap();
+    assert!(
+        playback.starts_with(&format!("{}/live/video-to-video/s1-", gw.url))
+            && playback.ends_with("-out/whep"),
+        "{playback}"
+    );
+    assert!(answer.sdp.contains("profile-level-id=42001f"));
+
+    wait_connected(&mut publisher).await;
+    let mut viewer = play(&client, &playback).await.unwrap();
+    wait_connected(&mut viewer).await;
+
+    // One viewer allowed: the second is refused with go-livepeer's 429.
+    let refused = play(&client, &playback).await.err().unwrap();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(429), "{refused}");
+
+    // 3 s at 30 fps, a keyframe every second; each send time kept by PTS.
+    let sender = publisher.sender();
+    let sends = tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut sent = Vec::new();
+        for i in 0..90u32 {
+            tokio::time::sleep_until(start + Duration::from_millis(u64::from(i) * 1000 / 30)).await;
+            let pts = u64::from(i) * 3000;
+            sent.push((pts, Instant::now()));
+            sender.send_video(pts, access_unit(i, i % 30 == 0));
+        }
+        sent
+    });
+    let mut received = Vec::new();
+    let collect = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(collect);
+    loop {
+        tokio::select! {
+            event = viewer.events.recv() => match event {
+                Some(PeerEvent::Video { rtp_time, at, data, .. }) => received.push((rtp_time, at, data)),
+                Some(PeerEvent::Closed(_)) | None => break,
+                Some(_) => {}
+            },
+            _ = &mut collect => break,
+        }
+    }
+    let sent = sends.await.unwrap();
+
+    // Output starts at a keyframe once the runner is online (after 300 ms of LOADING).
+    assert!(!received.is_empty(), "no output frames");
+    let first = &received[0];
+    assert!(
+        lvt_media::h264::contains_idr(&first.2),
+        "output starts at a keyframe"
+    );
+    assert!(received.len() >= 40, "{} frames", received.len());
+    // The same bytes come out as went in.
+    let index = (first.0 / 3000) as u32;
+    assert_eq!(first.2, access_unit(index, true));
+
+    let mut delays: Vec<Duration> = received
+        .iter()
+        .filter_map(|(pts, at, _)| {
+            let (_, sent_at) = sent.iter().find(|(p, _)| p == pts)?;
+            Some(at.duration_since(*sent_at))
+        })
+        .collect();
+    delays.sort();
+    let p50 = delays[delays.len() / 2];
+    assert!(
+        p50 >= latency && p50 < latency + Duration::from_millis(60),
+        "p50 {p50:?} against {latency:?}"
+    );
+
+    // The status route, by stream id: the runner ONLINE and the gateway's ingest figures.
+    let status: serde_json::Value = client
+        .get(format!("{}/live/video-to-video/id1/status", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "ONLINE");
+    assert_eq!(status["pipeline"], "noop");
+    assert_eq!(status["gateway_status"]["whep_url"], playback);
+    assert!(
+        status["gateway_status"]["frames_received"]
+            .as_u64()
+            .unwrap()
+            >= 80
+    );
+
+    let update = client
+        .post(format!("{}/live/video-to-video/s1/update", gw.url))
+        .body(r#"{"prompt":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(update.status().as_u16(), 200);
+    let status: serde_json::Value = client
+        .get(format!("{}/live/video-to-video/id1/status", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["inference_status"]["last_params"]["prompt"], "x");
+
+    // Closing the ingest ends the stream; the viewer's connection is closed with it.
+    publisher.close();
+    let (reason, _) = closed_within(&mut viewer, Duration::from_secs(5)).await;
+    assert_eq!(reason, CloseReason::Remote);
+}
+
+/// Waits for the peer's end and how long it took.
+async fn closed_within(peer: &mut PeerHandle, limit: Duration) -> (CloseReason, Duration) {
+    let start = Instant::now();
+    tokio::time::timeout(limit, async {
+        loop {
+            match peer.events.recv().await {
+                Some(PeerEvent::Closed(reason)) => return (reason, start.elapsed()),
+                None => panic!("events ended without Closed"),
+                Some(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("closed in time")
+}
+
+#[tokio::test]
+async fn an_auth_refusal_closes_the_connection_after_the_201() {
+    let gw = gateway(GatewayConfig {
+        refuse_auth: true,
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let (mut publisher, answer) = publish(&client, &gw, "streamId=id2").await;
+    assert!(answer.playback_url.is_some(), "the 201 came first");
+    let connected = wait_connected(&mut publisher).await;
+    let (reason, _) = closed_within(&mut publisher, Duration::from_secs(5)).await;
+    assert_eq!(reason, CloseReason::Remote);
+    assert!(connected.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn ice_that_never_connects_ends_as_disconnected() {
+    let gw = gateway(GatewayConfig {
+        ice_never: true,
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let (mut publisher, _) = publish(&client, &gw, "").await;
+    let (reason, took) = closed_within(&mut publisher, Duration::from_secs(60)).await;
+    assert_eq!(reason, CloseReason::Disconnected, "after {took:?}");
+}
