@@ -234,6 +234,10 @@ pub enum TargetMode {
     Direct,
     /// The network, through a gateway that selects (and may swap) orchestrators.
     Network,
+    /// A gateway as users stream into it: WebRTC in over WHIP, out over WHEP
+    /// (docs/gateway-mode.md). The gateway selects the orchestrator, unless the session pinned
+    /// one (`orchestrator`).
+    Gateway,
 }
 
 /// An orchestrator as identified on the network.
@@ -388,6 +392,20 @@ pub enum FailureClass {
     ProtocolError,
     /// A tester bug.
     Internal,
+    /// Gateway mode: ICE found no working candidate pair within the connect timeout.
+    IceFailed,
+    /// Gateway mode: ICE connected but the DTLS handshake did not complete.
+    DtlsFailed,
+    /// Gateway mode: the WHIP `POST` was refused (any status but 201) or unreachable.
+    WhipRefused,
+    /// Gateway mode: the WHEP `POST` was refused (404 past the playback wait, 429 viewer limit,
+    /// another status) or unreachable.
+    WhepRefused,
+    /// Gateway mode: the gateway closed the ingest connection after its 201 before any output
+    /// (go-livepeer's answer to an auth refusal).
+    AuthClosed,
+    /// Gateway mode: both connections up, and no output frame within the startup timeout.
+    NoOutput,
 }
 
 /// The values measured on the tester's clock for one session.
@@ -468,6 +486,79 @@ pub struct SessionMetrics {
     /// latency, FPS and stalls are of processed frames. Absent when none was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loading_overlay: Option<LoadingOverlay>,
+    /// Gateway mode: the WebRTC legs and the gateway's own figures (docs/metrics.md, "Gateway
+    /// mode"). Absent in the other modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayFigures>,
+}
+
+/// What a gateway-mode session measured of its two WebRTC legs, on the tester's clock from the
+/// WHIP `POST`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayFigures {
+    /// WHIP `POST` to its 201 answer, ms.
+    pub whip_answer_ms: Option<f64>,
+    /// WHIP `POST` to the ingest's ICE connected, ms.
+    pub ice_connected_ms: Option<f64>,
+    /// WHIP `POST` to the ingest's DTLS connected (media can flow), ms.
+    pub dtls_connected_ms: Option<f64>,
+    /// The first WHEP `POST` to its 201 answer, ms.
+    pub whep_answer_ms: Option<f64>,
+    /// WHEP `POST`s answered 404 before the one answered 201 (the output not ready yet).
+    pub whep_not_found: u32,
+    /// WHIP `POST` to the playback's DTLS connected, ms.
+    pub whep_connected_ms: Option<f64>,
+    /// Keyframe requests (PLI/FIR) the gateway sent to the ingest.
+    pub plis_received: u64,
+    /// The ingest leg as the gateway's RTCP reports it, and the playback leg as received.
+    pub ingest: RtpLeg,
+    pub playback: RtpLeg,
+    /// The runner states the status route reported, in order, each with when it was first
+    /// seen (ms from the WHIP `POST`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runner_states: Vec<StateSeen>,
+    /// The gateway's own ingest figures per track, from the last `gateway_status.ingest_metrics`
+    /// the status route gave (go-livepeer refreshes them every 5 s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_ingest: Vec<GatewayTrackStats>,
+}
+
+/// One track of the gateway's WHIP ingest statistics, as its status route reports them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayTrackStats {
+    /// `video` or `audio`.
+    pub kind: String,
+    pub packets_received: Option<u64>,
+    pub packets_lost: Option<i64>,
+    /// Interarrival jitter as the gateway states it.
+    pub jitter: Option<f64>,
+    /// Round trip as the gateway states it.
+    pub rtt: Option<f64>,
+    /// The gateway's own input-to-output latency, seconds (last input minus last output
+    /// timestamp).
+    pub latency_s: Option<f64>,
+}
+
+/// RTP figures of one video leg.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RtpLeg {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Fraction lost (0..1), as last reported.
+    pub loss: Option<f64>,
+    /// NACKs: received from the gateway (ingest), sent to it (playback).
+    pub nacks: u64,
+    /// Interarrival jitter in ms (playback: measured here; ingest: the gateway's RTCP report).
+    pub jitter_ms: Option<f64>,
+    /// Mean bitrate over the leg's life, kbit/s.
+    pub bitrate_kbps: Option<f64>,
+}
+
+/// A runner state seen on the status route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StateSeen {
+    pub state: String,
+    pub at_ms: f64,
 }
 
 /// The loading overlay frames of a session.

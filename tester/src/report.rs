@@ -53,8 +53,38 @@ pub fn session_table(r: &SessionReport) -> String {
         ),
     ));
     rows.push(("model", r.model_id.clone()));
-    rows.push(("GetOrchestrator ms", opt(m.get_orchestrator_ms, 1)));
-    rows.push(("job start ms", opt(m.job_start_ms, 1)));
+    match &m.gateway {
+        // Gateway mode: the WebRTC legs in place of GetOrchestrator and job start.
+        Some(g) => {
+            rows.push(("WHIP answer ms", opt(g.whip_answer_ms, 1)));
+            rows.push((
+                "ICE / DTLS connected ms",
+                format!(
+                    "{} / {}",
+                    opt(g.ice_connected_ms, 1),
+                    opt(g.dtls_connected_ms, 1)
+                ),
+            ));
+            rows.push((
+                "WHEP answer ms (404s)",
+                format!("{} ({})", opt(g.whep_answer_ms, 1), g.whep_not_found),
+            ));
+            rows.push(("WHEP connected ms", opt(g.whep_connected_ms, 1)));
+            rows.push(("PLIs from the gateway", g.plis_received.to_string()));
+            rows.push((
+                "RTP in / out kbit/s",
+                format!(
+                    "{} / {}",
+                    opt(g.ingest.bitrate_kbps, 0),
+                    opt(g.playback.bitrate_kbps, 0)
+                ),
+            ));
+        }
+        None => {
+            rows.push(("GetOrchestrator ms", opt(m.get_orchestrator_ms, 1)));
+            rows.push(("job start ms", opt(m.job_start_ms, 1)));
+        }
+    }
     rows.push(("startup ms", opt(m.startup_ms, 1)));
     rows.push((
         "e2e ms p50/p90/p95/p99/max",

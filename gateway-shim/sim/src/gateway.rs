@@ -598,7 +598,9 @@ async fn status(
         last_params: status.params.clone(),
         ..Default::default()
     };
-    let mut doc = status_event(&snapshot, now_ms(), 0.0).event;
+    // The runner's last status event: stamped when its state last changed, not per request.
+    let stamp = status.state_ms.unwrap_or(stream.started_ms);
+    let mut doc = status_event(&snapshot, stamp, 0.0).event;
     doc["gateway_status"] = json!({
         "whep_url": stream.whep_url,
         "ingest_metrics": status.ingest.clone(),

@@ -124,15 +124,7 @@ impl ContentTracker {
         tolerance_us: u64,
     ) {
         self.samples = self.samples.saturating_add(1);
-        // The picture answers the latest input frame with its number sent before it arrived; a
-        // number never sent (a misread, or not our picture) is no evidence either way.
-        let shown = code.and_then(|code| {
-            self.sent
-                .iter()
-                .rev()
-                .find(|sent| sent.code == code && sent.at_us <= at_us)
-        });
-        let Some(shown) = shown else {
+        let Some(shown) = self.shown(code, at_us) else {
             self.unreadable = self.unreadable.saturating_add(1);
             return;
         };
@@ -148,6 +140,28 @@ impl ContentTracker {
     }
 
     /// The check as the record carries it, or `None` without samples.
+    /// A decoded output frame arrived at `at_us` showing frame number `code`, where its
+    /// timestamp says nothing (rewritten on the way): only its latency by content counts.
+    pub(crate) fn handle_sample_by_content(&mut self, at_us: u64, code: Option<u32>) {
+        self.samples = self.samples.saturating_add(1);
+        match self.shown(code, at_us) {
+            Some(shown) => self.latencies_us.push(at_us - shown.at_us),
+            None => self.unreadable = self.unreadable.saturating_add(1),
+        }
+    }
+
+    /// The input frame a picture showing `code` at `at_us` answers: the latest sent with that
+    /// number before it arrived. A number never sent (a misread, or not our picture) is no
+    /// evidence either way.
+    fn shown(&self, code: Option<u32>, at_us: u64) -> Option<Sent> {
+        let code = code?;
+        self.sent
+            .iter()
+            .rev()
+            .find(|sent| sent.code == code && sent.at_us <= at_us)
+            .copied()
+    }
+
     pub(crate) fn check(&self) -> Option<ContentCheck> {
         (self.samples > 0).then(|| ContentCheck {
             samples: self.samples,

@@ -54,6 +54,10 @@ pub struct MeasureConfig {
     /// Bound on each list of runner self-reports kept (error messages, states, trace types)
     /// (default 64).
     pub max_events_kept: usize,
+    /// The output's timestamps are not the input's (a gateway's WebRTC playback rewrites
+    /// them): e2e latency comes from the pictures alone, and output PTS are neither matched nor
+    /// judged (default false).
+    pub timestamps_rewritten: bool,
 }
 
 impl Default for MeasureConfig {
@@ -62,6 +66,7 @@ impl Default for MeasureConfig {
             stall_threshold_ms: 500,
             fps_window_ms: 1000,
             max_events_kept: 64,
+            timestamps_rewritten: false,
         }
     }
 }
@@ -258,6 +263,10 @@ impl SessionRecorder {
         code: Option<u32>,
         tolerance_us: u64,
     ) {
+        if self.config.timestamps_rewritten {
+            self.content.handle_sample_by_content(at_us, code);
+            return;
+        }
         let pts_sent_at_us = self.sent_at_us(pts);
         self.content
             .handle_sample(pts, at_us, code, pts_sent_at_us, tolerance_us);
@@ -287,7 +296,9 @@ impl SessionRecorder {
             .output_video_bytes
             .saturating_add(u64::try_from(size_bytes).unwrap_or(u64::MAX));
 
-        self.record_latency(pts, at_us);
+        if !self.config.timestamps_rewritten {
+            self.record_latency(pts, at_us);
+        }
         self.record_arrival(at_us);
     }
 
@@ -442,8 +453,9 @@ impl SessionRecorder {
         // Timestamps the pictures contradict, or that mostly name no input frame sent before
         // their output arrived, measure nothing: the latency comes from the pictures then (and
         // is not stated without any).
-        let pts_untrusted = self.content.pts_untrusted() || self.pts_implausible();
-        let e2e_latency_ms = if pts_untrusted {
+        let pts_untrusted = !self.config.timestamps_rewritten
+            && (self.content.pts_untrusted() || self.pts_implausible());
+        let e2e_latency_ms = if pts_untrusted || self.config.timestamps_rewritten {
             self.content.summary()
         } else {
             self.latency_summary()
@@ -479,6 +491,7 @@ impl SessionRecorder {
             content_check: self.content.check(),
             pts_untrusted,
             loading_overlay: self.loading_overlay(),
+            gateway: None,
         };
         (metrics, self.runner.report())
     }

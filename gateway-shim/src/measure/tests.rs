@@ -922,6 +922,7 @@ fn zero_window_and_threshold_do_not_panic() {
         stall_threshold_ms: 0,
         fps_window_ms: 0,
         max_events_kept: 0,
+        ..MeasureConfig::default()
     });
     recorder.handle_output_frame(1, 0, true, 1);
     recorder.handle_output_frame(2, 2000, true, 1);
@@ -1001,4 +1002,34 @@ fn latency_beyond_the_histogram_bound_keeps_its_exact_maximum() {
             ("/metrics/e2e_latency_ms/mean", json!(3_600_050.0)),
         ],
     );
+}
+
+#[test]
+fn rewritten_timestamps_take_latency_from_the_pictures_alone() {
+    let mut recorder = SessionRecorder::new(MeasureConfig {
+        timestamps_rewritten: true,
+        ..MeasureConfig::default()
+    });
+    // 30 frames at 30 fps; the output carries other timestamps (a gateway's RTP clock) and
+    // shows each input frame 150 ms after it went out.
+    for k in 0..30u64 {
+        let sent_us = k * 33_333;
+        recorder.handle_input_frame_sent(k * 3000, sent_us);
+        recorder.handle_input_frame_code(k * 3000, sent_us, k as u32, true);
+    }
+    for k in 0..30u64 {
+        let at_us = k * 33_333 + 150_000;
+        let rtp = 1_000_000 + k * 3000;
+        recorder.handle_output_frame(rtp, at_us, k == 0, 1000);
+        recorder.handle_content_sample(rtp, at_us, Some(k as u32), 50_000);
+    }
+    let (metrics, _) = recorder.finish(29 * 33_333);
+    let e2e = metrics.e2e_latency_ms.expect("latency by content");
+    assert_eq!(e2e.count, 30);
+    assert!((e2e.p50 - 150.0).abs() < 0.01, "{e2e:?}");
+    // Timestamps are neither matched nor judged.
+    assert_eq!(metrics.frames_unmatched, 0);
+    assert!(!metrics.pts_untrusted);
+    let check = metrics.content_check.expect("content check");
+    assert_eq!((check.samples, check.disagreements), (30, 0));
 }

@@ -301,6 +301,7 @@ impl Peer {
         events: &mpsc::UnboundedSender<PeerEvent>,
     ) -> CloseReason {
         let mut buf = vec![0u8; 2048];
+        let mut ice_connected = false;
         let mut connected = false;
         let mut next_pli: Option<Instant> = None;
         let mut next_stats = options.stats_every.map(|every| Instant::now() + every);
@@ -327,6 +328,7 @@ impl Peer {
                         if let Some(reason) = self.on_event(
                             event,
                             events,
+                            &mut ice_connected,
                             &mut connected,
                             &mut next_pli,
                             &options,
@@ -435,6 +437,7 @@ impl Peer {
         &mut self,
         event: Event,
         events: &mpsc::UnboundedSender<PeerEvent>,
+        ice_connected: &mut bool,
         connected: &mut bool,
         next_pli: &mut Option<Instant>,
         options: &PeerOptions,
@@ -443,7 +446,10 @@ impl Peer {
     ) -> Option<CloseReason> {
         let now = Instant::now();
         let sent = match event {
-            Event::IceConnectionStateChange(IceConnectionState::Connected) => {
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if !*ice_connected => {
+                *ice_connected = true;
                 events.send(PeerEvent::IceConnected(now))
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

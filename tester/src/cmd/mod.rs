@@ -45,7 +45,7 @@ pub struct Cli {
 pub enum Command {
     /// Run one live video-to-video session against one orchestrator now and report it.
     #[command(long_about = probe::HELP)]
-    Probe(probe::ProbeArgs),
+    Probe(Box<probe::ProbeArgs>),
     /// Run simulated orchestrators (one, a fleet from a file, or the built-in fleet).
     #[command(long_about = sim::HELP)]
     Sim(sim::SimArgs),
@@ -107,7 +107,7 @@ pub fn init_tracing(json: bool, command: &Command) {
 /// Runs a parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
     let result = match cli.command {
-        Command::Probe(args) => probe::run(args).await,
+        Command::Probe(args) => probe::run(*args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Trickle(cmd) => trickle::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,

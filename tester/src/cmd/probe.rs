@@ -32,6 +32,12 @@ score-weighted:SEED), starts on the first that accepts (20 tries within 2 s), sw
 serving one fails (at most 2 swaps in 3 minutes) and reports every swap with its output freeze \
 and each orchestrator's share. With --collector (or --kafka and --events-topic) it also ships \
 the session's go-livepeer analytics events.\n\n\
+With --gateway URL there is no ORCHESTRATOR either: the session streams into a go-livepeer \
+gateway as its users do (docs/gateway-mode.md): the clip over WHIP, the output over WHEP, the \
+status route polled, the params update through the update route, e2e latency read from the \
+output pictures. --pin SUBSTRING asks the gateway for the orchestrator whose URL contains it \
+(its `orchestrator` parameter); --header 'Name: value' adds a header to every request (a stream \
+key, an API key).\n\n\
 Jobs are offchain (an empty payment) unless --remote-signer URL pays them through a go-livepeer \
 remote signer.\n\n\
 Exit codes: 0 the session passed; 1 it failed (with a failure class) or was unscored \
@@ -40,11 +46,28 @@ Exit codes: 0 the session passed; 1 it failed (with a failure class) or was unsc
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The orchestrator: host:port, https://host:port or http://host:port (not with --network).
-    #[arg(required_unless_present = "network", conflicts_with = "network")]
+    #[arg(
+        required_unless_present_any = ["network", "gateway"],
+        conflicts_with_all = ["network", "gateway"]
+    )]
     pub orchestrator: Option<String>,
     /// Run through network selection instead of one orchestrator (needs --discovery).
-    #[arg(long, requires = "discovery")]
+    #[arg(long, requires = "discovery", conflicts_with = "gateway")]
     pub network: bool,
+    /// Stream into this go-livepeer gateway over WHIP and play the output over WHEP
+    /// (http://host:port or https://host:port).
+    #[arg(long, value_name = "URL")]
+    pub gateway: Option<String>,
+    /// With --gateway: the stream name (letters and digits; default a fresh random one).
+    #[arg(long, requires = "gateway")]
+    pub stream: Option<String>,
+    /// With --gateway: pin the orchestrator whose URL contains this (the `orchestrator` query
+    /// parameter of go-livepeer's WHIP route).
+    #[arg(long, value_name = "SUBSTRING", requires = "gateway")]
+    pub pin: Option<String>,
+    /// With --gateway: a header sent with every request, 'Name: value' (repeatable).
+    #[arg(long, value_name = "'NAME: VALUE'", requires = "gateway")]
+    pub header: Vec<String>,
     /// Discovery for --network: static:URI[,URI...], webhook:URL, naap:URL, chain or
     /// chain:RPC_URL (on-chain, Arbitrum One's contracts) (repeatable; as `lvt discover`).
     #[arg(long, requires = "network")]
@@ -99,15 +122,20 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CliError> {
     } else {
         None
     };
+    let gateway = args
+        .gateway
+        .as_deref()
+        .map(|url| gateway_options(url, &args))
+        .transpose()?;
     let target: OrchestratorUri = match (&args.orchestrator, &network) {
         (Some(o), _) => o
             .parse()
             .map_err(|e| CliError::Usage(format!("ORCHESTRATOR {o:?}: {e}")))?,
         // Never contacted: each try of network selection sets the candidate it starts on.
-        (None, Some(_)) => {
+        (None, _) if network.is_some() || gateway.is_some() => {
             OrchestratorUri::new(lvt_wire::live::Scheme::Https, "network.invalid", 443)
         }
-        (None, None) => return Err(CliError::Usage("ORCHESTRATOR is required".into())),
+        (None, _) => return Err(CliError::Usage("ORCHESTRATOR is required".into())),
     };
     // The key and URL are checked before the session so that a typo does not cost a session.
     let shipper = shipper_from(&args.ship)?;
@@ -150,8 +178,11 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CliError> {
         .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
     opts.address_verifier = address_verifier(&args.verify, &http)?;
     let cancel = ctrl_c_token();
-    let report = match network {
-        Some((sources, strategy)) => {
+    let report = match (network, gateway) {
+        (_, Some(gateway)) => {
+            probe::gateway::probe_gateway(&opts, &gateway, clip, &http, cancel).await
+        }
+        (Some((sources, strategy)), None) => {
             // Through network selection with an on-chain source and no --verify-addresses,
             // claims are checked through that source.
             if opts.address_verifier.is_none() {
@@ -165,7 +196,7 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CliError> {
             events.finish().await;
             run.report
         }
-        None => probe::probe(&opts, clip, &http, cancel).await,
+        (None, None) => probe::probe(&opts, clip, &http, cancel).await,
     };
     if args.json {
         println!(
@@ -181,6 +212,48 @@ pub async fn run(args: ProbeArgs) -> Result<u8, CliError> {
         EXIT_FAILED
     };
     Ok(ship_and_adjust(shipper.as_ref(), std::slice::from_ref(&report), code).await)
+}
+
+/// The gateway of `lvt probe --gateway`: its URL, stream, pin and headers, each checked.
+fn gateway_options(
+    url: &str,
+    args: &ProbeArgs,
+) -> Result<probe::gateway::GatewayOptions, CliError> {
+    let parsed: reqwest::Url = url
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--gateway {url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(CliError::Usage(format!(
+            "--gateway {url:?}: expected http://host:port or https://host:port"
+        )));
+    }
+    let mut gateway = probe::gateway::GatewayOptions::new(parsed);
+    if let Some(stream) = &args.stream {
+        if stream.is_empty()
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(CliError::Usage(format!(
+                "--stream {stream:?}: letters, digits and _ only (go-livepeer splits playback \
+                 paths on '-')"
+            )));
+        }
+        gateway.stream = stream.clone();
+        gateway.stream_id = stream.clone();
+    }
+    gateway.orchestrator = args.pin.clone();
+    for header in &args.header {
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            CliError::Usage(format!("--header {header:?}: expected 'Name: value'"))
+        })?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|e| CliError::Usage(format!("--header {header:?}: {e}")))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|e| CliError::Usage(format!("--header {header:?}: {e}")))?;
+        gateway.headers.append(name, value);
+    }
+    Ok(gateway)
 }
 
 /// The discovery sources and strategy of `lvt probe --network`.

@@ -15,7 +15,8 @@ pub const HELP: &str = "Run simulated orchestrators that speak Livepeer's protoc
 GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certificate by default.\n\n\
   lvt sim --listen 127.0.0.1:8935 --profile good     one orchestrator\n\
   lvt sim --config fleet.toml                        a fleet described in a file\n\
-  lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\n\
+  lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\
+  lvt sim gateway --listen 127.0.0.1:8937            a go-livepeer gateway: WHIP in, WHEP out\n\n\
 Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, \
 cold_startup_ms, cold_after_idle_s, capacity, start_status, crash_after_s, stall_at_s, stall_s, slow, \
 seed, get_orchestrator_delay_ms, require_payment, payment_status; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
@@ -23,7 +24,11 @@ nothing running) loads for cold_startup_ms, a warm one for startup_ms. Built-in 
 slow, flaky and busy. It prints each orchestrator's name, address and URI, then runs until Ctrl-C.";
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    /// Another role than orchestrators.
+    #[command(subcommand)]
+    pub role: Option<SimRole>,
     /// Run one orchestrator on this address (with --profile); with --config only its IP is used,
     /// as the bind address of the fleet.
     #[arg(long)]
@@ -48,8 +53,99 @@ pub struct SimArgs {
     pub json: bool,
 }
 
+/// The simulator's other roles.
+#[derive(Debug, clap::Subcommand)]
+pub enum SimRole {
+    /// A go-livepeer gateway as users stream into it: WHIP in, WHEP out, status and update
+    /// routes (docs/gateway-mode.md); a built-in runner gives the output back after --latency-ms.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// HTTP address of the gateway.
+    #[arg(long, default_value = "127.0.0.1:8937")]
+    pub listen: SocketAddr,
+    /// The built-in runner's processing time per frame, ms.
+    #[arg(long, default_value_t = 100)]
+    pub latency_ms: u64,
+    /// From the first video until the runner is ONLINE (no output before), ms.
+    #[arg(long, default_value_t = 500)]
+    pub startup_ms: u64,
+    /// Hold every SDP answer this long (a slow gateway), ms.
+    #[arg(long, default_value_t = 0)]
+    pub answer_delay_ms: u64,
+    /// Answer, then never read the peer's socket: ICE never connects.
+    #[arg(long)]
+    pub ice_never: bool,
+    /// Close each ingest connection once it is up, as go-livepeer does when its auth webhook
+    /// refuses a WHIP stream.
+    #[arg(long)]
+    pub refuse_auth: bool,
+    /// Viewers per stream: a number, or unlimited (go-livepeer's LIVE_AI_WHEP_MAX_SESSIONS).
+    #[arg(long, default_value = "5")]
+    pub viewer_limit: String,
+    /// The address the media (UDP) sockets bind to and announce as their ICE candidate
+    /// (default: the IP of --listen, or 127.0.0.1 when that is unspecified).
+    #[arg(long)]
+    pub media_ip: Option<std::net::IpAddr>,
+}
+
+/// Runs `lvt sim gateway` until Ctrl-C.
+async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
+    use lvt_sim::gateway::{GatewayConfig, start_gateway};
+    use std::time::Duration;
+    let viewer_limit = match args.viewer_limit.as_str() {
+        "unlimited" => None,
+        n => match n.parse::<usize>() {
+            Ok(limit) if limit > 0 => Some(limit),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--viewer-limit {n:?}: a positive number or unlimited"
+                )));
+            }
+        },
+    };
+    let media_ip = args.media_ip.unwrap_or_else(|| {
+        if args.listen.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.listen.ip()
+        }
+    });
+    let config = GatewayConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        startup: Duration::from_millis(args.startup_ms),
+        answer_delay: Duration::from_millis(args.answer_delay_ms),
+        ice_never: args.ice_never,
+        refuse_auth: args.refuse_auth,
+        viewer_limit,
+        media_ip,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("binding {}: {e}", args.listen)))?;
+    let cancel = ctrl_c_token();
+    let running = start_gateway(config, listener, async move { cancel.cancelled().await })
+        .await
+        .map_err(|e| CliError::Failed(e.into()))?;
+    println!("gateway {}", running.url);
+    println!(
+        "  WHIP  {}/live/video-to-video/STREAM/whip   (WHEP URL in Livepeer-Playback-URL)",
+        running.url
+    );
+    running
+        .join()
+        .await
+        .map_err(|e| CliError::Failed(e.into()))?;
+    Ok(EXIT_OK)
+}
+
 /// Runs `lvt sim` and returns its exit code.
 pub async fn run(args: SimArgs) -> Result<u8, CliError> {
+    if let Some(SimRole::Gateway(gateway)) = args.role {
+        return run_gateway(gateway).await;
+    }
     let opts = lvt_sim::SimOptions {
         listen: args.listen,
         profile: args.profile,

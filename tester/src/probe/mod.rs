@@ -12,6 +12,7 @@
 //! refuses, hangs, lies or crashes is a measurement, never an `Err`.
 
 mod driver;
+pub mod gateway;
 pub mod network;
 mod pictures;
 mod start;

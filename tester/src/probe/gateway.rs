@@ -1,0 +1,715 @@
+//! Gateway mode: one session through a gateway as users stream into it (docs/gateway-mode.md).
+//!
+//! The clip goes out over WHIP (its pre-encoded H.264 access units, packetized to RTP by
+//! str0m, and an Opus track of silence), the output comes back over WHEP, the status route is
+//! polled and params updates go to the update route; both peer connections are closed at the
+//! end. Everything is measured on the tester's clock from the WHIP `POST` into the same
+//! [`SessionRecorder`] the other modes use, configured with `timestamps_rewritten`: a gateway
+//! rewrites RTP timestamps, so e2e latency comes from the pictures alone (each decoded output
+//! frame's number, matched to the send time of the input frame that carried it).
+//!
+//! Not built yet: running through `SessionCore` (this driver keeps its own small loop), swaps
+//! seen through a gateway, and `lvt run` targets of this kind.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use lvt_gateway::measure::{MeasureConfig, SessionRecorder};
+use lvt_gateway::session::{PictureLook, beacon_bright, updated_params};
+use lvt_schema::{
+    FailureClass, GatewayFigures, GatewayTrackStats, Outcome, RtpLeg, SessionReport, StateSeen,
+    TargetMode,
+};
+use lvt_webrtc::codecs::{OPUS_FRAME_SAMPLES, OPUS_SILENCE};
+use lvt_webrtc::{
+    CloseReason, ExchangeError, Peer, PeerEvent, PeerHandle, PeerOptions, Role, exchange,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ProbeOptions, fail, report_template, unix_ms};
+use crate::encode::{Clip, PictureReader};
+
+/// go-livepeer's ICE failed timeout: a connection not up by then is not coming.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// WHEP is retried this often while it answers 404 (the output not ready yet).
+const PLAYBACK_RETRY: Duration = Duration::from_millis(500);
+/// The status route is polled this often.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// After the last input frame, output silent this long ends the drain.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Where and how to reach the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The gateway's base URL, for example `http://127.0.0.1:8937`.
+    pub url: reqwest::Url,
+    /// The stream name in the WHIP path (go-livepeer splits playback paths on `-`, so it has
+    /// none).
+    pub stream: String,
+    /// The `streamId` query parameter: the key of the status route.
+    pub stream_id: String,
+    /// Pins the orchestrator by a substring of its URL (`orchestrator` query parameter).
+    pub orchestrator: Option<String>,
+    /// Sent with the WHIP, WHEP, status and update requests (a stream key, an API key).
+    pub headers: HeaderMap,
+}
+
+impl GatewayOptions {
+    /// A fresh stream on the gateway at `url`.
+    pub fn new(url: reqwest::Url) -> Self {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        GatewayOptions {
+            url,
+            stream: format!("lvt{}", &name[..12]),
+            stream_id: format!("lvt{}", &name[12..24]),
+            orchestrator: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    fn route(&self, path: &str) -> reqwest::Url {
+        let mut url = self.url.clone();
+        url.set_path(&format!(
+            "{}/live/video-to-video/{path}",
+            self.url.path().trim_end_matches('/')
+        ));
+        url
+    }
+
+    /// The WHIP URL with its query: pipeline, params, stream id, the orchestrator pin.
+    pub fn whip_url(&self, opts: &ProbeOptions) -> reqwest::Url {
+        let mut url = self.route(&format!("{}/whip", self.stream));
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("pipeline", &opts.model_id);
+            query.append_pair("params", &opts.params.to_string());
+            query.append_pair("streamId", &self.stream_id);
+            if let Some(pin) = &self.orchestrator {
+                query.append_pair("orchestrator", pin);
+            }
+        }
+        url
+    }
+}
+
+/// What the decoding thread says of one output frame.
+struct Look {
+    rtp_time: u64,
+    at_us: u64,
+    look: Option<PictureLook>,
+}
+
+/// Decodes output access units in order on a thread of its own (P-frames need the frames
+/// before them): units in, what each picture shows out.
+fn start_decoder(
+    done: mpsc::UnboundedSender<Look>,
+) -> Option<std::sync::mpsc::Sender<(u64, u64, Bytes)>> {
+    let mut reader = PictureReader::new()?;
+    let (units, inbox) = std::sync::mpsc::channel::<(u64, u64, Bytes)>();
+    std::thread::Builder::new()
+        .name("lvt-gateway-decode".into())
+        .spawn(move || {
+            while let Ok((rtp_time, at_us, unit)) = inbox.recv() {
+                let look = reader.look(&unit);
+                if done
+                    .send(Look {
+                        rtp_time,
+                        at_us,
+                        look,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .ok()?;
+    Some(units)
+}
+
+/// The session's state while it runs.
+struct Session<'a> {
+    opts: &'a ProbeOptions,
+    gateway: &'a GatewayOptions,
+    http: &'a reqwest::Client,
+    t0: Instant,
+    recorder: SessionRecorder,
+    figures: GatewayFigures,
+    failure: Option<(FailureClass, String)>,
+    interrupted: bool,
+}
+
+impl Session<'_> {
+    fn us(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.t0).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn ms(&self, at: Instant) -> f64 {
+        self.us(at) as f64 / 1000.0
+    }
+
+    fn fail(&mut self, class: FailureClass, detail: String) {
+        self.failure.get_or_insert((class, detail));
+    }
+}
+
+/// Runs one gateway-mode session and returns its record.
+pub async fn probe_gateway(
+    opts: &ProbeOptions,
+    gateway: &GatewayOptions,
+    clip: Arc<Clip>,
+    http: &reqwest::Client,
+    cancel: CancellationToken,
+) -> SessionReport {
+    let mut report = report_template(opts, TargetMode::Gateway);
+    let mut session = Session {
+        opts,
+        gateway,
+        http,
+        t0: Instant::now(),
+        recorder: SessionRecorder::new(MeasureConfig {
+            timestamps_rewritten: true,
+            ..MeasureConfig::default()
+        }),
+        figures: GatewayFigures::default(),
+        failure: None,
+        interrupted: false,
+    };
+    let end_us = match run(&mut session, &clip, &cancel).await {
+        Ok(end_us) | Err(end_us) => end_us,
+    };
+    let (mut metrics, runner) = session.recorder.finish(end_us);
+    metrics.gateway = Some(session.figures);
+    report.metrics = metrics;
+    report.runner = runner;
+    report.ended_at_unix_ms = unix_ms();
+    match session.failure {
+        _ if session.interrupted => {
+            report.outcome = Outcome::UnscoredIndeterminate;
+            report.failure = Some(fail(
+                FailureClass::Internal,
+                "interrupted: the tester stopped".into(),
+            ));
+        }
+        Some((class, detail)) => {
+            report.outcome = Outcome::Failed;
+            report.failure = Some(fail(class, detail));
+        }
+        None => report.outcome = Outcome::Passed,
+    }
+    report
+}
+
+/// Resolves the gateway's address, to offer a host candidate on the interface that reaches it.
+async fn gateway_addr(url: &reqwest::Url) -> Option<SocketAddr> {
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await
+        .ok()?
+        .next()
+}
+
+/// Waits until `peer` is connected (DTLS up), noting ICE and DTLS times; the failure if not.
+async fn connect(
+    session: &mut Session<'_>,
+    peer: &mut PeerHandle,
+    ingest: bool,
+) -> Result<(), (FailureClass, String)> {
+    let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(deadline);
+    let leg = if ingest { "ingest" } else { "playback" };
+    let mut ice = false;
+    loop {
+        tokio::select! {
+            event = peer.events.recv() => match event {
+                Some(PeerEvent::IceConnected(at)) => {
+                    ice = true;
+                    if ingest {
+                        session.figures.ice_connected_ms = Some(session.ms(at));
+                    }
+                }
+                Some(PeerEvent::Connected(at)) => {
+                    let ms = session.ms(at);
+                    if ingest {
+                        session.figures.dtls_connected_ms = Some(ms);
+                    } else {
+                        session.figures.whep_connected_ms = Some(ms);
+                    }
+                    return Ok(());
+                }
+                Some(PeerEvent::Closed(CloseReason::Remote)) if ingest => {
+                    return Err((FailureClass::AuthClosed, "the gateway closed the ingest connection after its 201".into()));
+                }
+                Some(PeerEvent::Closed(reason)) => {
+                    let class = if ice { FailureClass::DtlsFailed } else { FailureClass::IceFailed };
+                    return Err((class, format!("the {leg} connection closed before it was up: {reason:?}")));
+                }
+                None => return Err((FailureClass::Internal, format!("the {leg} peer task ended"))),
+                Some(_) => {}
+            },
+            _ = &mut deadline => {
+                let (class, what) = if ice {
+                    (FailureClass::DtlsFailed, "DTLS did not complete")
+                } else {
+                    (FailureClass::IceFailed, "ICE did not connect")
+                };
+                return Err((class, format!("{leg}: {what} within {} s", CONNECT_TIMEOUT.as_secs())));
+            }
+        }
+    }
+}
+
+/// The WHIP leg up to connected; the publisher and the playback URL.
+async fn publish(
+    session: &mut Session<'_>,
+    ip: std::net::IpAddr,
+) -> Result<(PeerHandle, reqwest::Url), (FailureClass, String)> {
+    let (pending, offer) = Peer::offer(ip, Role::Publish)
+        .await
+        .map_err(|e| (FailureClass::Internal, format!("WHIP offer: {e}")))?;
+    let url = session.gateway.whip_url(session.opts);
+    let answer = exchange(session.http, url.as_str(), &offer, &session.gateway.headers)
+        .await
+        .map_err(|e| (FailureClass::WhipRefused, e.to_string()))?;
+    session.figures.whip_answer_ms = Some(session.ms(Instant::now()));
+    let playback = answer
+        .playback_url
+        .as_deref()
+        .ok_or_else(|| {
+            (
+                FailureClass::ProtocolError,
+                "the WHIP answer has no Livepeer-Playback-URL".to_owned(),
+            )
+        })
+        .and_then(|raw| {
+            session.gateway.url.join(raw).map_err(|e| {
+                (
+                    FailureClass::ProtocolError,
+                    format!("Livepeer-Playback-URL {raw:?}: {e}"),
+                )
+            })
+        })?;
+    let peer = pending
+        .accept(&answer.sdp)
+        .map_err(|e| (FailureClass::ProtocolError, format!("WHIP answer: {e}")))?;
+    let mut publisher = peer.spawn(PeerOptions {
+        pli_every: None,
+        stats_every: Some(Duration::from_secs(1)),
+    });
+    connect(session, &mut publisher, true).await?;
+    Ok((publisher, playback))
+}
+
+/// One WHEP attempt: the player not yet connected, or the refusal.
+async fn play_once(
+    http: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<PeerHandle, ExchangeError> {
+    let (pending, offer) =
+        Peer::offer(ip, Role::Play)
+            .await
+            .map_err(|e| ExchangeError::Unreachable {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+    let answer = exchange(&http, url.as_str(), &offer, &headers).await?;
+    let peer = pending
+        .accept(&answer.sdp)
+        .map_err(|e| ExchangeError::NotSdp {
+            url: url.to_string(),
+            content_type: e.to_string(),
+        })?;
+    Ok(peer.spawn(PeerOptions {
+        pli_every: None,
+        stats_every: Some(Duration::from_secs(1)),
+    }))
+}
+
+fn leg_of(packets: u64, bytes: u64, loss: Option<f32>, nacks: u64, span: Duration) -> RtpLeg {
+    let secs = span.as_secs_f64();
+    RtpLeg {
+        packets,
+        bytes,
+        loss: loss.map(f64::from),
+        nacks,
+        jitter_ms: None,
+        bitrate_kbps: (secs > 0.0).then(|| bytes as f64 * 8.0 / secs / 1000.0),
+    }
+}
+
+/// Reads go-livepeer's `gateway_status.ingest_metrics.stats.track_stats` (an array, or an
+/// object by kind), field names as Go writes them or in snake case.
+fn track_stats(status: &Value) -> Vec<GatewayTrackStats> {
+    let tracks = &status["gateway_status"]["ingest_metrics"]["stats"]["track_stats"];
+    let list: Vec<&Value> = match tracks {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(map) => map.values().collect(),
+        _ => Vec::new(),
+    };
+    let field = |track: &Value, names: &[&str]| -> Option<Value> {
+        names.iter().find_map(|n| track.get(*n).cloned())
+    };
+    list.into_iter()
+        .map(|track| GatewayTrackStats {
+            kind: field(track, &["type", "Type", "kind"])
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            packets_received: field(track, &["packets_received", "PacketsReceived"])
+                .and_then(|v| v.as_u64()),
+            packets_lost: field(track, &["packets_lost", "PacketsLost"]).and_then(|v| v.as_i64()),
+            jitter: field(track, &["jitter", "Jitter"]).and_then(|v| v.as_f64()),
+            rtt: field(track, &["rtt", "RTT"]).and_then(|v| v.as_f64()),
+            latency_s: field(track, &["latency", "Latency"]).and_then(|v| v.as_f64()),
+        })
+        .collect()
+}
+
+/// The session itself; `Ok` or `Err` carry the end of the measured period (us).
+async fn run(
+    session: &mut Session<'_>,
+    clip: &Arc<Clip>,
+    cancel: &CancellationToken,
+) -> Result<u64, u64> {
+    let Some(addr) = gateway_addr(&session.gateway.url).await else {
+        session.fail(
+            FailureClass::WhipRefused,
+            format!("{}: the host does not resolve", session.gateway.url),
+        );
+        return Err(session.us(Instant::now()));
+    };
+    let ip = lvt_webrtc::local_ip_towards(addr);
+    let (publisher, playback) = match publish(session, ip).await {
+        Ok(up) => up,
+        Err((class, detail)) => {
+            session.fail(class, detail);
+            return Err(session.us(Instant::now()));
+        }
+    };
+    let end = media(session, clip, cancel, publisher, playback, ip).await;
+    Ok(end)
+}
+
+/// Publishing, playback, status and updates until the end of the session.
+async fn media(
+    session: &mut Session<'_>,
+    clip: &Arc<Clip>,
+    cancel: &CancellationToken,
+    mut publisher: PeerHandle,
+    playback: reqwest::Url,
+    ip: std::net::IpAddr,
+) -> u64 {
+    let opts = session.opts;
+    let fps = u64::from(clip.config.fps.max(1));
+    let frame_interval = Duration::from_micros(1_000_000 / fps);
+    let frames_per_segment = clip.frames_per_segment();
+    let start = tokio::time::Instant::now();
+    let publish_end = start + opts.duration;
+    let first_output_by = start + opts.timeouts.first_output;
+    let mut next_frame: u64 = 0;
+    let mut audio_samples: u64 = 0;
+    let mut params = opts.params.clone();
+    let mut updates = opts.params_update_offsets.clone();
+    updates.sort();
+    let mut updates = updates.into_iter().peekable();
+
+    let (look_tx, mut looks) = mpsc::unbounded_channel();
+    let decoder = start_decoder(look_tx);
+    let tolerance_us = 1_500_000 / fps;
+
+    // WHEP: attempts in the background, retried on 404 while the output is not ready.
+    let (player_tx, mut player_rx) = mpsc::unbounded_channel();
+    let spawn_play = |delay: Duration| {
+        let (http, url, headers, tx) = (
+            session.http.clone(),
+            playback.clone(),
+            session.gateway.headers.clone(),
+            player_tx.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let asked = Instant::now();
+            let _ = tx.send((
+                asked,
+                play_once(http, url, headers, ip).await,
+                Instant::now(),
+            ));
+        });
+    };
+    spawn_play(Duration::ZERO);
+    let mut player: Option<PeerHandle> = None;
+    let mut playing_since: Option<Instant> = None;
+
+    // The status route, polled in the background.
+    let (status_tx, mut statuses) = mpsc::unbounded_channel::<(Instant, Value)>();
+    let status_task = {
+        let url = session
+            .gateway
+            .route(&format!("{}/status", session.gateway.stream_id));
+        let (http, headers) = (session.http.clone(), session.gateway.headers.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATUS_EVERY);
+            loop {
+                tick.tick().await;
+                let Ok(response) = http.get(url.clone()).headers(headers.clone()).send().await
+                else {
+                    continue;
+                };
+                if !response.status().is_success() {
+                    continue;
+                }
+                if let Ok(doc) = response.json::<Value>().await
+                    && status_tx.send((Instant::now(), doc)).is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+
+    let publish_started = Instant::now();
+    let mut last_output: Option<Instant> = None;
+    let mut last_sent_us: Option<u64> = None;
+    let mut last_status_stamp: Option<Value> = None;
+    let mut drain_by: Option<tokio::time::Instant> = None;
+    let end_us = loop {
+        let next_due = start + frame_interval * u32::try_from(next_frame).unwrap_or(u32::MAX);
+        let publishing = next_due < publish_end;
+        if !publishing && drain_by.is_none() {
+            drain_by = Some(tokio::time::Instant::now() + opts.timeouts.drain);
+        }
+        let idle_end = last_output
+            .map(|at| tokio::time::Instant::from_std(at + DRAIN_IDLE))
+            .filter(|_| !publishing);
+        let wake = [
+            publishing.then_some(next_due),
+            drain_by,
+            idle_end,
+            (last_output.is_none()).then_some(first_output_by),
+            updates.peek().map(|offset| start + *offset),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(publish_end);
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                session.interrupted = true;
+                break session.us(Instant::now());
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                let now = tokio::time::Instant::now();
+                if publishing && now >= next_due {
+                    // One video frame (the clip loops) and the audio up to its time.
+                    let count = clip.frames.len() as u64;
+                    let frame = &clip.frames[(next_frame % count.max(1)) as usize];
+                    let pts = next_frame * 90_000 / fps;
+                    let at = Instant::now();
+                    let at_us = session.us(at);
+                    publisher.send_video(pts, frame.data.clone());
+                    session.recorder.handle_input_frame_sent(pts, at_us);
+                    last_sent_us = Some(at_us);
+                    let code = (next_frame % count.max(1)) as u32;
+                    session.recorder.handle_input_frame_code(
+                        pts,
+                        at_us,
+                        code,
+                        beacon_bright(code, frames_per_segment),
+                    );
+                    next_frame += 1;
+                    let due_samples = (next_frame * 48_000) / fps;
+                    while audio_samples < due_samples {
+                        publisher.send_audio(audio_samples, Bytes::from_static(&OPUS_SILENCE));
+                        audio_samples += OPUS_FRAME_SAMPLES;
+                    }
+                }
+                if updates.peek().is_some_and(|offset| start + *offset <= now) {
+                    updates.next();
+                    params = updated_params(&params);
+                    let url = session.gateway.route(&format!("{}/update", session.gateway.stream));
+                    let (http, headers, body) =
+                        (session.http.clone(), session.gateway.headers.clone(), params.to_string());
+                    tokio::spawn(async move {
+                        let _ = http.post(url).headers(headers).body(body).send().await;
+                    });
+                }
+                if last_output.is_none() && now >= first_output_by {
+                    let class = if player.is_some() { FailureClass::NoOutput } else { FailureClass::WhepRefused };
+                    let detail = if player.is_some() {
+                        format!("no output frame within {} s", opts.timeouts.first_output.as_secs())
+                    } else {
+                        format!("the playback did not start within {} s (WHEP answered 404 {} times)", opts.timeouts.first_output.as_secs(), session.figures.whep_not_found)
+                    };
+                    session.fail(class, detail);
+                    break session.us(Instant::now());
+                }
+                if !publishing && (drain_by.is_some_and(|by| now >= by) || idle_end.is_some_and(|by| now >= by)) {
+                    // Output is expected until the last input frame went out (as in the other
+                    // modes): a gap from the last output to then is a trailing stall.
+                    break last_sent_us.unwrap_or_else(|| session.us(Instant::now()));
+                }
+            }
+            event = publisher.events.recv() => match event {
+                Some(PeerEvent::KeyframeRequest(_)) => session.figures.plis_received += 1,
+                Some(PeerEvent::Egress(stats)) if stats.video => {
+                    let mut leg = leg_of(stats.packets, stats.bytes, stats.loss, stats.nacks_received, publish_started.elapsed());
+                    leg.jitter_ms = session.figures.ingest.jitter_ms;
+                    session.figures.ingest = leg;
+                }
+                Some(PeerEvent::Closed(reason)) => {
+                    let detail = format!("the gateway ended the ingest connection ({reason:?})");
+                    let class = if last_output.is_none() { FailureClass::AuthClosed } else { FailureClass::PublishLost };
+                    session.fail(class, detail);
+                    break session.us(Instant::now());
+                }
+                None => break session.us(Instant::now()),
+                Some(_) => {}
+            },
+            attempt = player_rx.recv() => {
+                let Some((asked, result, answered)) = attempt else { continue };
+                match result {
+                    Ok(mut peer) => {
+                        if session.figures.whep_answer_ms.is_none() {
+                            session.figures.whep_answer_ms = Some(answered.saturating_duration_since(asked).as_secs_f64() * 1000.0);
+                        }
+                        if let Err((class, detail)) = connect(session, &mut peer, false).await {
+                            session.fail(class, detail);
+                            break session.us(Instant::now());
+                        }
+                        playing_since = Some(Instant::now());
+                        player = Some(peer);
+                    }
+                    Err(e) if e.status() == Some(http::StatusCode::NOT_FOUND) => {
+                        session.figures.whep_not_found += 1;
+                        spawn_play(PLAYBACK_RETRY);
+                    }
+                    Err(e) => {
+                        session.fail(FailureClass::WhepRefused, e.to_string());
+                        break session.us(Instant::now());
+                    }
+                }
+            }
+            event = async { player.as_mut()?.events.recv().await }, if player.is_some() => match event {
+                Some(PeerEvent::Video { rtp_time, at, data, .. }) => {
+                    let at_us = session.us(at);
+                    let keyframe = lvt_media::h264::contains_idr(&data);
+                    session.recorder.handle_output_frame(rtp_time, at_us, keyframe, data.len());
+                    last_output = Some(at);
+                    if let Some(decoder) = &decoder {
+                        let _ = decoder.send((rtp_time, at_us, data));
+                    }
+                }
+                Some(PeerEvent::Ingress(stats)) if stats.video => {
+                    let span = playing_since.map(|at| at.elapsed()).unwrap_or_default();
+                    let mut leg = leg_of(stats.packets, stats.bytes, stats.loss, stats.nacks_sent, span);
+                    leg.jitter_ms = Some(f64::from(stats.jitter) / 90.0);
+                    session.figures.playback = leg;
+                }
+                Some(PeerEvent::Closed(reason)) => {
+                    if publishing {
+                        session.fail(FailureClass::OutputTimeout, format!("the gateway ended the playback connection ({reason:?})"));
+                    }
+                    break session.us(Instant::now());
+                }
+                None => break session.us(Instant::now()),
+                Some(_) => {}
+            },
+            look = looks.recv() => {
+                if let Some(Look { rtp_time, at_us, look }) = look {
+                    session.recorder.handle_content_sample(rtp_time, at_us, look.and_then(|l| l.code), tolerance_us);
+                }
+            }
+            status = statuses.recv() => {
+                if let Some((at, doc)) = status {
+                    let at_us = session.us(at);
+                    // The route repeats the runner's last status event until the next one: each
+                    // new one (by its timestamp) counts once, as it would on the events channel.
+                    if doc.get("type").is_some() && doc.get("timestamp") != last_status_stamp.as_ref() {
+                        last_status_stamp = doc.get("timestamp").cloned();
+                        session.recorder.handle_event(&serde_json::json!({ "event": doc }), at_us);
+                    }
+                    if let Some(state) = doc["state"].as_str()
+                        && session.figures.runner_states.last().is_none_or(|seen| seen.state != state)
+                    {
+                        session.figures.runner_states.push(StateSeen { state: state.to_owned(), at_ms: at_us as f64 / 1000.0 });
+                    }
+                    let tracks = track_stats(&doc);
+                    if !tracks.is_empty() {
+                        session.figures.gateway_ingest = tracks;
+                    }
+                }
+            }
+        }
+    };
+    status_task.abort();
+    // Teardown is closing the peer connections (go-livepeer has no DELETE).
+    publisher.close();
+    if let Some(player) = &player {
+        player.close();
+    }
+    // Decoded frames still on their way count.
+    drop(decoder);
+    while let Ok(Some(Look {
+        rtp_time,
+        at_us,
+        look,
+    })) = tokio::time::timeout(Duration::from_millis(500), looks.recv()).await
+    {
+        session.recorder.handle_content_sample(
+            rtp_time,
+            at_us,
+            look.and_then(|l| l.code),
+            tolerance_us,
+        );
+    }
+    end_us
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_livepeer_track_stats_are_read_in_either_spelling() {
+        let doc = serde_json::json!({"gateway_status": {"ingest_metrics": {"stats": {"track_stats": [
+            {"Type": "video", "Jitter": 0.5, "PacketsLost": 2, "PacketsReceived": 900, "RTT": 0.01, "Latency": 1.2},
+            {"type": "audio", "packets_received": 50}
+        ]}}}});
+        let tracks = track_stats(&doc);
+        assert_eq!(tracks.len(), 2);
+        assert_eq!(tracks[0].kind, "video");
+        assert_eq!(tracks[0].packets_lost, Some(2));
+        assert_eq!(tracks[0].latency_s, Some(1.2));
+        assert_eq!(tracks[1].packets_received, Some(50));
+        assert!(track_stats(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn whip_url_carries_the_query_go_livepeer_reads() {
+        let mut opts = ProbeOptions::new("https://o.invalid:8935".parse().unwrap());
+        opts.model_id = "noop".into();
+        opts.params = serde_json::json!({"prompt": "a b"});
+        let mut gw = GatewayOptions::new("http://gw.invalid:8937/".parse().unwrap());
+        gw.stream = "abc".into();
+        gw.stream_id = "id9".into();
+        gw.orchestrator = Some("orch-1".into());
+        let url = gw.whip_url(&opts);
+        assert_eq!(url.path(), "/live/video-to-video/abc/whip");
+        let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(query["pipeline"], "noop");
+        assert_eq!(query["streamId"], "id9");
+        assert_eq!(query["orchestrator"], "orch-1");
+        assert_eq!(
+            serde_json::from_str::<Value>(&query["params"]).unwrap(),
+            opts.params
+        );
+        assert!(!gw.stream.contains('-'));
+    }
+}

@@ -1,0 +1,175 @@
+//! Gateway mode (`lvt probe --gateway`) against `lvt sim gateway` over real HTTP and WebRTC on
+//! loopback: e2e latency read from the output pictures lands within one frame interval of the
+//! latency the gateway injects, and each gateway fault ends in its failure class.
+//!
+//! Sessions run in real time, because what is measured is real time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::clip;
+use lvt_schema::{FailureClass, Outcome, SessionReport, TargetMode};
+use lvt_sim::gateway::{GatewayConfig, RunningGateway, start_gateway};
+use lvt_tester::probe::gateway::{GatewayOptions, probe_gateway};
+use lvt_tester::probe::{self, ProbeOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+async fn gateway(config: GatewayConfig) -> RunningGateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_gateway(config, listener, std::future::pending())
+        .await
+        .unwrap()
+}
+
+async fn session(gw: &RunningGateway, duration: Duration) -> SessionReport {
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = duration;
+    opts.model_id = "noop".into();
+    opts.params = serde_json::json!({"prompt": "watercolor"});
+    opts.params_update_offsets = vec![duration / 2];
+    opts.timeouts.first_output = Duration::from_secs(8);
+    let options = GatewayOptions::new(gw.url.parse().unwrap());
+    let http = probe::http_client().unwrap();
+    probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_latency_by_content_matches_the_injected_latency() {
+    let latency = Duration::from_millis(200);
+    let gw = gateway(GatewayConfig {
+        latency,
+        startup: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await;
+    let report = session(&gw, Duration::from_secs(6)).await;
+    assert_eq!(report.mode, TargetMode::Gateway);
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    let m = &report.metrics;
+
+    // Latency from the pictures: never below the truth, at most one frame interval above.
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e latency by content");
+    let injected = latency.as_secs_f64() * 1000.0;
+    let frame_ms = 1000.0 / 30.0;
+    assert!(
+        e2e.p50 >= injected && e2e.p50 <= injected + frame_ms,
+        "p50 {} against {injected} ms",
+        e2e.p50
+    );
+    let check = m.content_check.as_ref().expect("content samples");
+    assert!(check.samples >= 100, "{check:?}");
+    assert!(check.unreadable * 10 <= check.samples, "{check:?}");
+    assert!(
+        !m.pts_untrusted,
+        "timestamps are not judged in gateway mode"
+    );
+
+    // Startup: the runner's LOADING (400 ms) and its latency, then the next keyframe.
+    let startup = m.startup_ms.expect("startup");
+    assert!((600.0..2_500.0).contains(&startup), "startup {startup}");
+    let fps = m.output_fps.as_ref().expect("fps");
+    assert!((fps.p50 - 30.0).abs() < 3.0, "{fps:?}");
+    assert_eq!(m.stalls.count, 0, "{:?}", m.stalls);
+
+    let g = m.gateway.as_ref().expect("gateway figures");
+    for (name, value) in [
+        ("whip_answer_ms", g.whip_answer_ms),
+        ("ice_connected_ms", g.ice_connected_ms),
+        ("dtls_connected_ms", g.dtls_connected_ms),
+        ("whep_answer_ms", g.whep_answer_ms),
+        ("whep_connected_ms", g.whep_connected_ms),
+    ] {
+        assert!(value.is_some_and(|v| v >= 0.0), "{name}: {value:?}");
+    }
+    assert!(g.dtls_connected_ms >= g.ice_connected_ms);
+    // The gateway asks for a keyframe every 2 s.
+    assert!(g.plis_received >= 2, "{} PLIs", g.plis_received);
+    assert!(g.ingest.packets > 0 && g.playback.packets > 0, "{g:?}");
+    let states: Vec<&str> = g.runner_states.iter().map(|s| s.state.as_str()).collect();
+    assert!(states.contains(&"ONLINE"), "{states:?}");
+    assert!(
+        !g.gateway_ingest.is_empty(),
+        "the status route's ingest stats"
+    );
+    assert_eq!(report.runner.last_state.as_deref(), Some("ONLINE"));
+}
+
+#[tokio::test]
+async fn an_auth_refusal_after_the_201_is_auth_closed() {
+    let gw = gateway(GatewayConfig {
+        refuse_auth: true,
+        ..Default::default()
+    })
+    .await;
+    let report = session(&gw, Duration::from_secs(3)).await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    let failure = report.failure.expect("failure");
+    assert_eq!(
+        failure.class,
+        FailureClass::AuthClosed,
+        "{}",
+        failure.detail
+    );
+    let g = report.metrics.gateway.expect("figures");
+    assert!(g.whip_answer_ms.is_some());
+}
+
+#[tokio::test]
+async fn ice_that_never_connects_is_ice_failed() {
+    let gw = gateway(GatewayConfig {
+        ice_never: true,
+        ..Default::default()
+    })
+    .await;
+    let report = session(&gw, Duration::from_secs(3)).await;
+    let failure = report.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::IceFailed, "{}", failure.detail);
+    assert!(report.metrics.gateway.unwrap().ice_connected_ms.is_none());
+}
+
+#[tokio::test]
+async fn a_refused_whip_is_whip_refused() {
+    // Nothing listens there: the POST cannot be made.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(1);
+    let http = probe::http_client().unwrap();
+    let report = probe_gateway(
+        &opts,
+        &GatewayOptions::new(url.parse().unwrap()),
+        clip(),
+        &http,
+        CancellationToken::new(),
+    )
+    .await;
+    let failure = report.failure.expect("failure");
+    assert_eq!(
+        failure.class,
+        FailureClass::WhipRefused,
+        "{}",
+        failure.detail
+    );
+}
+
+#[tokio::test]
+async fn a_full_viewer_limit_is_whep_refused() {
+    // No place left for any viewer: every WHEP is answered 429.
+    let gw = gateway(GatewayConfig {
+        viewer_limit: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let report = session(&gw, Duration::from_secs(3)).await;
+    let failure = report.failure.expect("failure");
+    assert_eq!(
+        failure.class,
+        FailureClass::WhepRefused,
+        "{}",
+        failure.detail
+    );
+    assert!(failure.detail.contains("429"), "{}", failure.detail);
+}
