@@ -133,6 +133,17 @@ pub struct Gateway {
     streams: Mutex<HashMap<String, Arc<Stream>>>,
 }
 
+impl Gateway {
+    /// The live stream named `name`.
+    fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+        self.streams
+            .lock()
+            .expect("streams lock")
+            .get(name)
+            .cloned()
+    }
+}
+
 /// A gateway serving on a listener.
 pub struct RunningGateway {
     /// Its HTTP address.
@@ -201,6 +212,25 @@ fn code(status: StatusCode) -> Response {
     status.into_response()
 }
 
+/// The answer of the WHIP and WHEP routes to anything but `POST` (go-livepeer registers `HEAD`
+/// 405 and `OPTIONS` 204 on both, `PATCH` 501 on WHEP); `None` for a `POST`.
+fn not_a_post(method: &Method, patch_not_implemented: bool) -> Option<Response> {
+    Some(match *method {
+        Method::POST => return None,
+        Method::HEAD => code(StatusCode::METHOD_NOT_ALLOWED),
+        Method::OPTIONS => code(StatusCode::NO_CONTENT),
+        Method::PATCH if patch_not_implemented => code(StatusCode::NOT_IMPLEMENTED),
+        _ => go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    })
+}
+
+fn not_sdp() -> Response {
+    go_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Unsupported Media Type, expected application/sdp",
+    )
+}
+
 fn is_sdp(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -246,17 +276,11 @@ async fn whip(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match method {
-        Method::POST => {}
-        Method::HEAD => return code(StatusCode::METHOD_NOT_ALLOWED),
-        Method::OPTIONS => return code(StatusCode::NO_CONTENT),
-        _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    if let Some(refused) = not_a_post(&method, false) {
+        return refused;
     }
     if !is_sdp(&headers) {
-        return go_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported Media Type, expected application/sdp",
-        );
+        return not_sdp();
     }
     if let Some(raw) = query.get("params").filter(|p| !p.is_empty())
         && serde_json::from_str::<serde_json::Map<String, Value>>(raw).is_err()
@@ -451,31 +475,19 @@ async fn whep(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match method {
-        Method::POST => {}
-        Method::HEAD => return code(StatusCode::METHOD_NOT_ALLOWED),
-        Method::OPTIONS => return code(StatusCode::NO_CONTENT),
-        Method::PATCH => return code(StatusCode::NOT_IMPLEMENTED),
-        _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    if let Some(refused) = not_a_post(&method, true) {
+        return refused;
     }
     let Some((name, request_id)) = parse_playback(&path) else {
         return go_error(StatusCode::NOT_FOUND, "Malformed stream ID");
     };
-    let stream = gateway
-        .streams
-        .lock()
-        .expect("streams lock")
-        .get(name)
-        .cloned();
+    let stream = gateway.stream(name);
     let Some(stream) = stream.filter(|s| request_id.is_empty() || s.request_id == request_id)
     else {
         return go_error(StatusCode::NOT_FOUND, "Stream not found");
     };
     if !is_sdp(&headers) {
-        return go_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported Media Type, expected application/sdp",
-        );
+        return not_sdp();
     }
     let config = &gateway.config;
     let taken = stream.viewers.fetch_add(1, Ordering::AcqRel);
@@ -553,12 +565,7 @@ async fn update(
         Method::OPTIONS => return code(StatusCode::NO_CONTENT),
         _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     }
-    let stream = gateway
-        .streams
-        .lock()
-        .expect("streams lock")
-        .get(&name)
-        .cloned();
+    let stream = gateway.stream(&name);
     let Some(stream) = stream else {
         return go_error(StatusCode::NOT_FOUND, "Stream not found");
     };

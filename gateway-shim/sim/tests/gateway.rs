@@ -67,6 +67,23 @@ async fn play(client: &reqwest::Client, url: &str) -> Result<PeerHandle, Exchang
     Ok(peer.spawn(PeerOptions::default()))
 }
 
+/// Posts `body` as `content_type` and returns the status and body.
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    content_type: &str,
+    body: &'static str,
+) -> (u16, String) {
+    let response = client
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    text(response).await
+}
+
 async fn text(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
@@ -78,15 +95,9 @@ async fn routes_refuse_like_go_livepeer() {
     let client = reqwest::Client::new();
     let base = format!("{}/live/video-to-video", gw.url);
 
-    let no_sdp = client
-        .post(format!("{base}/s1/whip"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let no_sdp = post(&client, format!("{base}/s1/whip"), "application/json", "{}").await;
     assert_eq!(
-        text(no_sdp).await,
+        no_sdp,
         (
             415,
             "Unsupported Media Type, expected application/sdp\n".into()
@@ -101,22 +112,16 @@ async fn routes_refuse_like_go_livepeer() {
         .unwrap();
     assert_eq!(options.status().as_u16(), 204);
 
-    let malformed = client
-        .post(format!("{base}/s1/whep"))
-        .header("content-type", "application/sdp")
-        .body("v=0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(text(malformed).await, (404, "Malformed stream ID\n".into()));
-    let unknown = client
-        .post(format!("{base}/nope-out/whep"))
-        .header("content-type", "application/sdp")
-        .body("v=0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(text(unknown).await, (404, "Stream not found\n".into()));
+    let malformed = post(&client, format!("{base}/s1/whep"), "application/sdp", "v=0").await;
+    assert_eq!(malformed, (404, "Malformed stream ID\n".into()));
+    let unknown = post(
+        &client,
+        format!("{base}/nope-out/whep"),
+        "application/sdp",
+        "v=0",
+    )
+    .await;
+    assert_eq!(unknown, (404, "Stream not found\n".into()));
     let patch = client
         .patch(format!("{base}/nope-out/whep"))
         .send()
@@ -138,17 +143,14 @@ async fn routes_refuse_like_go_livepeer() {
         .unwrap();
     assert_eq!(text(update).await, (404, "Stream not found\n".into()));
 
-    let bad_params = client
-        .post(format!("{base}/s1/whip?params=notjson"))
-        .header("content-type", "application/sdp")
-        .body("v=0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        text(bad_params).await,
-        (400, "Invalid pipeline params\n".into())
-    );
+    let bad_params = post(
+        &client,
+        format!("{base}/s1/whip?params=notjson"),
+        "application/sdp",
+        "v=0",
+    )
+    .await;
+    assert_eq!(bad_params, (400, "Invalid pipeline params\n".into()));
 }
 
 #[tokio::test]
