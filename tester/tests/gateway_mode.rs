@@ -173,3 +173,55 @@ async fn a_full_viewer_limit_is_whep_refused() {
     );
     assert!(failure.detail.contains("429"), "{}", failure.detail);
 }
+
+/// lvt's client against aiortc (PyPI) as the WHIP/WHEP server: an independent WebRTC stack
+/// (its own ICE, DTLS, SRTP, depacketizer, H.264 decoder and encoder) answers lvt's offers,
+/// decodes lvt's stream and plays it back re-encoded; lvt reads its frame numbers in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lvt_publishes_to_and_plays_from_aiortc() {
+    use tokio::io::AsyncBufReadExt;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/aiortc");
+    let mut server = tokio::process::Command::new(script)
+        .args(["--no-install", "serve"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ci/aiortc runs");
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("aiortc serves within 60 s")
+        .unwrap()
+        .unwrap_or_else(|| panic!("aiortc exited: {:?} (3: run ci/setup)", server.try_wait()));
+    let url = first
+        .strip_prefix("serving ")
+        .unwrap_or_else(|| panic!("aiortc printed {first:?}"))
+        .to_owned();
+
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(5);
+    opts.timeouts.first_output = Duration::from_secs(10);
+    let http = probe::http_client().unwrap();
+    let report = probe_gateway(
+        &opts,
+        &GatewayOptions::new(url.parse().unwrap()),
+        clip(),
+        &http,
+        CancellationToken::new(),
+    )
+    .await;
+    drop(server.stdin.take()); // the server stops when its stdin closes
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    let m = &report.metrics;
+    assert!(m.frames_received >= 100, "{} frames", m.frames_received);
+    let check = m.content_check.as_ref().expect("content samples");
+    assert!(check.unreadable * 10 <= check.samples, "{check:?}");
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e by content");
+    assert!(e2e.p50 > 0.0 && e2e.p50 < 1_000.0, "{e2e:?}");
+    let g = m.gateway.as_ref().unwrap();
+    assert!(
+        g.dtls_connected_ms.is_some() && g.whep_connected_ms.is_some(),
+        "{g:?}"
+    );
+}
