@@ -134,6 +134,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway with no streams yet, for [`router`].
+    pub fn new(config: GatewayConfig) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            config,
+            streams: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// The live stream named `name`.
     fn stream(&self, name: &str) -> Option<Arc<Stream>> {
         self.streams
@@ -167,11 +175,7 @@ pub async fn start_gateway(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<RunningGateway> {
     let addr = listener.local_addr()?;
-    let gateway = Arc::new(Gateway {
-        config,
-        streams: Mutex::new(HashMap::new()),
-    });
-    let app = router(gateway);
+    let app = router(Gateway::new(config));
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
