@@ -115,8 +115,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
         tokio::spawn(network_session(uris, duration, cancel.child_token()))
     });
+    // And one session as users stream: through `lvt sim gateway` over WHIP and WHEP.
+    let gateway = (!opts.json).then(|| {
+        let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
+        tokio::spawn(gateway_session(duration, cancel.child_token()))
+    });
     let report = executor::execute(&scenario, identity, targets, &run_opts, cancel.clone()).await?;
     let network = match network {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
+    let gateway = match gateway {
         Some(task) => task.await.ok().flatten(),
         None => None,
     };
@@ -205,6 +214,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         );
         print!("{}", network_figures(network, &names));
     }
+    if let Some(gateway) = &gateway {
+        println!(
+            "\nOne session through a gateway as users stream (lvt sim gateway: WHIP in, WHEP out; \
+             its built-in runner adds {GATEWAY_RUNNER_MS} ms):\n"
+        );
+        print!("{}", gateway_figures(gateway));
+    }
     if !opts.exit && std::io::stdout().is_terminal() {
         println!(
             "\ndashboard: {}/  (the collector keeps running; Ctrl-C to stop)",
@@ -239,6 +255,104 @@ async fn network_session(
     let opts = NetworkOptions::new(session, sources, StrategyConfig::GoLivepeer);
     let run = run_network(&opts, std::sync::Arc::new(clip), &http, cancel, None).await;
     Some(run.report)
+}
+
+/// The latency of the simulated gateway's built-in runner in the demo: the `good` orchestrator's
+/// (its profile's `latency_ms`), so the gateway session's e2e reads against the direct ones.
+const GATEWAY_RUNNER_MS: u64 = 40;
+
+/// One gateway-mode session of `duration` through an in-process `lvt sim gateway`; `None` when
+/// the clip, the HTTP client or the gateway could not be made.
+async fn gateway_session(
+    duration: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Option<SessionReport> {
+    use crate::probe::gateway::{GatewayOptions, probe_gateway};
+    use lvt_sim::gateway::{GatewayConfig, start_gateway};
+    let clip = tokio::task::spawn_blocking(|| crate::encode::encode_clip(&Default::default()))
+        .await
+        .ok()?
+        .ok()?;
+    let http = crate::probe::http_client().ok()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let stop = cancel.child_token();
+    let gateway = start_gateway(
+        GatewayConfig {
+            latency: Duration::from_millis(GATEWAY_RUNNER_MS),
+            ..GatewayConfig::default()
+        },
+        listener,
+        async move { stop.cancelled().await },
+    )
+    .await
+    .ok()?;
+    let mut session = crate::probe::ProbeOptions::new(OrchestratorUri::new(
+        lvt_wire::live::Scheme::Https,
+        "gateway.invalid",
+        443,
+    ));
+    session.duration = duration;
+    let options = GatewayOptions::new(gateway.url.parse().ok()?);
+    let report = probe_gateway(
+        &session,
+        &options,
+        std::sync::Arc::new(clip),
+        &http,
+        cancel.clone(),
+    )
+    .await;
+    Some(report)
+}
+
+/// The gateway session's figures: its WebRTC legs and what came out of them.
+pub fn gateway_figures(r: &SessionReport) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.0}"));
+    let m = &r.metrics;
+    let g = m.gateway.clone().unwrap_or_default();
+    let e2e = m.e2e_latency_ms.as_ref();
+    let p50 = e2e.map(|l| l.p50);
+    let rows = vec![
+        vec![
+            "outcome".to_string(),
+            match &r.failure {
+                None => report::outcome_label(r),
+                Some(f) => format!("{}: {}", report::outcome_label(r), f.detail),
+            },
+        ],
+        vec![
+            "WHIP answer / ICE / DTLS ms".to_string(),
+            format!(
+                "{} / {} / {}",
+                ms(g.whip_answer_ms),
+                ms(g.ice_connected_ms),
+                ms(g.dtls_connected_ms)
+            ),
+        ],
+        vec![
+            "WHEP answer / connected ms".to_string(),
+            format!("{} / {}", ms(g.whep_answer_ms), ms(g.whep_connected_ms)),
+        ],
+        vec!["startup ms".to_string(), ms(m.startup_ms)],
+        vec![
+            "e2e p50 / p95 ms (from the pictures)".to_string(),
+            format!("{} / {}", ms(p50), ms(e2e.map(|l| l.p95))),
+        ],
+        vec![
+            "WebRTC path ms (e2e p50 minus the runner's)".to_string(),
+            p50.map_or_else(
+                || "-".to_string(),
+                |p| format!("{:.1}", p - GATEWAY_RUNNER_MS as f64),
+            ),
+        ],
+        vec![
+            "output fps p50".to_string(),
+            m.output_fps
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |f| format!("{:.1}", f.p50)),
+        ],
+        vec!["stalls".to_string(), m.stalls.count.to_string()],
+    ];
+    report::table(&["gateway session", "value"], &rows)
 }
 
 /// The network session's figures: outcome, each orchestrator's share and each swap.
