@@ -28,6 +28,10 @@ pub struct BenchOptions {
     pub latency_ms: u64,
     /// Talk TLS to the simulator instead of plaintext.
     pub tls: bool,
+    /// Run gateway-mode sessions (WHIP in, WHEP out) against `lvt sim gateway` instead of
+    /// direct sessions against `lvt sim` (docs/gateway-mode.md). Output pictures are decoded at
+    /// keyframes only, so e2e comes from one sample per second per stream.
+    pub gateway: bool,
 }
 
 /// Figures of one ramp step.
@@ -132,13 +136,32 @@ async fn run_step(
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
+        let (clip, http, cancel) = (clip.clone(), http.clone(), cancel.clone());
+        // Spread session starts over one segment so that segment boundaries do not all align.
+        let delay = Duration::from_micros(u64::from(i) * 1_000_000 / u64::from(n));
+        if bench.gateway {
+            let Ok(url) = uri.parse::<reqwest::Url>() else {
+                break;
+            };
+            let mut opts = ProbeOptions::new(lvt_wire::live::OrchestratorUri::new(
+                lvt_wire::live::Scheme::Https,
+                "gateway.invalid",
+                443,
+            ));
+            opts.duration = bench.hold;
+            opts.params_update_offsets.clear();
+            let mut gateway = probe::gateway::GatewayOptions::new(url);
+            gateway.decode_keyframes_only = true;
+            tasks.spawn(async move {
+                tokio::time::sleep(delay).await;
+                probe::gateway::probe_gateway(&opts, &gateway, clip, &http, cancel).await
+            });
+            continue;
+        }
         let Ok(target) = uri.parse() else { break };
         let mut opts = ProbeOptions::new(target);
         opts.duration = bench.hold;
         opts.params_update_offsets.clear();
-        let (clip, http, cancel) = (clip.clone(), http.clone(), cancel.clone());
-        // Spread session starts over one segment so that segment boundaries do not all align.
-        let delay = Duration::from_micros(u64::from(i) * 1_000_000 / u64::from(n));
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
             probe::probe(&opts, clip, &http, cancel).await
@@ -283,22 +306,34 @@ impl SimChild {
             .port();
         let exe = std::env::current_exe()?;
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("sim")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--profile")
-            .arg(profile.path())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true);
+        if opts.gateway {
+            // go-livepeer's gateway, simulated: its built-in runner adds the latency.
+            cmd.args(["sim", "gateway", "--viewer-limit", "unlimited", "--startup-ms", "0"])
+                .arg("--latency-ms")
+                .arg(opts.latency_ms.to_string())
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"));
+        } else {
+            cmd.arg("sim")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--profile")
+                .arg(profile.path());
+        }
+        cmd.stdout(std::process::Stdio::null()).kill_on_drop(true);
         // The simulator logs every session at info; in a benchmark only its errors matter.
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "error");
         }
-        if !opts.tls {
+        if !opts.tls && !opts.gateway {
             cmd.arg("--plaintext");
         }
         let child = cmd.spawn()?;
-        let scheme = if opts.tls { "https" } else { "http" };
+        let scheme = if opts.tls && !opts.gateway {
+            "https"
+        } else {
+            "http"
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

@@ -57,6 +57,10 @@ pub struct GatewayOptions {
     pub orchestrator: Option<String>,
     /// Sent with the WHIP, WHEP, status and update requests (a stream key, an API key).
     pub headers: HeaderMap,
+    /// Decode only the output keyframes (one content sample per segment) instead of every
+    /// frame: for load, where decoding every frame of every stream would cost more than the
+    /// rest of the session (`lvt bench --gateway`).
+    pub decode_keyframes_only: bool,
 }
 
 impl GatewayOptions {
@@ -69,6 +73,7 @@ impl GatewayOptions {
             stream_id: format!("lvt{}", &name[12..24]),
             orchestrator: None,
             headers: HeaderMap::new(),
+            decode_keyframes_only: false,
         }
     }
 
@@ -420,6 +425,7 @@ async fn media(
     updates.sort();
     let mut updates = updates.into_iter().peekable();
 
+    let keyframes_only = session.gateway.decode_keyframes_only;
     let (look_tx, mut looks) = mpsc::unbounded_channel();
     let decoder = start_decoder(look_tx);
     let tolerance_us = 1_500_000 / fps;
@@ -602,7 +608,9 @@ async fn media(
                     let keyframe = lvt_media::h264::contains_idr(&data);
                     session.recorder.handle_output_frame(rtp_time, at_us, keyframe, data.len());
                     last_output = Some(at);
-                    if let Some(decoder) = &decoder {
+                    if let Some(decoder) = &decoder
+                        && (keyframe || !keyframes_only)
+                    {
                         let _ = decoder.send((rtp_time, at_us, data));
                     }
                 }
