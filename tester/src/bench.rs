@@ -308,11 +308,18 @@ impl SimChild {
         let mut cmd = tokio::process::Command::new(exe);
         if opts.gateway {
             // go-livepeer's gateway, simulated: its built-in runner adds the latency.
-            cmd.args(["sim", "gateway", "--viewer-limit", "unlimited", "--startup-ms", "0"])
-                .arg("--latency-ms")
-                .arg(opts.latency_ms.to_string())
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"));
+            cmd.args([
+                "sim",
+                "gateway",
+                "--viewer-limit",
+                "unlimited",
+                "--startup-ms",
+                "0",
+            ])
+            .arg("--latency-ms")
+            .arg(opts.latency_ms.to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
         } else {
             cmd.arg("sim")
                 .arg("--listen")

@@ -233,6 +233,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default clip (encoded off the runtime) and an HTTP client, for the demo's extra sessions.
+async fn clip_and_client() -> Option<(crate::encode::Clip, reqwest::Client)> {
+    let clip = tokio::task::spawn_blocking(|| crate::encode::encode_clip(&Default::default()))
+        .await
+        .ok()?
+        .ok()?;
+    Some((clip, crate::probe::http_client().ok()?))
+}
+
 /// One session of `duration` through network selection over `uris` (go-livepeer's order);
 /// `None` when the clip or the HTTP client could not be made.
 async fn network_session(
@@ -241,11 +250,7 @@ async fn network_session(
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<SessionReport> {
     use crate::probe::network::{NetworkOptions, StrategyConfig, run_network};
-    let clip = tokio::task::spawn_blocking(|| crate::encode::encode_clip(&Default::default()))
-        .await
-        .ok()?
-        .ok()?;
-    let http = crate::probe::http_client().ok()?;
+    let (clip, http) = clip_and_client().await?;
     let first = uris.first()?.parse().ok()?;
     let mut session = crate::probe::ProbeOptions::new(first);
     session.duration = duration;
@@ -269,11 +274,7 @@ async fn gateway_session(
 ) -> Option<SessionReport> {
     use crate::probe::gateway::{GatewayOptions, probe_gateway};
     use lvt_sim::gateway::{GatewayConfig, start_gateway};
-    let clip = tokio::task::spawn_blocking(|| crate::encode::encode_clip(&Default::default()))
-        .await
-        .ok()?
-        .ok()?;
-    let http = crate::probe::http_client().ok()?;
+    let (clip, http) = clip_and_client().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
     let stop = cancel.child_token();
     let gateway = start_gateway(

@@ -24,13 +24,18 @@ async fn gateway(config: GatewayConfig) -> RunningGateway {
 }
 
 async fn session(gw: &RunningGateway, duration: Duration) -> SessionReport {
+    session_at(&gw.url, duration, Duration::from_secs(8)).await
+}
+
+/// One gateway-mode session of `duration` against the gateway at `url`.
+async fn session_at(url: &str, duration: Duration, first_output: Duration) -> SessionReport {
     let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
     opts.duration = duration;
     opts.model_id = "noop".into();
     opts.params = serde_json::json!({"prompt": "watercolor"});
     opts.params_update_offsets = vec![duration / 2];
-    opts.timeouts.first_output = Duration::from_secs(8);
-    let options = GatewayOptions::new(gw.url.parse().unwrap());
+    opts.timeouts.first_output = first_output;
+    let options = GatewayOptions::new(url.parse().unwrap());
     let http = probe::http_client().unwrap();
     probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await
 }
@@ -135,17 +140,7 @@ async fn a_refused_whip_is_whip_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
-    opts.duration = Duration::from_secs(1);
-    let http = probe::http_client().unwrap();
-    let report = probe_gateway(
-        &opts,
-        &GatewayOptions::new(url.parse().unwrap()),
-        clip(),
-        &http,
-        CancellationToken::new(),
-    )
-    .await;
+    let report = session_at(&url, Duration::from_secs(1), Duration::from_secs(8)).await;
     let failure = report.failure.expect("failure");
     assert_eq!(
         failure.class,
@@ -199,18 +194,7 @@ async fn lvt_publishes_to_and_plays_from_aiortc() {
         .unwrap_or_else(|| panic!("aiortc printed {first:?}"))
         .to_owned();
 
-    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
-    opts.duration = Duration::from_secs(5);
-    opts.timeouts.first_output = Duration::from_secs(10);
-    let http = probe::http_client().unwrap();
-    let report = probe_gateway(
-        &opts,
-        &GatewayOptions::new(url.parse().unwrap()),
-        clip(),
-        &http,
-        CancellationToken::new(),
-    )
-    .await;
+    let report = session_at(&url, Duration::from_secs(5), Duration::from_secs(10)).await;
     drop(server.stdin.take()); // the server stops when its stdin closes
     assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
     let m = &report.metrics;
