@@ -220,46 +220,37 @@ async fn gateway_addr(url: &reqwest::Url) -> Option<SocketAddr> {
         .next()
 }
 
-/// Waits until `peer` is connected (DTLS up), noting ICE and DTLS times; the failure if not.
-async fn connect(
-    session: &mut Session<'_>,
-    peer: &mut PeerHandle,
-    ingest: bool,
-) -> Result<(), (FailureClass, String)> {
+/// When a leg came up: ICE connected (if seen), DTLS connected.
+struct Up {
+    ice: Option<Instant>,
+    dtls: Instant,
+}
+
+/// Waits until `peer` is connected (DTLS up), or the failure if it does not come up within
+/// [`CONNECT_TIMEOUT`]. No session state: the playback leg waits in its own task, so that
+/// publishing goes on meanwhile.
+async fn connect(peer: &mut PeerHandle, ingest: bool) -> Result<Up, (FailureClass, String)> {
     let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
     tokio::pin!(deadline);
     let leg = if ingest { "ingest" } else { "playback" };
-    let mut ice = false;
+    let mut ice = None;
     loop {
         tokio::select! {
             event = peer.events.recv() => match event {
-                Some(PeerEvent::IceConnected(at)) => {
-                    ice = true;
-                    if ingest {
-                        session.figures.ice_connected_ms = Some(session.ms(at));
-                    }
-                }
-                Some(PeerEvent::Connected(at)) => {
-                    let ms = session.ms(at);
-                    if ingest {
-                        session.figures.dtls_connected_ms = Some(ms);
-                    } else {
-                        session.figures.whep_connected_ms = Some(ms);
-                    }
-                    return Ok(());
-                }
+                Some(PeerEvent::IceConnected(at)) => ice = Some(at),
+                Some(PeerEvent::Connected(at)) => return Ok(Up { ice, dtls: at }),
                 Some(PeerEvent::Closed(CloseReason::Remote)) if ingest => {
                     return Err((FailureClass::AuthClosed, "the gateway closed the ingest connection after its 201".into()));
                 }
                 Some(PeerEvent::Closed(reason)) => {
-                    let class = if ice { FailureClass::DtlsFailed } else { FailureClass::IceFailed };
+                    let class = if ice.is_some() { FailureClass::DtlsFailed } else { FailureClass::IceFailed };
                     return Err((class, format!("the {leg} connection closed before it was up: {reason:?}")));
                 }
                 None => return Err((FailureClass::Internal, format!("the {leg} peer task ended"))),
                 Some(_) => {}
             },
             _ = &mut deadline => {
-                let (class, what) = if ice {
+                let (class, what) = if ice.is_some() {
                     (FailureClass::DtlsFailed, "DTLS did not complete")
                 } else {
                     (FailureClass::IceFailed, "ICE did not connect")
@@ -307,7 +298,12 @@ async fn publish(
         pli_every: None,
         stats_every: Some(Duration::from_secs(1)),
     });
-    connect(session, &mut publisher, true).await?;
+    let up = connect(&mut publisher, true).await;
+    if let Ok(up) = &up {
+        session.figures.ice_connected_ms = up.ice.map(|at| session.ms(at));
+        session.figures.dtls_connected_ms = Some(session.ms(up.dtls));
+    }
+    up?;
     Ok((publisher, playback))
 }
 
@@ -442,11 +438,17 @@ async fn media(
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let asked = Instant::now();
-            let _ = tx.send((
-                asked,
-                play_once(http, url, headers, ip).await,
-                Instant::now(),
-            ));
+            let played = play_once(http, url, headers, ip).await;
+            let answered = Instant::now();
+            // The playback comes up here, off the session's loop, which goes on publishing.
+            let played = match played {
+                Ok(mut peer) => match connect(&mut peer, false).await {
+                    Ok(up) => Ok(Ok((peer, up))),
+                    Err(failure) => Ok(Err(failure)),
+                },
+                Err(refused) => Err(refused),
+            };
+            let _ = tx.send((asked, played, answered));
         });
     };
     spawn_play(Duration::ZERO);
@@ -581,16 +583,21 @@ async fn media(
             attempt = player_rx.recv() => {
                 let Some((asked, result, answered)) = attempt else { continue };
                 match result {
-                    Ok(mut peer) => {
+                    Ok(up) => {
                         if session.figures.whep_answer_ms.is_none() {
                             session.figures.whep_answer_ms = Some(answered.saturating_duration_since(asked).as_secs_f64() * 1000.0);
                         }
-                        if let Err((class, detail)) = connect(session, &mut peer, false).await {
-                            session.fail(class, detail);
-                            break session.us(Instant::now());
+                        match up {
+                            Ok((peer, up)) => {
+                                session.figures.whep_connected_ms = Some(session.ms(up.dtls));
+                                playing_since = Some(up.dtls);
+                                player = Some(peer);
+                            }
+                            Err((class, detail)) => {
+                                session.fail(class, detail);
+                                break session.us(Instant::now());
+                            }
                         }
-                        playing_since = Some(Instant::now());
-                        player = Some(peer);
                     }
                     Err(e) if e.status() == Some(http::StatusCode::NOT_FOUND) => {
                         session.figures.whep_not_found += 1;
