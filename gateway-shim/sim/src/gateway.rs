@@ -25,8 +25,12 @@
 //! [`GatewayConfig::latency`], once the runner is ONLINE ([`GatewayConfig::startup`] after the
 //! first video). Relaying to orchestrators through lvt's selection core is not built yet.
 //!
+//! Auth: with [`GatewayConfig::auth_webhook`], each WHIP stream is posted to the webhook in
+//! go-livepeer's `AIAuthRequest` shape while its SDP exchange goes on; a refusal closes the
+//! ingest peer connection after the 201.
+//!
 //! Faults: a slow SDP answer, ICE that never connects (the answer names a port nobody reads),
-//! an auth refusal after the 201 (the ingest peer connection is closed at once, as go-livepeer
+//! an auth refusal after the 201 (the ingest peer connection is closed once up, as go-livepeer
 //! does when its auth webhook refuses a WHIP stream), a viewer limit.
 
 use std::collections::{HashMap, VecDeque};
@@ -72,8 +76,18 @@ pub struct GatewayConfig {
     pub ice_never: bool,
     /// Close every ingest peer connection right after its 201 (an auth refusal on WHIP).
     pub refuse_auth: bool,
+    /// go-livepeer's `-liveAIAuthWebhookUrl`: each WHIP stream is `POST`ed there (the
+    /// `AIAuthRequest` JSON) while its SDP exchange goes on; an answer other than 2xx, or no
+    /// answer, closes the ingest peer connection after its 201, as go-livepeer does.
+    pub auth_webhook: Option<String>,
+    /// go-livepeer's `-liveAIAuthApiKey`: sent to the webhook as `x-api-key` and
+    /// `Authorization`.
+    pub auth_api_key: String,
     /// Viewers per stream (`None`: unlimited, go-livepeer's `unlimited`).
     pub viewer_limit: Option<usize>,
+    /// go-livepeer's `LIVE_AI_ALLOW_CORS`: CORS headers on `OPTIONS`, WHEP and update answers,
+    /// so that a page from another origin can play (a browser).
+    pub allow_cors: bool,
     /// The address the peers' UDP sockets bind to (the host candidate).
     pub media_ip: IpAddr,
 }
@@ -86,7 +100,10 @@ impl Default for GatewayConfig {
             answer_delay: Duration::ZERO,
             ice_never: false,
             refuse_auth: false,
+            auth_webhook: None,
+            auth_api_key: String::new(),
             viewer_limit: Some(DEFAULT_VIEWER_LIMIT),
+            allow_cors: false,
             media_ip: IpAddr::from([127, 0, 0, 1]),
         }
     }
@@ -131,6 +148,8 @@ pub struct Gateway {
     config: GatewayConfig,
     /// Streams by name (one ingest per name: a new one replaces the old).
     streams: Mutex<HashMap<String, Arc<Stream>>>,
+    /// For the auth webhook.
+    http: reqwest::Client,
 }
 
 impl Gateway {
@@ -139,6 +158,10 @@ impl Gateway {
         Arc::new(Gateway {
             config,
             streams: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .timeout(AUTH_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         })
     }
 
@@ -199,6 +222,65 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// The auth webhook gets this long to answer (go-livepeer uses Go's default client, which has
+/// no timeout; a simulator that waits forever would hide the fault, so it counts as a refusal).
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// go-livepeer's `AIAuthRequest`, as its WHIP route fills it.
+#[derive(Debug, serde::Serialize)]
+struct AuthRequest {
+    stream: String,
+    stream_key: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    query_params: String,
+    gateway_host: String,
+    whep_url: String,
+    status_url: String,
+    update_url: String,
+}
+
+/// Asks the auth webhook about one stream, as go-livepeer's `authenticateAIStream` does: `POST`
+/// of the JSON with `x-api-key` and `Authorization` set to the gateway's key; 2xx allows.
+async fn authenticate(
+    http: &reqwest::Client,
+    url: &str,
+    api_key: &str,
+    request: &AuthRequest,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let response = http
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-api-key", api_key)
+        .header(header::AUTHORIZATION, api_key)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let text = response.text().await.unwrap_or_default();
+        Err(format!("status={} error={text}", status.as_u16()))
+    }
+}
+
+/// Go's `url.Values.Encode`: the query's pairs sorted by key (values in their order),
+/// form-encoded.
+fn encode_query(raw: &str) -> String {
+    let Ok(parsed) = reqwest::Url::parse(&format!("http://q.invalid/?{raw}")) else {
+        return String::new();
+    };
+    let mut pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = reqwest::Url::parse("http://q.invalid/").expect("a valid URL");
+    out.query_pairs_mut().extend_pairs(pairs);
+    out.query().unwrap_or_default().to_owned()
+}
+
 /// go's `http.Error`: the message and a newline as plain text.
 fn go_error(status: StatusCode, message: &str) -> Response {
     (
@@ -218,14 +300,43 @@ fn code(status: StatusCode) -> Response {
 
 /// The answer of the WHIP and WHEP routes to anything but `POST` (go-livepeer registers `HEAD`
 /// 405 and `OPTIONS` 204 on both, `PATCH` 501 on WHEP); `None` for a `POST`.
-fn not_a_post(method: &Method, patch_not_implemented: bool) -> Option<Response> {
+fn not_a_post(
+    config: &GatewayConfig,
+    method: &Method,
+    patch_not_implemented: bool,
+) -> Option<Response> {
     Some(match *method {
         Method::POST => return None,
         Method::HEAD => code(StatusCode::METHOD_NOT_ALLOWED),
-        Method::OPTIONS => code(StatusCode::NO_CONTENT),
+        Method::OPTIONS => cors(config, method, code(StatusCode::NO_CONTENT)),
         Method::PATCH if patch_not_implemented => code(StatusCode::NOT_IMPLEMENTED),
         _ => go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
     })
+}
+
+/// go-livepeer's `corsHeaders`, when `LIVE_AI_ALLOW_CORS` is set: any origin, the
+/// `Content-Type` header, and on `OPTIONS` the methods and the ICE server `Link`.
+fn cors(config: &GatewayConfig, method: &Method, mut response: Response) -> Response {
+    if !config.allow_cors {
+        return response;
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    if *method == Method::OPTIONS {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("OPTIONS, POST, GET"),
+        );
+        headers.insert(header::LINK, HeaderValue::from_static(ICE_LINK));
+    }
+    response
 }
 
 fn not_sdp() -> Response {
@@ -280,7 +391,7 @@ async fn whip(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = not_a_post(&method, false) {
+    if let Some(refused) = not_a_post(&gateway.config, &method, false) {
         return refused;
     }
     if !is_sdp(&headers) {
@@ -335,6 +446,31 @@ async fn whip(
         .expect("streams lock")
         .insert(name.clone(), stream.clone());
 
+    let auth = config.auth_webhook.as_ref().map(|url| {
+        let request = AuthRequest {
+            stream: name.clone(),
+            stream_key: name.clone(),
+            kind: "livepeer-whip",
+            query_params: uri.query().map(encode_query).unwrap_or_default(),
+            whep_url: whep_url.clone(),
+            update_url: format!("https://{host}/live/video-to-video/{name}//update"),
+            status_url: format!(
+                "https://{host}/live/video-to-video/{}//status",
+                stream.stream_id
+            ),
+            gateway_host: host.clone(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (http, url, key) = (
+            gateway.http.clone(),
+            url.clone(),
+            config.auth_api_key.clone(),
+        );
+        tokio::spawn(async move {
+            let _ = tx.send(authenticate(&http, &url, &key, &request).await);
+        });
+        rx
+    });
     if config.ice_never {
         // The answer names the peer's socket; dropping the peer closes it unread.
         drop(peer);
@@ -343,7 +479,7 @@ async fn whip(
             pli_every: Some(PLI_EVERY),
             stats_every: Some(Duration::from_secs(1)),
         });
-        tokio::spawn(ingest(gateway.clone(), stream, handle));
+        tokio::spawn(ingest(gateway.clone(), stream, handle, auth));
     }
 
     // go-livepeer's getRequestURL joins host and path with a slash, and the path starts with
@@ -369,11 +505,17 @@ async fn whip(
 
 /// The ingest of one stream: its received access units come back on the output after the
 /// runner's latency, once it is ONLINE.
-async fn ingest(gateway: Arc<Gateway>, stream: Arc<Stream>, mut peer: PeerHandle) {
+async fn ingest(
+    gateway: Arc<Gateway>,
+    stream: Arc<Stream>,
+    mut peer: PeerHandle,
+    mut auth: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
+) {
     let config = &gateway.config;
     let mut queue: VecDeque<(Instant, Frame)> = VecDeque::new();
     let gather_deadline = Instant::now() + VIDEO_GATHER_TIMEOUT;
     let mut online_at: Option<Instant> = None;
+    let (mut connected, mut refused) = (false, false);
     loop {
         let next_due = queue.front().map(|(due, _)| *due);
         tokio::select! {
@@ -404,10 +546,13 @@ async fn ingest(gateway: Arc<Gateway>, stream: Arc<Stream>, mut peer: PeerHandle
                         "packets_lost_fraction": stats.loss,
                     });
                 }
-                Some(PeerEvent::Connected(_)) if config.refuse_auth => {
-                    // The auth webhook said no while the SDP exchange went on: go-livepeer
-                    // closes the peer connection it has just answered.
-                    peer.close();
+                Some(PeerEvent::Connected(_)) => {
+                    connected = true;
+                    if config.refuse_auth || refused {
+                        // The auth webhook said no while the SDP exchange went on: go-livepeer
+                        // closes the peer connection it has just answered.
+                        peer.close();
+                    }
                 }
                 Some(PeerEvent::Closed(_)) | None => break,
                 Some(_) => {}
@@ -427,6 +572,18 @@ async fn ingest(gateway: Arc<Gateway>, stream: Arc<Stream>, mut peer: PeerHandle
                         if let Some(output) = &*stream.output.lock().expect("output lock") {
                             let _ = output.send(frame);
                         }
+                    }
+                }
+            }
+            verdict = async { auth.as_mut().expect("guarded").await }, if auth.is_some() => {
+                auth = None;
+                if let Ok(Err(why)) | Err(why) = verdict.map_err(|_| "the auth task ended".to_owned()) {
+                    // go-livepeer: "Live AI auth failed", and `whipConn.Close()`. Closed once
+                    // up, so that the publisher sees a close (docs/gateway-mode.md).
+                    tracing::info!(message = "Live AI auth failed.", stream = %stream.name, error = %why);
+                    refused = true;
+                    if connected {
+                        peer.close();
                     }
                 }
             }
@@ -479,7 +636,7 @@ async fn whep(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = not_a_post(&method, true) {
+    if let Some(refused) = not_a_post(&gateway.config, &method, true) {
         return refused;
     }
     let Some((name, request_id)) = parse_playback(&path) else {
@@ -490,7 +647,18 @@ async fn whep(
     else {
         return go_error(StatusCode::NOT_FOUND, "Stream not found");
     };
-    if !is_sdp(&headers) {
+    let response = play_stream(&gateway, stream, &headers, &body).await;
+    cors(&gateway.config, &method, response)
+}
+
+/// The WHEP answer for a stream that exists.
+async fn play_stream(
+    gateway: &Arc<Gateway>,
+    stream: Arc<Stream>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    if !is_sdp(headers) {
         return not_sdp();
     }
     let config = &gateway.config;
@@ -502,7 +670,7 @@ async fn whep(
             "Too many viewers for this stream",
         );
     }
-    let offer = String::from_utf8_lossy(&body);
+    let offer = String::from_utf8_lossy(body);
     let (peer, answer) = match Peer::answer(config.media_ip, &offer).await {
         Ok(made) => made,
         Err(_) => return go_error(StatusCode::BAD_REQUEST, "SetRemoteDescription failed"),
@@ -566,7 +734,9 @@ async fn update(
 ) -> Response {
     match method {
         Method::POST => {}
-        Method::OPTIONS => return code(StatusCode::NO_CONTENT),
+        Method::OPTIONS => {
+            return cors(&gateway.config, &method, code(StatusCode::NO_CONTENT));
+        }
         _ => return go_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     }
     let stream = gateway.stream(&name);
@@ -576,7 +746,7 @@ async fn update(
     let mut status = stream.status.lock().expect("status lock");
     status.params = serde_json::from_slice(&body).ok();
     status.params_ms = Some(now_ms());
-    StatusCode::OK.into_response()
+    cors(&gateway.config, &method, StatusCode::OK.into_response())
 }
 
 async fn status(

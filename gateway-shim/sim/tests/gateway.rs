@@ -329,3 +329,117 @@ async fn ice_that_never_connects_ends_as_disconnected() {
     let (reason, took) = closed_within(&mut publisher, Duration::from_secs(60)).await;
     assert_eq!(reason, CloseReason::Disconnected, "after {took:?}");
 }
+
+/// A webhook that records every request it gets and answers `status`.
+async fn auth_webhook(
+    status: u16,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, serde_json::Value)>>>,
+) {
+    use axum::extract::State;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, serde_json::Value)>>>;
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/auth",
+            axum::routing::post(
+                move |State(seen): State<Seen>, headers: HeaderMap, body: bytes::Bytes| async move {
+                    let doc = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    seen.lock().unwrap().push((headers, doc));
+                    (
+                        http::StatusCode::from_u16(status).unwrap(),
+                        r#"{"stream_id":""}"#,
+                    )
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/auth", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_auth_webhook_is_asked_in_go_livepeers_shape_and_a_refusal_closes() {
+    // Allowed: the stream flows, and the webhook saw go-livepeer's AIAuthRequest.
+    let (allow_url, seen) = auth_webhook(200).await;
+    let gw = gateway(GatewayConfig {
+        auth_webhook: Some(allow_url),
+        auth_api_key: "gw-key".into(),
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let (mut publisher, answer) =
+        publish(&client, &gw, "streamId=id7&pipeline=noop&params=%7B%7D").await;
+    wait_connected(&mut publisher).await;
+    // Not closed: allowed streams live on.
+    let still_open = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match publisher.events.recv().await {
+                Some(PeerEvent::Closed(reason)) => return Some(reason),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        still_open.is_err(),
+        "an allowed stream was closed: {still_open:?}"
+    );
+    let (headers, doc) = seen.lock().unwrap()[0].clone();
+    assert_eq!(headers["x-api-key"], "gw-key");
+    assert_eq!(headers["authorization"], "gw-key");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(doc["stream"], "s1");
+    assert_eq!(doc["stream_key"], "s1");
+    assert_eq!(doc["type"], "livepeer-whip");
+    // Go's url.Values.Encode: keys sorted, form-encoded.
+    assert_eq!(
+        doc["query_params"],
+        "params=%7B%7D&pipeline=noop&streamId=id7"
+    );
+    assert_eq!(
+        doc["whep_url"],
+        answer.playback_url.clone().unwrap().as_str()
+    );
+    let host = gw.url.trim_start_matches("http://");
+    assert_eq!(doc["gateway_host"], host);
+    assert_eq!(
+        doc["status_url"],
+        format!("https://{host}/live/video-to-video/id7//status").as_str()
+    );
+    assert_eq!(
+        doc["update_url"],
+        format!("https://{host}/live/video-to-video/s1//update").as_str()
+    );
+    publisher.close();
+
+    // Refused (403): the 201 came, then the connection is closed by the gateway.
+    let (deny_url, denied) = auth_webhook(403).await;
+    let gw = gateway(GatewayConfig {
+        auth_webhook: Some(deny_url),
+        ..Default::default()
+    })
+    .await;
+    let (mut publisher, answer) = publish(&client, &gw, "streamId=id8").await;
+    assert!(answer.playback_url.is_some(), "the 201 came first");
+    wait_connected(&mut publisher).await;
+    let (reason, _) = closed_within(&mut publisher, Duration::from_secs(5)).await;
+    assert_eq!(reason, CloseReason::Remote);
+    assert_eq!(denied.lock().unwrap().len(), 1);
+
+    // A webhook nobody answers at is a refusal too.
+    let gw = gateway(GatewayConfig {
+        auth_webhook: Some("http://127.0.0.1:9/auth".into()),
+        ..Default::default()
+    })
+    .await;
+    let (mut publisher, _) = publish(&client, &gw, "streamId=id9").await;
+    wait_connected(&mut publisher).await;
+    let (reason, _) = closed_within(&mut publisher, Duration::from_secs(5)).await;
+    assert_eq!(reason, CloseReason::Remote);
+}

@@ -82,6 +82,23 @@ pub struct GatewayArgs {
     /// refuses a WHIP stream.
     #[arg(long)]
     pub refuse_auth: bool,
+    /// POST each WHIP stream to this auth webhook, as go-livepeer's -liveAIAuthWebhookUrl: an
+    /// answer other than 2xx closes the ingest connection after its 201.
+    #[arg(long, value_name = "URL")]
+    pub auth_webhook: Option<String>,
+    /// The key sent to the auth webhook as x-api-key and Authorization (go-livepeer's
+    /// -liveAIAuthApiKey).
+    #[arg(
+        long,
+        value_name = "KEY",
+        default_value = "",
+        requires = "auth_webhook"
+    )]
+    pub auth_api_key: String,
+    /// CORS headers on OPTIONS, WHEP and update answers, so that a browser page from another
+    /// origin can play (go-livepeer's LIVE_AI_ALLOW_CORS).
+    #[arg(long)]
+    pub allow_cors: bool,
     /// Viewers per stream: a number, or unlimited (go-livepeer's LIVE_AI_WHEP_MAX_SESSIONS).
     #[arg(long, default_value = "5")]
     pub viewer_limit: String,
@@ -119,6 +136,22 @@ async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
         answer_delay: Duration::from_millis(args.answer_delay_ms),
         ice_never: args.ice_never,
         refuse_auth: args.refuse_auth,
+        auth_webhook: match args.auth_webhook {
+            Some(url)
+                if reqwest::Url::parse(&url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")) =>
+            {
+                Some(url)
+            }
+            Some(url) => {
+                return Err(CliError::Usage(format!(
+                    "--auth-webhook {url:?}: expected an http:// or https:// URL"
+                )));
+            }
+            None => None,
+        },
+        auth_api_key: args.auth_api_key,
+        allow_cors: args.allow_cors,
         viewer_limit,
         media_ip,
     };
