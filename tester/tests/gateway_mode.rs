@@ -232,3 +232,285 @@ async fn lvt_bench_gateway_holds_a_small_ramp() {
     let error = step["latency_error_ms_median"].as_f64().expect("latency");
     assert!(error < 1000.0 / 30.0, "{steps}");
 }
+
+/// A scenario streaming through the gateway at `url`, one orchestrator pin per target, the
+/// header's value from the environment.
+fn gateway_scenario(url: &str) -> String {
+    format!(
+        r#"id = "through-gateway"
+version = "1.0.0"
+description = "lvt run through a gateway"
+pipeline = "live-video-to-video"
+model_id = "noop"
+
+[[prompts]]
+id = "calm-lake"
+complexity = "low"
+params = {{ prompt = "a calm lake at dawn" }}
+
+[input]
+width = 256
+height = 256
+fps = 30
+segment_ms = 1000
+bitrate_kbps = 300
+
+[session]
+duration_s = 4
+
+[targets]
+source = "gateway"
+url = "{url}"
+pins = ["orch-a", "orch-b"]
+headers_from_env = {{ X-Lvt-Key = "LVT_TEST_GATEWAY_KEY" }}
+
+[load]
+executor = "closed"
+sessions_per_target = 1
+concurrency = 1
+
+[[thresholds]]
+expr = "failure_rate == 0"
+
+[[thresholds]]
+expr = "e2e_latency_ms.p50 < 250"
+where = {{ target = "{url}?orchestrator=orch-a" }}
+"#
+    )
+}
+
+/// `lvt run` with a `gateway` target: each pin is a target of its own, its sessions stream
+/// through the gateway in gateway mode, thresholds judge them by label; a header whose
+/// environment variable is unset stops the run before any session, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lvt_run_streams_through_a_gateway_target_per_pin() {
+    let gw = gateway(GatewayConfig {
+        latency: Duration::from_millis(150),
+        startup: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gateway.toml");
+    std::fs::write(&scenario, gateway_scenario(&gw.url)).unwrap();
+    let out_dir = dir.path().join("out");
+    let run = |with_key: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lvt"));
+        command
+            .arg("run")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(&out_dir)
+            .env_remove("LVT_TEST_GATEWAY_KEY")
+            .kill_on_drop(true);
+        if with_key {
+            command.env("LVT_TEST_GATEWAY_KEY", "k-123");
+        }
+        command.output()
+    };
+
+    let unset = run(false).await.unwrap();
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert_eq!(unset.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("LVT_TEST_GATEWAY_KEY is not set"),
+        "{stderr}"
+    );
+    assert!(!out_dir.join("run.json").exists());
+
+    let output = run(true).await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    let labels = [
+        format!("{}?orchestrator=orch-a", gw.url),
+        format!("{}?orchestrator=orch-b", gw.url),
+    ];
+    assert_eq!(run["targets"], serde_json::json!(labels));
+    let sessions = run["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{run}");
+    let mut targets: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["target"].as_str().unwrap())
+        .collect();
+    targets.sort_unstable();
+    assert_eq!(targets, labels);
+    for s in sessions {
+        let report = &s["report"];
+        assert_eq!(report["mode"], "gateway", "{s}");
+        assert_eq!(report["outcome"], "passed", "{s}");
+        assert!(report["orchestrator"].is_null(), "{s}");
+        let p50 = report["metrics"]["e2e_latency_ms"]["p50"].as_f64().unwrap();
+        assert!((150.0..=150.0 + 1000.0 / 30.0).contains(&p50), "{p50}");
+        assert!(
+            report["metrics"]["gateway"]["whip_answer_ms"].is_number(),
+            "{s}"
+        );
+    }
+    assert_eq!(run["verdicts"][0]["status"], "pass", "{run}");
+    assert_eq!(run["verdicts"][1]["status"], "pass", "{run}");
+}
+
+/// The page headless Chromium opens: it plays `?whep=URL` over WHEP with Chromium's own WebRTC
+/// engine, waits for 60 decoded frames, reads the mean luminance of the clip's corner marker
+/// from the decoded picture, and posts what it saw (`/seen`) and the picture as a PNG
+/// (`/frame.png`) back to the test.
+const WHEP_PAGE: &str = r#"<!doctype html>
+<html><body>
+<video id="v" autoplay muted playsinline></video><canvas id="c"></canvas>
+<script>
+const whep = new URLSearchParams(location.search).get("whep");
+const say = (doc) => fetch("/seen", { method: "POST", body: JSON.stringify(doc) });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+(async () => {
+  try {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const v = document.getElementById("v");
+    pc.ontrack = (e) => { if (e.track.kind === "video") v.srcObject = new MediaStream([e.track]); };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((r) => {
+      if (pc.iceGatheringState === "complete") return r();
+      pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === "complete") r(); };
+    });
+    let answer = null, statuses = [];
+    for (let i = 0; i < 40 && answer === null; i++) {
+      let res;
+      try {
+        res = await fetch(whep, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+      } catch (e) {
+        // go-livepeer's 404 before the stream exists carries no CORS headers: the browser
+        // only sees a failed fetch.
+        statuses.push("blocked"); await sleep(250); continue;
+      }
+      statuses.push(res.status);
+      if (res.status === 201) answer = await res.text(); else await sleep(250);
+    }
+    if (answer === null) throw new Error("WHEP never answered 201: " + statuses.join(","));
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    let frames = 0;
+    await new Promise((r) => {
+      const each = () => { frames += 1; if (frames >= 60) r(); else v.requestVideoFrameCallback(each); };
+      v.requestVideoFrameCallback(each);
+    });
+    const c = document.getElementById("c");
+    c.width = v.videoWidth; c.height = v.videoHeight;
+    const g = c.getContext("2d", { willReadFrequently: true });
+    g.drawImage(v, 0, 0);
+    // The clip's marker: a square of a quarter of the shorter side in the top-right corner,
+    // white or black; its inner half is read, as lvt's own reader does.
+    const side = Math.floor(Math.min(c.width, c.height) / 4);
+    const px = g.getImageData(c.width - side + side / 4, side / 4, side / 2, side / 2).data;
+    let sum = 0;
+    for (let i = 0; i < px.length; i += 4) sum += 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+    const quality = v.getVideoPlaybackQuality();
+    const png = await new Promise((r) => c.toBlob(r, "image/png"));
+    await fetch("/frame.png", { method: "POST", body: png });
+    await say({ frames, width: c.width, height: c.height, corner_luma: sum / (px.length / 4),
+                decoded: quality.totalVideoFrames, statuses });
+  } catch (e) {
+    await say({ error: String(e) });
+  }
+})();
+</script>
+</body></html>
+"#;
+
+/// Headless Chromium (its own WebRTC engine and H.264 decoder) plays the simulated gateway's
+/// WHEP output while lvt publishes over WHIP: the page decodes the clip's pictures (the corner
+/// marker reads white or black, not gray) and a decoded frame is kept as a test artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_plays_the_gateways_whep_output() {
+    use axum::extract::State;
+    use axum::routing::{get, post};
+    let gw = gateway(GatewayConfig {
+        latency: Duration::from_millis(100),
+        startup: Duration::from_millis(300),
+        allow_cors: true,
+        ..Default::default()
+    })
+    .await;
+
+    // lvt publishes (and plays, as one viewer) for 20 s under a known stream name.
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(20);
+    opts.model_id = "noop".into();
+    let mut options = GatewayOptions::new(gw.url.parse().unwrap());
+    options.stream = "chromiumplays".into();
+    let publishing = tokio::spawn(async move {
+        let http = probe::http_client().unwrap();
+        probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await
+    });
+
+    // The page's server (another origin than the gateway's: CORS as go-livepeer answers it).
+    type Seen = tokio::sync::mpsc::UnboundedSender<(String, bytes::Bytes)>;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route("/", get(|| async { axum::response::Html(WHEP_PAGE) }))
+        .route(
+            "/{what}",
+            post(
+                |State(tx): State<Seen>,
+                 axum::extract::Path(what): axum::extract::Path<String>,
+                 body: bytes::Bytes| async move {
+                    let _ = tx.send((what, body));
+                },
+            ),
+        )
+        .with_state(seen_tx);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = format!(
+        "http://{}/?whep={}/live/video-to-video/chromiumplays-out/whep",
+        listener.local_addr().unwrap(),
+        gw.url
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (mut browser, _profile) = lvt_testkit::chromium::open_page(&page);
+
+    let mut png = None;
+    let report = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let (what, body) = seen.recv().await.expect("the page's server runs");
+            match what.as_str() {
+                "frame.png" => png = Some(body),
+                "seen" => return serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the page reports within 60 s");
+    let _ = browser.kill().await;
+
+    assert!(report["error"].is_null(), "the page failed: {report}");
+    assert_eq!(report["frames"], 60, "{report}");
+    assert_eq!(
+        (report["width"].as_u64(), report["height"].as_u64()),
+        (Some(512), Some(512)),
+        "{report}"
+    );
+    // The decoded picture is the clip's: its marker is white or black, far from mid gray.
+    let luma = report["corner_luma"].as_f64().unwrap();
+    assert!(
+        (luma - 128.0).abs() >= 48.0,
+        "corner luminance {luma}: {report}"
+    );
+    let png = png.expect("the page sent its frame");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let artifacts = lvt_testkit::chromium::artifacts_dir();
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("gateway-whep-chromium.png"), &png).unwrap();
+
+    let published = publishing.await.unwrap();
+    assert_eq!(
+        published.outcome,
+        Outcome::Passed,
+        "{:?}",
+        published.failure
+    );
+}

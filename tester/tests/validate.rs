@@ -129,6 +129,7 @@ fn valid_corpus_loads_and_validates_as_a_directory() {
         ids,
         [
             "full-0",
+            "gateway-pinned",
             "minimal",
             "network-score-weighted",
             "webhook-closed"

@@ -104,3 +104,39 @@ pub async fn keep_screenshot(url: &str, name: &str) -> PathBuf {
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     screenshot
 }
+
+/// Headless Chromium showing `url` in real time (no virtual time: WebRTC and media need the
+/// real clock) until the returned child is dropped. For pages that report what they saw by
+/// themselves (a `fetch` to the test's server). Media plays without a user gesture; peer
+/// connections may use loopback and announce plain IP candidates, so that a WebRTC peer on
+/// 127.0.0.1 is reachable.
+pub fn open_page(url: &str) -> (tokio::process::Child, tempfile::TempDir) {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut command = tokio::process::Command::new("chromium");
+    command
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--autoplay-policy=no-user-gesture-required",
+            "--allow-loopback-in-peer-connection",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+            // Keeps the browser open on its page until the test ends it.
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            panic!("chromium is not installed: install chromium (ci/setup)")
+        }
+        Err(error) => panic!("chromium could not start: {error}"),
+    };
+    (child, profile)
+}

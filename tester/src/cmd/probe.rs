@@ -229,16 +229,8 @@ fn gateway_options(
     }
     let mut gateway = probe::gateway::GatewayOptions::new(parsed);
     if let Some(stream) = &args.stream {
-        if stream.is_empty()
-            || !stream
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(CliError::Usage(format!(
-                "--stream {stream:?}: letters, digits and _ only (go-livepeer splits playback \
-                 paths on '-')"
-            )));
-        }
+        probe::gateway::check_stream_name(stream)
+            .map_err(|why| CliError::Usage(format!("--stream {stream:?}: {why}")))?;
         gateway.stream = stream.clone();
         gateway.stream_id = stream.clone();
     }

@@ -8,8 +8,8 @@
 //! rewrites RTP timestamps, so e2e latency comes from the pictures alone (each decoded output
 //! frame's number, matched to the send time of the input frame that carried it).
 //!
-//! Not built yet: running through `SessionCore` (this driver keeps its own small loop), swaps
-//! seen through a gateway, and `lvt run` targets of this kind.
+//! Not built yet: running through `SessionCore` (this driver keeps its own small loop), and
+//! swaps seen through a gateway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ProbeOptions, fail, report_template, unix_ms};
+use super::{ProbeOptions, ProbeRun, fail, report_template, unix_ms};
 use crate::encode::{Clip, PictureReader};
 
 /// go-livepeer's ICE failed timeout: a connection not up by then is not coming.
@@ -99,6 +99,19 @@ impl GatewayOptions {
             }
         }
         url
+    }
+}
+
+/// Checks a stream name for the WHIP path: letters, digits and `_` only, since go-livepeer
+/// splits playback paths on `-`.
+///
+/// # Errors
+/// What is wrong with the name.
+pub fn check_stream_name(name: &str) -> Result<(), &'static str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err("letters, digits and _ only (go-livepeer splits playback paths on '-')")
     }
 }
 
@@ -171,6 +184,18 @@ pub async fn probe_gateway(
     http: &reqwest::Client,
     cancel: CancellationToken,
 ) -> SessionReport {
+    gateway_run(opts, gateway, clip, http, cancel).await.report
+}
+
+/// [`probe_gateway`], also telling whether `cancel` cut the session short (as
+/// [`super::probe_run`] does for the other modes).
+pub async fn gateway_run(
+    opts: &ProbeOptions,
+    gateway: &GatewayOptions,
+    clip: Arc<Clip>,
+    http: &reqwest::Client,
+    cancel: CancellationToken,
+) -> ProbeRun {
     let mut report = report_template(opts, TargetMode::Gateway);
     let mut session = Session {
         opts,
@@ -207,7 +232,10 @@ pub async fn probe_gateway(
         }
         None => report.outcome = Outcome::Passed,
     }
-    report
+    ProbeRun {
+        report,
+        interrupted: session.interrupted,
+    }
 }
 
 /// Resolves the gateway's address, to offer a host candidate on the interface that reaches it.

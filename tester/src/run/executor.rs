@@ -400,7 +400,7 @@ impl Execution<'_> {
         let session = &self.scenario.session;
         let target = match self.targets {
             RunTargets::Direct(uris) => uris[planned.target].clone(),
-            RunTargets::Network(_) => network_placeholder(),
+            RunTargets::Network(_) | RunTargets::Gateway(_) => network_placeholder(),
         };
         let mut opts = ProbeOptions::new(target);
         opts.model_id = self.scenario.model_id.clone();
@@ -468,6 +468,13 @@ impl Execution<'_> {
                     run_network(&net, clip, &http, cancel, sink).await
                 })
             }
+            RunTargets::Gateway(gateway) => {
+                let gw = gateway.session(planned.target);
+                self.tasks.spawn(async move {
+                    let _permit = permit;
+                    probe::gateway::gateway_run(&task_opts, &gw, clip, &http, cancel).await
+                })
+            }
         };
         info!(
             message = "Session started.",
@@ -504,10 +511,18 @@ impl Execution<'_> {
                     &f.opts,
                     format!("the session's task stopped unexpectedly: {e}"),
                 );
-                if let RunTargets::Network(_) = self.targets {
+                match self.targets {
                     // No orchestrator can be named: the session's own selection never reported.
-                    report.mode = lvt_schema::TargetMode::Network;
-                    report.orchestrator = None;
+                    RunTargets::Network(_) => {
+                        report.mode = lvt_schema::TargetMode::Network;
+                        report.orchestrator = None;
+                    }
+                    // The gateway names none either.
+                    RunTargets::Gateway(_) => {
+                        report.mode = lvt_schema::TargetMode::Gateway;
+                        report.orchestrator = None;
+                    }
+                    RunTargets::Direct(_) => {}
                 }
                 (
                     e.id(),
@@ -603,7 +618,7 @@ fn matches_where(t: &Threshold, s: &SessionRecord) -> bool {
     })
 }
 
-/// The `target` of a network session's options: never contacted (each try sets the candidate
+/// The `target` of a network or gateway session's options: never contacted (each try sets the candidate
 /// it starts on); a reserved name (RFC 2606) so that it can never reach a real host.
 fn network_placeholder() -> OrchestratorUri {
     OrchestratorUri::new(Scheme::Https, "network.invalid", 443)

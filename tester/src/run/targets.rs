@@ -42,6 +42,13 @@ pub enum TargetError {
     /// A `network` target has no fixed list of orchestrators; use [`resolve_run`].
     #[error("a network target selects orchestrators per session; it has no fixed list")]
     Network,
+    /// A `gateway` target streams into a gateway, not to orchestrators; use [`resolve_run`].
+    #[error("a gateway target streams into a gateway; it has no list of orchestrators")]
+    Gateway,
+    /// A gateway target that cannot be used: its URL, or a header whose environment variable
+    /// is unset or not a header value.
+    #[error("targets (gateway {url}): {detail}")]
+    GatewaySetting { url: String, detail: String },
     /// Nothing left to test.
     #[error("{origin}: no targets to test{why}")]
     Empty { origin: String, why: String },
@@ -101,6 +108,7 @@ pub async fn resolve(
             rank(&origin, found, *max_targets, *min_score)
         }
         Targets::Network { .. } => Err(TargetError::Network),
+        Targets::Gateway { .. } => Err(TargetError::Gateway),
     }
 }
 
@@ -109,6 +117,7 @@ pub async fn resolve(
 pub enum RunTargets {
     Direct(Vec<OrchestratorUri>),
     Network(NetworkTarget),
+    Gateway(GatewayTarget),
 }
 
 impl RunTargets {
@@ -117,12 +126,12 @@ impl RunTargets {
         match self {
             Self::Direct(uris) => uris.iter().map(ToString::to_string).collect(),
             Self::Network(_) => vec![NETWORK_LABEL.to_string()],
+            Self::Gateway(g) => g.labels.clone(),
         }
     }
 }
 
-/// The `target` label of every network-mode session in a run's summaries.
-pub const NETWORK_LABEL: &str = "network";
+pub use crate::scenario::NETWORK_LABEL;
 
 /// The sources and strategy of a `network` target; each session discovers with them.
 #[derive(Debug, Clone)]
@@ -132,9 +141,105 @@ pub struct NetworkTarget {
     pub discovery_timeout: Duration,
 }
 
+/// A `gateway` target: where its sessions stream, and one pin (or none) per run target.
+#[derive(Debug, Clone)]
+pub struct GatewayTarget {
+    pub url: reqwest::Url,
+    /// One entry per run target, in label order: the `orchestrator` pin, or `None` when the
+    /// gateway selects.
+    pub pins: Vec<Option<String>>,
+    pub labels: Vec<String>,
+    pub headers: http::HeaderMap,
+    /// The stream name of every session, when the gateway authenticates by it.
+    pub stream_key: Option<String>,
+    pub decode_keyframes_only: bool,
+}
+
+impl GatewayTarget {
+    /// The gateway options of a session on run target `index`: a fresh stream name and id.
+    pub fn session(&self, index: usize) -> crate::probe::gateway::GatewayOptions {
+        let mut g = crate::probe::gateway::GatewayOptions::new(self.url.clone());
+        g.orchestrator = self.pins[index].clone();
+        g.headers = self.headers.clone();
+        g.decode_keyframes_only = self.decode_keyframes_only;
+        if let Some(key) = &self.stream_key {
+            g.stream = key.clone();
+        }
+        g
+    }
+}
+
+/// Resolves a gateway target: its URL parsed, its headers read from the environment through
+/// `env` (so that tests need not set process-wide variables).
+pub fn resolve_gateway(
+    targets: &Targets,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<GatewayTarget, TargetError> {
+    let (
+        Targets::Gateway {
+            url,
+            pins,
+            headers_from_env,
+            stream_key_from_env,
+            decode_keyframes_only,
+        },
+        Some(labels),
+    ) = (targets, targets.gateway_labels())
+    else {
+        return Err(TargetError::Network);
+    };
+    let setting = |detail: String| TargetError::GatewaySetting {
+        url: url.clone(),
+        detail,
+    };
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| setting("expected http://host:port or https://host:port".into()))?;
+    let mut headers = http::HeaderMap::new();
+    for (name, var) in headers_from_env {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| setting(format!("{name:?} is not an HTTP header name")))?;
+        let value = env(var).ok_or_else(|| {
+            setting(format!(
+                "header {name}: environment variable {var} is not set"
+            ))
+        })?;
+        let value = http::HeaderValue::from_str(&value).map_err(|_| {
+            setting(format!(
+                "header {name}: the value of {var} is not a header value"
+            ))
+        })?;
+        headers.insert(name, value);
+    }
+    let stream_key = match stream_key_from_env {
+        None => None,
+        Some(var) => {
+            let key = env(var).ok_or_else(|| {
+                setting(format!("stream key: environment variable {var} is not set"))
+            })?;
+            crate::probe::gateway::check_stream_name(&key)
+                .map_err(|why| setting(format!("stream key from {var}: {why}")))?;
+            Some(key)
+        }
+    };
+    Ok(GatewayTarget {
+        url: parsed,
+        stream_key,
+        pins: if pins.is_empty() {
+            vec![None]
+        } else {
+            pins.iter().cloned().map(Some).collect()
+        },
+        labels,
+        headers,
+        decode_keyframes_only: *decode_keyframes_only,
+    })
+}
+
 /// Resolves `targets` for `lvt run`: a `network` target becomes its discovery source and
-/// strategy (checked, not contacted: each session asks the source itself); every other kind
-/// is [`resolve`]d to its orchestrators.
+/// strategy (checked, not contacted: each session asks the source itself), a `gateway` target
+/// its URL, pins and headers; every other kind is [`resolve`]d to its orchestrators.
 pub async fn resolve_run(
     targets: &Targets,
     http: &reqwest::Client,
@@ -146,6 +251,10 @@ pub async fn resolve_run(
         discovery_timeout_ms,
     } = targets
     else {
+        if let Targets::Gateway { .. } = targets {
+            return resolve_gateway(targets, |var| std::env::var(var).ok())
+                .map(RunTargets::Gateway);
+        }
         return resolve(targets, http).await.map(RunTargets::Direct);
     };
     let options = SpecOptions {
@@ -500,6 +609,80 @@ mod tests {
             panic!("direct targets");
         };
         assert_eq!(strings(&uris), ["https://b.example:8935"]);
+    }
+
+    fn gateway(pins: &[&str], headers: &[(&str, &str)]) -> Targets {
+        Targets::Gateway {
+            url: "http://gw.example:8937/".into(),
+            pins: pins.iter().map(ToString::to_string).collect(),
+            headers_from_env: headers
+                .iter()
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect(),
+            stream_key_from_env: None,
+            decode_keyframes_only: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn gateway_targets_are_one_per_pin_with_headers_from_the_environment() {
+        let env = |var: &str| (var == "KEY").then(|| "Bearer k".to_owned());
+        let unpinned = resolve_gateway(&gateway(&[], &[]), env).unwrap();
+        assert_eq!(unpinned.labels, ["http://gw.example:8937"]);
+        assert_eq!(unpinned.pins, [None]);
+        assert_eq!(unpinned.session(0).orchestrator, None);
+
+        let pinned = resolve_gateway(
+            &gateway(&["orch-1", "orch-2"], &[("Authorization", "KEY")]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            pinned.labels,
+            [
+                "http://gw.example:8937?orchestrator=orch-1",
+                "http://gw.example:8937?orchestrator=orch-2"
+            ]
+        );
+        let second = pinned.session(1);
+        assert_eq!(second.orchestrator.as_deref(), Some("orch-2"));
+        assert_eq!(second.headers["authorization"], "Bearer k");
+        assert_eq!(second.url.as_str(), "http://gw.example:8937/");
+        // Each session streams under a name of its own.
+        assert_ne!(pinned.session(1).stream, second.stream);
+
+        let unset = resolve_gateway(&gateway(&[], &[("Authorization", "NOPE")]), env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unset.contains("environment variable NOPE is not set"),
+            "{unset}"
+        );
+        let bad_value = resolve_gateway(&gateway(&[], &[("Authorization", "KEY")]), |_| {
+            Some("line\nbreak".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(bad_value.contains("not a header value"), "{bad_value}");
+        let mut bad_url = gateway(&[], &[]);
+        if let Targets::Gateway { url, .. } = &mut bad_url {
+            *url = "gw.example:8937".into();
+        }
+        assert!(matches!(
+            resolve_gateway(&bad_url, env),
+            Err(TargetError::GatewaySetting { .. })
+        ));
+        // The run's resolution gives the same; the fixed-list resolution refuses it.
+        assert!(matches!(
+            resolve_run(&gateway(&[], &[]), &http(), "noop")
+                .await
+                .unwrap(),
+            RunTargets::Gateway(_)
+        ));
+        assert!(matches!(
+            resolve(&gateway(&[], &[]), &http()).await,
+            Err(TargetError::Gateway)
+        ));
     }
 
     #[tokio::test]

@@ -213,6 +213,55 @@ pub enum Targets {
         #[serde(default = "default_discovery_timeout_ms")]
         discovery_timeout_ms: u32,
     },
+    /// Through a go-livepeer gateway, as its users stream (docs/gateway-mode.md): each session
+    /// publishes the clip over WHIP to `url` and plays the output over WHEP.
+    Gateway {
+        /// The gateway's base URL (`http://host:port` or `https://host:port`).
+        url: String,
+        /// Orchestrators to test one at a time through the gateway, each named by a substring
+        /// of its URL (go-livepeer's `orchestrator` query parameter); each pin is a target of
+        /// its own. Empty: one target, the gateway selects.
+        #[serde(default)]
+        pins: Vec<String>,
+        /// Headers sent with every request to the gateway (a stream key, an API key), by
+        /// header name; each value is the name of the environment variable holding it, so
+        /// that keys stay out of scenario files.
+        #[serde(default)]
+        headers_from_env: BTreeMap<String, String>,
+        /// The environment variable holding the stream key: the stream name every session
+        /// publishes under (go-livepeer asks its auth webhook about the stream name). One
+        /// name carries one stream at a time, so this needs closed load with concurrency 1.
+        /// Unset: each session streams under a fresh random name.
+        #[serde(default)]
+        stream_key_from_env: Option<String>,
+        /// Decode only the output's keyframes (one content sample per segment) instead of
+        /// every frame: for load, where decoding every frame of every stream costs more than
+        /// the rest of the session.
+        #[serde(default)]
+        decode_keyframes_only: bool,
+    },
+}
+
+/// The `target` label of every network-mode session in a run's summaries.
+pub const NETWORK_LABEL: &str = "network";
+
+impl Targets {
+    /// The `target` labels of a gateway target's sessions, one per pin (or one when
+    /// unpinned): the URL as written without a trailing `/`, then `?orchestrator=PIN` when
+    /// pinned. `None` for the other kinds.
+    pub fn gateway_labels(&self) -> Option<Vec<String>> {
+        let Targets::Gateway { url, pins, .. } = self else {
+            return None;
+        };
+        let base = url.trim_end_matches('/');
+        Some(if pins.is_empty() {
+            vec![base.to_owned()]
+        } else {
+            pins.iter()
+                .map(|pin| format!("{base}?orchestrator={pin}"))
+                .collect()
+        })
+    }
 }
 
 /// How a gateway orders the candidates it tries: `"go-livepeer"` or

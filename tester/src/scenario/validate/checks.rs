@@ -252,6 +252,23 @@ impl Checker<'_, '_> {
     }
 
     pub(super) fn check_load(&mut self, s: &Scenario) {
+        if let crate::scenario::Targets::Gateway {
+            stream_key_from_env: Some(_),
+            pins,
+            ..
+        } = &s.targets
+        {
+            let one_at_a_time =
+                pins.len() <= 1 && matches!(s.load, Load::Closed { concurrency: 1, .. });
+            if !one_at_a_time {
+                self.error(
+                    &[K("targets"), K("stream_key_from_env")],
+                    "one stream key carries one stream at a time, and this scenario runs sessions at once".to_string(),
+                    "closed load with concurrency = 1 and at most one pin",
+                    "go-livepeer keeps one stream per name: a second session under the same key would replace the first",
+                );
+            }
+        }
         match &s.load {
             Load::Closed {
                 sessions_per_target,

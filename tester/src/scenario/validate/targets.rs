@@ -82,6 +82,19 @@ impl Checker<'_, '_> {
                 );
                 None
             }
+            Targets::Gateway {
+                url,
+                pins,
+                headers_from_env,
+                stream_key_from_env,
+                decode_keyframes_only: _,
+            } => {
+                self.check_gateway(url, pins, headers_from_env);
+                if let Some(var) = stream_key_from_env {
+                    self.check_env_name(&[K("targets"), K("stream_key_from_env")], var);
+                }
+                None
+            }
         };
         if max_targets == Some(0) {
             self.error(
@@ -165,7 +178,22 @@ impl Checker<'_, '_> {
 
     /// Sessions are labelled with the target's normalized URI (`https://host:port`), and
     /// `where` compares labels exactly, so the filter must be written in that form.
-    pub(super) fn check_where_target(&mut self, path: &[Seg<'_>], value: &str) {
+    pub(super) fn check_where_target(&mut self, path: &[Seg<'_>], value: &str, targets: &Targets) {
+        let labels = match targets {
+            Targets::Network { .. } => Some(vec![crate::scenario::NETWORK_LABEL.to_owned()]),
+            _ => targets.gateway_labels(),
+        };
+        if let Some(labels) = labels {
+            if !labels.iter().any(|l| l == value) {
+                self.error(
+                    path,
+                    format!("target `{value}` would never match: this scenario's sessions are labelled {}", labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")),
+                    "one of those labels",
+                    "a network session is labelled `network`; a gateway session with the gateway's URL, and `?orchestrator=PIN` when pinned",
+                );
+            }
+            return;
+        }
         match value.parse::<OrchestratorUri>() {
             Err(_) => self.check_uri(path, value),
             Ok(uri) if uri.to_string() != value => self.error(
@@ -175,6 +203,63 @@ impl Checker<'_, '_> {
                 "results label each session with the target's full URI, scheme and port included",
             ),
             Ok(_) => {}
+        }
+    }
+
+    fn check_gateway(
+        &mut self,
+        url: &str,
+        pins: &[String],
+        headers_from_env: &std::collections::BTreeMap<String, String>,
+    ) {
+        if let Err(e) = spec::check_url("gateway", "url", url) {
+            self.error(
+                &[K("targets"), K("url")],
+                e.to_string(),
+                "a URL starting with http:// or https:// and naming a host",
+                "the gateway's base URL, for example \"http://127.0.0.1:8937\"",
+            );
+        }
+        for (i, pin) in pins.iter().enumerate() {
+            let path = [K("targets"), K("pins"), I(i)];
+            if pin.trim().is_empty() {
+                self.error(
+                    &path,
+                    "an empty pin matches every orchestrator".to_string(),
+                    "a substring of the orchestrator's URL, such as \"orch-1.example.com:8935\"",
+                    "leave `pins` out to let the gateway select",
+                );
+            } else if pins[..i].contains(pin) {
+                self.error(
+                    &path,
+                    format!("pin {pin:?} is listed twice"),
+                    "each orchestrator once",
+                    "remove the repeat",
+                );
+            }
+        }
+        for (name, var) in headers_from_env {
+            let path = [K("targets"), K("headers_from_env"), K(name)];
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.error(
+                    &path,
+                    format!("{name:?} is not an HTTP header name"),
+                    "a header name such as \"Authorization\"",
+                    "header names are letters, digits and `-`",
+                );
+            }
+            self.check_env_name(&path, var);
+        }
+    }
+
+    fn check_env_name(&mut self, path: &[Seg<'_>], var: &str) {
+        if var.is_empty() || var.contains(['=', '\0']) {
+            self.error(
+                path,
+                format!("{var:?} is not an environment variable name"),
+                "the name of the environment variable holding the value, such as \"LVT_GATEWAY_KEY\"",
+                "the value itself stays out of the scenario file",
+            );
         }
     }
 

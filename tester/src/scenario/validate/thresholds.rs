@@ -72,7 +72,7 @@ impl Checker<'_, '_> {
                             );
                         }
                     }
-                    Label::Target => self.check_where_target(&key_path, value),
+                    Label::Target => self.check_where_target(&key_path, value, &s.targets),
                 }
             }
         }
