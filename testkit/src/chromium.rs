@@ -19,6 +19,17 @@ pub fn artifacts_dir() -> PathBuf {
     target.join("test-artifacts")
 }
 
+/// Starts `command` (a Chromium), failing the test with what to do when it cannot.
+fn spawn(command: &mut tokio::process::Command) -> tokio::process::Child {
+    match command.spawn() {
+        Ok(child) => child,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            panic!("chromium is not installed: install chromium (ci/setup)")
+        }
+        Err(error) => panic!("chromium could not start: {error}"),
+    }
+}
+
 /// Runs headless Chromium on `url` with `extra` arguments; returns its standard output.
 pub async fn chromium(url: &str, extra: &[String]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
@@ -41,13 +52,7 @@ pub async fn chromium(url: &str, extra: &[String]) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            panic!("chromium is not installed: install chromium (ci/setup)")
-        }
-        Err(error) => panic!("chromium could not start: {error}"),
-    };
+    let child = spawn(&mut command);
     let output = tokio::time::timeout(CHROMIUM_TIMEOUT, child.wait_with_output())
         .await
         .expect("chromium finishes in time")
@@ -131,12 +136,6 @@ pub fn open_page(url: &str) -> (tokio::process::Child, tempfile::TempDir) {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            panic!("chromium is not installed: install chromium (ci/setup)")
-        }
-        Err(error) => panic!("chromium could not start: {error}"),
-    };
+    let child = spawn(&mut command);
     (child, profile)
 }
