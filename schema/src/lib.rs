@@ -496,6 +496,14 @@ pub struct SessionMetrics {
 /// WHIP `POST`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GatewayFigures {
+    /// The gateway the session streamed into: its base URL, without credentials or query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The `orchestrator` pin the session asked the gateway for (a substring of an
+    /// orchestrator's URL), if any. Not an orchestrator's identity: the gateway does not say
+    /// which one served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator_pin: Option<String>,
     /// WHIP `POST` to its 201 answer, ms.
     pub whip_answer_ms: Option<f64>,
     /// WHIP `POST` to the ingest's ICE connected, ms.

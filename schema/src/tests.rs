@@ -103,6 +103,8 @@ fn full_report() -> SessionReport {
                 last_ms: 510.5,
             }),
             gateway: Some(GatewayFigures {
+                url: Some("http://gw.example:8937".into()),
+                orchestrator_pin: Some("orch-1".into()),
                 whip_answer_ms: Some(12.5),
                 ice_connected_ms: Some(20.0),
                 dtls_connected_ms: Some(31.0),

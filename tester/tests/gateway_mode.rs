@@ -350,6 +350,10 @@ async fn lvt_run_streams_through_a_gateway_target_per_pin() {
             report["metrics"]["gateway"]["whip_answer_ms"].is_number(),
             "{s}"
         );
+        // The record names the gateway and the pin it asked for.
+        assert_eq!(report["metrics"]["gateway"]["url"], gw.url.as_str(), "{s}");
+        let pin = s["target"].as_str().unwrap().rsplit('=').next().unwrap();
+        assert_eq!(report["metrics"]["gateway"]["orchestrator_pin"], pin, "{s}");
     }
     assert_eq!(run["verdicts"][0]["status"], "pass", "{run}");
     assert_eq!(run["verdicts"][1]["status"], "pass", "{run}");

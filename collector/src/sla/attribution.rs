@@ -1,5 +1,6 @@
 //! Which cells a session adds to: one for a directly tested session, one per serving
-//! orchestrator for a network-mode session that reports its shares ([`SessionReport::served_by`]).
+//! orchestrator for a network-mode session that reports its shares ([`SessionReport::served_by`]),
+//! none for a session through a gateway (it names no orchestrator).
 //!
 //! A session through a gateway may be served by several orchestrators in turn: the gateway swaps
 //! away from one that fails. Charging the whole session to any single one of them would blame the
@@ -39,6 +40,12 @@ pub fn add_session(cells: &mut BTreeMap<CellKey, CellSums>, session: &SessionRep
 }
 
 fn for_each_contribution(session: &SessionReport, mut add: impl FnMut(CellKey, &Evidence)) {
+    if session.mode == TargetMode::Gateway {
+        // Through a gateway, the record names no orchestrator (the gateway does not say which
+        // one served, and a pin is only a substring of a URL): charging it to any would be a
+        // guess. Such records are kept and listed, not scored (docs/sla.md).
+        return;
+    }
     let session_key = CellKey::of(session);
     if session.mode != TargetMode::Network || session.served_by.is_empty() {
         add(session_key, &Evidence::of_session(session));

@@ -1341,3 +1341,26 @@ fn only_a_verified_address_keys_a_test_load_cell() {
     organic.is_test_load = false;
     assert_eq!(CellKey::of(&organic).orchestrator, address);
 }
+
+#[test]
+fn gateway_sessions_are_kept_but_add_to_no_cell() {
+    // A passed session through a gateway, pinned to a substring of o1's URL: still no
+    // orchestrator's evidence, and no cell of an unnamed orchestrator either.
+    let mut report = session(Outcome::Passed, 5, 60);
+    report.mode = TargetMode::Gateway;
+    report.orchestrator = None;
+    report.metrics.e2e_latency_ms = Some(latency(180.0));
+    report.metrics.gateway = Some(lvt_schema::GatewayFigures {
+        url: Some("http://gw.example:8937".into()),
+        orchestrator_pin: Some("o1.example".into()),
+        ..Default::default()
+    });
+    assert!(contributions(&report).is_empty());
+    let mut cells = std::collections::BTreeMap::new();
+    add_session(&mut cells, &report);
+    assert!(cells.is_empty());
+    // The same session in direct mode does add to o1's cell: the rule is the mode's.
+    report.mode = TargetMode::Direct;
+    report.orchestrator = session(Outcome::Passed, 5, 60).orchestrator;
+    assert_eq!(contributions(&report).len(), 1);
+}

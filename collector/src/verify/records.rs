@@ -512,6 +512,29 @@ mod tests {
         assert!(first.record_json.contains("a_future_field"));
     }
 
+    #[test]
+    fn gateway_records_are_stored_with_no_sla_cell() {
+        let mut record = minimal("g");
+        record["mode"] = json!("gateway");
+        record["outcome"] = json!("passed");
+        record["metrics"]["gateway"] = json!({
+            "url": "http://gw.example:8937", "orchestrator_pin": "orch-1",
+            "whip_answer_ms": 41.5, "whep_not_found": 2, "plis_received": 3,
+            "ingest": {"packets": 900, "bytes": 1_000_000, "nacks": 0},
+            "playback": {"packets": 880, "bytes": 990_000, "nacks": 1}
+        });
+        let results = validate_records(&json!([record])).expect("valid");
+        let stored = &results[0];
+        assert_eq!(stored.outcome, "passed");
+        assert_eq!(stored.orchestrator_uri, None);
+        assert_eq!(stored.sla_cells.as_ref().map(Vec::len), Some(0));
+        assert!(
+            stored
+                .record_json
+                .contains("\"orchestrator_pin\":\"orch-1\"")
+        );
+    }
+
     /// lvt's shippers send canonical JSON, which is read without a `Value`; any other spelling
     /// of the same records (whitespace, key order, escapes, number forms) takes the parsing
     /// path. Both must store the same records, digest and sign the same bytes, and explain a bad

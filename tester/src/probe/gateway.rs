@@ -206,7 +206,11 @@ pub async fn gateway_run(
             timestamps_rewritten: true,
             ..MeasureConfig::default()
         }),
-        figures: GatewayFigures::default(),
+        figures: GatewayFigures {
+            url: Some(redacted(&gateway.url)),
+            orchestrator_pin: gateway.orchestrator.clone(),
+            ..GatewayFigures::default()
+        },
         failure: None,
         interrupted: false,
     };
@@ -236,6 +240,16 @@ pub async fn gateway_run(
         report,
         interrupted: session.interrupted,
     }
+}
+
+/// `url` as a record may show it: scheme, host, port and path, without credentials or query.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.as_str().trim_end_matches('/').to_owned()
 }
 
 /// Resolves the gateway's address, to offer a host candidate on the interface that reaches it.
@@ -732,6 +746,16 @@ mod tests {
         assert_eq!(tracks[0].latency_s, Some(1.2));
         assert_eq!(tracks[1].packets_received, Some(50));
         assert!(track_stats(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn the_record_names_the_gateway_without_its_credentials() {
+        let url = "https://user:secret@gw.example:8937/base/?key=k#x"
+            .parse()
+            .unwrap();
+        assert_eq!(redacted(&url), "https://gw.example:8937/base");
+        let plain = "http://127.0.0.1:8937".parse().unwrap();
+        assert_eq!(redacted(&plain), "http://127.0.0.1:8937");
     }
 
     #[test]
