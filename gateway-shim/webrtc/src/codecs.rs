@@ -9,6 +9,12 @@
 //! | 104 | H264/90000, the same with `packetization-mode=0`, RTX 105              |
 //!
 //! Video feedback: `goog-remb`, `ccm fir`, `nack`, `nack pli` (str0m adds transport-cc too).
+//!
+//! RTP header extensions: only `mid`. lvt sends a fixed-rate clip and adapts to nothing, so it
+//! offers no bandwidth-estimation extensions (transport-wide-cc, abs-send-time; audio level is
+//! of no use either). Browsers do offer them; a gateway that paces by them gets no feedback from
+//! lvt, as from any peer that does not negotiate them. Measured: about 8 % less CPU on the
+//! tester and 12 % on the simulated gateway (docs/benchmarks.md).
 
 use std::sync::Arc;
 
@@ -36,6 +42,9 @@ pub const AUDIO_CLOCK: u64 = 48_000;
 /// A str0m configuration with go-livepeer's codecs and nothing else, and pure-Rust crypto.
 pub fn rtc_config() -> RtcConfig {
     let mut config = RtcConfig::new()
+        // Chrome's id for mid, as str0m's standard map has it.
+        .clear_extension_map()
+        .set_extension(4, str0m::rtp::Extension::RtpMid)
         .clear_codecs()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()));
     let codecs = config.codec_config();
@@ -72,3 +81,33 @@ pub fn rtc_config() -> RtcConfig {
 pub const OPUS_SILENCE: [u8; 3] = [0xf8, 0xff, 0xfe];
 /// Samples of one Opus packet at 48 kHz (20 ms).
 pub const OPUS_FRAME_SAMPLES: u64 = 960;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use crate::{Peer, Role};
+
+    #[tokio::test]
+    async fn offers_carry_go_livepeers_codecs_and_only_the_mid_extension() {
+        for role in [Role::Publish, Role::Play] {
+            let (_, offer) = Peer::offer(IpAddr::V4(Ipv4Addr::LOCALHOST), role)
+                .await
+                .unwrap();
+            assert!(offer.contains("a=rtpmap:102 H264/90000"), "{offer}");
+            assert!(offer.contains("profile-level-id=42001f"), "{offer}");
+            assert!(offer.contains("a=rtpmap:111 opus/48000/2"), "{offer}");
+            assert!(
+                offer.contains("a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid"),
+                "{offer}"
+            );
+            assert_eq!(
+                offer.matches("a=extmap:").count(),
+                2,
+                "one per m-line: {offer}"
+            );
+            assert!(!offer.contains("transport-wide-cc"), "{offer}");
+            assert!(!offer.contains("abs-send-time"), "{offer}");
+        }
+    }
+}
