@@ -472,7 +472,8 @@ impl Peer {
                     events.send(PeerEvent::Video {
                         rtp_time: data.time.numer(),
                         at: data.network_time,
-                        data: Bytes::from(data.data.to_vec()),
+                        // str0m hands the frame over as an `Arc<[u8]>`: shared, not copied.
+                        data: Bytes::from_owner(data.data),
                         contiguous: data.contiguous,
                     })
                 } else {
