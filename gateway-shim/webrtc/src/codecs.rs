@@ -39,12 +39,19 @@ pub const VIDEO_CLOCK: u64 = 90_000;
 /// RTP clock of Opus.
 pub const AUDIO_CLOCK: u64 = 48_000;
 
+/// Video packets each sending peer keeps for retransmission.
+pub const SEND_BUFFER_VIDEO: usize = 300;
+
 /// A str0m configuration with go-livepeer's codecs and nothing else, and pure-Rust crypto.
 pub fn rtc_config() -> RtcConfig {
     let mut config = RtcConfig::new()
         // Chrome's id for mid, as str0m's standard map has it.
         .clear_extension_map()
         .set_extension(4, str0m::rtp::Extension::RtpMid)
+        // Packets kept for retransmission: 300 (about 8 s of lvt's 512x512 clip) is far more
+        // than a NACK needs (it comes within a round trip), where str0m's 1,000 held over a
+        // megabyte per sending peer.
+        .set_send_buffer_video(SEND_BUFFER_VIDEO)
         .clear_codecs()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()));
     let codecs = config.codec_config();
