@@ -122,32 +122,107 @@ struct Look {
     look: Option<PictureLook>,
 }
 
-/// Decodes output access units in order on a thread of its own (P-frames need the frames
-/// before them): units in, what each picture shows out.
-fn start_decoder(
-    done: mpsc::UnboundedSender<Look>,
-) -> Option<std::sync::mpsc::Sender<(u64, u64, Bytes)>> {
-    let mut reader = PictureReader::new()?;
-    let (units, inbox) = std::sync::mpsc::channel::<(u64, u64, Bytes)>();
-    std::thread::Builder::new()
-        .name("lvt-gateway-decode".into())
-        .spawn(move || {
-            while let Ok((rtp_time, at_us, unit)) = inbox.recv() {
-                let look = reader.look(&unit);
-                if done
-                    .send(Look {
-                        rtp_time,
-                        at_us,
-                        look,
-                    })
-                    .is_err()
-                {
-                    return;
+/// Where a session's output access units are decoded.
+enum Decoder {
+    /// Every frame, in order, on a thread of the session's own (P-frames need the frames
+    /// before them).
+    Own(std::sync::mpsc::Sender<(u64, u64, Bytes)>),
+    /// Keyframes only, on the decoders all sessions of the process share.
+    Shared(
+        &'static std::sync::mpsc::Sender<KeyframeJob>,
+        mpsc::UnboundedSender<Look>,
+    ),
+}
+
+impl Decoder {
+    /// `keyframes_only`: the shared keyframe decoders, else a thread of its own. Looks go to
+    /// `done`; `None` when FFmpeg has no H.264 decoder.
+    fn start(keyframes_only: bool, done: mpsc::UnboundedSender<Look>) -> Option<Decoder> {
+        if keyframes_only {
+            return shared_keyframe_decoders().map(|jobs| Decoder::Shared(jobs, done));
+        }
+        let mut reader = PictureReader::new()?;
+        let (units, inbox) = std::sync::mpsc::channel::<(u64, u64, Bytes)>();
+        std::thread::Builder::new()
+            .name("lvt-gateway-decode".into())
+            .spawn(move || {
+                while let Ok((rtp_time, at_us, unit)) = inbox.recv() {
+                    let look = reader.look(&unit);
+                    if done
+                        .send(Look {
+                            rtp_time,
+                            at_us,
+                            look,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
+            })
+            .ok()?;
+        Some(Decoder::Own(units))
+    }
+
+    /// Queues one access unit; a decoder that has gone (its thread ended) loses it, and the
+    /// session counts no sample for it.
+    fn send(&self, rtp_time: u64, at_us: u64, unit: Bytes) {
+        match self {
+            Decoder::Own(units) => {
+                let _ = units.send((rtp_time, at_us, unit));
             }
-        })
-        .ok()?;
-    Some(units)
+            Decoder::Shared(jobs, done) => {
+                let _ = jobs.send((rtp_time, at_us, unit, done.clone()));
+            }
+        }
+    }
+}
+
+/// A keyframe to decode and where its look goes.
+type KeyframeJob = (u64, u64, Bytes, mpsc::UnboundedSender<Look>);
+
+/// The keyframe decoders shared by every gateway session of the process, one per core: an IDR
+/// access unit needs no earlier frame (and carries its parameter sets), so any decoder reads any
+/// session's keyframe, and a load of sessions costs a few decoders (their picture buffers and
+/// threads) instead of one each. `None` when FFmpeg has no H.264 decoder.
+fn shared_keyframe_decoders() -> Option<&'static std::sync::mpsc::Sender<KeyframeJob>> {
+    static JOBS: std::sync::OnceLock<Option<std::sync::mpsc::Sender<KeyframeJob>>> =
+        std::sync::OnceLock::new();
+    JOBS.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (jobs, inbox) = std::sync::mpsc::channel::<KeyframeJob>();
+        let inbox = Arc::new(std::sync::Mutex::new(inbox));
+        let mut started = 0;
+        for index in 0..threads {
+            let Some(mut reader) = PictureReader::new() else {
+                break;
+            };
+            let inbox = Arc::clone(&inbox);
+            let spawned = std::thread::Builder::new()
+                .name(format!("lvt-keyframe-decode-{index}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held while waiting for the next job, never while
+                        // decoding: one thread waits, the others decode.
+                        let job = inbox.lock().map(|inbox| inbox.recv());
+                        let Ok(Ok((rtp_time, at_us, unit, done))) = job else {
+                            return;
+                        };
+                        let look = reader.look(&unit);
+                        let _ = done.send(Look {
+                            rtp_time,
+                            at_us,
+                            look,
+                        });
+                    }
+                });
+            if spawned.is_ok() {
+                started += 1;
+            }
+        }
+        (started > 0).then_some(jobs)
+    })
+    .as_ref()
 }
 
 /// The session's state while it runs.
@@ -465,7 +540,7 @@ async fn media(
 
     let keyframes_only = session.gateway.decode_keyframes_only;
     let (look_tx, mut looks) = mpsc::unbounded_channel();
-    let decoder = start_decoder(look_tx);
+    let decoder = Decoder::start(keyframes_only, look_tx);
     let tolerance_us = 1_500_000 / fps;
 
     // WHEP: attempts in the background, retried on 404 while the output is not ready.
@@ -660,7 +735,7 @@ async fn media(
                     if let Some(decoder) = &decoder
                         && (keyframe || !keyframes_only)
                     {
-                        let _ = decoder.send((rtp_time, at_us, data));
+                        decoder.send(rtp_time, at_us, data);
                     }
                 }
                 Some(PeerEvent::Ingress(stats)) if stats.video => {
