@@ -19,6 +19,22 @@ pub fn artifacts_dir() -> PathBuf {
     target.join("test-artifacts")
 }
 
+/// A headless Chromium command with a fresh profile (kept until the returned directory is
+/// dropped); the caller adds its own arguments and the URL.
+fn headless() -> (tokio::process::Command, tempfile::TempDir) {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut command = tokio::process::Command::new("chromium");
+    command
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    (command, profile)
+}
+
 /// Starts `command` (a Chromium), failing the test with what to do when it cannot.
 fn spawn(command: &mut tokio::process::Command) -> tokio::process::Child {
     match command.spawn() {
@@ -32,20 +48,14 @@ fn spawn(command: &mut tokio::process::Command) -> tokio::process::Child {
 
 /// Runs headless Chromium on `url` with `extra` arguments; returns its standard output.
 pub async fn chromium(url: &str, extra: &[String]) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut command = tokio::process::Command::new("chromium");
+    let (mut command, _profile) = headless();
     command
         .args([
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--no-first-run",
             "--hide-scrollbars",
             // Virtual time lets the page's fetches finish before the DOM is dumped or the
             // screenshot taken, without the test waiting on a wall-clock guess.
             "--virtual-time-budget=15000",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(url)
         .stdin(Stdio::null())
@@ -116,21 +126,15 @@ pub async fn keep_screenshot(url: &str, name: &str) -> PathBuf {
 /// connections may use loopback and announce plain IP candidates, so that a WebRTC peer on
 /// 127.0.0.1 is reachable.
 pub fn open_page(url: &str) -> (tokio::process::Child, tempfile::TempDir) {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut command = tokio::process::Command::new("chromium");
+    let (mut command, profile) = headless();
     command
         .args([
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--no-first-run",
             "--autoplay-policy=no-user-gesture-required",
             "--allow-loopback-in-peer-connection",
             "--disable-features=WebRtcHideLocalIpsWithMdns",
             // Keeps the browser open on its page until the test ends it.
             "--remote-debugging-port=0",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
