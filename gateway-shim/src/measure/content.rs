@@ -139,7 +139,6 @@ impl ContentTracker {
         }
     }
 
-    /// The check as the record carries it, or `None` without samples.
     /// A decoded output frame arrived at `at_us` showing frame number `code`, where its
     /// timestamp says nothing (rewritten on the way): only its latency by content counts.
     pub(crate) fn handle_sample_by_content(&mut self, at_us: u64, code: Option<u32>) {
@@ -162,6 +161,7 @@ impl ContentTracker {
             .copied()
     }
 
+    /// The check as the record carries it, or `None` without samples.
     pub(crate) fn check(&self) -> Option<ContentCheck> {
         (self.samples > 0).then(|| ContentCheck {
             samples: self.samples,

@@ -219,14 +219,8 @@ fn gateway_options(
     url: &str,
     args: &ProbeArgs,
 ) -> Result<probe::gateway::GatewayOptions, CliError> {
-    let parsed: reqwest::Url = url
-        .parse()
-        .map_err(|e| CliError::Usage(format!("--gateway {url:?}: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(CliError::Usage(format!(
-            "--gateway {url:?}: expected http://host:port or https://host:port"
-        )));
-    }
+    let parsed = probe::gateway::parse_gateway_url(url)
+        .map_err(|why| CliError::Usage(format!("--gateway {url:?}: {why}")))?;
     let mut gateway = probe::gateway::GatewayOptions::new(parsed);
     if let Some(stream) = &args.stream {
         probe::gateway::check_stream_name(stream)

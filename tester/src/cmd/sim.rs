@@ -137,12 +137,7 @@ async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
         ice_never: args.ice_never,
         refuse_auth: args.refuse_auth,
         auth_webhook: match args.auth_webhook {
-            Some(url)
-                if reqwest::Url::parse(&url)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")) =>
-            {
-                Some(url)
-            }
+            Some(url) if lvt_gateway::discovery::config::is_http_url(&url) => Some(url),
             Some(url) => {
                 return Err(CliError::Usage(format!(
                     "--auth-webhook {url:?}: expected an http:// or https:// URL"

@@ -102,6 +102,19 @@ impl GatewayOptions {
     }
 }
 
+/// Parses a gateway's base URL: `http://host:port` or `https://host:port`.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn parse_gateway_url(raw: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(raw).map_err(|e| e.to_string())?;
+    if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() {
+        Ok(url)
+    } else {
+        Err("expected http://host:port or https://host:port".to_owned())
+    }
+}
+
 /// Checks a stream name for the WHIP path: letters, digits and `_` only, since go-livepeer
 /// splits playback paths on `-`.
 ///

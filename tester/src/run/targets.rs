@@ -186,16 +186,16 @@ pub fn resolve_gateway(
         Some(labels),
     ) = (targets, targets.gateway_labels())
     else {
-        return Err(TargetError::Network);
+        return Err(TargetError::GatewaySetting {
+            url: String::new(),
+            detail: "not a gateway target".into(),
+        });
     };
     let setting = |detail: String| TargetError::GatewaySetting {
         url: url.clone(),
         detail,
     };
-    let parsed = reqwest::Url::parse(url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| setting("expected http://host:port or https://host:port".into()))?;
+    let parsed = crate::probe::gateway::parse_gateway_url(url).map_err(setting)?;
     let mut headers = http::HeaderMap::new();
     for (name, var) in headers_from_env {
         let name = http::HeaderName::from_bytes(name.as_bytes())
