@@ -511,18 +511,16 @@ impl Execution<'_> {
                     &f.opts,
                     format!("the session's task stopped unexpectedly: {e}"),
                 );
-                match self.targets {
-                    // No orchestrator can be named: the session's own selection never reported.
-                    RunTargets::Network(_) => {
-                        report.mode = lvt_schema::TargetMode::Network;
-                        report.orchestrator = None;
-                    }
-                    // The gateway names none either.
-                    RunTargets::Gateway(_) => {
-                        report.mode = lvt_schema::TargetMode::Gateway;
-                        report.orchestrator = None;
-                    }
-                    RunTargets::Direct(_) => {}
+                // No orchestrator can be named: a network session's own selection never
+                // reported, and a gateway names none.
+                let mode = match self.targets {
+                    RunTargets::Network(_) => Some(lvt_schema::TargetMode::Network),
+                    RunTargets::Gateway(_) => Some(lvt_schema::TargetMode::Gateway),
+                    RunTargets::Direct(_) => None,
+                };
+                if let Some(mode) = mode {
+                    report.mode = mode;
+                    report.orchestrator = None;
                 }
                 (
                     e.id(),
@@ -618,8 +616,8 @@ fn matches_where(t: &Threshold, s: &SessionRecord) -> bool {
     })
 }
 
-/// The `target` of a network or gateway session's options: never contacted (each try sets the candidate
-/// it starts on); a reserved name (RFC 2606) so that it can never reach a real host.
+/// The `target` of a network or gateway session's options: never contacted (a network try sets
+/// the candidate it starts on); a reserved name (RFC 2606) so that it can never reach a real host.
 fn network_placeholder() -> OrchestratorUri {
     OrchestratorUri::new(Scheme::Https, "network.invalid", 443)
 }
