@@ -2,8 +2,9 @@
 //!
 //! It owns [`discovery`] (candidate orchestrators from a static list, a webhook, the NaaP API
 //! or the chain, and the inventory of which are usable), [`gateway`] (the sans-IO selection and
-//! swap cores, the observations a session reports and the go-livepeer analytics events made
-//! from them), [`session`] (the sans-IO `SessionCore` that every transport drives) and
+//! swap cores, the observations a session reports, the go-livepeer analytics events made
+//! from them, and the relay that carries a live stream to orchestrators through them),
+//! [`start`] (GetOrchestrator, payment and job start, typed at the edge), [`session`] (the sans-IO `SessionCore` that every transport drives) and
 //! [`measure`] (the recorder that computes every metric of docs/metrics.md) and [`identity`]
 //! (claimed orchestrator addresses checked against the on-chain ServiceRegistry). The bytes on the
 //! wire are `lvt-wire`'s; the simulated orchestrator is `lvt-sim`, which the session tests use.
@@ -13,3 +14,4 @@ pub mod gateway;
 pub mod identity;
 pub mod measure;
 pub mod session;
+pub mod start;

@@ -115,11 +115,28 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
         tokio::spawn(network_session(uris, duration, cancel.child_token()))
     });
-    // And one session as users stream: through `lvt sim gateway` over WHIP and WHEP.
-    let gateway = (!opts.json).then(|| {
-        let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
-        tokio::spawn(gateway_session(duration, cancel.child_token()))
-    });
+    // And one session as users stream: through `lvt sim gateway` over WHIP and WHEP, relayed
+    // to the `good` orchestrator, so that its e2e reads against the direct sessions on `good`
+    // (one more session there stays within its capacity too).
+    // It sends the scenario's first prompt, and reads against the direct sessions of that
+    // prompt on `good`.
+    let good = sims
+        .iter()
+        .find(|o| o.name == GATEWAY_ORCHESTRATOR)
+        .map(|o| o.uri.clone());
+    let first_prompt = scenario.prompts.first().cloned();
+    let gateway = (!opts.json)
+        .then(|| good.clone().zip(first_prompt.clone()))
+        .flatten()
+        .map(|(good, prompt)| {
+            let duration = Duration::from_secs(u64::from(scenario.session.duration_s));
+            tokio::spawn(gateway_session(
+                duration,
+                good,
+                prompt,
+                cancel.child_token(),
+            ))
+        });
     let report = executor::execute(&scenario, identity, targets, &run_opts, cancel.clone()).await?;
     let network = match network {
         Some(task) => task.await.ok().flatten(),
@@ -214,12 +231,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         );
         print!("{}", network_figures(network, &names));
     }
-    if let Some(gateway) = &gateway {
+    if let (Some(gateway), Some(good), Some(prompt)) = (&gateway, &good, &first_prompt) {
         println!(
-            "\nOne session through a gateway as users stream (lvt sim gateway: WHIP in, WHEP out; \
-             its built-in runner adds {GATEWAY_RUNNER_MS} ms):\n"
+            "\nOne session through a gateway as users stream (lvt sim gateway: WHIP in, WHEP out, \
+             relayed over trickle to {GATEWAY_ORCHESTRATOR}; prompt {}):\n",
+            prompt.id
         );
-        print!("{}", gateway_figures(gateway));
+        let direct = direct_e2e_p50(&records, good, &prompt.id);
+        print!("{}", gateway_figures(gateway, direct));
     }
     if !opts.exit && std::io::stdout().is_terminal() {
         println!(
@@ -262,26 +281,40 @@ async fn network_session(
     Some(run.report)
 }
 
-/// The latency of the simulated gateway's built-in runner in the demo: the `good` orchestrator's
-/// (its profile's `latency_ms`), so the gateway session's e2e reads against the direct ones.
-const GATEWAY_RUNNER_MS: u64 = 40;
+/// The orchestrator of the fleet the demo's gateway relays to.
+const GATEWAY_ORCHESTRATOR: &str = "good";
 
-/// One gateway-mode session of `duration` through an in-process `lvt sim gateway`; `None` when
-/// the clip, the HTTP client or the gateway could not be made.
+/// The mean e2e p50 of the direct sessions of prompt `prompt_id` on `uri` in `records`, if any
+/// measured one.
+pub fn direct_e2e_p50(records: &[SessionReport], uri: &str, prompt_id: &str) -> Option<f64> {
+    let p50s: Vec<f64> = records
+        .iter()
+        .filter(|r| r.orchestrator.as_ref().is_some_and(|o| o.uri == uri))
+        .filter(|r| r.prompt.as_ref().and_then(|p| p.id.as_deref()) == Some(prompt_id))
+        .filter_map(|r| r.metrics.e2e_latency_ms.as_ref().map(|l| l.p50))
+        .collect();
+    (!p50s.is_empty()).then(|| p50s.iter().sum::<f64>() / p50s.len() as f64)
+}
+
+/// One gateway-mode session of `duration` with `prompt` through an in-process `lvt sim
+/// gateway` relaying to the orchestrator at `orchestrator`; `None` when the clip, the HTTP
+/// client or the gateway could not be made.
 async fn gateway_session(
     duration: Duration,
+    orchestrator: String,
+    prompt: crate::scenario::Prompt,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<SessionReport> {
     use crate::probe::gateway::{GatewayOptions, probe_gateway};
-    use lvt_sim::gateway::{GatewayConfig, start_gateway};
+    use lvt_gateway::gateway::relay::RelayConfig;
+    use lvt_sim::gateway::{GatewayConfig, start_gateway_with};
     let (clip, http) = clip_and_client().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
     let stop = cancel.child_token();
-    let gateway = start_gateway(
-        GatewayConfig {
-            latency: Duration::from_millis(GATEWAY_RUNNER_MS),
-            ..GatewayConfig::default()
-        },
+    let relay = crate::relay::RelayRunner::new(RelayConfig::new(vec![orchestrator]), http.clone());
+    let gateway = start_gateway_with(
+        GatewayConfig::default(),
+        std::sync::Arc::new(relay),
         listener,
         async move { stop.cancelled().await },
     )
@@ -293,6 +326,9 @@ async fn gateway_session(
         443,
     ));
     session.duration = duration;
+    session.params = serde_json::Value::Object(prompt.params);
+    session.prompt_id = Some(prompt.id);
+    session.complexity = Some(prompt.complexity);
     let options = GatewayOptions::new(gateway.url.parse().ok()?);
     let report = probe_gateway(
         &session,
@@ -305,8 +341,9 @@ async fn gateway_session(
     Some(report)
 }
 
-/// The gateway session's figures: its WebRTC legs and what came out of them.
-pub fn gateway_figures(r: &SessionReport) -> String {
+/// The gateway session's figures: its WebRTC legs and what came out of them, and its overhead
+/// against `direct_p50`, the e2e p50 of direct sessions to the orchestrator it was relayed to.
+pub fn gateway_figures(r: &SessionReport, direct_p50: Option<f64>) -> String {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.0}"));
     let m = &r.metrics;
     let g = m.gateway.clone().unwrap_or_default();
@@ -339,11 +376,15 @@ pub fn gateway_figures(r: &SessionReport) -> String {
             format!("{} / {}", ms(p50), ms(e2e.map(|l| l.p95))),
         ],
         vec![
-            "WebRTC path ms (e2e p50 minus the runner's)".to_string(),
-            p50.map_or_else(
-                || "-".to_string(),
-                |p| format!("{:.1}", p - GATEWAY_RUNNER_MS as f64),
-            ),
+            "direct e2e p50 ms (same orchestrator)".to_string(),
+            direct_p50.map_or_else(|| "-".to_string(), |d| format!("{d:.0}")),
+        ],
+        vec![
+            "gateway overhead ms (e2e p50 minus direct)".to_string(),
+            match (p50, direct_p50) {
+                (Some(p), Some(d)) => format!("{:.1}", p - d),
+                _ => "-".to_string(),
+            },
         ],
         vec![
             "output fps p50".to_string(),

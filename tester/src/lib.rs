@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod demo;
 pub mod encode;
 pub mod probe;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod scenario;

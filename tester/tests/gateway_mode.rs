@@ -518,3 +518,109 @@ async fn headless_chromium_plays_the_gateways_whep_output() {
         published.failure
     );
 }
+
+/// `lvt sim gateway --orchestrator`: each stream relayed over trickle to simulated
+/// orchestrators through lvt's selection and swap cores. The first orchestrator's session
+/// crashes 3 s in (its output channel ends); the relay swaps to the second, and the user's
+/// WHEP output goes on with the same latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
+    use lvt_gateway::gateway::relay::RelayConfig;
+    use lvt_gateway::gateway::swap::SwapCause;
+    use lvt_sim::Profile;
+    use lvt_testkit::sim::start_sim;
+
+    let profile = |crash_after_s| Profile {
+        latency_ms: 60,
+        startup_ms: 200,
+        crash_after_s,
+        capacity: 4,
+        ..Profile::default()
+    };
+    let (crashy, _stop_a) = start_sim(profile(Some(3.0)), true).await;
+    let (steady, _stop_b) = start_sim(profile(None), true).await;
+    let relay = std::sync::Arc::new(lvt_tester::relay::RelayRunner::new(
+        RelayConfig::new(vec![crashy.uri.clone(), steady.uri.clone()]),
+        probe::http_client().unwrap(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = lvt_sim::gateway::start_gateway_with(
+        GatewayConfig::default(),
+        relay.clone(),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+
+    let report = session(&gw, Duration::from_secs(9)).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+
+    // go-livepeer's order over two equal candidates is the given one: the crashing one serves
+    // first, then the swap hands the stream to the other, with the left one suspended.
+    assert_eq!(relay.served(), vec![crashy.uri.clone(), steady.uri.clone()]);
+    let swaps = relay.swaps();
+    assert_eq!(swaps.len(), 1, "{swaps:?}");
+    assert_eq!(swaps[0].from, crashy.uri);
+    assert_eq!(swaps[0].to.as_deref(), Some(steady.uri.as_str()));
+    assert!(
+        matches!(
+            swaps[0].cause,
+            SwapCause::SubscribeEos | SwapCause::SubscribeNotFound
+        ),
+        "{:?}",
+        swaps[0].cause
+    );
+
+    // Output came from both: before the crash and for most of the 6 s after it.
+    let m = &report.metrics;
+    assert!(
+        m.frames_received > 30 * 6,
+        "{} frames received of {}",
+        m.frames_received,
+        m.frames_sent
+    );
+    // The relay adds only its muxing and loopback hops to the orchestrators' 60 ms.
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e latency by content");
+    assert!(
+        (60.0..60.0 + 1000.0 / 30.0).contains(&e2e.p50),
+        "e2e p50 {} ms through the relay, 60 ms injected",
+        e2e.p50
+    );
+    // The swap shows to the user as one freeze of the output (the new orchestrator's first
+    // segment starts at the next input keyframe).
+    assert!(m.stalls.count >= 1, "{:?}", m.stalls);
+}
+
+/// A relay with nobody to take the stream ends it: the gateway closes the ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_closes_a_stream_no_orchestrator_takes() {
+    use lvt_gateway::gateway::relay::RelayConfig;
+    use lvt_sim::Profile;
+    use lvt_testkit::sim::start_sim;
+
+    let busy = Profile {
+        start_status: Some(503),
+        ..Profile::default()
+    };
+    let (refusing, _stop) = start_sim(busy, true).await;
+    let relay = std::sync::Arc::new(lvt_tester::relay::RelayRunner::new(
+        RelayConfig::new(vec![refusing.uri.clone()]),
+        probe::http_client().unwrap(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = lvt_sim::gateway::start_gateway_with(
+        GatewayConfig::default(),
+        relay.clone(),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let report = session(&gw, Duration::from_secs(4)).await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    let failure = report.failure.as_ref().expect("a failure");
+    // What a user sees of go-livepeer then: the ingest connection closed before any output.
+    assert_eq!(failure.class, FailureClass::AuthClosed, "{failure:?}");
+    assert!(relay.served().is_empty());
+}

@@ -20,10 +20,11 @@
 //! - `POST /live/video-to-video/{stream}/update`: 404 `Stream not found`, else 200 (the params
 //!   are kept and show in the status).
 //!
-//! Where go-livepeer relays the ingest to an orchestrator over trickle, this gateway runs a
-//! built-in runner: every received access unit comes back on the output after
-//! [`GatewayConfig::latency`], once the runner is ONLINE ([`GatewayConfig::startup`] after the
-//! first video). Relaying to orchestrators through lvt's selection core is not built yet.
+//! Where go-livepeer relays the ingest to an orchestrator over trickle, this gateway hands each
+//! stream to a [`Runner`]: by default the [`BuiltInRunner`] (every received access unit comes
+//! back on the output after [`GatewayConfig::latency`], once the runner is ONLINE,
+//! [`GatewayConfig::startup`] after the first video), or one given to [`start_gateway_with`],
+//! such as lvt's relay to orchestrators over trickle (`lvt sim gateway --orchestrator`).
 //!
 //! Auth: with [`GatewayConfig::auth_webhook`], each WHIP stream is posted to the webhook in
 //! go-livepeer's `AIAuthRequest` shape while its SDP exchange goes on; a refusal closes the
@@ -33,7 +34,7 @@
 //! an auth refusal after the 201 (the ingest peer connection is closed once up, as go-livepeer
 //! does when its auth webhook refuses a WHIP stream), a viewer limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,10 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::events::{PipelineState, StatusSnapshot, status_event};
+
+mod runner;
+
+pub use runner::{BuiltInRunner, Runner, RunnerInput, RunnerLink, RunnerOutput, StreamStart};
 
 /// go-livepeer's `LIVE_AI_WHEP_MAX_SESSIONS` default.
 pub const DEFAULT_VIEWER_LIMIT: usize = 5;
@@ -130,6 +135,8 @@ struct Stream {
     viewers: AtomicUsize,
     status: Mutex<StreamStatus>,
     frames_in: AtomicU64,
+    /// Params updates for the runner, taken by the ingest task.
+    updates: tokio::sync::mpsc::UnboundedSender<Value>,
 }
 
 #[derive(Default)]
@@ -141,11 +148,15 @@ struct StreamStatus {
     params: Option<Value>,
     params_ms: Option<i64>,
     ingest: Option<Value>,
+    /// The runner's own last status event, when it gives one (a relay to an orchestrator):
+    /// shown as it is instead of the gateway's snapshot.
+    runner_event: Option<Value>,
 }
 
 /// The gateway's state.
 pub struct Gateway {
     config: GatewayConfig,
+    runner: Arc<dyn Runner>,
     /// Streams by name (one ingest per name: a new one replaces the old).
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     /// For the auth webhook.
@@ -153,10 +164,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway with no streams yet, for [`router`].
+    /// A gateway with no streams yet and the built-in runner, for [`router`].
     pub fn new(config: GatewayConfig) -> Arc<Gateway> {
+        let runner = Arc::new(BuiltInRunner {
+            latency: config.latency,
+            startup: config.startup,
+        });
+        Gateway::with_runner(config, runner)
+    }
+
+    /// A gateway with no streams yet whose streams `runner` runs, for [`router`].
+    pub fn with_runner(config: GatewayConfig, runner: Arc<dyn Runner>) -> Arc<Gateway> {
         Arc::new(Gateway {
             config,
+            runner,
             streams: Mutex::new(HashMap::new()),
             http: reqwest::Client::builder()
                 .timeout(AUTH_TIMEOUT)
@@ -191,14 +212,28 @@ impl RunningGateway {
     }
 }
 
-/// Serves a gateway on `listener` until `shutdown` resolves.
+/// Serves a gateway with the built-in runner on `listener` until `shutdown` resolves.
 pub async fn start_gateway(
     config: GatewayConfig,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<RunningGateway> {
+    let runner = Arc::new(BuiltInRunner {
+        latency: config.latency,
+        startup: config.startup,
+    });
+    start_gateway_with(config, runner, listener, shutdown).await
+}
+
+/// Serves a gateway whose streams `runner` runs on `listener` until `shutdown` resolves.
+pub async fn start_gateway_with(
+    config: GatewayConfig,
+    runner: Arc<dyn Runner>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<RunningGateway> {
     let addr = listener.local_addr()?;
-    let app = router(Gateway::new(config));
+    let app = router(Gateway::with_runner(config, runner));
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -423,6 +458,11 @@ async fn whip(
         .to_owned();
     let whep_url = format!("http://{host}/live/video-to-video/{name}-{request_id}-out/whep");
     let (output, _) = broadcast::channel(64);
+    let (updates, updates_rx) = tokio::sync::mpsc::unbounded_channel();
+    let params: Value = query
+        .get("params")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_else(|| json!({}));
     let stream = Arc::new(Stream {
         name: name.clone(),
         request_id: request_id.clone(),
@@ -439,6 +479,7 @@ async fn whip(
             ..Default::default()
         }),
         frames_in: AtomicU64::new(0),
+        updates,
     });
     gateway
         .streams
@@ -479,7 +520,21 @@ async fn whip(
             pli_every: Some(PLI_EVERY),
             stats_every: Some(Duration::from_secs(1)),
         });
-        tokio::spawn(ingest(gateway.clone(), stream, handle, auth));
+        let link = gateway.runner.start(StreamStart {
+            name: name.clone(),
+            stream_id: stream.stream_id.clone(),
+            request_id: request_id.clone(),
+            pipeline: stream.pipeline.clone(),
+            params,
+        });
+        tokio::spawn(ingest(
+            gateway.clone(),
+            stream,
+            handle,
+            auth,
+            link,
+            updates_rx,
+        ));
     }
 
     // go-livepeer's getRequestURL joins host and path with a slash, and the path starts with
@@ -503,36 +558,33 @@ async fn whip(
     )
 }
 
-/// The ingest of one stream: its received access units come back on the output after the
-/// runner's latency, once it is ONLINE.
+/// The ingest of one stream: its received access units go to the stream's runner, what the
+/// runner gives back goes to the viewers and the status.
 async fn ingest(
     gateway: Arc<Gateway>,
     stream: Arc<Stream>,
     mut peer: PeerHandle,
     mut auth: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
+    link: RunnerLink,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<Value>,
 ) {
     let config = &gateway.config;
-    let mut queue: VecDeque<(Instant, Frame)> = VecDeque::new();
+    let RunnerLink {
+        input: mut to_runner,
+        output: mut from_runner,
+    } = link;
     let gather_deadline = Instant::now() + VIDEO_GATHER_TIMEOUT;
-    let mut online_at: Option<Instant> = None;
-    let (mut connected, mut refused) = (false, false);
+    let (mut connected, mut refused, mut got_video) = (false, false, false);
+    let mut runner_open = true;
     loop {
-        let next_due = queue.front().map(|(due, _)| *due);
         tokio::select! {
             event = peer.events.recv() => match event {
                 Some(PeerEvent::Video { rtp_time, at, data, .. }) => {
+                    got_video = true;
                     stream.frames_in.fetch_add(1, Ordering::Relaxed);
-                    let ms = now_ms();
-                    let mut status = stream.status.lock().expect("status lock");
-                    status.last_input_ms = Some(ms);
-                    if online_at.is_none() {
-                        online_at = Some(at + config.startup);
-                        status.state = Some(PipelineState::Loading);
-                        status.state_ms = Some(ms);
-                    }
-                    drop(status);
+                    stream.status.lock().expect("status lock").last_input_ms = Some(now_ms());
                     let keyframe = lvt_media::h264::contains_idr(&data);
-                    queue.push_back((at + config.latency, Frame { pts: rtp_time, data, keyframe }));
+                    to_runner(RunnerInput::Video { pts: rtp_time, at, data, keyframe });
                 }
                 Some(PeerEvent::Ingress(stats)) => {
                     let kind = if stats.video { "video" } else { "audio" };
@@ -557,23 +609,32 @@ async fn ingest(
                 Some(PeerEvent::Closed(_)) | None => break,
                 Some(_) => {}
             },
-            _ = sleep_until_opt(next_due) => {
-                let now = Instant::now();
-                while queue.front().is_some_and(|(due, _)| *due <= now) {
-                    let (_, frame) = queue.pop_front().expect("front exists");
-                    if online_at.is_some_and(|at| at <= now) {
-                        let mut status = stream.status.lock().expect("status lock");
-                        if status.state != Some(PipelineState::Online) {
-                            status.state = Some(PipelineState::Online);
-                            status.state_ms = Some(now_ms());
-                        }
-                        status.last_output_ms = Some(now_ms());
-                        drop(status);
-                        if let Some(output) = &*stream.output.lock().expect("output lock") {
-                            let _ = output.send(frame);
-                        }
+            out = from_runner.recv(), if runner_open => match out {
+                Some(RunnerOutput::Video { pts, data, keyframe }) => {
+                    stream.status.lock().expect("status lock").last_output_ms = Some(now_ms());
+                    if let Some(output) = &*stream.output.lock().expect("output lock") {
+                        let _ = output.send(Frame { pts, data, keyframe });
                     }
                 }
+                Some(RunnerOutput::State(state)) => {
+                    let mut status = stream.status.lock().expect("status lock");
+                    status.state = Some(state);
+                    status.state_ms = Some(now_ms());
+                }
+                Some(RunnerOutput::Status(event)) => {
+                    stream.status.lock().expect("status lock").runner_event = Some(event);
+                }
+                Some(RunnerOutput::Ended(why)) => {
+                    tracing::info!(message = "Live AI stream ended by its runner.", stream = %stream.name, error = %why);
+                    peer.close();
+                }
+                None => {
+                    runner_open = false;
+                    peer.close();
+                }
+            },
+            Some(params) = updates.recv() => {
+                to_runner(RunnerInput::Params(params));
             }
             verdict = async { auth.as_mut().expect("guarded").await }, if auth.is_some() => {
                 auth = None;
@@ -587,12 +648,13 @@ async fn ingest(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(gather_deadline.into()), if online_at.is_none() => {
+            _ = tokio::time::sleep_until(gather_deadline.into()), if !got_video => {
                 // No video track within the gather timeout: go-livepeer closes ("missing video").
                 peer.close();
             }
         }
     }
+    drop(to_runner);
     stream.output.lock().expect("output lock").take();
     let mut streams = gateway.streams.lock().expect("streams lock");
     if streams
@@ -600,13 +662,6 @@ async fn ingest(
         .is_some_and(|s| s.request_id == stream.request_id)
     {
         streams.remove(&stream.name);
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -743,8 +798,12 @@ async fn update(
     let Some(stream) = stream else {
         return go_error(StatusCode::NOT_FOUND, "Stream not found");
     };
+    let params: Option<Value> = serde_json::from_slice(&body).ok();
+    if let Some(params) = &params {
+        let _ = stream.updates.send(params.clone());
+    }
     let mut status = stream.status.lock().expect("status lock");
-    status.params = serde_json::from_slice(&body).ok();
+    status.params = params;
     status.params_ms = Some(now_ms());
     cors(&gateway.config, &method, StatusCode::OK.into_response())
 }
@@ -779,9 +838,16 @@ async fn status(
         last_params: status.params.clone(),
         ..Default::default()
     };
-    // The runner's last status event: stamped when its state last changed, not per request.
-    let stamp = status.state_ms.unwrap_or(stream.started_ms);
-    let mut doc = status_event(&snapshot, stamp, 0.0).event;
+    // The runner's last status event: its own when it gives one (an orchestrator's events
+    // channel, as go-livepeer's status store keeps it), else one stamped when its state last
+    // changed, not per request.
+    let mut doc = match &status.runner_event {
+        Some(event) => event.clone(),
+        None => {
+            let stamp = status.state_ms.unwrap_or(stream.started_ms);
+            status_event(&snapshot, stamp, 0.0).event
+        }
+    };
     doc["gateway_status"] = json!({
         "whep_url": stream.whep_url,
         "ingest_metrics": status.ingest.clone(),

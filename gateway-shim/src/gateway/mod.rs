@@ -15,11 +15,15 @@
 //! - [`events`]: those observations as go-livepeer's analytics envelopes, and the emitter task
 //!   that ships them to a collector (signed) or to Kafka. Unlike the rest of this module it does
 //!   IO: the translation is pure, the emitter is its thin driver.
+//! - [`relay`]: the one part that does IO besides the emitter: a stream carried to
+//!   orchestrators over trickle through these cores, as go-livepeer's gateway carries a WHIP
+//!   stream (the simulated gateway's `--orchestrator` mode).
 //! - [`swap`]: [`SwapMonitor`], the mid-stream triggers, the swap chain limit ("Too many
 //!   swaps"), [`Suspensions`] and the [`SwapRecord`]s with their output freeze.
 
 pub mod events;
 pub mod observe;
+pub mod relay;
 pub mod select;
 pub mod swap;
 

@@ -122,8 +122,9 @@ impl RunnerTracker {
     }
 }
 
-/// The inner event and its type, when `document` is `{"event": {"type": "<string>", ...}}`.
-fn envelope(document: &Value) -> Option<(&Value, &str)> {
+/// The inner event and its type, when `document` is `{"event": {"type": "<string>", ...}}`
+/// (ai-runner's events channel).
+pub fn envelope(document: &Value) -> Option<(&Value, &str)> {
     let event = document.get("event").filter(|event| event.is_object())?;
     let event_type = event.get("type").and_then(Value::as_str)?;
     Some((event, event_type))

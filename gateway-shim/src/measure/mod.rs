@@ -15,6 +15,8 @@
 
 mod content;
 mod events;
+
+pub use events::envelope;
 mod latency;
 mod stats;
 #[cfg(test)]

@@ -507,8 +507,7 @@ impl SessionCore {
         self.last_start = info.clone();
         let attempt = match &result {
             Ok(()) => AttemptResult::Ok,
-            Err(f) if f.is_busy() => AttemptResult::Busy,
-            Err(_) => AttemptResult::Err,
+            Err(f) => f.attempt_result(),
         };
         let uri = self.candidates[candidate].uri.clone();
         if let Err(failure) = &result {

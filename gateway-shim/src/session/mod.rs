@@ -41,7 +41,7 @@ use lvt_schema::{Failure, FailureClass, Gpu, OrchestratorRef, SessionReport};
 use serde_json::Value;
 
 use crate::gateway::observe::Observation;
-use crate::gateway::select::{SelectionStrategy, StartLimits};
+use crate::gateway::select::{AttemptResult, SelectionStrategy, StartLimits};
 use crate::gateway::swap::SwapConfig;
 
 pub use self::core::SessionCore;
@@ -335,6 +335,16 @@ impl StartFailure {
     /// Whether the orchestrator was busy: a capacity signal, not a failure of it.
     pub fn is_busy(&self) -> bool {
         self.failure().class == FailureClass::Capacity
+    }
+
+    /// What the start loop makes of this failure: a busy orchestrator or another failure; both
+    /// drop the orchestrator from the start and the loop tries the next.
+    pub fn attempt_result(&self) -> AttemptResult {
+        if self.is_busy() {
+            AttemptResult::Busy
+        } else {
+            AttemptResult::Err
+        }
     }
 }
 

@@ -16,7 +16,8 @@ GetOrchestrator (gRPC) and HTTP share one port, TLS with a self-signed certifica
   lvt sim --listen 127.0.0.1:8935 --profile good     one orchestrator\n\
   lvt sim --config fleet.toml                        a fleet described in a file\n\
   lvt sim                                            the built-in fleet: good, slow, flaky, busy\n\
-  lvt sim gateway --listen 127.0.0.1:8937            a go-livepeer gateway: WHIP in, WHEP out\n\n\
+  lvt sim gateway --listen 127.0.0.1:8937            a go-livepeer gateway: WHIP in, WHEP out\n\
+  lvt sim gateway --orchestrator https://127.0.0.1:8935 ...   the same, relaying to orchestrators\n\n\
 Profiles are TOML tables with the keys latency_ms, latency_jitter_ms, fps, startup_ms, \
 cold_startup_ms, cold_after_idle_s, capacity, start_status, crash_after_s, stall_at_s, stall_s, slow, \
 seed, get_orchestrator_delay_ms, require_payment, payment_status; a cold start (the first session, or the first after cold_after_idle_s, default 60, with \
@@ -57,7 +58,8 @@ pub struct SimArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum SimRole {
     /// A go-livepeer gateway as users stream into it: WHIP in, WHEP out, status and update
-    /// routes (docs/gateway-mode.md); a built-in runner gives the output back after --latency-ms.
+    /// routes (docs/gateway-mode.md); a built-in runner gives the output back after --latency-ms,
+    /// or with --orchestrator each stream is relayed to orchestrators over trickle.
     Gateway(GatewayArgs),
 }
 
@@ -66,11 +68,16 @@ pub struct GatewayArgs {
     /// HTTP address of the gateway.
     #[arg(long, default_value = "127.0.0.1:8937")]
     pub listen: SocketAddr,
+    /// Relay each stream to these orchestrators over trickle (repeat the option for several):
+    /// selection, job start and swaps as go-livepeer's gateway does them, instead of the
+    /// built-in runner.
+    #[arg(long = "orchestrator", value_name = "URI")]
+    pub orchestrators: Vec<String>,
     /// The built-in runner's processing time per frame, ms.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "orchestrators")]
     pub latency_ms: u64,
     /// From the first video until the runner is ONLINE (no output before), ms.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, conflicts_with = "orchestrators")]
     pub startup_ms: u64,
     /// Hold every SDP answer this long (a slow gateway), ms.
     #[arg(long, default_value_t = 0)]
@@ -110,8 +117,13 @@ pub struct GatewayArgs {
 
 /// Runs `lvt sim gateway` until Ctrl-C.
 async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
-    use lvt_sim::gateway::{GatewayConfig, start_gateway};
+    use lvt_sim::gateway::{BuiltInRunner, GatewayConfig, Runner, start_gateway_with};
     use std::time::Duration;
+    for uri in &args.orchestrators {
+        if let Err(e) = uri.parse::<lvt_wire::live::OrchestratorUri>() {
+            return Err(CliError::Usage(format!("--orchestrator {uri:?}: {e}")));
+        }
+    }
     let viewer_limit = match args.viewer_limit.as_str() {
         "unlimited" => None,
         n => match n.parse::<usize>() {
@@ -154,9 +166,25 @@ async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("binding {}: {e}", args.listen)))?;
     let cancel = ctrl_c_token();
-    let running = start_gateway(config, listener, async move { cancel.cancelled().await })
-        .await
-        .map_err(|e| CliError::Failed(e.into()))?;
+    let runner: std::sync::Arc<dyn Runner> = if args.orchestrators.is_empty() {
+        std::sync::Arc::new(BuiltInRunner {
+            latency: config.latency,
+            startup: config.startup,
+        })
+    } else {
+        let relay = lvt_gateway::gateway::relay::RelayConfig::new(args.orchestrators.clone());
+        let http = crate::probe::http_client()
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("HTTP client: {e}")))?;
+        std::sync::Arc::new(crate::relay::RelayRunner::new(relay, http))
+    };
+    let running = start_gateway_with(
+        config,
+        runner,
+        listener,
+        async move { cancel.cancelled().await },
+    )
+    .await
+    .map_err(|e| CliError::Failed(e.into()))?;
     println!("gateway {}", running.url);
     println!(
         "  WHIP  {}/live/video-to-video/STREAM/whip   (WHEP URL in Livepeer-Playback-URL)",

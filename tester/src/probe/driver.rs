@@ -36,9 +36,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::debug;
 
 use super::pictures::Pictures;
-use super::start::{StartedJob, start_job};
+use super::start::start_job;
 use super::{Clock, ProbeOptions, ProbeRun, unix_ms};
 use crate::encode::{Clip, PlannedSegment, Replayer};
+use lvt_gateway::start::StartedJob;
 
 /// How the driver gets a job for a start attempt.
 pub(crate) enum Starter {
@@ -166,7 +167,6 @@ pub(crate) async fn drive(
                     }
                     let opts = edge.opts.clone();
                     let http = edge.http.clone();
-                    let clock = clock.clone();
                     let session_id = session_id.clone();
                     let spent = Arc::clone(&spent);
                     starts.spawn(async move {
@@ -178,7 +178,7 @@ pub(crate) async fn drive(
                             return (candidate, StartInfo::default(), Err(failure));
                         };
                         let (info, result) =
-                            start_job(&opts, &target, &http, &clock, &session_id, spent).await;
+                            start_job(&opts, &target, &http, &session_id, spent).await;
                         (candidate, info, result)
                     });
                 }

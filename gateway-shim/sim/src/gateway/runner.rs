@@ -1,0 +1,163 @@
+//! What runs a stream's pipeline behind the simulated gateway: the [`Runner`] contract, and
+//! the built-in runner that gives every access unit back after a fixed latency.
+//!
+//! go-livepeer relays a WHIP stream to an orchestrator over trickle and plays what comes back.
+//! The gateway here hands each stream to a [`Runner`]: the [`BuiltInRunner`] below (no
+//! orchestrator at all), or a relay to orchestrators through lvt's selection and swap core,
+//! which lives with the gateway code (`lvt_gateway::gateway::relay`) and is plugged in by
+//! `lvt sim gateway --orchestrator`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::events::PipelineState;
+
+/// One stream as the gateway hands it to its runner.
+#[derive(Debug, Clone)]
+pub struct StreamStart {
+    /// The stream name of the WHIP path.
+    pub name: String,
+    /// The `streamId` query parameter (the key of the status route).
+    pub stream_id: String,
+    /// The gateway's request id of this ingest.
+    pub request_id: String,
+    /// The `pipeline` query parameter (the model id).
+    pub pipeline: String,
+    /// The `params` query parameter (a JSON object; `{}` when absent).
+    pub params: Value,
+}
+
+/// What the gateway hands its runner.
+#[derive(Debug, Clone)]
+pub enum RunnerInput {
+    /// One received video access unit (Annex B): its RTP time (90 kHz), when it arrived and
+    /// whether it is an IDR.
+    Video {
+        pts: u64,
+        at: Instant,
+        data: Bytes,
+        keyframe: bool,
+    },
+    /// A params update (the body of the update route).
+    Params(Value),
+}
+
+/// What the runner gives back.
+#[derive(Debug, Clone)]
+pub enum RunnerOutput {
+    /// One output access unit, its PTS as RTP time (90 kHz).
+    Video {
+        pts: u64,
+        data: Bytes,
+        keyframe: bool,
+    },
+    /// The pipeline's state changed (the gateway builds its status from it).
+    State(PipelineState),
+    /// The runner's latest status event, as an orchestrator's events channel carries it; the
+    /// status route shows it as go-livepeer does.
+    Status(Value),
+    /// The runner gave up on the stream (no orchestrator took it, too many swaps): the gateway
+    /// closes the ingest, as go-livepeer does when its stream ends.
+    Ended(String),
+}
+
+/// The two ends of one stream's runner.
+pub struct RunnerLink {
+    /// Hands the runner one input; `false` once it takes no more. Dropped when the ingest
+    /// ends, which ends the runner's stream.
+    pub input: Box<dyn FnMut(RunnerInput) -> bool + Send>,
+    /// What the runner gives back, until it ends.
+    pub output: mpsc::UnboundedReceiver<RunnerOutput>,
+}
+
+impl RunnerLink {
+    /// A link over a channel of inputs: what a runner running as a task needs.
+    pub fn channel() -> (
+        RunnerLink,
+        mpsc::UnboundedReceiver<RunnerInput>,
+        mpsc::UnboundedSender<RunnerOutput>,
+    ) {
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let link = RunnerLink {
+            input: Box::new(move |input| in_tx.send(input).is_ok()),
+            output: out_rx,
+        };
+        (link, in_rx, out_tx)
+    }
+}
+
+/// Runs the pipeline of each stream the gateway ingests.
+pub trait Runner: Send + Sync + 'static {
+    /// Starts one stream; called from within the gateway's tokio runtime.
+    fn start(&self, stream: StreamStart) -> RunnerLink;
+}
+
+/// The built-in runner: each access unit comes back `latency` after it arrived, once the
+/// runner is ONLINE (`startup` after the first video; LOADING before, and no output).
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltInRunner {
+    pub latency: Duration,
+    pub startup: Duration,
+}
+
+impl Runner for BuiltInRunner {
+    fn start(&self, _stream: StreamStart) -> RunnerLink {
+        let (link, input, output) = RunnerLink::channel();
+        tokio::spawn(built_in(*self, input, output));
+        link
+    }
+}
+
+async fn built_in(
+    runner: BuiltInRunner,
+    mut input: mpsc::UnboundedReceiver<RunnerInput>,
+    output: mpsc::UnboundedSender<RunnerOutput>,
+) {
+    let mut queue: VecDeque<(Instant, RunnerOutput)> = VecDeque::new();
+    let mut online_at: Option<Instant> = None;
+    let mut online = false;
+    loop {
+        let next_due = queue.front().map(|(due, _)| *due);
+        tokio::select! {
+            got = input.recv() => match got {
+                Some(RunnerInput::Video { pts, at, data, keyframe }) => {
+                    if online_at.is_none() {
+                        online_at = Some(at + runner.startup);
+                        let _ = output.send(RunnerOutput::State(PipelineState::Loading));
+                    }
+                    queue.push_back((at + runner.latency, RunnerOutput::Video { pts, data, keyframe }));
+                }
+                Some(RunnerInput::Params(_)) => {}
+                None => return,
+            },
+            _ = sleep_until_opt(next_due) => {
+                let now = Instant::now();
+                while queue.front().is_some_and(|(due, _)| *due <= now) {
+                    let (_, frame) = queue.pop_front().expect("front exists");
+                    if online_at.is_some_and(|at| at <= now) {
+                        if !online {
+                            online = true;
+                            let _ = output.send(RunnerOutput::State(PipelineState::Online));
+                        }
+                        if output.send(frame).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

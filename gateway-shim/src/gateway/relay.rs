@@ -1,0 +1,833 @@
+//! The relay: one live stream carried to orchestrators over trickle, as go-livepeer's gateway
+//! carries a WHIP stream, through lvt's own selection and swap cores.
+//!
+//! A gateway that ingests video (the simulated gateway of `lvt sim gateway --orchestrator`)
+//! hands each stream's access units to [`relay`], which
+//!
+//! - selects an orchestrator as go-livepeer does ([`GoLivepeerDefault`]'s order over the
+//!   configured candidates, [`StartAttempts`]' tries and limits, failed candidates suspended for
+//!   the stream) and starts the job on it (`crate::start`: GetOrchestrator, payment, job start);
+//! - cuts the input into MPEG-TS segments as go-livepeer's `RTPSegmenter` does: a segment starts
+//!   at a keyframe once the current one has lasted `LIVE_AI_MIN_SEG_DUR` (1 s) by the wall clock
+//!   and by PTS; each access unit is muxed and written to the segment's open `POST` when it
+//!   arrives, so nothing waits for a whole segment (video only: go-livepeer muxes the Opus track
+//!   too, the simulated orchestrators do not use audio);
+//! - reads the output channel, demuxes it and hands each access unit back with its PTS (which
+//!   the WHEP side sends as RTP time), and reads the events channel: each `status` event is
+//!   handed back as the stream's status (go-livepeer's status route shows the last one);
+//! - sends keepalives and params updates on the control channel;
+//! - feeds [`SwapMonitor`] what it observes and carries out its decisions: on a swap the job is
+//!   left (its input channel closed), another orchestrator is selected with the left one
+//!   suspended, the last params are replayed to it, and output resumes from it; when the chain
+//!   limit is reached or nobody takes over, the stream ends.
+//!
+//! Every decision is the sans-IO cores'; this module only moves bytes and reports what it saw,
+//! each observation stamped on one monotonic clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lvt_media::ts::{MuxConfig, MuxFrame, TsDemuxer, TsMuxer};
+use lvt_wire::live::{JobUrls, OrchestratorUri};
+use lvt_wire::payment::{PaymentConfig, SpendMeter};
+use lvt_wire::trickle::{SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::{debug, info};
+
+use super::select::{
+    AttemptResult, Candidate, GoLivepeerDefault, Next, SelectionStrategy, StartAttempts,
+    StartLimits,
+};
+use super::swap::{Decision, Suspensions, SwapConfig, SwapMonitor, SwapRecord};
+use crate::session::StartFailure;
+use crate::start::{JobRequest, StartedJob, start_job};
+
+/// go-livepeer's `LIVE_AI_MIN_SEG_DUR` default: the shortest input segment.
+pub const MIN_SEGMENT: Duration = Duration::from_secs(1);
+
+/// The control channel's keepalive period (go-livepeer's `startControlPublish`).
+pub const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// How the relay reaches orchestrators.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The candidate orchestrators' service URIs, in the order discovery gave them.
+    pub orchestrators: Vec<String>,
+    /// The gateway's Ethereum address sent in GetOrchestrator.
+    pub gateway_address: [u8; 20],
+    pub payment: PaymentConfig,
+    pub grpc_timeout: Duration,
+    pub start_timeout: Duration,
+    pub start: StartLimits,
+    pub swap: SwapConfig,
+    /// The shortest input segment ([`MIN_SEGMENT`]).
+    pub min_segment: Duration,
+    /// The control keepalive period ([`KEEPALIVE`]).
+    pub keepalive: Duration,
+}
+
+impl RelayConfig {
+    /// go-livepeer's defaults over `orchestrators`, offchain.
+    pub fn new(orchestrators: Vec<String>) -> Self {
+        Self {
+            orchestrators,
+            gateway_address: [0; 20],
+            payment: PaymentConfig::default(),
+            grpc_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(5),
+            start: StartLimits::default(),
+            swap: SwapConfig::default(),
+            min_segment: MIN_SEGMENT,
+            keepalive: KEEPALIVE,
+        }
+    }
+}
+
+/// One stream to relay.
+#[derive(Debug, Clone)]
+pub struct RelayStream {
+    /// The gateway's request id; the job's stream id is made from it.
+    pub request_id: String,
+    /// The pipeline (model id) asked for.
+    pub model_id: String,
+    /// The params of the job start.
+    pub params: Value,
+}
+
+/// What the gateway hands the relay.
+#[derive(Debug, Clone)]
+pub enum RelayInput {
+    /// One input access unit (Annex B) with its PTS (90 kHz).
+    Video {
+        pts: u64,
+        data: Bytes,
+        keyframe: bool,
+    },
+    /// A params update, sent on the control channel (and replayed after a swap).
+    Params(Value),
+}
+
+/// What the relay gives back.
+#[derive(Debug, Clone)]
+pub enum RelayOutput {
+    /// One output access unit, with the PTS the orchestrator gave it.
+    Video {
+        pts: u64,
+        data: Bytes,
+        keyframe: bool,
+    },
+    /// The orchestrator's last `status` event (the inner event of its events channel's
+    /// document), which go-livepeer's status route shows.
+    Status(Value),
+    /// The stream runs on this orchestrator from now (its first, or the one a swap chose).
+    Serving { orchestrator: String },
+    /// A swap finished (or failed: `to` is `None`).
+    Swapped(SwapRecord),
+    /// The relay gave up; go-livepeer's error text.
+    Ended(String),
+}
+
+/// What one job's tasks observed.
+#[derive(Debug)]
+enum Seen {
+    SegmentDone {
+        gone: bool,
+    },
+    OutputFrame {
+        pts: u64,
+        data: Bytes,
+        keyframe: bool,
+    },
+    OutputSegment,
+    OutputEnded,
+    OutputError,
+    OutputCopyError,
+    Event(Value),
+    EventsEnded,
+    EventsError,
+    ControlGone,
+    ReplayFailed,
+}
+
+/// A publishing command for a job's input channel.
+enum PublishCmd {
+    Begin,
+    Write(Bytes),
+    End,
+}
+
+/// The job serving the stream.
+struct Job {
+    /// Counts jobs, so that what a left job's tasks still report is told apart.
+    generation: u64,
+    publish: mpsc::UnboundedSender<PublishCmd>,
+    control: mpsc::UnboundedSender<(Bytes, u32)>,
+    muxer: TsMuxer,
+    /// Muxed bytes of the frame being written (reused).
+    buf: Vec<u8>,
+    /// The open segment's start: when and at which PTS.
+    segment: Option<(Instant, u64)>,
+    stop: CancellationToken,
+    _payments: DropGuard,
+}
+
+type Started = (usize, Result<StartedJob, StartFailure>);
+
+/// Relays one stream until its input ends (`input` closed) or the relay gives up. Every
+/// output goes to `output`; when it answers `false` (nobody listens) the relay stops.
+pub async fn relay(
+    config: Arc<RelayConfig>,
+    http: reqwest::Client,
+    stream: RelayStream,
+    mut input: mpsc::UnboundedReceiver<RelayInput>,
+    mut output: impl FnMut(RelayOutput) -> bool + Send,
+) {
+    let t0 = Instant::now();
+    let now_ms = move || u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let candidates: Vec<Candidate> = config
+        .orchestrators
+        .iter()
+        .map(|uri| Candidate::new(uri.clone(), 0))
+        .collect();
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(u64, Seen)>();
+    let (start_tx, mut start_rx) = mpsc::unbounded_channel::<Started>();
+    let spent = Arc::new(SpendMeter::default());
+    let mut generation = 0u64;
+    let mut job: Option<Job> = None;
+    let mut monitor: Option<SwapMonitor> = None;
+    let mut startup_suspensions = Suspensions::new();
+    let mut selecting = begin_selection(
+        &config,
+        &candidates,
+        &startup_suspensions,
+        now_ms(),
+        &http,
+        &stream,
+        &spent,
+        &start_tx,
+    );
+    let mut params = stream.params.clone();
+    let mut keepalive =
+        tokio::time::interval_at(Instant::now() + config.keepalive, config.keepalive);
+
+    loop {
+        let timer = monitor
+            .as_ref()
+            .and_then(SwapMonitor::poll_timeout)
+            .map(|ms| t0 + Duration::from_millis(ms));
+        tokio::select! {
+            got = input.recv() => match got {
+                Some(RelayInput::Video { pts, data, keyframe }) => {
+                    if let Some(job) = job.as_mut() {
+                        let now = Instant::now();
+                        if write_video(job, &config, now, pts, &data, keyframe)
+                            && let Some(monitor) = monitor.as_mut()
+                        {
+                            monitor.handle_input_segment_started(now_ms());
+                        }
+                    }
+                }
+                Some(RelayInput::Params(update)) => {
+                    params = update;
+                    let message = Bytes::from(serde_json::to_vec(&params).unwrap_or_default());
+                    if let Some(monitor) = monitor.as_mut() {
+                        monitor.handle_params(message.to_vec());
+                    }
+                    if let Some(job) = &job {
+                        let _ = job.control.send((message, 1));
+                    }
+                }
+                None => break,
+            },
+            Some((generation_seen, seen)) = seen_rx.recv() => {
+                if job.as_ref().is_none_or(|j| j.generation != generation_seen) {
+                    continue; // a left job's tasks: go-livepeer's counters are per orchestrator
+                }
+                let now = now_ms();
+                if let Seen::OutputFrame { pts, data, keyframe } = seen {
+                    if let Some(monitor) = monitor.as_mut() {
+                        monitor.handle_output_frame(now);
+                    }
+                    if !output(RelayOutput::Video { pts, data, keyframe }) {
+                        break;
+                    }
+                    continue;
+                }
+                if let Seen::Event(doc) = &seen
+                    && let Some((event, "status")) = crate::measure::envelope(doc)
+                    && !output(RelayOutput::Status(event.clone()))
+                {
+                    break;
+                }
+                if let Some(monitor) = monitor.as_mut() {
+                    observe(monitor, &seen, now);
+                }
+            }
+            Some((idx, result)) = start_rx.recv() => {
+                let Some(attempts) = selecting.as_mut() else { continue };
+                let uri = candidates[idx].uri.clone();
+                let outcome = match &result {
+                    Ok(_) => AttemptResult::Ok,
+                    Err(failure) => failure.attempt_result(),
+                };
+                if let Err(failure) = &result {
+                    info!(message = "Orchestrator did not start the job.", orchestrator = %uri, error = %failure.failure().detail);
+                    let suspensions = match monitor.as_mut() {
+                        Some(m) => m.suspensions_mut(),
+                        None => &mut startup_suspensions,
+                    };
+                    suspensions.suspend(&uri, now_ms(), super::swap::SuspendReason::StartFailed);
+                }
+                let _ = attempts.handle_attempt_result(idx, outcome, now_ms());
+                match attempts.poll_next() {
+                    Next::Try(next) => {
+                        spawn_start(&config, &candidates[next].uri, next, &http, &stream, &params, &spent, &start_tx);
+                    }
+                    Next::Wait => {}
+                    Next::Started(_) => {
+                        selecting = None;
+                        let Ok(started) = result else { continue };
+                        generation += 1;
+                        job = Some(open_job(generation, started, &http, &seen_tx));
+                        let now = now_ms();
+                        match monitor.as_mut() {
+                            None => monitor = Some(SwapMonitor::with_config(uri.clone(), config.swap, now)),
+                            Some(monitor) => {
+                                let _ = monitor.handle_swap_completed(uri.clone(), now);
+                                if let Some(replay) = monitor.params_to_replay()
+                                    && let Some(job) = &job
+                                {
+                                    let _ = job.control.send((Bytes::copy_from_slice(replay), crate::session::CONTROL_REPLAY_TRIES));
+                                }
+                                if let Some(record) = monitor.records().last()
+                                    && !output(RelayOutput::Swapped(record.clone()))
+                                {
+                                    break;
+                                }
+                            }
+                        }
+                        if !output(RelayOutput::Serving { orchestrator: uri }) {
+                            break;
+                        }
+                    }
+                    Next::Rejected(_) | Next::GiveUp(_) => {
+                        selecting = None;
+                        match monitor.as_mut() {
+                            Some(monitor) => {
+                                let _ = monitor.handle_reselection_failed(now_ms());
+                                if let Some(record) = monitor.records().last() {
+                                    output(RelayOutput::Swapped(record.clone()));
+                                }
+                            }
+                            None => {
+                                output(RelayOutput::Ended(crate::session::NO_ORCHESTRATORS_AVAILABLE.to_owned()));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            _ = sleep_until_opt(timer) => {
+                if let Some(monitor) = monitor.as_mut() {
+                    monitor.handle_tick(now_ms());
+                }
+            }
+            _ = keepalive.tick() => {
+                if let Some(job) = &job {
+                    let _ = job.control.send((Bytes::from_static(br#"{"keep":"alive"}"#), 1));
+                }
+            }
+        }
+
+        // Carry out what the swap monitor decided.
+        let Some(m) = monitor.as_mut() else { continue };
+        let mut ended = false;
+        while let Some(decision) = m.poll_decision() {
+            match decision {
+                Decision::Swap { cause, .. } => {
+                    info!(message = "Swapping orchestrator.", from = %m.orchestrator(), cause = cause.as_str());
+                    if let Some(left) = job.take() {
+                        left.stop.cancel(); // ends its readers and closes its input channel
+                    }
+                    selecting = begin_selection(
+                        &config,
+                        &candidates,
+                        m.suspensions(),
+                        now_ms(),
+                        &http,
+                        &stream,
+                        &spent,
+                        &start_tx,
+                    );
+                    if selecting.is_none() {
+                        let _ = m.handle_reselection_failed(now_ms());
+                    }
+                }
+                Decision::End { reason, .. } => {
+                    if let Some(record) = m.records().last() {
+                        output(RelayOutput::Swapped(record.clone()));
+                    }
+                    output(RelayOutput::Ended(reason.message()));
+                    ended = true;
+                }
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    if let Some(left) = job.take() {
+        left.stop.cancel();
+    }
+}
+
+/// Starts a selection over the candidates not suspended; `None` when there is nobody to try.
+#[allow(clippy::too_many_arguments)]
+fn begin_selection(
+    config: &Arc<RelayConfig>,
+    candidates: &[Candidate],
+    suspended: &Suspensions,
+    now_ms: u64,
+    http: &reqwest::Client,
+    stream: &RelayStream,
+    spent: &Arc<SpendMeter>,
+    start_tx: &mpsc::UnboundedSender<Started>,
+) -> Option<StartAttempts> {
+    let order = GoLivepeerDefault::new(None).order(candidates, suspended, now_ms);
+    let mut attempts = StartAttempts::with_limits(order, config.start, now_ms);
+    match attempts.poll_next() {
+        Next::Try(idx) => {
+            spawn_start(
+                config,
+                &candidates[idx].uri,
+                idx,
+                http,
+                stream,
+                &stream.params,
+                spent,
+                start_tx,
+            );
+            Some(attempts)
+        }
+        _ => None,
+    }
+}
+
+/// One start attempt on candidate `idx`, reported on `start_tx`.
+#[allow(clippy::too_many_arguments)]
+fn spawn_start(
+    config: &Arc<RelayConfig>,
+    uri: &str,
+    idx: usize,
+    http: &reqwest::Client,
+    stream: &RelayStream,
+    params: &Value,
+    spent: &Arc<SpendMeter>,
+    start_tx: &mpsc::UnboundedSender<Started>,
+) {
+    let (config, http, spent, tx) = (
+        Arc::clone(config),
+        http.clone(),
+        Arc::clone(spent),
+        start_tx.clone(),
+    );
+    let (uri, stream, params) = (uri.to_owned(), stream.clone(), params.clone());
+    tokio::spawn(async move {
+        let result = match uri.parse::<OrchestratorUri>() {
+            Err(e) => Err(StartFailure::Grpc {
+                busy: false,
+                detail: format!("invalid orchestrator address {uri}: {e}"),
+            }),
+            Ok(target) => {
+                let request = JobRequest {
+                    gateway_address: config.gateway_address,
+                    payment: &config.payment,
+                    model_id: &stream.model_id,
+                    params: &params,
+                    session_id: &stream.request_id,
+                    grpc_timeout: config.grpc_timeout,
+                    start_timeout: config.start_timeout,
+                };
+                start_job(&request, &target, &http, spent, |_| Ok(()))
+                    .await
+                    .1
+            }
+        };
+        let _ = tx.send((idx, result));
+    });
+}
+
+/// What the swap monitor hears of one observation.
+fn observe(monitor: &mut SwapMonitor, seen: &Seen, now: u64) {
+    match seen {
+        Seen::SegmentDone { gone: true } => monitor.handle_publish_not_found(now),
+        Seen::SegmentDone { gone: false } => monitor.handle_input_segment_finished(now),
+        Seen::OutputFrame { .. } => monitor.handle_output_frame(now),
+        Seen::OutputSegment => monitor.handle_output_segment(now),
+        Seen::OutputEnded => monitor.handle_subscribe_eos(now),
+        Seen::OutputError => monitor.handle_subscribe_error(now),
+        Seen::OutputCopyError => monitor.handle_output_copy_error(now),
+        Seen::Event(_) => monitor.handle_event(now),
+        Seen::EventsEnded => monitor.handle_events_end(now),
+        Seen::EventsError => monitor.handle_events_error(now),
+        Seen::ControlGone => monitor.handle_control_not_found(now),
+        Seen::ReplayFailed => monitor.handle_control_write_failed(now),
+    }
+}
+
+/// Muxes one access unit into the job's input channel, opening a segment at a keyframe when
+/// the open one has lasted the minimum (wall clock and PTS) or none is open. Frames before
+/// the first keyframe are dropped. True when a segment was opened.
+fn write_video(
+    job: &mut Job,
+    config: &RelayConfig,
+    now: Instant,
+    pts: u64,
+    data: &[u8],
+    keyframe: bool,
+) -> bool {
+    let opens = starts_segment(job.segment, now, pts, keyframe, config.min_segment);
+    if opens {
+        if job.segment.is_some() {
+            let _ = job.publish.send(PublishCmd::End);
+        }
+        let _ = job.publish.send(PublishCmd::Begin);
+        job.segment = Some((now, pts));
+    }
+    if job.segment.is_none() {
+        return false;
+    }
+    job.buf.clear();
+    let frame = MuxFrame {
+        pts,
+        dts: None,
+        keyframe,
+        data,
+    };
+    job.muxer.mux_frame(&frame, &mut job.buf);
+    let _ = job
+        .publish
+        .send(PublishCmd::Write(Bytes::copy_from_slice(&job.buf)));
+    opens
+}
+
+/// go-livepeer's `RTPSegmenter` rule: a new segment starts at a keyframe, when none is open or
+/// the open one (begun at `open`: when, and at which PTS) has lasted `min` both by the wall clock
+/// and by PTS (90 kHz).
+fn starts_segment(
+    open: Option<(Instant, u64)>,
+    now: Instant,
+    pts: u64,
+    keyframe: bool,
+    min: Duration,
+) -> bool {
+    let min_pts = u64::try_from(min.as_micros() * 90 / 1000).unwrap_or(u64::MAX);
+    keyframe
+        && open.is_none_or(|(began, began_pts)| {
+            now.duration_since(began) >= min && pts.wrapping_sub(began_pts) >= min_pts
+        })
+}
+
+/// Opens a started job's four channels: a publishing task for the input, readers for the
+/// output and the events, and a control task.
+fn open_job(
+    generation: u64,
+    started: StartedJob,
+    http: &reqwest::Client,
+    seen: &mpsc::UnboundedSender<(u64, Seen)>,
+) -> Job {
+    let StartedJob { urls, payments } = started;
+    let JobUrls {
+        publish_url,
+        subscribe_url,
+        control_url,
+        events_url,
+        ..
+    } = urls;
+    let stop = CancellationToken::new();
+    let report = {
+        let seen = seen.clone();
+        move |s: Seen| seen.send((generation, s)).is_ok()
+    };
+    let (publish, publish_rx) = mpsc::unbounded_channel();
+    tokio::spawn(publish_task(
+        TricklePublisher::new(http.clone(), publish_url),
+        publish_rx,
+        stop.clone(),
+        report.clone(),
+    ));
+    // -2: the orchestrator may have published output segment 0 before this GET arrives.
+    let output = TrickleSubscriber::new(http.clone(), subscribe_url).starting_at(-2);
+    tokio::spawn(output_task(output, stop.clone(), report.clone()));
+    let events = TrickleSubscriber::new(http.clone(), events_url);
+    tokio::spawn(events_task(events, stop.clone(), report.clone()));
+    let (control, control_rx) = mpsc::unbounded_channel();
+    tokio::spawn(control_task(
+        TricklePublisher::new(http.clone(), control_url),
+        control_rx,
+        stop.clone(),
+        report,
+    ));
+    Job {
+        generation,
+        publish,
+        control,
+        muxer: TsMuxer::new(MuxConfig::default()),
+        buf: Vec::with_capacity(64 * 1024),
+        segment: None,
+        stop,
+        _payments: payments,
+    }
+}
+
+/// Writes the input segments in order; each finished segment's answer is awaited beside the
+/// next one. When stopped, the channel is closed (`DELETE`), which is how a gateway leaves a
+/// job.
+async fn publish_task(
+    mut publisher: TricklePublisher,
+    mut commands: mpsc::UnboundedReceiver<PublishCmd>,
+    stop: CancellationToken,
+    report: impl Fn(Seen) -> bool + Clone + Send + 'static,
+) {
+    let mut open: Option<SegmentWriter> = None;
+    loop {
+        let command = tokio::select! {
+            () = stop.cancelled() => break,
+            c = commands.recv() => match c {
+                Some(c) => c,
+                None => break,
+            },
+        };
+        match command {
+            PublishCmd::Begin => match publisher.begin_segment().await {
+                Ok(writer) => open = Some(writer),
+                Err(e) => {
+                    debug!(message = "Input segment not opened.", error = %e);
+                    report(Seen::SegmentDone {
+                        gone: matches!(e, TrickleError::ChannelGone),
+                    });
+                }
+            },
+            PublishCmd::Write(bytes) => {
+                if let Some(writer) = open.as_mut()
+                    && let Err(e) = writer.write(bytes).await
+                {
+                    debug!(message = "Input segment write failed.", error = %e);
+                }
+            }
+            PublishCmd::End => {
+                if let Some(writer) = open.take() {
+                    let report = report.clone();
+                    tokio::spawn(async move {
+                        let gone = matches!(writer.finish().await, Err(TrickleError::ChannelGone));
+                        report(Seen::SegmentDone { gone });
+                    });
+                }
+            }
+        }
+    }
+    if let Some(writer) = open.take() {
+        let _ = writer.finish().await;
+    }
+    publisher.close().await;
+}
+
+/// Reads the output channel: each access unit as it is demuxed, each segment's end, and how
+/// the subscription ended; after a failed read it pauses and reads again (go-livepeer's
+/// subscriber), the swap monitor counting the failures.
+async fn output_task(
+    mut sub: TrickleSubscriber,
+    stop: CancellationToken,
+    report: impl Fn(Seen) -> bool,
+) {
+    let mut demuxer = TsDemuxer::new();
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => return,
+            s = sub.next_segment() => s,
+        };
+        let mut segment = match next {
+            Ok(Some(segment)) => segment,
+            Ok(None) => {
+                report(Seen::OutputEnded);
+                return;
+            }
+            Err(e) => {
+                debug!(message = "Output read failed.", error = %e);
+                if !report(Seen::OutputError) || pause(&stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let chunk = tokio::select! {
+                () = stop.cancelled() => return,
+                c = segment.chunk() => c,
+            };
+            match chunk {
+                Ok(Some(bytes)) => demuxer.handle_bytes(&bytes, 0),
+                Ok(None) => {
+                    demuxer.finish(0);
+                    break;
+                }
+                Err(e) => {
+                    debug!(message = "Output segment read failed.", error = %e);
+                    demuxer.finish(0);
+                    if !report(Seen::OutputCopyError) {
+                        return;
+                    }
+                    break;
+                }
+            }
+            while let Some(frame) = demuxer.poll_frame() {
+                let Some(pts) = frame.pts else { continue };
+                let seen = Seen::OutputFrame {
+                    pts,
+                    data: frame.data,
+                    keyframe: frame.keyframe,
+                };
+                if !report(seen) {
+                    return;
+                }
+            }
+        }
+        while let Some(frame) = demuxer.poll_frame() {
+            if let Some(pts) = frame.pts {
+                report(Seen::OutputFrame {
+                    pts,
+                    data: frame.data,
+                    keyframe: frame.keyframe,
+                });
+            }
+        }
+        if !report(Seen::OutputSegment) {
+            return;
+        }
+    }
+}
+
+/// Reads the events channel: one JSON document per segment.
+async fn events_task(
+    mut sub: TrickleSubscriber,
+    stop: CancellationToken,
+    report: impl Fn(Seen) -> bool,
+) {
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => return,
+            s = sub.next_segment() => s,
+        };
+        let read = match next {
+            Ok(Some(mut segment)) => tokio::select! {
+                () = stop.cancelled() => return,
+                r = segment.read_all() => r,
+            },
+            Ok(None) => {
+                report(Seen::EventsEnded);
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        let seen = match read {
+            Ok(doc) => match serde_json::from_slice::<Value>(&doc) {
+                Ok(doc) => Seen::Event(doc),
+                Err(_) => continue, // go-livepeer logs and skips a document it cannot parse
+            },
+            Err(e) => {
+                debug!(message = "Events read failed.", error = %e);
+                if !report(Seen::EventsError) || pause(&stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if !report(seen) {
+            return;
+        }
+    }
+}
+
+/// Publishes control messages in order; a message sent with several tries (the params replayed
+/// after a swap) that fails every time is reported, as is a channel that is gone.
+async fn control_task(
+    mut publisher: TricklePublisher,
+    mut messages: mpsc::UnboundedReceiver<(Bytes, u32)>,
+    stop: CancellationToken,
+    report: impl Fn(Seen) -> bool,
+) {
+    loop {
+        let (message, tries) = tokio::select! {
+            () = stop.cancelled() => break,
+            m = messages.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        let mut delivered = false;
+        for _ in 0..tries.max(1) {
+            match publisher.publish(message.clone()).await {
+                Ok(()) => {
+                    delivered = true;
+                    break;
+                }
+                Err(TrickleError::ChannelGone) => {
+                    report(Seen::ControlGone);
+                    return;
+                }
+                Err(e) => debug!(message = "Control message not delivered.", error = %e),
+            }
+        }
+        if !delivered && tries > 1 {
+            report(Seen::ReplayFailed);
+        }
+    }
+    publisher.close().await;
+}
+
+/// go-livepeer's pause after a failed read; true when stopped meanwhile.
+async fn pause(stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(crate::session::READ_RETRY_PAUSE) => false,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 90_000;
+
+    #[test]
+    fn segments_start_at_keyframes_once_the_minimum_has_passed_by_clock_and_pts() {
+        let t0 = Instant::now();
+        let min = MIN_SEGMENT;
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // The first segment starts at the first keyframe, not before.
+        assert!(!starts_segment(None, t0, 0, false, min));
+        assert!(starts_segment(None, t0, 0, true, min));
+        let open = Some((t0, 0));
+        // A keyframe before a second has passed (a publisher's PLI answer) does not cut.
+        assert!(!starts_segment(open, at(500), SECOND / 2, true, min));
+        // A second by both clocks: it cuts, but only at a keyframe.
+        assert!(starts_segment(open, at(1000), SECOND, true, min));
+        assert!(!starts_segment(open, at(1500), SECOND * 3 / 2, false, min));
+        // Both clocks must agree: a burst of late frames (a second of PTS within 200 ms) does
+        // not cut before a second of wall clock, and a second of wall clock with little PTS
+        // (frames lost) does not either.
+        assert!(!starts_segment(open, at(200), SECOND, true, min));
+        assert!(!starts_segment(open, at(1200), SECOND / 3, true, min));
+    }
+}
