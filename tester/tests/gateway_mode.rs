@@ -519,6 +519,40 @@ async fn headless_chromium_plays_the_gateways_whep_output() {
     );
 }
 
+/// When restyling leaves no digit readable, the segment marker places the pictures: with the
+/// numbers ignored (as if unreadable) and a gateway 1.3 s late (longer than a segment, where one
+/// luminance square would alias), the latency at each step of the marker lands within a frame
+/// of the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_segment_marker_measures_latency_when_numbers_are_unreadable() {
+    let latency = Duration::from_millis(1_300);
+    let gw = gateway(GatewayConfig {
+        latency,
+        startup: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(8);
+    opts.params_update_offsets = Vec::new();
+    opts.read_frame_numbers = false;
+    let options = GatewayOptions::new(gw.url.parse().unwrap());
+    let http = probe::http_client().unwrap();
+    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    let m = &report.metrics;
+    let check = m.content_check.as_ref().expect("content samples");
+    // Output from about 1.5 s on: a step each second after the first picture.
+    assert!(check.by_luminance >= 4, "{check:?}");
+    assert_eq!(check.unreadable, 0, "{check:?}");
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e latency by marker");
+    assert_eq!(e2e.count, u64::from(check.by_luminance));
+    assert!(
+        e2e.min >= 1_300.0 && e2e.max <= 1_300.0 + 1000.0 / 30.0,
+        "{e2e:?} against 1300 ms"
+    );
+}
+
 /// `lvt sim gateway --orchestrator`: each stream relayed over trickle to simulated
 /// orchestrators through lvt's selection and swap cores. The first orchestrator's session
 /// crashes 3 s in (its output channel ends); the relay swaps to the second, and the user's

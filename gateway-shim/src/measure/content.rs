@@ -17,6 +17,15 @@
 //! truth (the picture cannot show the step before it was sent) and at most one output frame
 //! interval longer (a runner that drops frames may skip the step frame itself). Pure: no
 //! decoding and no clock here.
+//!
+//! Where timestamps are rewritten on the way (gateway mode), a picture whose number cannot be
+//! read is placed by the segment marker instead ([`ContentTracker::handle_sample_by_content`]):
+//! the big square and three smaller ones carry the segment's index modulo 16. Between two
+//! consecutive samples whose markers differ the output crossed a step; the later sample's
+//! arrival minus the send time of the first input frame of the segment its marker names is
+//! its latency, never shorter than the truth and longer by the frames between the step and
+//! the sample (none when every output frame is decoded and none was dropped). The index tells
+//! the steps apart, so a latency longer than a segment is not taken for a shorter one.
 
 use std::collections::VecDeque;
 
@@ -27,13 +36,19 @@ use lvt_schema::{ContentCheck, LatencySummary};
 const MAX_SENT: usize = 256;
 
 /// One sent input frame: its PTS, its send time, the frame number its picture carries and its
-/// luminance marker's state.
+/// segment marker (bit 0: the luminance step marker, dark when set).
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     pts: u64,
     at_us: u64,
     code: u32,
-    bright: bool,
+    marker: u8,
+}
+
+impl Sent {
+    fn bright(&self) -> bool {
+        self.marker & 1 == 0
+    }
 }
 
 /// The content samples of one session (or one share).
@@ -47,12 +62,14 @@ pub(crate) struct ContentTracker {
     by_luminance: u32,
     /// Latency by content of each readable sample, us.
     latencies_us: Vec<u64>,
+    /// The segment marker of the previous sample by content (`None`: unread).
+    last_marker: Option<u8>,
 }
 
 impl ContentTracker {
-    /// Input frame `pts` carrying frame number `code` and luminance marker state `bright` went
-    /// out at `at_us`.
-    pub(crate) fn handle_sent(&mut self, pts: u64, at_us: u64, code: u32, bright: bool) {
+    /// Input frame `pts` carrying frame number `code` and segment marker `marker` went out at
+    /// `at_us`.
+    pub(crate) fn handle_sent(&mut self, pts: u64, at_us: u64, code: u32, marker: u8) {
         if self.sent.len() >= MAX_SENT {
             self.sent.pop_front();
         }
@@ -60,7 +77,7 @@ impl ContentTracker {
             pts,
             at_us,
             code,
-            bright,
+            marker,
         });
     }
 
@@ -79,7 +96,8 @@ impl ContentTracker {
         tolerance_us: u64,
     ) {
         self.samples = self.samples.saturating_add(1);
-        let step_at_us = found_at_us.and_then(|found| self.step_sent_before(bright, found));
+        let step_at_us =
+            found_at_us.and_then(|found| self.step_sent_before(|s| s.bright() == bright, found));
         let (Some(found_at_us), Some(step_at_us)) = (found_at_us, step_at_us) else {
             self.unreadable = self.unreadable.saturating_add(1);
             return;
@@ -96,13 +114,13 @@ impl ContentTracker {
     }
 
     /// The send time of the latest input frame sent by `before_us` where the marker stepped
-    /// into state `bright` (the frame before it had the other state).
-    fn step_sent_before(&self, bright: bool, before_us: u64) -> Option<u64> {
+    /// into a state `shows` (the frame before it did not show it).
+    fn step_sent_before(&self, shows: impl Fn(&Sent) -> bool, before_us: u64) -> Option<u64> {
         let mut sent = self.sent.iter().rev().skip_while(|s| s.at_us > before_us);
         // The latest frame in the state, then back to the first of its run.
-        let mut run_start = sent.find(|s| s.bright == bright)?;
+        let mut run_start = sent.find(|s| shows(s))?;
         for earlier in sent {
-            if earlier.bright != bright {
+            if !shows(earlier) {
                 return Some(run_start.at_us);
             }
             run_start = earlier;
@@ -139,13 +157,37 @@ impl ContentTracker {
         }
     }
 
-    /// A decoded output frame arrived at `at_us` showing frame number `code`, where its
-    /// timestamp says nothing (rewritten on the way): only its latency by content counts.
-    pub(crate) fn handle_sample_by_content(&mut self, at_us: u64, code: Option<u32>) {
+    /// A decoded output frame arrived at `at_us` showing frame number `code` and segment
+    /// marker `marker`, where its timestamp says nothing (rewritten on the way): only its
+    /// latency by content counts. Samples must come in arrival order, each the output frame
+    /// after the previous one decoded. A readable number decides; else a marker that differs
+    /// from the previous sample's places the sample at a step (module documentation); a marker
+    /// equal to the previous one gives no latency (the sample is between steps) and counts
+    /// only as a sample.
+    pub(crate) fn handle_sample_by_content(
+        &mut self,
+        at_us: u64,
+        code: Option<u32>,
+        marker: Option<u8>,
+    ) {
         self.samples = self.samples.saturating_add(1);
-        match self.shown(code, at_us) {
-            Some(shown) => self.latencies_us.push(at_us - shown.at_us),
-            None => self.unreadable = self.unreadable.saturating_add(1),
+        let previous = std::mem::replace(&mut self.last_marker, marker);
+        if let Some(shown) = self.shown(code, at_us) {
+            self.latencies_us.push(at_us - shown.at_us);
+            return;
+        }
+        match (previous, marker) {
+            (Some(previous), Some(marker)) if previous != marker => {
+                match self.step_sent_before(|s| s.marker == marker, at_us) {
+                    Some(step_at_us) => {
+                        self.by_luminance = self.by_luminance.saturating_add(1);
+                        self.latencies_us.push(at_us - step_at_us);
+                    }
+                    None => self.unreadable = self.unreadable.saturating_add(1),
+                }
+            }
+            (_, Some(_)) => {}
+            (_, None) => self.unreadable = self.unreadable.saturating_add(1),
         }
     }
 
@@ -212,12 +254,8 @@ mod tests {
     /// is bright for codes 0-29 and 60-89.
     fn sent(tracker: &mut ContentTracker, frames: u64) {
         for k in 0..frames {
-            tracker.handle_sent(
-                k * 3000,
-                k * 33_333,
-                (k % 120) as u32,
-                (k % 120) / 30 % 2 == 0,
-            );
+            let code = (k % 120) as u32;
+            tracker.handle_sent(k * 3000, k * 33_333, code, (code / 30 % 16) as u8);
         }
     }
 
@@ -307,7 +345,7 @@ mod tests {
         blind.handle_step(1_000_000, false, None, Some(30 * 33_333), TOLERANCE_US);
         let mut short = ContentTracker::default();
         for k in 0..20u64 {
-            short.handle_sent(k * 3000, k * 33_333, k as u32, true);
+            short.handle_sent(k * 3000, k * 33_333, k as u32, 0);
         }
         short.handle_step(900_000, true, Some(900_000), Some(0), TOLERANCE_US);
         for tracker in [blind, short] {
@@ -337,5 +375,69 @@ mod tests {
             TOLERANCE_US,
         );
         assert_eq!(tracker.summary().map(|s| s.p50), Some(100.0));
+    }
+
+    /// The sample of output frame `k` by content alone: arrived `latency_us` after frame `k`
+    /// was sent, number unreadable, marker `k`'s (as `sent` draws it) or none.
+    fn by_marker(tracker: &mut ContentTracker, k: u64, latency_us: u64, readable: bool) {
+        let marker = ((k % 120) / 30 % 16) as u8;
+        tracker.handle_sample_by_content(k * 33_333 + latency_us, None, readable.then_some(marker));
+    }
+
+    #[test]
+    fn the_segment_marker_places_unreadable_pictures_at_each_step() {
+        // Every output frame decoded, 1.3 s late (longer than a segment), no number readable:
+        // each step (frames 30, 60, 90, 120, 150) gives the latency exactly; the frames between
+        // steps give none.
+        let mut tracker = ContentTracker::default();
+        sent(&mut tracker, 200);
+        for k in 0..=150 {
+            by_marker(&mut tracker, k, 1_300_000, true);
+        }
+        let check = tracker.check().expect("samples");
+        assert_eq!(
+            (check.samples, check.by_luminance, check.unreadable),
+            (151, 5, 0)
+        );
+        let summary = tracker.summary().expect("latencies");
+        assert_eq!((summary.min, summary.max), (1_300.0, 1_300.0));
+    }
+
+    #[test]
+    fn the_segment_index_keeps_latencies_longer_than_two_segments_apart() {
+        // 2.3 s late: when frame 30 (the step into segment 1) shows, frame 90 (the step into
+        // segment 3, as dark as segment 1) has gone out too. The luminance step alone would
+        // take it for 0.3 s; the index tells segment 1 from segment 3.
+        let mut tracker = ContentTracker::default();
+        sent(&mut tracker, 200);
+        for k in 29..=31 {
+            by_marker(&mut tracker, k, 2_300_000, true);
+        }
+        let summary = tracker.summary().expect("a latency");
+        assert_eq!((summary.count, summary.p50), (1, 2_300.0));
+    }
+
+    #[test]
+    fn keyframes_one_segment_apart_are_steps_and_an_unread_sample_breaks_the_chain() {
+        // Only the first frame of each segment decoded (load mode), 200 ms late.
+        let mut tracker = ContentTracker::default();
+        sent(&mut tracker, 200);
+        for k in [0, 30, 60] {
+            by_marker(&mut tracker, k, 200_000, true);
+        }
+        // An unreadable picture (an overlay): the next marker cannot tell whether a step was
+        // crossed in between, so it gives nothing; the one after it does again.
+        by_marker(&mut tracker, 90, 200_000, false);
+        by_marker(&mut tracker, 120, 200_000, true);
+        by_marker(&mut tracker, 150, 200_000, true);
+        let check = tracker.check().expect("samples");
+        assert_eq!(
+            (check.samples, check.by_luminance, check.unreadable),
+            (6, 3, 1)
+        );
+        assert_eq!(check.latency_p50_ms, Some(200.0));
+        // A readable number still decides, whatever the marker.
+        tracker.handle_sample_by_content(170 * 33_333 + 200_000, Some(50), Some(9));
+        assert_eq!(tracker.summary().map(|s| s.count), Some(4));
     }
 }

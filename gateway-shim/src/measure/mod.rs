@@ -232,10 +232,10 @@ impl SessionRecorder {
     }
 
     /// The input frame `pts` sent at `at_us` (reported to [`Self::handle_input_frame_sent`])
-    /// carries frame number `code` and luminance marker state `bright` in its picture: what
-    /// the content check reads back.
-    pub fn handle_input_frame_code(&mut self, pts: u64, at_us: u64, code: u32, bright: bool) {
-        self.content.handle_sent(pts, at_us, code, bright);
+    /// carries frame number `code` and segment marker `marker` (`session::segment_marker`, bit
+    /// 0 the luminance step marker) in its picture: what the content check reads back.
+    pub fn handle_input_frame_code(&mut self, pts: u64, at_us: u64, code: u32, marker: u8) {
+        self.content.handle_sent(pts, at_us, code, marker);
     }
 
     /// The content check by the luminance marker (the frame number was unreadable): output
@@ -257,16 +257,20 @@ impl SessionRecorder {
 
     /// A decoded output frame with timestamp `pts`, arrived at `at_us`, shows frame number
     /// `code` (`None`: unreadable). Timestamps and pictures may disagree by `tolerance_us`
-    /// (a frame and a half) before the sample counts against the timestamps.
+    /// (a frame and a half) before the sample counts against the timestamps. With
+    /// [`MeasureConfig::timestamps_rewritten`] only the picture counts, and its segment marker
+    /// `marker` places it when the number is unreadable (samples in arrival order, each the
+    /// decoded frame after the previous one); otherwise `marker` is not used.
     pub fn handle_content_sample(
         &mut self,
         pts: u64,
         at_us: u64,
         code: Option<u32>,
+        marker: Option<u8>,
         tolerance_us: u64,
     ) {
         if self.config.timestamps_rewritten {
-            self.content.handle_sample_by_content(at_us, code);
+            self.content.handle_sample_by_content(at_us, code, marker);
             return;
         }
         let pts_sent_at_us = self.sent_at_us(pts);

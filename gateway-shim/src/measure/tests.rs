@@ -1015,13 +1015,13 @@ fn rewritten_timestamps_take_latency_from_the_pictures_alone() {
     for k in 0..30u64 {
         let sent_us = k * 33_333;
         recorder.handle_input_frame_sent(k * 3000, sent_us);
-        recorder.handle_input_frame_code(k * 3000, sent_us, k as u32, true);
+        recorder.handle_input_frame_code(k * 3000, sent_us, k as u32, 0);
     }
     for k in 0..30u64 {
         let at_us = k * 33_333 + 150_000;
         let rtp = 1_000_000 + k * 3000;
         recorder.handle_output_frame(rtp, at_us, k == 0, 1000);
-        recorder.handle_content_sample(rtp, at_us, Some(k as u32), 50_000);
+        recorder.handle_content_sample(rtp, at_us, Some(k as u32), None, 50_000);
     }
     let (metrics, _) = recorder.finish(29 * 33_333);
     let e2e = metrics.e2e_latency_ms.expect("latency by content");

@@ -15,7 +15,7 @@ use super::{
     CONTROL_REPLAY_TRIES, ChannelEnd, DRAIN_IDLE_US, FLUSH_LIMIT_US, Finished, Input, Mode,
     NO_ORCHESTRATORS_AVAILABLE, OVERLAY_WATCH_AFTER_UPDATE_US, OVERLAY_WATCH_BEFORE_UPDATE_US,
     Output, PictureLook, PublishError, SessionPlan, ShareId, StartFailure, StartInfo,
-    beacon_bright, updated_params,
+    segment_marker, updated_params,
 };
 use crate::gateway::observe::{Observation, OrchestratorInfo, StreamContext};
 use crate::gateway::select::{
@@ -280,10 +280,10 @@ impl SessionCore {
                     self.last_input_us = Some(at_us);
                     self.last_input_pts = Some(pts);
                     let code = self.plan.clip.code_of(pts);
-                    let bright = beacon_bright(code, self.plan.clip.frames_per_segment);
+                    let marker = segment_marker(code, self.plan.clip.frames_per_segment);
                     self.each_recorder(share, |r| {
                         r.handle_input_frame_sent(pts, at_us);
-                        r.handle_input_frame_code(pts, at_us, code, bright);
+                        r.handle_input_frame_code(pts, at_us, code, marker);
                     });
                 }
             }
@@ -1012,7 +1012,7 @@ impl SessionCore {
         let tolerance_us = self.plan.clip.content_tolerance_us();
         self.each_recorder(share, |r| match sample {
             StepSample::Code { pts, at_us, code } => {
-                r.handle_content_sample(pts, at_us, Some(code), tolerance_us);
+                r.handle_content_sample(pts, at_us, Some(code), None, tolerance_us);
             }
             StepSample::Luminance {
                 pts,

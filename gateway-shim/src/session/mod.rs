@@ -144,6 +144,22 @@ pub fn beacon_bright(frame: u32, run: u32) -> bool {
     run == 0 || (frame / run).is_multiple_of(2)
 }
 
+/// Bits of the segment marker ([`segment_marker`]).
+pub const MARKER_BITS: u32 = 4;
+
+/// The segment marker of frame `frame` of lvt's clip (segments of `run` frames): the index of
+/// its segment modulo 2^[`MARKER_BITS`], drawn as that many flat squares, each white for a 0
+/// bit and black for a 1. Bit 0 is the luminance step marker ([`beacon_bright`]); the other
+/// bits tell which step a picture shows, so that a latency longer than a segment is not taken
+/// for a shorter one when the frame number cannot be read (gateway mode).
+pub fn segment_marker(frame: u32, run: u32) -> u8 {
+    if run == 0 {
+        return 0;
+    }
+    // Below 2^MARKER_BITS, so within a u8.
+    ((frame / run) % (1 << MARKER_BITS)) as u8
+}
+
 /// How long each part of a direct session may stay silent before it is classified as failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionTimeouts {
@@ -226,6 +242,8 @@ pub struct PictureLook {
     pub code: Option<u32>,
     /// The luminance step marker ([`beacon_bright`]): bright, dark, or not clearly either.
     pub beacon: Option<bool>,
+    /// The whole segment marker ([`segment_marker`]), when every square of it reads clearly.
+    pub marker: Option<u8>,
 }
 
 /// What a finished start attempt learnt about the orchestrator, whether or not it started the

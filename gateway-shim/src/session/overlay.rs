@@ -194,6 +194,7 @@ mod tests {
         colourless: true,
         code: None,
         beacon: None,
+        marker: None,
     });
 
     fn colour(code: u32) -> Option<PictureLook> {
@@ -201,6 +202,7 @@ mod tests {
             colourless: false,
             code: Some(code),
             beacon: None,
+            marker: None,
         })
     }
 
@@ -233,12 +235,14 @@ mod tests {
             colourless: true,
             code: Some(4),
             beacon: None,
+            marker: None,
         });
         assert_eq!(w.answer(10, stale, 10).unwrap().1, Verdict::Overlay);
         let styled = Some(PictureLook {
             colourless: true,
             code: Some(11),
             beacon: None,
+            marker: None,
         });
         assert_eq!(w.answer(11, styled, 11).unwrap().1, Verdict::Processed);
     }

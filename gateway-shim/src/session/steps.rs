@@ -179,6 +179,7 @@ mod tests {
             colourless: false,
             code,
             beacon,
+            marker: None,
         })
     }
 

@@ -140,6 +140,7 @@ fn picture_look(picture: &[u8], clip: &ClipTiming, restyled: bool) -> PictureLoo
         colourless: overlay,
         code: shown.filter(|_| !restyled),
         beacon: shown.map(|frame| super::beacon_bright(frame, clip.frames_per_segment)),
+        marker: shown.map(|frame| super::segment_marker(frame, clip.frames_per_segment)),
     }
 }
 

@@ -385,12 +385,14 @@ impl PictureReader {
             height,
             CLEAR_CODE_MARGIN,
         );
-        let beacon =
-            pattern::read_beacon(self.decoded.data(0), self.decoded.stride(0), width, height);
+        let luma = (self.decoded.data(0), self.decoded.stride(0));
+        let beacon = pattern::read_beacon(luma.0, luma.1, width, height);
+        let marker = pattern::read_marker(luma.0, luma.1, width, height);
         Some(lvt_gateway::session::PictureLook {
             colourless,
             code,
             beacon,
+            marker,
         })
     }
 }

@@ -7,7 +7,9 @@
 //! a decoded frame even after moderate filtering. A big square in the top-right corner, the
 //! luminance step marker, is white through the clip's even segments and black through its odd
 //! ones ([`lvt_gateway::session::beacon_bright`]): a step at known frames that survives
-//! restyling where digits do not.
+//! restyling where digits do not. Three smaller squares under it carry the segment's index
+//! further ([`lvt_gateway::session::segment_marker`], four bits with the big square), so that
+//! the step a picture shows can be told from the steps before and after it.
 
 /// 5x7 bitmaps of the digits 0-9; bit 4 of each row is the leftmost pixel.
 const DIGITS: [[u8; 7]; 10] = [
@@ -74,16 +76,34 @@ pub fn draw_luma(plane: &mut Plane<'_>, index: u32, run: u32) {
     let scale = (w.min(h) / 64).max(1);
     draw_number(plane, index, scale);
     draw_code(plane, index, scale);
-    let (x, y, side) = beacon_square(w, h);
-    let bright = lvt_gateway::session::beacon_bright(index, run);
-    fill(
-        plane,
-        x,
-        y,
-        side,
-        side,
-        if bright { Y_WHITE } else { Y_BLACK },
-    );
+    let marker = lvt_gateway::session::segment_marker(index, run);
+    for (bit, (x, y, side)) in marker_squares(w, h).into_iter().enumerate() {
+        let bright = marker >> bit & 1 == 0;
+        fill(
+            plane,
+            x,
+            y,
+            side,
+            side,
+            if bright { Y_WHITE } else { Y_BLACK },
+        );
+    }
+}
+
+/// The squares of the segment marker, bit 0 first: the luminance step marker
+/// ([`beacon_square`]), then squares of half its side in a row under it, from the right edge
+/// leftwards (clear of the digits, which end a quarter of the way across, and of the moving box
+/// below them), as `(x, y, side)`.
+fn marker_squares(width: usize, height: usize) -> [(usize, usize, usize); 4] {
+    let (x0, y0, side) = beacon_square(width, height);
+    let small = side / 2;
+    let row = y0 + side;
+    [
+        (x0, y0, side),
+        (width - small, row, small),
+        (width - 2 * small, row, small),
+        (width - 3 * small, row, small),
+    ]
 }
 
 /// Where the luminance marker lies: a square of a quarter of the shorter side, in the top-right
@@ -103,6 +123,24 @@ const BEACON_MARGIN: u8 = 48;
 /// each way, so that restyled edges and texture do not decide.
 pub fn read_beacon(luma: &[u8], stride: usize, width: usize, height: usize) -> Option<bool> {
     let (x, y, side) = beacon_square(width, height);
+    read_square(luma, stride, x, y, side)
+}
+
+/// Reads the whole segment marker back: `None` unless every square reads clearly (white for a
+/// 0 bit, black for a 1).
+pub fn read_marker(luma: &[u8], stride: usize, width: usize, height: usize) -> Option<u8> {
+    let mut marker = 0u8;
+    for (bit, (x, y, side)) in marker_squares(width, height).into_iter().enumerate() {
+        if !read_square(luma, stride, x, y, side)? {
+            marker |= 1 << bit;
+        }
+    }
+    Some(marker)
+}
+
+/// Whether the square at `(x, y)` of `side` is bright or dark on average over its inner half
+/// (every fourth pixel each way), or neither clearly.
+fn read_square(luma: &[u8], stride: usize, x: usize, y: usize, side: usize) -> Option<bool> {
     if side < 8 {
         return None;
     }
@@ -334,6 +372,47 @@ mod tests {
             assert_eq!(read_beacon(&styled, 512, 512, 512), Some(bright));
         }
         assert_eq!(read_beacon(&[0; 16], 4, 4, 4), None, "too small");
+    }
+
+    #[test]
+    fn the_segment_marker_carries_the_segment_index_modulo_16() {
+        for (w, h) in [(512, 512), (64, 64), (320, 180), (1280, 720)] {
+            for segment in 0..20u32 {
+                for offset in [0, 29] {
+                    let index = segment * 30 + offset;
+                    let y = render(w, h, index);
+                    assert_eq!(
+                        read_marker(&y, w, w, h),
+                        Some((segment % 16) as u8),
+                        "{w}x{h} frame {index}"
+                    );
+                    // Bit 0 is the luminance step marker, and the number stays readable.
+                    assert_eq!(read_beacon(&y, w, w, h), Some(segment % 2 == 0));
+                    assert_eq!(read_code(&y, w, w, h), Some(index));
+                }
+            }
+        }
+        // Restyled (darker and noisy): still read; gray (the overlay) or a picture that is not
+        // lvt's: not read.
+        for segment in [5u32, 10] {
+            let mut styled = render(512, 512, segment * 30 + 7);
+            for (i, p) in styled.iter_mut().enumerate() {
+                let noise = (i * 7919 % 61) as i32 - 30;
+                *p = (i32::from(*p) * 4 / 5 + 20 + noise).clamp(0, 255) as u8;
+            }
+            assert_eq!(read_marker(&styled, 512, 512, 512), Some(segment as u8));
+        }
+        assert_eq!(read_marker(&vec![128; 512 * 512], 512, 512, 512), None);
+        let mut half = render(512, 512, 0);
+        let (x, y, side) = marker_squares(512, 512)[2];
+        for row in y..y + side {
+            half[row * 512 + x..row * 512 + x + side].fill(128);
+        }
+        assert_eq!(
+            read_marker(&half, 512, 512, 512),
+            None,
+            "one square unclear"
+        );
     }
 
     #[test]

@@ -330,6 +330,7 @@ fn the_picture_reader_tells_the_overlay_from_the_clip_frame_by_frame() {
                 colourless: false,
                 code: Some(i as u32),
                 beacon: Some(i < 30),
+                marker: Some(u8::from(i >= 30)),
             }),
             "clip frame {i}"
         );
@@ -343,6 +344,7 @@ fn the_picture_reader_tells_the_overlay_from_the_clip_frame_by_frame() {
                 colourless: true,
                 code: None,
                 beacon: None,
+                marker: None,
             }),
             "overlay frame {i}"
         );

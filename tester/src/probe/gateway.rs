@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 use lvt_gateway::measure::{MeasureConfig, SessionRecorder};
-use lvt_gateway::session::{PictureLook, beacon_bright, updated_params};
+use lvt_gateway::session::{PictureLook, segment_marker, updated_params};
 use lvt_schema::{
     FailureClass, GatewayFigures, GatewayTrackStats, Outcome, RtpLeg, SessionReport, StateSeen,
     TargetMode,
@@ -659,7 +659,7 @@ async fn media(
                         pts,
                         at_us,
                         code,
-                        beacon_bright(code, frames_per_segment),
+                        segment_marker(code, frames_per_segment),
                     );
                     next_frame += 1;
                     let due_samples = (next_frame * 48_000) / fps;
@@ -768,7 +768,8 @@ async fn media(
             },
             look = looks.recv() => {
                 if let Some(Look { rtp_time, at_us, look }) = look {
-                    session.recorder.handle_content_sample(rtp_time, at_us, look.and_then(|l| l.code), tolerance_us);
+                    let (code, marker) = read_look(look, opts.read_frame_numbers);
+                    session.recorder.handle_content_sample(rtp_time, at_us, code, marker, tolerance_us);
                 }
             }
             status = statuses.recv() => {
@@ -807,14 +808,19 @@ async fn media(
         look,
     })) = tokio::time::timeout(Duration::from_millis(500), looks.recv()).await
     {
-        session.recorder.handle_content_sample(
-            rtp_time,
-            at_us,
-            look.and_then(|l| l.code),
-            tolerance_us,
-        );
+        let (code, marker) = read_look(look, opts.read_frame_numbers);
+        session
+            .recorder
+            .handle_content_sample(rtp_time, at_us, code, marker, tolerance_us);
     }
     end_us
+}
+
+/// The frame number (unless `read_numbers` is off: judged by the segment marker alone, as if
+/// restyling had left no digit) and the segment marker a decoded output picture shows.
+fn read_look(look: Option<PictureLook>, read_numbers: bool) -> (Option<u32>, Option<u8>) {
+    let code = look.and_then(|l| l.code).filter(|_| read_numbers);
+    (code, look.and_then(|l| l.marker))
 }
 
 #[cfg(test)]
