@@ -658,3 +658,35 @@ async fn the_gateway_closes_a_stream_no_orchestrator_takes() {
     assert_eq!(failure.class, FailureClass::AuthClosed, "{failure:?}");
     assert!(relay.served().is_empty());
 }
+
+/// `lvt sim gateway --swap-at-s 3`: a swap of orchestrators in the middle of the stream, as a
+/// viewer sees it: the output freezes once (the freeze, then the wait for the next keyframe),
+/// and the latency around it is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_swap_shows_as_one_freeze() {
+    let gw = gateway(GatewayConfig {
+        latency: Duration::from_millis(100),
+        startup: Duration::from_millis(200),
+        swap: Some(lvt_sim::gateway::InjectedSwap {
+            at: Duration::from_secs(3),
+            freeze: Duration::from_millis(500),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let report = session(&gw, Duration::from_secs(8)).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    let m = &report.metrics;
+    assert_eq!(m.stalls.count, 1, "{:?}", m.stalls);
+    // At least the freeze; at most the freeze, a segment to the next keyframe and the latency.
+    assert!(
+        (500.0..=500.0 + 1000.0 + 100.0 + 100.0).contains(&m.stalls.longest_ms),
+        "{:?}",
+        m.stalls
+    );
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e latency by content");
+    assert!(
+        (100.0..=100.0 + 1000.0 / 30.0).contains(&e2e.p50),
+        "{e2e:?}"
+    );
+}

@@ -56,7 +56,9 @@ use crate::events::{PipelineState, StatusSnapshot, status_event};
 
 mod runner;
 
-pub use runner::{BuiltInRunner, Runner, RunnerInput, RunnerLink, RunnerOutput, StreamStart};
+pub use runner::{
+    BuiltInRunner, InjectedSwap, Runner, RunnerInput, RunnerLink, RunnerOutput, StreamStart,
+};
 
 /// go-livepeer's `LIVE_AI_WHEP_MAX_SESSIONS` default.
 pub const DEFAULT_VIEWER_LIMIT: usize = 5;
@@ -77,6 +79,9 @@ pub struct GatewayConfig {
     pub startup: Duration,
     /// Held before the SDP answers of WHIP and WHEP (a slow gateway).
     pub answer_delay: Duration,
+    /// The built-in runner plays a swap of orchestrators in the middle of each stream
+    /// ([`BuiltInRunner`]).
+    pub swap: Option<InjectedSwap>,
     /// Answer, then never read the peer's socket: ICE cannot connect.
     pub ice_never: bool,
     /// Close every ingest peer connection right after its 201 (an auth refusal on WHIP).
@@ -103,6 +108,7 @@ impl Default for GatewayConfig {
             latency: Duration::from_millis(100),
             startup: Duration::from_millis(500),
             answer_delay: Duration::ZERO,
+            swap: None,
             ice_never: false,
             refuse_auth: false,
             auth_webhook: None,
@@ -166,10 +172,7 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway with no streams yet and the built-in runner, for [`router`].
     pub fn new(config: GatewayConfig) -> Arc<Gateway> {
-        let runner = Arc::new(BuiltInRunner {
-            latency: config.latency,
-            startup: config.startup,
-        });
+        let runner = Arc::new(BuiltInRunner::new(&config));
         Gateway::with_runner(config, runner)
     }
 
@@ -218,10 +221,7 @@ pub async fn start_gateway(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<RunningGateway> {
-    let runner = Arc::new(BuiltInRunner {
-        latency: config.latency,
-        startup: config.startup,
-    });
+    let runner = Arc::new(BuiltInRunner::new(&config));
     start_gateway_with(config, runner, listener, shutdown).await
 }
 

@@ -82,6 +82,13 @@ pub struct GatewayArgs {
     /// Hold every SDP answer this long (a slow gateway), ms.
     #[arg(long, default_value_t = 0)]
     pub answer_delay_ms: u64,
+    /// Play a swap of orchestrators this many seconds into each stream: the output stops, input
+    /// is dropped for --swap-freeze-ms, and output resumes from the next input keyframe.
+    #[arg(long, value_name = "S", conflicts_with = "orchestrators")]
+    pub swap_at_s: Option<f64>,
+    /// How long the played swap takes no input, ms.
+    #[arg(long, default_value_t = 500, requires = "swap_at_s")]
+    pub swap_freeze_ms: u64,
     /// Answer, then never read the peer's socket: ICE never connects.
     #[arg(long)]
     pub ice_never: bool,
@@ -146,6 +153,18 @@ async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
         latency: Duration::from_millis(args.latency_ms),
         startup: Duration::from_millis(args.startup_ms),
         answer_delay: Duration::from_millis(args.answer_delay_ms),
+        swap: match args.swap_at_s {
+            Some(s) if s.is_finite() && s >= 0.0 => Some(lvt_sim::gateway::InjectedSwap {
+                at: Duration::from_secs_f64(s),
+                freeze: Duration::from_millis(args.swap_freeze_ms),
+            }),
+            Some(s) => {
+                return Err(CliError::Usage(format!(
+                    "--swap-at-s {s}: a number of seconds, 0 or more"
+                )));
+            }
+            None => None,
+        },
         ice_never: args.ice_never,
         refuse_auth: args.refuse_auth,
         auth_webhook: match args.auth_webhook {
@@ -167,10 +186,7 @@ async fn run_gateway(args: GatewayArgs) -> Result<u8, CliError> {
         .map_err(|e| CliError::Failed(anyhow::anyhow!("binding {}: {e}", args.listen)))?;
     let cancel = ctrl_c_token();
     let runner: std::sync::Arc<dyn Runner> = if args.orchestrators.is_empty() {
-        std::sync::Arc::new(BuiltInRunner {
-            latency: config.latency,
-            startup: config.startup,
-        })
+        std::sync::Arc::new(BuiltInRunner::new(&config))
     } else {
         let relay = lvt_gateway::gateway::relay::RelayConfig::new(args.orchestrators.clone());
         let http = crate::probe::http_client()

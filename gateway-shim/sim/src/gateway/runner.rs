@@ -97,12 +97,36 @@ pub trait Runner: Send + Sync + 'static {
     fn start(&self, stream: StreamStart) -> RunnerLink;
 }
 
-/// The built-in runner: each access unit comes back `latency` after it arrived, once the
-/// runner is ONLINE (`startup` after the first video; LOADING before, and no output).
+/// The built-in runner: each access unit comes back `latency` after it arrived, once the runner
+/// is ONLINE (`startup` after the first video; LOADING before, and no output).
+///
+/// With `swap`, it plays what a viewer sees when the gateway swaps orchestrators in the middle
+/// of a stream: at `at` after the first video the output stops (what was still in processing
+/// is lost, the state goes back to LOADING), input is dropped for `freeze` (the next
+/// orchestrator's start), and output resumes from the next input keyframe (its first segment).
 #[derive(Debug, Clone, Copy)]
 pub struct BuiltInRunner {
     pub latency: Duration,
     pub startup: Duration,
+    pub swap: Option<InjectedSwap>,
+}
+
+/// A swap the built-in runner plays: when, and how long no input is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InjectedSwap {
+    pub at: Duration,
+    pub freeze: Duration,
+}
+
+impl BuiltInRunner {
+    /// The runner `config` describes.
+    pub fn new(config: &super::GatewayConfig) -> Self {
+        BuiltInRunner {
+            latency: config.latency,
+            startup: config.startup,
+            swap: config.swap,
+        }
+    }
 }
 
 impl Runner for BuiltInRunner {
@@ -121,6 +145,9 @@ async fn built_in(
     let mut queue: VecDeque<(Instant, RunnerOutput)> = VecDeque::new();
     let mut online_at: Option<Instant> = None;
     let mut online = false;
+    // The injected swap: when it starts, and when input is taken again (from a keyframe).
+    let mut swap: Option<(Instant, Instant)> = None;
+    let mut resumed = true;
     loop {
         let next_due = queue.front().map(|(due, _)| *due);
         tokio::select! {
@@ -128,7 +155,24 @@ async fn built_in(
                 Some(RunnerInput::Video { pts, at, data, keyframe }) => {
                     if online_at.is_none() {
                         online_at = Some(at + runner.startup);
+                        swap = runner.swap.map(|s| (at + s.at, at + s.at + s.freeze));
                         let _ = output.send(RunnerOutput::State(PipelineState::Loading));
+                    }
+                    if let Some((from, until)) = swap
+                        && at >= from
+                    {
+                        if resumed {
+                            // The orchestrator is left: what it had not output is lost.
+                            resumed = false;
+                            queue.clear();
+                            online = false;
+                            let _ = output.send(RunnerOutput::State(PipelineState::Loading));
+                        }
+                        if at < until || !keyframe {
+                            continue;
+                        }
+                        swap = None;
+                        resumed = true;
                     }
                     queue.push_back((at + runner.latency, RunnerOutput::Video { pts, data, keyframe }));
                 }
