@@ -553,13 +553,36 @@ async fn the_segment_marker_measures_latency_when_numbers_are_unreadable() {
     );
 }
 
+/// A simulated gateway relaying its streams to `orchestrators`, and its relay (to see which
+/// orchestrators served and the swaps).
+async fn relaying_gateway(
+    orchestrators: Vec<String>,
+) -> (
+    std::sync::Arc<lvt_tester::relay::RelayRunner>,
+    RunningGateway,
+) {
+    let relay = std::sync::Arc::new(lvt_tester::relay::RelayRunner::new(
+        lvt_gateway::gateway::relay::RelayConfig::new(orchestrators),
+        probe::http_client().unwrap(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = lvt_sim::gateway::start_gateway_with(
+        GatewayConfig::default(),
+        relay.clone(),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    (relay, gw)
+}
+
 /// `lvt sim gateway --orchestrator`: each stream relayed over trickle to simulated
 /// orchestrators through lvt's selection and swap cores. The first orchestrator's session
 /// crashes 3 s in (its output channel ends); the relay swaps to the second, and the user's
 /// WHEP output goes on with the same latency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
-    use lvt_gateway::gateway::relay::RelayConfig;
     use lvt_gateway::gateway::swap::SwapCause;
     use lvt_sim::Profile;
     use lvt_testkit::sim::start_sim;
@@ -573,19 +596,7 @@ async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
     };
     let (crashy, _stop_a) = start_sim(profile(Some(3.0)), true).await;
     let (steady, _stop_b) = start_sim(profile(None), true).await;
-    let relay = std::sync::Arc::new(lvt_tester::relay::RelayRunner::new(
-        RelayConfig::new(vec![crashy.uri.clone(), steady.uri.clone()]),
-        probe::http_client().unwrap(),
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = lvt_sim::gateway::start_gateway_with(
-        GatewayConfig::default(),
-        relay.clone(),
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let (relay, gw) = relaying_gateway(vec![crashy.uri.clone(), steady.uri.clone()]).await;
 
     let report = session(&gw, Duration::from_secs(9)).await;
     assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
@@ -629,7 +640,6 @@ async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
 /// A relay with nobody to take the stream ends it: the gateway closes the ingest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_closes_a_stream_no_orchestrator_takes() {
-    use lvt_gateway::gateway::relay::RelayConfig;
     use lvt_sim::Profile;
     use lvt_testkit::sim::start_sim;
 
@@ -638,19 +648,7 @@ async fn the_gateway_closes_a_stream_no_orchestrator_takes() {
         ..Profile::default()
     };
     let (refusing, _stop) = start_sim(busy, true).await;
-    let relay = std::sync::Arc::new(lvt_tester::relay::RelayRunner::new(
-        RelayConfig::new(vec![refusing.uri.clone()]),
-        probe::http_client().unwrap(),
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = lvt_sim::gateway::start_gateway_with(
-        GatewayConfig::default(),
-        relay.clone(),
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let (relay, gw) = relaying_gateway(vec![refusing.uri.clone()]).await;
     let report = session(&gw, Duration::from_secs(4)).await;
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
     let failure = report.failure.as_ref().expect("a failure");
