@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::session::{JobRefusal, StartFailure, StartInfo, is_busy_text, stream_id};
+use crate::session::{JobRefusal, StartFailure, StartInfo, is_busy_text};
 
 /// What a job start asks for, and how long each step may take.
 #[derive(Debug, Clone, Copy)]
@@ -29,8 +29,11 @@ pub struct JobRequest<'a> {
     pub model_id: &'a str,
     /// The pipeline params sent with the job start.
     pub params: &'a Value,
-    /// The gateway's request id; the stream id is made from it ([`stream_id`]).
+    /// The gateway's request id (`gateway_request_id`).
     pub session_id: &'a str,
+    /// The job's `stream_id`: the stream's own id through a gateway, or one made from the
+    /// session id ([`crate::session::stream_id`]) for lvt's sessions.
+    pub stream_id: &'a str,
     /// Connecting and answering GetOrchestrator.
     pub grpc_timeout: Duration,
     /// The job start request.
@@ -141,7 +144,7 @@ async fn attempt(
         model_id: request.model_id.to_owned(),
         params: request.params.clone(),
         gateway_request_id: request.session_id.to_owned(),
-        stream_id: stream_id(request.session_id),
+        stream_id: request.stream_id.to_owned(),
     };
     let mut payer = Payer::new(request.payment, http.clone(), info.clone())
         .with_refresher(payment::grpc_refresher(client, orch_req))

@@ -50,6 +50,7 @@ impl Runner for RelayRunner {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let relayed = RelayStream {
             request_id: stream.request_id,
+            stream_id: stream.stream_id,
             model_id: stream.pipeline,
             params: stream.params,
         };

@@ -604,6 +604,16 @@ async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
     // go-livepeer's order over two equal candidates is the given one: the crashing one serves
     // first, then the swap hands the stream to the other, with the left one suspended.
     assert_eq!(relay.served(), vec![crashy.uri.clone(), steady.uri.clone()]);
+    // Each job carries the stream's own id (the WHIP `streamId`), as go-livepeer sends it.
+    assert_eq!(crashy.stream_ids().len(), 1);
+    assert_eq!(crashy.stream_ids(), steady.stream_ids());
+    // The probe's streamId is `lvt` and 12 hex digits; one made from a request id would be
+    // `lvt-...`.
+    let id = &crashy.stream_ids()[0];
+    assert!(
+        id.len() == 15 && id.starts_with("lvt") && !id.contains('-'),
+        "{id}"
+    );
     let swaps = relay.swaps();
     assert_eq!(swaps.len(), 1, "{swaps:?}");
     assert_eq!(swaps[0].from, crashy.uri);

@@ -99,6 +99,15 @@ impl RunningOrchestrator {
         self.shared.session_counter.load(Ordering::Relaxed)
     }
 
+    /// The `stream_id` of every job started, in order (what the gateway said the stream is).
+    pub fn stream_ids(&self) -> Vec<String> {
+        self.shared
+            .stream_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Payments (`POST /payment`) accepted since the orchestrator started.
     pub fn payments_received(&self) -> u64 {
         *self.shared.payments.borrow()
@@ -139,6 +148,8 @@ pub(crate) struct Shared {
     in_use_watch: tokio::sync::watch::Sender<u32>,
     rng: Mutex<ChaCha8Rng>,
     session_counter: AtomicU64,
+    /// The `stream_id` of every job started, in order.
+    stream_ids: Mutex<Vec<String>>,
     /// Payments accepted by `POST /payment`, watchable so tests wait for a count.
     payments: tokio::sync::watch::Sender<u64>,
     pub(crate) stop: CancellationToken,
@@ -279,6 +290,7 @@ pub async fn start(
         in_use_watch: tokio::sync::watch::Sender::new(0),
         rng: Mutex::new(rng),
         session_counter: AtomicU64::new(0),
+        stream_ids: Mutex::new(Vec::new()),
         payments: tokio::sync::watch::Sender::new(0),
         stop: stop.clone(),
         sessions: Mutex::new(tokio::task::JoinSet::new()),
@@ -710,6 +722,11 @@ async fn start_job(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         while sessions.try_join_next().is_some() {}
         sessions.spawn(run_session(context));
     }
+    shared
+        .stream_ids
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(request.stream_id.clone());
     info!(
         message = "Live job started.",
         orchestrator = %cfg.name,

@@ -90,8 +90,11 @@ impl RelayConfig {
 /// One stream to relay.
 #[derive(Debug, Clone)]
 pub struct RelayStream {
-    /// The gateway's request id; the job's stream id is made from it.
+    /// The gateway's request id (the job's `gateway_request_id`).
     pub request_id: String,
+    /// The stream's id (the WHIP `streamId`), sent as the job's `stream_id` as go-livepeer
+    /// does; empty: one is made from the request id.
+    pub stream_id: String,
     /// The pipeline (model id) asked for.
     pub model_id: String,
     /// The params of the job start.
@@ -443,12 +446,18 @@ fn spawn_start(
                 detail: format!("invalid orchestrator address {uri}: {e}"),
             }),
             Ok(target) => {
+                let stream_id = if stream.stream_id.is_empty() {
+                    crate::session::stream_id(&stream.request_id)
+                } else {
+                    stream.stream_id.clone()
+                };
                 let request = JobRequest {
                     gateway_address: config.gateway_address,
                     payment: &config.payment,
                     model_id: &stream.model_id,
                     params: &params,
                     session_id: &stream.request_id,
+                    stream_id: &stream_id,
                     grpc_timeout: config.grpc_timeout,
                     start_timeout: config.start_timeout,
                 };

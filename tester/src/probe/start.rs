@@ -21,12 +21,14 @@ pub(crate) async fn start_job(
     session_id: &str,
     spent: Arc<SpendMeter>,
 ) -> (StartInfo, Result<StartedJob, StartFailure>) {
+    let stream_id = lvt_gateway::session::stream_id(session_id);
     let request = JobRequest {
         gateway_address: opts.gateway_address,
         payment: &opts.payment,
         model_id: &opts.model_id,
         params: &opts.params,
         session_id,
+        stream_id: &stream_id,
         grpc_timeout: opts.timeouts.grpc,
         start_timeout: opts.timeouts.start,
     };
