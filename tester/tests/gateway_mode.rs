@@ -647,7 +647,9 @@ async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
     assert!(m.stalls.count >= 1, "{:?}", m.stalls);
 }
 
-/// A relay with nobody to take the stream ends it: the gateway closes the ingest.
+/// A relay with nobody to take the stream ends it: the gateway stores go-livepeer's error in
+/// the status route and closes the ingest; the session reads why and is busy (unscored), not an
+/// auth refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_closes_a_stream_no_orchestrator_takes() {
     use lvt_sim::Profile;
@@ -660,10 +662,13 @@ async fn the_gateway_closes_a_stream_no_orchestrator_takes() {
     let (refusing, _stop) = start_sim(busy, true).await;
     let (relay, gw) = relaying_gateway(vec![refusing.uri.clone()]).await;
     let report = session(&gw, Duration::from_secs(4)).await;
-    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    assert_eq!(report.outcome, Outcome::UnscoredBusy, "{report:?}");
     let failure = report.failure.as_ref().expect("a failure");
-    // What a user sees of go-livepeer then: the ingest connection closed before any output.
-    assert_eq!(failure.class, FailureClass::AuthClosed, "{failure:?}");
+    assert_eq!(failure.class, FailureClass::Capacity, "{failure:?}");
+    assert!(
+        failure.detail.contains("no orchestrators available"),
+        "{failure:?}"
+    );
     assert!(relay.served().is_empty());
 }
 

@@ -34,7 +34,7 @@
 //! an auth refusal after the 201 (the ingest peer connection is closed once up, as go-livepeer
 //! does when its auth webhook refuses a WHIP stream), a viewer limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,6 +59,9 @@ mod runner;
 pub use runner::{
     BuiltInRunner, InjectedSwap, Runner, RunnerInput, RunnerLink, RunnerOutput, StreamStart,
 };
+
+/// Ended streams whose status stays answerable.
+const ENDED_KEPT: usize = 256;
 
 /// go-livepeer's `LIVE_AI_WHEP_MAX_SESSIONS` default.
 pub const DEFAULT_VIEWER_LIMIT: usize = 5;
@@ -157,6 +160,9 @@ struct StreamStatus {
     /// The runner's own last status event, when it gives one (a relay to an orchestrator):
     /// shown as it is instead of the gateway's snapshot.
     runner_event: Option<Value>,
+    /// go-livepeer's `gateway_status.error` (`LiveErrorEventSender`): the first error that
+    /// ended the stream's pipeline, with its time.
+    error: Option<(String, i64)>,
 }
 
 /// The gateway's state.
@@ -165,6 +171,9 @@ pub struct Gateway {
     runner: Arc<dyn Runner>,
     /// Streams by name (one ingest per name: a new one replaces the old).
     streams: Mutex<HashMap<String, Arc<Stream>>>,
+    /// Streams that ended, newest last: go-livepeer's status store outlives a stream, so its
+    /// status route still answers (with the error that ended it).
+    ended: Mutex<VecDeque<Arc<Stream>>>,
     /// For the auth webhook.
     http: reqwest::Client,
 }
@@ -182,6 +191,7 @@ impl Gateway {
             config,
             runner,
             streams: Mutex::new(HashMap::new()),
+            ended: Mutex::new(VecDeque::new()),
             http: reqwest::Client::builder()
                 .timeout(AUTH_TIMEOUT)
                 .build()
@@ -575,6 +585,8 @@ async fn ingest(
     } = link;
     let gather_deadline = Instant::now() + VIDEO_GATHER_TIMEOUT;
     let (mut connected, mut refused, mut got_video) = (false, false, false);
+    // The runner ended the stream (its error is in the status).
+    let mut kicked = false;
     let mut runner_open = true;
     loop {
         tokio::select! {
@@ -600,7 +612,7 @@ async fn ingest(
                 }
                 Some(PeerEvent::Connected(_)) => {
                     connected = true;
-                    if config.refuse_auth || refused {
+                    if config.refuse_auth || refused || kicked {
                         // The auth webhook said no while the SDP exchange went on: go-livepeer
                         // closes the peer connection it has just answered.
                         peer.close();
@@ -625,8 +637,14 @@ async fn ingest(
                     stream.status.lock().expect("status lock").runner_event = Some(event);
                 }
                 Some(RunnerOutput::Ended(why)) => {
-                    tracing::info!(message = "Live AI stream ended by its runner.", stream = %stream.name, error = %why);
-                    peer.close();
+                    // go-livepeer's `kickInput`: the error into the status, then the ingest
+                    // closed (once up, as for an auth refusal: docs/gateway-mode.md).
+                    tracing::info!(message = "Live video pipeline finished with error.", stream = %stream.name, error = %why);
+                    stream.status.lock().expect("status lock").error.get_or_insert((why, now_ms()));
+                    kicked = true;
+                    if connected {
+                        peer.close();
+                    }
                 }
                 None => {
                     runner_open = false;
@@ -663,6 +681,23 @@ async fn ingest(
     {
         streams.remove(&stream.name);
     }
+    drop(streams);
+    if refused || config.refuse_auth {
+        // go-livepeer returns before it stores any status for a stream its webhook refused.
+        return;
+    }
+    // go-livepeer's close watcher: "whip disconnected", unless an error came first.
+    stream
+        .status
+        .lock()
+        .expect("status lock")
+        .error
+        .get_or_insert_with(|| ("whip disconnected".to_owned(), now_ms()));
+    let mut ended = gateway.ended.lock().expect("ended lock");
+    if ended.len() >= ENDED_KEPT {
+        ended.pop_front();
+    }
+    ended.push_back(stream);
 }
 
 /// `{stream}-{request id}-out` or `{stream}-out`, split on `-` as go-livepeer does.
@@ -816,13 +851,18 @@ async fn status(
     if method == Method::OPTIONS {
         return code(StatusCode::NO_CONTENT);
     }
-    let stream = gateway
+    let is_it = |s: &&Arc<Stream>| !s.stream_id.is_empty() && s.stream_id == stream_id;
+    let live = gateway
         .streams
         .lock()
         .expect("streams lock")
         .values()
-        .find(|s| !s.stream_id.is_empty() && s.stream_id == stream_id)
+        .find(is_it)
         .cloned();
+    let stream = live.or_else(|| {
+        let ended = gateway.ended.lock().expect("ended lock");
+        ended.iter().rev().find(is_it).cloned()
+    });
     let Some(stream) = stream else {
         return go_error(StatusCode::NOT_FOUND, "Stream not found");
     };
@@ -848,7 +888,12 @@ async fn status(
             status_event(&snapshot, stamp, 0.0).event
         }
     };
+    let error = status
+        .error
+        .as_ref()
+        .map(|(message, at_ms)| json!({ "error_message": message, "error_time": at_ms }));
     doc["gateway_status"] = json!({
+        "error": error,
         "whep_url": stream.whep_url,
         "ingest_metrics": status.ingest.clone(),
         "frames_received": stream.frames_in.load(Ordering::Relaxed),

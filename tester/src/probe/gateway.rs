@@ -319,7 +319,12 @@ pub async fn gateway_run(
             ));
         }
         Some((class, detail)) => {
-            report.outcome = Outcome::Failed;
+            // Busy is not failed: nobody had room for the stream (docs/metrics.md).
+            report.outcome = if class == FailureClass::Capacity {
+                Outcome::UnscoredBusy
+            } else {
+                Outcome::Failed
+            };
             report.failure = Some(fail(class, detail));
         }
         None => report.outcome = Outcome::Passed,
@@ -428,13 +433,79 @@ async fn publish(
         pli_every: None,
         stats_every: Some(Duration::from_secs(1)),
     });
-    let up = connect(&mut publisher, true).await;
+    let up = match connect(&mut publisher, true).await {
+        // go-livepeer may close an ingest whose pipeline failed before ICE is up, which the
+        // publisher sees as an ICE or DTLS failure: the status route says which it was.
+        Err((class, detail)) => Err(closed_ingest(session, false, class, detail).await),
+        up => up,
+    };
     if let Ok(up) = &up {
         session.figures.ice_connected_ms = up.ice.map(|at| session.ms(at));
         session.figures.dtls_connected_ms = Some(session.ms(up.dtls));
     }
     up?;
     Ok((publisher, playback))
+}
+
+/// How long the status route gets to say why the gateway closed an ingest connection.
+const CLOSE_REASON_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The class of a session whose ingest connection the gateway closed or never let up (`class`
+/// and `detail` say what was seen), from the status route: go-livepeer stores the error that
+/// ended a stream's pipeline there (`gateway_status.error`, `LiveErrorEventSender`) before it
+/// closes the connection, and stores nothing for a stream its auth webhook refused. No error:
+/// `class` as seen; `no orchestrators available` before any output: `capacity` (busy,
+/// unscored, as in network mode); another error before any output: `start_error`; after
+/// output started: `class` with the error in the detail.
+async fn closed_ingest(
+    session: &Session<'_>,
+    output_started: bool,
+    class: FailureClass,
+    detail: String,
+) -> (FailureClass, String) {
+    let url = session
+        .gateway
+        .route(&format!("{}/status", session.gateway.stream_id));
+    let request = session
+        .http
+        .get(url)
+        .headers(session.gateway.headers.clone())
+        .timeout(CLOSE_REASON_TIMEOUT)
+        .send();
+    let error = match request.await {
+        Ok(response) if response.status().is_success() => {
+            response.json::<Value>().await.ok().and_then(|doc| {
+                let status = &doc["gateway_status"];
+                status["error"]["error_message"]
+                    .as_str()
+                    .or_else(|| status["last_error"].as_str())
+                    .map(str::to_owned)
+            })
+        }
+        _ => None,
+    };
+    classify_close(error, output_started, class, detail)
+}
+
+/// [`closed_ingest`]'s decision, from the error the status route gave.
+fn classify_close(
+    error: Option<String>,
+    output_started: bool,
+    class: FailureClass,
+    detail: String,
+) -> (FailureClass, String) {
+    match error {
+        None => (class, detail),
+        Some(error) if output_started => (class, format!("{detail}: {error}")),
+        Some(error) if error.contains(lvt_gateway::session::NO_ORCHESTRATORS_AVAILABLE) => (
+            FailureClass::Capacity,
+            format!("the gateway found no orchestrator: {error}"),
+        ),
+        Some(error) => (
+            FailureClass::StartError,
+            format!("the gateway's pipeline ended before any output: {error}"),
+        ),
+    }
 }
 
 /// One WHEP attempt: the player not yet connected, or the refusal.
@@ -702,10 +773,12 @@ async fn media(
                     session.figures.ingest = leg;
                 }
                 Some(PeerEvent::Closed(reason)) => {
+                    let at = Instant::now();
                     let detail = format!("the gateway ended the ingest connection ({reason:?})");
-                    let class = if last_output.is_none() { FailureClass::AuthClosed } else { FailureClass::PublishLost };
+                    let seen = if last_output.is_none() { FailureClass::AuthClosed } else { FailureClass::PublishLost };
+                    let (class, detail) = closed_ingest(session, last_output.is_some(), seen, detail).await;
                     session.fail(class, detail);
-                    break session.us(Instant::now());
+                    break session.us(at);
                 }
                 None => break session.us(Instant::now()),
                 Some(_) => {}
@@ -872,5 +945,60 @@ mod tests {
             opts.params
         );
         assert!(!gw.stream.contains('-'));
+    }
+
+    #[test]
+    fn a_closed_ingest_is_classed_by_the_error_the_status_route_gives() {
+        let closed = || "closed".to_owned();
+        let seen = |output| {
+            if output {
+                FailureClass::PublishLost
+            } else {
+                FailureClass::AuthClosed
+            }
+        };
+        let class = |error: Option<&str>, output| {
+            classify_close(error.map(str::to_owned), output, seen(output), closed()).0
+        };
+        // Nothing stored: what was seen (go-livepeer's auth refusal, a lost ingest, or an ICE
+        // failure that was one).
+        assert_eq!(class(None, false), FailureClass::AuthClosed);
+        assert_eq!(class(None, true), FailureClass::PublishLost);
+        assert_eq!(
+            classify_close(None, false, FailureClass::IceFailed, closed()).0,
+            FailureClass::IceFailed
+        );
+        // A pipeline that failed before ICE was up: the status route says so.
+        assert_eq!(
+            classify_close(
+                Some("no orchestrators available".into()),
+                false,
+                FailureClass::IceFailed,
+                closed()
+            )
+            .0,
+            FailureClass::Capacity
+        );
+        // The pipeline's error, as LiveErrorEventSender stores it.
+        assert_eq!(
+            class(Some("no orchestrators available"), false),
+            FailureClass::Capacity
+        );
+        assert_eq!(
+            class(Some("no orchestrators available within 2s timeout"), false),
+            FailureClass::Capacity
+        );
+        assert_eq!(
+            class(Some("invalid publish URL: x"), false),
+            FailureClass::StartError
+        );
+        let (lost, detail) = classify_close(
+            Some("Too many swaps: x".into()),
+            true,
+            FailureClass::PublishLost,
+            closed(),
+        );
+        assert_eq!(lost, FailureClass::PublishLost);
+        assert_eq!(detail, "closed: Too many swaps: x");
     }
 }
