@@ -647,6 +647,40 @@ async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
     assert!(m.stalls.count >= 1, "{:?}", m.stalls);
 }
 
+/// Three orchestrators that each fail 1.5 s into their session: two swaps, and the third
+/// failure is one too many (go-livepeer's chain limit): the gateway ends the stream with
+/// `Too many swaps` in its status, which the session reads when its ingest is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_failure_within_the_swap_chain_ends_the_stream() {
+    use lvt_sim::Profile;
+    use lvt_testkit::sim::start_sim;
+
+    let crashing = || Profile {
+        latency_ms: 60,
+        startup_ms: 100,
+        crash_after_s: Some(1.5),
+        capacity: 4,
+        ..Profile::default()
+    };
+    let (a, _stop_a) = start_sim(crashing(), true).await;
+    let (b, _stop_b) = start_sim(crashing(), true).await;
+    let (c, _stop_c) = start_sim(crashing(), true).await;
+    let (relay, gw) = relaying_gateway(vec![a.uri.clone(), b.uri.clone(), c.uri.clone()]).await;
+    let report = session(&gw, Duration::from_secs(10)).await;
+    assert_eq!(
+        relay.served(),
+        vec![a.uri.clone(), b.uri.clone(), c.uri.clone()]
+    );
+    let swaps = relay.swaps();
+    assert_eq!(swaps.len(), 2, "{swaps:?}");
+    assert!(swaps.iter().all(|s| s.to.is_some()), "{swaps:?}");
+    assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
+    let failure = report.failure.as_ref().expect("a failure");
+    assert_eq!(failure.class, FailureClass::PublishLost, "{failure:?}");
+    assert!(failure.detail.contains("Too many swaps"), "{failure:?}");
+    assert!(report.metrics.frames_received > 0);
+}
+
 /// A relay with nobody to take the stream ends it: the gateway stores go-livepeer's error in
 /// the status route and closes the ingest; the session reads why and is busy (unscored), not an
 /// auth refusal.

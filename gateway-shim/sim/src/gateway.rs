@@ -647,8 +647,12 @@ async fn ingest(
                     }
                 }
                 None => {
+                    // The runner is gone: the stream ends with it (once up, as above).
                     runner_open = false;
-                    peer.close();
+                    kicked = true;
+                    if connected {
+                        peer.close();
+                    }
                 }
             },
             Some(params) = updates.recv() => {

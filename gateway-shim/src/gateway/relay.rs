@@ -42,7 +42,7 @@ use super::select::{
     AttemptResult, Candidate, GoLivepeerDefault, Next, SelectionStrategy, StartAttempts,
     StartLimits,
 };
-use super::swap::{Decision, Suspensions, SwapConfig, SwapMonitor, SwapRecord};
+use super::swap::{Decision, EndReason, Suspensions, SwapConfig, SwapMonitor, SwapRecord};
 use crate::session::StartFailure;
 use crate::start::{JobRequest, StartedJob, start_job};
 
@@ -320,11 +320,9 @@ pub async fn relay(
                     Next::Rejected(_) | Next::GiveUp(_) => {
                         selecting = None;
                         match monitor.as_mut() {
+                            // The end it decides is carried out below.
                             Some(monitor) => {
                                 let _ = monitor.handle_reselection_failed(now_ms());
-                                if let Some(record) = monitor.records().last() {
-                                    output(RelayOutput::Swapped(record.clone()));
-                                }
                             }
                             None => {
                                 output(RelayOutput::Ended(crate::session::NO_ORCHESTRATORS_AVAILABLE.to_owned()));
@@ -371,7 +369,10 @@ pub async fn relay(
                     }
                 }
                 Decision::End { reason, .. } => {
-                    if let Some(record) = m.records().last() {
+                    // A swap nobody took over is final now; "Too many swaps" adds no record.
+                    if matches!(reason, EndReason::NoOrchestratorsAvailable { .. })
+                        && let Some(record) = m.records().last()
+                    {
                         output(RelayOutput::Swapped(record.clone()));
                     }
                     output(RelayOutput::Ended(reason.message()));
