@@ -53,6 +53,7 @@ impl Runner for RelayRunner {
             stream_id: stream.stream_id,
             model_id: stream.pipeline,
             params: stream.params,
+            pin: stream.orchestrator,
         };
         let (swaps, served) = (Arc::clone(&self.swaps), Arc::clone(&self.served));
         let name = stream.name;

@@ -647,6 +647,34 @@ async fn the_gateway_relays_to_orchestrators_and_swaps_when_one_fails() {
     assert!(m.stalls.count >= 1, "{:?}", m.stalls);
 }
 
+/// The WHIP `orchestrator` pin through the relay: only the orchestrator whose URL contains it
+/// serves, as go-livepeer's start loop skips the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_stream_is_relayed_to_the_pinned_orchestrator_only() {
+    use lvt_sim::Profile;
+    use lvt_testkit::sim::start_sim;
+
+    let steady = || Profile {
+        latency_ms: 60,
+        startup_ms: 100,
+        capacity: 4,
+        ..Profile::default()
+    };
+    let (first, _stop_a) = start_sim(steady(), true).await;
+    let (second, _stop_b) = start_sim(steady(), true).await;
+    let (relay, gw) = relaying_gateway(vec![first.uri.clone(), second.uri.clone()]).await;
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(3);
+    opts.params_update_offsets = Vec::new();
+    let mut options = GatewayOptions::new(gw.url.parse().unwrap());
+    options.orchestrator = Some(format!(":{}", second.local_addr.port()));
+    let http = probe::http_client().unwrap();
+    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    assert_eq!(relay.served(), vec![second.uri.clone()]);
+    assert_eq!(first.sessions_started(), 0);
+}
+
 /// Three orchestrators that each fail 1.5 s into their session: two swaps, and the third
 /// failure is one too many (go-livepeer's chain limit): the gateway ends the stream with
 /// `Too many swaps` in its status, which the session reads when its ingest is closed.

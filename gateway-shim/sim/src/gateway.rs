@@ -536,6 +536,7 @@ async fn whip(
             request_id: request_id.clone(),
             pipeline: stream.pipeline.clone(),
             params,
+            orchestrator: query.get("orchestrator").filter(|o| !o.is_empty()).cloned(),
         });
         tokio::spawn(ingest(
             gateway.clone(),

@@ -99,6 +99,10 @@ pub struct RelayStream {
     pub model_id: String,
     /// The params of the job start.
     pub params: Value,
+    /// The WHIP `orchestrator` query parameter: only orchestrators whose URI contains it are
+    /// asked; each other one the start loop reaches costs a try and is skipped, not suspended
+    /// (go-livepeer's `processAIRequest`).
+    pub pin: Option<String>,
 }
 
 /// What the gateway hands the relay.
@@ -213,6 +217,12 @@ pub async fn relay(
         &spent,
         &start_tx,
     );
+    if selecting.is_none() {
+        output(RelayOutput::Ended(
+            crate::session::NO_ORCHESTRATORS_AVAILABLE.to_owned(),
+        ));
+        return;
+    }
     let mut params = stream.params.clone();
     let mut keepalive =
         tokio::time::interval_at(Instant::now() + config.keepalive, config.keepalive);
@@ -286,7 +296,7 @@ pub async fn relay(
                     suspensions.suspend(&uri, now_ms(), super::swap::SuspendReason::StartFailed);
                 }
                 let _ = attempts.handle_attempt_result(idx, outcome, now_ms());
-                match attempts.poll_next() {
+                match poll_try(attempts, &candidates, stream.pin.as_deref(), now_ms()) {
                     Next::Try(next) => {
                         spawn_start(&config, &candidates[next].uri, next, &http, &stream, &params, &spent, &start_tx);
                     }
@@ -403,7 +413,7 @@ fn begin_selection(
 ) -> Option<StartAttempts> {
     let order = GoLivepeerDefault::new(None).order(candidates, suspended, now_ms);
     let mut attempts = StartAttempts::with_limits(order, config.start, now_ms);
-    match attempts.poll_next() {
+    match poll_try(&mut attempts, candidates, stream.pin.as_deref(), now_ms) {
         Next::Try(idx) => {
             spawn_start(
                 config,
@@ -418,6 +428,24 @@ fn begin_selection(
             Some(attempts)
         }
         _ => None,
+    }
+}
+
+/// The start loop's next step, past the candidates the stream's pin rules out: go-livepeer
+/// counts each as a try and skips it (`processAIRequest`).
+fn poll_try(
+    attempts: &mut StartAttempts,
+    candidates: &[Candidate],
+    pin: Option<&str>,
+    now_ms: u64,
+) -> Next {
+    loop {
+        match attempts.poll_next() {
+            Next::Try(idx) if pin.is_some_and(|pin| !candidates[idx].uri.contains(pin)) => {
+                let _ = attempts.handle_attempt_result(idx, AttemptResult::Err, now_ms);
+            }
+            next => return next,
+        }
     }
 }
 
@@ -839,5 +867,28 @@ mod tests {
         // (frames lost) does not either.
         assert!(!starts_segment(open, at(200), SECOND, true, min));
         assert!(!starts_segment(open, at(1200), SECOND / 3, true, min));
+    }
+
+    #[test]
+    fn a_pin_skips_other_orchestrators_at_the_cost_of_a_try() {
+        let candidates: Vec<Candidate> = ["https://a:1", "https://b:2", "https://c:3"]
+            .into_iter()
+            .map(|uri| Candidate::new(uri, 0))
+            .collect();
+        let mut attempts = StartAttempts::new(vec![0, 1, 2], 0);
+        assert_eq!(
+            poll_try(&mut attempts, &candidates, Some("b:2"), 0),
+            Next::Try(1)
+        );
+        assert_eq!(attempts.tries(), 2, "the skipped one counts as a try");
+        // A pin nobody matches: every candidate skipped, nobody asked.
+        let mut none = StartAttempts::new(vec![0, 1, 2], 0);
+        assert!(matches!(
+            poll_try(&mut none, &candidates, Some("z:9"), 0),
+            Next::GiveUp(_)
+        ));
+        // No pin: the order as it is.
+        let mut all = StartAttempts::new(vec![2, 0, 1], 0);
+        assert_eq!(poll_try(&mut all, &candidates, None, 0), Next::Try(2));
     }
 }

@@ -29,6 +29,9 @@ pub struct StreamStart {
     pub pipeline: String,
     /// The `params` query parameter (a JSON object; `{}` when absent).
     pub params: Value,
+    /// The `orchestrator` query parameter: pins the stream to orchestrators whose URL contains
+    /// it (a runner relaying to orchestrators applies it; the built-in one has none).
+    pub orchestrator: Option<String>,
 }
 
 /// What the gateway hands its runner.
