@@ -32,6 +32,10 @@ pub struct BenchOptions {
     /// direct sessions against `lvt sim` (docs/gateway-mode.md). Output pictures are decoded at
     /// keyframes only, so e2e comes from one sample per second per stream.
     pub gateway: bool,
+    /// With `gateway`: the simulated gateway relays each stream over trickle to an `lvt sim`
+    /// orchestrator child (`lvt sim gateway --orchestrator`), which injects the latency; the
+    /// simulator figures are the gateway's alone.
+    pub relay: bool,
 }
 
 /// Figures of one ramp step.
@@ -289,6 +293,8 @@ fn rss_bytes_of_status(status: &str) -> Option<u64> {
 /// The simulator child process.
 struct SimChild {
     child: tokio::process::Child,
+    /// The orchestrator a relaying gateway relays to.
+    orchestrator: Option<tokio::process::Child>,
     uri: String,
     _profile: tempfile_path::TempProfile,
 }
@@ -305,8 +311,33 @@ impl SimChild {
             .local_addr()?
             .port();
         let exe = std::env::current_exe()?;
-        let mut cmd = tokio::process::Command::new(exe);
-        if opts.gateway {
+        let mut cmd = tokio::process::Command::new(&exe);
+        let mut orchestrator = None;
+        if opts.gateway && opts.relay {
+            // go-livepeer's gateway, simulated, relaying to a simulated orchestrator.
+            let orch_port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut orch = tokio::process::Command::new(&exe);
+            orch.arg("sim")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{orch_port}"))
+                .arg("--profile")
+                .arg(profile.path())
+                .arg("--plaintext")
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true);
+            if std::env::var_os("RUST_LOG").is_none() {
+                orch.env("RUST_LOG", "error");
+            }
+            orchestrator = Some(orch.spawn()?);
+            wait_listening(orch_port).await?;
+            cmd.args(["sim", "gateway", "--viewer-limit", "unlimited"])
+                .arg("--orchestrator")
+                .arg(format!("http://127.0.0.1:{orch_port}"))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"));
+        } else if opts.gateway {
             // go-livepeer's gateway, simulated: its built-in runner adds the latency.
             cmd.args([
                 "sim",
@@ -341,18 +372,10 @@ impl SimChild {
         } else {
             "http"
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                anyhow::bail!("the simulator did not listen on 127.0.0.1:{port} within 15 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(port).await?;
         Ok(Self {
             child,
+            orchestrator,
             uri: format!("{scheme}://127.0.0.1:{port}"),
             _profile: profile,
         })
@@ -364,7 +387,25 @@ impl SimChild {
 
     async fn stop(&mut self) {
         let _ = self.child.kill().await;
+        if let Some(orchestrator) = &mut self.orchestrator {
+            let _ = orchestrator.kill().await;
+        }
     }
+}
+
+/// Waits until something listens on 127.0.0.1:`port` (a simulator child starting).
+async fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            anyhow::bail!("the simulator did not listen on 127.0.0.1:{port} within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 mod tempfile_path {

@@ -211,26 +211,30 @@ async fn lvt_publishes_to_and_plays_from_aiortc() {
 }
 
 /// `lvt bench --gateway`: a small ramp against `lvt sim gateway` as a child process holds its
-/// sessions and prints its figures.
+/// sessions and prints its figures; with `--relay` the gateway relays them over trickle to an
+/// `lvt sim` orchestrator child, which injects the latency.
 #[tokio::test]
 async fn lvt_bench_gateway_holds_a_small_ramp() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_lvt"))
-        .args(["bench", "--gateway", "--streams", "2", "--step", "2"])
-        .args(["--hold", "4s", "--latency-ms", "60", "--json"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let steps: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let step = &steps[0];
-    assert_eq!(step["sessions"], 2, "{steps}");
-    assert_eq!(step["held"], 2, "{steps} {stderr}");
-    assert!(step["cpu_us_per_stream_second"].as_f64().unwrap() > 0.0);
-    // e2e from the keyframes' pictures lands near the injected 60 ms.
-    let error = step["latency_error_ms_median"].as_f64().expect("latency");
-    assert!(error < 1000.0 / 30.0, "{steps}");
+    for relay in [false, true] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_lvt"))
+            .args(["bench", "--gateway", "--streams", "2", "--step", "2"])
+            .args(["--hold", "4s", "--latency-ms", "60", "--json"])
+            .args(relay.then_some("--relay"))
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "relay {relay}: {stderr}");
+        let steps: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let step = &steps[0];
+        assert_eq!(step["sessions"], 2, "{steps}");
+        assert_eq!(step["held"], 2, "relay {relay}: {steps} {stderr}");
+        assert!(step["cpu_us_per_stream_second"].as_f64().unwrap() > 0.0);
+        // e2e from the keyframes' pictures lands near the injected 60 ms.
+        let error = step["latency_error_ms_median"].as_f64().expect("latency");
+        assert!(error < 1000.0 / 30.0, "relay {relay}: {steps}");
+    }
 }
 
 /// A scenario streaming through the gateway at `url`, one orchestrator pin per target, the

@@ -38,6 +38,11 @@ pub struct BenchArgs {
     /// sessions against `lvt sim`; output pictures are decoded at keyframes only.
     #[arg(long, conflicts_with = "tls")]
     pub gateway: bool,
+    /// With --gateway: the simulated gateway relays every stream over trickle to an `lvt sim`
+    /// orchestrator child (which injects the latency) instead of running its built-in runner;
+    /// the gateway's figures then include the relay.
+    #[arg(long, requires = "gateway")]
+    pub relay: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -57,6 +62,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         latency_ms: args.latency_ms,
         tls: args.tls,
         gateway: args.gateway,
+        relay: args.relay,
     };
     let figures = bench::ramp(&opts, ctrl_c_token()).await?;
     if args.json {
