@@ -207,16 +207,15 @@ pub async fn relay(
     let mut job: Option<Job> = None;
     let mut monitor: Option<SwapMonitor> = None;
     let mut startup_suspensions = Suspensions::new();
-    let mut selecting = begin_selection(
-        &config,
-        &candidates,
-        &startup_suspensions,
-        now_ms(),
-        &http,
-        &stream,
-        &spent,
-        &start_tx,
-    );
+    let starter = Starter {
+        config: &config,
+        candidates: &candidates,
+        http: &http,
+        stream: &stream,
+        spent: &spent,
+        tx: &start_tx,
+    };
+    let mut selecting = starter.begin(&startup_suspensions, now_ms());
     if selecting.is_none() {
         output(RelayOutput::Ended(
             crate::session::NO_ORCHESTRATORS_AVAILABLE.to_owned(),
@@ -298,7 +297,7 @@ pub async fn relay(
                 let _ = attempts.handle_attempt_result(idx, outcome, now_ms());
                 match poll_try(attempts, &candidates, stream.pin.as_deref(), now_ms()) {
                     Next::Try(next) => {
-                        spawn_start(&config, &candidates[next].uri, next, &http, &stream, &params, &spent, &start_tx);
+                        starter.spawn(next, &params);
                     }
                     Next::Wait => {}
                     Next::Started(_) => {
@@ -364,16 +363,7 @@ pub async fn relay(
                     if let Some(left) = job.take() {
                         left.stop.cancel(); // ends its readers and closes its input channel
                     }
-                    selecting = begin_selection(
-                        &config,
-                        &candidates,
-                        m.suspensions(),
-                        now_ms(),
-                        &http,
-                        &stream,
-                        &spent,
-                        &start_tx,
-                    );
+                    selecting = starter.begin(m.suspensions(), now_ms());
                     if selecting.is_none() {
                         let _ = m.handle_reselection_failed(now_ms());
                     }
@@ -399,35 +389,76 @@ pub async fn relay(
     }
 }
 
-/// Starts a selection over the candidates not suspended; `None` when there is nobody to try.
-#[allow(clippy::too_many_arguments)]
-fn begin_selection(
-    config: &Arc<RelayConfig>,
-    candidates: &[Candidate],
-    suspended: &Suspensions,
-    now_ms: u64,
-    http: &reqwest::Client,
-    stream: &RelayStream,
-    spent: &Arc<SpendMeter>,
-    start_tx: &mpsc::UnboundedSender<Started>,
-) -> Option<StartAttempts> {
-    let order = GoLivepeerDefault::new(None).order(candidates, suspended, now_ms);
-    let mut attempts = StartAttempts::with_limits(order, config.start, now_ms);
-    match poll_try(&mut attempts, candidates, stream.pin.as_deref(), now_ms) {
-        Next::Try(idx) => {
-            spawn_start(
-                config,
-                &candidates[idx].uri,
-                idx,
-                http,
-                stream,
-                &stream.params,
-                spent,
-                start_tx,
-            );
-            Some(attempts)
+/// What every start attempt of one stream needs.
+struct Starter<'a> {
+    config: &'a Arc<RelayConfig>,
+    candidates: &'a [Candidate],
+    http: &'a reqwest::Client,
+    stream: &'a RelayStream,
+    spent: &'a Arc<SpendMeter>,
+    /// Where each attempt reports.
+    tx: &'a mpsc::UnboundedSender<Started>,
+}
+
+impl Starter<'_> {
+    /// Starts a selection over the candidates not suspended, its first attempt running;
+    /// `None` when there is nobody to try.
+    fn begin(&self, suspended: &Suspensions, now_ms: u64) -> Option<StartAttempts> {
+        let order = GoLivepeerDefault::new(None).order(self.candidates, suspended, now_ms);
+        let mut attempts = StartAttempts::with_limits(order, self.config.start, now_ms);
+        match poll_try(
+            &mut attempts,
+            self.candidates,
+            self.stream.pin.as_deref(),
+            now_ms,
+        ) {
+            Next::Try(idx) => {
+                self.spawn(idx, &self.stream.params);
+                Some(attempts)
+            }
+            _ => None,
         }
-        _ => None,
+    }
+
+    /// One start attempt on candidate `idx` with `params`, reported on `tx`.
+    fn spawn(&self, idx: usize, params: &Value) {
+        let (config, http, spent, tx) = (
+            Arc::clone(self.config),
+            self.http.clone(),
+            Arc::clone(self.spent),
+            self.tx.clone(),
+        );
+        let uri = self.candidates[idx].uri.clone();
+        let (stream, params) = (self.stream.clone(), params.clone());
+        tokio::spawn(async move {
+            let result = match uri.parse::<OrchestratorUri>() {
+                Err(e) => Err(StartFailure::Grpc {
+                    busy: false,
+                    detail: format!("invalid orchestrator address {uri}: {e}"),
+                }),
+                Ok(target) => {
+                    let stream_id = if stream.stream_id.is_empty() {
+                        crate::session::stream_id(&stream.request_id)
+                    } else {
+                        stream.stream_id.clone()
+                    };
+                    let request = JobRequest {
+                        gateway_address: config.gateway_address,
+                        payment: &config.payment,
+                        model_id: &stream.model_id,
+                        params: &params,
+                        session_id: &stream.request_id,
+                        stream_id: &stream_id,
+                        grpc_timeout: config.grpc_timeout,
+                        start_timeout: config.start_timeout,
+                    };
+                    start_job(&request, &target, &http, spent, |_| Ok(()))
+                        .await
+                        .1
+                }
+            };
+            let _ = tx.send((idx, result));
+        });
     }
 }
 
@@ -447,56 +478,6 @@ fn poll_try(
             next => return next,
         }
     }
-}
-
-/// One start attempt on candidate `idx`, reported on `start_tx`.
-#[allow(clippy::too_many_arguments)]
-fn spawn_start(
-    config: &Arc<RelayConfig>,
-    uri: &str,
-    idx: usize,
-    http: &reqwest::Client,
-    stream: &RelayStream,
-    params: &Value,
-    spent: &Arc<SpendMeter>,
-    start_tx: &mpsc::UnboundedSender<Started>,
-) {
-    let (config, http, spent, tx) = (
-        Arc::clone(config),
-        http.clone(),
-        Arc::clone(spent),
-        start_tx.clone(),
-    );
-    let (uri, stream, params) = (uri.to_owned(), stream.clone(), params.clone());
-    tokio::spawn(async move {
-        let result = match uri.parse::<OrchestratorUri>() {
-            Err(e) => Err(StartFailure::Grpc {
-                busy: false,
-                detail: format!("invalid orchestrator address {uri}: {e}"),
-            }),
-            Ok(target) => {
-                let stream_id = if stream.stream_id.is_empty() {
-                    crate::session::stream_id(&stream.request_id)
-                } else {
-                    stream.stream_id.clone()
-                };
-                let request = JobRequest {
-                    gateway_address: config.gateway_address,
-                    payment: &config.payment,
-                    model_id: &stream.model_id,
-                    params: &params,
-                    session_id: &stream.request_id,
-                    stream_id: &stream_id,
-                    grpc_timeout: config.grpc_timeout,
-                    start_timeout: config.start_timeout,
-                };
-                start_job(&request, &target, &http, spent, |_| Ok(()))
-                    .await
-                    .1
-            }
-        };
-        let _ = tx.send((idx, result));
-    });
 }
 
 /// What the swap monitor hears of one observation.
