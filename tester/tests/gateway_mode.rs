@@ -708,7 +708,15 @@ async fn a_third_failure_within_the_swap_chain_ends_the_stream() {
     assert!(swaps.iter().all(|s| s.to.is_some()), "{swaps:?}");
     assert_eq!(report.outcome, Outcome::Failed, "{report:?}");
     let failure = report.failure.as_ref().expect("a failure");
-    assert_eq!(failure.class, FailureClass::PublishLost, "{failure:?}");
+    // The gateway closes both legs; whichever the session sees first names the class, and the
+    // status route gives the reason either way.
+    assert!(
+        matches!(
+            failure.class,
+            FailureClass::PublishLost | FailureClass::OutputTimeout
+        ),
+        "{failure:?}"
+    );
     assert!(failure.detail.contains("Too many swaps"), "{failure:?}");
     assert!(report.metrics.frames_received > 0);
 }

@@ -831,10 +831,15 @@ async fn media(
                     session.figures.playback = leg;
                 }
                 Some(PeerEvent::Closed(reason)) => {
+                    let at = Instant::now();
                     if publishing {
-                        session.fail(FailureClass::OutputTimeout, format!("the gateway ended the playback connection ({reason:?})"));
+                        // A gateway ending the stream closes both legs, in either order: the
+                        // status route says why, as for a closed ingest.
+                        let detail = format!("the gateway ended the playback connection ({reason:?})");
+                        let (class, detail) = closed_ingest(session, last_output.is_some(), FailureClass::OutputTimeout, detail).await;
+                        session.fail(class, detail);
                     }
-                    break session.us(Instant::now());
+                    break session.us(at);
                 }
                 None => break session.us(Instant::now()),
                 Some(_) => {}
