@@ -177,6 +177,9 @@ pub struct SessionRecorder {
     overlay_frames: u64,
     /// Arrivals of the first and the latest loading overlay frame.
     overlay_span_us: Option<(u64, u64)>,
+    /// Output frames the session ended before their pictures were read
+    /// ([`Self::handle_unread_frame`]).
+    unread_frames: u64,
 }
 
 impl SessionRecorder {
@@ -216,6 +219,7 @@ impl SessionRecorder {
             content: content::ContentTracker::default(),
             overlay_frames: 0,
             overlay_span_us: None,
+            unread_frames: 0,
         }
     }
 
@@ -316,6 +320,18 @@ impl SessionRecorder {
             Some((first, last)) => (first.min(at_us), last.max(at_us)),
             None => (at_us, at_us),
         });
+    }
+
+    /// An output frame arrived that the session ended before its picture told overlay from
+    /// processed output, while the pipeline may still have been loading: it counts for nothing
+    /// but the outcome (media came, none of it known to be output).
+    pub fn handle_unread_frame(&mut self) {
+        self.unread_frames = self.unread_frames.saturating_add(1);
+    }
+
+    /// Frames counted by [`Self::handle_unread_frame`].
+    pub fn unread_frames(&self) -> u64 {
+        self.unread_frames
     }
 
     fn record_latency(&mut self, pts: u64, at_us: u64) {

@@ -15,6 +15,9 @@ pub struct Evidence {
     pub frames_received: u64,
     /// Loading overlay frames: media, but no AI output.
     pub overlay_frames: u64,
+    /// Output frames the session ended before their pictures were read, while the pipeline
+    /// may still have been loading: media, not known to be AI output.
+    pub unread_frames: u64,
     /// Bytes read from the output channel.
     pub bytes_received: u64,
     /// Event documents that were not valid JSON or not the events envelope.
@@ -37,6 +40,7 @@ pub fn classify(ev: &Evidence) -> (Outcome, Option<Failure>) {
         if fatal.class == FailureClass::OutputTimeout
             && ev.frames_received == 0
             && ev.overlay_frames == 0
+            && ev.unread_frames == 0
             && ev.bytes_received > 0
         {
             return failed(
@@ -50,7 +54,7 @@ pub fn classify(ev: &Evidence) -> (Outcome, Option<Failure>) {
         return (Outcome::Failed, Some(fatal.clone()));
     }
     if ev.frames_received == 0 {
-        if ev.bytes_received > 0 && ev.overlay_frames == 0 {
+        if ev.bytes_received > 0 && ev.overlay_frames == 0 && ev.unread_frames == 0 {
             return failed(
                 FailureClass::ProtocolError,
                 format!(
@@ -63,6 +67,16 @@ pub fn classify(ev: &Evidence) -> (Outcome, Option<Failure>) {
             return failed(
                 FailureClass::RunnerError,
                 format!("no output; the runner reported: {err}"),
+            );
+        }
+        if ev.overlay_frames == 0 && ev.unread_frames > 0 {
+            return failed(
+                FailureClass::OutputTimeout,
+                format!(
+                    "the session ended before an output frame was known to be processed: {} \
+                     frames were still being read (the pipeline may still have been loading)",
+                    ev.unread_frames
+                ),
             );
         }
         if ev.overlay_frames > 0 {
@@ -134,6 +148,30 @@ mod tests {
             Evidence {
                 fatal: fatal(FailureClass::OutputTimeout),
                 ..loading
+            },
+            Outcome::Failed,
+            Some(FailureClass::OutputTimeout),
+        );
+    }
+
+    /// Frames a session ended before it could read (its pipeline perhaps still loading) are
+    /// media, not garbage, and not output either.
+    #[test]
+    fn frames_left_unread_are_neither_output_nor_a_protocol_error() {
+        let unread = Evidence {
+            unread_frames: 12,
+            bytes_received: 9_000,
+            ..Default::default()
+        };
+        let (outcome, failure) = classify(&unread);
+        assert_eq!(outcome, Outcome::Failed);
+        let failure = failure.expect("a failure");
+        assert_eq!(failure.class, FailureClass::OutputTimeout);
+        assert!(failure.detail.contains("12 frames"), "{failure:?}");
+        check(
+            Evidence {
+                fatal: fatal(FailureClass::OutputTimeout),
+                ..unread
             },
             Outcome::Failed,
             Some(FailureClass::OutputTimeout),

@@ -1475,9 +1475,23 @@ impl SessionCore {
         if let End::Failed(f) = &end {
             warn!(message = "Session failed.", class = ?f.class, detail = %f.detail);
         }
-        // Frames still waiting for their pictures arrived as output: they count as such.
+        // Frames still waiting for their pictures count as output once the share has shown
+        // processed output; while it may still be loading they prove nothing and are dropped.
         for share in 0..self.shares.len() {
-            self.close_watch(share);
+            let Some(s) = self.shares.get_mut(share) else {
+                continue;
+            };
+            if !s.watch.is_open() {
+                continue;
+            }
+            let (output, unread) = s.watch.close_at_end();
+            for frame in output {
+                self.count_output(share, frame);
+            }
+            for _ in 0..unread {
+                self.each_recorder(share, SessionRecorder::handle_unread_frame);
+            }
+            self.end_hand_over_if_idle(share);
         }
         // Output is expected until the last input frame was sent: a gap between the last
         // output and that moment is a trailing stall. A session cut short ends where it was

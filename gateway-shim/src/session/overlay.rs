@@ -173,6 +173,24 @@ impl OverlayWatch {
         self.open = None;
         std::mem::take(&mut self.held)
     }
+
+    /// Closes the watch because the session ended; returns the frames still held that count as
+    /// output. Before the share's first processed frame (the start watch), and after an overlay
+    /// with no processed frame since, a frame whose picture was not read yet proves nothing:
+    /// the pipeline may still be loading. Those frames are dropped, neither output nor overlay,
+    /// so a session cut while its runner loads is not taken for one that produced output.
+    /// Otherwise (an update watch that saw no overlay) they count as output, as when a watch
+    /// closes in time.
+    /// The second value counts the frames dropped.
+    pub fn close_at_end(&mut self) -> (VecDeque<HeldFrame>, usize) {
+        let loading = self.open == Some(Watch::Start) || self.seen_overlay;
+        let held = self.close();
+        if loading {
+            (VecDeque::new(), held.len())
+        } else {
+            (held, 0)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +222,32 @@ mod tests {
             beacon: None,
             marker: None,
         })
+    }
+
+    #[test]
+    fn frames_unread_at_the_end_count_only_once_processed_output_showed() {
+        let mut w = OverlayWatch::default();
+        w.open_start();
+        w.hold(frame(1));
+        assert_eq!(w.close_at_end().1, 1, "still loading: proves nothing");
+
+        let mut w = OverlayWatch::default();
+        w.open_update(1_000, None);
+        w.hold(frame(1));
+        let (output, unread) = w.close_at_end();
+        assert_eq!(
+            (output.len(), unread),
+            (1, 0),
+            "no overlay since the update"
+        );
+
+        let mut w = OverlayWatch::default();
+        w.open_update(1_000, None);
+        w.hold(frame(1));
+        w.hold(frame(2));
+        assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
+        let (output, unread) = w.close_at_end();
+        assert_eq!((output.len(), unread), (0, 1), "reloading since the update");
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub fn direct(
     let (mut metrics, runner) = recorder.finish(end_us);
     metrics.get_orchestrator_ms = start.get_orchestrator_ms;
     metrics.job_start_ms = start.job_start_ms;
-    conclude(report, metrics, runner, fatal, ended_at_unix_ms)
+    let unread = recorder.unread_frames();
+    conclude(report, metrics, runner, fatal, unread, ended_at_unix_ms)
 }
 
 /// What the record needs of one share.
@@ -120,7 +121,8 @@ pub fn network(r: NetworkRecord<'_>) -> SessionReport {
     }
     report.served_by = served_by;
     let runner = last_runner.unwrap_or_default();
-    conclude(report, metrics, runner, r.fatal, r.ended_at_unix_ms)
+    let unread = r.session.unread_frames();
+    conclude(report, metrics, runner, r.fatal, unread, r.ended_at_unix_ms)
 }
 
 /// Classifies the session from its evidence and completes the record.
@@ -129,6 +131,7 @@ fn conclude(
     metrics: lvt_schema::SessionMetrics,
     runner: lvt_schema::RunnerReport,
     fatal: Option<Failure>,
+    unread_frames: u64,
     ended_at_unix_ms: i64,
 ) -> SessionReport {
     let evidence = Evidence {
@@ -140,6 +143,7 @@ fn conclude(
             .loading_overlay
             .as_ref()
             .map_or(0, |overlay| overlay.frames),
+        unread_frames,
         bytes_received: metrics.bytes_received,
         events_malformed: u64::from(runner.events_malformed),
         runner_reported_error: runner.errors.first().cloned().or_else(|| {

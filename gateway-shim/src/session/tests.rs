@@ -68,6 +68,8 @@ struct Net {
     /// The orchestrator restyles beyond the digits: its pictures keep the luminance marker and
     /// no readable frame number.
     restyled: bool,
+    /// Whether the decoder answers the frames it is asked about (false: it is still busy).
+    answer_looks: bool,
 }
 
 fn template() -> SessionReport {
@@ -185,6 +187,7 @@ impl Net {
             hand_overs_ended: 0,
             decoders_released: 0,
             restyled: false,
+            answer_looks: true,
             core,
             now_us: 0,
             orchs,
@@ -366,8 +369,10 @@ impl Net {
                     ..
                 } => {
                     self.classified += 1;
-                    let look = Some(picture_look(&picture, &self.plan_clip, self.restyled));
-                    self.input(Input::FrameLook { share, pts, look });
+                    if self.answer_looks {
+                        let look = Some(picture_look(&picture, &self.plan_clip, self.restyled));
+                        self.input(Input::FrameLook { share, pts, look });
+                    }
                 }
                 Output::ClassifyFrame { look: false, .. } => self.kept += 1,
                 Output::ClassifyEnd {
@@ -906,6 +911,46 @@ fn a_busy_orchestrator_is_unscored_not_failed() {
     assert_eq!(r.outcome, Outcome::UnscoredBusy);
     assert_eq!(r.failure.expect("failure").class, FailureClass::Capacity);
     assert!(net.shares.is_empty(), "no channel was opened");
+}
+
+/// A session cut while its runner loads, with the decoder yet to answer for the frames it was
+/// asked about: those frames prove nothing (they are most likely the loading overlay), so the
+/// session has no output rather than passing on them.
+#[test]
+fn frames_unread_when_a_loading_session_is_cut_are_not_output() {
+    let loading = || {
+        Orch::Serves(profile(|p| {
+            p.startup_ms = 10_000;
+            p.latency_ms = 40;
+        }))
+    };
+    let cut_at = |mut net: Net, at_us: u64| {
+        while net.now_us < at_us {
+            let deadline = net.handle_outputs();
+            net.now_us = net.next_event_us().min(deadline);
+            if !net.deliver_due() {
+                net.input(Input::Timeout);
+            }
+        }
+        net.input(Input::Cancel);
+        net.run()
+    };
+    let mut net = Net::direct(loading(), overlay_only(plan(30)));
+    net.answer_looks = false;
+    let (f, net) = cut_at(net, 1_000_000);
+    assert!(f.interrupted);
+    assert!(net.classified > 20, "{} frames asked about", net.classified);
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Failed, "{:?}", r.failure);
+    assert_eq!(r.metrics.frames_received, 0);
+    assert_eq!(r.failure.unwrap().class, FailureClass::OutputTimeout);
+
+    // Answered, the same frames are the overlay.
+    let (f, _) = cut_at(Net::direct(loading(), overlay_only(plan(30))), 1_000_000);
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Failed, "{:?}", r.failure);
+    assert_eq!(r.metrics.frames_received, 0);
+    assert!(r.metrics.loading_overlay.unwrap().frames > 20);
 }
 
 #[test]
