@@ -24,6 +24,9 @@ const TICKS_PER_S: u64 = 90_000;
 const DEFAULT_FRAME_TICKS: u64 = 3_000;
 /// PTS are 33-bit counters.
 const PTS_MODULO: u64 = 1 << 33;
+
+/// A run of loading overlay frames repeats its IDR this often (input PTS, 90 kHz): one second.
+const OVERLAY_KEYFRAME_INTERVAL: u64 = 90_000;
 /// Slow mode processes at 0.6x real time: one frame interval of input costs 1/0.6 intervals of
 /// work.
 const SLOW_SPEED: f64 = 0.6;
@@ -193,8 +196,9 @@ pub struct PipelineCore {
     awaiting_keyframe: bool,
     /// The params allow the loading overlay (`show_reloading_frame`, default true).
     overlay_allowed: bool,
-    /// A run of overlay frames is going out: the next one repeats the run's IDR.
-    overlay_run: bool,
+    /// A run of overlay frames is going out: the input PTS of its latest IDR (the next frames
+    /// repeat it until [`OVERLAY_KEYFRAME_INTERVAL`] has passed).
+    overlay_run: Option<u64>,
     /// End of the reload in progress, on the core's clock.
     reload_until_us: Option<u64>,
     /// Slow mode: when the simulated model finishes the frames queued so far.
@@ -254,7 +258,7 @@ impl PipelineCore {
             steps,
             awaiting_keyframe: true,
             overlay_allowed,
-            overlay_run: false,
+            overlay_run: None,
             reload_until_us: None,
             busy_until_us: now_us,
             last_due_us: now_us,
@@ -332,7 +336,7 @@ impl PipelineCore {
         if self.is_loading(now_us) && !self.crashed {
             return self.overlay_or_drop(frame, now_us);
         }
-        self.overlay_run = false;
+        self.overlay_run = None;
         let decision = self.decide(&frame, now_us);
         match decision {
             Ok(due_us) => {
@@ -383,12 +387,19 @@ impl PipelineCore {
         if let Some((start, end)) = self.config.stall_us
             && (start..end).contains(&due_us.saturating_sub(self.start_us))
         {
-            self.overlay_run = false;
+            self.overlay_run = None;
             self.stats.dropped_stalled += 1;
             return Decision::Dropped(DropReason::Stalled);
         }
         self.last_due_us = due_us;
-        let keyframe = !std::mem::replace(&mut self.overlay_run, true);
+        // ai-runner encodes the overlay like its output, with a keyframe at each GOP: a viewer
+        // joining in the middle of a load sees it from the next one.
+        let keyframe = self.overlay_run.is_none_or(|since| {
+            frame.pts.wrapping_sub(since) % PTS_MODULO >= OVERLAY_KEYFRAME_INTERVAL
+        });
+        if keyframe {
+            self.overlay_run = Some(frame.pts);
+        }
         self.stats.frames_scheduled += 1;
         self.stats.overlay_frames += 1;
         Decision::Output(ScheduledOutput {
@@ -1015,6 +1026,26 @@ mod tests {
         assert_eq!(overlays, 15);
         assert_eq!(core.stats().overlay_frames, 15);
         assert_eq!(core.stats().dropped_loading, 0);
+    }
+
+    /// A long load repeats the overlay's IDR every second of input, as an encoder with a
+    /// one-second GOP would.
+    #[test]
+    fn a_long_load_repeats_the_overlay_keyframe_every_second() {
+        let profile = Profile {
+            startup_ms: 2_500,
+            latency_ms: 10,
+            ..Profile::default()
+        };
+        let mut core = PipelineCore::new(config(&profile), 0, 0, json!({}));
+        let out = run(&mut core, 75, 30);
+        let keyframes: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d, Decision::Output(o) if o.overlay && o.keyframe))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(keyframes, vec![0, 30, 60]);
     }
 
     /// The job's params can turn the overlay off as they can on ai-runner.
