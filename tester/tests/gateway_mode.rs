@@ -777,3 +777,65 @@ async fn an_injected_swap_shows_as_one_freeze() {
         "{e2e:?}"
     );
 }
+
+/// ai-runner's loading overlay reaches the user through a gateway too: relayed from an
+/// orchestrator whose model loads for 1.5 s (`lvt sim` answers each input frame meanwhile with
+/// the flat gray overlay), the overlay frames are counted apart and startup is the first
+/// processed frame. Without the watch they pass for output and startup looks 1.5 s better.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loading_overlay_through_a_gateway_is_not_output() {
+    use lvt_sim::Profile;
+    use lvt_testkit::sim::start_sim;
+
+    let (orch, _stop) = start_sim(
+        Profile {
+            latency_ms: 60,
+            startup_ms: 1_500,
+            capacity: 4,
+            ..Profile::default()
+        },
+        true,
+    )
+    .await;
+    let (_relay, gw) = relaying_gateway(vec![orch.uri.clone()]).await;
+    let run = |watch_overlay: bool| {
+        let url = gw.url.clone();
+        async move {
+            let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+            opts.duration = Duration::from_secs(6);
+            opts.model_id = "noop".into();
+            opts.params = serde_json::json!({"prompt": "watercolor"});
+            opts.watch_overlay = watch_overlay;
+            let options = GatewayOptions::new(url.parse().unwrap());
+            let http = probe::http_client().unwrap();
+            probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await
+        }
+    };
+
+    let report = run(true).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    let m = &report.metrics;
+    let overlay = m.loading_overlay.as_ref().expect("overlay frames seen");
+    // Up to 1.5 s of input frames at 30 fps came back as overlay; the player sees them from
+    // the overlay's first keyframe after it connected (the overlay repeats its IDR every
+    // second, and the first one may go out before the player is up).
+    assert!(
+        (10..=50).contains(&overlay.frames),
+        "{} overlay frames",
+        overlay.frames
+    );
+    let startup = m.startup_ms.expect("startup");
+    assert!(startup >= 1_500.0, "startup {startup} ms with a 1.5 s load");
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e latency by content");
+    assert!(
+        (60.0..60.0 + 1000.0 / 30.0).contains(&e2e.p50),
+        "e2e p50 {} ms, 60 ms injected",
+        e2e.p50
+    );
+
+    // Without the watch, the first overlay frame is taken for output.
+    let blind = run(false).await;
+    assert_eq!(blind.metrics.loading_overlay, None);
+    let startup = blind.metrics.startup_ms.expect("startup");
+    assert!(startup < 1_000.0, "startup {startup} ms without the watch");
+}

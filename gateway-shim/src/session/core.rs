@@ -1046,7 +1046,7 @@ impl SessionCore {
             self.end_hand_over_if_idle(share);
         }
         let s = &mut self.shares[share];
-        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, code) else {
+        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, Some(code)) else {
             return;
         };
         match verdict {

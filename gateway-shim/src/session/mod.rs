@@ -28,7 +28,7 @@
 
 pub mod classify;
 mod core;
-mod overlay;
+pub mod overlay;
 pub mod report;
 mod steps;
 #[cfg(test)]

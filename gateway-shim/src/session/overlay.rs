@@ -23,7 +23,7 @@ use lvt_media::h264::Sps;
 use super::{MAX_OVERLAY_WATCH_FRAMES, PictureLook};
 
 /// An output frame waiting for its classification.
-pub(super) struct HeldFrame {
+pub struct HeldFrame {
     pub pts: u64,
     pub at_us: u64,
     pub keyframe: bool,
@@ -45,7 +45,7 @@ enum Watch {
 
 /// What an answer says about the frame it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub enum Verdict {
     Overlay,
     Processed,
     /// Not decodable: counted as output, the watch goes on.
@@ -54,7 +54,7 @@ pub(super) enum Verdict {
 
 /// One share's watch; see the module documentation.
 #[derive(Default)]
-pub(super) struct OverlayWatch {
+pub struct OverlayWatch {
     open: Option<Watch>,
     held: VecDeque<HeldFrame>,
     /// Frames sent for classification in this watch.
@@ -135,13 +135,16 @@ impl OverlayWatch {
 
     /// The answer for the oldest held frame, which must carry `pts` (answers come in order; one
     /// for a frame no longer held, released when its watch closed, is ignored). `code_of_pts`
-    /// is the frame number the input frame named by `pts` carries. Returns the frame, what it
-    /// is, and whether the watch closes with it.
+    /// is the frame number the input frame named by `pts` carries, `None` when the timestamps
+    /// were rewritten on the way (gateway mode): a grayscale picture is then an overlay unless
+    /// it shows a frame number, which holds for the overlay of a runner with no output yet (at
+    /// start, and at the start of a swapped-in orchestrator) but not for one over a stale
+    /// picture. Returns the frame, what it is, and whether the watch closes with it.
     pub fn answer(
         &mut self,
         pts: u64,
         look: Option<PictureLook>,
-        code_of_pts: u32,
+        code_of_pts: Option<u32>,
     ) -> Option<(HeldFrame, Verdict, bool)> {
         let front = self.held.front()?;
         if front.pts != pts || !front.look {
@@ -153,7 +156,15 @@ impl OverlayWatch {
             // Grayscale and not the picture its timestamp names: ai-runner's overlay shows no
             // colour and either no input picture or a stale one. A processed frame carries
             // colour, or (a grayscale style) still the input's frame number.
-            Some(look) if look.colourless && look.code != Some(code_of_pts) => Verdict::Overlay,
+            Some(look)
+                if look.colourless
+                    && match code_of_pts {
+                        Some(code) => look.code != Some(code),
+                        None => look.code.is_none(),
+                    } =>
+            {
+                Verdict::Overlay
+            }
             Some(_) => Verdict::Processed,
         };
         if verdict == Verdict::Overlay {
@@ -245,7 +256,7 @@ mod tests {
         w.open_update(1_000, None);
         w.hold(frame(1));
         w.hold(frame(2));
-        assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
+        assert_eq!(w.answer(1, GRAY, Some(1)).unwrap().1, Verdict::Overlay);
         let (output, unread) = w.close_at_end();
         assert_eq!((output.len(), unread), (0, 1), "reloading since the update");
     }
@@ -257,11 +268,11 @@ mod tests {
         for pts in 1..=3 {
             w.hold(frame(pts));
         }
-        let (_, v, closes) = w.answer(1, GRAY, 1).unwrap();
+        let (_, v, closes) = w.answer(1, GRAY, Some(1)).unwrap();
         assert_eq!((v, closes), (Verdict::Overlay, false));
-        let (_, v, closes) = w.answer(2, None, 2).unwrap();
+        let (_, v, closes) = w.answer(2, None, Some(2)).unwrap();
         assert_eq!((v, closes), (Verdict::Unknown, false));
-        let (_, v, closes) = w.answer(3, colour(3), 3).unwrap();
+        let (_, v, closes) = w.answer(3, colour(3), Some(3)).unwrap();
         assert_eq!((v, closes), (Verdict::Processed, true));
         assert!(w.close().is_empty());
         assert!(!w.is_open());
@@ -281,14 +292,38 @@ mod tests {
             beacon: None,
             marker: None,
         });
-        assert_eq!(w.answer(10, stale, 10).unwrap().1, Verdict::Overlay);
+        assert_eq!(w.answer(10, stale, Some(10)).unwrap().1, Verdict::Overlay);
         let styled = Some(PictureLook {
             colourless: true,
             code: Some(11),
             beacon: None,
             marker: None,
         });
-        assert_eq!(w.answer(11, styled, 11).unwrap().1, Verdict::Processed);
+        assert_eq!(
+            w.answer(11, styled, Some(11)).unwrap().1,
+            Verdict::Processed
+        );
+    }
+
+    /// Through a gateway the timestamps name no input frame: a gray picture without a frame
+    /// number is an overlay, one that shows a number (a grayscale style) is output.
+    #[test]
+    fn without_the_input_timestamps_a_gray_picture_with_no_number_is_overlay() {
+        let mut w = OverlayWatch::default();
+        w.open_start();
+        for pts in [7_000, 10_000, 13_000] {
+            w.hold(frame(pts));
+        }
+        assert_eq!(w.answer(7_000, GRAY, None).unwrap().1, Verdict::Overlay);
+        let styled = Some(PictureLook {
+            colourless: true,
+            code: Some(41),
+            beacon: None,
+            marker: None,
+        });
+        let (_, v, closes) = w.answer(10_000, styled, None).unwrap();
+        assert_eq!((v, closes), (Verdict::Processed, true));
+        assert_eq!(w.close().len(), 1, "the frame behind it counts as output");
     }
 
     #[test]
@@ -296,7 +331,7 @@ mod tests {
         let mut w = OverlayWatch::default();
         w.open_update(1_000, None);
         w.hold(frame(1));
-        let (_, v, closes) = w.answer(1, colour(1), 1).unwrap();
+        let (_, v, closes) = w.answer(1, colour(1), Some(1)).unwrap();
         assert_eq!(
             (v, closes),
             (Verdict::Processed, false),
@@ -309,9 +344,9 @@ mod tests {
         w.open_update(1_000, None);
         w.hold(frame(1));
         w.hold(frame(2));
-        assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
+        assert_eq!(w.answer(1, GRAY, Some(1)).unwrap().1, Verdict::Overlay);
         assert!(!w.expired(5_000), "an overlay keeps it open past its time");
-        let (_, v, closes) = w.answer(2, colour(2), 2).unwrap();
+        let (_, v, closes) = w.answer(2, colour(2), Some(2)).unwrap();
         assert_eq!((v, closes), (Verdict::Processed, true));
     }
 
@@ -321,10 +356,10 @@ mod tests {
         w.open_start();
         w.hold(frame(1));
         w.hold(frame(2));
-        assert!(w.answer(2, GRAY, 2).is_none());
+        assert!(w.answer(2, GRAY, Some(2)).is_none());
         let released = w.close();
         assert_eq!(released.iter().map(|f| f.pts).collect::<Vec<_>>(), [1, 2]);
-        assert!(w.answer(1, GRAY, 1).is_none());
+        assert!(w.answer(1, GRAY, Some(1)).is_none());
     }
 
     /// Frames not looked at wait behind the ones that are, and leave with them in order.
@@ -343,10 +378,10 @@ mod tests {
             "frame 1 is not answered yet"
         );
         assert!(
-            w.answer(2, GRAY, 2).is_none(),
+            w.answer(2, GRAY, Some(2)).is_none(),
             "no answer is asked for frame 2"
         );
-        assert_eq!(w.answer(1, GRAY, 1).unwrap().1, Verdict::Overlay);
+        assert_eq!(w.answer(1, GRAY, Some(1)).unwrap().1, Verdict::Overlay);
         assert!(
             w.looks_at_everything(),
             "after an overlay, until a processed frame"
@@ -363,7 +398,7 @@ mod tests {
         for pts in 0..u64::from(MAX_OVERLAY_WATCH_FRAMES) {
             assert!(!w.expired(pts));
             w.hold(frame(pts));
-            w.answer(pts, GRAY, 0).unwrap();
+            w.answer(pts, GRAY, Some(0)).unwrap();
         }
         assert!(w.expired(0));
     }

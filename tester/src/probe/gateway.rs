@@ -8,8 +8,12 @@
 //! rewrites RTP timestamps, so e2e latency comes from the pictures alone (each decoded output
 //! frame's number, matched to the send time of the input frame that carried it).
 //!
-//! Not built yet: running through `SessionCore` (this driver keeps its own small loop), and
-//! swaps seen through a gateway.
+//! The loading overlay is told apart as in the other modes, with the same watch
+//! ([`OverlayWatch`]): from the first output frame to the first processed one, every frame is
+//! decoded and held until its picture says which it is.
+//!
+//! Not built yet: running through `SessionCore` (this driver keeps its own small loop), the
+//! overlay watch around params updates, and swaps seen through a gateway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 use lvt_gateway::measure::{MeasureConfig, SessionRecorder};
+use lvt_gateway::session::overlay::{HeldFrame, OverlayWatch, Verdict};
 use lvt_gateway::session::{PictureLook, segment_marker, updated_params};
 use lvt_schema::{
     FailureClass, GatewayFigures, GatewayTrackStats, Outcome, RtpLeg, SessionReport, StateSeen,
@@ -191,6 +196,151 @@ impl Decoder {
     }
 }
 
+/// What becomes of the output frames: the loading overlay watch, the decoding and the content
+/// samples (docs/metrics.md, "Loading overlay" and "Through a gateway").
+struct Frames {
+    watch: OverlayWatch,
+    decoder: Option<Decoder>,
+    /// Where a decoder started later (keyframes only, once the watch closed) sends its looks.
+    looks: Option<mpsc::UnboundedSender<Look>>,
+    keyframes_only: bool,
+    read_numbers: bool,
+    tolerance_us: u64,
+}
+
+impl Frames {
+    /// Opens the start watch when `watch_overlay` and a decoder of the session's own can be had
+    /// (the watch decodes every frame up to the first processed one, P-frames too); otherwise
+    /// frames count as output as they come. Looks arrive on the receiver returned.
+    fn new(
+        keyframes_only: bool,
+        watch_overlay: bool,
+        read_numbers: bool,
+        tolerance_us: u64,
+    ) -> (Self, mpsc::UnboundedReceiver<Look>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut watch = OverlayWatch::default();
+        let decoder = match watch_overlay.then(|| Decoder::start(false, tx.clone())) {
+            Some(Some(own)) => {
+                watch.open_start();
+                Some(own)
+            }
+            _ => Decoder::start(keyframes_only, tx.clone()),
+        };
+        let frames = Frames {
+            watch,
+            decoder,
+            looks: Some(tx),
+            keyframes_only,
+            read_numbers,
+            tolerance_us,
+        };
+        (frames, rx)
+    }
+
+    /// One output access unit that arrived at `at_us`.
+    fn frame(&mut self, recorder: &mut SessionRecorder, rtp_time: u64, at_us: u64, data: Bytes) {
+        let keyframe = lvt_media::h264::contains_idr(&data);
+        if self.watch.is_open() && self.watch.expired(at_us) {
+            self.close_watch(recorder);
+        }
+        if self.watch.is_open() {
+            if let Some(decoder) = &self.decoder {
+                decoder.send(rtp_time, at_us, data.clone());
+            }
+            self.watch.hold(HeldFrame {
+                pts: rtp_time,
+                at_us,
+                keyframe,
+                picture: data,
+                sps: None,
+                look: true,
+            });
+            return;
+        }
+        recorder.handle_output_frame(rtp_time, at_us, keyframe, data.len());
+        if let Some(decoder) = &self.decoder
+            && (keyframe || !self.keyframes_only)
+        {
+            decoder.send(rtp_time, at_us, data);
+        }
+    }
+
+    /// A decoded picture: the answer of a held frame (overlay or output), and a content sample
+    /// unless it is an overlay.
+    fn look(&mut self, recorder: &mut SessionRecorder, look: Look) {
+        let Look {
+            rtp_time,
+            at_us,
+            look,
+        } = look;
+        if let Some((frame, verdict, closes)) = self.watch.answer(rtp_time, look, None) {
+            match verdict {
+                Verdict::Overlay => recorder.handle_overlay_frame(frame.at_us),
+                Verdict::Processed | Verdict::Unknown => {
+                    count(recorder, &frame);
+                    self.sample(recorder, rtp_time, at_us, look);
+                }
+            }
+            if closes {
+                self.close_watch(recorder);
+            }
+            return;
+        }
+        self.sample(recorder, rtp_time, at_us, look);
+    }
+
+    fn sample(
+        &self,
+        recorder: &mut SessionRecorder,
+        rtp_time: u64,
+        at_us: u64,
+        look: Option<PictureLook>,
+    ) {
+        let (code, marker) = read_look(look, self.read_numbers);
+        recorder.handle_content_sample(rtp_time, at_us, code, marker, self.tolerance_us);
+    }
+
+    /// The first processed frame came (or the watch ran out): the frames held count as output,
+    /// and under load the session's decoder gives way to the shared keyframe decoders.
+    fn close_watch(&mut self, recorder: &mut SessionRecorder) {
+        for frame in self.watch.close() {
+            count(recorder, &frame);
+        }
+        if self.keyframes_only {
+            self.decoder = self.looks.clone().and_then(|tx| Decoder::start(true, tx));
+        }
+    }
+
+    /// The session is over: the looks still on their way are taken (each within 500 ms), then
+    /// the frames still held count as the watch's end decides ([`OverlayWatch::close_at_end`]).
+    async fn finish(
+        mut self,
+        recorder: &mut SessionRecorder,
+        looks: &mut mpsc::UnboundedReceiver<Look>,
+    ) {
+        self.decoder = None;
+        self.looks = None;
+        while let Ok(Some(look)) =
+            tokio::time::timeout(Duration::from_millis(500), looks.recv()).await
+        {
+            self.look(recorder, look);
+        }
+        let (output, unread) = self.watch.close_at_end();
+        for frame in output {
+            count(recorder, &frame);
+        }
+        for _ in 0..unread {
+            recorder.handle_unread_frame();
+        }
+    }
+}
+
+/// Counts a held frame as output, with its own arrival time.
+fn count(recorder: &mut SessionRecorder, frame: &HeldFrame) {
+    recorder.handle_output_frame(frame.pts, frame.at_us, frame.keyframe, frame.picture.len());
+}
+
 /// A keyframe to decode and where its look goes.
 type KeyframeJob = (u64, u64, Bytes, mpsc::UnboundedSender<Look>);
 
@@ -305,6 +455,15 @@ pub async fn gateway_run(
     let end_us = match run(&mut session, &clip, &cancel).await {
         Ok(end_us) | Err(end_us) => end_us,
     };
+    // A session too short for the first-output timeout can still end without output: only
+    // loading overlay frames, frames unread at the end, or nothing.
+    if session.recorder.frames_received() == 0 && !session.interrupted {
+        let detail = format!(
+            "the session ended without a processed output frame{}",
+            loading(&session.recorder)
+        );
+        session.fail(FailureClass::NoOutput, detail);
+    }
     let (mut metrics, runner) = session.recorder.finish(end_us);
     metrics.gateway = Some(session.figures);
     report.metrics = metrics;
@@ -622,10 +781,12 @@ async fn media(
     updates.sort();
     let mut updates = updates.into_iter().peekable();
 
-    let keyframes_only = session.gateway.decode_keyframes_only;
-    let (look_tx, mut looks) = mpsc::unbounded_channel();
-    let decoder = Decoder::start(keyframes_only, look_tx);
-    let tolerance_us = 1_500_000 / fps;
+    let (mut frames, mut looks) = Frames::new(
+        session.gateway.decode_keyframes_only,
+        opts.watch_overlay,
+        opts.read_frame_numbers,
+        1_500_000 / fps,
+    );
 
     // WHEP: attempts in the background, retried on 404 while the output is not ready.
     let (player_tx, mut player_rx) = mpsc::unbounded_channel();
@@ -684,7 +845,8 @@ async fn media(
     };
 
     let publish_started = Instant::now();
-    let mut last_output: Option<Instant> = None;
+    // The latest output frame, loading overlay or not.
+    let mut last_media: Option<Instant> = None;
     let mut last_sent_us: Option<u64> = None;
     let mut last_status_stamp: Option<Value> = None;
     let mut drain_by: Option<tokio::time::Instant> = None;
@@ -694,14 +856,14 @@ async fn media(
         if !publishing && drain_by.is_none() {
             drain_by = Some(tokio::time::Instant::now() + opts.timeouts.drain);
         }
-        let idle_end = last_output
+        let idle_end = last_media
             .map(|at| tokio::time::Instant::from_std(at + DRAIN_IDLE))
             .filter(|_| !publishing);
         let wake = [
             publishing.then_some(next_due),
             drain_by,
             idle_end,
-            (last_output.is_none()).then_some(first_output_by),
+            (session.recorder.frames_received() == 0).then_some(first_output_by),
             updates.peek().map(|offset| start + *offset),
         ]
         .into_iter()
@@ -749,10 +911,10 @@ async fn media(
                         let _ = http.post(url).headers(headers).body(body).send().await;
                     });
                 }
-                if last_output.is_none() && now >= first_output_by {
+                if session.recorder.frames_received() == 0 && now >= first_output_by {
                     let class = if player.is_some() { FailureClass::NoOutput } else { FailureClass::WhepRefused };
                     let detail = if player.is_some() {
-                        format!("no output frame within {} s", opts.timeouts.first_output.as_secs())
+                        format!("no output frame within {} s{}", opts.timeouts.first_output.as_secs(), loading(&session.recorder))
                     } else {
                         format!("the playback did not start within {} s (WHEP answered 404 {} times)", opts.timeouts.first_output.as_secs(), session.figures.whep_not_found)
                     };
@@ -775,8 +937,8 @@ async fn media(
                 Some(PeerEvent::Closed(reason)) => {
                     let at = Instant::now();
                     let detail = format!("the gateway ended the ingest connection ({reason:?})");
-                    let seen = if last_output.is_none() { FailureClass::AuthClosed } else { FailureClass::PublishLost };
-                    let (class, detail) = closed_ingest(session, last_output.is_some(), seen, detail).await;
+                    let seen = if last_media.is_none() { FailureClass::AuthClosed } else { FailureClass::PublishLost };
+                    let (class, detail) = closed_ingest(session, last_media.is_some(), seen, detail).await;
                     session.fail(class, detail);
                     break session.us(at);
                 }
@@ -815,14 +977,8 @@ async fn media(
             event = async { player.as_mut()?.events.recv().await }, if player.is_some() => match event {
                 Some(PeerEvent::Video { rtp_time, at, data, .. }) => {
                     let at_us = session.us(at);
-                    let keyframe = lvt_media::h264::contains_idr(&data);
-                    session.recorder.handle_output_frame(rtp_time, at_us, keyframe, data.len());
-                    last_output = Some(at);
-                    if let Some(decoder) = &decoder
-                        && (keyframe || !keyframes_only)
-                    {
-                        decoder.send(rtp_time, at_us, data);
-                    }
+                    frames.frame(&mut session.recorder, rtp_time, at_us, data);
+                    last_media = Some(at);
                 }
                 Some(PeerEvent::Ingress(stats)) if stats.video => {
                     let span = playing_since.map(|at| at.elapsed()).unwrap_or_default();
@@ -836,7 +992,7 @@ async fn media(
                         // A gateway ending the stream closes both legs, in either order: the
                         // status route says why, as for a closed ingest.
                         let detail = format!("the gateway ended the playback connection ({reason:?})");
-                        let (class, detail) = closed_ingest(session, last_output.is_some(), FailureClass::OutputTimeout, detail).await;
+                        let (class, detail) = closed_ingest(session, last_media.is_some(), FailureClass::OutputTimeout, detail).await;
                         session.fail(class, detail);
                     }
                     break session.us(at);
@@ -845,9 +1001,8 @@ async fn media(
                 Some(_) => {}
             },
             look = looks.recv() => {
-                if let Some(Look { rtp_time, at_us, look }) = look {
-                    let (code, marker) = read_look(look, opts.read_frame_numbers);
-                    session.recorder.handle_content_sample(rtp_time, at_us, code, marker, tolerance_us);
+                if let Some(look) = look {
+                    frames.look(&mut session.recorder, look);
                 }
             }
             status = statuses.recv() => {
@@ -879,19 +1034,23 @@ async fn media(
         player.close();
     }
     // Decoded frames still on their way count.
-    drop(decoder);
-    while let Ok(Some(Look {
-        rtp_time,
-        at_us,
-        look,
-    })) = tokio::time::timeout(Duration::from_millis(500), looks.recv()).await
-    {
-        let (code, marker) = read_look(look, opts.read_frame_numbers);
-        session
-            .recorder
-            .handle_content_sample(rtp_time, at_us, code, marker, tolerance_us);
-    }
+    frames.finish(&mut session.recorder, &mut looks).await;
     end_us
+}
+
+/// What a session without processed output saw instead, for its failure detail.
+fn loading(recorder: &SessionRecorder) -> String {
+    let (overlay, unread) = (recorder.overlay_frames(), recorder.unread_frames());
+    match (overlay, unread) {
+        (0, 0) => String::new(),
+        (overlay, 0) => {
+            format!(" ({overlay} loading overlay frames: the pipeline was still loading)")
+        }
+        (overlay, unread) => format!(
+            " ({overlay} loading overlay frames, {unread} frames still being read at the end: \
+             the pipeline may still have been loading)"
+        ),
+    }
 }
 
 /// The frame number (unless `read_numbers` is off: judged by the segment marker alone, as if
