@@ -778,6 +778,43 @@ async fn an_injected_swap_shows_as_one_freeze() {
     );
 }
 
+/// Output that stops for longer than the output gap ends a gateway session as
+/// `output_timeout`, as it does a direct one; a shorter freeze is a stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_stopped_past_the_gap_is_output_timeout() {
+    let gw = gateway(GatewayConfig {
+        latency: Duration::from_millis(100),
+        startup: Duration::from_millis(200),
+        swap: Some(lvt_sim::gateway::InjectedSwap {
+            at: Duration::from_secs(2),
+            freeze: Duration::from_millis(2_500),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(8);
+    opts.model_id = "noop".into();
+    opts.params = serde_json::json!({"prompt": "watercolor"});
+    opts.timeouts.output_gap = Duration::from_secs(1);
+    let options = GatewayOptions::new(gw.url.parse().unwrap());
+    let http = probe::http_client().unwrap();
+    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    let failure = report.failure.expect("a failure");
+    assert_eq!(failure.class, FailureClass::OutputTimeout, "{failure:?}");
+    assert!(
+        failure.detail.contains("output stopped for longer than 1s"),
+        "{failure:?}"
+    );
+    // Cut at the watchdog: about 2 s of output, then 1 s of silence.
+    let ended_ms = report.ended_at_unix_ms - report.started_at_unix_ms;
+    assert!(
+        (3_000..6_000).contains(&ended_ms),
+        "ended after {ended_ms} ms"
+    );
+}
+
 /// ai-runner's loading overlay reaches the user through a gateway too: relayed from an
 /// orchestrator whose model loads for 1.5 s (`lvt sim` answers each input frame meanwhile with
 /// the flat gray overlay), the overlay frames are counted apart and startup is the first

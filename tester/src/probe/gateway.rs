@@ -859,10 +859,21 @@ async fn media(
         let idle_end = last_media
             .map(|at| tokio::time::Instant::from_std(at + DRAIN_IDLE))
             .filter(|_| !publishing);
+        // Processed output that stops for longer than the output gap ends the session, as in
+        // the other modes (go-livepeer swaps after 30 s; the user watched a frozen picture).
+        let gap_end = session
+            .recorder
+            .last_output_at_us()
+            .map(|at_us| {
+                tokio::time::Instant::from_std(session.t0 + Duration::from_micros(at_us))
+                    + opts.timeouts.output_gap
+            })
+            .filter(|_| publishing);
         let wake = [
             publishing.then_some(next_due),
             drain_by,
             idle_end,
+            gap_end,
             (session.recorder.frames_received() == 0).then_some(first_output_by),
             updates.peek().map(|offset| start + *offset),
         ]
@@ -910,6 +921,11 @@ async fn media(
                     tokio::spawn(async move {
                         let _ = http.post(url).headers(headers).body(body).send().await;
                     });
+                }
+                if gap_end.is_some_and(|by| now >= by) {
+                    let detail = format!("output stopped for longer than {:?}", opts.timeouts.output_gap);
+                    session.fail(FailureClass::OutputTimeout, detail);
+                    break session.us(Instant::now());
                 }
                 if session.recorder.frames_received() == 0 && now >= first_output_by {
                     let class = if player.is_some() { FailureClass::NoOutput } else { FailureClass::WhepRefused };
