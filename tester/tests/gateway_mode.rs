@@ -876,3 +876,52 @@ async fn the_loading_overlay_through_a_gateway_is_not_output() {
     let startup = blind.metrics.startup_ms.expect("startup");
     assert!(startup < 1_000.0, "startup {startup} ms without the watch");
 }
+
+/// A params update that makes the runner reload: through the gateway, the reload's overlay is
+/// counted apart (the watch opened by the update) and shows as a stall of processed output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_after_an_update_shows_as_overlay_through_a_gateway() {
+    use lvt_sim::Profile;
+    use lvt_testkit::sim::start_sim;
+
+    let (orch, _stop) = start_sim(
+        Profile {
+            latency_ms: 60,
+            startup_ms: 100,
+            reload_ms: 1_000,
+            capacity: 4,
+            ..Profile::default()
+        },
+        true,
+    )
+    .await;
+    let (_relay, gw) = relaying_gateway(vec![orch.uri.clone()]).await;
+    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
+    opts.duration = Duration::from_secs(8);
+    opts.model_id = "noop".into();
+    opts.params = serde_json::json!({"prompt": "watercolor"});
+    opts.params_update_offsets = vec![Duration::from_secs(3)];
+    let options = GatewayOptions::new(gw.url.parse().unwrap());
+    let http = probe::http_client().unwrap();
+    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
+    let m = &report.metrics;
+    let overlay = m.loading_overlay.as_ref().expect("the reload's overlay");
+    // The reload answers about a second of input with overlay (the player sees it from the
+    // overlay's keyframe on), after the update; the start's 100 ms load may add a few frames
+    // (without the update's watch, those few were all that was counted).
+    assert!(
+        (10..=45).contains(&overlay.frames),
+        "{} overlay frames",
+        overlay.frames
+    );
+    assert!(overlay.last_ms >= 3_000.0, "{overlay:?}");
+    // The processed output stopped for the reload and came back at a keyframe.
+    assert!(m.stalls.longest_ms >= 900.0, "{:?}", m.stalls);
+    let e2e = m.e2e_latency_ms.as_ref().expect("e2e latency by content");
+    assert!(
+        (60.0..60.0 + 1000.0 / 30.0).contains(&e2e.p50),
+        "e2e p50 {} ms, 60 ms injected",
+        e2e.p50
+    );
+}

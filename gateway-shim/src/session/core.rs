@@ -8,7 +8,7 @@ use lvt_schema::{Failure, FailureClass, Gpu, MediaErrors, OrchestratorRef, Sessi
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::overlay::{HeldFrame, OverlayWatch, Verdict};
+use super::overlay::{Expected, HeldFrame, OverlayWatch, Verdict};
 use super::report::{self, ShareRecord};
 use super::steps::{StepProbe, StepSample};
 use super::{
@@ -1046,7 +1046,7 @@ impl SessionCore {
             self.end_hand_over_if_idle(share);
         }
         let s = &mut self.shares[share];
-        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, Some(code)) else {
+        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, Expected::Code(code)) else {
             return;
         };
         match verdict {

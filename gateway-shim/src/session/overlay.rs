@@ -52,6 +52,18 @@ pub enum Verdict {
     Unknown,
 }
 
+/// What a processed picture shows, to tell it from an overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// The frame number of the input frame its timestamp names (direct and network modes).
+    Code(u32),
+    /// The timestamps were rewritten on the way (gateway mode): the number of the latest
+    /// processed picture, if any. A gray picture is an overlay when it shows no number (a
+    /// runner with no output yet) or that same number again (ai-runner's overlay is a grayscale
+    /// copy of its last output); processed pictures, grayscale styles too, move on.
+    Rewritten { last: Option<u32> },
+}
+
 /// One share's watch; see the module documentation.
 #[derive(Default)]
 pub struct OverlayWatch {
@@ -134,17 +146,14 @@ impl OverlayWatch {
     }
 
     /// The answer for the oldest held frame, which must carry `pts` (answers come in order; one
-    /// for a frame no longer held, released when its watch closed, is ignored). `code_of_pts`
-    /// is the frame number the input frame named by `pts` carries, `None` when the timestamps
-    /// were rewritten on the way (gateway mode): a grayscale picture is then an overlay unless
-    /// it shows a frame number, which holds for the overlay of a runner with no output yet (at
-    /// start, and at the start of a swapped-in orchestrator) but not for one over a stale
-    /// picture. Returns the frame, what it is, and whether the watch closes with it.
+    /// for a frame no longer held, released when its watch closed, is ignored). `expected` is
+    /// what a processed picture would show. Returns the frame, what it is, and whether the
+    /// watch closes with it.
     pub fn answer(
         &mut self,
         pts: u64,
         look: Option<PictureLook>,
-        code_of_pts: Option<u32>,
+        expected: Expected,
     ) -> Option<(HeldFrame, Verdict, bool)> {
         let front = self.held.front()?;
         if front.pts != pts || !front.look {
@@ -158,9 +167,9 @@ impl OverlayWatch {
             // colour, or (a grayscale style) still the input's frame number.
             Some(look)
                 if look.colourless
-                    && match code_of_pts {
-                        Some(code) => look.code != Some(code),
-                        None => look.code.is_none(),
+                    && match expected {
+                        Expected::Code(code) => look.code != Some(code),
+                        Expected::Rewritten { last } => look.code.is_none() || look.code == last,
                     } =>
             {
                 Verdict::Overlay
@@ -256,7 +265,10 @@ mod tests {
         w.open_update(1_000, None);
         w.hold(frame(1));
         w.hold(frame(2));
-        assert_eq!(w.answer(1, GRAY, Some(1)).unwrap().1, Verdict::Overlay);
+        assert_eq!(
+            w.answer(1, GRAY, Expected::Code(1)).unwrap().1,
+            Verdict::Overlay
+        );
         let (output, unread) = w.close_at_end();
         assert_eq!((output.len(), unread), (0, 1), "reloading since the update");
     }
@@ -268,11 +280,11 @@ mod tests {
         for pts in 1..=3 {
             w.hold(frame(pts));
         }
-        let (_, v, closes) = w.answer(1, GRAY, Some(1)).unwrap();
+        let (_, v, closes) = w.answer(1, GRAY, Expected::Code(1)).unwrap();
         assert_eq!((v, closes), (Verdict::Overlay, false));
-        let (_, v, closes) = w.answer(2, None, Some(2)).unwrap();
+        let (_, v, closes) = w.answer(2, None, Expected::Code(2)).unwrap();
         assert_eq!((v, closes), (Verdict::Unknown, false));
-        let (_, v, closes) = w.answer(3, colour(3), Some(3)).unwrap();
+        let (_, v, closes) = w.answer(3, colour(3), Expected::Code(3)).unwrap();
         assert_eq!((v, closes), (Verdict::Processed, true));
         assert!(w.close().is_empty());
         assert!(!w.is_open());
@@ -292,7 +304,10 @@ mod tests {
             beacon: None,
             marker: None,
         });
-        assert_eq!(w.answer(10, stale, Some(10)).unwrap().1, Verdict::Overlay);
+        assert_eq!(
+            w.answer(10, stale, Expected::Code(10)).unwrap().1,
+            Verdict::Overlay
+        );
         let styled = Some(PictureLook {
             colourless: true,
             code: Some(11),
@@ -300,7 +315,7 @@ mod tests {
             marker: None,
         });
         assert_eq!(
-            w.answer(11, styled, Some(11)).unwrap().1,
+            w.answer(11, styled, Expected::Code(11)).unwrap().1,
             Verdict::Processed
         );
     }
@@ -314,16 +329,41 @@ mod tests {
         for pts in [7_000, 10_000, 13_000] {
             w.hold(frame(pts));
         }
-        assert_eq!(w.answer(7_000, GRAY, None).unwrap().1, Verdict::Overlay);
+        assert_eq!(
+            w.answer(7_000, GRAY, Expected::Rewritten { last: None })
+                .unwrap()
+                .1,
+            Verdict::Overlay
+        );
         let styled = Some(PictureLook {
             colourless: true,
             code: Some(41),
             beacon: None,
             marker: None,
         });
-        let (_, v, closes) = w.answer(10_000, styled, None).unwrap();
+        let (_, v, closes) = w
+            .answer(10_000, styled, Expected::Rewritten { last: None })
+            .unwrap();
         assert_eq!((v, closes), (Verdict::Processed, true));
         assert_eq!(w.close().len(), 1, "the frame behind it counts as output");
+
+        // After a reload the overlay is a gray copy of the last output: its number is stale.
+        let mut w = OverlayWatch::default();
+        w.open_update(u64::MAX, None);
+        w.hold(frame(1));
+        w.hold(frame(2));
+        let gray_of = |code| {
+            Some(PictureLook {
+                colourless: true,
+                code: Some(code),
+                beacon: None,
+                marker: None,
+            })
+        };
+        let last = Expected::Rewritten { last: Some(90) };
+        assert_eq!(w.answer(1, gray_of(90), last).unwrap().1, Verdict::Overlay);
+        let (_, v, closes) = w.answer(2, gray_of(131), last).unwrap();
+        assert_eq!((v, closes), (Verdict::Processed, true));
     }
 
     #[test]
@@ -331,7 +371,7 @@ mod tests {
         let mut w = OverlayWatch::default();
         w.open_update(1_000, None);
         w.hold(frame(1));
-        let (_, v, closes) = w.answer(1, colour(1), Some(1)).unwrap();
+        let (_, v, closes) = w.answer(1, colour(1), Expected::Code(1)).unwrap();
         assert_eq!(
             (v, closes),
             (Verdict::Processed, false),
@@ -344,9 +384,12 @@ mod tests {
         w.open_update(1_000, None);
         w.hold(frame(1));
         w.hold(frame(2));
-        assert_eq!(w.answer(1, GRAY, Some(1)).unwrap().1, Verdict::Overlay);
+        assert_eq!(
+            w.answer(1, GRAY, Expected::Code(1)).unwrap().1,
+            Verdict::Overlay
+        );
         assert!(!w.expired(5_000), "an overlay keeps it open past its time");
-        let (_, v, closes) = w.answer(2, colour(2), Some(2)).unwrap();
+        let (_, v, closes) = w.answer(2, colour(2), Expected::Code(2)).unwrap();
         assert_eq!((v, closes), (Verdict::Processed, true));
     }
 
@@ -356,10 +399,10 @@ mod tests {
         w.open_start();
         w.hold(frame(1));
         w.hold(frame(2));
-        assert!(w.answer(2, GRAY, Some(2)).is_none());
+        assert!(w.answer(2, GRAY, Expected::Code(2)).is_none());
         let released = w.close();
         assert_eq!(released.iter().map(|f| f.pts).collect::<Vec<_>>(), [1, 2]);
-        assert!(w.answer(1, GRAY, Some(1)).is_none());
+        assert!(w.answer(1, GRAY, Expected::Code(1)).is_none());
     }
 
     /// Frames not looked at wait behind the ones that are, and leave with them in order.
@@ -378,10 +421,13 @@ mod tests {
             "frame 1 is not answered yet"
         );
         assert!(
-            w.answer(2, GRAY, Some(2)).is_none(),
+            w.answer(2, GRAY, Expected::Code(2)).is_none(),
             "no answer is asked for frame 2"
         );
-        assert_eq!(w.answer(1, GRAY, Some(1)).unwrap().1, Verdict::Overlay);
+        assert_eq!(
+            w.answer(1, GRAY, Expected::Code(1)).unwrap().1,
+            Verdict::Overlay
+        );
         assert!(
             w.looks_at_everything(),
             "after an overlay, until a processed frame"
@@ -398,7 +444,7 @@ mod tests {
         for pts in 0..u64::from(MAX_OVERLAY_WATCH_FRAMES) {
             assert!(!w.expired(pts));
             w.hold(frame(pts));
-            w.answer(pts, GRAY, Some(0)).unwrap();
+            w.answer(pts, GRAY, Expected::Code(0)).unwrap();
         }
         assert!(w.expired(0));
     }

@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 use lvt_gateway::measure::{MeasureConfig, SessionRecorder};
-use lvt_gateway::session::overlay::{HeldFrame, OverlayWatch, Verdict};
-use lvt_gateway::session::{PictureLook, segment_marker, updated_params};
+use lvt_gateway::session::overlay::{Expected, HeldFrame, OverlayWatch, Verdict};
+use lvt_gateway::session::{
+    OVERLAY_WATCH_AFTER_UPDATE_US, PictureLook, segment_marker, updated_params,
+};
 use lvt_schema::{
     FailureClass, GatewayFigures, GatewayTrackStats, Outcome, RtpLeg, SessionReport, StateSeen,
     TargetMode,
@@ -201,17 +203,23 @@ impl Decoder {
 struct Frames {
     watch: OverlayWatch,
     decoder: Option<Decoder>,
-    /// Where a decoder started later (keyframes only, once the watch closed) sends its looks.
+    /// Where the decoders send their looks (dropped at the end, so that the looks run out).
     looks: Option<mpsc::UnboundedSender<Look>>,
     keyframes_only: bool,
     read_numbers: bool,
     tolerance_us: u64,
+    /// The frame number the latest processed picture showed: an overlay after a reload repeats
+    /// it.
+    last_code: Option<u32>,
 }
 
 impl Frames {
-    /// Opens the start watch when `watch_overlay` and a decoder of the session's own can be had
-    /// (the watch decodes every frame up to the first processed one, P-frames too); otherwise
-    /// frames count as output as they come. Looks arrive on the receiver returned.
+    /// Opens the start watch when `watch_overlay`, not `keyframes_only`, and a decoder of the
+    /// session's own can be had (the watch decodes every frame up to the first processed one,
+    /// P-frames too); otherwise frames count as output as they come. Under load
+    /// (`keyframes_only`) there is no watch: a decoder of each session's own, even for its first
+    /// second, left about 140 KB of memory per stream behind (`lvt bench --gateway`, 100
+    /// streams). Looks arrive on the receiver returned.
     fn new(
         keyframes_only: bool,
         watch_overlay: bool,
@@ -220,7 +228,8 @@ impl Frames {
     ) -> (Self, mpsc::UnboundedReceiver<Look>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut watch = OverlayWatch::default();
-        let decoder = match watch_overlay.then(|| Decoder::start(false, tx.clone())) {
+        let watched = watch_overlay && !keyframes_only;
+        let decoder = match watched.then(|| Decoder::start(false, tx.clone())) {
             Some(Some(own)) => {
                 watch.open_start();
                 Some(own)
@@ -234,8 +243,21 @@ impl Frames {
             keyframes_only,
             read_numbers,
             tolerance_us,
+            last_code: None,
         };
         (frames, rx)
+    }
+
+    /// A params update went out at `at_us`: a runner that reloads for it shows its overlay
+    /// again, so every frame is held until read from now until
+    /// [`OVERLAY_WATCH_AFTER_UPDATE_US`] later if no overlay shows, or until the first processed
+    /// frame after one. Only where every frame is decoded anyway (not under load, where only
+    /// keyframes are).
+    fn open_update(&mut self, at_us: u64) {
+        if !self.keyframes_only && self.decoder.is_some() {
+            self.watch
+                .open_update(at_us.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US), None);
+        }
     }
 
     /// One output access unit that arrived at `at_us`.
@@ -274,7 +296,10 @@ impl Frames {
             at_us,
             look,
         } = look;
-        if let Some((frame, verdict, closes)) = self.watch.answer(rtp_time, look, None) {
+        let expected = Expected::Rewritten {
+            last: self.last_code,
+        };
+        if let Some((frame, verdict, closes)) = self.watch.answer(rtp_time, look, expected) {
             match verdict {
                 Verdict::Overlay => recorder.handle_overlay_frame(frame.at_us),
                 Verdict::Processed | Verdict::Unknown => {
@@ -291,24 +316,23 @@ impl Frames {
     }
 
     fn sample(
-        &self,
+        &mut self,
         recorder: &mut SessionRecorder,
         rtp_time: u64,
         at_us: u64,
         look: Option<PictureLook>,
     ) {
+        if let Some(code) = look.and_then(|l| l.code) {
+            self.last_code = Some(code);
+        }
         let (code, marker) = read_look(look, self.read_numbers);
         recorder.handle_content_sample(rtp_time, at_us, code, marker, self.tolerance_us);
     }
 
-    /// The first processed frame came (or the watch ran out): the frames held count as output,
-    /// and under load the session's decoder gives way to the shared keyframe decoders.
+    /// The first processed frame came (or the watch ran out): the frames held count as output.
     fn close_watch(&mut self, recorder: &mut SessionRecorder) {
         for frame in self.watch.close() {
             count(recorder, &frame);
-        }
-        if self.keyframes_only {
-            self.decoder = self.looks.clone().and_then(|tx| Decoder::start(true, tx));
         }
     }
 
@@ -914,6 +938,7 @@ async fn media(
                 }
                 if updates.peek().is_some_and(|offset| start + *offset <= now) {
                     updates.next();
+                    frames.open_update(session.us(Instant::now()));
                     params = updated_params(&params);
                     let url = session.gateway.route(&format!("{}/update", session.gateway.stream));
                     let (http, headers, body) =
