@@ -661,7 +661,8 @@ impl SessionRecorder {
         self.config.fps_window_ms.max(1).saturating_mul(1000)
     }
 
-    fn stall_threshold_us(&self) -> u64 {
+    /// A gap between output frames longer than this is a stall, us.
+    pub fn stall_threshold_us(&self) -> u64 {
         self.config.stall_threshold_ms.saturating_mul(1000)
     }
 }

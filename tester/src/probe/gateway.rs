@@ -211,6 +211,8 @@ struct Frames {
     /// The frame number the latest processed picture showed: an overlay after a reload repeats
     /// it.
     last_code: Option<u32>,
+    /// When the latest output frame arrived, overlay or not.
+    last_at_us: Option<u64>,
 }
 
 impl Frames {
@@ -244,12 +246,14 @@ impl Frames {
             read_numbers,
             tolerance_us,
             last_code: None,
+            last_at_us: None,
         };
         (frames, rx)
     }
 
-    /// A params update went out at `at_us`: a runner that reloads for it shows its overlay
-    /// again, so every frame is held until read from now until
+    /// A params update went out at `at_us`, or output came back after a stall (a swap): a
+    /// runner that reloads, or a new one that loads, shows its overlay, so every frame is held
+    /// until read from now until
     /// [`OVERLAY_WATCH_AFTER_UPDATE_US`] later if no overlay shows, or until the first processed
     /// frame after one. Only where every frame is decoded anyway (not under load, where only
     /// keyframes are).
@@ -263,8 +267,17 @@ impl Frames {
     /// One output access unit that arrived at `at_us`.
     fn frame(&mut self, recorder: &mut SessionRecorder, rtp_time: u64, at_us: u64, data: Bytes) {
         let keyframe = lvt_media::h264::contains_idr(&data);
+        // Output that comes back after a stall may be a new runner loading: the gateway swapped
+        // orchestrators, which a viewer sees only as a freeze. It is watched like an update.
+        let resumed = self
+            .last_at_us
+            .replace(at_us)
+            .is_some_and(|last| at_us.saturating_sub(last) > recorder.stall_threshold_us());
         if self.watch.is_open() && self.watch.expired(at_us) {
             self.close_watch(recorder);
+        }
+        if resumed {
+            self.open_update(at_us);
         }
         if self.watch.is_open() {
             if let Some(decoder) = &self.decoder {
