@@ -29,15 +29,26 @@ async fn session(gw: &RunningGateway, duration: Duration) -> SessionReport {
 
 /// One gateway-mode session of `duration` against the gateway at `url`.
 async fn session_at(url: &str, duration: Duration, first_output: Duration) -> SessionReport {
+    let mut opts = probe_options(duration);
+    opts.params_update_offsets = vec![duration / 2];
+    opts.timeouts.first_output = first_output;
+    probe_with(url, &opts).await
+}
+
+/// A session of `duration` with the `noop` pipeline and no params update.
+fn probe_options(duration: Duration) -> ProbeOptions {
     let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
     opts.duration = duration;
     opts.model_id = "noop".into();
     opts.params = serde_json::json!({"prompt": "watercolor"});
-    opts.params_update_offsets = vec![duration / 2];
-    opts.timeouts.first_output = first_output;
+    opts
+}
+
+/// One gateway-mode session with `opts` against the gateway at `url`.
+async fn probe_with(url: &str, opts: &ProbeOptions) -> SessionReport {
     let options = GatewayOptions::new(url.parse().unwrap());
     let http = probe::http_client().unwrap();
-    probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await
+    probe_gateway(opts, &options, clip(), &http, CancellationToken::new()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,13 +547,9 @@ async fn the_segment_marker_measures_latency_when_numbers_are_unreadable() {
         ..Default::default()
     })
     .await;
-    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
-    opts.duration = Duration::from_secs(8);
-    opts.params_update_offsets = Vec::new();
+    let mut opts = probe_options(Duration::from_secs(8));
     opts.read_frame_numbers = false;
-    let options = GatewayOptions::new(gw.url.parse().unwrap());
-    let http = probe::http_client().unwrap();
-    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    let report = probe_with(&gw.url, &opts).await;
     assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
     let m = &report.metrics;
     let check = m.content_check.as_ref().expect("content samples");
@@ -792,14 +799,9 @@ async fn output_stopped_past_the_gap_is_output_timeout() {
         ..Default::default()
     })
     .await;
-    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
-    opts.duration = Duration::from_secs(8);
-    opts.model_id = "noop".into();
-    opts.params = serde_json::json!({"prompt": "watercolor"});
+    let mut opts = probe_options(Duration::from_secs(8));
     opts.timeouts.output_gap = Duration::from_secs(1);
-    let options = GatewayOptions::new(gw.url.parse().unwrap());
-    let http = probe::http_client().unwrap();
-    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    let report = probe_with(&gw.url, &opts).await;
     assert_eq!(report.outcome, Outcome::Failed);
     let failure = report.failure.expect("a failure");
     assert_eq!(failure.class, FailureClass::OutputTimeout, "{failure:?}");
@@ -836,17 +838,10 @@ async fn the_loading_overlay_through_a_gateway_is_not_output() {
     .await;
     let (_relay, gw) = relaying_gateway(vec![orch.uri.clone()]).await;
     let run = |watch_overlay: bool| {
+        let mut opts = probe_options(Duration::from_secs(6));
+        opts.watch_overlay = watch_overlay;
         let url = gw.url.clone();
-        async move {
-            let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
-            opts.duration = Duration::from_secs(6);
-            opts.model_id = "noop".into();
-            opts.params = serde_json::json!({"prompt": "watercolor"});
-            opts.watch_overlay = watch_overlay;
-            let options = GatewayOptions::new(url.parse().unwrap());
-            let http = probe::http_client().unwrap();
-            probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await
-        }
+        async move { probe_with(&url, &opts).await }
     };
 
     let report = run(true).await;
@@ -897,14 +892,9 @@ async fn a_reload_after_an_update_shows_as_overlay_through_a_gateway() {
     )
     .await;
     let (_relay, gw) = relaying_gateway(vec![orch.uri.clone()]).await;
-    let mut opts = ProbeOptions::new("https://unused.invalid:1".parse().unwrap());
-    opts.duration = Duration::from_secs(8);
-    opts.model_id = "noop".into();
-    opts.params = serde_json::json!({"prompt": "watercolor"});
+    let mut opts = probe_options(Duration::from_secs(8));
     opts.params_update_offsets = vec![Duration::from_secs(3)];
-    let options = GatewayOptions::new(gw.url.parse().unwrap());
-    let http = probe::http_client().unwrap();
-    let report = probe_gateway(&opts, &options, clip(), &http, CancellationToken::new()).await;
+    let report = probe_with(&gw.url, &opts).await;
     assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
     let m = &report.metrics;
     let overlay = m.loading_overlay.as_ref().expect("the reload's overlay");

@@ -244,6 +244,19 @@ mod tests {
         })
     }
 
+    /// An update watch over frames 1 and 2 whose first answer was the overlay.
+    fn reloading() -> OverlayWatch {
+        let mut w = OverlayWatch::default();
+        w.open_update(1_000, None);
+        w.hold(frame(1));
+        w.hold(frame(2));
+        assert_eq!(
+            w.answer(1, GRAY, Expected::Code(1)).unwrap().1,
+            Verdict::Overlay
+        );
+        w
+    }
+
     #[test]
     fn frames_unread_at_the_end_count_only_once_processed_output_showed() {
         let mut w = OverlayWatch::default();
@@ -261,14 +274,7 @@ mod tests {
             "no overlay since the update"
         );
 
-        let mut w = OverlayWatch::default();
-        w.open_update(1_000, None);
-        w.hold(frame(1));
-        w.hold(frame(2));
-        assert_eq!(
-            w.answer(1, GRAY, Expected::Code(1)).unwrap().1,
-            Verdict::Overlay
-        );
+        let mut w = reloading();
         let (output, unread) = w.close_at_end();
         assert_eq!((output.len(), unread), (0, 1), "reloading since the update");
     }
@@ -380,14 +386,7 @@ mod tests {
         assert!(!w.expired(1_000));
         assert!(w.expired(1_001));
 
-        let mut w = OverlayWatch::default();
-        w.open_update(1_000, None);
-        w.hold(frame(1));
-        w.hold(frame(2));
-        assert_eq!(
-            w.answer(1, GRAY, Expected::Code(1)).unwrap().1,
-            Verdict::Overlay
-        );
+        let mut w = reloading();
         assert!(!w.expired(5_000), "an overlay keeps it open past its time");
         let (_, v, closes) = w.answer(2, colour(2), Expected::Code(2)).unwrap();
         assert_eq!((v, closes), (Verdict::Processed, true));
