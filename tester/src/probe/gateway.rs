@@ -9,11 +9,11 @@
 //! frame's number, matched to the send time of the input frame that carried it).
 //!
 //! The loading overlay is told apart as in the other modes, with the same watch
-//! ([`OverlayWatch`]): from the first output frame to the first processed one, every frame is
-//! decoded and held until its picture says which it is.
+//! ([`OverlayWatch`]): from the first output frame to the first processed one, after a params
+//! update and when output comes back after a stall, every frame is decoded and held until its
+//! picture says which it is (not with `decode_keyframes_only`).
 //!
-//! Not built yet: running through `SessionCore` (this driver keeps its own small loop), the
-//! overlay watch around params updates, and swaps seen through a gateway.
+//! Not built yet: running through `SessionCore` (this driver keeps its own small loop).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -203,7 +203,9 @@ impl Decoder {
 struct Frames {
     watch: OverlayWatch,
     decoder: Option<Decoder>,
-    /// Where the decoders send their looks (dropped at the end, so that the looks run out).
+    /// Keeps the looks' channel open while the session runs (without a decoder it would be
+    /// closed at once, and the session's loop would wake on it without end); dropped with the
+    /// decoder at the end, so that the looks run out.
     looks: Option<mpsc::UnboundedSender<Look>>,
     keyframes_only: bool,
     read_numbers: bool,
@@ -253,10 +255,9 @@ impl Frames {
 
     /// A params update went out at `at_us`, or output came back after a stall (a swap): a
     /// runner that reloads, or a new one that loads, shows its overlay, so every frame is held
-    /// until read from now until
-    /// [`OVERLAY_WATCH_AFTER_UPDATE_US`] later if no overlay shows, or until the first processed
-    /// frame after one. Only where every frame is decoded anyway (not under load, where only
-    /// keyframes are).
+    /// until read from now until [`OVERLAY_WATCH_AFTER_UPDATE_US`] later if no overlay shows,
+    /// or until the first processed frame after one. Only where every frame is decoded anyway
+    /// (not under load, where only keyframes are).
     fn open_update(&mut self, at_us: u64) {
         if !self.keyframes_only && self.decoder.is_some() {
             self.watch
