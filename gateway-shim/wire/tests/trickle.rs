@@ -17,7 +17,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use lvt_wire::http1::serve_connection;
 use lvt_wire::trickle::{
-    PublisherConfig, SubscriberConfig, TrickleConfig, TrickleError, TricklePublisher,
+    PublisherConfig, PublisherStats, SegmentOutcome, SegmentWriter, SocketPublisher,
+    SocketSegmentWriter, SubscriberConfig, TrickleConfig, TrickleError, TricklePublisher,
     TrickleServer, TrickleSubscriber,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -263,16 +264,34 @@ async fn ring_eviction_answers_470_and_the_subscriber_jumps_to_latest() {
     // Too far ahead is 470 as well.
     assert_eq!(get(&h, "r/9").await.status().as_u16(), 470);
 
-    let mut subscriber = h.subscriber("r").starting_at(0);
+    // Both subscribers jump from the evicted start to the live edge.
+    let subscriber = h.subscriber("r").starting_at(0);
+    jumps_to_the_live_edge(&h, subscriber, &mut publisher, 7).await;
+    // (The first one's preconnected GET for 8 is on the server's record already.)
+    let subscriber = TrickleSubscriber::over_sockets(h.url("r"), SubscriberConfig::default());
+    jumps_to_the_live_edge(&h, subscriber.starting_at(0), &mut publisher, 8).await;
+}
+
+/// A subscriber of channel `r` from segment 0 reads segment `live` once it is published,
+/// counting the segments it skipped. Segment `live` is published once the server has seen
+/// `live - 6` GETs for it (one per subscriber of this test that reached it).
+async fn jumps_to_the_live_edge(
+    h: &Harness,
+    mut subscriber: TrickleSubscriber,
+    publisher: &mut TricklePublisher,
+    live: i64,
+) {
     let reader = tokio::spawn(async move {
         let segment = read_segment(&mut subscriber).await;
         (segment, subscriber.stats())
     });
-    h.wait_for_request("GET /ai/trickle/r/7 ", 1).await;
-    publish_parts(&mut publisher, &[b"live"]).await;
+    let gets = usize::try_from(live - 6).unwrap();
+    h.wait_for_request(&format!("GET /ai/trickle/r/{live} "), gets)
+        .await;
+    publish_parts(publisher, &[b"live"]).await;
     let (segment, stats) = reader.await.unwrap();
-    assert_eq!(segment, Some((7, b"live".to_vec())));
-    assert_eq!(stats.gaps, 7);
+    assert_eq!(segment, Some((live, b"live".to_vec())));
+    assert_eq!(stats.gaps, live as u64);
 }
 
 #[tokio::test]
@@ -583,107 +602,50 @@ async fn read_until(socket: &mut TcpStream, text: &mut String, needle: &str, cou
 }
 
 #[tokio::test]
-async fn reqwest_publisher_tolerates_repeated_100_continue() {
-    let h = Harness::start(TrickleConfig {
-        keepalive_interval: Duration::from_millis(20),
-        ..TrickleConfig::default()
-    })
-    .await;
-    h.server.create_channel("p", "video/MP2T");
-    let mut publisher = h.publisher("p");
-    let mut segment = publisher.begin_segment().await.unwrap();
-    h.wait_until("several keepalives were sent", |h| {
-        h.server_wrote().matches("HTTP/1.1 100 Continue").count() >= 6
-    })
-    .await;
-    segment
-        .write(Bytes::from_static(b"late data"))
+async fn publisher_retries_a_segment_only_when_no_byte_was_sent() {
+    // Wait for the client to notice, so the failure is certain to precede our first byte.
+    let noticed = async |publisher: &TricklePublisher| {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while publisher.is_preconnected() {
+                tokio::task::yield_now().await;
+            }
+        })
         .await
-        .unwrap();
-    let outcome = segment.finish().await.unwrap();
-    assert_eq!((outcome.seq, outcome.bytes, outcome.retried), (0, 9, false));
-    assert_eq!(get(&h, "p/0").await.text().await.unwrap(), "late data");
+        .expect("the preconnected POST fails");
+    };
+    publisher_retries_only_when_nothing_was_sent(Harness::publisher, noticed).await;
 }
 
 #[tokio::test]
-async fn publisher_retries_a_segment_only_when_no_byte_was_sent() {
+async fn socket_publisher_retries_a_segment_only_when_no_byte_was_sent() {
+    // The connection's end reaches the client over loopback well within this.
+    let noticed = async |_: &SocketPublisher| tokio::time::sleep(Duration::from_millis(200)).await;
+    publisher_retries_only_when_nothing_was_sent(socket_publisher, noticed).await;
+}
+
+/// The preconnected POST for segment 1 dies before anything is written to it: the segment is
+/// sent again on a new POST, once, and nothing is dropped.
+async fn publisher_retries_only_when_nothing_was_sent<P: Publish>(
+    make: MakePublisher<P>,
+    noticed: impl AsyncFnOnce(&P),
+) {
     let h = Harness::start(TrickleConfig::default()).await;
     h.server.create_channel("rt", "video/MP2T");
-    let mut publisher = h.publisher("rt");
-    publish_parts(&mut publisher, &[b"zero"]).await;
-    // The preconnected POST for segment 1 dies before we write anything to it.
+    let mut publisher = make(&h, "rt");
+    let mut segment = publisher.begin().await.unwrap();
+    segment.put(b"zero").await.unwrap();
+    segment.done().await.unwrap();
     h.wait_for_request("POST /ai/trickle/rt/1 ", 1).await;
-    assert!(publisher.is_preconnected());
     h.kill_connections();
-    // Wait for the client to notice, so the failure is certain to precede our first byte.
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while publisher.is_preconnected() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the preconnected POST fails");
-    let mut segment = publisher.begin_segment().await.unwrap();
-    assert_eq!(segment.seq(), 1);
-    segment.write(Bytes::from_static(b"after")).await.unwrap();
-    let outcome = segment.finish().await.unwrap();
+    noticed(&publisher).await;
+    let mut segment = publisher.begin().await.unwrap();
+    segment.put(b"after").await.unwrap();
+    let outcome = segment.done().await.unwrap();
     assert_eq!(outcome.seq, 1);
-    let stats = publisher.stats();
+    let stats = publisher.counters();
     assert_eq!(stats.retries, 1, "{stats:?}");
     assert_eq!(stats.dropped_segments, 0, "{stats:?}");
     assert_eq!(get(&h, "rt/1").await.text().await.unwrap(), "after");
-}
-
-#[tokio::test]
-async fn publisher_drops_a_partly_sent_segment_with_delete() {
-    let h = Harness::start(TrickleConfig::default()).await;
-    h.server.create_channel("pf", "video/MP2T");
-    let mut reader = h.server.local_subscriber("pf").unwrap();
-    let mut publisher = h.publisher("pf");
-    let mut segment = publisher.begin_segment().await.unwrap();
-    segment.write(Bytes::from_static(b"partial")).await.unwrap();
-    let mut received = reader.next_segment().await.unwrap();
-    assert_eq!(received.next_chunk().await.unwrap(), "partial");
-
-    h.kill_connections();
-    let write = segment.write(Bytes::from_static(b"more")).await;
-    let finish = segment.finish().await;
-    assert!(finish.is_err(), "write {write:?}, finish {finish:?}");
-    let stats = publisher.stats();
-    assert_eq!(stats.dropped_segments, 1, "{stats:?}");
-    assert_eq!(stats.retries, 0, "{stats:?}");
-    assert!(h.server_read().contains("DELETE /ai/trickle/pf/0 HTTP/1.1"));
-    // The DELETE closed the segment, so its reader reaches the end.
-    let rest = tokio::time::timeout(Duration::from_secs(5), received.next_chunk())
-        .await
-        .expect("segment closed");
-    assert!(rest.is_none());
-}
-
-#[tokio::test]
-async fn subscriber_reissues_a_get_that_saw_no_headers() {
-    let h = Harness::start(TrickleConfig::default()).await;
-    h.server.create_channel("slow", "video/MP2T");
-    let mut subscriber = TrickleSubscriber::with_config(
-        h.client.clone(),
-        h.url("slow"),
-        SubscriberConfig {
-            first_byte_timeout: Duration::from_millis(150),
-            ..SubscriberConfig::default()
-        },
-    );
-    let reader = tokio::spawn(async move {
-        let segment = read_segment(&mut subscriber).await;
-        (segment, subscriber.stats())
-    });
-    h.wait_for_request("GET /ai/trickle/slow/-1 ", 3).await;
-    let mut publisher = h.server.local_publisher("slow").unwrap();
-    let writer = publisher.begin_segment();
-    writer.write(b"finally");
-    writer.close();
-    let (segment, stats) = reader.await.unwrap();
-    assert_eq!(segment, Some((0, b"finally".to_vec())));
-    assert!(stats.retries >= 2, "{stats:?}");
 }
 
 #[tokio::test]
@@ -716,7 +678,7 @@ async fn publisher_config_sets_content_type_and_start() {
 #[allow(dead_code)]
 fn client_futures_can_be_spawned(
     mut publisher: TricklePublisher,
-    segment: lvt_wire::trickle::SegmentWriter,
+    segment: SegmentWriter,
     mut subscriber: TrickleSubscriber,
 ) {
     fn spawnable<T: Send + 'static>(_: T) {}
@@ -1164,4 +1126,266 @@ async fn conformance_lvts_publisher_sends_the_recorded_requests() {
         ],
         "{requests:?}"
     );
+}
+
+// The client on its own connections (`SocketPublisher`, `TrickleSubscriber::over_sockets`),
+// which the tester uses for the media it sends and reads: the same protocol as the `reqwest`
+// client above, against the same server.
+
+fn socket_publisher(h: &Harness, channel: &str) -> SocketPublisher {
+    SocketPublisher::new(&h.url(channel), PublisherConfig::default())
+}
+
+fn socket_subscriber(h: &Harness, channel: &str) -> TrickleSubscriber {
+    TrickleSubscriber::over_sockets(h.url(channel), SubscriberConfig::default())
+}
+
+async fn publish_over_sockets(publisher: &mut SocketPublisher, parts: &[&'static [u8]]) -> i64 {
+    let mut segment = publisher.begin_segment().await.unwrap();
+    for part in parts {
+        segment.write(Bytes::from_static(part)).await.unwrap();
+    }
+    segment.finish().await.unwrap().seq
+}
+
+/// What both publishers offer, so that one test body checks both transports.
+trait Publish {
+    type Segment: Segment;
+    async fn begin(&mut self) -> Result<Self::Segment, TrickleError>;
+    fn counters(&self) -> PublisherStats;
+}
+
+trait Segment {
+    async fn put(&mut self, data: &'static [u8]) -> Result<(), TrickleError>;
+    async fn done(self) -> Result<SegmentOutcome, TrickleError>;
+}
+
+/// Both publishers have the same methods under the same names.
+macro_rules! publishes {
+    ($publisher:ty, $segment:ty) => {
+        impl Publish for $publisher {
+            type Segment = $segment;
+            async fn begin(&mut self) -> Result<$segment, TrickleError> {
+                self.begin_segment().await
+            }
+            fn counters(&self) -> PublisherStats {
+                self.stats()
+            }
+        }
+
+        impl Segment for $segment {
+            async fn put(&mut self, data: &'static [u8]) -> Result<(), TrickleError> {
+                self.write(Bytes::from_static(data)).await
+            }
+            async fn done(self) -> Result<SegmentOutcome, TrickleError> {
+                self.finish().await
+            }
+        }
+    };
+}
+
+publishes!(TricklePublisher, SegmentWriter);
+publishes!(SocketPublisher, SocketSegmentWriter);
+
+/// A publisher's constructor: the reqwest one or the socket one.
+type MakePublisher<P> = fn(&Harness, &str) -> P;
+
+async fn publisher_skips_repeated_100_continue<P: Publish>(make: MakePublisher<P>) {
+    let h = Harness::start(TrickleConfig {
+        keepalive_interval: Duration::from_millis(20),
+        ..TrickleConfig::default()
+    })
+    .await;
+    h.server.create_channel("p", "video/MP2T");
+    let mut publisher = make(&h, "p");
+    let mut segment = publisher.begin().await.unwrap();
+    h.wait_until("several keepalives were sent", |h| {
+        h.server_wrote().matches("HTTP/1.1 100 Continue").count() >= 6
+    })
+    .await;
+    segment.put(b"late data").await.unwrap();
+    let outcome = segment.done().await.unwrap();
+    assert_eq!((outcome.seq, outcome.bytes, outcome.retried), (0, 9, false));
+    assert_eq!(get(&h, "p/0").await.text().await.unwrap(), "late data");
+    // The interim answers waiting on the next preconnected POST are skipped too.
+    let mut segment = publisher.begin().await.unwrap();
+    segment.put(b"next").await.unwrap();
+    segment.done().await.unwrap();
+    assert_eq!(get(&h, "p/1").await.text().await.unwrap(), "next");
+}
+
+#[tokio::test]
+async fn reqwest_publisher_tolerates_repeated_100_continue() {
+    publisher_skips_repeated_100_continue(Harness::publisher).await;
+}
+
+#[tokio::test]
+async fn socket_publisher_skips_repeated_100_continue() {
+    publisher_skips_repeated_100_continue(socket_publisher).await;
+}
+
+async fn publisher_drops_a_partly_sent_segment<P: Publish>(make: MakePublisher<P>) {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("pf", "video/MP2T");
+    let mut reader = h.server.local_subscriber("pf").unwrap();
+    let mut publisher = make(&h, "pf");
+    let mut segment = publisher.begin().await.unwrap();
+    segment.put(b"partial").await.unwrap();
+    let mut received = reader.next_segment().await.unwrap();
+    assert_eq!(received.next_chunk().await.unwrap(), "partial");
+
+    h.kill_connections();
+    let write = segment.put(b"more").await;
+    let finish = segment.done().await;
+    assert!(finish.is_err(), "write {write:?}, finish {finish:?}");
+    let stats = publisher.counters();
+    assert_eq!(stats.dropped_segments, 1, "{stats:?}");
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert!(h.server_read().contains("DELETE /ai/trickle/pf/0 HTTP/1.1"));
+    // The DELETE closed the segment, so its reader reaches the end.
+    let rest = tokio::time::timeout(Duration::from_secs(5), received.next_chunk())
+        .await
+        .expect("segment closed");
+    assert!(rest.is_none());
+}
+
+#[tokio::test]
+async fn publisher_drops_a_partly_sent_segment_with_delete() {
+    publisher_drops_a_partly_sent_segment(Harness::publisher).await;
+}
+
+#[tokio::test]
+async fn socket_publisher_drops_a_partly_sent_segment_with_delete() {
+    publisher_drops_a_partly_sent_segment(socket_publisher).await;
+}
+
+async fn subscriber_reissues_a_get<F>(make: F)
+where
+    F: FnOnce(String, SubscriberConfig) -> TrickleSubscriber,
+{
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("slow", "video/MP2T");
+    let mut subscriber = make(
+        h.url("slow"),
+        SubscriberConfig {
+            first_byte_timeout: Duration::from_millis(150),
+            ..SubscriberConfig::default()
+        },
+    );
+    let reader = tokio::spawn(async move {
+        let segment = read_segment(&mut subscriber).await;
+        (segment, subscriber.stats())
+    });
+    h.wait_for_request("GET /ai/trickle/slow/-1 ", 3).await;
+    let mut publisher = h.server.local_publisher("slow").unwrap();
+    let writer = publisher.begin_segment();
+    writer.write(b"finally");
+    writer.close();
+    let (segment, stats) = reader.await.unwrap();
+    assert_eq!(segment, Some((0, b"finally".to_vec())));
+    assert!(stats.retries >= 2, "{stats:?}");
+}
+
+#[tokio::test]
+async fn subscriber_reissues_a_get_that_saw_no_headers() {
+    let client = reqwest::Client::new();
+    subscriber_reissues_a_get(|url, config| TrickleSubscriber::with_config(client, url, config))
+        .await;
+}
+
+#[tokio::test]
+async fn socket_subscriber_reissues_a_get_that_saw_no_headers() {
+    subscriber_reissues_a_get(TrickleSubscriber::over_sockets).await;
+}
+
+#[tokio::test]
+async fn socket_clients_carry_segments_in_order_on_kept_alive_connections() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("s", "video/MP2T");
+    let mut subscriber = socket_subscriber(&h, "s").starting_at(0);
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(segment) = read_segment(&mut subscriber).await {
+            got_tx.send(segment).unwrap();
+        }
+        subscriber.stats()
+    });
+    let mut publisher = socket_publisher(&h, "s");
+    for i in 0..8 {
+        assert_eq!(publisher.seq(), i);
+        assert_eq!(
+            publish_over_sockets(&mut publisher, &[b"seg", b"ment"]).await,
+            i
+        );
+        assert_eq!(got_rx.recv().await.unwrap(), (i, b"segment".to_vec()));
+    }
+    let stats = publisher.stats();
+    assert_eq!((stats.segments, stats.bytes, stats.retries), (8, 56, 0));
+    // The body went out chunk by chunk, as written.
+    assert!(
+        h.server_read()
+            .contains("3\r\nseg\r\n4\r\nment\r\n0\r\n\r\n")
+    );
+    // Each next segment was preconnected before the current one was written.
+    assert!(h.server_read().contains("POST /ai/trickle/s/8 HTTP/1.1"));
+    // Eight segments each way, plus the preconnects, on a few kept-alive connections.
+    let connections = h.connections.lock().unwrap().len();
+    assert!(connections <= 6, "{connections} connections");
+    publisher.close().await;
+    let stats = reader.await.unwrap();
+    assert!(!h.server.channel_exists("s"));
+    assert_eq!((stats.segments, stats.errors, stats.gaps), (8, 0, 0));
+}
+
+#[tokio::test]
+async fn socket_publisher_sees_a_closed_channel() {
+    let h = Harness::start(TrickleConfig::default()).await;
+    h.server.create_channel("gone", "video/MP2T");
+    let mut publisher = socket_publisher(&h, "gone");
+    publish_over_sockets(&mut publisher, &[b"one"]).await;
+    h.wait_for_request("POST /ai/trickle/gone/1 ", 1).await;
+    // Another party deletes the channel: the preconnected POST is answered at once.
+    assert_eq!(
+        h.client
+            .delete(h.url("gone"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    h.wait_until("the preconnected POST was answered", |h| {
+        h.server_wrote().matches("HTTP/1.1 ").count() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let begun = publisher.begin_segment().await;
+    assert!(
+        matches!(begun, Err(TrickleError::ChannelGone)),
+        "{:?}",
+        begun.err()
+    );
+    // Unknown channels are 404, which ends the stream as well.
+    let mut unknown = socket_publisher(&h, "never");
+    let mut segment = unknown.begin_segment().await.unwrap();
+    let _ = segment.write(Bytes::from_static(b"x")).await;
+    assert!(matches!(
+        segment.finish().await,
+        Err(TrickleError::ChannelGone | TrickleError::SegmentFailed)
+    ));
+}
+
+#[tokio::test]
+async fn socket_clients_fail_clearly_on_a_bad_url_or_a_dead_server() {
+    let mut publisher = SocketPublisher::new("ftp://h/x", PublisherConfig::default());
+    let error = publisher.begin_segment().await.err().unwrap().to_string();
+    assert!(error.contains("scheme"), "{error}");
+    // A port nothing listens on.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}/ai/trickle/x");
+    let mut subscriber = TrickleSubscriber::over_sockets(url, SubscriberConfig::default());
+    let error = subscriber.next_segment().await.err().unwrap();
+    assert!(matches!(error, TrickleError::Connection(_)), "{error:?}");
 }

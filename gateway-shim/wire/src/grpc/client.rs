@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto;
 use super::proto::orchestrator_client::OrchestratorClient as GeneratedClient;
 use crate::live::OrchestratorUri;
-use crate::tls::{ALPN_H2, FingerprintRecorder, insecure_client_config};
+use crate::tls::{ALPN_H2, ClientIo, FingerprintRecorder, insecure_client_config};
 
 /// Which part of a gRPC exchange an error belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,14 +314,14 @@ struct Dialer {
 }
 
 impl Dialer {
-    async fn dial(&self) -> Result<OrchestratorIo, DialError> {
+    async fn dial(&self) -> Result<ClientIo, DialError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(DialError::Connect)?;
         // Small gRPC frames should leave at once; Nagle would add latency we then measure.
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &self.tls else {
-            return Ok(OrchestratorIo::Plain(tcp));
+            return Ok(ClientIo::Plain(tcp));
         };
         let server_name = ServerName::try_from(self.host.clone()).map_err(|e| {
             DialError::Tls(io::Error::new(
@@ -334,7 +333,7 @@ impl Dialer {
             .connect(server_name, tcp)
             .await
             .map_err(DialError::Tls)?;
-        Ok(OrchestratorIo::Tls(Box::new(stream)))
+        Ok(ClientIo::Tls(Box::new(stream)))
     }
 }
 
@@ -342,12 +341,12 @@ impl Dialer {
 /// dials again if tonic ever needs to reconnect.
 #[derive(Clone)]
 struct Connector {
-    first: Arc<Mutex<Option<OrchestratorIo>>>,
+    first: Arc<Mutex<Option<ClientIo>>>,
     dialer: Arc<Dialer>,
 }
 
 impl tower::Service<http::Uri> for Connector {
-    type Response = TokioIo<OrchestratorIo>;
+    type Response = TokioIo<ClientIo>;
     type Error = io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -370,69 +369,5 @@ impl tower::Service<http::Uri> for Connector {
                 Err(DialError::Connect(e) | DialError::Tls(e)) => Err(e),
             }
         })
-    }
-}
-
-/// A plaintext or TLS transport.
-enum OrchestratorIo {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for OrchestratorIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OrchestratorIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            OrchestratorIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for OrchestratorIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            OrchestratorIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            OrchestratorIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OrchestratorIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            OrchestratorIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OrchestratorIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            OrchestratorIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            OrchestratorIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            OrchestratorIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            OrchestratorIo::Plain(s) => s.is_write_vectored(),
-            OrchestratorIo::Tls(s) => s.is_write_vectored(),
-        }
     }
 }

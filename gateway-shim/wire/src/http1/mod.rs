@@ -14,6 +14,7 @@
 //! cancels (drops) the handler future instead of leaving it blocked forever.
 
 pub mod chunked;
+pub mod client;
 pub mod head;
 
 mod body;

@@ -13,6 +13,9 @@ pub enum TrickleError {
     /// The HTTP exchange failed (connection, TLS, protocol).
     #[error("trickle HTTP request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// The exchange on the client's own connection failed (connection, TLS, protocol).
+    #[error("trickle request failed: {0}")]
+    Connection(#[from] crate::http1::client::ClientError),
     /// A write or request did not make progress in time.
     #[error("trickle request timed out")]
     Timeout,

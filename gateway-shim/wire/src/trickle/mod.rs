@@ -4,8 +4,12 @@
 //! - [`TrickleServer`]: a server with go-livepeer's semantics (five-segment ring per channel,
 //!   preconnected reads and writes, 470 / `Lp-Trickle-*` headers, keepalive `100 Continue`,
 //!   idle sweep) and a local API ([`LocalPublisher`], [`LocalSubscriber`]) for the simulator.
-//! - [`TricklePublisher`] and [`TrickleSubscriber`]: the client side used by the tester, on
-//!   `reqwest` (which skips any number of interim `100 Continue` responses).
+//! - [`TricklePublisher`] and [`TrickleSubscriber`]: the client side, on `reqwest` (which skips
+//!   any number of interim `100 Continue` responses), or for the subscriber on the client's
+//!   own connections ([`TrickleSubscriber::over_sockets`]).
+//! - [`SocketPublisher`]: the publisher on the client's own connections
+//!   ([`crate::http1::client`]), each frame one write on the caller's task: what a tester uses
+//!   for the media it sends.
 //!
 //! The per-channel state machine lives in `channel`; handlers and clients are thin drivers.
 
@@ -14,6 +18,7 @@ mod error;
 mod local;
 mod publisher;
 mod server;
+mod sockets;
 mod subscriber;
 
 pub use channel::RING_SEGMENTS;
@@ -23,6 +28,7 @@ pub use publisher::{
     PublisherConfig, PublisherStats, SegmentOutcome, SegmentWriter, TricklePublisher,
 };
 pub use server::{TrickleConfig, TrickleServer};
+pub use sockets::{SocketPublisher, SocketSegmentWriter, client_tls};
 pub use subscriber::{SubscribedSegment, SubscriberConfig, SubscriberStats, TrickleSubscriber};
 
 /// Where the trickle routes are mounted.

@@ -51,20 +51,33 @@ pub struct PublisherStats {
 }
 
 #[derive(Default)]
-struct Counters {
-    segments: AtomicU64,
-    bytes: AtomicU64,
-    retries: AtomicU64,
-    dropped_segments: AtomicU64,
-    errors: AtomicU64,
+pub(super) struct Counters {
+    pub(super) segments: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) dropped_segments: AtomicU64,
+    pub(super) errors: AtomicU64,
 }
 
 impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(super) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> PublisherStats {
+    /// A segment that failed after its bytes began to leave is dropped.
+    pub(super) fn dropped(&self, seq: i64) {
+        Self::add(&self.errors, 1);
+        Self::add(&self.dropped_segments, 1);
+        tracing::info!(message = "Dropping a failed trickle segment.", seq);
+    }
+
+    /// The server confirmed a segment of `bytes`.
+    pub(super) fn confirmed(&self, bytes: u64) {
+        Self::add(&self.segments, 1);
+        Self::add(&self.bytes, bytes);
+    }
+
+    pub(super) fn snapshot(&self) -> PublisherStats {
         PublisherStats {
             segments: self.segments.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -443,12 +456,7 @@ impl SegmentWriter {
     async fn drop_segment(&mut self) {
         self.failed = true;
         self.post = None;
-        Counters::add(&self.shared.counters.errors, 1);
-        Counters::add(&self.shared.counters.dropped_segments, 1);
-        tracing::info!(
-            message = "Dropping a failed trickle segment.",
-            seq = self.seq
-        );
+        self.shared.counters.dropped(self.seq);
         self.shared.delete_segment(self.seq).await;
     }
 
@@ -465,9 +473,7 @@ impl SegmentWriter {
             let consumed = post.consumed();
             match classify(reply, !self.unsent.is_empty(), consumed) {
                 PostResult::Done => {
-                    let counters = &self.shared.counters;
-                    Counters::add(&counters.segments, 1);
-                    Counters::add(&counters.bytes, self.bytes);
+                    self.shared.counters.confirmed(self.bytes);
                     self.failed = true; // finished: the Drop guard has nothing left to do
                     return Ok(SegmentOutcome {
                         seq: self.seq,

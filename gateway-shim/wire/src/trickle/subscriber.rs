@@ -11,6 +11,10 @@ use http::header::CONTENT_TYPE;
 use tokio::task::JoinHandle;
 
 use super::{HEADER_CLOSED, HEADER_LATEST, HEADER_SEQ, TrickleError};
+use crate::http1::client::{ClientConn, ConnPool, ResponseHead};
+
+/// How much of an error response's body is kept for the error.
+const ERROR_BODY_LIMIT: usize = 4096;
 
 /// Subscriber settings.
 #[derive(Debug, Clone)]
@@ -59,10 +63,52 @@ impl Counters {
     }
 }
 
+/// How the subscriber's requests travel.
+enum Transport {
+    Reqwest(reqwest::Client),
+    /// The client's own connections: a body's bytes are read by the task that reads the
+    /// segment, not handed over by hyper's connection task.
+    Sockets(Arc<ConnPool>),
+}
+
+/// A response whose head has arrived.
+enum Reply {
+    Reqwest(reqwest::Response),
+    Socket(ClientConn, ResponseHead, Arc<ConnPool>),
+}
+
+impl Reply {
+    fn status(&self) -> u16 {
+        match self {
+            Reply::Reqwest(r) => r.status().as_u16(),
+            Reply::Socket(_, head, _) => head.status.as_u16(),
+        }
+    }
+
+    fn headers(&self) -> &http::HeaderMap {
+        match self {
+            Reply::Reqwest(r) => r.headers(),
+            Reply::Socket(_, head, _) => &head.headers,
+        }
+    }
+
+    /// The body as text (error explanations); a socket goes back to its pool.
+    async fn text(self) -> String {
+        match self {
+            Reply::Reqwest(r) => r.text().await.unwrap_or_default(),
+            Reply::Socket(mut conn, _, pool) => {
+                let text = conn.body_text(ERROR_BODY_LIMIT).await.unwrap_or_default();
+                pool.checkin(conn);
+                text
+            }
+        }
+    }
+}
+
 /// A GET in flight (preconnected or current).
 struct PendingGet {
     seq: i64,
-    task: JoinHandle<Result<reqwest::Response, reqwest::Error>>,
+    task: JoinHandle<Result<Reply, TrickleError>>,
 }
 
 impl Drop for PendingGet {
@@ -73,7 +119,7 @@ impl Drop for PendingGet {
 
 /// Reads one trickle channel segment by segment.
 pub struct TrickleSubscriber {
-    client: reqwest::Client,
+    transport: Transport,
     url: String,
     config: SubscriberConfig,
     seq: i64,
@@ -97,10 +143,28 @@ impl TrickleSubscriber {
         let url = url.into().trim_end_matches('/').to_owned();
         let seq = config.start_seq;
         Self {
-            client,
+            transport: Transport::Reqwest(client),
             url,
             config,
             seq,
+            pending: None,
+            counters: Arc::new(Counters::default()),
+            stuck_470s: 0,
+        }
+    }
+
+    /// A subscriber for the channel at `url` on the client's own connections
+    /// ([`crate::http1::client`]; TLS accepts any certificate, as gateways do with
+    /// orchestrators). A URL this client cannot reach fails
+    /// each read with the reason.
+    pub fn over_sockets(url: impl Into<String>, config: SubscriberConfig) -> Self {
+        let url = url.into().trim_end_matches('/').to_owned();
+        let pool = ConnPool::new(&url, super::client_tls(), config.first_byte_timeout);
+        Self {
+            transport: Transport::Sockets(Arc::new(pool)),
+            url,
+            seq: config.start_seq,
+            config,
             pending: None,
             counters: Arc::new(Counters::default()),
             stuck_470s: 0,
@@ -134,13 +198,33 @@ impl TrickleSubscriber {
     }
 
     fn start_get(&self, seq: i64) -> PendingGet {
-        let client = self.client.clone();
+        let transport = match &self.transport {
+            Transport::Reqwest(client) => Transport::Reqwest(client.clone()),
+            Transport::Sockets(pool) => Transport::Sockets(Arc::clone(pool)),
+        };
         let url = format!("{}/{seq}", self.url);
         let timeout = self.config.first_byte_timeout;
         let counters = self.counters.clone();
         let task = tokio::spawn(async move {
             loop {
-                match tokio::time::timeout(timeout, client.get(&url).send()).await {
+                let get = async {
+                    match &transport {
+                        Transport::Reqwest(client) => {
+                            Ok(Reply::Reqwest(client.get(&url).send().await?))
+                        }
+                        Transport::Sockets(pool) => {
+                            let endpoint = pool.endpoint()?;
+                            let path = format!("{}/{seq}", endpoint.path());
+                            let mut conn = pool.checkout().await?;
+                            conn.send_head("GET", endpoint, &path, &[], false)
+                                .await
+                                .map_err(crate::http1::client::ClientError::Io)?;
+                            let head = conn.response(false).await?;
+                            Ok(Reply::Socket(conn, head, Arc::clone(pool)))
+                        }
+                    }
+                };
+                match tokio::time::timeout(timeout, get).await {
                     Ok(result) => return result,
                     Err(_) => {
                         // No headers in time: the connection may be dead; ask again.
@@ -166,7 +250,7 @@ impl TrickleSubscriber {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => {
                     Counters::add(&self.counters.errors, 1);
-                    return Err(TrickleError::Http(error));
+                    return Err(error);
                 }
                 Err(_) => {
                     Counters::add(&self.counters.errors, 1);
@@ -179,9 +263,11 @@ impl TrickleSubscriber {
             }
             let latest = header_int(headers, HEADER_LATEST);
             let seq = header_int(headers, HEADER_SEQ);
-            match response.status().as_u16() {
+            match response.status() {
                 404 => return Ok(None),
                 470 => {
+                    // Read to its end, so the connection can carry the next GET.
+                    response.text().await;
                     let latest = latest.unwrap_or(-1);
                     if requested >= 0 && latest > requested {
                         Counters::add(&self.counters.gaps, (latest - requested) as u64);
@@ -211,17 +297,24 @@ impl TrickleSubscriber {
                         .get(CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
+                    let body = match response {
+                        Reply::Reqwest(response) => Body::Reqwest(response),
+                        Reply::Socket(conn, _, pool) => Body::Socket {
+                            conn: Some(conn),
+                            pool,
+                        },
+                    };
                     return Ok(Some(SubscribedSegment {
                         seq,
                         latest,
                         content_type,
-                        response,
+                        body,
                         counters: self.counters.clone(),
                     }));
                 }
                 status => {
                     Counters::add(&self.counters.errors, 1);
-                    let body = response.text().await.unwrap_or_default();
+                    let body = response.text().await;
                     return Err(TrickleError::Status {
                         status,
                         body: body.trim_end().to_owned(),
@@ -244,20 +337,46 @@ pub struct SubscribedSegment {
     pub latest: Option<i64>,
     /// The channel's MIME type.
     pub content_type: Option<String>,
-    response: reqwest::Response,
+    body: Body,
     counters: Arc<Counters>,
+}
+
+/// Where a segment's body comes from.
+enum Body {
+    Reqwest(reqwest::Response),
+    /// The connection is `None` once the body was read to its end (it went back to the pool).
+    Socket {
+        conn: Option<ClientConn>,
+        pool: Arc<ConnPool>,
+    },
 }
 
 impl SubscribedSegment {
     /// The next bytes of the segment; `Ok(None)` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, TrickleError> {
-        match self.response.chunk().await {
-            Ok(chunk) => Ok(chunk),
-            Err(error) => {
-                Counters::add(&self.counters.errors, 1);
-                Err(TrickleError::Http(error))
-            }
+        let result = match &mut self.body {
+            Body::Reqwest(response) => response.chunk().await.map_err(TrickleError::Http),
+            Body::Socket { conn, pool } => match conn.as_mut() {
+                None => Ok(None),
+                Some(c) => match c.body_chunk().await {
+                    Ok(Some(data)) => Ok(Some(data)),
+                    Ok(None) => {
+                        if let Some(c) = conn.take() {
+                            pool.checkin(c);
+                        }
+                        Ok(None)
+                    }
+                    Err(error) => {
+                        *conn = None;
+                        Err(TrickleError::Connection(error))
+                    }
+                },
+            },
+        };
+        if result.is_err() {
+            Counters::add(&self.counters.errors, 1);
         }
+        result
     }
 
     /// Reads the rest of the segment into memory (for small JSON segments).
