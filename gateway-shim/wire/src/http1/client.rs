@@ -559,6 +559,7 @@ fn hex_digits(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn sizes_are_written_in_hex() {
@@ -566,6 +567,107 @@ mod tests {
         assert_eq!(hex_digits(0, &mut buf), b"0");
         assert_eq!(hex_digits(255, &mut buf), b"ff");
         assert_eq!(hex_digits(0x1a2b3, &mut buf), b"1a2b3");
+    }
+
+    /// A loopback server that answers each connection with `answer`, written a few bytes at
+    /// a time, then closes or keeps the connection open as told.
+    async fn serve(answer: &'static [u8], close: bool) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            for piece in answer.chunks(3) {
+                socket.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            if !close {
+                std::future::pending::<()>().await;
+            }
+        });
+        let tls = crate::tls::insecure_client_config(&[crate::tls::ALPN_HTTP1]).0;
+        Endpoint::parse(&format!("http://{addr}/c"), tls).unwrap()
+    }
+
+    async fn exchange(answer: &'static [u8], close: bool) -> (ClientConn, ResponseHead) {
+        let endpoint = serve(answer, close).await;
+        let mut conn = ClientConn::connect(&endpoint, Duration::from_secs(5))
+            .await
+            .unwrap();
+        conn.send_head("GET", &endpoint, "/c/0", &[], false)
+            .await
+            .unwrap();
+        let head = conn.response(false).await.unwrap();
+        (conn, head)
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_pipelined_answers_kept() {
+        let (mut conn, head) = exchange(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 200 OK\r\nLp-Trickle-Seq: 4\r\ncontent-length: 5\r\n\r\nhello\
+              HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.header("lp-trickle-seq"), Some("4"));
+        assert_eq!(conn.body_text(100).await.unwrap(), "hello");
+        // The next answer on the connection is read as the next response, not as body.
+        let next = conn.response(false).await.unwrap();
+        assert_eq!(next.status, StatusCode::NOT_FOUND);
+        assert_eq!(conn.body_chunk().await.unwrap(), None);
+        assert!(conn.reusable());
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_are_read_across_splits() {
+        let (mut conn, _) = exchange(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\ntrailer: x\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(conn.body_text(100).await.unwrap(), "abcdefgh");
+        assert!(conn.reusable());
+    }
+
+    #[tokio::test]
+    async fn a_body_without_length_runs_to_the_close_and_ends_the_connection() {
+        let (mut conn, head) = exchange(b"HTTP/1.0 200 OK\r\n\r\nall of it", true).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(conn.body_text(100).await.unwrap(), "all of it");
+        assert!(!conn.reusable());
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_errors_not_panics() {
+        let endpoint = serve(b"HTTP/1.1 abc nonsense\r\n\r\n", true).await;
+        let mut conn = ClientConn::connect(&endpoint, Duration::from_secs(5))
+            .await
+            .unwrap();
+        conn.send_head("GET", &endpoint, "/c/0", &[], false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            conn.response(false).await,
+            Err(ClientError::Protocol(_))
+        ));
+        // A body cut short by the server's close.
+        let (mut conn, _) =
+            exchange(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", true).await;
+        assert!(matches!(
+            conn.body_text(100).await,
+            Err(ClientError::Closed)
+        ));
+        // A connection closed before any answer.
+        let (mut conn, _) = exchange(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", true).await;
+        assert_eq!(conn.body_chunk().await.unwrap(), None);
+        assert!(matches!(
+            conn.response(false).await,
+            Err(ClientError::Closed)
+        ));
     }
 
     #[test]
