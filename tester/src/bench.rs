@@ -44,6 +44,9 @@ pub struct StepFigures {
     pub sessions: u32,
     pub held: u32,
     pub failed: u32,
+    /// Sessions that did not pass, by failure class (`unscored_*` outcomes under their
+    /// class too), with one example detail each: what went wrong, not only how often.
+    pub failures: std::collections::BTreeMap<String, FailureCount>,
     pub cpu_us_per_stream_second: f64,
     /// The simulator child's CPU per stream-second, for comparison.
     pub sim_cpu_us_per_stream_second: Option<f64>,
@@ -56,6 +59,13 @@ pub struct StepFigures {
     pub latency_error_ms_max: Option<f64>,
     pub output_fps_median: Option<f64>,
     pub wall_s: f64,
+}
+
+/// How many sessions of a step failed in one class, and one of their details.
+#[derive(Debug, serde::Serialize)]
+pub struct FailureCount {
+    pub sessions: u32,
+    pub example: String,
 }
 
 /// Starts the simulator child, then runs steps of `step` more concurrent sessions (up to
@@ -97,6 +107,12 @@ pub async fn ramp(
             f.latency_error_ms_median
                 .map_or_else(|| "-".into(), |v| format!("{v:.2}"))
         );
+        for (class, count) in &f.failures {
+            eprintln!(
+                "lvt bench: {} sessions {class}, for example: {}",
+                count.sessions, count.example
+            );
+        }
         let saturated = f.held < n;
         figures.push(f);
         if saturated || n >= opts.streams || cancel.is_cancelled() {
@@ -205,7 +221,21 @@ async fn run_step(
     let mut fps: Vec<f64> = Vec::new();
     let mut held = 0;
     let mut failed = 0;
+    let mut failures = std::collections::BTreeMap::new();
     for r in &reports {
+        if let Some(failure) = &r.failure {
+            let class = serde_json::to_value(failure.class)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", failure.class));
+            failures
+                .entry(class)
+                .or_insert_with(|| FailureCount {
+                    sessions: 0,
+                    example: failure.detail.clone(),
+                })
+                .sessions += 1;
+        }
         let f = r.metrics.output_fps.as_ref().map(|f| f.mean);
         if let Some(f) = f {
             fps.push(f);
@@ -224,6 +254,7 @@ async fn run_step(
         sessions: n,
         held,
         failed,
+        failures,
         cpu_us_per_stream_second: cpu_per_stream_second(&start.tester, &end.tester).unwrap_or(0.0),
         sim_cpu_us_per_stream_second: cpu_per_stream_second(&start.sim, &end.sim),
         rss_bytes_per_stream: growth_per_stream(&step.idle.tester, peak_rss.0),

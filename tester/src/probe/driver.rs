@@ -28,8 +28,7 @@ use lvt_schema::SessionReport;
 use lvt_wire::live::OrchestratorUri;
 use lvt_wire::payment::SpendMeter;
 use lvt_wire::trickle::{
-    PublisherConfig, SocketPublisher, SocketSegmentWriter, SubscribedSegment, SubscriberConfig,
-    TrickleError, TricklePublisher, TrickleSubscriber,
+    SegmentWriter, SubscribedSegment, TrickleError, TricklePublisher, TrickleSubscriber,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -70,8 +69,7 @@ enum PublishCmd {
 
 /// A share's input channel: its publisher, its muxer and the segment being written.
 struct ShareInput {
-    /// On the client's own connections: each frame is one write on the driver's task.
-    publisher: SocketPublisher,
+    publisher: TricklePublisher,
     /// Muxes each frame when it is written, so that only that frame's bytes are held rather
     /// than the whole segment's; its continuity counters run on across the share's segments.
     muxer: TsMuxer,
@@ -81,7 +79,7 @@ struct ShareInput {
 /// The segment a share is writing.
 struct OpenSegment {
     plan: PlannedSegment,
-    writer: SocketSegmentWriter,
+    writer: SegmentWriter,
     /// Bytes written so far.
     bytes: u64,
 }
@@ -92,7 +90,7 @@ struct Applied {
     share: ShareId,
     input: Option<ShareInput>,
     inputs: Vec<Input>,
-    finish: Option<SocketSegmentWriter>,
+    finish: Option<SegmentWriter>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -208,11 +206,8 @@ pub(crate) async fn drive(
                             // runner that answers at once (its loading overlay) may have begun
                             // segment 0 before this GET arrives, and -1 would skip it.
                             .output(
-                                TrickleSubscriber::over_sockets(
-                                    &urls.subscribe_url,
-                                    SubscriberConfig::default(),
-                                )
-                                .starting_at(-2),
+                                TrickleSubscriber::new(http.clone(), &urls.subscribe_url)
+                                    .starting_at(-2),
                             ),
                     ));
                     streams.push(Box::pin(
@@ -231,10 +226,7 @@ pub(crate) async fn drive(
                     }
                     shares[share] = Some(ShareIo {
                         input: Some(ShareInput {
-                            publisher: SocketPublisher::new(
-                                &urls.publish_url,
-                                PublisherConfig::default(),
-                            ),
+                            publisher: TricklePublisher::new(http.clone(), &urls.publish_url),
                             muxer: TsMuxer::new(MuxConfig::default()),
                             open: None,
                         }),
@@ -393,7 +385,7 @@ fn settle(
     ops: &FuturesUnordered<BoxFuture<Applied>>,
     clock: &Clock,
     mut feed: impl FnMut(Input),
-) -> Option<(ShareId, SocketSegmentWriter)> {
+) -> Option<(ShareId, SegmentWriter)> {
     let Applied {
         share,
         input,

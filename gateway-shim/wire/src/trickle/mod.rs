@@ -8,8 +8,8 @@
 //!   any number of interim `100 Continue` responses), or for the subscriber on the client's
 //!   own connections ([`TrickleSubscriber::over_sockets`]).
 //! - [`SocketPublisher`]: the publisher on the client's own connections
-//!   ([`crate::http1::client`]), each frame one write on the caller's task: what a tester uses
-//!   for the media it sends.
+//!   ([`crate::http1::client`]), each frame one write on the caller's task. Not used by the
+//!   tester yet: under load some runs stalled (docs/benchmarks.md).
 //!
 //! The per-channel state machine lives in `channel`; handlers and clients are thin drivers.
 
