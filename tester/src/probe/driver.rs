@@ -96,12 +96,49 @@ struct Applied {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type InputStream = Pin<Box<dyn Stream<Item = Input> + Send>>;
 
+/// Commands for one channel, run one at a time and in the order given: while one runs (it
+/// holds the channel), the next wait behind it.
+struct Lane<C, I> {
+    /// The channel; `None` while a command runs on it, or once it is closed.
+    idle: Option<I>,
+    /// Commands waiting for the one that runs (a write that had to wait for the server).
+    queue: VecDeque<C>,
+}
+
+impl<C, I> Lane<C, I> {
+    fn new(channel: I) -> Self {
+        Self {
+            idle: Some(channel),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Queues `cmd`; returns the command to run now, with the channel, when none is running.
+    fn submit(&mut self, cmd: C) -> Option<(I, C)> {
+        self.queue.push_back(cmd);
+        self.next()
+    }
+
+    /// The channel is back from a command (`None`: the command closed it); returns the next
+    /// command to run, the oldest waiting.
+    fn give_back(&mut self, channel: Option<I>) -> Option<(I, C)> {
+        self.idle = channel;
+        self.next()
+    }
+
+    fn next(&mut self) -> Option<(I, C)> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let channel = self.idle.take()?;
+        self.queue.pop_front().map(|cmd| (channel, cmd))
+    }
+}
+
 /// The IO of one share.
 struct ShareIo {
-    /// The input channel; `None` while a command runs on it.
-    input: Option<ShareInput>,
-    /// Commands waiting for the one that runs (a write that had to wait for the server).
-    queue: VecDeque<PublishCmd>,
+    /// The input channel and the publishing commands for it.
+    input: Lane<PublishCmd, ShareInput>,
     control: mpsc::UnboundedSender<(Bytes, u32)>,
     /// Stops the readers and the control task.
     stop: CancellationToken,
@@ -154,7 +191,8 @@ pub(crate) async fn drive(
         let deadline_us = loop {
             let publish = |shares: &mut Vec<Option<ShareIo>>, share: ShareId, cmd| {
                 if let Some(Some(io)) = shares.get_mut(share) {
-                    dispatch(io, share, cmd, &ops, &clock);
+                    // Now, or after the commands already waiting on the channel.
+                    run(&ops, share, io.input.submit(cmd), &clock);
                 }
             };
             match core.poll_output() {
@@ -225,12 +263,11 @@ pub(crate) async fn drive(
                         shares.resize_with(share + 1, || None);
                     }
                     shares[share] = Some(ShareIo {
-                        input: Some(ShareInput {
+                        input: Lane::new(ShareInput {
                             publisher: TricklePublisher::new(http.clone(), &urls.publish_url),
                             muxer: TsMuxer::new(MuxConfig::default()),
                             open: None,
                         }),
-                        queue: VecDeque::new(),
                         control,
                         stop,
                         payments: Some(job.payments),
@@ -358,22 +395,15 @@ fn paid(spent: &SpendMeter) -> lvt_schema::PaymentSpent {
     }
 }
 
-/// Runs `cmd` on the share's input channel now, or after the command running on it.
-fn dispatch(
-    io: &mut ShareIo,
-    share: ShareId,
-    cmd: PublishCmd,
+/// Starts the command a share's input lane says is next, if any.
+fn run(
     ops: &FuturesUnordered<BoxFuture<Applied>>,
+    share: ShareId,
+    next: Option<(ShareInput, PublishCmd)>,
     clock: &Clock,
 ) {
-    match io.input.take() {
-        Some(input) if io.queue.is_empty() => {
-            ops.push(Box::pin(apply(share, input, cmd, clock.clone())));
-        }
-        input => {
-            io.input = input;
-            io.queue.push_back(cmd);
-        }
+    if let Some((input, cmd)) = next {
+        ops.push(Box::pin(apply(share, input, cmd, clock.clone())));
     }
 }
 
@@ -396,12 +426,7 @@ fn settle(
         feed(i);
     }
     if let Some(Some(io)) = shares.get_mut(share) {
-        io.input = input;
-        if io.input.is_some()
-            && let Some(cmd) = io.queue.pop_front()
-        {
-            dispatch(io, share, cmd, ops, clock);
-        }
+        run(ops, share, io.input.give_back(input), clock);
     }
     finish.map(|writer| (share, writer))
 }
@@ -747,5 +772,42 @@ impl Reader {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lane;
+
+    #[test]
+    fn a_lane_runs_commands_one_at_a_time_in_the_order_given() {
+        let mut lane = Lane::new("channel");
+        assert_eq!(lane.submit(1), Some(("channel", 1)), "idle: runs at once");
+        // While the first runs (a write waiting for the server), many more arrive.
+        for cmd in 2..=40 {
+            assert_eq!(lane.submit(cmd), None, "{cmd} must wait");
+        }
+        let mut ran = vec![1];
+        while let Some((channel, cmd)) = lane.give_back(Some("channel")) {
+            assert_eq!(channel, "channel");
+            ran.push(cmd);
+            assert_eq!(lane.submit(100 + cmd), None, "the channel is busy again");
+            if cmd == 40 {
+                break;
+            }
+        }
+        assert_eq!(ran, (1..=40).collect::<Vec<_>>());
+        // Those submitted meanwhile follow, still in order.
+        let (_, next) = lane.give_back(Some("channel")).unwrap();
+        assert_eq!(next, 102);
+    }
+
+    #[test]
+    fn a_closed_lane_runs_nothing_more() {
+        let mut lane = Lane::new("channel");
+        assert!(lane.submit(1).is_some());
+        assert_eq!(lane.submit(2), None);
+        assert_eq!(lane.give_back(None), None, "the command closed the channel");
+        assert_eq!(lane.submit(3), None);
     }
 }
