@@ -231,7 +231,9 @@ impl ClientConn {
             w.extend_from_slice(b"content-length: 0\r\n");
         }
         w.extend_from_slice(b"\r\n");
-        self.stream.write_all(&self.write).await
+        self.stream.write_all(&self.write).await?;
+        // Over TLS a write may leave records in rustls's buffer: push them out now.
+        self.stream.flush().await
     }
 
     /// Writes `data` as one chunk of the request body: one write, which in the common case
@@ -528,9 +530,15 @@ impl ConnPool {
     }
 }
 
-/// Writes all of `data`: at once when the socket takes it (no timer), else within `timeout`.
+/// Writes all of `data` onto the socket: at once when the socket takes it (no timer), else
+/// within `timeout`. Over TLS, rustls may accept the bytes while the socket is full and keep
+/// their records; they are flushed here too, so that what was written has left (a frame's
+/// send time is taken at its write, and a body's end must reach the server).
 async fn write_bounded(stream: &mut ClientIo, data: &[u8], timeout: Duration) -> io::Result<()> {
-    let mut write = std::pin::pin!(stream.write_all(data));
+    let mut write = std::pin::pin!(async {
+        stream.write_all(data).await?;
+        stream.flush().await
+    });
     if let Some(result) = (&mut write).now_or_never() {
         return result;
     }
@@ -668,6 +676,54 @@ mod tests {
             conn.response(false).await,
             Err(ClientError::Closed)
         ));
+    }
+
+    /// Over TLS, bytes rustls took while the socket was full must still leave: the end of a
+    /// body written behind a large chunk, to a server that reads slowly, reaches it and gets
+    /// the answer (without a flush it stays in rustls's buffer and the answer never comes).
+    #[tokio::test]
+    async fn tls_writes_leave_even_when_the_socket_was_full() {
+        let cert = crate::tls::self_signed(&["127.0.0.1".to_owned()]).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&cert));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(socket).await.unwrap();
+            // Slower than the client writes, so its socket stays full until the end.
+            let mut seen = Vec::new();
+            let mut piece = vec![0u8; 256 * 1024];
+            while !seen.ends_with(LAST_CHUNK) {
+                let n = tls.read(&mut piece).await.unwrap();
+                assert!(n > 0, "the client closed before the body's end");
+                seen.extend_from_slice(&piece[..n]);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            tls.flush().await.unwrap();
+            seen.len()
+        });
+        let tls = crate::tls::insecure_client_config(&[crate::tls::ALPN_HTTP1]).0;
+        let endpoint = Endpoint::parse(&format!("https://{addr}/c"), tls).unwrap();
+        let mut conn = ClientConn::connect(&endpoint, Duration::from_secs(5))
+            .await
+            .unwrap();
+        conn.send_head("POST", &endpoint, "/c/0", &[], true)
+            .await
+            .unwrap();
+        // More than loopback's socket buffers hold on both sides together.
+        let chunk = vec![b'x'; 24 * 1024 * 1024];
+        let timeout = Duration::from_secs(30);
+        conn.write_chunk(&chunk, timeout).await.unwrap();
+        conn.end_body(timeout).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(20), conn.response(false))
+            .await
+            .expect("the server never saw the body's end")
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(server.await.unwrap() > chunk.len());
     }
 
     #[test]
