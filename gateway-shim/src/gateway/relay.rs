@@ -31,7 +31,10 @@ use bytes::Bytes;
 use lvt_media::ts::{MuxConfig, MuxFrame, TsDemuxer, TsMuxer};
 use lvt_wire::live::{JobUrls, OrchestratorUri};
 use lvt_wire::payment::{PaymentConfig, SpendMeter};
-use lvt_wire::trickle::{SegmentWriter, TrickleError, TricklePublisher, TrickleSubscriber};
+use lvt_wire::trickle::{
+    PublisherConfig, SocketPublisher, SocketSegmentWriter, SubscriberConfig, TrickleError,
+    TricklePublisher, TrickleSubscriber,
+};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -573,14 +576,17 @@ fn open_job(
         move |s: Seen| seen.send((generation, s)).is_ok()
     };
     let (publish, publish_rx) = mpsc::unbounded_channel();
+    // The media both ways on the client's own connections (each access unit one write and
+    // one read on the task that carries it), the control and events channels on reqwest.
     tokio::spawn(publish_task(
-        TricklePublisher::new(http.clone(), publish_url),
+        SocketPublisher::new(&publish_url, PublisherConfig::default()),
         publish_rx,
         stop.clone(),
         report.clone(),
     ));
     // -2: the orchestrator may have published output segment 0 before this GET arrives.
-    let output = TrickleSubscriber::new(http.clone(), subscribe_url).starting_at(-2);
+    let output =
+        TrickleSubscriber::over_sockets(subscribe_url, SubscriberConfig::default()).starting_at(-2);
     tokio::spawn(output_task(output, stop.clone(), report.clone()));
     let events = TrickleSubscriber::new(http.clone(), events_url);
     tokio::spawn(events_task(events, stop.clone(), report.clone()));
@@ -607,12 +613,12 @@ fn open_job(
 /// next one. When stopped, the channel is closed (`DELETE`), which is how a gateway leaves a
 /// job.
 async fn publish_task(
-    mut publisher: TricklePublisher,
+    mut publisher: SocketPublisher,
     mut commands: mpsc::UnboundedReceiver<PublishCmd>,
     stop: CancellationToken,
     report: impl Fn(Seen) -> bool + Clone + Send + 'static,
 ) {
-    let mut open: Option<SegmentWriter> = None;
+    let mut open: Option<SocketSegmentWriter> = None;
     loop {
         let command = tokio::select! {
             () = stop.cancelled() => break,

@@ -28,7 +28,8 @@ use lvt_schema::SessionReport;
 use lvt_wire::live::OrchestratorUri;
 use lvt_wire::payment::SpendMeter;
 use lvt_wire::trickle::{
-    SegmentWriter, SubscribedSegment, TrickleError, TricklePublisher, TrickleSubscriber,
+    PublisherConfig, SocketPublisher, SocketSegmentWriter, SubscribedSegment, SubscriberConfig,
+    TrickleError, TricklePublisher, TrickleSubscriber,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -69,7 +70,8 @@ enum PublishCmd {
 
 /// A share's input channel: its publisher, its muxer and the segment being written.
 struct ShareInput {
-    publisher: TricklePublisher,
+    /// On the client's own connections: each frame is one write on the driver's task.
+    publisher: SocketPublisher,
     /// Muxes each frame when it is written, so that only that frame's bytes are held rather
     /// than the whole segment's; its continuity counters run on across the share's segments.
     muxer: TsMuxer,
@@ -79,7 +81,7 @@ struct ShareInput {
 /// The segment a share is writing.
 struct OpenSegment {
     plan: PlannedSegment,
-    writer: SegmentWriter,
+    writer: SocketSegmentWriter,
     /// Bytes written so far.
     bytes: u64,
 }
@@ -90,7 +92,7 @@ struct Applied {
     share: ShareId,
     input: Option<ShareInput>,
     inputs: Vec<Input>,
-    finish: Option<SegmentWriter>,
+    finish: Option<SocketSegmentWriter>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -244,8 +246,11 @@ pub(crate) async fn drive(
                             // runner that answers at once (its loading overlay) may have begun
                             // segment 0 before this GET arrives, and -1 would skip it.
                             .output(
-                                TrickleSubscriber::new(http.clone(), &urls.subscribe_url)
-                                    .starting_at(-2),
+                                TrickleSubscriber::over_sockets(
+                                    &urls.subscribe_url,
+                                    SubscriberConfig::default(),
+                                )
+                                .starting_at(-2),
                             ),
                     ));
                     streams.push(Box::pin(
@@ -264,7 +269,10 @@ pub(crate) async fn drive(
                     }
                     shares[share] = Some(ShareIo {
                         input: Lane::new(ShareInput {
-                            publisher: TricklePublisher::new(http.clone(), &urls.publish_url),
+                            publisher: SocketPublisher::new(
+                                &urls.publish_url,
+                                PublisherConfig::default(),
+                            ),
                             muxer: TsMuxer::new(MuxConfig::default()),
                             open: None,
                         }),
@@ -415,7 +423,7 @@ fn settle(
     ops: &FuturesUnordered<BoxFuture<Applied>>,
     clock: &Clock,
     mut feed: impl FnMut(Input),
-) -> Option<(ShareId, SegmentWriter)> {
+) -> Option<(ShareId, SocketSegmentWriter)> {
     let Applied {
         share,
         input,
