@@ -598,14 +598,20 @@ mod tests {
         Endpoint::parse(&format!("http://{addr}/c"), tls).unwrap()
     }
 
+    /// A connection to `endpoint` with a request head for `/c/0` sent.
+    async fn open(endpoint: &Endpoint, method: &str, chunked: bool) -> ClientConn {
+        let mut conn = ClientConn::connect(endpoint, Duration::from_secs(5))
+            .await
+            .unwrap();
+        conn.send_head(method, endpoint, "/c/0", &[], chunked)
+            .await
+            .unwrap();
+        conn
+    }
+
     async fn exchange(answer: &'static [u8], close: bool) -> (ClientConn, ResponseHead) {
         let endpoint = serve(answer, close).await;
-        let mut conn = ClientConn::connect(&endpoint, Duration::from_secs(5))
-            .await
-            .unwrap();
-        conn.send_head("GET", &endpoint, "/c/0", &[], false)
-            .await
-            .unwrap();
+        let mut conn = open(&endpoint, "GET", false).await;
         let head = conn.response(false).await.unwrap();
         (conn, head)
     }
@@ -652,12 +658,7 @@ mod tests {
     #[tokio::test]
     async fn broken_answers_are_errors_not_panics() {
         let endpoint = serve(b"HTTP/1.1 abc nonsense\r\n\r\n", true).await;
-        let mut conn = ClientConn::connect(&endpoint, Duration::from_secs(5))
-            .await
-            .unwrap();
-        conn.send_head("GET", &endpoint, "/c/0", &[], false)
-            .await
-            .unwrap();
+        let mut conn = open(&endpoint, "GET", false).await;
         assert!(matches!(
             conn.response(false).await,
             Err(ClientError::Protocol(_))
@@ -707,12 +708,7 @@ mod tests {
         });
         let tls = crate::tls::insecure_client_config(&[crate::tls::ALPN_HTTP1]).0;
         let endpoint = Endpoint::parse(&format!("https://{addr}/c"), tls).unwrap();
-        let mut conn = ClientConn::connect(&endpoint, Duration::from_secs(5))
-            .await
-            .unwrap();
-        conn.send_head("POST", &endpoint, "/c/0", &[], true)
-            .await
-            .unwrap();
+        let mut conn = open(&endpoint, "POST", true).await;
         // More than loopback's socket buffers hold on both sides together.
         let chunk = vec![b'x'; 24 * 1024 * 1024];
         let timeout = Duration::from_secs(30);
