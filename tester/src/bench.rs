@@ -224,12 +224,8 @@ async fn run_step(
     let mut failures = std::collections::BTreeMap::new();
     for r in &reports {
         if let Some(failure) = &r.failure {
-            let class = serde_json::to_value(failure.class)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{:?}", failure.class));
             failures
-                .entry(class)
+                .entry(crate::report::class_name(failure.class))
                 .or_insert_with(|| FailureCount {
                     sessions: 0,
                     example: failure.detail.clone(),

@@ -738,12 +738,7 @@ pub fn rank_orchestrators(
                 .iter()
                 .filter(|s| s.report.outcome == Outcome::Failed)
                 .filter_map(|s| s.report.failure.as_ref())
-                .map(|f| {
-                    serde_json::to_value(f.class)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_else(|| format!("{:?}", f.class))
-                })
+                .map(|f| crate::report::class_name(f.class))
                 .collect();
             failure_classes.sort();
             failure_classes.dedup();

@@ -20,7 +20,9 @@ pub fn outcome_label(r: &SessionReport) -> String {
     }
 }
 
-fn class_name(c: lvt_schema::FailureClass) -> String {
+/// A failure class as result records write it (`output_timeout`), taken from serde so the two
+/// never differ.
+pub(crate) fn class_name(c: lvt_schema::FailureClass) -> String {
     serde_json::to_value(c)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

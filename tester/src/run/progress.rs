@@ -136,7 +136,7 @@ pub fn session_line(s: &SessionRecord) -> String {
         outcome_name(s.report.outcome)
     );
     if let Some(f) = &s.report.failure {
-        line.push_str(&format!(" failure={}", failure_class_name(f)));
+        line.push_str(&format!(" failure={}", crate::report::class_name(f.class)));
     }
     line.push_str(&format!(
         " startup={} e2e p50={} fps={}",
@@ -156,15 +156,6 @@ fn outcome_name(o: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::UnscoredBusy => "unscored_busy",
         Outcome::UnscoredIndeterminate => "unscored_indeterminate",
-    }
-}
-
-/// The class as it is written in result records (`output_timeout`), taken from serde so the
-/// two never differ.
-fn failure_class_name(f: &lvt_schema::Failure) -> String {
-    match serde_json::to_value(f.class) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{:?}", f.class),
     }
 }
 

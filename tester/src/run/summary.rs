@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use lvt_schema::{Complexity, FailureClass, Outcome};
+use lvt_schema::{Complexity, Outcome};
 use serde::{Deserialize, Serialize};
 
 use crate::run::record::{SessionRecord, StartKind};
@@ -293,13 +293,6 @@ pub struct GroupSummary {
     pub queue_delay_ms: Stats,
 }
 
-fn failure_class_name(c: FailureClass) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{c:?}"))
-}
-
 fn metric_stats<'a>(metric: Metric, sessions: impl Iterator<Item = &'a SessionRecord>) -> Stats {
     Distribution::from_values(sessions.filter_map(|s| metric.session_value(s))).stats()
 }
@@ -329,7 +322,7 @@ fn summarize_group(key: Vec<(Label, String)>, sessions: &[&SessionRecord]) -> Gr
                 g.failed += 1;
                 let class = s.report.failure.as_ref().map_or_else(
                     || "unclassified".to_string(),
-                    |f| failure_class_name(f.class),
+                    |f| crate::report::class_name(f.class),
                 );
                 *g.failure_classes.entry(class).or_default() += 1;
             }
