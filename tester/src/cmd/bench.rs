@@ -15,7 +15,10 @@ pub const HELP: &str = "Ramp concurrent probe sessions against a local simulator
 how many sessions one tester holds, the tester's CPU time per stream-second and memory per \
 stream (from /proc for this process only), the same figures for the simulator (which runs as \
 a separate process), and the error of the measured e2e latency against the simulator's \
-injected latency.";
+injected latency. With --floor, each step is followed by the same number of streams doing \
+only their I/O (one write of each frame when it is due, over loopback TCP to an echo child, \
+and the read back), whose cost is printed beside the sessions': the baseline no change to the \
+tester's own code can go below.";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -43,6 +46,15 @@ pub struct BenchArgs {
     /// the gateway's figures then include the relay.
     #[arg(long, requires = "gateway")]
     pub relay: bool,
+    /// After each step, run the same number of bare I/O streams (each frame written when due
+    /// to an echo child over loopback TCP, and read back) and print their CPU beside the
+    /// sessions': the floor of the tester's cost (direct plaintext sessions only).
+    #[arg(long, conflicts_with_all = ["tls", "gateway"])]
+    pub floor: bool,
+    /// Internal: serve as the floor's echo peer on this address (`lvt bench --floor` starts
+    /// it as a child process).
+    #[arg(long, hide = true, value_name = "ADDR")]
+    pub echo_peer: Option<std::net::SocketAddr>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,6 +62,15 @@ pub struct BenchArgs {
 
 /// Validates the ramp, runs it and prints its figures as a table or JSON.
 pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
+    if let Some(addr) = args.echo_peer {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+        bench::floor::serve_echo(listener)
+            .await
+            .map_err(|e| CliError::Failed(e.into()))?;
+        return Ok(EXIT_OK);
+    }
     if args.streams == 0 || args.step == 0 {
         return Err(CliError::Usage(
             "--streams and --step must be at least 1".into(),
@@ -63,6 +84,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         tls: args.tls,
         gateway: args.gateway,
         relay: args.relay,
+        floor: args.floor,
     };
     let figures = bench::ramp(&opts, ctrl_c_token()).await?;
     if args.json {
@@ -110,6 +132,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
                 &rows
             )
         );
+        print_floor(&figures);
         println!(
             "\ninjected latency {} ms; held = passed with output FPS >= 27; KB/stream = resident \
              memory growth over the idle process, per concurrent stream; targets: {}",
@@ -123,4 +146,67 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// The floor's table (`--floor`): each step's sessions beside the same number of bare I/O
+/// streams, in both shapes.
+fn print_floor(figures: &[bench::StepFigures]) {
+    let us = |v: f64| format!("{v:.1}");
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for f in figures {
+        let Some(floor) = &f.floor else { continue };
+        for (shape, floor) in [
+            ("one task per stream", &floor.per_stream),
+            ("paced", &floor.paced),
+        ] {
+            rows.push(vec![
+                f.sessions.to_string(),
+                us(f.cpu_us_per_stream_second),
+                us(f.sys_us_per_stream_second),
+                shape.to_string(),
+                us(floor.cpu_us_per_stream_second),
+                us(floor.sys_us_per_stream_second),
+                floor
+                    .echo_cpu_us_per_stream_second
+                    .map_or_else(|| "-".into(), us),
+                if floor.cpu_us_per_stream_second > 0.0 {
+                    format!(
+                        "{:.2}",
+                        f.cpu_us_per_stream_second / floor.cpu_us_per_stream_second
+                    )
+                } else {
+                    "-".into()
+                },
+                if floor.bytes_returned == floor.bytes_written {
+                    "all".into()
+                } else {
+                    format!("{} of {}", floor.bytes_returned, floor.bytes_written)
+                },
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\nthe floor: as many streams doing only their I/O (one write per frame when due, the \
+         read back), one task per stream or one pacer for all (1 ms ticks)"
+    );
+    print!(
+        "{}",
+        report::table(
+            &[
+                "sessions",
+                "tester CPU us/stream-s",
+                "of it kernel",
+                "floor shape",
+                "floor CPU us/stream-s",
+                "of it kernel",
+                "echo CPU us/stream-s",
+                "tester / floor",
+                "bytes back",
+            ],
+            &rows
+        )
+    );
 }

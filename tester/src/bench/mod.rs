@@ -4,7 +4,11 @@
 //! The simulator runs as a child process (`lvt sim`), so each process's cost is its own: CPU is
 //! utime + stime from `/proc/PID/stat`, memory the resident set (`VmRSS` of `/proc/PID/status`)
 //! sampled while a step's sessions run, per stream as the growth over the idle process. Figures
-//! are printed, never asserted: this machine is shared and noisy.
+//! are printed, never asserted: this machine is shared and noisy. With `floor`, each step is
+//! followed by the same number of streams doing only their I/O ([`floor`]), the baseline the
+//! tester's figure is read against.
+
+pub mod floor;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +40,9 @@ pub struct BenchOptions {
     /// orchestrator child (`lvt sim gateway --orchestrator`), which injects the latency; the
     /// simulator figures are the gateway's alone.
     pub relay: bool,
+    /// After each step, run the same number of bare I/O streams against an echo child
+    /// ([`floor`]) and report their cost beside the sessions'. Direct plaintext sessions only.
+    pub floor: bool,
 }
 
 /// Figures of one ramp step.
@@ -48,6 +55,8 @@ pub struct StepFigures {
     /// class too), with one example detail each: what went wrong, not only how often.
     pub failures: std::collections::BTreeMap<String, FailureCount>,
     pub cpu_us_per_stream_second: f64,
+    /// The system (kernel) part of `cpu_us_per_stream_second`.
+    pub sys_us_per_stream_second: f64,
     /// The simulator child's CPU per stream-second, for comparison.
     pub sim_cpu_us_per_stream_second: Option<f64>,
     /// The tester's resident memory growth over its idle size, per concurrent stream (the
@@ -59,6 +68,8 @@ pub struct StepFigures {
     pub latency_error_ms_max: Option<f64>,
     pub output_fps_median: Option<f64>,
     pub wall_s: f64,
+    /// With `--floor`: the same number of streams doing only their I/O, run right after.
+    pub floor: Option<floor::Floor>,
 }
 
 /// How many sessions of a step failed in one class, and one of their details.
@@ -81,6 +92,11 @@ pub async fn ramp(
             .map_err(|e| anyhow::anyhow!("cannot encode the input clip: {e}"))?,
     );
     let http = probe::http_client()?;
+    let mut echo = match opts.floor {
+        true => Some(EchoChild::start().await?),
+        false => None,
+    };
+    let sizes: Arc<[usize]> = floor::frame_sizes(&clip).into();
     // The idle sizes the per-stream memory figures grow from: the clip is encoded and the
     // simulator listens, no session runs.
     let idle = Processes {
@@ -98,7 +114,28 @@ pub async fn ramp(
             sim_pid: sim.pid(),
             idle: &idle,
         };
-        let f = run_step(&step, clip.clone(), &http, cancel.clone()).await;
+        let mut f = run_step(&step, clip.clone(), &http, cancel.clone()).await;
+        if let Some(echo) = &echo
+            && !cancel.is_cancelled()
+        {
+            eprintln!(
+                "lvt bench: the floor, {n} bare I/O streams for {:?}...",
+                opts.hold
+            );
+            let fps = clip.config.fps;
+            let shape = |shape| echo.run(shape, n, opts.hold, fps, sizes.clone());
+            let per_stream = shape(floor::Shape::PerStream).await?;
+            let paced = shape(floor::Shape::Paced).await?;
+            eprintln!(
+                "lvt bench: floor {:.1} us CPU per stream-second one task per stream, {:.1} \
+                 paced ({:.1} and {:.1} in the kernel)",
+                per_stream.cpu_us_per_stream_second,
+                paced.cpu_us_per_stream_second,
+                per_stream.sys_us_per_stream_second,
+                paced.sys_us_per_stream_second
+            );
+            f.floor = Some(floor::Floor { per_stream, paced });
+        }
         eprintln!(
             "lvt bench: {} held of {}, {:.1} us CPU per stream-second, latency error median {} ms",
             f.held,
@@ -121,6 +158,9 @@ pub async fn ramp(
         n = (n + opts.step).min(opts.streams);
     }
     sim.stop().await;
+    if let Some(echo) = &mut echo {
+        let _ = echo.child.kill().await;
+    }
     Ok(figures)
 }
 
@@ -208,10 +248,8 @@ async fn run_step(
     let wall_s = t0.elapsed().as_secs_f64();
     let end = sample();
     let stream_seconds = f64::from(n) * bench.hold.as_secs_f64();
-    let cpu_per_stream_second = |a: &Option<ProcSample>, b: &Option<ProcSample>| match (a, b) {
-        (Some(a), Some(b)) => Some(b.cpu_us.saturating_sub(a.cpu_us) as f64 / stream_seconds),
-        _ => None,
-    };
+    let cpu_per_stream_second =
+        |a: &Option<ProcSample>, b: &Option<ProcSample>| per_stream_second(a, b, stream_seconds);
     let growth_per_stream = |idle: &Option<ProcSample>, peak: u64| {
         idle.as_ref()
             .filter(|_| peak > 0)
@@ -252,6 +290,7 @@ async fn run_step(
         failed,
         failures,
         cpu_us_per_stream_second: cpu_per_stream_second(&start.tester, &end.tester).unwrap_or(0.0),
+        sys_us_per_stream_second: sys_per_stream_second(&start.tester, &end.tester, stream_seconds),
         sim_cpu_us_per_stream_second: cpu_per_stream_second(&start.sim, &end.sim),
         rss_bytes_per_stream: growth_per_stream(&step.idle.tester, peak_rss.0),
         sim_rss_bytes_per_stream: growth_per_stream(&step.idle.sim, peak_rss.1),
@@ -259,6 +298,31 @@ async fn run_step(
         latency_error_ms_max: errors.iter().copied().reduce(f64::max),
         output_fps_median: median(&mut fps),
         wall_s,
+        floor: None,
+    }
+}
+
+/// CPU time (user + system) between two samples of one process, per stream-second.
+fn per_stream_second(
+    a: &Option<ProcSample>,
+    b: &Option<ProcSample>,
+    stream_seconds: f64,
+) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(b.cpu_us.saturating_sub(a.cpu_us) as f64 / stream_seconds),
+        _ => None,
+    }
+}
+
+/// The system part of the CPU time between two samples, per stream-second (0 without both).
+fn sys_per_stream_second(
+    a: &Option<ProcSample>,
+    b: &Option<ProcSample>,
+    stream_seconds: f64,
+) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) => b.sys_us.saturating_sub(a.sys_us) as f64 / stream_seconds,
+        _ => 0.0,
     }
 }
 
@@ -281,6 +345,8 @@ enum Pid {
 struct ProcSample {
     /// User plus system time, in microseconds.
     cpu_us: u64,
+    /// System time alone, in microseconds.
+    sys_us: u64,
     rss_bytes: u64,
 }
 
@@ -292,22 +358,24 @@ impl ProcSample {
         };
         let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
         let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+        let (user_us, sys_us) = cpu_us_of_stat(&stat)?;
         Some(Self {
-            cpu_us: cpu_us_of_stat(&stat)?,
+            cpu_us: user_us + sys_us,
+            sys_us,
             rss_bytes: rss_bytes_of_status(&status)?,
         })
     }
 }
 
-/// CPU time (user + system) from a `/proc/PID/stat` line, in microseconds. Linux reports it
+/// CPU time (user, system) from a `/proc/PID/stat` line, in microseconds. Linux reports it
 /// in USER_HZ ticks, which are 100 per second on every Linux architecture.
-fn cpu_us_of_stat(stat: &str) -> Option<u64> {
+fn cpu_us_of_stat(stat: &str) -> Option<(u64, u64)> {
     // The command name (field 2) may contain spaces; fields after its closing parenthesis are plain.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, i.e. 12 and 13 after the name.
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    Some((ticks(11)? + ticks(12)?) * 10_000)
+    Some((ticks(11)? * 10_000, ticks(12)? * 10_000))
 }
 
 /// `VmRSS` of a `/proc/PID/status` text, in bytes.
@@ -420,7 +488,64 @@ impl SimChild {
     }
 }
 
-/// Waits until something listens on 127.0.0.1:`port` (a simulator child starting).
+/// The floor's echo peer, a child process (`lvt bench --echo-peer`) so that its CPU is its own.
+struct EchoChild {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl EchoChild {
+    async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("bench")
+            .arg("--echo-peer")
+            .arg(addr.to_string())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        wait_listening(port).await?;
+        Ok(Self { child, addr })
+    }
+
+    /// Runs `n` floor streams of `shape` for `hold` and measures this process and the echo
+    /// child.
+    async fn run(
+        &self,
+        shape: floor::Shape,
+        n: u32,
+        hold: Duration,
+        fps: u32,
+        sizes: Arc<[usize]>,
+    ) -> anyhow::Result<floor::FloorFigures> {
+        let echo_pid = self.child.id();
+        let sample = || {
+            (
+                ProcSample::read(Pid::Own),
+                echo_pid.and_then(|pid| ProcSample::read(Pid::Other(pid))),
+            )
+        };
+        let before = sample();
+        let totals = floor::drive(self.addr, shape, n, hold, fps, sizes)
+            .await
+            .map_err(|e| anyhow::anyhow!("the floor's streams failed: {e}"))?;
+        let after = sample();
+        let stream_seconds = f64::from(n) * hold.as_secs_f64();
+        Ok(floor::FloorFigures {
+            cpu_us_per_stream_second: per_stream_second(&before.0, &after.0, stream_seconds)
+                .unwrap_or(0.0),
+            sys_us_per_stream_second: sys_per_stream_second(&before.0, &after.0, stream_seconds),
+            echo_cpu_us_per_stream_second: per_stream_second(&before.1, &after.1, stream_seconds),
+            bytes_written: totals.written,
+            bytes_returned: totals.returned,
+        })
+    }
+}
+
+/// Waits until something listens on 127.0.0.1:`port` (a simulator or echo child starting).
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -428,7 +553,7 @@ async fn wait_listening(port: u16) -> anyhow::Result<()> {
         .is_err()
     {
         if Instant::now() > deadline {
-            anyhow::bail!("the simulator did not listen on 127.0.0.1:{port} within 15 s");
+            anyhow::bail!("the child process did not listen on 127.0.0.1:{port} within 15 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -492,7 +617,7 @@ mod tests {
     #[test]
     fn proc_texts_are_parsed() {
         let stat = "4242 (lvt (x) y) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 4 0 100 0 0";
-        assert_eq!(cpu_us_of_stat(stat), Some(3_250_000));
+        assert_eq!(cpu_us_of_stat(stat), Some((2_500_000, 750_000)));
         assert_eq!(cpu_us_of_stat("garbage"), None);
         let status = "Name:\tlvt\nVmPeak:\t  2000 kB\nVmRSS:\t    1536 kB\nThreads:\t4\n";
         assert_eq!(rss_bytes_of_status(status), Some(1536 * 1024));
