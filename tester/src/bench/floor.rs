@@ -124,8 +124,12 @@ pub async fn drive(
     sizes: Arc<[usize]>,
 ) -> std::io::Result<Totals> {
     let period = Duration::from_nanos(1_000_000_000 / u64::from(fps.max(1)));
-    let frames = (hold.as_secs_f64() * f64::from(fps)).round() as u64;
-    let zeros: Arc<[u8]> = vec![0u8; sizes.iter().copied().max().unwrap_or(0)].into();
+    let writes = Writes {
+        period,
+        count: (hold.as_secs_f64() * f64::from(fps)).round() as u64,
+        zeros: vec![0u8; sizes.iter().copied().max().unwrap_or(0)].into(),
+        sizes,
+    };
     let mut sockets = Vec::with_capacity(streams as usize);
     for _ in 0..streams {
         let socket = TcpStream::connect(peer).await?;
@@ -138,8 +142,7 @@ pub async fn drive(
     match shape {
         Shape::PerStream => {
             for (i, socket) in sockets.into_iter().enumerate() {
-                let (sizes, zeros) = (sizes.clone(), zeros.clone());
-                tasks.spawn(stream(socket, first(i), period, frames, sizes, zeros));
+                tasks.spawn(stream(socket, first(i), writes.clone()));
             }
         }
         Shape::Paced => {
@@ -154,7 +157,7 @@ pub async fn drive(
                     written: 0,
                 });
             }
-            tasks.spawn(pace(writers, start, period, frames, sizes, zeros));
+            tasks.spawn(pace(writers, start, writes));
         }
     }
     let mut totals = Totals::default();
@@ -166,26 +169,42 @@ pub async fn drive(
     Ok(totals)
 }
 
+/// What each floor stream writes: `count` frames, one every `period`, of the clip's `sizes` in
+/// order (looping).
+#[derive(Clone)]
+struct Writes {
+    period: Duration,
+    count: u64,
+    sizes: Arc<[usize]>,
+    /// As many zero bytes as the largest frame.
+    zeros: Arc<[u8]>,
+}
+
+impl Writes {
+    /// The bytes of frame `k`.
+    fn frame(&self, k: u64) -> &[u8] {
+        let size = self.sizes.get(k as usize % self.sizes.len().max(1));
+        &self.zeros[..size.copied().unwrap_or(0)]
+    }
+}
+
 /// One floor stream: one task, as one session is one driver loop.
 async fn stream(
     mut socket: TcpStream,
     first: tokio::time::Instant,
-    period: Duration,
-    frames: u64,
-    sizes: Arc<[usize]>,
-    zeros: Arc<[u8]>,
+    writes: Writes,
 ) -> std::io::Result<Totals> {
-    let mut ticks = tokio::time::interval_at(first, period);
+    let mut ticks = tokio::time::interval_at(first, writes.period);
     let mut buf = vec![0u8; 64 * 1024];
     let mut t = Totals::default();
     let (mut reader, mut writer) = socket.split();
     let mut k = 0u64;
-    while k < frames {
+    while k < writes.count {
         tokio::select! {
             _ = ticks.tick() => {
-                let size = sizes.get(k as usize % sizes.len().max(1)).copied().unwrap_or(0);
-                writer.write_all(&zeros[..size]).await?;
-                t.written += size as u64;
+                let frame = writes.frame(k);
+                writer.write_all(frame).await?;
+                t.written += frame.len() as u64;
                 k += 1;
             }
             read = reader.read(&mut buf) => match read? {
@@ -217,28 +236,22 @@ struct Paced {
 async fn pace(
     mut streams: Vec<Paced>,
     start: tokio::time::Instant,
-    period: Duration,
-    frames: u64,
-    sizes: Arc<[usize]>,
-    zeros: Arc<[u8]>,
+    writes: Writes,
 ) -> std::io::Result<Totals> {
     let mut ticks = tokio::time::interval_at(start, PACER_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut left = streams.len();
     while left > 0 {
         let now = ticks.tick().await;
-        for s in streams.iter_mut().filter(|s| s.sent < frames) {
-            while s.sent < frames && s.due <= now {
-                let size = sizes
-                    .get(s.sent as usize % sizes.len().max(1))
-                    .copied()
-                    .unwrap_or(0);
-                s.writer.write_all(&zeros[..size]).await?;
-                s.written += size as u64;
+        for s in streams.iter_mut().filter(|s| s.sent < writes.count) {
+            while s.sent < writes.count && s.due <= now {
+                let frame = writes.frame(s.sent);
+                s.writer.write_all(frame).await?;
+                s.written += frame.len() as u64;
                 s.sent += 1;
-                s.due += period;
+                s.due += writes.period;
             }
-            if s.sent == frames {
+            if s.sent == writes.count {
                 s.writer.shutdown().await?;
                 left -= 1;
             }
