@@ -46,7 +46,14 @@ fn probe_options(duration: Duration) -> ProbeOptions {
 
 /// One gateway-mode session with `opts` against the gateway at `url`.
 async fn probe_with(url: &str, opts: &ProbeOptions) -> SessionReport {
-    let options = GatewayOptions::new(url.parse().unwrap());
+    probe_decoding(url, opts, false).await
+}
+
+/// The same, decoding only the output keyframes outside the overlay watch when
+/// `keyframes_only` (as under load).
+async fn probe_decoding(url: &str, opts: &ProbeOptions, keyframes_only: bool) -> SessionReport {
+    let mut options = GatewayOptions::new(url.parse().unwrap());
+    options.decode_keyframes_only = keyframes_only;
     let http = probe::http_client().unwrap();
     probe_gateway(opts, &options, clip(), &http, CancellationToken::new()).await
 }
@@ -823,6 +830,16 @@ async fn output_stopped_past_the_gap_is_output_timeout() {
 /// processed frame. Without the watch they pass for output and startup looks 1.5 s better.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loading_overlay_through_a_gateway_is_not_output() {
+    loading_overlay_is_not_output(false).await;
+}
+
+/// The same under load, where outside the watch only the output keyframes are decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loading_overlay_is_not_output_when_only_keyframes_are_decoded() {
+    loading_overlay_is_not_output(true).await;
+}
+
+async fn loading_overlay_is_not_output(keyframes_only: bool) {
     use lvt_sim::Profile;
     use lvt_testkit::sim::start_sim;
 
@@ -841,7 +858,7 @@ async fn the_loading_overlay_through_a_gateway_is_not_output() {
         let mut opts = probe_options(Duration::from_secs(6));
         opts.watch_overlay = watch_overlay;
         let url = gw.url.clone();
-        async move { probe_with(&url, &opts).await }
+        async move { probe_decoding(&url, &opts, keyframes_only).await }
     };
 
     let report = run(true).await;
@@ -877,6 +894,17 @@ async fn the_loading_overlay_through_a_gateway_is_not_output() {
 /// counted apart (the watch opened by the update) and shows as a stall of processed output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_after_an_update_shows_as_overlay_through_a_gateway() {
+    reload_after_update_is_overlay(false).await;
+}
+
+/// The same under load: the update's watch gets a decoder of the session's own, which reads
+/// pictures from the overlay's keyframe on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_shows_as_overlay_when_only_keyframes_are_decoded() {
+    reload_after_update_is_overlay(true).await;
+}
+
+async fn reload_after_update_is_overlay(keyframes_only: bool) {
     use lvt_sim::Profile;
     use lvt_testkit::sim::start_sim;
 
@@ -894,7 +922,7 @@ async fn a_reload_after_an_update_shows_as_overlay_through_a_gateway() {
     let (_relay, gw) = relaying_gateway(vec![orch.uri.clone()]).await;
     let mut opts = probe_options(Duration::from_secs(8));
     opts.params_update_offsets = vec![Duration::from_secs(3)];
-    let report = probe_with(&gw.url, &opts).await;
+    let report = probe_decoding(&gw.url, &opts, keyframes_only).await;
     assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
     let m = &report.metrics;
     let overlay = m.loading_overlay.as_ref().expect("the reload's overlay");
@@ -922,6 +950,16 @@ async fn a_reload_after_an_update_shows_as_overlay_through_a_gateway() {
 /// too, and the freeze lasts until processed output is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overlay_of_a_swapped_in_orchestrator_is_not_output() {
+    swapped_in_overlay_is_not_output(false).await;
+}
+
+/// The same under load: output back after the stall is watched with a decoder of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_in_overlay_is_not_output_when_only_keyframes_are_decoded() {
+    swapped_in_overlay_is_not_output(true).await;
+}
+
+async fn swapped_in_overlay_is_not_output(keyframes_only: bool) {
     use lvt_sim::Profile;
     use lvt_testkit::sim::start_sim;
 
@@ -935,7 +973,10 @@ async fn the_overlay_of_a_swapped_in_orchestrator_is_not_output() {
     let (crashy, _stop_a) = start_sim(profile(Some(3.0), 100), true).await;
     let (loading, _stop_b) = start_sim(profile(None, 1_500), true).await;
     let (relay, gw) = relaying_gateway(vec![crashy.uri.clone(), loading.uri.clone()]).await;
-    let report = session(&gw, Duration::from_secs(9)).await;
+    let mut opts = probe_options(Duration::from_secs(9));
+    opts.params_update_offsets = vec![Duration::from_secs_f64(4.5)];
+    opts.timeouts.first_output = Duration::from_secs(8);
+    let report = probe_decoding(&gw.url, &opts, keyframes_only).await;
     assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.failure);
     assert_eq!(
         relay.served(),

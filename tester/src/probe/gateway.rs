@@ -11,7 +11,8 @@
 //! The loading overlay is told apart as in the other modes, with the same watch
 //! ([`OverlayWatch`]): from the first output frame to the first processed one, after a params
 //! update and when output comes back after a stall, every frame is decoded and held until its
-//! picture says which it is (not with `decode_keyframes_only`).
+//! picture says which it is. With `decode_keyframes_only` the session has a decoder of its own
+//! only while a watch is open (the keyframes between watches go to the shared decoders).
 //!
 //! Not built yet: running through `SessionCore` (this driver keeps its own small loop).
 
@@ -64,9 +65,9 @@ pub struct GatewayOptions {
     pub orchestrator: Option<String>,
     /// Sent with the WHIP, WHEP, status and update requests (a stream key, an API key).
     pub headers: HeaderMap,
-    /// Decode only the output keyframes (one content sample per segment) instead of every
-    /// frame: for load, where decoding every frame of every stream would cost more than the
-    /// rest of the session (`lvt bench --gateway`).
+    /// Outside the loading overlay watch, decode only the output keyframes (one content sample
+    /// per segment) instead of every frame: for load, where decoding every frame of every
+    /// stream would cost more than the rest of the session (`lvt bench --gateway`).
     pub decode_keyframes_only: bool,
 }
 
@@ -144,9 +145,9 @@ struct Look {
 
 /// Where a session's output access units are decoded.
 enum Decoder {
-    /// Every frame, in order, on a thread of the session's own (P-frames need the frames
+    /// Every frame, in order, by a decoder of the session's own (P-frames need the frames
     /// before them).
-    Own(std::sync::mpsc::Sender<(u64, u64, Bytes)>),
+    Own(OwnDecoder),
     /// Keyframes only, on the decoders all sessions of the process share.
     Shared(
         &'static std::sync::mpsc::Sender<KeyframeJob>,
@@ -154,42 +155,48 @@ enum Decoder {
     ),
 }
 
+/// A session's own decoder, kept by one of the [`stream_decoders`] threads; it goes when this
+/// is dropped.
+struct OwnDecoder {
+    stream: u64,
+    jobs: &'static std::sync::mpsc::Sender<StreamJob>,
+    done: mpsc::UnboundedSender<Look>,
+}
+
+impl Drop for OwnDecoder {
+    fn drop(&mut self) {
+        let _ = self.jobs.send(StreamJob::End {
+            stream: self.stream,
+        });
+    }
+}
+
 impl Decoder {
-    /// `keyframes_only`: the shared keyframe decoders, else a thread of its own. Looks go to
+    /// `keyframes_only`: the shared keyframe decoders, else a decoder of its own. Looks go to
     /// `done`; `None` when FFmpeg has no H.264 decoder.
     fn start(keyframes_only: bool, done: mpsc::UnboundedSender<Look>) -> Option<Decoder> {
         if keyframes_only {
             return shared_keyframe_decoders().map(|jobs| Decoder::Shared(jobs, done));
         }
-        let mut reader = PictureReader::new()?;
-        let (units, inbox) = std::sync::mpsc::channel::<(u64, u64, Bytes)>();
-        std::thread::Builder::new()
-            .name("lvt-gateway-decode".into())
-            .spawn(move || {
-                while let Ok((rtp_time, at_us, unit)) = inbox.recv() {
-                    let look = reader.look(&unit);
-                    if done
-                        .send(Look {
-                            rtp_time,
-                            at_us,
-                            look,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            })
-            .ok()?;
-        Some(Decoder::Own(units))
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let threads = stream_decoders()?;
+        let jobs = threads.get(stream as usize % threads.len())?;
+        Some(Decoder::Own(OwnDecoder { stream, jobs, done }))
     }
 
     /// Queues one access unit; a decoder that has gone (its thread ended) loses it, and the
     /// session counts no sample for it.
     fn send(&self, rtp_time: u64, at_us: u64, unit: Bytes) {
         match self {
-            Decoder::Own(units) => {
-                let _ = units.send((rtp_time, at_us, unit));
+            Decoder::Own(own) => {
+                let _ = own.jobs.send(StreamJob::Frame {
+                    stream: own.stream,
+                    rtp_time,
+                    at_us,
+                    unit,
+                    done: own.done.clone(),
+                });
             }
             Decoder::Shared(jobs, done) => {
                 let _ = jobs.send((rtp_time, at_us, unit, done.clone()));
@@ -208,6 +215,7 @@ struct Frames {
     /// decoder at the end, so that the looks run out.
     looks: Option<mpsc::UnboundedSender<Look>>,
     keyframes_only: bool,
+    watch_overlay: bool,
     read_numbers: bool,
     tolerance_us: u64,
     /// The frame number the latest processed picture showed: an overlay after a reload repeats
@@ -218,12 +226,11 @@ struct Frames {
 }
 
 impl Frames {
-    /// Opens the start watch when `watch_overlay`, not `keyframes_only`, and a decoder of the
-    /// session's own can be had (the watch decodes every frame up to the first processed one,
-    /// P-frames too); otherwise frames count as output as they come. Under load
-    /// (`keyframes_only`) there is no watch: a decoder of each session's own, even for its first
-    /// second, left about 140 KB of memory per stream behind (`lvt bench --gateway`, 100
-    /// streams). Looks arrive on the receiver returned.
+    /// Opens the start watch when `watch_overlay` and a decoder of the session's own can be had
+    /// (the watch decodes every frame up to the first processed one, P-frames too); otherwise
+    /// frames count as output as they come. With `keyframes_only`, that decoder goes when the
+    /// watch closes and the shared keyframe decoders take over. Looks arrive on the receiver
+    /// returned.
     fn new(
         keyframes_only: bool,
         watch_overlay: bool,
@@ -232,8 +239,7 @@ impl Frames {
     ) -> (Self, mpsc::UnboundedReceiver<Look>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut watch = OverlayWatch::default();
-        let watched = watch_overlay && !keyframes_only;
-        let decoder = match watched.then(|| Decoder::start(false, tx.clone())) {
+        let decoder = match watch_overlay.then(|| Decoder::start(false, tx.clone())) {
             Some(Some(own)) => {
                 watch.open_start();
                 Some(own)
@@ -245,6 +251,7 @@ impl Frames {
             decoder,
             looks: Some(tx),
             keyframes_only,
+            watch_overlay,
             read_numbers,
             tolerance_us,
             last_code: None,
@@ -256,13 +263,26 @@ impl Frames {
     /// A params update went out at `at_us`, or output came back after a stall (a swap): a
     /// runner that reloads, or a new one that loads, shows its overlay, so every frame is held
     /// until read from now until [`OVERLAY_WATCH_AFTER_UPDATE_US`] later if no overlay shows,
-    /// or until the first processed frame after one. Only where every frame is decoded anyway
-    /// (not under load, where only keyframes are).
+    /// or until the first processed frame after one. With `keyframes_only`, a fresh decoder
+    /// of the session's own reads the frames while the watch is open: it sees pictures from the
+    /// next keyframe on, so frames before that one give no picture and count as output (an
+    /// overlay is seen up to one GOP late, docs/gateway-mode.md).
     fn open_update(&mut self, at_us: u64) {
-        if !self.keyframes_only && self.decoder.is_some() {
-            self.watch
-                .open_update(at_us.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US), None);
+        if !self.watch_overlay || self.decoder.is_none() {
+            return;
         }
+        if self.keyframes_only && !self.watch.is_open() {
+            let own = self
+                .looks
+                .as_ref()
+                .and_then(|looks| Decoder::start(false, looks.clone()));
+            match own {
+                Some(own) => self.decoder = Some(own),
+                None => return,
+            }
+        }
+        self.watch
+            .open_update(at_us.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US), None);
     }
 
     /// One output access unit that arrived at `at_us`.
@@ -344,9 +364,17 @@ impl Frames {
     }
 
     /// The first processed frame came (or the watch ran out): the frames held count as output.
+    /// With `keyframes_only`, the session's own decoder goes (its thread ends once it has
+    /// answered what it was given) and the shared keyframe decoders take over.
     fn close_watch(&mut self, recorder: &mut SessionRecorder) {
         for frame in self.watch.close() {
             count(recorder, &frame);
+        }
+        if self.keyframes_only
+            && matches!(self.decoder, Some(Decoder::Own(_)))
+            && let Some(looks) = &self.looks
+        {
+            self.decoder = Decoder::start(true, looks.clone());
         }
     }
 
@@ -424,6 +452,81 @@ fn shared_keyframe_decoders() -> Option<&'static std::sync::mpsc::Sender<Keyfram
         (started > 0).then_some(jobs)
     })
     .as_ref()
+}
+
+/// Work for a thread of [`stream_decoders`].
+enum StreamJob {
+    /// One access unit of `stream`, decoded by that stream's decoder (made at its first unit).
+    Frame {
+        stream: u64,
+        rtp_time: u64,
+        at_us: u64,
+        unit: Bytes,
+        done: mpsc::UnboundedSender<Look>,
+    },
+    /// `stream`'s decoder goes.
+    End { stream: u64 },
+}
+
+/// The threads that keep the sessions' own decoders, one per core; a session's decoder stays on
+/// one thread (its frames are decoded in order). A thread of each session's own, for a watch of
+/// its first frames, left its pictures' memory in that thread's malloc arena when it ended:
+/// about 135 KB per stream under `lvt bench --gateway` (docs/benchmarks.md). Here the same few
+/// arenas serve every session in turn. `None` when FFmpeg has no H.264 decoder.
+fn stream_decoders() -> Option<&'static [std::sync::mpsc::Sender<StreamJob>]> {
+    static THREADS: std::sync::OnceLock<Vec<std::sync::mpsc::Sender<StreamJob>>> =
+        std::sync::OnceLock::new();
+    let threads = THREADS.get_or_init(|| {
+        if PictureReader::new().is_none() {
+            return Vec::new();
+        }
+        let count = std::thread::available_parallelism().map_or(1, usize::from);
+        (0..count)
+            .filter_map(|index| {
+                let (jobs, inbox) = std::sync::mpsc::channel::<StreamJob>();
+                std::thread::Builder::new()
+                    .name(format!("lvt-stream-decode-{index}"))
+                    .spawn(move || decode_streams(&inbox))
+                    .ok()
+                    .map(|_| jobs)
+            })
+            .collect()
+    });
+    (!threads.is_empty()).then_some(threads.as_slice())
+}
+
+/// One thread of [`stream_decoders`]: the decoders of the streams it was given, by stream.
+fn decode_streams(inbox: &std::sync::mpsc::Receiver<StreamJob>) {
+    let mut readers: std::collections::HashMap<u64, Option<PictureReader>> = Default::default();
+    while let Ok(job) = inbox.recv() {
+        match job {
+            StreamJob::Frame {
+                stream,
+                rtp_time,
+                at_us,
+                unit,
+                done,
+            } => {
+                // Made at the stream's first unit; `None` (no decoder) answers every unit
+                // with no picture.
+                let reader = match readers.entry(stream) {
+                    std::collections::hash_map::Entry::Occupied(kept) => kept.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(new) => {
+                        new.insert(PictureReader::new())
+                    }
+                };
+                let look = reader.as_mut().and_then(|r| r.look(&unit));
+                let _ = done.send(Look {
+                    rtp_time,
+                    at_us,
+                    look,
+                });
+            }
+            StreamJob::End { stream } => {
+                readers.remove(&stream);
+            }
+        }
+    }
 }
 
 /// The session's state while it runs.
