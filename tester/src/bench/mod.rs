@@ -51,8 +51,9 @@ pub struct StepFigures {
     pub sessions: u32,
     pub held: u32,
     pub failed: u32,
-    /// Sessions that did not pass, by failure class (`unscored_*` outcomes under their
-    /// class too), with one example detail each: what went wrong, not only how often.
+    /// Sessions not held, by failure class (`unscored_*` outcomes under their class too), and
+    /// under [`BELOW_HELD_FPS`] the ones that passed with too little output, with one example
+    /// detail each: what went wrong, not only how often.
     pub failures: std::collections::BTreeMap<String, FailureCount>,
     pub cpu_us_per_stream_second: f64,
     /// The system (kernel) part of `cpu_us_per_stream_second`.
@@ -71,6 +72,12 @@ pub struct StepFigures {
     /// With `--floor`: the same number of streams doing only their I/O, run right after.
     pub floor: Option<floor::Floor>,
 }
+
+/// Output FPS a passed session needs to count as held.
+pub const HELD_FPS: f64 = 27.0;
+
+/// The `failures` key of sessions that passed with output under [`HELD_FPS`].
+pub const BELOW_HELD_FPS: &str = "passed_below_27_fps";
 
 /// How many sessions of a step failed in one class, and one of their details.
 #[derive(Debug, serde::Serialize)]
@@ -255,35 +262,13 @@ async fn run_step(
             .filter(|_| peak > 0)
             .map(|idle| peak.saturating_sub(idle.rss_bytes) as f64 / f64::from(n))
     };
-    let mut errors: Vec<f64> = Vec::new();
-    let mut fps: Vec<f64> = Vec::new();
-    let mut held = 0;
-    let mut failed = 0;
-    let mut failures = std::collections::BTreeMap::new();
-    for r in &reports {
-        if let Some(failure) = &r.failure {
-            failures
-                .entry(crate::report::class_name(failure.class))
-                .or_insert_with(|| FailureCount {
-                    sessions: 0,
-                    example: failure.detail.clone(),
-                })
-                .sessions += 1;
-        }
-        let f = r.metrics.output_fps.as_ref().map(|f| f.mean);
-        if let Some(f) = f {
-            fps.push(f);
-        }
-        if r.outcome == Outcome::Passed && f.is_some_and(|f| f >= 27.0) {
-            held += 1;
-        }
-        if r.outcome == Outcome::Failed {
-            failed += 1;
-        }
-        if let Some(l) = &r.metrics.e2e_latency_ms {
-            errors.push((l.p50 - bench.latency_ms as f64).abs());
-        }
-    }
+    let Tally {
+        held,
+        failed,
+        failures,
+        mut errors,
+        mut fps,
+    } = tally(&reports, bench.latency_ms);
     StepFigures {
         sessions: n,
         held,
@@ -300,6 +285,65 @@ async fn run_step(
         wall_s,
         floor: None,
     }
+}
+
+/// What a step's reports add up to.
+struct Tally {
+    held: u32,
+    failed: u32,
+    failures: std::collections::BTreeMap<String, FailureCount>,
+    /// Each session's e2e p50 against the injected latency, in ms.
+    errors: Vec<f64>,
+    /// Each session's mean output FPS.
+    fps: Vec<f64>,
+}
+
+/// Adds up a step's reports: held (passed with output at [`HELD_FPS`] or more), failed, the
+/// sessions not held by failure class or [`BELOW_HELD_FPS`], the latency errors against
+/// `latency_ms` and the output FPS.
+fn tally(reports: &[lvt_schema::SessionReport], latency_ms: u64) -> Tally {
+    let mut t = Tally {
+        held: 0,
+        failed: 0,
+        failures: Default::default(),
+        errors: Vec::new(),
+        fps: Vec::new(),
+    };
+    let mut not_held = |key: String, example: String| {
+        t.failures
+            .entry(key)
+            .or_insert(FailureCount {
+                sessions: 0,
+                example,
+            })
+            .sessions += 1;
+    };
+    for r in reports {
+        let fps = r.metrics.output_fps.as_ref().map(|f| f.mean);
+        if let Some(failure) = &r.failure {
+            not_held(
+                crate::report::class_name(failure.class),
+                failure.detail.clone(),
+            );
+        } else if r.outcome == Outcome::Passed && !fps.is_some_and(|f| f >= HELD_FPS) {
+            let example = fps.map_or_else(
+                || "no output FPS measured".to_string(),
+                |f| format!("output {f:.2} fps"),
+            );
+            not_held(BELOW_HELD_FPS.to_string(), example);
+        }
+        if r.outcome == Outcome::Passed && fps.is_some_and(|f| f >= HELD_FPS) {
+            t.held += 1;
+        }
+        if r.outcome == Outcome::Failed {
+            t.failed += 1;
+        }
+        t.fps.extend(fps);
+        if let Some(l) = &r.metrics.e2e_latency_ms {
+            t.errors.push((l.p50 - latency_ms as f64).abs());
+        }
+    }
+    t
 }
 
 /// CPU time (user + system) between two samples of one process, per stream-second.
@@ -627,6 +671,50 @@ mod tests {
             own.rss_bytes > 1 << 20,
             "a running test uses more than 1 MiB"
         );
+    }
+
+    #[test]
+    fn sessions_not_held_are_listed_with_why_slow_ones_too() {
+        use lvt_schema::{Failure, FailureClass, FpsSummary, SessionReport};
+        let report = |outcome, fps: Option<f64>, failure: Option<(FailureClass, &str)>| {
+            let mut r = SessionReport::new("s", "noop", 1_700_000_000_000);
+            r.outcome = outcome;
+            r.metrics.output_fps = fps.map(|mean| FpsSummary {
+                mean,
+                p5: mean,
+                p50: mean,
+                windows: 10,
+            });
+            r.failure = failure.map(|(class, detail)| Failure {
+                class,
+                detail: detail.into(),
+            });
+            r
+        };
+        let reports = [
+            report(Outcome::Passed, Some(30.0), None),
+            report(Outcome::Passed, Some(29.9), None),
+            report(Outcome::Passed, Some(20.5), None),
+            report(Outcome::Passed, Some(12.0), None),
+            report(Outcome::Passed, None, None),
+            report(
+                Outcome::Failed,
+                None,
+                Some((FailureClass::OutputTimeout, "no output for 30 s")),
+            ),
+        ];
+        let t = tally(&reports, 40);
+        assert_eq!((t.held, t.failed), (2, 1));
+        let slow = &t.failures[BELOW_HELD_FPS];
+        assert_eq!(slow.sessions, 3);
+        assert_eq!(slow.example, "output 20.50 fps");
+        let timeout = &t.failures[&crate::report::class_name(FailureClass::OutputTimeout)];
+        assert_eq!(
+            (timeout.sessions, timeout.example.as_str()),
+            (1, "no output for 30 s")
+        );
+        assert_eq!(t.failures.len(), 2);
+        assert_eq!(t.fps, [30.0, 29.9, 20.5, 12.0]);
     }
 
     #[test]
