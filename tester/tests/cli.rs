@@ -242,3 +242,43 @@ async fn demo_ranks_good_slow_flaky_and_leaves_busy_unscored() {
         }
     }
 }
+
+/// `lvt bench --floor`: a small ramp, then as many bare I/O streams in both shapes against the
+/// echo child, every byte back, each figure's kernel part within it; `--floor` with
+/// `--gateway` is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_floor_runs_bare_streams_beside_the_sessions() {
+    let out = lvt(&[
+        "bench",
+        "--streams",
+        "2",
+        "--step",
+        "2",
+        "--hold",
+        "3s",
+        "--floor",
+        "--json",
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step = &steps[0];
+    assert_eq!(step["held"], 2, "{steps} {stderr}");
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("{v} in {steps}"));
+    assert!(f(&step["sys_us_per_stream_second"]) <= f(&step["cpu_us_per_stream_second"]));
+    assert!(f(&step["sim_sys_us_per_stream_second"]) <= f(&step["sim_cpu_us_per_stream_second"]));
+    for shape in ["per_stream", "paced"] {
+        let floor = &step["floor"][shape];
+        // 2 streams x 90 frames of the clip, about 4 KB each, all returned by the echo child.
+        let written = floor["bytes_written"].as_u64().unwrap();
+        assert!(written > 2 * 90 * 1_000, "{shape}: {floor}");
+        assert_eq!(floor["bytes_returned"].as_u64(), Some(written), "{shape}");
+        assert!(f(&floor["sys_us_per_stream_second"]) <= f(&floor["cpu_us_per_stream_second"]));
+        assert!(f(&floor["echo_cpu_us_per_stream_second"]) >= 0.0);
+    }
+
+    let out = lvt(&["bench", "--floor", "--gateway"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--floor"));
+}

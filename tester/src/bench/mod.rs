@@ -60,6 +60,8 @@ pub struct StepFigures {
     pub sys_us_per_stream_second: f64,
     /// The simulator child's CPU per stream-second, for comparison.
     pub sim_cpu_us_per_stream_second: Option<f64>,
+    /// The system (kernel) part of `sim_cpu_us_per_stream_second`.
+    pub sim_sys_us_per_stream_second: Option<f64>,
     /// The tester's resident memory growth over its idle size, per concurrent stream (the
     /// highest sample of the step).
     pub rss_bytes_per_stream: Option<f64>,
@@ -277,6 +279,8 @@ async fn run_step(
         cpu_us_per_stream_second: cpu_per_stream_second(&start.tester, &end.tester).unwrap_or(0.0),
         sys_us_per_stream_second: sys_per_stream_second(&start.tester, &end.tester, stream_seconds),
         sim_cpu_us_per_stream_second: cpu_per_stream_second(&start.sim, &end.sim),
+        sim_sys_us_per_stream_second: (start.sim.is_some() && end.sim.is_some())
+            .then(|| sys_per_stream_second(&start.sim, &end.sim, stream_seconds)),
         rss_bytes_per_stream: growth_per_stream(&step.idle.tester, peak_rss.0),
         sim_rss_bytes_per_stream: growth_per_stream(&step.idle.sim, peak_rss.1),
         latency_error_ms_median: median(&mut errors),
