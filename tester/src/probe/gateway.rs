@@ -185,8 +185,8 @@ impl Decoder {
         Some(Decoder::Own(OwnDecoder { stream, jobs, done }))
     }
 
-    /// Queues one access unit; a decoder that has gone (its thread ended) loses it, and the
-    /// session counts no sample for it.
+    /// Queues one access unit; a decoder that has gone (its decoding thread ended) loses it,
+    /// and the session counts no sample for it.
     fn send(&self, rtp_time: u64, at_us: u64, unit: Bytes) {
         match self {
             Decoder::Own(own) => {
@@ -364,8 +364,8 @@ impl Frames {
     }
 
     /// The first processed frame came (or the watch ran out): the frames held count as output.
-    /// With `keyframes_only`, the session's own decoder goes (its thread ends once it has
-    /// answered what it was given) and the shared keyframe decoders take over.
+    /// With `keyframes_only`, the session's own decoder goes (its decoding thread drops it
+    /// once it has answered what it was given) and the shared keyframe decoders take over.
     fn close_watch(&mut self, recorder: &mut SessionRecorder) {
         for frame in self.watch.close() {
             count(recorder, &frame);
