@@ -120,3 +120,80 @@ fn ffmpeg_decodes_the_flat_overlay_picture_to_mid_gray() {
         );
     }
 }
+
+#[test]
+fn ffprobe_reads_the_opus_track_beside_the_video() {
+    use lvt_media::ts::{MuxConfig, MuxFrame, TsMuxer};
+    // A 20 ms CELT packet of silence, as lvt's WHIP publisher sends: the Opus track the relay
+    // muxes, interleaved with the video by timestamp.
+    const SILENCE: [u8; 3] = [0xf8, 0xff, 0xfe];
+    let frames = clip_frames();
+    let mut mux = TsMuxer::new(MuxConfig::default().with_opus(2));
+    let mut ts = Vec::new();
+    let first = frames[0].pts;
+    let end = frames.last().unwrap().pts + 9000;
+    let mut audio_pts = first;
+    let mut audio = Vec::new();
+    for frame in &frames {
+        while audio_pts < frame.pts {
+            mux.mux_opus(audio_pts, &SILENCE, &mut ts).unwrap();
+            audio.push(audio_pts);
+            audio_pts += 1800;
+        }
+        mux.mux_frame(
+            &MuxFrame {
+                pts: frame.pts,
+                dts: frame.dts,
+                keyframe: frame.keyframe,
+                data: &frame.data,
+            },
+            &mut ts,
+        );
+    }
+    while audio_pts < end {
+        mux.mux_opus(audio_pts, &SILENCE, &mut ts).unwrap();
+        audio.push(audio_pts);
+        audio_pts += 1800;
+    }
+
+    let (ok, out, err) = ffprobe(&ts);
+    assert!(ok, "ffprobe failed: {err}");
+    assert_eq!(err.trim(), "", "ffprobe reported problems");
+    assert_eq!(
+        section_values(&out, "STREAM", "codec_name"),
+        vec!["h264", "opus"]
+    );
+    assert_eq!(section_values(&out, "STREAM", "channels"), vec!["2"]);
+    assert_eq!(section_values(&out, "STREAM", "sample_rate"), vec!["48000"]);
+    // Every packet of each stream, with the PTS it was muxed with and its payload whole.
+    let mut video_pts = Vec::new();
+    let mut audio_seen = Vec::new();
+    let mut inside = false;
+    let (mut index, mut pts, mut size) = (String::new(), String::new(), String::new());
+    for line in out.lines() {
+        match line {
+            "[PACKET]" => inside = true,
+            "[/PACKET]" => {
+                inside = false;
+                if index == "1" {
+                    assert_eq!(size, SILENCE.len().to_string());
+                    audio_seen.push(pts.parse::<u64>().unwrap());
+                } else {
+                    video_pts.push(pts.parse::<u64>().unwrap());
+                }
+            }
+            _ if inside => {
+                if let Some(v) = line.strip_prefix("stream_index=") {
+                    index = v.to_string();
+                } else if let Some(v) = line.strip_prefix("pts=") {
+                    pts = v.to_string();
+                } else if let Some(v) = line.strip_prefix("size=") {
+                    size = v.to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(video_pts, frames.iter().map(|f| f.pts).collect::<Vec<_>>());
+    assert_eq!(audio_seen, audio);
+}

@@ -16,7 +16,7 @@ mod segment;
 mod sync;
 
 pub use demux::{DemuxStats, Frame, TsDemuxer};
-pub use mux::{MuxConfig, MuxFrame, TsMuxer};
+pub use mux::{MAX_OPUS_PACKET, MuxConfig, MuxFrame, OpusTrack, TsMuxer};
 pub use segment::{FramePos, Segmenter, TsSegment};
 
 /// Size of one transport stream packet in bytes.

@@ -5,16 +5,30 @@
 //! is decodable on its own), a PCR and the random_access_indicator on keyframes, and
 //! continuity counters that carry on across calls. It writes into a caller-owned buffer and
 //! allocates nothing per frame, so replaying a clip to hundreds of streams stays cheap.
+//!
+//! With [`MuxConfig::with_opus`] the program also has an Opus track, carried as go-livepeer's
+//! gateway carries a WHIP stream's audio (mediacommon's MPEG-TS writer, ETSI TS 102 366 Annex
+//! for Opus): private PES data (stream_type 0x06) with an `Opus` registration descriptor and an
+//! extension descriptor giving the channel count, each packet its own PES (stream id 0xc0,
+//! a PTS, the random_access_indicator set) behind an Opus control header.
 
 use std::ops::Range;
 
 use super::psi::{self, PatEntry, PmtStream};
-use super::{PACKET_SIZE, PAT_PID, PTS_MASK, STREAM_TYPE_H264, SYNC_BYTE};
+use super::{PACKET_SIZE, PAT_PID, PTS_MASK, STREAM_TYPE_H264, STREAM_TYPE_PRIVATE_PES, SYNC_BYTE};
 
 /// Payload bytes of a packet without adaptation field.
 const PAYLOAD_SIZE: usize = PACKET_SIZE - 4;
 /// PES stream id of the first video stream.
 const STREAM_ID_VIDEO: u8 = 0xe0;
+/// PES stream id of the first audio stream (mediacommon writes Opus with it).
+const STREAM_ID_AUDIO: u8 = 0xc0;
+/// The Opus control header's 11-bit prefix (0x3ff) with no trim and no extension flags.
+const OPUS_CONTROL_PREFIX: [u8; 2] = [0x7f, 0xe0];
+/// The largest Opus packet one PES holds: its length field counts the PES header's 8 bytes
+/// after it, the control header (up to 2 + 256 bytes here) and the packet. Real Opus packets
+/// are far smaller (at most 120 ms at 510 kbit/s, about 7.7 KB).
+pub const MAX_OPUS_PACKET: usize = 65_000;
 
 /// PIDs and program number of the single program the muxer writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +39,16 @@ pub struct MuxConfig {
     pub pmt_pid: u16,
     /// Program number in PAT and PMT (default 1).
     pub program_number: u16,
+    /// An Opus track beside the video (none by default).
+    pub opus: Option<OpusTrack>,
+}
+
+/// The Opus track of a program: its PID and channel count (from the SDP, as go-livepeer
+/// takes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusTrack {
+    pub pid: u16,
+    pub channels: u8,
 }
 
 impl Default for MuxConfig {
@@ -33,6 +57,21 @@ impl Default for MuxConfig {
             video_pid: 0x100,
             pmt_pid: 0x1000,
             program_number: 1,
+            opus: None,
+        }
+    }
+}
+
+impl MuxConfig {
+    /// This configuration with an Opus track of `channels` on the PID after the video's
+    /// (mediacommon numbers tracks from 0x100 in order: video, then audio).
+    pub fn with_opus(self, channels: u8) -> Self {
+        Self {
+            opus: Some(OpusTrack {
+                pid: self.video_pid + 1,
+                channels,
+            }),
+            ..self
         }
     }
 }
@@ -60,6 +99,7 @@ pub struct TsMuxer {
     pat_cc: u8,
     pmt_cc: u8,
     video_cc: u8,
+    audio_cc: u8,
 }
 
 impl TsMuxer {
@@ -74,16 +114,45 @@ impl TsMuxer {
             },
             &mut pat,
         );
-        let mut pmt = Vec::with_capacity(32);
-        psi::write_pmt(
-            config.program_number,
-            config.video_pid,
-            &[PmtStream {
-                stream_type: STREAM_TYPE_H264,
-                pid: config.video_pid,
-            }],
-            &mut pmt,
-        );
+        let mut pmt = Vec::with_capacity(48);
+        let video = PmtStream {
+            stream_type: STREAM_TYPE_H264,
+            pid: config.video_pid,
+        };
+        match config.opus {
+            None => psi::write_pmt(
+                config.program_number,
+                config.video_pid,
+                &[(video, &[])],
+                &mut pmt,
+            ),
+            Some(opus) => {
+                // A registration descriptor ("Opus") and a DVB extension descriptor (tag 0x80:
+                // the channel configuration), as mediacommon's CodecOpus writes them.
+                let descriptors = [
+                    0x05,
+                    4,
+                    b'O',
+                    b'p',
+                    b'u',
+                    b's',
+                    0x7f,
+                    2,
+                    0x80,
+                    opus.channels,
+                ];
+                let audio = PmtStream {
+                    stream_type: STREAM_TYPE_PRIVATE_PES,
+                    pid: opus.pid,
+                };
+                psi::write_pmt(
+                    config.program_number,
+                    config.video_pid,
+                    &[(video, &[]), (audio, &descriptors)],
+                    &mut pmt,
+                );
+            }
+        }
         Self {
             config,
             pat_packet: psi_packet(PAT_PID, &pat),
@@ -91,6 +160,7 @@ impl TsMuxer {
             pat_cc: 0,
             pmt_cc: 0,
             video_cc: 0,
+            audio_cc: 0,
         }
     }
 
@@ -120,54 +190,118 @@ impl TsMuxer {
             head: &header[..header_len],
             tail: frame.data,
         };
-        let pcr_base = frame.dts.unwrap_or(frame.pts) & PTS_MASK;
-        let mut written = 0;
-        while written < total {
-            let first = written == 0;
-            let with_pcr = first && frame.keyframe;
-            // Adaptation field: RAI flag + 6-byte PCR on the first packet of a keyframe.
-            let mut af_len: Option<usize> = with_pcr.then_some(7);
-            let af_bytes = af_len.map_or(0, |l| l + 1);
-            let space = PAYLOAD_SIZE - af_bytes;
-            let chunk = space.min(total - written);
-            let stuffing = space - chunk;
-            if stuffing > 0 {
-                // The last packet is filled up with adaptation field stuffing, never with
-                // payload padding, so the PES length stays exact.
-                af_len = Some(match af_len {
-                    Some(l) => l + stuffing,
-                    None => stuffing - 1,
-                });
-            }
+        let first = if frame.keyframe {
+            FirstPacket::RandomAccessPcr(frame.dts.unwrap_or(frame.pts) & PTS_MASK)
+        } else {
+            FirstPacket::Plain
+        };
+        packetize(self.config.video_pid, &mut self.video_cc, &pes, first, out);
+        start..out.len()
+    }
 
-            let pid = self.config.video_pid;
-            out.push(SYNC_BYTE);
-            let pusi = if first { 0x40 } else { 0 };
-            out.push(pusi | ((pid >> 8) as u8 & 0x1f));
-            out.push(pid as u8);
-            let control = if af_len.is_some() { 0x30 } else { 0x10 };
-            out.push(control | self.video_cc);
-            self.video_cc = (self.video_cc + 1) & 0x0f;
+    /// Appends one Opus packet with its PTS (90 kHz) to `out` as its own PES, and returns the
+    /// byte range it occupies there; `None` (nothing written) when this muxer has no Opus
+    /// track or the packet is larger than [`MAX_OPUS_PACKET`].
+    pub fn mux_opus(&mut self, pts: u64, packet: &[u8], out: &mut Vec<u8>) -> Option<Range<usize>> {
+        let track = self.config.opus?;
+        if packet.len() > MAX_OPUS_PACKET {
+            return None;
+        }
+        let start = out.len();
+        // PES header (14 bytes), then the control header: its prefix and the packet's size as
+        // a run of 255s and the remainder.
+        let mut head = [0u8; 14 + 2 + MAX_OPUS_PACKET / 255 + 1];
+        let size_bytes = packet.len() / 255 + 1;
+        let control_len = 2 + size_bytes;
+        let pes_length = 3 + 5 + control_len + packet.len();
+        head[..4].copy_from_slice(&[0, 0, 1, STREAM_ID_AUDIO]);
+        head[4..6].copy_from_slice(&(pes_length as u16).to_be_bytes());
+        head[6] = 0x80; // marker '10', nothing else
+        head[7] = 0x80; // PTS only
+        head[8] = 5;
+        encode_timestamp(0x2, pts, &mut head[9..14]);
+        head[14..16].copy_from_slice(&OPUS_CONTROL_PREFIX);
+        head[16..16 + size_bytes - 1].fill(255);
+        head[16 + size_bytes - 1] = (packet.len() % 255) as u8;
+        let pes = Chain {
+            head: &head[..14 + control_len],
+            tail: packet,
+        };
+        out.reserve((14 + control_len + packet.len()).div_ceil(PAYLOAD_SIZE - 2) * PACKET_SIZE);
+        packetize(
+            track.pid,
+            &mut self.audio_cc,
+            &pes,
+            FirstPacket::RandomAccess,
+            out,
+        );
+        Some(start..out.len())
+    }
+}
 
-            if let Some(len) = af_len {
-                out.push(len as u8);
-                if len > 0 {
-                    let mut used = 1;
-                    if with_pcr {
+/// What the adaptation field of a PES's first packet carries.
+#[derive(Debug, Clone, Copy)]
+enum FirstPacket {
+    /// No adaptation field (unless stuffing needs one).
+    Plain,
+    /// The random_access_indicator.
+    RandomAccess,
+    /// The random_access_indicator and a PCR with this 90 kHz base.
+    RandomAccessPcr(u64),
+}
+
+/// Appends the PES `pes` on `pid` as whole packets, advancing the continuity counter `cc`.
+/// The last packet is filled up with adaptation field stuffing, never with payload padding,
+/// so the PES length stays exact.
+fn packetize(pid: u16, cc: &mut u8, pes: &Chain<'_>, first: FirstPacket, out: &mut Vec<u8>) {
+    let total = pes.head.len() + pes.tail.len();
+    let mut written = 0;
+    while written < total {
+        let at_first = written == 0;
+        // Adaptation field content length: the flags byte, plus a 6-byte PCR.
+        let mut af_len: Option<usize> = match (at_first, first) {
+            (true, FirstPacket::RandomAccessPcr(_)) => Some(7),
+            (true, FirstPacket::RandomAccess) => Some(1),
+            _ => None,
+        };
+        let af_bytes = af_len.map_or(0, |l| l + 1);
+        let space = PAYLOAD_SIZE - af_bytes;
+        let chunk = space.min(total - written);
+        let stuffing = space - chunk;
+        if stuffing > 0 {
+            af_len = Some(match af_len {
+                Some(l) => l + stuffing,
+                None => stuffing - 1,
+            });
+        }
+
+        out.push(SYNC_BYTE);
+        let pusi = if at_first { 0x40 } else { 0 };
+        out.push(pusi | ((pid >> 8) as u8 & 0x1f));
+        out.push(pid as u8);
+        let control = if af_len.is_some() { 0x30 } else { 0x10 };
+        out.push(control | *cc);
+        *cc = (*cc + 1) & 0x0f;
+
+        if let Some(len) = af_len {
+            out.push(len as u8);
+            if len > 0 {
+                let mut used = 1;
+                match (at_first, first) {
+                    (true, FirstPacket::RandomAccessPcr(pcr)) => {
                         // random_access_indicator + PCR_flag.
                         out.push(0x50);
-                        out.extend_from_slice(&encode_pcr(pcr_base));
+                        out.extend_from_slice(&encode_pcr(pcr));
                         used += 6;
-                    } else {
-                        out.push(0);
                     }
-                    out.resize(out.len() + (len - used), 0xff);
+                    (true, FirstPacket::RandomAccess) => out.push(0x40),
+                    _ => out.push(0),
                 }
+                out.resize(out.len() + (len - used), 0xff);
             }
-            pes.copy_to(written, chunk, out);
-            written += chunk;
         }
-        start..out.len()
+        pes.copy_to(written, chunk, out);
+        written += chunk;
     }
 }
 
@@ -313,6 +447,71 @@ mod tests {
             }
         }
         assert!(out.chunks(PACKET_SIZE).all(|p| p[0] == SYNC_BYTE));
+    }
+
+    #[test]
+    fn opus_packets_come_back_from_the_demuxer_behind_their_control_header() {
+        use crate::ts::TsDemuxer;
+        let mut mux = TsMuxer::new(MuxConfig::default().with_opus(2));
+        let mut out = Vec::new();
+        let key = MuxFrame {
+            pts: 9000,
+            dts: None,
+            keyframe: true,
+            data: &[0, 0, 0, 1, 0x65, 0x88],
+        };
+        mux.mux_frame(&key, &mut out);
+        let sizes = [0usize, 1, 3, 254, 255, 256, 600, 1000];
+        for (i, &size) in sizes.iter().enumerate() {
+            let packet = vec![i as u8; size];
+            let range = mux
+                .mux_opus(9000 + 1800 * i as u64, &packet, &mut out)
+                .expect("an Opus track");
+            assert_eq!(range.len() % PACKET_SIZE, 0);
+            // The random_access_indicator on the first packet, as mediacommon sets it.
+            let first = &out[range.start..range.start + PACKET_SIZE];
+            assert_eq!(first[3] & 0x20, 0x20, "adaptation field");
+            assert_eq!(first[5] & 0x40, 0x40, "random_access_indicator");
+        }
+        let mut demux = TsDemuxer::new();
+        demux.handle_bytes(&out, 0);
+        demux.finish(0);
+        let mut opus = Vec::new();
+        while let Some(frame) = demux.poll_frame() {
+            if frame.stream_type == STREAM_TYPE_PRIVATE_PES {
+                assert_eq!(frame.pid, 0x101);
+                opus.push(frame);
+            }
+        }
+        assert_eq!(opus.len(), sizes.len());
+        for (i, (frame, &size)) in opus.iter().zip(&sizes).enumerate() {
+            assert_eq!(frame.pts, Some(9000 + 1800 * i as u64));
+            // 0x7fe0, then the size as 255s and the remainder, then the packet.
+            let runs = size / 255;
+            let mut want = vec![0x7f, 0xe0];
+            want.extend(std::iter::repeat_n(255u8, runs));
+            want.push((size % 255) as u8);
+            want.extend(std::iter::repeat_n(i as u8, size));
+            assert_eq!(&frame.data[..], &want[..], "size {size}");
+        }
+        let stats = demux.stats();
+        assert_eq!(
+            (stats.cc_errors, stats.pes_errors, stats.truncated_frames),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_muxer_without_an_opus_track_writes_no_audio() {
+        let mut mux = TsMuxer::new(MuxConfig::default());
+        let mut out = Vec::new();
+        assert_eq!(mux.mux_opus(0, &[0xf8, 0xff, 0xfe], &mut out), None);
+        let mut mux = TsMuxer::new(MuxConfig::default().with_opus(2));
+        assert_eq!(
+            mux.mux_opus(0, &vec![0; MAX_OPUS_PACKET + 1], &mut out),
+            None
+        );
+        assert!(out.is_empty());
     }
 
     #[test]

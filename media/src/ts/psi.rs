@@ -253,20 +253,23 @@ pub(crate) fn write_pat(transport_stream_id: u16, entry: PatEntry, out: &mut Vec
     write_long_section(TABLE_PAT, transport_stream_id, &body, out);
 }
 
-/// Writes a PMT section for one program whose PCR travels on `pcr_pid`.
+/// Writes a PMT section for one program whose PCR travels on `pcr_pid`; each stream comes
+/// with its descriptors (the ES_info bytes, often none).
 pub(crate) fn write_pmt(
     program_number: u16,
     pcr_pid: u16,
-    streams: &[PmtStream],
+    streams: &[(PmtStream, &[u8])],
     out: &mut Vec<u8>,
 ) {
     let mut body = Vec::with_capacity(4 + 5 * streams.len());
     body.extend_from_slice(&(0xe000 | pcr_pid).to_be_bytes());
     body.extend_from_slice(&0xf000u16.to_be_bytes()); // program_info_length = 0
-    for s in streams {
+    for (s, descriptors) in streams {
         body.push(s.stream_type);
         body.extend_from_slice(&(0xe000 | s.pid).to_be_bytes());
-        body.extend_from_slice(&0xf000u16.to_be_bytes()); // ES_info_length = 0
+        // ES_info_length: 12 bits; descriptors of one stream are far shorter.
+        body.extend_from_slice(&(0xf000 | descriptors.len() as u16).to_be_bytes());
+        body.extend_from_slice(descriptors);
     }
     write_long_section(TABLE_PMT, program_number, &body, out);
 }
@@ -299,11 +302,19 @@ mod tests {
                 pid: 0x100,
             },
             PmtStream {
-                stream_type: 0x0f,
+                stream_type: 0x06,
                 pid: 0x101,
             },
         ];
-        write_pmt(1, 0x100, &streams, &mut sections);
+        // The second stream with descriptors (Opus's registration and extension), which the
+        // parser steps over.
+        let opus: &[u8] = &[0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, 2];
+        write_pmt(
+            1,
+            0x100,
+            &[(streams[0], &[]), (streams[1], opus)],
+            &mut sections,
+        );
 
         // Both sections in one payload, followed by stuffing, then split over three pushes.
         let mut payload = vec![0u8];
