@@ -443,3 +443,119 @@ async fn the_auth_webhook_is_asked_in_go_livepeers_shape_and_a_refusal_closes() 
     let (reason, _) = closed_within(&mut publisher, Duration::from_secs(5)).await;
     assert_eq!(reason, CloseReason::Remote);
 }
+
+/// A runner that keeps what the gateway hands it: each stream's inputs, in order, with when
+/// they came.
+struct Capture(tokio::sync::mpsc::UnboundedSender<(Instant, lvt_sim::gateway::RunnerInput)>);
+
+impl lvt_sim::gateway::Runner for Capture {
+    fn start(&self, _stream: lvt_sim::gateway::StreamStart) -> lvt_sim::gateway::RunnerLink {
+        let (link, mut inputs, output) = lvt_sim::gateway::RunnerLink::channel();
+        let kept = self.0.clone();
+        tokio::spawn(async move {
+            // The output stays open while the stream lasts (a runner gone ends the stream).
+            let _output = output;
+            while let Some(input) = inputs.recv().await {
+                let _ = kept.send((Instant::now(), input));
+            }
+        });
+        link
+    }
+}
+
+/// Publishes 2 s at 30 fps (a keyframe a second) with 20 ms Opus packets sent as lvt's
+/// publisher sends them (after each frame, the audio up to the next), the audio starting
+/// `audio_after` into the stream; returns what the runner was handed.
+async fn publish_with_audio(
+    audio_after: Duration,
+) -> Vec<(Instant, lvt_sim::gateway::RunnerInput)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = lvt_sim::gateway::start_gateway_with(
+        GatewayConfig::default(),
+        std::sync::Arc::new(Capture(tx)),
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let (mut publisher, _) = publish(&client, &gw, "pipeline=noop&streamId=a1").await;
+    wait_connected(&mut publisher).await;
+    let sender = publisher.sender();
+    let start = tokio::time::Instant::now();
+    let silence = Bytes::from_static(&[0xf8, 0xff, 0xfe]);
+    let first_sample = audio_after.as_millis() as u64 * 48;
+    let mut samples = first_sample;
+    for i in 0..60u64 {
+        tokio::time::sleep_until(start + Duration::from_millis(i * 1000 / 30)).await;
+        sender.send_video(i * 3000, access_unit(i as u32, i % 30 == 0));
+        while samples < (i + 1) * 48_000 / 30 {
+            if samples >= first_sample {
+                sender.send_audio(samples, silence.clone());
+            }
+            samples += 960;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publisher.close();
+    let mut got = Vec::new();
+    while let Ok(Some(input)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        got.push(input);
+    }
+    got
+}
+
+#[tokio::test]
+async fn audio_is_handed_on_on_the_video_timeline_once_video_has_started() {
+    use lvt_sim::gateway::RunnerInput;
+    let got = publish_with_audio(Duration::ZERO).await;
+    let video: Vec<u64> = got
+        .iter()
+        .filter_map(|(_, i)| match i {
+            RunnerInput::Video { pts, .. } => Some(*pts),
+            _ => None,
+        })
+        .collect();
+    let audio: Vec<u64> = got
+        .iter()
+        .filter_map(|(_, i)| match i {
+            RunnerInput::Audio { pts, data } => {
+                assert_eq!(&data[..], &[0xf8, 0xff, 0xfe], "the packet as sent");
+                Some(*pts)
+            }
+            _ => None,
+        })
+        .collect();
+    // Video starts the timeline at 0, whatever its RTP start, and keeps its own steps.
+    assert_eq!(video, (0..60).map(|i| i * 3000).collect::<Vec<_>>());
+    // Nothing of the audio comes before the first (key)frame.
+    assert!(matches!(got[0].1, RunnerInput::Video { pts: 0, .. }));
+    // The audio follows on the same timeline: each packet at its sample time (90 kHz) give or
+    // take its arrival skew to the video, which is under a frame interval here, and 20 ms
+    // (1,800) apart.
+    assert!(audio.len() >= 95, "{} audio packets", audio.len());
+    assert!(audio.windows(2).all(|w| w[1] - w[0] == 1800), "{audio:?}");
+    let skew = audio[0] as i64; // the first packet's true time is 0
+    assert!(
+        skew.abs() < 3000,
+        "audio starts {skew} (90 kHz) off the video"
+    );
+}
+
+#[tokio::test]
+async fn audio_that_starts_after_the_gather_timeout_is_not_segmented() {
+    use lvt_sim::gateway::RunnerInput;
+    // go-livepeer waits 500 ms after the video track for audio; a track that comes later is
+    // not taken into the stream.
+    let got = publish_with_audio(Duration::from_millis(800)).await;
+    assert!(
+        got.iter()
+            .any(|(_, i)| matches!(i, RunnerInput::Video { .. }))
+    );
+    assert!(
+        !got.iter()
+            .any(|(_, i)| matches!(i, RunnerInput::Audio { .. })),
+        "late audio was handed on"
+    );
+}

@@ -134,10 +134,12 @@ pub enum PeerEvent {
         data: Bytes,
         contiguous: bool,
     },
-    /// An audio packet arrived.
+    /// An audio packet (Opus) arrived; `rtp_time` is its RTP timestamp unrolled to 64 bits
+    /// (48 kHz).
     Audio {
         rtp_time: u64,
         at: Instant,
+        data: Bytes,
     },
     /// The remote asked for a keyframe (PLI or FIR).
     KeyframeRequest(Instant),
@@ -480,6 +482,7 @@ impl Peer {
                     events.send(PeerEvent::Audio {
                         rtp_time: data.time.numer(),
                         at: data.network_time,
+                        data: Bytes::from_owner(data.data),
                     })
                 }
             }

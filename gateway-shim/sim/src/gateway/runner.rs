@@ -45,6 +45,10 @@ pub enum RunnerInput {
         data: Bytes,
         keyframe: bool,
     },
+    /// One received Opus packet, its PTS on the video's timeline (90 kHz: go-livepeer's
+    /// segmenter rescales audio to it). Only once video has started, as go-livepeer drops
+    /// audio until its segmenter has.
+    Audio { pts: u64, data: Bytes },
     /// A params update (the body of the update route).
     Params(Value),
 }
@@ -179,7 +183,8 @@ async fn built_in(
                     }
                     queue.push_back((at + runner.latency, RunnerOutput::Video { pts, data, keyframe }));
                 }
-                Some(RunnerInput::Params(_)) => {}
+                // The built-in pipeline gives back video only.
+                Some(RunnerInput::Params(_) | RunnerInput::Audio { .. }) => {}
                 None => return,
             },
             _ = sleep_until_opt(next_due) => {
