@@ -103,6 +103,7 @@ impl Runner for RelayRunner {
                         data,
                         keyframe,
                     },
+                    RunnerInput::Audio { pts, data } => RelayInput::Audio { pts, data },
                     RunnerInput::Params(params) => RelayInput::Params(params),
                 };
                 in_tx.send(relayed).is_ok()

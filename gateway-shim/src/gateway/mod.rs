@@ -22,6 +22,7 @@
 //!   swaps"), [`Suspensions`] and the [`SwapRecord`]s with their output freeze.
 
 pub mod events;
+pub mod interleave;
 pub mod observe;
 pub mod relay;
 pub mod select;

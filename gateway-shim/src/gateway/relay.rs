@@ -9,9 +9,10 @@
 //!   the stream) and starts the job on it (`crate::start`: GetOrchestrator, payment, job start);
 //! - cuts the input into MPEG-TS segments as go-livepeer's `RTPSegmenter` does: a segment starts
 //!   at a keyframe once the current one has lasted `LIVE_AI_MIN_SEG_DUR` (1 s) by the wall clock
-//!   and by PTS; each access unit is muxed and written to the segment's open `POST` when it
-//!   arrives, so nothing waits for a whole segment (video only: go-livepeer muxes the Opus track
-//!   too, the simulated orchestrators do not use audio);
+//!   and by PTS; the stream's Opus packets go into the same segments as their own track, put in
+//!   timestamp order with the video as go-livepeer does ([`Interleaver`]), and each unit is
+//!   muxed and written to the segment's open `POST` when it is due, so nothing waits for a
+//!   whole segment;
 //! - reads the output channel, demuxes it and hands each access unit back with its PTS (which
 //!   the WHEP side sends as RTP time), and reads the events channel: each `status` event is
 //!   handed back as the stream's status (go-livepeer's status route shows the last one);
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info};
 
+use super::interleave::{Interleaver, Unit};
 use super::select::{
     AttemptResult, Candidate, GoLivepeerDefault, Next, SelectionStrategy, StartAttempts,
     StartLimits,
@@ -54,6 +56,10 @@ pub const MIN_SEGMENT: Duration = Duration::from_secs(1);
 
 /// The control channel's keepalive period (go-livepeer's `startControlPublish`).
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Channels of the Opus track in the segments: go-livepeer's WHIP server registers Opus as
+/// 48 kHz stereo only, so every negotiated audio track has two.
+pub const OPUS_CHANNELS: u8 = 2;
 
 /// How the relay reaches orchestrators.
 #[derive(Debug, Clone)]
@@ -117,6 +123,8 @@ pub enum RelayInput {
         data: Bytes,
         keyframe: bool,
     },
+    /// One input Opus packet with its PTS on the video's timeline (90 kHz).
+    Audio { pts: u64, data: Bytes },
     /// A params update, sent on the control channel (and replayed after a swap).
     Params(Value),
 }
@@ -226,6 +234,9 @@ pub async fn relay(
         return;
     }
     let mut params = stream.params.clone();
+    // The stream's units in timestamp order (it outlives the jobs, as go-livepeer's segmenter
+    // outlives its orchestrators).
+    let mut interleave = Interleaver::default();
     let mut keepalive =
         tokio::time::interval_at(Instant::now() + config.keepalive, config.keepalive);
 
@@ -239,11 +250,16 @@ pub async fn relay(
                 Some(RelayInput::Video { pts, data, keyframe }) => {
                     if let Some(job) = job.as_mut() {
                         let now = Instant::now();
-                        if write_video(job, &config, now, pts, &data, keyframe)
+                        if write_video(job, &mut interleave, &config, now, pts, data, keyframe)
                             && let Some(monitor) = monitor.as_mut()
                         {
                             monitor.handle_input_segment_started(now_ms());
                         }
+                    }
+                }
+                Some(RelayInput::Audio { pts, data }) => {
+                    if let Some(job) = job.as_mut() {
+                        write_audio(job, &mut interleave, pts, data);
                     }
                 }
                 Some(RelayInput::Params(update)) => {
@@ -256,7 +272,16 @@ pub async fn relay(
                         let _ = job.control.send((message, 1));
                     }
                 }
-                None => break,
+                None => {
+                    // The ingest ended: what is queued goes into the last segment.
+                    if let Some(job) = job.as_mut()
+                        && job.segment.is_some()
+                    {
+                        interleave.flush(None, |unit| mux_unit(&mut job.muxer, unit, &mut job.buf));
+                        send_muxed(job);
+                    }
+                    break;
+                }
             },
             Some((generation_seen, seen)) = seen_rx.recv() => {
                 if job.as_ref().is_none_or(|j| j.generation != generation_seen) {
@@ -501,40 +526,89 @@ fn observe(monitor: &mut SwapMonitor, seen: &Seen, now: u64) {
     }
 }
 
-/// Muxes one access unit into the job's input channel, opening a segment at a keyframe when
-/// the open one has lasted the minimum (wall clock and PTS) or none is open. Frames before
-/// the first keyframe are dropped. True when a segment was opened.
+/// Takes one access unit into the job's input channel, opening a segment at a keyframe when
+/// the open one has lasted the minimum (wall clock and PTS) or none is open: what is queued
+/// from before the keyframe ends the old segment, and the new one has an Opus track if the
+/// stream has audio. Frames before the first keyframe are dropped. True when a segment was
+/// opened.
 fn write_video(
     job: &mut Job,
+    interleave: &mut Interleaver,
     config: &RelayConfig,
     now: Instant,
     pts: u64,
-    data: &[u8],
+    data: Bytes,
     keyframe: bool,
 ) -> bool {
     let opens = starts_segment(job.segment, now, pts, keyframe, config.min_segment);
     if opens {
+        interleave.flush(Some(pts), |unit| {
+            mux_unit(&mut job.muxer, unit, &mut job.buf)
+        });
         if job.segment.is_some() {
+            send_muxed(job);
             let _ = job.publish.send(PublishCmd::End);
+        } else {
+            // The job's first segment: what is queued was meant for the job before it.
+            job.buf.clear();
         }
+        job.muxer
+            .set_opus(interleave.has_audio().then_some(OPUS_CHANNELS));
         let _ = job.publish.send(PublishCmd::Begin);
         job.segment = Some((now, pts));
     }
     if job.segment.is_none() {
         return false;
     }
-    job.buf.clear();
-    let frame = MuxFrame {
-        pts,
-        dts: None,
-        keyframe,
-        data,
-    };
-    job.muxer.mux_frame(&frame, &mut job.buf);
-    let _ = job
-        .publish
-        .send(PublishCmd::Write(Bytes::copy_from_slice(&job.buf)));
+    interleave.push_video(pts, data, keyframe, |unit| {
+        mux_unit(&mut job.muxer, unit, &mut job.buf)
+    });
+    send_muxed(job);
     opens
+}
+
+/// Takes one Opus packet into the job's input channel; dropped while no segment is open
+/// (go-livepeer drops audio until its segmenter has started).
+fn write_audio(job: &mut Job, interleave: &mut Interleaver, pts: u64, data: Bytes) {
+    if job.segment.is_some() {
+        interleave.push_audio(pts, data, |unit| {
+            mux_unit(&mut job.muxer, unit, &mut job.buf)
+        });
+        send_muxed(job);
+    }
+}
+
+/// Appends one unit, muxed, to `buf`. An audio packet is dropped when the open segment has no
+/// Opus track (audio that came after the segment began without it).
+fn mux_unit(muxer: &mut TsMuxer, unit: Unit, buf: &mut Vec<u8>) {
+    match unit {
+        Unit::Video {
+            pts,
+            data,
+            keyframe,
+        } => {
+            let frame = MuxFrame {
+                pts,
+                dts: None,
+                keyframe,
+                data: &data,
+            };
+            muxer.mux_frame(&frame, buf);
+        }
+        Unit::Audio { pts, data } => {
+            let _ = muxer.mux_opus(pts, &data, buf);
+        }
+    }
+}
+
+/// Writes what was muxed since the last write to the open segment, in one piece.
+fn send_muxed(job: &mut Job) {
+    if !job.buf.is_empty() {
+        let _ = job
+            .publish
+            .send(PublishCmd::Write(Bytes::copy_from_slice(&job.buf)));
+        job.buf.clear();
+    }
 }
 
 /// go-livepeer's `RTPSegmenter` rule: a new segment starts at a keyframe, when none is open or
@@ -854,6 +928,123 @@ mod tests {
         // (frames lost) does not either.
         assert!(!starts_segment(open, at(200), SECOND, true, min));
         assert!(!starts_segment(open, at(1200), SECOND / 3, true, min));
+    }
+
+    /// A job whose channels the test reads.
+    fn test_job() -> (Job, mpsc::UnboundedReceiver<PublishCmd>) {
+        let (publish, rx) = mpsc::unbounded_channel();
+        let (control, _) = mpsc::unbounded_channel();
+        let job = Job {
+            generation: 1,
+            publish,
+            control,
+            muxer: TsMuxer::new(MuxConfig::default()),
+            buf: Vec::new(),
+            segment: None,
+            stop: CancellationToken::new(),
+            _payments: CancellationToken::new().drop_guard(),
+        };
+        (job, rx)
+    }
+
+    /// The segments written, each as its bytes.
+    fn segments(rx: &mut mpsc::UnboundedReceiver<PublishCmd>) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                PublishCmd::Begin => out.push(Vec::new()),
+                PublishCmd::Write(bytes) => {
+                    out.last_mut().expect("begun").extend_from_slice(&bytes)
+                }
+                PublishCmd::End => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn segments_carry_the_opus_track_in_timestamp_order_with_the_video() {
+        let (mut job, mut rx) = test_job();
+        let mut interleave = Interleaver::default();
+        let config = RelayConfig::new(vec![]);
+        let t0 = Instant::now();
+        let key = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88, 0x80]);
+        let delta = Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9a, 0x80]);
+        let silence = Bytes::from_static(&[0xf8, 0xff, 0xfe]);
+        // Audio before the first keyframe is dropped (the segmenter has not started).
+        write_audio(&mut job, &mut interleave, 0, silence.clone());
+        // 2.5 s at 30 fps with a keyframe every second; after each video frame, the audio up
+        // to the next one (20 ms packets), as lvt's WHIP publisher sends them.
+        let mut audio_pts = 0;
+        for n in 0..75u64 {
+            let pts = n * 3000;
+            let frame = if n % 30 == 0 { &key } else { &delta };
+            let at = t0 + Duration::from_millis(n * 1000 / 30);
+            write_video(
+                &mut job,
+                &mut interleave,
+                &config,
+                at,
+                pts,
+                frame.clone(),
+                n % 30 == 0,
+            );
+            while audio_pts < pts + 3000 {
+                write_audio(&mut job, &mut interleave, audio_pts, silence.clone());
+                audio_pts += 1800;
+            }
+        }
+        let segments = segments(&mut rx);
+        assert_eq!(segments.len(), 3, "one per second, at the keyframes");
+        let mut all_audio = Vec::new();
+        for (i, bytes) in segments.iter().enumerate() {
+            let mut demux = TsDemuxer::new();
+            demux.handle_bytes(bytes, 0);
+            demux.finish(0);
+            let mut units = Vec::new();
+            while let Some(frame) = demux.poll_frame() {
+                units.push((frame.stream_type, frame.pts.expect("a PTS")));
+            }
+            let first_key = i as u64 * 30 * 3000;
+            // The segment starts with its keyframe; audio from before it went into the last.
+            assert_eq!(units[0], (0x1b, first_key), "segment {i}");
+            let ts: Vec<u64> = units.iter().map(|u| u.1).collect();
+            assert!(ts.windows(2).all(|w| w[0] <= w[1]), "in order: {ts:?}");
+            let audio: Vec<u64> = units.iter().filter(|u| u.0 == 0x06).map(|u| u.1).collect();
+            assert!(audio.iter().all(|&a| a >= first_key));
+            // The first segment began before any audio: its program is video only, and the
+            // audio that came during it waits for the next one (dropped, as a segment without
+            // the track cannot carry it). From the second on, both.
+            if i == 0 {
+                assert!(audio.is_empty());
+            } else {
+                // 50 packets a second; the last segment is half a second, its last packet
+                // still queued.
+                let least = if i == 1 { 50 } else { 24 };
+                assert!(
+                    audio.len() >= least,
+                    "segment {i}: {} audio packets",
+                    audio.len()
+                );
+                let report = lvt_media::ffprobe::probe(bytes, &["-show_streams"])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(report.success, "{}", report.stderr);
+                assert!(
+                    report.stdout.contains("codec_name=opus"),
+                    "{}",
+                    report.stdout
+                );
+            }
+            all_audio.extend(audio);
+        }
+        // Every audio packet of the second and third segments' spans went out, once.
+        let last = *all_audio.last().expect("audio");
+        let want: Vec<u64> = (50..)
+            .map(|n| n * 1800)
+            .take_while(|&a| a <= last)
+            .collect();
+        assert_eq!(all_audio, want);
+        assert_eq!(interleave.late(), 0);
     }
 
     #[test]

@@ -114,49 +114,10 @@ impl TsMuxer {
             },
             &mut pat,
         );
-        let mut pmt = Vec::with_capacity(48);
-        let video = PmtStream {
-            stream_type: STREAM_TYPE_H264,
-            pid: config.video_pid,
-        };
-        match config.opus {
-            None => psi::write_pmt(
-                config.program_number,
-                config.video_pid,
-                &[(video, &[])],
-                &mut pmt,
-            ),
-            Some(opus) => {
-                // A registration descriptor ("Opus") and a DVB extension descriptor (tag 0x80:
-                // the channel configuration), as mediacommon's CodecOpus writes them.
-                let descriptors = [
-                    0x05,
-                    4,
-                    b'O',
-                    b'p',
-                    b'u',
-                    b's',
-                    0x7f,
-                    2,
-                    0x80,
-                    opus.channels,
-                ];
-                let audio = PmtStream {
-                    stream_type: STREAM_TYPE_PRIVATE_PES,
-                    pid: opus.pid,
-                };
-                psi::write_pmt(
-                    config.program_number,
-                    config.video_pid,
-                    &[(video, &[]), (audio, &descriptors)],
-                    &mut pmt,
-                );
-            }
-        }
         Self {
             config,
             pat_packet: psi_packet(PAT_PID, &pat),
-            pmt_packet: psi_packet(config.pmt_pid, &pmt),
+            pmt_packet: pmt_packet(&config),
             pat_cc: 0,
             pmt_cc: 0,
             video_cc: 0,
@@ -167,6 +128,26 @@ impl TsMuxer {
     /// The configuration this muxer was built with.
     pub fn config(&self) -> &MuxConfig {
         &self.config
+    }
+
+    /// Adds an Opus track of `channels` (or removes it with `None`) from the next PMT on,
+    /// keeping every continuity counter: the stream goes on, its program changes.
+    pub fn set_opus(&mut self, channels: Option<u8>) {
+        let config = match channels {
+            Some(channels) => MuxConfig {
+                opus: None,
+                ..self.config
+            }
+            .with_opus(channels),
+            None => MuxConfig {
+                opus: None,
+                ..self.config
+            },
+        };
+        if config != self.config {
+            self.config = config;
+            self.pmt_packet = pmt_packet(&config);
+        }
     }
 
     /// Appends `frame` to `out` and returns the byte range it occupies there, including the
@@ -303,6 +284,50 @@ fn packetize(pid: u16, cc: &mut u8, pes: &Chain<'_>, first: FirstPacket, out: &m
         pes.copy_to(written, chunk, out);
         written += chunk;
     }
+}
+
+/// The PMT packet of `config`'s program: the video, and the Opus track if it has one.
+fn pmt_packet(config: &MuxConfig) -> [u8; PACKET_SIZE] {
+    let mut pmt = Vec::with_capacity(48);
+    let video = PmtStream {
+        stream_type: STREAM_TYPE_H264,
+        pid: config.video_pid,
+    };
+    match config.opus {
+        None => psi::write_pmt(
+            config.program_number,
+            config.video_pid,
+            &[(video, &[])],
+            &mut pmt,
+        ),
+        Some(opus) => {
+            // A registration descriptor ("Opus") and a DVB extension descriptor (tag 0x80:
+            // the channel configuration), as mediacommon's CodecOpus writes them.
+            let descriptors = [
+                0x05,
+                4,
+                b'O',
+                b'p',
+                b'u',
+                b's',
+                0x7f,
+                2,
+                0x80,
+                opus.channels,
+            ];
+            let audio = PmtStream {
+                stream_type: STREAM_TYPE_PRIVATE_PES,
+                pid: opus.pid,
+            };
+            psi::write_pmt(
+                config.program_number,
+                config.video_pid,
+                &[(video, &[]), (audio, &descriptors)],
+                &mut pmt,
+            );
+        }
+    }
+    psi_packet(config.pmt_pid, &pmt)
 }
 
 /// Builds a full packet carrying one PSI section, stuffed with 0xff; continuity counter 0.
