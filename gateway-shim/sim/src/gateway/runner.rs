@@ -37,8 +37,8 @@ pub struct StreamStart {
 /// What the gateway hands its runner.
 #[derive(Debug, Clone)]
 pub enum RunnerInput {
-    /// One received video access unit (Annex B): its RTP time (90 kHz), when it arrived and
-    /// whether it is an IDR.
+    /// One received video access unit (Annex B): its PTS on the ingest's timeline (90 kHz, 0
+    /// at the first access unit: `IngestClock`), when it arrived and whether it is an IDR.
     Video {
         pts: u64,
         at: Instant,
