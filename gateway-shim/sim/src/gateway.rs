@@ -57,7 +57,7 @@ use crate::events::{PipelineState, StatusSnapshot, status_event};
 mod clock;
 mod runner;
 
-pub use clock::IngestClock;
+pub use clock::{IngestClock, Tracks};
 
 pub use runner::{
     BuiltInRunner, InjectedSwap, Runner, RunnerInput, RunnerLink, RunnerOutput, StreamStart,
@@ -71,9 +71,6 @@ pub const DEFAULT_VIEWER_LIMIT: usize = 5;
 /// go-livepeer's `LIVE_AI_VIDEO_GATHER_TIMEOUT` default: no video track by then closes the
 /// ingest.
 const VIDEO_GATHER_TIMEOUT: Duration = Duration::from_secs(5);
-/// go-livepeer's `gatherIncomingTracks`: after the video track, audio is waited for this long;
-/// an audio track that shows up later is not segmented.
-const AUDIO_GATHER_TIMEOUT: Duration = Duration::from_millis(500);
 /// go-livepeer's ingest asks for a keyframe this often (`keyframeInterval`).
 const PLI_EVERY: Duration = Duration::from_secs(2);
 /// The ICE server go-livepeer advertises in `Link` (its `WebrtcConfig`).
@@ -551,6 +548,7 @@ async fn whip(
             auth,
             link,
             updates_rx,
+            offer.lines().any(|line| line.starts_with("m=audio")),
         ));
     }
 
@@ -575,12 +573,6 @@ async fn whip(
     )
 }
 
-/// A PTS of the ingest's timeline as the runner takes it: never below 0 (a packet reordered
-/// before the first), not wrapped (the muxer keeps the 33 bits MPEG-TS carries).
-fn on_pts_clock(pts: i64) -> u64 {
-    pts.max(0) as u64
-}
-
 /// The ingest of one stream: its received access units go to the stream's runner, what the
 /// runner gives back goes to the viewers and the status.
 async fn ingest(
@@ -590,6 +582,7 @@ async fn ingest(
     mut auth: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
     link: RunnerLink,
     mut updates: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    expects_audio: bool,
 ) {
     let config = &gateway.config;
     let RunnerLink {
@@ -598,12 +591,8 @@ async fn ingest(
     } = link;
     let gather_deadline = Instant::now() + VIDEO_GATHER_TIMEOUT;
     let (mut connected, mut refused, mut got_video) = (false, false, false);
-    // Both tracks on one timeline (go-livepeer's rtptime decoder), audio only once the first
-    // keyframe has started the segmenter and only if its track came in time.
-    let mut clock = IngestClock::default();
-    let mut first_video: Option<Instant> = None;
-    let mut segmenting = false;
-    let mut audio_track: Option<bool> = None;
+    // go-livepeer's track gathering, and both tracks on one timeline.
+    let mut tracks = Tracks::new(expects_audio);
     // The runner ended the stream (its error is in the status).
     let mut kicked = false;
     let mut runner_open = true;
@@ -612,22 +601,12 @@ async fn ingest(
             event = peer.events.recv() => match event {
                 Some(PeerEvent::Video { rtp_time, at, data, .. }) => {
                     got_video = true;
-                    first_video.get_or_insert(at);
                     stream.frames_in.fetch_add(1, Ordering::Relaxed);
                     stream.status.lock().expect("status lock").last_input_ms = Some(now_ms());
-                    let keyframe = lvt_media::h264::contains_idr(&data);
-                    segmenting |= keyframe;
-                    let pts = on_pts_clock(clock.video(rtp_time, at));
-                    to_runner(RunnerInput::Video { pts, at, data, keyframe });
+                    tracks.video(rtp_time, at, data, |input| { to_runner(input); });
                 }
                 Some(PeerEvent::Audio { rtp_time, at, data }) => {
-                    let in_time = *audio_track.get_or_insert_with(|| {
-                        first_video.is_none_or(|video| at <= video + AUDIO_GATHER_TIMEOUT)
-                    });
-                    if in_time && segmenting {
-                        let pts = clock::rescale(clock.audio(rtp_time, at), clock::VIDEO_HZ, clock::OPUS_HZ);
-                        to_runner(RunnerInput::Audio { pts: on_pts_clock(pts), data });
-                    }
+                    tracks.audio(rtp_time, at, data, |input| { to_runner(input); });
                 }
                 Some(PeerEvent::Ingress(stats)) => {
                     let kind = if stats.video { "video" } else { "audio" };
@@ -700,6 +679,9 @@ async fn ingest(
                         peer.close();
                     }
                 }
+            }
+            () = runner::sleep_until_opt(tracks.gather_deadline()), if tracks.gather_deadline().is_some() => {
+                tracks.stop_waiting(|input| { to_runner(input); });
             }
             _ = tokio::time::sleep_until(gather_deadline.into()), if !got_video => {
                 // No video track within the gather timeout: go-livepeer closes ("missing video").

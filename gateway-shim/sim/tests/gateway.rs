@@ -465,10 +465,11 @@ impl lvt_sim::gateway::Runner for Capture {
 
 /// Publishes 2 s at 30 fps (a keyframe a second) with 20 ms Opus packets sent as lvt's
 /// publisher sends them (after each frame, the audio up to the next), the audio starting
-/// `audio_after` into the stream; returns what the runner was handed.
+/// `audio_after` into the stream (none without it: the offer still has its audio track);
+/// returns when the first frame was sent and what the runner was handed.
 async fn publish_with_audio(
-    audio_after: Duration,
-) -> Vec<(Instant, lvt_sim::gateway::RunnerInput)> {
+    audio_after: Option<Duration>,
+) -> (Instant, Vec<(Instant, lvt_sim::gateway::RunnerInput)>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw = lvt_sim::gateway::start_gateway_with(
@@ -485,7 +486,7 @@ async fn publish_with_audio(
     let sender = publisher.sender();
     let start = tokio::time::Instant::now();
     let silence = Bytes::from_static(&[0xf8, 0xff, 0xfe]);
-    let first_sample = audio_after.as_millis() as u64 * 48;
+    let first_sample = audio_after.map_or(u64::MAX, |after| after.as_millis() as u64 * 48);
     let mut samples = first_sample;
     for i in 0..60u64 {
         tokio::time::sleep_until(start + Duration::from_millis(i * 1000 / 30)).await;
@@ -503,13 +504,19 @@ async fn publish_with_audio(
     while let Ok(Some(input)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
         got.push(input);
     }
-    got
+    (start.into_std(), got)
 }
 
 #[tokio::test]
 async fn audio_is_handed_on_on_the_video_timeline_once_video_has_started() {
     use lvt_sim::gateway::RunnerInput;
-    let got = publish_with_audio(Duration::ZERO).await;
+    let (start, got) = publish_with_audio(Some(Duration::ZERO)).await;
+    // The audio track came with the video: nothing waited for it.
+    let waited = got[0].0 - start;
+    assert!(
+        waited < Duration::from_millis(250),
+        "first input after {waited:?}"
+    );
     let video: Vec<u64> = got
         .iter()
         .filter_map(|(_, i)| match i {
@@ -548,7 +555,7 @@ async fn audio_that_starts_after_the_gather_timeout_is_not_segmented() {
     use lvt_sim::gateway::RunnerInput;
     // go-livepeer waits 500 ms after the video track for audio; a track that comes later is
     // not taken into the stream.
-    let got = publish_with_audio(Duration::from_millis(800)).await;
+    let (_, got) = publish_with_audio(Some(Duration::from_millis(800))).await;
     assert!(
         got.iter()
             .any(|(_, i)| matches!(i, RunnerInput::Video { .. }))
@@ -558,4 +565,25 @@ async fn audio_that_starts_after_the_gather_timeout_is_not_segmented() {
             .any(|(_, i)| matches!(i, RunnerInput::Audio { .. })),
         "late audio was handed on"
     );
+}
+
+#[tokio::test]
+async fn an_offered_audio_track_that_never_comes_holds_the_video_for_the_gather_timeout() {
+    use lvt_sim::gateway::RunnerInput;
+    // go-livepeer waits up to 500 ms after the video track for the audio the offer announced;
+    // the video that came meanwhile is handed on then, none of it lost.
+    let (start, got) = publish_with_audio(None).await;
+    let waited = got[0].0 - start;
+    assert!(
+        waited >= Duration::from_millis(490) && waited < Duration::from_millis(900),
+        "first input after {waited:?}"
+    );
+    let video: Vec<u64> = got
+        .iter()
+        .filter_map(|(_, i)| match i {
+            RunnerInput::Video { pts, .. } => Some(*pts),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(video, (0..60).map(|i| i * 3000).collect::<Vec<_>>());
 }

@@ -13,6 +13,14 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use super::RunnerInput;
+
+/// go-livepeer's `gatherIncomingTracks`: after the video track, audio is waited for this long;
+/// an audio track that shows up later is not segmented.
+pub const AUDIO_GATHER_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Clock rate of H.264 over RTP, and of MPEG-TS timestamps.
 pub const VIDEO_HZ: u64 = 90_000;
 /// Clock rate of Opus over RTP.
@@ -95,6 +103,119 @@ impl IngestClock {
         }
         pts
     }
+}
+
+/// What the ingest hands its runner, decided as go-livepeer's WHIP server decides it:
+///
+/// - *gathering* (`gatherIncomingTracks`): when the offer has audio, the stream waits after its
+///   first video for the audio track, up to [`AUDIO_GATHER_TIMEOUT`]; the video that comes
+///   meanwhile is held (pion keeps it in the track's buffer) and handed on when the tracks are
+///   settled. Audio whose first packet comes after that wait is not taken;
+/// - audio is dropped until the first keyframe has started the segmenter;
+/// - both tracks on one timeline ([`IngestClock`]), audio rescaled to 90 kHz.
+#[derive(Debug)]
+pub struct Tracks {
+    clock: IngestClock,
+    first_video: Option<Instant>,
+    /// The tracks are settled: media goes to the runner as it comes.
+    gathered: bool,
+    /// Whether the audio track is taken, once its first packet has come.
+    audio: Option<bool>,
+    segmenting: bool,
+    /// Video held while the audio track is waited for: RTP time, arrival, access unit.
+    held: Vec<(u64, Instant, Bytes)>,
+}
+
+impl Tracks {
+    /// The tracks of an ingest whose offer has audio (`expects_audio`) or not.
+    pub fn new(expects_audio: bool) -> Self {
+        Tracks {
+            clock: IngestClock::default(),
+            first_video: None,
+            gathered: !expects_audio,
+            audio: None,
+            segmenting: false,
+            held: Vec::new(),
+        }
+    }
+
+    /// A video access unit arrived; `give` is handed what goes to the runner now.
+    pub fn video(
+        &mut self,
+        rtp_time: u64,
+        at: Instant,
+        data: Bytes,
+        give: impl FnMut(RunnerInput),
+    ) {
+        self.first_video.get_or_insert(at);
+        // Audio came first: the wait ends with the video.
+        self.gathered |= self.audio == Some(true);
+        self.held.push((rtp_time, at, data));
+        if self.gathered {
+            self.release(give);
+        }
+    }
+
+    /// An audio packet arrived.
+    pub fn audio(
+        &mut self,
+        rtp_time: u64,
+        at: Instant,
+        data: Bytes,
+        mut give: impl FnMut(RunnerInput),
+    ) {
+        let first_video = self.first_video;
+        let taken = *self.audio.get_or_insert_with(|| {
+            first_video.is_none_or(|video| at <= video + AUDIO_GATHER_TIMEOUT)
+        });
+        if !taken {
+            return;
+        }
+        if self.first_video.is_some() && !self.gathered {
+            self.gathered = true;
+            self.release(&mut give);
+        }
+        if self.segmenting {
+            let pts = rescale(self.clock.audio(rtp_time, at), VIDEO_HZ, OPUS_HZ);
+            give(RunnerInput::Audio {
+                pts: on_timeline(pts),
+                data,
+            });
+        }
+    }
+
+    /// When the wait for the audio track ends, while it lasts.
+    pub fn gather_deadline(&self) -> Option<Instant> {
+        self.first_video
+            .filter(|_| !self.gathered)
+            .map(|video| video + AUDIO_GATHER_TIMEOUT)
+    }
+
+    /// The wait for the audio track is over (its deadline passed): the held video goes on.
+    pub fn stop_waiting(&mut self, give: impl FnMut(RunnerInput)) {
+        self.gathered = true;
+        self.release(give);
+    }
+
+    fn release(&mut self, mut give: impl FnMut(RunnerInput)) {
+        for (rtp_time, at, data) in self.held.drain(..) {
+            let keyframe = lvt_media::h264::contains_idr(&data);
+            self.segmenting |= keyframe;
+            let pts = on_timeline(self.clock.video(rtp_time, at));
+            give(RunnerInput::Video {
+                pts,
+                at,
+                data,
+                keyframe,
+            });
+        }
+    }
+}
+
+/// A PTS of the ingest's timeline as the runner takes it: never below 0 (a packet reordered
+/// before the first), not wrapped (the muxer keeps the 33 bits MPEG-TS carries).
+fn on_timeline(pts: i64) -> u64 {
+    pts.max(0) as u64
 }
 
 /// `v` in clock rate `from` expressed in clock rate `to`, integer part first (gortsplib's

@@ -207,7 +207,7 @@ async fn built_in(
 }
 
 /// Sleeps until `at`, or forever without one.
-async fn sleep_until_opt(at: Option<Instant>) {
+pub(super) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
