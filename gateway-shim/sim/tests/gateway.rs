@@ -507,6 +507,16 @@ async fn publish_with_audio(
     (start.into_std(), got)
 }
 
+/// The PTS of the video handed to the runner, in order.
+fn video_pts(got: &[(Instant, lvt_sim::gateway::RunnerInput)]) -> Vec<u64> {
+    got.iter()
+        .filter_map(|(_, i)| match i {
+            lvt_sim::gateway::RunnerInput::Video { pts, .. } => Some(*pts),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn audio_is_handed_on_on_the_video_timeline_once_video_has_started() {
     use lvt_sim::gateway::RunnerInput;
@@ -517,13 +527,7 @@ async fn audio_is_handed_on_on_the_video_timeline_once_video_has_started() {
         waited < Duration::from_millis(250),
         "first input after {waited:?}"
     );
-    let video: Vec<u64> = got
-        .iter()
-        .filter_map(|(_, i)| match i {
-            RunnerInput::Video { pts, .. } => Some(*pts),
-            _ => None,
-        })
-        .collect();
+    let video = video_pts(&got);
     let audio: Vec<u64> = got
         .iter()
         .filter_map(|(_, i)| match i {
@@ -569,7 +573,6 @@ async fn audio_that_starts_after_the_gather_timeout_is_not_segmented() {
 
 #[tokio::test]
 async fn an_offered_audio_track_that_never_comes_holds_the_video_for_the_gather_timeout() {
-    use lvt_sim::gateway::RunnerInput;
     // go-livepeer waits up to 500 ms after the video track for the audio the offer announced;
     // the video that came meanwhile is handed on then, none of it lost.
     let (start, got) = publish_with_audio(None).await;
@@ -578,12 +581,6 @@ async fn an_offered_audio_track_that_never_comes_holds_the_video_for_the_gather_
         waited >= Duration::from_millis(490) && waited < Duration::from_millis(900),
         "first input after {waited:?}"
     );
-    let video: Vec<u64> = got
-        .iter()
-        .filter_map(|(_, i)| match i {
-            RunnerInput::Video { pts, .. } => Some(*pts),
-            _ => None,
-        })
-        .collect();
+    let video = video_pts(&got);
     assert_eq!(video, (0..60).map(|i| i * 3000).collect::<Vec<_>>());
 }
