@@ -680,7 +680,7 @@ async fn ingest(
                     }
                 }
             }
-            () = runner::sleep_until_opt(tracks.gather_deadline()), if tracks.gather_deadline().is_some() => {
+            () = runner::sleep_until_opt(tracks.gather_deadline()) => {
                 tracks.stop_waiting(|input| { to_runner(input); });
             }
             _ = tokio::time::sleep_until(gather_deadline.into()), if !got_video => {

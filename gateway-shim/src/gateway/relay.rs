@@ -277,7 +277,7 @@ pub async fn relay(
                     if let Some(job) = job.as_mut()
                         && job.segment.is_some()
                     {
-                        interleave.flush(None, |unit| mux_unit(&mut job.muxer, unit, &mut job.buf));
+                        interleave.flush(None, |unit| job.mux(unit));
                         send_muxed(job);
                     }
                     break;
@@ -542,9 +542,7 @@ fn write_video(
 ) -> bool {
     let opens = starts_segment(job.segment, now, pts, keyframe, config.min_segment);
     if opens {
-        interleave.flush(Some(pts), |unit| {
-            mux_unit(&mut job.muxer, unit, &mut job.buf)
-        });
+        interleave.flush(Some(pts), |unit| job.mux(unit));
         if job.segment.is_some() {
             send_muxed(job);
             let _ = job.publish.send(PublishCmd::End);
@@ -560,9 +558,7 @@ fn write_video(
     if job.segment.is_none() {
         return false;
     }
-    interleave.push_video(pts, data, keyframe, |unit| {
-        mux_unit(&mut job.muxer, unit, &mut job.buf)
-    });
+    interleave.push_video(pts, data, keyframe, |unit| job.mux(unit));
     send_muxed(job);
     opens
 }
@@ -571,32 +567,33 @@ fn write_video(
 /// (go-livepeer drops audio until its segmenter has started).
 fn write_audio(job: &mut Job, interleave: &mut Interleaver, pts: u64, data: Bytes) {
     if job.segment.is_some() {
-        interleave.push_audio(pts, data, |unit| {
-            mux_unit(&mut job.muxer, unit, &mut job.buf)
-        });
+        interleave.push_audio(pts, data, |unit| job.mux(unit));
         send_muxed(job);
     }
 }
 
-/// Appends one unit, muxed, to `buf`. An audio packet is dropped when the open segment has no
-/// Opus track (audio that came after the segment began without it).
-fn mux_unit(muxer: &mut TsMuxer, unit: Unit, buf: &mut Vec<u8>) {
-    match unit {
-        Unit::Video {
-            pts,
-            data,
-            keyframe,
-        } => {
-            let frame = MuxFrame {
+impl Job {
+    /// Appends one unit, muxed, to the bytes written next. An audio packet is dropped when the
+    /// open segment has no Opus track (audio that came after the segment began without it).
+    fn mux(&mut self, unit: Unit) {
+        let (muxer, buf) = (&mut self.muxer, &mut self.buf);
+        match unit {
+            Unit::Video {
                 pts,
-                dts: None,
+                data,
                 keyframe,
-                data: &data,
-            };
-            muxer.mux_frame(&frame, buf);
-        }
-        Unit::Audio { pts, data } => {
-            let _ = muxer.mux_opus(pts, &data, buf);
+            } => {
+                let frame = MuxFrame {
+                    pts,
+                    dts: None,
+                    keyframe,
+                    data: &data,
+                };
+                muxer.mux_frame(&frame, buf);
+            }
+            Unit::Audio { pts, data } => {
+                let _ = muxer.mux_opus(pts, &data, buf);
+            }
         }
     }
 }

@@ -133,17 +133,11 @@ impl TsMuxer {
     /// Adds an Opus track of `channels` (or removes it with `None`) from the next PMT on,
     /// keeping every continuity counter: the stream goes on, its program changes.
     pub fn set_opus(&mut self, channels: Option<u8>) {
-        let config = match channels {
-            Some(channels) => MuxConfig {
-                opus: None,
-                ..self.config
-            }
-            .with_opus(channels),
-            None => MuxConfig {
-                opus: None,
-                ..self.config
-            },
+        let video_only = MuxConfig {
+            opus: None,
+            ..self.config
         };
+        let config = channels.map_or(video_only, |channels| video_only.with_opus(channels));
         if config != self.config {
             self.config = config;
             self.pmt_packet = pmt_packet(&config);
