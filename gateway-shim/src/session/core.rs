@@ -29,9 +29,17 @@ use crate::measure::{MeasureConfig, SessionRecorder};
 /// H.264 in MPEG-TS (ISO/IEC 13818-1 stream_type 0x1B).
 const STREAM_TYPE_H264: u8 = 0x1b;
 
-/// What the mode adds: nothing for a direct session; selection and swaps through the network.
+/// Gateway mode: most content samples whose pictures are awaited at once; older ones are given
+/// up (their decoder went without answering).
+const MAX_SAMPLES_AWAITED: usize = 256;
+
+/// What the mode adds: nothing for a direct session; selection and swaps through the network;
+/// content samples of every decoded picture through a gateway.
 enum Policy {
     Direct,
+    Gateway {
+        every_frame: bool,
+    },
     Network {
         strategy: Box<dyn SelectionStrategy + Send>,
         swap: SwapConfig,
@@ -108,6 +116,12 @@ struct Share {
     handed_over: bool,
     /// Output frames held until their pictures tell overlay from processed output.
     watch: OverlayWatch,
+    /// Gateway mode: the frame number the latest processed picture showed (an overlay after a
+    /// reload repeats it), when the latest output frame arrived, and the frames asked about
+    /// outside a watch whose answers are awaited (`pts`, arrival).
+    last_code: Option<u32>,
+    last_at_us: Option<u64>,
+    sampled: VecDeque<(u64, u64)>,
 }
 
 impl Share {
@@ -190,6 +204,9 @@ pub struct SessionCore {
     last_params: Value,
     next_update: usize,
     outputs: VecDeque<Output>,
+    /// Gateway mode: the playback is up, and how often it answered 404 before.
+    playing: bool,
+    playback_not_found: u32,
 }
 
 impl SessionCore {
@@ -213,6 +230,7 @@ impl SessionCore {
         };
         let policy = match mode {
             Mode::Direct => Policy::Direct,
+            Mode::Gateway { every_frame } => Policy::Gateway { every_frame },
             Mode::Network {
                 strategy,
                 swap,
@@ -224,6 +242,8 @@ impl SessionCore {
                 monitor: None,
             },
         };
+        // A gateway rewrites timestamps: e2e latency comes from the pictures alone.
+        let timestamps_rewritten = matches!(policy, Policy::Gateway { .. });
         let mut core = Self {
             policy,
             last_params: plan.params.clone(),
@@ -239,7 +259,10 @@ impl SessionCore {
             last_start: StartInfo::default(),
             shares: Vec::new(),
             current: None,
-            recorder: SessionRecorder::new(MeasureConfig::default()),
+            recorder: SessionRecorder::new(MeasureConfig {
+                timestamps_rewritten,
+                ..MeasureConfig::default()
+            }),
             publisher: None,
             first_input_us: None,
             last_input_us: None,
@@ -247,6 +270,8 @@ impl SessionCore {
             events_opened_us: None,
             next_update: 0,
             outputs: VecDeque::new(),
+            playing: false,
+            playback_not_found: 0,
         };
         if core.is_network() {
             core.trace("gateway_receive_stream_request", None);
@@ -324,6 +349,28 @@ impl SessionCore {
                 let now_ms = self.rel_ms(self.now_us);
                 self.if_current(share, |m| m.handle_control_write_failed(now_ms));
             }
+            Input::OutputFrame {
+                share,
+                pts,
+                at_us,
+                data,
+            } => self.handle_output_frame(share, pts, at_us, data),
+            Input::PlaybackUp { share } => {
+                if self.live(share) {
+                    self.playing = true;
+                }
+            }
+            Input::PlaybackNotFound { share } => {
+                if self.live(share) {
+                    self.playback_not_found += 1;
+                }
+            }
+            Input::Failed { share, failure } => {
+                if self.live(share) {
+                    self.end(End::Failed(failure));
+                    return;
+                }
+            }
         }
         self.drive();
     }
@@ -350,6 +397,14 @@ impl SessionCore {
         matches!(self.policy, Policy::Network { .. })
     }
 
+    /// Gateway mode, and whether every output frame is decoded for the content samples.
+    fn gateway(&self) -> Option<bool> {
+        match self.policy {
+            Policy::Gateway { every_frame } => Some(every_frame),
+            _ => None,
+        }
+    }
+
     fn rel_ms(&self, at_us: u64) -> u64 {
         at_us.saturating_sub(self.t0_us) / 1000
     }
@@ -362,7 +417,7 @@ impl SessionCore {
     fn monitor(&mut self) -> Option<&mut SwapMonitor> {
         match &mut self.policy {
             Policy::Network { monitor, .. } => monitor.as_deref_mut(),
-            Policy::Direct => None,
+            Policy::Direct | Policy::Gateway { .. } => None,
         }
     }
 
@@ -417,7 +472,7 @@ impl SessionCore {
     fn begin_start(&mut self, suspended: Suspensions, swap_from: Option<(ShareId, SwapCause)>) {
         let now_ms = self.rel_ms(self.now_us);
         let (order, limits) = match &mut self.policy {
-            Policy::Direct => (
+            Policy::Direct | Policy::Gateway { .. } => (
                 vec![0],
                 StartLimits {
                     max_tries: 1,
@@ -468,7 +523,7 @@ impl SessionCore {
                 );
                 let limits = match &self.policy {
                     Policy::Network { limits, .. } => *limits,
-                    Policy::Direct => StartLimits::default(),
+                    Policy::Direct | Policy::Gateway { .. } => StartLimits::default(),
                 };
                 let none = NoneAvailable {
                     tries: end.tries,
@@ -513,8 +568,9 @@ impl SessionCore {
         if let Err(failure) = &result {
             let f = failure.failure();
             info!(message = "Job start refused.", uri, class = ?f.class, detail = %f.detail);
-            if matches!(self.policy, Policy::Direct) {
-                // A direct session has one candidate: its failure is the session's.
+            if !matches!(self.policy, Policy::Network { .. }) {
+                // A direct session (or one through a gateway) has one candidate: its failure
+                // is the session's.
                 self.start = None;
                 self.end(End::Failed(f));
                 return;
@@ -590,7 +646,7 @@ impl SessionCore {
         let uri = self.candidates[candidate].uri.clone();
         let mut replay = None;
         match &mut self.policy {
-            Policy::Direct => {}
+            Policy::Direct | Policy::Gateway { .. } => {}
             Policy::Network { monitor, swap, .. } => match monitor {
                 None => {
                     let mut m = SwapMonitor::with_config(uri.clone(), *swap, now_ms);
@@ -645,12 +701,20 @@ impl SessionCore {
             segments_in_flight: 0,
             stopped: false,
             control_dead: false,
-            next_keepalive_us: now.saturating_add(self.plan.keepalive_interval_us),
+            // A gateway keeps its own control channel alive: updates are all it is sent.
+            next_keepalive_us: if self.gateway().is_some() {
+                u64::MAX
+            } else {
+                now.saturating_add(self.plan.keepalive_interval_us)
+            },
             first_ingest_sent: false,
             first_output_seen: false,
             steps: StepProbe::default(),
             handed_over: false,
             watch: OverlayWatch::default(),
+            last_code: None,
+            last_at_us: None,
+            sampled: VecDeque::new(),
         });
         if self.plan.watch_overlay {
             self.shares[share].watch.open_start();
@@ -722,7 +786,7 @@ impl SessionCore {
             s.segments_in_flight = s.segments_in_flight.saturating_sub(1);
         }
         match &self.policy {
-            Policy::Direct => {
+            Policy::Direct | Policy::Gateway { .. } => {
                 if let Err(e) = result {
                     self.end(End::Failed(e.failure()));
                 }
@@ -869,10 +933,6 @@ impl SessionCore {
     }
 
     fn drain_frames(&mut self, share: ShareId) {
-        // Frames still decoded from the orchestrator being left count for the freeze (the
-        // last frame before the swap), so they are reported while the swap runs too.
-        let reporting = self.current == Some(share)
-            || (self.current.is_none() && self.shares.len().checked_sub(1) == Some(share));
         loop {
             let s = &mut self.shares[share];
             let Some(frame) = s.demux.poll_frame() else {
@@ -882,59 +942,127 @@ impl SessionCore {
                 continue;
             }
             let Some(pts) = frame.pts else { continue };
-            let sps = (!s.have_resolution && frame.keyframe)
-                .then(|| lvt_media::h264::find_sps(&frame.data))
-                .flatten();
-            if sps.is_some() {
-                s.have_resolution = true;
+            self.take_frame(share, pts, frame.first_byte_us, frame.keyframe, frame.data);
+        }
+    }
+
+    /// Gateway mode: one output access unit. Output that comes back after a stall may be a
+    /// new runner loading (the gateway swapped orchestrators, which a viewer sees only as a
+    /// freeze): it is watched for the loading overlay as after a params update.
+    fn handle_output_frame(&mut self, share: ShareId, pts: u64, at_us: u64, data: Bytes) {
+        if !self.live(share) {
+            return;
+        }
+        let stall_us = self.recorder.stall_threshold_us();
+        let resumed = self.shares[share]
+            .last_at_us
+            .replace(at_us)
+            .is_some_and(|last| at_us.saturating_sub(last) > stall_us);
+        if resumed && self.plan.watch_overlay {
+            if self.shares[share].watch.expired(at_us) {
+                self.close_watch(share);
             }
-            s.last_output_pts = Some(s.last_output_pts.map_or(pts, |p| p.max(pts)));
-            let mut held = HeldFrame {
-                pts,
-                at_us: frame.first_byte_us,
-                keyframe: frame.keyframe,
-                picture: frame.data,
-                sps,
-                look: false,
-            };
-            // go-livepeer cannot tell an overlay from output: its swap decisions see both.
-            let at_ms = self.rel_ms(held.at_us);
-            if reporting && let Some(m) = self.monitor() {
-                m.handle_output_frame(at_ms);
-            }
-            let step_look = self.step_check(share, pts, held.at_us);
-            self.watch_for_update(share, held.at_us);
-            if !self.shares[share].watch.is_open() {
-                let s = &mut self.shares[share];
-                if step_look || s.steps.wants_frames(self.plan.content_check_every) {
-                    s.handed_over = true;
-                    self.outputs.push_back(Output::ClassifyFrame {
-                        share,
-                        pts,
-                        keyframe: held.keyframe,
-                        picture: held.picture.clone(),
-                        look: step_look,
-                    });
+            let until = at_us.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US);
+            self.shares[share].watch.open_update(until, None);
+        }
+        let keyframe = lvt_media::h264::contains_idr(&data);
+        self.take_frame(share, pts, at_us, keyframe, data);
+    }
+
+    /// One output frame of `share`, stamped `pts`, that arrived at `at_us`: the swap monitor
+    /// sees it, the content check and the loading overlay watch may ask the driver to look at
+    /// it, and it counts as output (once its picture was read, while a watch holds it).
+    fn take_frame(&mut self, share: ShareId, pts: u64, at_us: u64, keyframe: bool, data: Bytes) {
+        // Frames still decoded from the orchestrator being left count for the freeze (the
+        // last frame before the swap), so they are reported while the swap runs too.
+        let reporting = self.current == Some(share)
+            || (self.current.is_none() && self.shares.len().checked_sub(1) == Some(share));
+        let s = &mut self.shares[share];
+        let sps = (!s.have_resolution && keyframe)
+            .then(|| lvt_media::h264::find_sps(&data))
+            .flatten();
+        if sps.is_some() {
+            s.have_resolution = true;
+        }
+        s.last_output_pts = Some(s.last_output_pts.map_or(pts, |p| p.max(pts)));
+        let mut held = HeldFrame {
+            pts,
+            at_us,
+            keyframe,
+            picture: data,
+            sps,
+            look: false,
+        };
+        // go-livepeer cannot tell an overlay from output: its swap decisions see both.
+        let at_ms = self.rel_ms(held.at_us);
+        if reporting && let Some(m) = self.monitor() {
+            m.handle_output_frame(at_ms);
+        }
+        // Through a gateway every decoded picture is a content sample: every frame, or the
+        // keyframes alone.
+        let gateway = self.gateway();
+        let step_look = match gateway {
+            Some(every_frame) => every_frame || keyframe,
+            None => self.step_check(share, pts, held.at_us),
+        };
+        self.watch_for_update(share, held.at_us);
+        if !self.shares[share].watch.is_open() {
+            let kept = gateway.is_none()
+                && self.shares[share]
+                    .steps
+                    .wants_frames(self.plan.content_check_every);
+            if gateway == Some(false) && step_look {
+                self.await_sample(share, pts, held.at_us);
+                self.outputs.push_back(Output::LookAlone {
+                    share,
+                    pts,
+                    picture: held.picture.clone(),
+                });
+            } else if step_look || kept {
+                if gateway.is_some() {
+                    self.await_sample(share, pts, held.at_us);
                 }
-                self.count_output(share, held);
-                continue;
+                self.shares[share].handed_over = true;
+                self.outputs.push_back(Output::ClassifyFrame {
+                    share,
+                    pts,
+                    keyframe: held.keyframe,
+                    picture: held.picture.clone(),
+                    look: step_look,
+                });
             }
-            held.look = self.shares[share].watch.looks_at_everything()
-                || self.arrived_early(share, pts, held.at_us);
-            self.outputs.push_back(Output::ClassifyFrame {
-                share,
-                pts,
-                keyframe: held.keyframe,
-                picture: held.picture.clone(),
-                look: held.look || step_look,
-            });
-            self.shares[share].handed_over = true;
-            let watch = &mut self.shares[share].watch;
-            if held.look || watch.is_holding() {
-                watch.hold(held);
-            } else {
-                self.count_output(share, held);
-            }
+            self.count_output(share, held);
+            return;
+        }
+        held.look = self.shares[share].watch.looks_at_everything()
+            || self.arrived_early(share, pts, held.at_us);
+        if gateway.is_some() {
+            self.await_sample(share, pts, held.at_us);
+        }
+        self.outputs.push_back(Output::ClassifyFrame {
+            share,
+            pts,
+            keyframe: held.keyframe,
+            picture: held.picture.clone(),
+            look: held.look || step_look,
+        });
+        self.shares[share].handed_over = true;
+        let watch = &mut self.shares[share].watch;
+        if held.look || watch.is_holding() {
+            watch.hold(held);
+        } else {
+            self.count_output(share, held);
+        }
+    }
+
+    /// Gateway mode: the picture of output frame `pts` of `share`, which arrived at `at_us`, is
+    /// a content sample once its answer comes. Answers that never come (a decoder gone) do not
+    /// pile up: past [`MAX_SAMPLES_AWAITED`] the oldest is given up.
+    fn await_sample(&mut self, share: ShareId, pts: u64, at_us: u64) {
+        let sampled = &mut self.shares[share].sampled;
+        sampled.push_back((pts, at_us));
+        if sampled.len() > MAX_SAMPLES_AWAITED {
+            sampled.pop_front();
         }
     }
 
@@ -944,9 +1072,13 @@ impl SessionCore {
         if self.shares[share].watch.expired(at_us) {
             self.close_watch(share);
         }
+        // Through a gateway the watch opens with the update (below, `run_control`): keeping
+        // frames ahead of it serves a decoder that starts at the keyframe before the update,
+        // and there a decoder of the share's own starts with the watch.
         if !self.plan.watch_overlay
             || self.current != Some(share)
             || self.shares[share].watch.is_open()
+            || self.gateway().is_some()
         {
             return;
         }
@@ -979,6 +1111,10 @@ impl SessionCore {
     /// overlay skips inference; processed frames gather around the median. Without a median
     /// (or a send time) every frame is suspect.
     fn arrived_early(&self, share: ShareId, pts: u64, at_us: u64) -> bool {
+        // A gateway's timestamps name no input frame.
+        if self.gateway().is_some() {
+            return true;
+        }
         let sent_us = self.share_recorder(share).sent_at_us(pts);
         let (Some(sent_us), Some(p50_us)) = (sent_us, self.shares[share].watch.median_us()) else {
             return true;
@@ -1037,6 +1173,10 @@ impl SessionCore {
     /// The driver's look at a frame: the content check reads it, and a held frame counts as
     /// overlay or as output.
     fn handle_frame_look(&mut self, share: ShareId, pts: u64, look: Option<PictureLook>) {
+        if self.gateway().is_some() {
+            self.handle_gateway_look(share, pts, look);
+            return;
+        }
         let code = self.plan.clip.code_of(pts);
         let Some(s) = self.shares.get_mut(share) else {
             return;
@@ -1069,6 +1209,67 @@ impl SessionCore {
         }
     }
 
+    /// Gateway mode: the picture of an output frame. A held frame counts as overlay or as
+    /// output, as in the other modes but against the last frame number seen (the timestamps
+    /// name no input frame); every picture that is not the overlay is a content sample.
+    fn handle_gateway_look(&mut self, share: ShareId, pts: u64, look: Option<PictureLook>) {
+        let Some(s) = self.shares.get_mut(share) else {
+            return;
+        };
+        let sampled = s
+            .sampled
+            .iter()
+            .position(|(asked, _)| *asked == pts)
+            .and_then(|i| s.sampled.remove(i));
+        let expected = Expected::Rewritten { last: s.last_code };
+        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, expected) else {
+            // Asked outside a watch, or held by one that closed before the answer came.
+            if let Some((_, at_us)) = sampled {
+                self.sample_picture(share, pts, at_us, look);
+            }
+            return;
+        };
+        match verdict {
+            Verdict::Overlay => {
+                if frame.sps.is_some() {
+                    s.have_resolution = false;
+                }
+                let at_us = frame.at_us;
+                self.each_recorder(share, |r| r.handle_overlay_frame(at_us));
+            }
+            Verdict::Processed | Verdict::Unknown => {
+                let at_us = frame.at_us;
+                self.count_output(share, frame);
+                self.sample_picture(share, pts, at_us, look);
+            }
+        }
+        if closes {
+            self.close_watch(share);
+        } else {
+            for frame in self.shares[share].watch.release_unasked() {
+                self.count_output(share, frame);
+            }
+        }
+    }
+
+    /// Gateway mode: a decoded output picture (`None`: undecodable) as a content sample: the
+    /// frame number it shows (unless the plan judges by the segment marker alone) and its
+    /// segment marker, matched to the input frame that carried them.
+    fn sample_picture(&mut self, share: ShareId, pts: u64, at_us: u64, look: Option<PictureLook>) {
+        let shown = look.and_then(|l| l.code);
+        if let Some(s) = self.shares.get_mut(share)
+            && shown.is_some()
+        {
+            s.last_code = shown;
+        }
+        let code = shown.filter(|_| self.plan.read_frame_numbers);
+        let marker = look.and_then(|l| l.marker);
+        let tolerance_us = self.plan.clip.content_tolerance_us();
+        self.each_recorder(share, |r| {
+            r.handle_content_sample(pts, at_us, code, marker, tolerance_us);
+        });
+    }
+
     /// Ends `share`'s watch: the frames still held count as output.
     fn close_watch(&mut self, share: ShareId) {
         let Some(s) = self.shares.get_mut(share) else {
@@ -1089,9 +1290,14 @@ impl SessionCore {
     /// it with a fresh decoder; otherwise they go too.
     fn end_hand_over_if_idle(&mut self, share: ShareId) {
         let every = self.plan.content_check_every;
+        let gateway = self.gateway();
+        if gateway == Some(true) {
+            // Every frame is decoded: the decoder stays for the next.
+            return;
+        }
         let s = &mut self.shares[share];
         if s.handed_over && !s.watch.is_open() && !s.steps.is_searching() {
-            let keep_frames = s.steps.wants_frames(every);
+            let keep_frames = gateway.is_none() && s.steps.wants_frames(every);
             s.handed_over = keep_frames;
             self.outputs
                 .push_back(Output::ClassifyEnd { share, keep_frames });
@@ -1105,10 +1311,10 @@ impl SessionCore {
         let now_ms = self.rel_ms(self.now_us);
         match (&self.policy, end) {
             // A direct session does not retry: any end of the subscription is its end.
-            (Policy::Direct, ChannelEnd::Ended | ChannelEnd::Error) => {
+            (Policy::Direct | Policy::Gateway { .. }, ChannelEnd::Ended | ChannelEnd::Error) => {
                 self.shares[share].output_ended = true;
             }
-            (Policy::Direct, ChannelEnd::CopyError) => {}
+            (Policy::Direct | Policy::Gateway { .. }, ChannelEnd::CopyError) => {}
             (Policy::Network { .. }, ChannelEnd::Ended) => {
                 self.shares[share].output_ended = true;
                 // The subscriber cannot tell 404 from end of stream; both swap, with the
@@ -1237,9 +1443,10 @@ impl SessionCore {
         self.begin_start(suspended, Some((old, cause)));
     }
 
-    /// A direct session's watchdog: output or events silent for longer than allowed.
+    /// A direct session's watchdog (and a gateway session's): output or events silent for
+    /// longer than allowed.
     fn watchdog(&self) -> Option<Failure> {
-        if !matches!(self.policy, Policy::Direct) || self.phase == Phase::Starting {
+        if self.is_network() || self.phase == Phase::Starting {
             return None;
         }
         let now = self.now_us;
@@ -1247,19 +1454,7 @@ impl SessionCore {
         let duration = |us: u64| std::time::Duration::from_micros(us);
         match (self.first_input_us, self.recorder.last_output_at_us()) {
             (Some(first_in), None) if now.saturating_sub(first_in) > t.first_output_us => {
-                let overlay = self.recorder.overlay_frames();
-                let loading = if overlay > 0 {
-                    format!(" ({overlay} loading overlay frames: the pipeline was still loading)")
-                } else {
-                    String::new()
-                };
-                return Some(Failure {
-                    class: FailureClass::OutputTimeout,
-                    detail: format!(
-                        "no output frame within {:?} of the first input{loading}",
-                        duration(t.first_output_us)
-                    ),
-                });
+                return Some(self.no_first_output(duration(t.first_output_us)));
             }
             (_, Some(last_out)) if now.saturating_sub(last_out) > t.output_gap_us => {
                 return Some(Failure {
@@ -1272,6 +1467,10 @@ impl SessionCore {
             }
             _ => {}
         }
+        // A gateway's status route is polled: its silence says nothing of the runner.
+        if self.gateway().is_some() {
+            return None;
+        }
         let since = self
             .recorder
             .last_event_at_us()
@@ -1283,8 +1482,36 @@ impl SessionCore {
         })
     }
 
+    /// No output frame within `limit` of the first input: through a gateway, a playback that
+    /// never came up is the gateway refusing it; otherwise the orchestrator's (or the gateway's)
+    /// output timed out.
+    fn no_first_output(&self, limit: std::time::Duration) -> Failure {
+        let loading = loading(&self.recorder);
+        if self.gateway().is_none() {
+            return Failure {
+                class: FailureClass::OutputTimeout,
+                detail: format!("no output frame within {limit:?} of the first input{loading}"),
+            };
+        }
+        if self.playing {
+            Failure {
+                class: FailureClass::NoOutput,
+                detail: format!("no output frame within {limit:?} of the first input{loading}"),
+            }
+        } else {
+            Failure {
+                class: FailureClass::WhepRefused,
+                detail: format!(
+                    "the playback did not start within {limit:?} of the first input (WHEP \
+                     answered 404 {} times)",
+                    self.playback_not_found
+                ),
+            }
+        }
+    }
+
     fn watchdog_deadline(&self) -> Option<u64> {
-        if !matches!(self.policy, Policy::Direct) || self.phase == Phase::Starting {
+        if self.is_network() || self.phase == Phase::Starting {
             return None;
         }
         let t = &self.plan.timeouts;
@@ -1297,6 +1524,7 @@ impl SessionCore {
             .recorder
             .last_event_at_us()
             .or(self.events_opened_us)
+            .filter(|_| self.gateway().is_none())
             .map(|since| since.saturating_add(t.events_us));
         // The watchdog fires once the silence is longer than the limit.
         [output, events]
@@ -1320,8 +1548,10 @@ impl SessionCore {
             return;
         };
         let s = &self.shares[current];
-        let caught_up =
-            matches!((self.last_input_pts, s.last_output_pts), (Some(i), Some(o)) if o >= i);
+        // A gateway's output timestamps name no input frame: only the idle time and the drain
+        // timeout end its drain.
+        let caught_up = self.gateway().is_none()
+            && matches!((self.last_input_pts, s.last_output_pts), (Some(i), Some(o)) if o >= i);
         if caught_up || s.output_ended {
             self.end(End::Completed);
             return;
@@ -1397,7 +1627,10 @@ impl SessionCore {
                     });
                     if self.plan.watch_overlay {
                         let until = now.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US);
-                        let median = self.share_recorder(current).latency_p50_us();
+                        let median = self
+                            .share_recorder(current)
+                            .latency_p50_us()
+                            .filter(|_| self.gateway().is_none());
                         self.shares[current].watch.open_update(until, median);
                     }
                 }
@@ -1518,7 +1751,7 @@ impl SessionCore {
         self.start = None;
         self.phase = Phase::Done;
         let interrupted = matches!(end, End::Interrupted);
-        let fatal = match end {
+        let mut fatal = match end {
             End::Completed | End::Interrupted => None,
             End::Failed(f) => Some(f),
             End::NoneAvailable(none) => Some(Failure {
@@ -1526,6 +1759,21 @@ impl SessionCore {
                 detail: none.message,
             }),
         };
+        // Through a gateway, a session that ran its course without processed output failed to
+        // give any (the other modes judge by the bytes their output channel carried).
+        if self.gateway().is_some()
+            && fatal.is_none()
+            && !interrupted
+            && self.recorder.frames_received() == 0
+        {
+            fatal = Some(Failure {
+                class: FailureClass::NoOutput,
+                detail: format!(
+                    "the session ended without a processed output frame{}",
+                    loading(&self.recorder)
+                ),
+            });
+        }
         let report = self.report(fatal, measured_end_us);
         self.outputs.push_back(Output::Finished(Box::new(Finished {
             report,
@@ -1537,7 +1785,7 @@ impl SessionCore {
         let ended_at_unix_ms = self.unix_ms(self.now_us);
         let template = self.template.clone();
         match &self.policy {
-            Policy::Direct => {
+            Policy::Direct | Policy::Gateway { .. } => {
                 let media = self
                     .shares
                     .first()
@@ -1592,6 +1840,20 @@ impl SessionCore {
                 })
             }
         }
+    }
+}
+
+/// What a session without processed output saw instead, for its failure detail.
+fn loading(recorder: &SessionRecorder) -> String {
+    match (recorder.overlay_frames(), recorder.unread_frames()) {
+        (0, 0) => String::new(),
+        (overlay, 0) => {
+            format!(" ({overlay} loading overlay frames: the pipeline was still loading)")
+        }
+        (overlay, unread) => format!(
+            " ({overlay} loading overlay frames, {unread} frames still being read at the end: \
+             the pipeline may still have been loading)"
+        ),
     }
 }
 

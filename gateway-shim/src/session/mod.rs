@@ -12,9 +12,10 @@
 //!
 //! One core serves every transport: a direct probe is a session with one fixed candidate and
 //! swaps off ([`Mode::Direct`]), a session through network selection has several candidates
-//! and go-livepeer's swap rules ([`Mode::Network`]). The drivers (the tester's `probe` over
-//! trickle; the unit tests over the simulator's `pipeline` on simulated time) differ only in
-//! how bytes move. The finished [`SessionReport`] is a pure function of the core's state
+//! and go-livepeer's swap rules ([`Mode::Network`]), and a session through a gateway has the
+//! gateway as its one candidate, publishes over WHIP and plays over WHEP ([`Mode::Gateway`]).
+//! The drivers (the tester's `probe` over trickle, its gateway driver over WebRTC; the unit
+//! tests over the simulator's `pipeline` on simulated time) differ only in how bytes move. The finished [`SessionReport`] is a pure function of the core's state
 //! ([`report`]).
 //!
 //! Failures at the protocol edge arrive typed ([`StartFailure`], [`JobRefusal`],
@@ -78,6 +79,22 @@ pub enum Mode {
         swap: SwapConfig,
         start: StartLimits,
     },
+    /// Through a gateway, as users stream into it: its one candidate is the gateway (the
+    /// start is the WHIP exchange up to a connected ingest, [`StartFailure::Gateway`] when it
+    /// fails), frames go out one by one, output comes back as access units
+    /// ([`Input::OutputFrame`]) whose timestamps the gateway rewrote, so latency comes from
+    /// the pictures: each output picture the driver decodes is a content sample, matched to
+    /// the input frame it shows. Params updates go to the gateway's update route
+    /// ([`Output::Control`]), with no keepalives; status documents come as events, with no
+    /// silence limit (the driver polls them).
+    Gateway {
+        /// Decode every output frame for the content samples (P-frames by a decoder of the
+        /// share's own, [`Output::ClassifyFrame`]); otherwise only the keyframes, each on its
+        /// own ([`Output::LookAlone`]), and every frame only while a loading overlay watch is
+        /// open: for load, where decoding every frame of every stream would cost more than the
+        /// rest of the session.
+        every_frame: bool,
+    },
 }
 
 impl std::fmt::Debug for Mode {
@@ -89,6 +106,10 @@ impl std::fmt::Debug for Mode {
                 .field("swap", swap)
                 .field("start", start)
                 .finish_non_exhaustive(),
+            Self::Gateway { every_frame } => f
+                .debug_struct("Gateway")
+                .field("every_frame", every_frame)
+                .finish(),
         }
     }
 }
@@ -305,6 +326,10 @@ pub enum StartFailure {
     /// The orchestrator presented another TLS certificate than the one trusted for its URI and
     /// the tester refuses such orchestrators: it may not be who it was.
     CertificateChanged { detail: String },
+    /// Gateway mode: the stream did not come up (WHIP refused, ICE or DTLS not connected, the
+    /// ingest closed after its 201), classified by the driver, which can ask the gateway's
+    /// status route why.
+    Gateway(Failure),
 }
 
 impl StartFailure {
@@ -330,6 +355,7 @@ impl StartFailure {
             ),
             Self::Payment { detail } => (FailureClass::Payment, format!("payment: {detail}")),
             Self::CertificateChanged { detail } => (FailureClass::Auth, detail.clone()),
+            Self::Gateway(failure) => return failure.clone(),
             Self::Job(refusal) => {
                 let (class, detail) = match refusal {
                     JobRefusal::Refused { reason, detail, .. } => (
@@ -448,13 +474,31 @@ pub enum Input {
     ControlGone { share: ShareId },
     /// Replaying the params to `share` failed [`CONTROL_REPLAY_TRIES`] times.
     ControlReplayFailed { share: ShareId },
-    /// The output frame `pts` of `share` ([`Output::ClassifyFrame`]) looks like this (`None`:
-    /// it could not be decoded, for example a frame before the decoder's first keyframe).
+    /// The output frame `pts` of `share` ([`Output::ClassifyFrame`], [`Output::LookAlone`])
+    /// looks like this (`None`: it could not be decoded, for example a frame before the
+    /// decoder's first keyframe).
     FrameLook {
         share: ShareId,
         pts: u64,
         look: Option<PictureLook>,
     },
+    /// Gateway mode: one output access unit of `share`, stamped `pts` by the gateway (RTP time,
+    /// 90 kHz), whose first packet arrived at `at_us`.
+    OutputFrame {
+        share: ShareId,
+        pts: u64,
+        at_us: u64,
+        data: Bytes,
+    },
+    /// Gateway mode: the playback of `share` is up (WHEP answered, and connected).
+    PlaybackUp { share: ShareId },
+    /// Gateway mode: the playback request answered 404 (the output is not ready yet); the
+    /// driver asks again.
+    PlaybackNotFound { share: ShareId },
+    /// The driver saw `share`'s transport fail and classified it (gateway mode: the gateway
+    /// closed a connection, or refused the playback): the session ends with `failure`, its
+    /// measured period at the moment handed over with the input.
+    Failed { share: ShareId, failure: Failure },
 }
 
 /// What the driver must do.
@@ -485,7 +529,8 @@ pub enum Output {
     /// The open segment is complete: finish it without holding up the next one, then report
     /// [`Input::SegmentWritten`] and [`Input::SegmentDone`].
     EndSegment { share: ShareId },
-    /// Publish one control message, trying up to `tries` times.
+    /// Publish one control message, trying up to `tries` times (gateway mode: post the params
+    /// to the update route).
     Control {
         share: ShareId,
         message: Bytes,
@@ -508,6 +553,14 @@ pub enum Output {
         keyframe: bool,
         picture: Bytes,
         look: bool,
+    },
+    /// Gateway mode: decode keyframe `picture` of `share` by itself (an IDR needs no earlier
+    /// frame, so any decoder will do; it is not part of the frames handed over with
+    /// [`Output::ClassifyFrame`]) and report [`Input::FrameLook`] for it.
+    LookAlone {
+        share: ShareId,
+        pts: u64,
+        picture: Bytes,
     },
     /// No answer is awaited for `share`: its decoder can go. With `keep_frames` the frames kept
     /// since their keyframe stay (a later question decodes them again with a fresh decoder);

@@ -70,6 +70,10 @@ struct Net {
     restyled: bool,
     /// Whether the decoder answers the frames it is asked about (false: it is still busy).
     answer_looks: bool,
+    /// Gateway mode: output goes to the core as access units with rewritten timestamps.
+    gateway: bool,
+    /// Gateway mode: keyframes the core asked about on their own.
+    alone: u32,
 }
 
 fn template() -> SessionReport {
@@ -130,6 +134,16 @@ fn access_unit(keyframe: bool, shown: u64) -> Vec<u8> {
     au
 }
 
+/// Which driver the harness plays.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ModeKind {
+    Gateway,
+    Other,
+}
+
+/// Gateway mode: what the gateway adds to every output timestamp (RTP times start anywhere).
+const REWRITE_OFFSET: u64 = 1_234_567;
+
 /// What a loading overlay frame "shows" in an [`access_unit`]: no input frame.
 const OVERLAY_SHOWN: u64 = u64::MAX;
 
@@ -167,8 +181,18 @@ impl Net {
         Self::new(mode, orchs, plan)
     }
 
+    /// Through a gateway: the one candidate stands for the gateway and its orchestrator.
+    fn gateway(orch: Orch, plan: SessionPlan, every_frame: bool) -> Self {
+        Self::new(Mode::Gateway { every_frame }, vec![orch], plan)
+    }
+
     fn new(mode: Mode, orchs: Vec<Orch>, plan: SessionPlan) -> Self {
         let network = matches!(mode, Mode::Network { .. });
+        let mode_kind = if matches!(mode, Mode::Gateway { .. }) {
+            ModeKind::Gateway
+        } else {
+            ModeKind::Other
+        };
         // Discovery order: earlier candidates answered faster.
         let candidates = (0..orchs.len())
             .map(|i| Candidate::new(format!("https://o{i}.test:8935"), 10 * i as u64 + 1))
@@ -176,6 +200,10 @@ impl Net {
         let mut template = template();
         if network {
             template.mode = TargetMode::Network;
+            template.orchestrator = None;
+        }
+        if mode_kind == ModeKind::Gateway {
+            template.mode = TargetMode::Gateway;
             template.orchestrator = None;
         }
         let plan_clip = plan.clip;
@@ -188,6 +216,8 @@ impl Net {
             decoders_released: 0,
             restyled: false,
             answer_looks: true,
+            gateway: matches!(mode_kind, ModeKind::Gateway),
+            alone: 0,
             core,
             now_us: 0,
             orchs,
@@ -375,6 +405,17 @@ impl Net {
                     }
                 }
                 Output::ClassifyFrame { look: false, .. } => self.kept += 1,
+                Output::LookAlone {
+                    share,
+                    pts,
+                    picture,
+                } => {
+                    self.alone += 1;
+                    if self.answer_looks {
+                        let look = Some(picture_look(&picture, &self.plan_clip, self.restyled));
+                        self.input(Input::FrameLook { share, pts, look });
+                    }
+                }
                 Output::ClassifyEnd {
                     keep_frames: false, ..
                 } => self.hand_overs_ended += 1,
@@ -448,8 +489,18 @@ impl Net {
             }
             while s.pending.front().is_some_and(|(due, _, _, _)| *due <= now) {
                 let (due, pts, keyframe, shown) = s.pending.pop_front().expect("checked");
-                let mut ts = Vec::new();
                 let au = access_unit(keyframe, shown);
+                if self.gateway {
+                    s.pipeline.handle_output_written(due);
+                    inputs.push(Input::OutputFrame {
+                        share,
+                        pts: pts + REWRITE_OFFSET,
+                        at_us: due,
+                        data: Bytes::from(au),
+                    });
+                    continue;
+                }
+                let mut ts = Vec::new();
                 s.muxer.mux_frame(
                     &MuxFrame {
                         pts,
@@ -1309,4 +1360,205 @@ fn random_inputs_never_panic_and_a_cancel_always_finishes() {
         assert!(core.is_finished());
         assert_eq!(core.poll_output(), Output::Timeout(u64::MAX));
     }
+}
+
+// ---- Through a gateway ---------------------------------------------------------------------
+
+/// Through a gateway the output's timestamps are rewritten (here moved by an odd offset, as a
+/// gateway's RTP times start anywhere): the latency comes from the pictures, every frame's in
+/// this mode, and it is the injected one exactly. The update goes out as the params alone, with
+/// no keepalive (a gateway's update route takes params only); events come from the status
+/// route, so their silence ends nothing.
+#[test]
+fn a_gateway_session_measures_the_latency_from_its_pictures() {
+    let orch = || Orch::Serves(profile(|p| p.latency_ms = 80));
+    let (f, net) = Net::gateway(orch(), overlay_only(plan(30)), true).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    assert_eq!(r.mode, TargetMode::Gateway);
+    let m = &r.metrics;
+    assert_eq!(m.frames_received, 900);
+    let e2e = m.e2e_latency_ms.expect("latency from the pictures");
+    assert_eq!((e2e.min, e2e.max), (80.0, 80.0), "{e2e:?}");
+    let check = m.content_check.as_ref().expect("every picture sampled");
+    assert_eq!(check.samples, 900);
+    assert_eq!(check.disagreements, 0);
+    assert_eq!(
+        net.alone, 0,
+        "every frame goes to the session's own decoder"
+    );
+    assert_eq!(net.hand_overs_ended + net.decoders_released, 0);
+    assert_eq!(net.control.len(), 1, "{:?}", net.control);
+    assert!(net.control[0].1.contains("watercolor, updated"));
+    // The drain ends a second after the last output (timestamps cannot say it caught up).
+    let ended_ms = r.ended_at_unix_ms - ORIGIN_UNIX_MS;
+    assert!(
+        (31_000..31_200).contains(&ended_ms),
+        "ended at {ended_ms} ms"
+    );
+
+    // No status at all for 30 s: still passed.
+    let mut quiet = overlay_only(plan(30));
+    quiet.timeouts.events_us = 5_000_000;
+    let (f, _) = run_without_events(Net::gateway(orch(), quiet, true));
+    assert_eq!(f.report.outcome, Outcome::Passed, "{:?}", f.report.failure);
+}
+
+/// With keyframes only, each keyframe outside a watch is asked about on its own (any decoder
+/// will do) and is a content sample; the start watch decodes every frame up to the first
+/// processed one with the session's own decoder, which goes when the watch closes.
+#[test]
+fn a_gateway_session_on_keyframes_asks_about_each_keyframe_alone() {
+    let orch = Orch::Serves(profile(|p| {
+        p.startup_ms = 500;
+        p.latency_ms = 40;
+    }));
+    let mut no_update = overlay_only(plan(6));
+    no_update.params_update_offsets_us.clear();
+    let (f, net) = Net::gateway(orch, no_update, false).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let m = &r.metrics;
+    assert_eq!(m.startup_ms, Some(1_040.0));
+    assert_eq!(m.loading_overlay.as_ref().map(|o| o.frames), Some(15));
+    // The overlay and the first processed frame (the keyframe at 1 s) in the watch; the
+    // keyframes at 2 to 5 s alone.
+    assert_eq!(net.classified, 16);
+    assert_eq!(net.alone, 4);
+    assert_eq!(net.hand_overs_ended, 1, "the watch's decoder let go");
+    let check = m.content_check.as_ref().expect("samples");
+    assert_eq!(check.samples, 5);
+    let e2e = m.e2e_latency_ms.expect("latency");
+    assert_eq!((e2e.min, e2e.max), (40.0, 40.0));
+}
+
+/// A reload after an update is told apart through a gateway too: the watch opens with the
+/// update (the gateway's timestamps cannot say which frames came early), every frame of it is
+/// looked at, and the overlay is counted apart from the output.
+#[test]
+fn a_gateway_session_sees_the_reload_after_an_update() {
+    let orch = Orch::Serves(profile(|p| {
+        p.reload_ms = 2_000;
+        p.latency_ms = 40;
+    }));
+    let (f, net) = Net::gateway(orch, overlay_only(plan(10)), false).run();
+    let r = f.report;
+    assert_eq!(r.outcome, Outcome::Passed, "{:?}", r.failure);
+    let overlay = r.metrics.loading_overlay.expect("the reload's overlay");
+    assert_eq!(overlay.frames, 59);
+    assert_eq!(r.metrics.stalls.count, 1, "{:?}", r.metrics.stalls);
+    assert_eq!(r.metrics.e2e_latency_ms.expect("latency").max, 40.0);
+    // From the update to the first processed frame after the overlay, every frame.
+    assert!(net.classified >= 61, "{} classified", net.classified);
+}
+
+/// What a gateway session without output fails with: a playback that never came up is the
+/// gateway refusing it (with the 404s it answered), one that came up but carried nothing is
+/// no output; a start the gateway refused, and a leg it closed, end the session with the class
+/// the driver gave.
+#[test]
+fn gateway_failures_keep_the_class_the_driver_saw() {
+    let silent = || {
+        Orch::Serves(profile(|p| {
+            p.startup_ms = 3_600_000;
+            p.loading_overlay = false;
+        }))
+    };
+    // Never up: the 404s are counted into the detail.
+    let mut net = Net::gateway(silent(), plan(30), true);
+    for i in 1..=3 {
+        net.deliver_later(i * 500_000, Input::PlaybackNotFound { share: 0 });
+    }
+    let (f, _) = net.run();
+    let failure = f.report.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::WhepRefused);
+    assert!(failure.detail.contains("404 3 times"), "{failure:?}");
+    assert_eq!(f.report.ended_at_unix_ms - ORIGIN_UNIX_MS, 20_005);
+
+    // Up, and silent.
+    let mut net = Net::gateway(silent(), plan(30), true);
+    net.deliver_later(100_000, Input::PlaybackUp { share: 0 });
+    let (f, _) = net.run();
+    let failure = f.report.failure.expect("failure");
+    assert_eq!(failure.class, FailureClass::NoOutput);
+    assert_eq!(
+        failure.detail,
+        "no output frame within 20s of the first input"
+    );
+
+    // A refused start: its class and detail are the session's.
+    let mut core = SessionCore::new(
+        Mode::Gateway { every_frame: true },
+        plan(10),
+        vec![Candidate::new("http://gw.test:8937".to_string(), 0)],
+        template(),
+        0,
+        ORIGIN_UNIX_MS,
+    );
+    assert!(matches!(
+        core.poll_output(),
+        Output::Start { candidate: 0, .. }
+    ));
+    let refused = Failure {
+        class: FailureClass::AuthClosed,
+        detail: "the gateway closed the ingest connection after its 201".into(),
+    };
+    core.handle_input(
+        Input::StartResult {
+            candidate: 0,
+            info: StartInfo::default(),
+            result: Err(StartFailure::Gateway(refused.clone())),
+        },
+        1_000,
+    );
+    let finished = loop {
+        match core.poll_output() {
+            Output::Finished(f) => break f,
+            Output::Timeout(_) => panic!("the session did not end"),
+            _ => {}
+        }
+    };
+    assert_eq!(finished.report.outcome, Outcome::Failed);
+    assert_eq!(finished.report.failure, Some(refused));
+
+    // A leg closed 3 s in: the session ends there, failed as the driver classed it.
+    let mut net = Net::gateway(Orch::Serves(Profile::default()), plan(10), true);
+    let closed = Failure {
+        class: FailureClass::PublishLost,
+        detail: "the gateway ended the ingest connection (Remote)".into(),
+    };
+    net.deliver_later(
+        3_000_000,
+        Input::Failed {
+            share: 0,
+            failure: closed,
+        },
+    );
+    let (f, _) = net.run();
+    assert_eq!(f.report.outcome, Outcome::Failed);
+    assert_eq!(
+        f.report.failure.map(|f| f.class),
+        Some(FailureClass::PublishLost)
+    );
+    assert_eq!(f.report.ended_at_unix_ms - ORIGIN_UNIX_MS, 3_000);
+}
+
+/// Output that comes back after a stall through a gateway may be a new runner loading (the
+/// gateway swapped orchestrators, which the viewer sees only as a freeze): it is watched, and
+/// every frame of it looked at, as after an update.
+#[test]
+fn gateway_output_back_after_a_stall_is_watched_for_the_overlay() {
+    let orch = Orch::Serves(profile(|p| {
+        p.stall_at_s = Some(3.0);
+        p.stall_s = 2.0;
+    }));
+    let mut no_update = overlay_only(plan(8));
+    no_update.params_update_offsets_us.clear();
+    let (f, net) = Net::gateway(orch, no_update, false).run();
+    assert_eq!(f.report.outcome, Outcome::Passed, "{:?}", f.report.failure);
+    assert_eq!(f.report.metrics.stalls.count, 1);
+    // The start's first frame, and from the resumed output every frame for 2 s (no overlay
+    // shows, so the watch runs its course); the keyframes outside alone.
+    assert!(net.classified >= 60, "{} classified", net.classified);
+    assert_eq!(net.hand_overs_ended, 2, "one per watch");
 }

@@ -315,6 +315,12 @@ pub(crate) async fn drive(
                     picture,
                     look,
                 } => pictures.classify(share, pts, keyframe, picture, look),
+                // Gateway mode's (an IDR on its own); decoded here like any keyframe asked about.
+                Output::LookAlone {
+                    share,
+                    pts,
+                    picture,
+                } => pictures.classify(share, pts, true, picture, true),
                 Output::ClassifyEnd { share, keep_frames } => pictures.end(share, keep_frames),
                 Output::Observe(observation) => observe(edge.sink.as_ref(), observation),
                 Output::Finished(finished) => {
