@@ -3,18 +3,19 @@
 //! The clip goes out over WHIP (its pre-encoded H.264 access units, packetized to RTP by
 //! str0m, and an Opus track of silence), the output comes back over WHEP, the status route is
 //! polled and params updates go to the update route; both peer connections are closed at the
-//! end. Everything is measured on the tester's clock from the WHIP `POST` into the same
-//! [`SessionRecorder`] the other modes use, configured with `timestamps_rewritten`: a gateway
-//! rewrites RTP timestamps, so e2e latency comes from the pictures alone (each decoded output
-//! frame's number, matched to the send time of the input frame that carried it).
+//! end. The session is the same [`SessionCore`] the other modes run, in [`Mode::Gateway`]:
+//! it decides when each frame is due, the timeouts, the drain, the updates, the loading overlay
+//! watch and the record, measured on the tester's clock from the WHIP `POST` by the same
+//! recorder, configured with `timestamps_rewritten`: a gateway rewrites RTP timestamps, so e2e
+//! latency comes from the pictures alone (each decoded output frame's number, matched to the
+//! send time of the input frame that carried it). This driver moves the bytes and keeps the
+//! gateway-mode figures (WHIP, ICE, DTLS and WHEP times, RTP legs, runner states).
 //!
-//! The loading overlay is told apart as in the other modes, with the same watch
-//! ([`OverlayWatch`]): from the first output frame to the first processed one, after a params
-//! update and when output comes back after a stall, every frame is decoded and held until its
-//! picture says which it is. With `decode_keyframes_only` the session has a decoder of its own
-//! only while a watch is open (the keyframes between watches go to the shared decoders).
-//!
-//! Not built yet: running through `SessionCore` (this driver keeps its own small loop).
+//! The loading overlay is told apart as in the other modes: from the first output frame to the
+//! first processed one, after a params update and when output comes back after a stall, every
+//! frame is decoded by a decoder of the session's own and held until its picture says which it
+//! is. With `decode_keyframes_only` that decoder lives only while a watch is open (the keyframes
+//! between watches go to decoders all sessions share).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,14 +23,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use lvt_gateway::measure::{MeasureConfig, SessionRecorder};
-use lvt_gateway::session::overlay::{Expected, HeldFrame, OverlayWatch, Verdict};
+use lvt_gateway::gateway::select::Candidate;
 use lvt_gateway::session::{
-    OVERLAY_WATCH_AFTER_UPDATE_US, PictureLook, segment_marker, updated_params,
+    ChannelEnd, Finished, Input, Mode, Output, PictureLook, SessionCore, ShareId, StartFailure,
+    StartInfo,
 };
 use lvt_schema::{
-    FailureClass, GatewayFigures, GatewayTrackStats, Outcome, RtpLeg, SessionReport, StateSeen,
-    TargetMode,
+    Failure, FailureClass, GatewayFigures, GatewayTrackStats, Outcome, RtpLeg, SessionReport,
+    StateSeen, TargetMode,
 };
 use lvt_webrtc::codecs::{OPUS_FRAME_SAMPLES, OPUS_SILENCE};
 use lvt_webrtc::{
@@ -39,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ProbeOptions, ProbeRun, fail, report_template, unix_ms};
+use super::{ProbeOptions, ProbeRun, fail, report_template, session_plan, unix_ms};
 use crate::encode::{Clip, PictureReader};
 
 /// go-livepeer's ICE failed timeout: a connection not up by then is not coming.
@@ -48,8 +49,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PLAYBACK_RETRY: Duration = Duration::from_millis(500);
 /// The status route is polled this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-/// After the last input frame, output silent this long ends the drain.
-const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Where and how to reach the gateway.
 #[derive(Debug, Clone)]
@@ -136,23 +135,11 @@ pub fn check_stream_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// What the decoding thread says of one output frame.
+/// What a decoder says of one output frame: its timestamp and its picture (`None`:
+/// undecodable).
 struct Look {
-    rtp_time: u64,
-    at_us: u64,
+    pts: u64,
     look: Option<PictureLook>,
-}
-
-/// Where a session's output access units are decoded.
-enum Decoder {
-    /// Every frame, in order, by a decoder of the session's own (P-frames need the frames
-    /// before them).
-    Own(OwnDecoder),
-    /// Keyframes only, on the decoders all sessions of the process share.
-    Shared(
-        &'static std::sync::mpsc::Sender<KeyframeJob>,
-        mpsc::UnboundedSender<Look>,
-    ),
 }
 
 /// A session's own decoder, kept by one of the [`stream_decoders`] threads; it goes when this
@@ -160,7 +147,6 @@ enum Decoder {
 struct OwnDecoder {
     stream: u64,
     jobs: &'static std::sync::mpsc::Sender<StreamJob>,
-    done: mpsc::UnboundedSender<Look>,
 }
 
 impl Drop for OwnDecoder {
@@ -171,244 +157,67 @@ impl Drop for OwnDecoder {
     }
 }
 
-impl Decoder {
-    /// `keyframes_only`: the shared keyframe decoders, else a decoder of its own. Looks go to
-    /// `done`; `None` when FFmpeg has no H.264 decoder.
-    fn start(keyframes_only: bool, done: mpsc::UnboundedSender<Look>) -> Option<Decoder> {
-        if keyframes_only {
-            return shared_keyframe_decoders().map(|jobs| Decoder::Shared(jobs, done));
-        }
-        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let threads = stream_decoders()?;
-        let jobs = threads.get(stream as usize % threads.len())?;
-        Some(Decoder::Own(OwnDecoder { stream, jobs, done }))
+/// Where the core's questions about output pictures are answered: frames handed over in
+/// stream order ([`Output::ClassifyFrame`]) by a decoder of the session's own, which goes when
+/// the core says no answer is awaited ([`Output::ClassifyEnd`]); keyframes asked about alone
+/// ([`Output::LookAlone`]) by the decoders all sessions of the process share. The answers come
+/// back on one channel; a frame no decoder can read (FFmpeg without H.264, a decoding thread
+/// gone) is answered at once, undecodable.
+struct Decoders {
+    own: Option<OwnDecoder>,
+    looks: mpsc::UnboundedSender<Look>,
+}
+
+impl Decoders {
+    /// Decoders answering on the receiver returned.
+    fn new() -> (Self, mpsc::UnboundedReceiver<Look>) {
+        let (looks, rx) = mpsc::unbounded_channel();
+        (Decoders { own: None, looks }, rx)
     }
 
-    /// Queues one access unit; a decoder that has gone (its decoding thread ended) loses it,
-    /// and the session counts no sample for it.
-    fn send(&self, rtp_time: u64, at_us: u64, unit: Bytes) {
-        match self {
-            Decoder::Own(own) => {
-                let _ = own.jobs.send(StreamJob::Frame {
+    /// The next frame of the session's output, decoded after the ones before it (the session's
+    /// decoder is made at the first); answered when `answer`.
+    fn frame(&mut self, pts: u64, unit: Bytes, answer: bool) {
+        if self.own.is_none() {
+            static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.own = stream_decoders()
+                .and_then(|threads| threads.get(stream as usize % threads.len()))
+                .map(|jobs| OwnDecoder { stream, jobs });
+        }
+        let sent = self.own.as_ref().is_some_and(|own| {
+            own.jobs
+                .send(StreamJob::Frame {
                     stream: own.stream,
-                    rtp_time,
-                    at_us,
+                    pts,
                     unit,
-                    done: own.done.clone(),
-                });
-            }
-            Decoder::Shared(jobs, done) => {
-                let _ = jobs.send((rtp_time, at_us, unit, done.clone()));
-            }
-        }
-    }
-}
-
-/// What becomes of the output frames: the loading overlay watch, the decoding and the content
-/// samples (docs/metrics.md, "Loading overlay" and "Through a gateway").
-struct Frames {
-    watch: OverlayWatch,
-    decoder: Option<Decoder>,
-    /// Keeps the looks' channel open while the session runs (without a decoder it would be
-    /// closed at once, and the session's loop would wake on it without end); dropped with the
-    /// decoder at the end, so that the looks run out.
-    looks: Option<mpsc::UnboundedSender<Look>>,
-    keyframes_only: bool,
-    watch_overlay: bool,
-    read_numbers: bool,
-    tolerance_us: u64,
-    /// The frame number the latest processed picture showed: an overlay after a reload repeats
-    /// it.
-    last_code: Option<u32>,
-    /// When the latest output frame arrived, overlay or not.
-    last_at_us: Option<u64>,
-}
-
-impl Frames {
-    /// Opens the start watch when `watch_overlay` and a decoder of the session's own can be had
-    /// (the watch decodes every frame up to the first processed one, P-frames too); otherwise
-    /// frames count as output as they come. With `keyframes_only`, that decoder goes when the
-    /// watch closes and the shared keyframe decoders take over. Looks arrive on the receiver
-    /// returned.
-    fn new(
-        keyframes_only: bool,
-        watch_overlay: bool,
-        read_numbers: bool,
-        tolerance_us: u64,
-    ) -> (Self, mpsc::UnboundedReceiver<Look>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut watch = OverlayWatch::default();
-        let decoder = match watch_overlay.then(|| Decoder::start(false, tx.clone())) {
-            Some(Some(own)) => {
-                watch.open_start();
-                Some(own)
-            }
-            _ => Decoder::start(keyframes_only, tx.clone()),
-        };
-        let frames = Frames {
-            watch,
-            decoder,
-            looks: Some(tx),
-            keyframes_only,
-            watch_overlay,
-            read_numbers,
-            tolerance_us,
-            last_code: None,
-            last_at_us: None,
-        };
-        (frames, rx)
-    }
-
-    /// A params update went out at `at_us`, or output came back after a stall (a swap): a
-    /// runner that reloads, or a new one that loads, shows its overlay, so every frame is held
-    /// until read from now until [`OVERLAY_WATCH_AFTER_UPDATE_US`] later if no overlay shows,
-    /// or until the first processed frame after one. With `keyframes_only`, a fresh decoder
-    /// of the session's own reads the frames while the watch is open: it sees pictures from the
-    /// next keyframe on, so frames before that one give no picture and count as output (an
-    /// overlay is seen up to one GOP late, docs/gateway-mode.md).
-    fn open_update(&mut self, at_us: u64) {
-        if !self.watch_overlay || self.decoder.is_none() {
-            return;
-        }
-        if self.keyframes_only && !self.watch.is_open() {
-            let own = self
-                .looks
-                .as_ref()
-                .and_then(|looks| Decoder::start(false, looks.clone()));
-            match own {
-                Some(own) => self.decoder = Some(own),
-                None => return,
-            }
-        }
-        self.watch
-            .open_update(at_us.saturating_add(OVERLAY_WATCH_AFTER_UPDATE_US), None);
-    }
-
-    /// One output access unit that arrived at `at_us`.
-    fn frame(&mut self, recorder: &mut SessionRecorder, rtp_time: u64, at_us: u64, data: Bytes) {
-        let keyframe = lvt_media::h264::contains_idr(&data);
-        // Output that comes back after a stall may be a new runner loading: the gateway swapped
-        // orchestrators, which a viewer sees only as a freeze. It is watched like an update.
-        let resumed = self
-            .last_at_us
-            .replace(at_us)
-            .is_some_and(|last| at_us.saturating_sub(last) > recorder.stall_threshold_us());
-        if self.watch.is_open() && self.watch.expired(at_us) {
-            self.close_watch(recorder);
-        }
-        if resumed {
-            self.open_update(at_us);
-        }
-        if self.watch.is_open() {
-            if let Some(decoder) = &self.decoder {
-                decoder.send(rtp_time, at_us, data.clone());
-            }
-            self.watch.hold(HeldFrame {
-                pts: rtp_time,
-                at_us,
-                keyframe,
-                picture: data,
-                sps: None,
-                look: true,
-            });
-            return;
-        }
-        recorder.handle_output_frame(rtp_time, at_us, keyframe, data.len());
-        if let Some(decoder) = &self.decoder
-            && (keyframe || !self.keyframes_only)
-        {
-            decoder.send(rtp_time, at_us, data);
+                    answer,
+                    done: self.looks.clone(),
+                })
+                .is_ok()
+        });
+        if !sent && answer {
+            let _ = self.looks.send(Look { pts, look: None });
         }
     }
 
-    /// A decoded picture: the answer of a held frame (overlay or output), and a content sample
-    /// unless it is an overlay.
-    fn look(&mut self, recorder: &mut SessionRecorder, look: Look) {
-        let Look {
-            rtp_time,
-            at_us,
-            look,
-        } = look;
-        let expected = Expected::Rewritten {
-            last: self.last_code,
-        };
-        if let Some((frame, verdict, closes)) = self.watch.answer(rtp_time, look, expected) {
-            match verdict {
-                Verdict::Overlay => recorder.handle_overlay_frame(frame.at_us),
-                Verdict::Processed | Verdict::Unknown => {
-                    count(recorder, &frame);
-                    self.sample(recorder, rtp_time, at_us, look);
-                }
-            }
-            if closes {
-                self.close_watch(recorder);
-            }
-            return;
-        }
-        self.sample(recorder, rtp_time, at_us, look);
-    }
-
-    fn sample(
-        &mut self,
-        recorder: &mut SessionRecorder,
-        rtp_time: u64,
-        at_us: u64,
-        look: Option<PictureLook>,
-    ) {
-        if let Some(code) = look.and_then(|l| l.code) {
-            self.last_code = Some(code);
-        }
-        let (code, marker) = read_look(look, self.read_numbers);
-        recorder.handle_content_sample(rtp_time, at_us, code, marker, self.tolerance_us);
-    }
-
-    /// The first processed frame came (or the watch ran out): the frames held count as output.
-    /// With `keyframes_only`, the session's own decoder goes (its decoding thread drops it
-    /// once it has answered what it was given) and the shared keyframe decoders take over.
-    fn close_watch(&mut self, recorder: &mut SessionRecorder) {
-        for frame in self.watch.close() {
-            count(recorder, &frame);
-        }
-        if self.keyframes_only
-            && matches!(self.decoder, Some(Decoder::Own(_)))
-            && let Some(looks) = &self.looks
-        {
-            self.decoder = Decoder::start(true, looks.clone());
+    /// A keyframe decoded by itself, on the shared decoders.
+    fn alone(&self, pts: u64, unit: Bytes) {
+        let sent = shared_keyframe_decoders()
+            .is_some_and(|jobs| jobs.send((pts, unit, self.looks.clone())).is_ok());
+        if !sent {
+            let _ = self.looks.send(Look { pts, look: None });
         }
     }
 
-    /// The session is over: the looks still on their way are taken (each within 500 ms), then
-    /// the frames still held count as the watch's end decides ([`OverlayWatch::close_at_end`]).
-    async fn finish(
-        mut self,
-        recorder: &mut SessionRecorder,
-        looks: &mut mpsc::UnboundedReceiver<Look>,
-    ) {
-        self.decoder = None;
-        self.looks = None;
-        while let Ok(Some(look)) =
-            tokio::time::timeout(Duration::from_millis(500), looks.recv()).await
-        {
-            self.look(recorder, look);
-        }
-        let (output, unread) = self.watch.close_at_end();
-        for frame in output {
-            count(recorder, &frame);
-        }
-        for _ in 0..unread {
-            recorder.handle_unread_frame();
-        }
+    /// No answer is awaited from the session's own decoder: it goes.
+    fn end(&mut self) {
+        self.own = None;
     }
-}
-
-/// Counts a held frame as output, with its own arrival time.
-fn count(recorder: &mut SessionRecorder, frame: &HeldFrame) {
-    recorder.handle_output_frame(frame.pts, frame.at_us, frame.keyframe, frame.picture.len());
 }
 
 /// A keyframe to decode and where its look goes.
-type KeyframeJob = (u64, u64, Bytes, mpsc::UnboundedSender<Look>);
+type KeyframeJob = (u64, Bytes, mpsc::UnboundedSender<Look>);
 
 /// The keyframe decoders shared by every gateway session of the process, one per core: an IDR
 /// access unit needs no earlier frame (and carries its parameter sets), so any decoder reads any
@@ -434,15 +243,11 @@ fn shared_keyframe_decoders() -> Option<&'static std::sync::mpsc::Sender<Keyfram
                         // The lock is held while waiting for the next job, never while
                         // decoding: one thread waits, the others decode.
                         let job = inbox.lock().map(|inbox| inbox.recv());
-                        let Ok(Ok((rtp_time, at_us, unit, done))) = job else {
+                        let Ok(Ok((pts, unit, done))) = job else {
                             return;
                         };
                         let look = reader.look(&unit);
-                        let _ = done.send(Look {
-                            rtp_time,
-                            at_us,
-                            look,
-                        });
+                        let _ = done.send(Look { pts, look });
                     }
                 });
             if spawned.is_ok() {
@@ -456,12 +261,13 @@ fn shared_keyframe_decoders() -> Option<&'static std::sync::mpsc::Sender<Keyfram
 
 /// Work for a thread of [`stream_decoders`].
 enum StreamJob {
-    /// One access unit of `stream`, decoded by that stream's decoder (made at its first unit).
+    /// One access unit of `stream`, decoded by that stream's decoder (made at its first unit);
+    /// its look goes to `done` when `answer`.
     Frame {
         stream: u64,
-        rtp_time: u64,
-        at_us: u64,
+        pts: u64,
         unit: Bytes,
+        answer: bool,
         done: mpsc::UnboundedSender<Look>,
     },
     /// `stream`'s decoder goes.
@@ -502,9 +308,9 @@ fn decode_streams(inbox: &std::sync::mpsc::Receiver<StreamJob>) {
         match job {
             StreamJob::Frame {
                 stream,
-                rtp_time,
-                at_us,
+                pts,
                 unit,
+                answer,
                 done,
             } => {
                 // Made at the stream's first unit; `None` (no decoder) answers every unit
@@ -516,11 +322,9 @@ fn decode_streams(inbox: &std::sync::mpsc::Receiver<StreamJob>) {
                     }
                 };
                 let look = reader.as_mut().and_then(|r| r.look(&unit));
-                let _ = done.send(Look {
-                    rtp_time,
-                    at_us,
-                    look,
-                });
+                if answer {
+                    let _ = done.send(Look { pts, look });
+                }
             }
             StreamJob::End { stream } => {
                 readers.remove(&stream);
@@ -529,16 +333,15 @@ fn decode_streams(inbox: &std::sync::mpsc::Receiver<StreamJob>) {
     }
 }
 
-/// The session's state while it runs.
+/// The session's state the driver keeps beside the core: how to reach the gateway, its clock
+/// and the gateway-mode figures.
 struct Session<'a> {
     opts: &'a ProbeOptions,
     gateway: &'a GatewayOptions,
     http: &'a reqwest::Client,
+    /// The session's clock: the core's times are microseconds since.
     t0: Instant,
-    recorder: SessionRecorder,
     figures: GatewayFigures,
-    failure: Option<(FailureClass, String)>,
-    interrupted: bool,
 }
 
 impl Session<'_> {
@@ -550,8 +353,8 @@ impl Session<'_> {
         self.us(at) as f64 / 1000.0
     }
 
-    fn fail(&mut self, class: FailureClass, detail: String) {
-        self.failure.get_or_insert((class, detail));
+    fn now_us(&self) -> u64 {
+        self.us(Instant::now())
     }
 }
 
@@ -575,63 +378,40 @@ pub async fn gateway_run(
     http: &reqwest::Client,
     cancel: CancellationToken,
 ) -> ProbeRun {
-    let mut report = report_template(opts, TargetMode::Gateway);
     let mut session = Session {
         opts,
         gateway,
         http,
         t0: Instant::now(),
-        recorder: SessionRecorder::new(MeasureConfig {
-            timestamps_rewritten: true,
-            ..MeasureConfig::default()
-        }),
         figures: GatewayFigures {
             url: Some(redacted(&gateway.url)),
             orchestrator_pin: gateway.orchestrator.clone(),
             ..GatewayFigures::default()
         },
-        failure: None,
-        interrupted: false,
     };
-    let end_us = match run(&mut session, &clip, &cancel).await {
-        Ok(end_us) | Err(end_us) => end_us,
+    let mut plan = session_plan(opts, &clip);
+    // Every decoded output picture is a content sample here (the timestamps name no input
+    // frame, so the steps of the marker cannot be found by them).
+    plan.content_check_every = 0;
+    let mode = Mode::Gateway {
+        every_frame: !gateway.decode_keyframes_only,
     };
-    // A session too short for the first-output timeout can still end without output: only
-    // loading overlay frames, frames unread at the end, or nothing.
-    if session.recorder.frames_received() == 0 && !session.interrupted {
-        let detail = format!(
-            "the session ended without a processed output frame{}",
-            loading(&session.recorder)
-        );
-        session.fail(FailureClass::NoOutput, detail);
-    }
-    let (mut metrics, runner) = session.recorder.finish(end_us);
-    metrics.gateway = Some(session.figures);
-    report.metrics = metrics;
-    report.runner = runner;
-    report.ended_at_unix_ms = unix_ms();
-    match session.failure {
-        _ if session.interrupted => {
-            report.outcome = Outcome::UnscoredIndeterminate;
-            report.failure = Some(fail(
-                FailureClass::Internal,
-                "interrupted: the tester stopped".into(),
-            ));
-        }
-        Some((class, detail)) => {
-            // Busy is not failed: nobody had room for the stream (docs/metrics.md).
-            report.outcome = if class == FailureClass::Capacity {
-                Outcome::UnscoredBusy
-            } else {
-                Outcome::Failed
-            };
-            report.failure = Some(fail(class, detail));
-        }
-        None => report.outcome = Outcome::Passed,
+    let candidates = vec![Candidate::new(redacted(&gateway.url), 0)];
+    let template = report_template(opts, TargetMode::Gateway);
+    let core = SessionCore::new(mode, plan, candidates, template, 0, unix_ms());
+    let finished = drive(&mut session, core, &clip, cancel).await;
+    let mut report = finished.report;
+    report.metrics.gateway = Some(session.figures);
+    if finished.interrupted {
+        report.outcome = Outcome::UnscoredIndeterminate;
+        report.failure = Some(fail(
+            FailureClass::Internal,
+            "interrupted: the tester stopped".into(),
+        ));
     }
     ProbeRun {
         report,
-        interrupted: session.interrupted,
+        interrupted: finished.interrupted,
     }
 }
 
@@ -874,237 +654,196 @@ fn track_stats(status: &Value) -> Vec<GatewayTrackStats> {
         .collect()
 }
 
-/// The session itself; `Ok` or `Err` carry the end of the measured period (us).
-async fn run(
-    session: &mut Session<'_>,
-    clip: &Arc<Clip>,
-    cancel: &CancellationToken,
-) -> Result<u64, u64> {
-    let Some(addr) = gateway_addr(&session.gateway.url).await else {
-        session.fail(
-            FailureClass::WhipRefused,
-            format!("{}: the host does not resolve", session.gateway.url),
-        );
-        return Err(session.us(Instant::now()));
-    };
-    let ip = lvt_webrtc::local_ip_towards(addr);
-    let (publisher, playback) = match publish(session, ip).await {
-        Ok(up) => up,
-        Err((class, detail)) => {
-            session.fail(class, detail);
-            return Err(session.us(Instant::now()));
-        }
-    };
-    let end = media(session, clip, cancel, publisher, playback, ip).await;
-    Ok(end)
-}
+/// A WHEP attempt's end: when it was asked and answered, and the player connected, the
+/// failure to connect it, or the refusal.
+type PlayAttempt = (
+    Instant,
+    Result<Result<(PeerHandle, Up), (FailureClass, String)>, ExchangeError>,
+    Instant,
+);
 
-/// Publishing, playback, status and updates until the end of the session.
-async fn media(
+/// Runs `core` to its end over WebRTC and the gateway's HTTP routes: the start is the WHIP
+/// exchange up to a connected ingest; the share, the playback (WHEP, retried while it answers
+/// 404) and the status polling; each frame the core says is due goes out over RTP with the
+/// Opus silence up to the next; params updates go to the update route; output access units,
+/// decoded pictures, status documents and closed connections come back as the core's inputs.
+async fn drive(
     session: &mut Session<'_>,
+    mut core: SessionCore,
     clip: &Arc<Clip>,
-    cancel: &CancellationToken,
-    mut publisher: PeerHandle,
-    playback: reqwest::Url,
-    ip: std::net::IpAddr,
-) -> u64 {
-    let opts = session.opts;
+    cancel: CancellationToken,
+) -> Finished {
     let fps = u64::from(clip.config.fps.max(1));
-    let frame_interval = Duration::from_micros(1_000_000 / fps);
-    let frames_per_segment = clip.frames_per_segment();
-    let start = tokio::time::Instant::now();
-    let publish_end = start + opts.duration;
-    let first_output_by = start + opts.timeouts.first_output;
-    let mut next_frame: u64 = 0;
-    let mut audio_samples: u64 = 0;
-    let mut params = opts.params.clone();
-    let mut updates = opts.params_update_offsets.clone();
-    updates.sort();
-    let mut updates = updates.into_iter().peekable();
-
-    let (mut frames, mut looks) = Frames::new(
-        session.gateway.decode_keyframes_only,
-        opts.watch_overlay,
-        opts.read_frame_numbers,
-        1_500_000 / fps,
-    );
-
-    // WHEP: attempts in the background, retried on 404 while the output is not ready.
-    let (player_tx, mut player_rx) = mpsc::unbounded_channel();
-    let spawn_play = |delay: Duration| {
-        let (http, url, headers, tx) = (
-            session.http.clone(),
-            playback.clone(),
-            session.gateway.headers.clone(),
-            player_tx.clone(),
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let asked = Instant::now();
-            let played = play_once(http, url, headers, ip).await;
-            let answered = Instant::now();
-            // The playback comes up here, off the session's loop, which goes on publishing.
-            let played = match played {
-                Ok(mut peer) => match connect(&mut peer, false).await {
-                    Ok(up) => Ok(Ok((peer, up))),
-                    Err(failure) => Ok(Err(failure)),
-                },
-                Err(refused) => Err(refused),
-            };
-            let _ = tx.send((asked, played, answered));
-        });
-    };
-    spawn_play(Duration::ZERO);
+    let frames_per_segment = u64::from(clip.frames_per_segment());
+    let clip_frames = (clip.frames.len() as u64).max(1);
+    let mut publisher: Option<PeerHandle> = None;
     let mut player: Option<PeerHandle> = None;
+    let mut playback: Option<reqwest::Url> = None;
+    let mut ip = None;
+    let mut share: ShareId = 0;
+    let mut segment: u64 = 0;
+    let mut audio_samples: u64 = 0;
+    // When publishing began and ends: a playback closed before then ended the stream.
+    let mut publish_started: Option<Instant> = None;
+    let mut output_seen = false;
     let mut playing_since: Option<Instant> = None;
-
-    // The status route, polled in the background.
-    let (status_tx, mut statuses) = mpsc::unbounded_channel::<(Instant, Value)>();
-    let status_task = {
-        let url = session
-            .gateway
-            .route(&format!("{}/status", session.gateway.stream_id));
-        let (http, headers) = (session.http.clone(), session.gateway.headers.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(STATUS_EVERY);
-            loop {
-                tick.tick().await;
-                let Ok(response) = http.get(url.clone()).headers(headers.clone()).send().await
-                else {
-                    continue;
-                };
-                if !response.status().is_success() {
-                    continue;
-                }
-                if let Ok(doc) = response.json::<Value>().await
-                    && status_tx.send((Instant::now(), doc)).is_err()
-                {
-                    return;
-                }
-            }
-        })
-    };
-
-    let publish_started = Instant::now();
-    // The latest output frame, loading overlay or not.
-    let mut last_media: Option<Instant> = None;
-    let mut last_sent_us: Option<u64> = None;
     let mut last_status_stamp: Option<Value> = None;
-    let mut drain_by: Option<tokio::time::Instant> = None;
-    let end_us = loop {
-        let next_due = start + frame_interval * u32::try_from(next_frame).unwrap_or(u32::MAX);
-        let publishing = next_due < publish_end;
-        if !publishing && drain_by.is_none() {
-            drain_by = Some(tokio::time::Instant::now() + opts.timeouts.drain);
-        }
-        let idle_end = last_media
-            .map(|at| tokio::time::Instant::from_std(at + DRAIN_IDLE))
-            .filter(|_| !publishing);
-        // Processed output that stops for longer than the output gap ends the session, as in
-        // the other modes (go-livepeer swaps after 30 s; the user watched a frozen picture).
-        let gap_end = session
-            .recorder
-            .last_output_at_us()
-            .map(|at_us| {
-                tokio::time::Instant::from_std(session.t0 + Duration::from_micros(at_us))
-                    + opts.timeouts.output_gap
-            })
-            .filter(|_| publishing);
-        let wake = [
-            publishing.then_some(next_due),
-            drain_by,
-            idle_end,
-            gap_end,
-            (session.recorder.frames_received() == 0).then_some(first_output_by),
-            updates.peek().map(|offset| start + *offset),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(publish_end);
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                session.interrupted = true;
-                break session.us(Instant::now());
-            }
-            _ = tokio::time::sleep_until(wake) => {
-                let now = tokio::time::Instant::now();
-                if publishing && now >= next_due {
-                    // One video frame (the clip loops) and the audio up to its time.
-                    let count = clip.frames.len() as u64;
-                    let frame = &clip.frames[(next_frame % count.max(1)) as usize];
-                    let pts = next_frame * 90_000 / fps;
+    let (mut decoders, mut looks) = Decoders::new();
+    let (player_tx, mut player_rx) = mpsc::unbounded_channel::<PlayAttempt>();
+    let (status_tx, mut statuses) = mpsc::unbounded_channel::<(Instant, Value)>();
+    let mut status_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut cancelled = false;
+    let sleep = tokio::time::sleep_until(session.t0.into());
+    tokio::pin!(sleep);
+    let mut armed_us = None;
+    loop {
+        let deadline_us = loop {
+            match core.poll_output() {
+                Output::Timeout(t) => break t,
+                Output::Start { candidate, .. } => {
+                    let result = tokio::select! {
+                        up = start(session, &mut ip) => Some(up),
+                        () = cancel.cancelled(), if !cancelled => None,
+                    };
+                    let Some(result) = result else {
+                        cancelled = true;
+                        core.handle_input(Input::Cancel, session.now_us());
+                        continue;
+                    };
+                    let result = result
+                        .map(|(peer, url)| {
+                            publisher = Some(peer);
+                            playback = Some(url);
+                        })
+                        .map_err(|(class, detail)| {
+                            StartFailure::Gateway(Failure { class, detail })
+                        });
+                    let input = Input::StartResult {
+                        candidate,
+                        info: StartInfo::default(),
+                        result,
+                    };
+                    core.handle_input(input, session.now_us());
+                }
+                Output::OpenShare { share: opened, .. } => {
+                    share = opened;
+                    if let (Some(url), Some(ip)) = (&playback, ip) {
+                        spawn_play(session, url.clone(), ip, Duration::ZERO, &player_tx);
+                    }
+                    status_task = Some(poll_status(session, status_tx.clone()));
+                }
+                Output::BeginSegment { seq, .. } => segment = seq,
+                Output::WriteFrame { share, index } => {
+                    let Some(publisher) = &publisher else {
+                        continue;
+                    };
+                    // One video frame (the clip loops) and the audio up to the next.
+                    let n = segment * frames_per_segment + u64::from(index);
+                    let frame = &clip.frames[(n % clip_frames) as usize];
+                    let pts = n * 90_000 / fps;
                     let at = Instant::now();
-                    let at_us = session.us(at);
+                    publish_started.get_or_insert(at);
                     publisher.send_video(pts, frame.data.clone());
-                    session.recorder.handle_input_frame_sent(pts, at_us);
-                    last_sent_us = Some(at_us);
-                    let code = (next_frame % count.max(1)) as u32;
-                    session.recorder.handle_input_frame_code(
-                        pts,
-                        at_us,
-                        code,
-                        segment_marker(code, frames_per_segment),
-                    );
-                    next_frame += 1;
-                    let due_samples = (next_frame * 48_000) / fps;
+                    let due_samples = ((n + 1) * 48_000) / fps;
                     while audio_samples < due_samples {
                         publisher.send_audio(audio_samples, Bytes::from_static(&OPUS_SILENCE));
                         audio_samples += OPUS_FRAME_SAMPLES;
                     }
+                    let at_us = session.us(at);
+                    core.handle_input(Input::FrameSent { share, pts, at_us }, at_us);
                 }
-                if updates.peek().is_some_and(|offset| start + *offset <= now) {
-                    updates.next();
-                    frames.open_update(session.us(Instant::now()));
-                    params = updated_params(&params);
-                    let url = session.gateway.route(&format!("{}/update", session.gateway.stream));
-                    let (http, headers, body) =
-                        (session.http.clone(), session.gateway.headers.clone(), params.to_string());
+                Output::EndSegment { share } => {
+                    // Frames go out one by one: a segment is only the clip's GOP.
+                    let done = Input::SegmentDone {
+                        share,
+                        result: Ok(()),
+                    };
+                    core.handle_input(done, session.now_us());
+                }
+                Output::Control { message, .. } => {
+                    let url = session
+                        .gateway
+                        .route(&format!("{}/update", session.gateway.stream));
+                    let request = session
+                        .http
+                        .post(url)
+                        .headers(session.gateway.headers.clone())
+                        .body(message);
                     tokio::spawn(async move {
-                        let _ = http.post(url).headers(headers).body(body).send().await;
+                        let _ = request.send().await;
                     });
                 }
-                if gap_end.is_some_and(|by| now >= by) {
-                    let detail = format!("output stopped for longer than {:?}", opts.timeouts.output_gap);
-                    session.fail(FailureClass::OutputTimeout, detail);
-                    break session.us(Instant::now());
+                // Teardown is closing the peer connections (go-livepeer has no DELETE).
+                Output::LeaveShare { .. } => {
+                    if let Some(publisher) = publisher.take() {
+                        publisher.close();
+                    }
                 }
-                if session.recorder.frames_received() == 0 && now >= first_output_by {
-                    let class = if player.is_some() { FailureClass::NoOutput } else { FailureClass::WhepRefused };
-                    let detail = if player.is_some() {
-                        format!("no output frame within {} s{}", opts.timeouts.first_output.as_secs(), loading(&session.recorder))
-                    } else {
-                        format!("the playback did not start within {} s (WHEP answered 404 {} times)", opts.timeouts.first_output.as_secs(), session.figures.whep_not_found)
-                    };
-                    session.fail(class, detail);
-                    break session.us(Instant::now());
+                Output::StopShare { .. } => {
+                    if let Some(player) = player.take() {
+                        player.close();
+                    }
+                    if let Some(task) = status_task.take() {
+                        task.abort();
+                    }
                 }
-                if !publishing && (drain_by.is_some_and(|by| now >= by) || idle_end.is_some_and(|by| now >= by)) {
-                    // Output is expected until the last input frame went out (as in the other
-                    // modes): a gap from the last output to then is a trailing stall.
-                    break last_sent_us.unwrap_or_else(|| session.us(Instant::now()));
+                Output::ClassifyFrame {
+                    pts, picture, look, ..
+                } => decoders.frame(pts, picture, look),
+                Output::LookAlone { pts, picture, .. } => decoders.alone(pts, picture),
+                Output::ClassifyEnd { .. } => decoders.end(),
+                Output::Observe(_) => {}
+                Output::Finished(finished) => {
+                    for peer in [publisher.take(), player.take()].into_iter().flatten() {
+                        peer.close();
+                    }
+                    if let Some(task) = status_task.take() {
+                        task.abort();
+                    }
+                    return *finished;
                 }
             }
-            event = publisher.events.recv() => match event {
+        };
+        let waiting = deadline_us != u64::MAX;
+        if waiting && armed_us != Some(deadline_us) {
+            let at = session.t0 + Duration::from_micros(deadline_us);
+            sleep.as_mut().reset(at.into());
+            armed_us = Some(deadline_us);
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                core.handle_input(Input::Cancel, session.now_us());
+            }
+            () = &mut sleep, if waiting => {
+                armed_us = None;
+                core.handle_input(Input::Timeout, session.now_us());
+            }
+            event = async { publisher.as_mut()?.events.recv().await }, if publisher.is_some() => match event {
                 Some(PeerEvent::KeyframeRequest(_)) => session.figures.plis_received += 1,
                 Some(PeerEvent::Egress(stats)) if stats.video => {
-                    let mut leg = leg_of(stats.packets, stats.bytes, stats.loss, stats.nacks_received, publish_started.elapsed());
+                    let span = publish_started.map(|at| at.elapsed()).unwrap_or_default();
+                    let mut leg = leg_of(stats.packets, stats.bytes, stats.loss, stats.nacks_received, span);
                     leg.jitter_ms = session.figures.ingest.jitter_ms;
                     session.figures.ingest = leg;
                 }
                 Some(PeerEvent::Closed(reason)) => {
-                    let at = Instant::now();
+                    publisher = None;
+                    let at_us = session.now_us();
                     let detail = format!("the gateway ended the ingest connection ({reason:?})");
-                    let seen = if last_media.is_none() { FailureClass::AuthClosed } else { FailureClass::PublishLost };
-                    let (class, detail) = closed_ingest(session, last_media.is_some(), seen, detail).await;
-                    session.fail(class, detail);
-                    break session.us(at);
+                    let seen = if output_seen { FailureClass::PublishLost } else { FailureClass::AuthClosed };
+                    let (class, detail) = closed_ingest(session, output_seen, seen, detail).await;
+                    core.handle_input(Input::Failed { share, failure: Failure { class, detail } }, at_us);
                 }
-                None => break session.us(Instant::now()),
+                None => {
+                    publisher = None;
+                    let failure = Failure { class: FailureClass::Internal, detail: "the ingest peer task ended".into() };
+                    core.handle_input(Input::Failed { share, failure }, session.now_us());
+                }
                 Some(_) => {}
             },
-            attempt = player_rx.recv() => {
-                let Some((asked, result, answered)) = attempt else { continue };
+            Some((asked, result, answered)) = player_rx.recv() => {
                 match result {
                     Ok(up) => {
                         if session.figures.whep_answer_ms.is_none() {
@@ -1115,28 +854,32 @@ async fn media(
                                 session.figures.whep_connected_ms = Some(session.ms(up.dtls));
                                 playing_since = Some(up.dtls);
                                 player = Some(peer);
+                                core.handle_input(Input::PlaybackUp { share }, session.now_us());
                             }
                             Err((class, detail)) => {
-                                session.fail(class, detail);
-                                break session.us(Instant::now());
+                                let failure = Failure { class, detail };
+                                core.handle_input(Input::Failed { share, failure }, session.now_us());
                             }
                         }
                     }
                     Err(e) if e.status() == Some(http::StatusCode::NOT_FOUND) => {
                         session.figures.whep_not_found += 1;
-                        spawn_play(PLAYBACK_RETRY);
+                        core.handle_input(Input::PlaybackNotFound { share }, session.now_us());
+                        if let (Some(url), Some(ip)) = (&playback, ip) {
+                            spawn_play(session, url.clone(), ip, PLAYBACK_RETRY, &player_tx);
+                        }
                     }
                     Err(e) => {
-                        session.fail(FailureClass::WhepRefused, e.to_string());
-                        break session.us(Instant::now());
+                        let failure = Failure { class: FailureClass::WhepRefused, detail: e.to_string() };
+                        core.handle_input(Input::Failed { share, failure }, session.now_us());
                     }
                 }
             }
             event = async { player.as_mut()?.events.recv().await }, if player.is_some() => match event {
                 Some(PeerEvent::Video { rtp_time, at, data, .. }) => {
+                    output_seen = true;
                     let at_us = session.us(at);
-                    frames.frame(&mut session.recorder, rtp_time, at_us, data);
-                    last_media = Some(at);
+                    core.handle_input(Input::OutputFrame { share, pts: rtp_time, at_us, data }, session.now_us());
                 }
                 Some(PeerEvent::Ingress(stats)) if stats.video => {
                     let span = playing_since.map(|at| at.elapsed()).unwrap_or_default();
@@ -1145,77 +888,123 @@ async fn media(
                     session.figures.playback = leg;
                 }
                 Some(PeerEvent::Closed(reason)) => {
-                    let at = Instant::now();
+                    player = None;
+                    let at_us = session.now_us();
+                    let publishing = publish_started.is_none_or(|at| at.elapsed() < session.opts.duration);
                     if publishing {
                         // A gateway ending the stream closes both legs, in either order: the
                         // status route says why, as for a closed ingest.
                         let detail = format!("the gateway ended the playback connection ({reason:?})");
-                        let (class, detail) = closed_ingest(session, last_media.is_some(), FailureClass::OutputTimeout, detail).await;
-                        session.fail(class, detail);
+                        let (class, detail) = closed_ingest(session, output_seen, FailureClass::OutputTimeout, detail).await;
+                        core.handle_input(Input::Failed { share, failure: Failure { class, detail } }, at_us);
+                    } else {
+                        core.handle_input(Input::OutputEnd { share, end: ChannelEnd::Ended }, at_us);
                     }
-                    break session.us(at);
                 }
-                None => break session.us(Instant::now()),
+                None => {
+                    player = None;
+                    core.handle_input(Input::OutputEnd { share, end: ChannelEnd::Ended }, session.now_us());
+                }
                 Some(_) => {}
             },
-            look = looks.recv() => {
-                if let Some(look) = look {
-                    frames.look(&mut session.recorder, look);
-                }
+            Some(Look { pts, look }) = looks.recv() => {
+                core.handle_input(Input::FrameLook { share, pts, look }, session.now_us());
             }
-            status = statuses.recv() => {
-                if let Some((at, doc)) = status {
-                    let at_us = session.us(at);
-                    // The route repeats the runner's last status event until the next one: each
-                    // new one (by its timestamp) counts once, as it would on the events channel.
-                    if doc.get("type").is_some() && doc.get("timestamp") != last_status_stamp.as_ref() {
-                        last_status_stamp = doc.get("timestamp").cloned();
-                        session.recorder.handle_event(&serde_json::json!({ "event": doc }), at_us);
-                    }
-                    if let Some(state) = doc["state"].as_str()
-                        && session.figures.runner_states.last().is_none_or(|seen| seen.state != state)
-                    {
-                        session.figures.runner_states.push(StateSeen { state: state.to_owned(), at_ms: at_us as f64 / 1000.0 });
-                    }
-                    let tracks = track_stats(&doc);
-                    if !tracks.is_empty() {
-                        session.figures.gateway_ingest = tracks;
-                    }
+            Some((at, doc)) = statuses.recv() => {
+                let at_us = session.us(at);
+                // The route repeats the runner's last status event until the next one: each
+                // new one (by its timestamp) counts once, as it would on the events channel.
+                if doc.get("type").is_some() && doc.get("timestamp") != last_status_stamp.as_ref() {
+                    last_status_stamp = doc.get("timestamp").cloned();
+                    let event = Bytes::from(serde_json::json!({ "event": &doc }).to_string());
+                    core.handle_input(Input::Event { share, doc: event, at_us }, session.now_us());
+                }
+                if let Some(state) = doc["state"].as_str()
+                    && session.figures.runner_states.last().is_none_or(|seen| seen.state != state)
+                {
+                    session.figures.runner_states.push(StateSeen { state: state.to_owned(), at_ms: at_us as f64 / 1000.0 });
+                }
+                let tracks = track_stats(&doc);
+                if !tracks.is_empty() {
+                    session.figures.gateway_ingest = tracks;
                 }
             }
         }
+    }
+}
+
+/// The start: the gateway's address resolved (kept in `ip`, the interface that reaches it),
+/// then the WHIP leg up to connected.
+async fn start(
+    session: &mut Session<'_>,
+    ip: &mut Option<std::net::IpAddr>,
+) -> Result<(PeerHandle, reqwest::Url), (FailureClass, String)> {
+    let Some(addr) = gateway_addr(&session.gateway.url).await else {
+        let detail = format!("{}: the host does not resolve", session.gateway.url);
+        return Err((FailureClass::WhipRefused, detail));
     };
-    status_task.abort();
-    // Teardown is closing the peer connections (go-livepeer has no DELETE).
-    publisher.close();
-    if let Some(player) = &player {
-        player.close();
-    }
-    // Decoded frames still on their way count.
-    frames.finish(&mut session.recorder, &mut looks).await;
-    end_us
+    let local = lvt_webrtc::local_ip_towards(addr);
+    *ip = Some(local);
+    publish(session, local).await
 }
 
-/// What a session without processed output saw instead, for its failure detail.
-fn loading(recorder: &SessionRecorder) -> String {
-    let (overlay, unread) = (recorder.overlay_frames(), recorder.unread_frames());
-    match (overlay, unread) {
-        (0, 0) => String::new(),
-        (overlay, 0) => {
-            format!(" ({overlay} loading overlay frames: the pipeline was still loading)")
+/// A WHEP attempt after `delay`, in the background; its end goes to `done`. The playback comes
+/// up there, off the session's loop, which goes on publishing.
+fn spawn_play(
+    session: &Session<'_>,
+    url: reqwest::Url,
+    ip: std::net::IpAddr,
+    delay: Duration,
+    done: &mpsc::UnboundedSender<PlayAttempt>,
+) {
+    let (http, headers, done) = (
+        session.http.clone(),
+        session.gateway.headers.clone(),
+        done.clone(),
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let asked = Instant::now();
+        let played = play_once(http, url, headers, ip).await;
+        let answered = Instant::now();
+        let played = match played {
+            Ok(mut peer) => match connect(&mut peer, false).await {
+                Ok(up) => Ok(Ok((peer, up))),
+                Err(failure) => Ok(Err(failure)),
+            },
+            Err(refused) => Err(refused),
+        };
+        let _ = done.send((asked, played, answered));
+    });
+}
+
+/// Polls the status route every [`STATUS_EVERY`] in the background; each document goes to
+/// `docs` with when it came.
+fn poll_status(
+    session: &Session<'_>,
+    docs: mpsc::UnboundedSender<(Instant, Value)>,
+) -> tokio::task::JoinHandle<()> {
+    let url = session
+        .gateway
+        .route(&format!("{}/status", session.gateway.stream_id));
+    let (http, headers) = (session.http.clone(), session.gateway.headers.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        loop {
+            tick.tick().await;
+            let Ok(response) = http.get(url.clone()).headers(headers.clone()).send().await else {
+                continue;
+            };
+            if !response.status().is_success() {
+                continue;
+            }
+            if let Ok(doc) = response.json::<Value>().await
+                && docs.send((Instant::now(), doc)).is_err()
+            {
+                return;
+            }
         }
-        (overlay, unread) => format!(
-            " ({overlay} loading overlay frames, {unread} frames still being read at the end: \
-             the pipeline may still have been loading)"
-        ),
-    }
-}
-
-/// The frame number (unless `read_numbers` is off: judged by the segment marker alone, as if
-/// restyling had left no digit) and the segment marker a decoded output picture shows.
-fn read_look(look: Option<PictureLook>, read_numbers: bool) -> (Option<u32>, Option<u8>) {
-    let code = look.and_then(|l| l.code).filter(|_| read_numbers);
-    (code, look.and_then(|l| l.marker))
+    })
 }
 
 #[cfg(test)]
