@@ -1186,19 +1186,36 @@ impl SessionCore {
             self.end_hand_over_if_idle(share);
         }
         let s = &mut self.shares[share];
-        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, Expected::Code(code)) else {
-            return;
-        };
+        if let Some(answered) = s.watch.answer(pts, look, Expected::Code(code)) {
+            self.take_verdict(share, answered, None);
+        }
+    }
+
+    /// A held frame's verdict: an overlay counts apart, anything else as output (through a
+    /// gateway with `sample`, its picture, as a content sample); the watch closes with it if it
+    /// should, else the frames waiting behind it that no answer is asked for go on.
+    fn take_verdict(
+        &mut self,
+        share: ShareId,
+        (frame, verdict, closes): (HeldFrame, Verdict, bool),
+        sample: Option<Option<PictureLook>>,
+    ) {
         match verdict {
             Verdict::Overlay => {
                 // The output's size is the processed pictures': read it from the next keyframe.
                 if frame.sps.is_some() {
-                    s.have_resolution = false;
+                    self.shares[share].have_resolution = false;
                 }
                 let at_us = frame.at_us;
                 self.each_recorder(share, |r| r.handle_overlay_frame(at_us));
             }
-            Verdict::Processed | Verdict::Unknown => self.count_output(share, frame),
+            Verdict::Processed | Verdict::Unknown => {
+                let (pts, at_us) = (frame.pts, frame.at_us);
+                self.count_output(share, frame);
+                if let Some(look) = sample {
+                    self.sample_picture(share, pts, at_us, look);
+                }
+            }
         }
         if closes {
             self.close_watch(share);
@@ -1222,32 +1239,13 @@ impl SessionCore {
             .position(|(asked, _)| *asked == pts)
             .and_then(|i| s.sampled.remove(i));
         let expected = Expected::Rewritten { last: s.last_code };
-        let Some((frame, verdict, closes)) = s.watch.answer(pts, look, expected) else {
+        match s.watch.answer(pts, look, expected) {
+            Some(answered) => self.take_verdict(share, answered, Some(look)),
             // Asked outside a watch, or held by one that closed before the answer came.
-            if let Some((_, at_us)) = sampled {
-                self.sample_picture(share, pts, at_us, look);
-            }
-            return;
-        };
-        match verdict {
-            Verdict::Overlay => {
-                if frame.sps.is_some() {
-                    s.have_resolution = false;
+            None => {
+                if let Some((_, at_us)) = sampled {
+                    self.sample_picture(share, pts, at_us, look);
                 }
-                let at_us = frame.at_us;
-                self.each_recorder(share, |r| r.handle_overlay_frame(at_us));
-            }
-            Verdict::Processed | Verdict::Unknown => {
-                let at_us = frame.at_us;
-                self.count_output(share, frame);
-                self.sample_picture(share, pts, at_us, look);
-            }
-        }
-        if closes {
-            self.close_watch(share);
-        } else {
-            for frame in self.shares[share].watch.release_unasked() {
-                self.count_output(share, frame);
             }
         }
     }

@@ -356,6 +356,13 @@ impl Session<'_> {
     fn now_us(&self) -> u64 {
         self.us(Instant::now())
     }
+
+    /// A request to the gateway's live route `path`, with the session's headers.
+    fn call(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.gateway.route(path))
+            .headers(self.gateway.headers.clone())
+    }
 }
 
 /// Runs one gateway-mode session and returns its record.
@@ -543,13 +550,9 @@ async fn closed_ingest(
     class: FailureClass,
     detail: String,
 ) -> (FailureClass, String) {
-    let url = session
-        .gateway
-        .route(&format!("{}/status", session.gateway.stream_id));
+    let path = format!("{}/status", session.gateway.stream_id);
     let request = session
-        .http
-        .get(url)
-        .headers(session.gateway.headers.clone())
+        .call(reqwest::Method::GET, &path)
         .timeout(CLOSE_REASON_TIMEOUT)
         .send();
     let error = match request.await {
@@ -761,14 +764,8 @@ async fn drive(
                     core.handle_input(done, session.now_us());
                 }
                 Output::Control { message, .. } => {
-                    let url = session
-                        .gateway
-                        .route(&format!("{}/update", session.gateway.stream));
-                    let request = session
-                        .http
-                        .post(url)
-                        .headers(session.gateway.headers.clone())
-                        .body(message);
+                    let path = format!("{}/update", session.gateway.stream);
+                    let request = session.call(reqwest::Method::POST, &path).body(message);
                     tokio::spawn(async move {
                         let _ = request.send().await;
                     });
