@@ -709,7 +709,7 @@ impl SessionCore {
             },
             first_ingest_sent: false,
             first_output_seen: false,
-            steps: StepProbe::default(),
+            steps: StepProbe::with_phase(self.plan.content_check_phase),
             handed_over: false,
             watch: OverlayWatch::default(),
             last_code: None,

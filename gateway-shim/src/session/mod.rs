@@ -224,6 +224,11 @@ pub struct SessionPlan {
     /// none. From two steps before a check to its end, output frames are handed to the driver
     /// ([`Output::ClassifyFrame`]) so that it can decode from a keyframe.
     pub content_check_every: u32,
+    /// Which steps are checked after each share's first: those where the count of steps seen
+    /// plus this phase is a multiple of `content_check_every` (0: steps 0, N, 2N, ...). Drivers
+    /// give the sessions they run at once different phases, so that their frames are not all
+    /// handed over at the same time (the frames of a check's window are the driver's memory).
+    pub content_check_phase: u32,
     /// Let a readable frame number decide a content check (the default); `false` judges by the
     /// luminance marker alone, as if every picture were restyled beyond its digits (to test
     /// the marker end to end, or to compare the two).

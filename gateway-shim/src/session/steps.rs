@@ -55,10 +55,29 @@ pub(super) struct StepProbe {
     last_bright: Option<bool>,
     /// Steps seen by PTS.
     steps: u32,
+    /// Which steps are checked besides the first: those where `steps + phase` is a multiple of
+    /// the cadence.
+    phase: u32,
     search: Option<Search>,
 }
 
 impl StepProbe {
+    /// A probe that checks the first step, then every step where the count of steps seen plus
+    /// `phase` is a multiple of the cadence (with `phase` 0: steps 0, N, 2N, ...). Sessions
+    /// started together with different phases hold frames for their checks at different
+    /// times, so that the frames held at once are a share of theirs rather than all of them.
+    pub fn with_phase(phase: u32) -> Self {
+        Self {
+            phase,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the step after `steps` steps seen is checked.
+    fn due(&self, steps: u32, every: u32) -> bool {
+        steps == 0 || steps.wrapping_add(self.phase).is_multiple_of(every)
+    }
+
     /// Output frame `pts`, arrived at `at_us`, whose PTS names marker state `bright`. Returns
     /// whether the driver must look at it, and a check that ended without an answer (it looked
     /// at `max_frames` frames and none showed the step).
@@ -90,7 +109,7 @@ impl StepProbe {
         if !step || every == 0 {
             return (false, given_up);
         }
-        let due = self.steps.is_multiple_of(every);
+        let due = self.due(self.steps, every);
         self.steps = self.steps.wrapping_add(1);
         if !due {
             return (false, given_up);
@@ -165,8 +184,8 @@ impl StepProbe {
     pub fn wants_frames(&self, every: u32) -> bool {
         every > 0
             && (self.search.is_some()
-                || self.steps.is_multiple_of(every)
-                || self.steps.wrapping_add(1).is_multiple_of(every))
+                || self.due(self.steps, every)
+                || self.due(self.steps.wrapping_add(1), every))
     }
 }
 
@@ -288,6 +307,32 @@ mod tests {
             .collect();
         assert_eq!(wanted, expected);
         assert!(!probe.wants_frames(0));
+    }
+
+    /// With a phase, the first step is still checked, then every Nth counted from the phase;
+    /// frames are wanted around those checks only.
+    #[test]
+    fn a_phase_moves_the_checks_after_the_first() {
+        let mut probe = StepProbe::with_phase(3);
+        let (mut sampled, mut wanted) = (Vec::new(), Vec::new());
+        for k in 0..40u64 {
+            let bright = (k / 3) % 2 == 0;
+            let (look, _) = probe.handle_frame(k, k * 10, bright, 4, 5);
+            if look {
+                sampled.push(k);
+                probe.handle_look(k, look_code(k), true);
+            }
+            wanted.push(probe.wants_frames(4));
+        }
+        // Steps at 3, 6, ..., 39 (step indices 0 to 12): the first, then the indices where
+        // index + 3 is a multiple of 4 (1, 5, 9): frames 6, 18, 30. Each check is over with
+        // its sampled frame's answer (the number is readable); frames are wanted from two
+        // steps before it (from the first frame for the first two).
+        assert_eq!(sampled, vec![3, 6, 18, 30]);
+        let expected: Vec<bool> = (0..40u64)
+            .map(|k| k < 6 || (12..18).contains(&k) || (24..30).contains(&k) || k >= 36)
+            .collect();
+        assert_eq!(wanted, expected);
     }
 
     /// The sampled frame `k` of a step shows the state before it; later frames the new one.

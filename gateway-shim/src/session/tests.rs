@@ -107,6 +107,7 @@ fn plan(duration_s: u64) -> SessionPlan {
         params_update_offsets_us: vec![duration_s * 500_000],
         keepalive_interval_us: 10_000_000,
         content_check_every: 1,
+        content_check_phase: 0,
         read_frame_numbers: true,
         watch_overlay: true,
     }

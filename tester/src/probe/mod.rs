@@ -300,9 +300,19 @@ fn session_plan(opts: &ProbeOptions, clip: &Clip) -> SessionPlan {
         params_update_offsets_us: opts.params_update_offsets.iter().copied().map(us).collect(),
         keepalive_interval_us: us(opts.keepalive_interval),
         content_check_every: opts.content_check_every,
+        content_check_phase: next_check_phase(opts.content_check_every),
         read_frame_numbers: opts.read_frame_numbers,
         watch_overlay: opts.watch_overlay,
     }
+}
+
+/// The content check's phase of the next session of the process: 0, 1, ... up to `every` - 1
+/// and round again, so that sessions started together spread their checks (and the frames each
+/// holds for one) over the cadence instead of all holding frames at the same time.
+fn next_check_phase(every: u32) -> u32 {
+    static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    n.checked_rem(every).unwrap_or(0)
 }
 
 fn us(d: Duration) -> u64 {
