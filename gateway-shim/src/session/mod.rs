@@ -218,8 +218,9 @@ pub struct SessionPlan {
     pub params_update_offsets_us: Vec<u64>,
     /// Interval of `{"keep":"alive"}` control messages.
     pub keepalive_interval_us: u64,
-    /// Check the content at every Nth luminance step of each share's output (the first output
-    /// frame whose timestamp names a frame past a step of the marker, and, when its frame
+    /// Check the content at the first luminance step of each share's output and every Nth
+    /// after it, as `content_check_phase` says (the first output frame whose timestamp names
+    /// a frame past a step of the marker, and, when its frame
     /// number cannot be read, the frames after it until the marker shows the step); 0 checks
     /// none. From two steps before a check to its end, output frames are handed to the driver
     /// ([`Output::ClassifyFrame`]) so that it can decode from a keyframe.

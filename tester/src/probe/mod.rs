@@ -103,8 +103,9 @@ pub struct ProbeOptions {
     /// Checks the addresses orchestrators claim against the on-chain ServiceRegistry (shared by
     /// a run's sessions, so each address is read once); `None` records every claim unverified.
     pub address_verifier: Option<Arc<lvt_gateway::identity::AddressVerifier>>,
-    /// At every Nth step of the clip's luminance marker, decode the first output frame past it
-    /// and read the frame number in its picture, or the marker when the number is unreadable
+    /// At the first step of the clip's luminance marker and every Nth after it (from the
+    /// session's phase, `SessionPlan::content_check_phase`), decode the first output frame past
+    /// it and read the frame number in its picture, or the marker when the number is unreadable
     /// (the content check, docs/metrics.md); 0 checks none. Default [`CONTENT_CHECK_EVERY`].
     pub content_check_every: u32,
     /// Let a readable frame number decide a content check; `false` judges by the luminance
